@@ -1,0 +1,372 @@
+"""Tests for tokenization.py: hand-built cases, Hugging Face parity on real corpora, bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import sys
+import unicodedata
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import CASED_VOCAB, UNCASED_VOCAB
+from tokenization import (
+    BasicTokenizer,
+    BertTokenizer,
+    VocabError,
+    WordpieceTokenizer,
+    fast_backend_available,
+    load_vocab,
+)
+
+BACKENDS = [
+    "python",
+    pytest.param(
+        "fast",
+        marks=pytest.mark.skipif(not fast_backend_available(), reason="pip install tokenizers"),
+    ),
+]
+
+LONG_WORD = "a" * 100
+TINY_VOCAB = [
+    "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]",
+    "un", "##want", "##ed", "runn", "##ing", "want", "wa", "##a",
+    "hello", "!", "how", "are", "you", "?", "HeLLo", "Are", "yoU",
+    "héllo", "Héllo", "world", "[", "]", "sep", "cls", "x", "y", "##y",
+    "中", "国", "ab", "cd", "한국", "οδος", "οδοσ", LONG_WORD,
+]  # fmt: skip
+
+
+@pytest.fixture
+def tiny_vocab(tmp_path: Path) -> Path:
+    path = tmp_path / "vocab.txt"
+    path.write_text("\n".join(TINY_VOCAB) + "\n", encoding="utf-8")
+    return path
+
+
+def _tokenizer(vocab: Path, backend: str, do_lower_case: bool = True) -> BertTokenizer:
+    return BertTokenizer(vocab, do_lower_case=do_lower_case, backend=backend)
+
+
+# --- Hand-built cases with known answers ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(
+    ("text", "lower", "expected"),
+    [
+        ("  \tHeLLo!how  \n Are yoU?  ", True, ["hello", "!", "how", "are", "you", "?"]),
+        ("  \tHeLLo!how  \n Are yoU?  ", False, ["HeLLo", "!", "how", "Are", "yoU", "?"]),
+        ("Héllo He\u0301llo", True, ["hello", "hello"]),  # accents stripped, composed or not
+        ("Héllo héllo", False, ["Héllo", "héllo"]),  # cased: accents kept
+        ("ab中国cd 한국", False, ["ab", "中", "国", "cd", "한국"]),  # CJK split, Hangul not
+        # NUL, U+FFFD and "C*" characters (here Cf, Cc, private use Co) vanish inside words.
+        ("hel\x00lo\u200b wor\x07ld\ufffd x\ue000y", True, ["hello", "world", "x", "##y"]),
+        ("hello\u00a0world\u3000x\r\ny", True, ["hello", "world", "x", "y"]),
+        ("unwanted running", True, ["un", "##want", "##ed", "runn", "##ing"]),
+        ("unwantedz wanted", True, ["[UNK]", "want", "##ed"]),  # "z" cannot be covered
+        (LONG_WORD, True, [LONG_WORD]),
+        (LONG_WORD + "a", True, ["[UNK]"]),  # 101 characters, though a + ##a... would cover it
+        ("[CLS] HeLLo [SEP] [MASK]", True, ["[CLS]", "hello", "[SEP]", "[MASK]"]),
+        ("x[SEP] [cls]", True, ["x", "[", "sep", "]", "[", "cls", "]"]),
+        ("[CLS]\u00a0x\t[SEP]", False, ["[CLS]", "x", "[SEP]"]),
+        ("ΟΔΟΣ", True, ["οδος"]),  # Python's str.lower gives the word-final sigma
+        ("", True, []),
+        (" \t\n\u3000\x00 ", True, []),
+    ],
+)
+def test_tokenize_known_answers(tiny_vocab, backend, text, lower, expected):
+    tokenizer = _tokenizer(tiny_vocab, backend, do_lower_case=lower)
+    assert tokenizer.tokenize(text) == expected
+    assert tokenizer.tokenize_batch([text, text]) == [expected, expected]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_tokenize_batch_keeps_order_and_matches_tokenize(tiny_vocab, backend):
+    # Mixes texts the fast backend hands to Rust with ones it keeps in Python ("x[SEP]", "Σ").
+    texts = ["unwanted", "x[SEP]", "", "[CLS] how", "ΟΔΟΣ are", "wanted running"] * 3
+    tokenizer = _tokenizer(tiny_vocab, backend)
+    assert tokenizer.tokenize_batch(texts) == [tokenizer.tokenize(t) for t in texts]
+
+
+def test_basic_tokenizer_steps():
+    assert BasicTokenizer().tokenize(" \tHeLLo!how  \n Are yoU?  ") == [
+        "hello", "!", "how", "are", "you", "?",
+    ]  # fmt: skip
+    assert BasicTokenizer(do_lower_case=False).tokenize("Crème brûlée") == ["Crème", "brûlée"]
+    assert BasicTokenizer().tokenize("Crème brûlée") == ["creme", "brulee"]
+    # "$", "^" and "`" are ASCII symbols but count as punctuation, "¿" and "—" by category.
+    assert BasicTokenizer().tokenize("a$b^c`d ¿e—f") == [*"a$b^c`d", "¿", "e", "—", "f"]
+    assert BasicTokenizer().tokenize("[CLS] [cls]") == ["[CLS]", "[", "cls", "]"]
+    assert BasicTokenizer(never_split=()).tokenize("[CLS]") == ["[", "cls", "]"]
+
+
+def test_wordpiece_tokenizer_greedy_longest_match():
+    vocab = {token: i for i, token in enumerate(TINY_VOCAB)}
+    wordpiece = WordpieceTokenizer(vocab)
+    assert wordpiece.tokenize("unwanted running") == ["un", "##want", "##ed", "runn", "##ing"]
+    assert wordpiece.tokenize("wanta") == ["want", "##a"]  # "want" beats "wa"
+    assert wordpiece.tokenize("unwantedz") == ["[UNK]"]
+    assert wordpiece.tokenize(LONG_WORD + " " + LONG_WORD + "a") == [LONG_WORD, "[UNK]"]
+    assert WordpieceTokenizer(vocab, max_input_chars_per_word=3).tokenize("want") == ["[UNK]"]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_convert_tokens_and_ids_round_trip(tiny_vocab, backend):
+    tokenizer = _tokenizer(tiny_vocab, backend)
+    tokens = tokenizer.tokenize("unwanted running [SEP]")
+    ids = tokenizer.convert_tokens_to_ids(tokens)
+    assert ids == [TINY_VOCAB.index(t) for t in tokens]
+    assert tokenizer.convert_ids_to_tokens(ids) == tokens
+    assert tokenizer.convert_tokens_to_ids(["hello", "not-in-vocab"]) == [13, 1]
+    assert len(tokenizer) == tokenizer.vocab_size == len(TINY_VOCAB)
+    assert tokenizer.ids_to_tokens[5] == "un" and tokenizer.vocab["un"] == 5
+
+
+@pytest.mark.parametrize("bad_id", [-1, len(TINY_VOCAB), 10**9, 1.0])
+def test_convert_ids_to_tokens_rejects_out_of_range(tiny_vocab, bad_id):
+    with pytest.raises(ValueError, match=rf"token id {bad_id!r} .*size {len(TINY_VOCAB)}"):
+        _tokenizer(tiny_vocab, "python").convert_ids_to_tokens([0, bad_id])
+
+
+def test_max_len_warns_instead_of_raising(tiny_vocab, caplog):
+    tokenizer = BertTokenizer(tiny_vocab, max_len=2)
+    with caplog.at_level(logging.WARNING, logger="tokenization"):
+        assert tokenizer.convert_tokens_to_ids(["un", "##want", "##ed"]) == [5, 6, 7]
+    assert "(3 > 2)" in caplog.text
+
+
+def test_real_vocab_ids():
+    specials = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+    for path, size in ((UNCASED_VOCAB, 30522), (CASED_VOCAB, 28996)):
+        vocab = load_vocab(path)
+        assert len(vocab) == size
+        assert [vocab[t] for t in specials] == [0, 100, 101, 102, 103]
+
+
+def test_duplicate_vocab_token_keeps_later_index(tmp_path, caplog):
+    path = tmp_path / "vocab.txt"
+    path.write_text("[UNK]\nhello\nworld\nhello\n", encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="tokenization"):
+        tokenizer = BertTokenizer(path)
+    assert tokenizer.vocab["hello"] == 3 and "repeats 1 token" in caplog.text
+    assert len(tokenizer) == 4
+    assert tokenizer.convert_ids_to_tokens([1, 3]) == ["hello", "hello"]
+    assert tokenizer.convert_tokens_to_ids(tokenizer.tokenize("Hello world")) == [3, 2]
+
+
+# --- Fast backend gives the Python backend's tokens on every code point ------------------------
+
+
+def _code_points_to_check() -> list[int]:
+    """Every assigned code point, plus both ends and every 97th point of unassigned runs."""
+    points, unassigned_run = [], []
+    for cp in range(0x110000):
+        category = unicodedata.category(chr(cp))
+        if category == "Cn":
+            unassigned_run.append(cp)
+            continue
+        if unassigned_run:
+            points += [*unassigned_run[::97], unassigned_run[-1]]
+            unassigned_run = []
+        if category != "Cs":
+            points.append(cp)
+    return points + unassigned_run[::97] + unassigned_run[-1:]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not fast_backend_available(), reason="pip install tokenizers")
+@pytest.mark.parametrize(("vocab", "lower"), [(UNCASED_VOCAB, True), (CASED_VOCAB, False)])
+def test_fast_backend_matches_python_on_every_code_point(vocab, lower):
+    python = BertTokenizer(vocab, do_lower_case=lower)
+    fast = BertTokenizer(vocab, do_lower_case=lower, backend="fast")
+
+    def contexts(char: str) -> str:  # inside a word, and before a combining accent
+        return f"X{char}y {char}\u0301"
+
+    # 64 characters a text keeps the Rust side from paying per-text overhead.
+    chars = [chr(cp) for cp in _code_points_to_check()]
+    chunks = [chars[i : i + 64] for i in range(0, len(chars), 64)]
+    texts = [" ".join(map(contexts, chunk)) for chunk in chunks]
+    pairs = zip(chunks, python.tokenize_batch(texts), fast.tokenize_batch(texts), strict=True)
+    suspects = [c for chunk, p, f in pairs if p != f for c in chunk]
+    mismatches = [
+        (hex(ord(c)), python.tokenize(contexts(c)), fast.tokenize(contexts(c)))
+        for c in suspects
+        if python.tokenize(contexts(c)) != fast.tokenize(contexts(c))
+    ]
+    assert not suspects, mismatches[:5]
+
+
+@pytest.mark.skipif(not fast_backend_available(), reason="pip install tokenizers")
+def test_fast_backend_rejects_never_split_that_lowercasing_reaches(tiny_vocab):
+    with pytest.raises(ValueError, match=r"never_split.*\['x'\]"):
+        BertTokenizer(tiny_vocab, never_split=("[CLS]", "x"), backend="fast")
+    assert BertTokenizer(tiny_vocab, do_lower_case=False, never_split=("x",), backend="fast")
+
+
+# --- Parity with Hugging Face on real corpora ----------------------------------------------------
+
+
+def _tsv_column(path: Path, column: int) -> list[str]:
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    return [row[column] for row in rows[1:]]
+
+
+@pytest.fixture(scope="module")
+def corpora(shared_data: Path) -> dict[str, list[str]]:
+    """Every line of each corpus named in DESIGN.md's tokenizer parity check."""
+    squad = json.loads((shared_data / "squad/v1.1/dev-v1.1.json").read_text(encoding="utf-8"))
+    paragraphs = [p for article in squad["data"] for p in article["paragraphs"]]
+    glue = shared_data / "glue"
+    mrpc = [
+        line
+        for split in ("train", "dev", "test")
+        for column in (3, 4)
+        for line in _tsv_column(glue / f"MRPC/{split}.tsv", column)
+    ]
+    sst2 = [
+        line
+        for split, column in (("train", 0), ("dev", 0), ("test", 1))
+        for line in _tsv_column(glue / f"SST-2/{split}.tsv", column)
+    ]
+    wiki = (shared_data / "text/wiki.valid.raw").read_text(encoding="utf-8").split("\n")[:-1]
+    return {
+        "squad_dev_contexts": [p["context"] for p in paragraphs],
+        "squad_dev_questions": [qa["question"] for p in paragraphs for qa in p["qas"]],
+        "mrpc_sentences": mrpc,
+        "sst2_sentences": sst2,
+        "wikitext2_valid": wiki,
+    }
+
+
+VOCABS = {"uncased": (UNCASED_VOCAB, True), "cased": (CASED_VOCAB, False)}
+
+
+@pytest.fixture(scope="module")
+def hf_ids(corpora):
+    """``hf_ids(kind, vocab_name)``: Hugging Face ids per corpus, computed once per module.
+
+    ``kind`` "fast" is transformers' default ``BertTokenizer`` (Rust), "legacy" its Python one.
+    """
+    transformers = pytest.importorskip("transformers")
+    cache: dict[tuple[str, str], dict[str, list[list[int]]]] = {}
+
+    def get(kind: str, vocab_name: str) -> dict[str, list[list[int]]]:
+        if (kind, vocab_name) not in cache:
+            vocab, lower = VOCABS[vocab_name]
+            if kind == "fast":
+                hf = transformers.BertTokenizer(str(vocab), do_lower_case=lower)
+                ids = {
+                    n: hf(lines, add_special_tokens=False)["input_ids"]
+                    for n, lines in corpora.items()
+                }
+            else:
+                legacy = pytest.importorskip("transformers.models.bert.tokenization_bert_legacy")
+                hf = legacy.BertTokenizerLegacy(str(vocab), do_lower_case=lower)
+                unk_id = hf.vocab["[UNK]"]  # its own vocab dict: convert_tokens_to_ids is slow
+                ids = {
+                    n: [[hf.vocab.get(t, unk_id) for t in hf.tokenize(line)] for line in lines]
+                    for n, lines in corpora.items()
+                }
+            cache[kind, vocab_name] = ids
+        return cache[kind, vocab_name]
+
+    return get
+
+
+def _first_difference(tokenizer, ours, theirs, label):
+    """Both token sequences around the first position where the ids differ."""
+    same = (a == b for a, b in zip(ours, theirs, strict=False))  # lengths may differ
+    k = next((i for i, equal in enumerate(same) if not equal), min(len(ours), len(theirs)))
+    window = slice(max(k - 5, 0), k + 10)
+    return (
+        f"  first difference at token {k}\n"
+        f"  ours: {tokenizer.convert_ids_to_tokens(ours[window])}\n"
+        f"  {label}: {tokenizer.convert_ids_to_tokens(theirs[window])}"
+    )
+
+
+def _assert_same_ids(tokenizer, corpora, reference, label):
+    """Tokenize each corpus once; on mismatch, show the first three lines of each corpus."""
+    counts, examples = [], []
+    for name, lines in corpora.items():
+        ours = [tokenizer.convert_tokens_to_ids(t) for t in tokenizer.tokenize_batch(lines)]
+        bad = [i for i, (a, b) in enumerate(zip(ours, reference[name], strict=True)) if a != b]
+        counts.append(f"{name}: {len(bad)} of {len(lines)} lines differ")
+        examples += [
+            f"{name}[{i}] {lines[i][:150]!r}\n"
+            + _first_difference(tokenizer, ours[i], reference[name][i], label)
+            for i in bad[:3]
+        ]
+    assert not examples, "\n".join(counts + examples)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("vocab_name", list(VOCABS))
+def test_ids_match_hugging_face_bert_tokenizer(corpora, hf_ids, vocab_name, backend):
+    vocab, lower = VOCABS[vocab_name]
+    tokenizer = BertTokenizer(vocab, do_lower_case=lower, backend=backend)
+    _assert_same_ids(tokenizer, corpora, hf_ids("fast", vocab_name), "HF")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("vocab_name", list(VOCABS))
+def test_ids_match_hugging_face_legacy_python_tokenizer(corpora, hf_ids, vocab_name):
+    vocab, lower = VOCABS[vocab_name]
+    tokenizer = BertTokenizer(vocab, do_lower_case=lower)
+    _assert_same_ids(tokenizer, corpora, hf_ids("legacy", vocab_name), "HF legacy")
+
+
+# --- Bad input ----------------------------------------------------------------------------------
+
+
+def test_missing_vocab_file(tmp_path):
+    missing = tmp_path / "no_such_vocab.txt"
+    with pytest.raises(FileNotFoundError, match=r"no_such_vocab\.txt"):
+        BertTokenizer(missing)
+    with pytest.raises(FileNotFoundError, match="vocab file not found"):
+        load_vocab(missing)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(b"", "holds no tokens"), (b"\n  \n", "holds no tokens"), (b"[UNK]\n\xff\xfe\n", "UTF-8")],
+)
+def test_unusable_vocab_file(tmp_path, content, message):
+    path = tmp_path / "bad_vocab.txt"
+    path.write_bytes(content)
+    with pytest.raises(VocabError, match=message) as error:
+        load_vocab(path)
+    assert str(path) in str(error.value)
+
+
+def test_vocab_that_is_a_directory(tmp_path):
+    with pytest.raises(VocabError, match="is a directory") as error:
+        BertTokenizer(tmp_path)
+    assert str(tmp_path) in str(error.value)
+
+
+def test_vocab_without_unk(tmp_path):
+    path = tmp_path / "no_unk.txt"
+    path.write_text("[PAD]\nhello\n", encoding="utf-8")
+    with pytest.raises(VocabError, match=r"no \[UNK\] token") as error:
+        BertTokenizer(path)
+    assert str(path) in str(error.value)
+
+
+def test_unknown_backend(tiny_vocab):
+    with pytest.raises(ValueError, match=r"'python', 'fast'.*'rust'"):
+        BertTokenizer(tiny_vocab, backend="rust")
+
+
+def test_fast_backend_without_tokenizers_package(tiny_vocab, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tokenizers", None)  # makes `import tokenizers` fail
+    assert not fast_backend_available()
+    with pytest.raises(ImportError, match="pip install tokenizers") as error:
+        BertTokenizer(tiny_vocab, backend="fast")
+    assert "backend='fast'" in str(error.value)
