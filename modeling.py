@@ -285,12 +285,16 @@ class BertSelfAttention(nn.Module):
         return context.transpose(1, 2).reshape(batch, seq, -1)  # [B, S, H]
 
 
-class BertSelfOutput(nn.Module):
-    """Attention output projection, dropout, residual add and LayerNorm (post-LN)."""
+class BertOutput(nn.Module):
+    """Projection back to H, dropout, residual add and LayerNorm (post-LN).
 
-    def __init__(self, config: BertConfig) -> None:
+    Closes both sub-blocks of a layer: after attention (`attention.output`, in_features H) and
+    after the feed-forward expansion (`output`, in_features I).
+    """
+
+    def __init__(self, config: BertConfig, in_features: int) -> None:
         super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dense = nn.Linear(in_features, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
@@ -302,7 +306,7 @@ class BertAttention(nn.Module):
     def __init__(self, config: BertConfig) -> None:
         super().__init__()
         self.self = BertSelfAttention(config)
-        self.output = BertSelfOutput(config)
+        self.output = BertOutput(config, config.hidden_size)
 
     def forward(
         self, hidden_states: torch.Tensor, attention_bias: torch.Tensor | None
@@ -336,19 +340,6 @@ class BertIntermediate(nn.Module):
         return self.dense_act(hidden_states)  # [B, S, I]
 
 
-class BertOutput(nn.Module):
-    """FFN output projection, dropout, residual add and LayerNorm (post-LN)."""
-
-    def __init__(self, config: BertConfig) -> None:
-        super().__init__()
-        self.dense = nn.Linear(config.intermediate_size, config.hidden_size)
-        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
-
-    def forward(self, hidden_states: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
-        return self.LayerNorm(self.dropout(self.dense(hidden_states)) + residual)
-
-
 class BertLayer(nn.Module):
     """One Transformer block: attention, add & norm; feed-forward, add & norm."""
 
@@ -356,7 +347,7 @@ class BertLayer(nn.Module):
         super().__init__()
         self.attention = BertAttention(config)
         self.intermediate = BertIntermediate(config)
-        self.output = BertOutput(config)
+        self.output = BertOutput(config, config.intermediate_size)
 
     def forward(
         self, hidden_states: torch.Tensor, attention_bias: torch.Tensor | None
@@ -460,6 +451,7 @@ class BertModel(nn.Module):
         input_ids: torch.Tensor,
         token_type_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
+        output_all_encoded_layers: bool | None = None,
     ) -> tuple[torch.Tensor | list[torch.Tensor], torch.Tensor]:
         """Encode a batch.
 
@@ -467,12 +459,14 @@ class BertModel(nn.Module):
             input_ids: [B, S] token ids.
             token_type_ids: [B, S] segment ids (0 for sentence A, 1 for B); zeros when None.
             attention_mask: [B, S], 1 for real tokens and 0 for padding; all ones when None.
+            output_all_encoded_layers: overrides `config.output_all_encoded_layers`.
 
         Returns:
-            (sequence_output [B, S, H], pooled_output [B, H]). With
-            `config.output_all_encoded_layers`, the first element is the list of every layer's
-            [B, S, H] output (NVIDIA's behaviour).
+            (sequence_output [B, S, H], pooled_output [B, H]). With output_all_encoded_layers,
+            the first element is the list of every layer's [B, S, H] output (NVIDIA's behaviour).
         """
+        if output_all_encoded_layers is None:
+            output_all_encoded_layers = self.config.output_all_encoded_layers
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
         attention_bias = None
@@ -481,14 +475,11 @@ class BertModel(nn.Module):
                 attention_mask, self.embeddings.word_embeddings.weight.dtype
             )
         hidden_states = self.embeddings(input_ids, token_type_ids)
-        all_outputs = self.encoder(
-            hidden_states, attention_bias, self.config.output_all_encoded_layers
-        )
-        sequence_output = all_outputs[-1]
-        pooled_output = self.pooler(sequence_output)
-        if self.config.output_all_encoded_layers:
+        all_outputs = self.encoder(hidden_states, attention_bias, output_all_encoded_layers)
+        pooled_output = self.pooler(all_outputs[-1])
+        if output_all_encoded_layers:
             return all_outputs, pooled_output
-        return sequence_output, pooled_output
+        return all_outputs[-1], pooled_output
 
 
 class BertPredictionHeadTransform(nn.Module):
@@ -576,9 +567,9 @@ class BertForPreTraining(nn.Module):
             [M, V] for the M rows with a label when masked_lm_labels is given and the dense path
             is on, else [B, S, V]; seq_relationship_score is [B, 2].
         """
-        sequence_output, pooled_output = self.bert(input_ids, token_type_ids, attention_mask)
-        if self.config.output_all_encoded_layers:
-            sequence_output = sequence_output[-1]
+        sequence_output, pooled_output = self.bert(
+            input_ids, token_type_ids, attention_mask, output_all_encoded_layers=False
+        )
         labels = masked_lm_labels
         if self.sequence_output_is_dense and labels is not None:
             # Boolean indexing syncs with the host once to learn M; nonzero().squeeze() at HEAD
@@ -620,9 +611,9 @@ class BertForQuestionAnswering(nn.Module):
         end_logits), where loss is NVIDIA's: positions clamped to [0, S], positions equal to S
         ignored, mean of the start and end cross-entropies.
         """
-        sequence_output, _ = self.bert(input_ids, token_type_ids, attention_mask)
-        if self.config.output_all_encoded_layers:
-            sequence_output = sequence_output[-1]
+        sequence_output, _ = self.bert(
+            input_ids, token_type_ids, attention_mask, output_all_encoded_layers=False
+        )
         logits = self.qa_outputs(sequence_output)  # [B, S, 2]
         start_logits, end_logits = logits.float().unbind(dim=-1)
         if start_positions is None or end_positions is None:
@@ -660,7 +651,9 @@ class BertForSequenceClassification(nn.Module):
         labels: torch.Tensor | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Return logits [B, num_labels]; with labels [B], return (loss, logits)."""
-        _, pooled_output = self.bert(input_ids, token_type_ids, attention_mask)
+        _, pooled_output = self.bert(
+            input_ids, token_type_ids, attention_mask, output_all_encoded_layers=False
+        )
         logits = self.classifier(self.dropout(pooled_output)).float()
         if labels is None:
             return logits

@@ -154,6 +154,10 @@ def test_output_all_encoded_layers():
     layers, pooled = model(*random_batch())
     assert isinstance(layers, list) and len(layers) == config.num_hidden_layers
     assert pooled.shape == (3, config.hidden_size)
+    last, _ = model(*random_batch(), output_all_encoded_layers=False)
+    assert torch.equal(last, layers[-1])
+    heads = BertForQuestionAnswering(config).eval()  # task heads always use the last layer
+    assert heads(*random_batch())[0].shape == (3, 24)
 
 
 def eager_reference(model: BertModel, input_ids, token_type_ids, attention_mask):
