@@ -247,13 +247,18 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
 
 
 def _read_hf_folder(folder: Path) -> Weights:
+    config_file = folder / "config.json"
     try:
-        config = BertConfig.from_json_file(folder / "config.json")
-    except ConfigError as err:
-        raise CheckpointError(str(err)) from None
-    model_type = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("model_type")
+        values = json.loads(config_file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{config_file}: not valid JSON ({err})") from None
+    model_type = values.get("model_type") if isinstance(values, dict) else None
     if model_type not in (None, "bert"):
         raise CheckpointError(f"{folder}: model_type is {model_type!r}, not a BERT checkpoint")
+    try:
+        config = BertConfig.from_dict(values, source=str(config_file))
+    except ConfigError as err:
+        raise CheckpointError(str(err)) from None
     weight_file = _hf_weight_file(folder)
     assert weight_file is not None
     if weight_file.suffix == ".safetensors":

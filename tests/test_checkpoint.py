@@ -424,3 +424,17 @@ def test_cli_nvidia_to_hf_with_config_and_vocab(tmp_path, pretraining_model):
         "--config_file", str(TINY_CONFIG),
     )  # fmt: skip
     assert result.returncode == 1 and "output exists" in result.stderr
+
+
+def test_hf_folder_of_another_model_type_is_refused(tmp_path, minilm_dir):
+    import shutil
+
+    folder = tmp_path / "roberta"
+    shutil.copytree(minilm_dir, folder)
+    values = json.loads((folder / "config.json").read_text()) | {"model_type": "roberta"}
+    (folder / "config.json").write_text(json.dumps(values))
+    with pytest.raises(CheckpointError, match="model_type is 'roberta', not a BERT checkpoint"):
+        read_weights(folder)
+    (folder / "config.json").write_text("{")
+    with pytest.raises(CheckpointError, match=r"config\.json: not valid JSON"):
+        read_weights(folder)
