@@ -25,8 +25,7 @@ from checkpoint import (
     tf_variable_to_key,
 )
 from modeling import BertConfig, BertForPreTraining, BertForQuestionAnswering, BertModel
-from tests.conftest import REPO_ROOT, TINY_CONFIG, UNCASED_VOCAB
-from tests.test_modeling import random_batch, tiny_config
+from tests.conftest import REPO_ROOT, TINY_CONFIG, UNCASED_VOCAB, random_batch, tiny_config
 
 transformers = pytest.importorskip("transformers")
 

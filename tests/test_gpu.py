@@ -9,8 +9,7 @@ import torch
 
 from checkpoint import load_state_dict_into
 from modeling import BertConfig, BertForPreTraining, BertForQuestionAnswering, BertModel
-from tests.conftest import REPO_ROOT
-from tests.test_modeling import random_batch
+from tests.conftest import REPO_ROOT, random_batch
 
 pytestmark = [
     pytest.mark.gpu,

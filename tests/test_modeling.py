@@ -21,7 +21,7 @@ from modeling import (
     BertModel,
     ConfigError,
 )
-from tests.conftest import REPO_ROOT, TINY_CONFIG
+from tests.conftest import REPO_ROOT, TINY_CONFIG, random_batch, tiny_config
 
 transformers = pytest.importorskip("transformers")
 
@@ -32,22 +32,6 @@ SENTENCES = [
     "Hi!",
     "The Broncos defeated the Carolina Panthers 24-10 to earn their third Super Bowl title.",
 ]
-
-
-def tiny_config(**changes) -> BertConfig:
-    return BertConfig.from_json_file(TINY_CONFIG).replace(**changes)
-
-
-def random_batch(batch: int = 3, seq: int = 24, vocab: int = 30522, seed: int = 1):
-    generator = torch.Generator().manual_seed(seed)
-    input_ids = torch.randint(1, vocab, (batch, seq), generator=generator)
-    token_type_ids = torch.zeros_like(input_ids)
-    token_type_ids[:, seq // 2 :] = 1
-    attention_mask = torch.ones_like(input_ids)
-    for row in range(1, batch):  # mixed lengths: row r has r * 5 padded positions
-        attention_mask[row, seq - 5 * row :] = 0
-        input_ids[row, seq - 5 * row :] = 0
-    return input_ids, token_type_ids, attention_mask
 
 
 # ----------------------------------------------------------------------------- config
