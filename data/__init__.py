@@ -1,0 +1,1 @@
+"""The data pipeline: download, extract, format, segment, shard, HDF5 creation and verification."""
