@@ -1,0 +1,422 @@
+"""The pre-training data pipeline as named stages, each idempotent and runnable alone.
+
+    python -m data.pipeline [--working_dir DIR] [--force] STAGE [STAGE ...] [options]
+
+Stages, in order (`all` runs them all), and what they write under the working dir, in NVIDIA's
+folder names:
+- download: `download/<dataset>/` (or `--dump` names a local Wikipedia dump: offline);
+- extract: `extracted/wikicorpus_en/` (wikiextractor 3.1.0);
+- format: `formatted_one_article_per_line/<corpus>_one_article_per_line.txt`;
+- shard: `sharded_training_shards_<N>_test_shards_<M>_fraction_<f>/<dataset>/`;
+- hdf5: `hdf5_lower_case_<l>_seq_len_<L>_max_pred_<P>_masked_lm_prob_<p>_random_seed_<s>_`
+  `dupe_factor_<d>/<dataset>/`;
+- verify: nothing; a report, and an error when a shard is wrong.
+
+Every stage writes a completion marker (`.stages/<stage>.json`, with its settings and a summary)
+after its outputs are complete, and is skipped when the marker shows the same settings (use
+`--force` to redo it). A stage that fails or produces nothing stops the pipeline with one clear
+line naming the stage and the path, and writes no marker. The working dir is
+`$BERT_PREP_WORKING_DIR` (NVIDIA's variable), else `--working_dir`, else `data/` of this
+repository; nothing needs root or docker.
+
+Differences from NVIDIA's `bertPrep.py`: pinned dump date and checksums, a pinned extractor
+checked at run time, no NLTK download, bounded memory, parallel segmentation and shard creation
+that waits for every process (weak spot 7), the BookCorpus as an optional local folder (it can
+no longer be downloaded), and a `verify` stage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+STAGES = ("download", "extract", "format", "shard", "hdf5", "verify")
+DATASETS = ("wikicorpus_en", "books_wiki_en_corpus")
+
+
+class PipelineError(RuntimeError):
+    """A stage that failed or produced nothing; the message names the stage and the path."""
+
+
+@contextmanager
+def staged_output_dir(out_dir: Path, overwrite: bool = False) -> Iterator[Path]:
+    """Yield an empty folder beside `out_dir` that replaces `out_dir` when the block succeeds.
+
+    On an exception the folder is deleted and `out_dir` is untouched. A folder left by a killed
+    run (`.<name>.partial`) is cleared first, so two runs must not share an `out_dir`. Without
+    `overwrite`, an existing non-empty `out_dir` is an error before any work is done.
+    """
+    out_dir = Path(out_dir).absolute()
+    if out_dir.exists() and not out_dir.is_dir():
+        raise PipelineError(f"output folder {out_dir} exists and is not a folder")
+    if out_dir.is_dir() and not overwrite and any(out_dir.iterdir()):
+        raise PipelineError(f"output folder {out_dir} is not empty: remove it or pass overwrite")
+    staging = out_dir.with_name(f".{out_dir.name}.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if out_dir.exists():
+        old = out_dir.with_name(f".{out_dir.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        out_dir.rename(old)
+        staging.rename(out_dir)
+        shutil.rmtree(old)
+    else:
+        staging.rename(out_dir)
+
+
+@dataclasses.dataclass
+class Settings:
+    """Every option of the pipeline; each stage's marker records the ones it depends on."""
+
+    working_dir: Path
+    dataset: str = "wikicorpus_en"
+    downloads: tuple[str, ...] = ("wikicorpus_en",)
+    wiki_date: str | None = None
+    mirrors: tuple[str, ...] = ()
+    dump: Path | None = None
+    books_dir: Path | None = None
+    n_training_shards: int = 256
+    n_test_shards: int = 256
+    fraction_test_set: float = 0.1
+    segmentation_seed: int = 12345
+    n_processes: int = dataclasses.field(default_factory=lambda: max(1, os.cpu_count() or 1))
+    vocab_file: Path = REPO_ROOT / "vocab" / "vocab"
+    do_lower_case: bool = True
+    max_seq_length: int = 128
+    max_predictions_per_seq: int = 20
+    masked_lm_prob: float = 0.15
+    random_seed: int = 12345
+    dupe_factor: int = 5
+    short_seq_prob: float = 0.1
+    tokenizer_backend: str = "python"
+    config_file: Path | None = None
+
+    # ---------------------------------------------------------------- NVIDIA's folder names
+    @property
+    def download_dir(self) -> Path:
+        return self.working_dir / "download"
+
+    @property
+    def extracted_dir(self) -> Path:
+        return self.working_dir / "extracted" / "wikicorpus_en"
+
+    @property
+    def formatted_dir(self) -> Path:
+        return self.working_dir / "formatted_one_article_per_line"
+
+    def formatted_file(self, corpus: str) -> Path:
+        return self.formatted_dir / f"{corpus}_one_article_per_line.txt"
+
+    @property
+    def sharded_dir(self) -> Path:
+        name = (
+            f"sharded_training_shards_{self.n_training_shards}_test_shards_"
+            f"{self.n_test_shards}_fraction_{self.fraction_test_set}"
+        )
+        return self.working_dir / name / self.dataset
+
+    @property
+    def hdf5_dir(self) -> Path:
+        name = (
+            f"hdf5_lower_case_{int(self.do_lower_case)}_seq_len_{self.max_seq_length}_max_pred_"
+            f"{self.max_predictions_per_seq}_masked_lm_prob_{self.masked_lm_prob}_random_seed_"
+            f"{self.random_seed}_dupe_factor_{self.dupe_factor}"
+        )
+        return self.working_dir / name / self.dataset
+
+
+# ------------------------------------------------------------------------------- stages
+
+
+def stage_download(s: Settings) -> dict[str, Any]:
+    from data.download import download_dataset, download_wikipedia
+
+    files: list[Path] = []
+    for name in s.downloads:
+        if name == "wikicorpus_en":
+            options = {"date": s.wiki_date} if s.wiki_date else {}
+            if s.mirrors:
+                options["mirrors"] = s.mirrors
+            files.append(download_wikipedia(s.download_dir, local_dump=s.dump, **options))
+        else:
+            files.extend(download_dataset(name, s.download_dir))
+    return {"files": [str(f) for f in files]}
+
+
+def wikipedia_dump(s: Settings) -> Path:
+    if s.dump is not None:
+        return s.dump
+    dumps = sorted((s.download_dir / "wikicorpus_en").glob("enwiki-*-pages-articles*.xml*"))
+    if not dumps:
+        raise PipelineError(
+            f"extract: no Wikipedia dump in {s.download_dir / 'wikicorpus_en'}; run the download "
+            "stage first, or pass --dump PATH"
+        )
+    return dumps[-1]
+
+
+def stage_extract(s: Settings) -> dict[str, Any]:
+    from data.wikipedia import extract
+
+    # The markers decide what is done: a stage that runs replaces its own output folder.
+    files = extract(wikipedia_dump(s), s.extracted_dir, processes=s.n_processes, overwrite=True)
+    return {"files": len(files), "bytes": sum(f.stat().st_size for f in files)}
+
+
+def stage_format(s: Settings) -> dict[str, Any]:
+    from data.wikipedia import format_articles
+
+    summary = {"wikicorpus_en": format_articles(s.extracted_dir, s.formatted_file("wikicorpus_en"))}
+    if s.dataset == "books_wiki_en_corpus":
+        books = sorted(s.books_dir.glob("*.txt")) if s.books_dir else []
+        if not books:
+            raise PipelineError(
+                f"format: the {s.dataset} dataset needs a local BookCorpus copy (a folder of .txt "
+                f"books, --books_dir or BOOKS_DIR), none found in {s.books_dir}; BookCorpus can no "
+                "longer be downloaded, and wiki_only needs none"
+            )
+        summary["bookscorpus"] = format_books(books, s.formatted_file("bookscorpus"))
+    return summary
+
+
+def format_books(books: list[Path], out_file: Path) -> int:
+    """One book per line (NVIDIA's BookCorpus formatting): its non-empty lines joined."""
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_file.with_name(f".{out_file.name}.tmp")
+    count = 0
+    with open(tmp, "w", encoding="utf-8") as writer:
+        for book in books:
+            with open(book, encoding="utf-8", errors="replace") as reader:
+                text = " ".join(line.strip() for line in reader if line.strip())
+            if text:
+                writer.write(text + "\n")
+                count += 1
+    os.replace(tmp, out_file)
+    return count
+
+
+def stage_shard(s: Settings) -> dict[str, Any]:
+    from data.sharding import shard_articles
+
+    corpora = ["wikicorpus_en"] + (["bookscorpus"] if s.dataset == "books_wiki_en_corpus" else [])
+    inputs = [s.formatted_file(corpus) for corpus in corpora]
+    missing = [str(path) for path in inputs if not path.is_file()]
+    if missing:
+        raise PipelineError(f"shard: {', '.join(missing)} not found; run the format stage first")
+    summary = shard_articles(
+        inputs,
+        s.sharded_dir,
+        prefix=s.dataset,
+        n_training=s.n_training_shards,
+        n_test=s.n_test_shards,
+        fraction_test=s.fraction_test_set,
+        seed=s.segmentation_seed,
+        processes=s.n_processes,
+        overwrite=True,
+    )
+    return {"shards": len(list(s.sharded_dir.glob("*.txt"))), "summary": summary}
+
+
+def stage_hdf5(s: Settings) -> dict[str, Any]:
+    from create_pretraining_data import InstanceOptions, ShardJob, create_shards
+
+    texts = sorted(p for p in s.sharded_dir.glob("*.txt") if p.stat().st_size > 0)
+    if not texts:
+        raise PipelineError(f"hdf5: no text shards in {s.sharded_dir}; run the shard stage first")
+    options = InstanceOptions(
+        max_seq_length=s.max_seq_length,
+        dupe_factor=s.dupe_factor,
+        max_predictions_per_seq=s.max_predictions_per_seq,
+        masked_lm_prob=s.masked_lm_prob,
+        short_seq_prob=s.short_seq_prob,
+        random_seed=s.random_seed,
+    )
+    options.validate()
+    jobs = [
+        ShardJob(
+            (text,),
+            s.hdf5_dir / f"{text.stem}.hdf5",
+            s.vocab_file,
+            s.do_lower_case,
+            options,
+            s.tokenizer_backend,
+        )
+        for text in texts
+    ]
+    results = create_shards(jobs, processes=s.n_processes)
+    return {"shards": len(results), "instances": sum(r["instances"] for r in results)}
+
+
+def stage_verify(s: Settings) -> dict[str, Any]:
+    from data.verify import Expectations, verify_shards
+
+    expected = len([p for p in s.sharded_dir.glob("*.txt") if p.stat().st_size > 0]) or None
+    report = verify_shards(
+        [s.hdf5_dir],
+        Expectations(
+            s.max_seq_length,
+            s.max_predictions_per_seq,
+            s.vocab_file,
+            s.config_file,
+            expected,
+        ),
+    )
+    if not report.ok:
+        shown = "; ".join(report.problems[:5])
+        more = f" (+{len(report.problems) - 5} more)" if len(report.problems) > 5 else ""
+        raise PipelineError(f"verify: {s.hdf5_dir}: {shown}{more}")
+    return {"shards": report.shards, "instances": report.instances, "tokens": report.tokens}
+
+
+SHARD_SETTINGS = (
+    "dataset",
+    "n_training_shards",
+    "n_test_shards",
+    "fraction_test_set",
+    "segmentation_seed",
+)
+INSTANCE_SETTINGS = (
+    "vocab_file",
+    "do_lower_case",
+    "max_seq_length",
+    "max_predictions_per_seq",
+    "masked_lm_prob",
+    "random_seed",
+    "dupe_factor",
+    "short_seq_prob",
+)
+
+#: Stage -> (function, the settings its output depends on).
+STAGE_TABLE: dict[str, tuple[Callable[[Settings], dict], tuple[str, ...]]] = {
+    "download": (stage_download, ("downloads", "wiki_date", "mirrors", "dump")),
+    "extract": (stage_extract, ("dump", "wiki_date")),
+    "format": (stage_format, ("dataset", "books_dir")),
+    "shard": (stage_shard, SHARD_SETTINGS),
+    "hdf5": (stage_hdf5, SHARD_SETTINGS + INSTANCE_SETTINGS),
+    "verify": (stage_verify, SHARD_SETTINGS + INSTANCE_SETTINGS + ("config_file",)),
+}
+
+
+# ------------------------------------------------------------------------------- running
+
+
+def _marker(s: Settings, stage: str) -> tuple[Path, dict[str, Any]]:
+    keys = STAGE_TABLE[stage][1]
+    params = {key: _jsonable(getattr(s, key)) for key in keys}
+    suffix = ""
+    if stage in ("hdf5", "verify"):
+        suffix = f"-{s.hdf5_dir.parent.name}"
+    elif stage == "shard":
+        suffix = f"-{s.sharded_dir.parent.name}"
+    return s.working_dir / ".stages" / f"{stage}-{s.dataset}{suffix}.json", params
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+def run_stage(s: Settings, stage: str, force: bool = False) -> dict[str, Any]:
+    """Run one stage unless its marker shows it done with the same settings."""
+    marker, params = _marker(s, stage)
+    if not force and marker.is_file() and stage != "verify":
+        recorded = json.loads(marker.read_text())
+        if recorded.get("params") == params:
+            logger.info("%s: already done (%s); --force redoes it", stage, marker)
+            return recorded["summary"]
+    function = STAGE_TABLE[stage][0]
+    logger.info("%s: running", stage)
+    try:
+        summary = function(s)
+    except PipelineError:
+        raise
+    except Exception as err:  # every failure stops the pipeline with the stage's name
+        raise PipelineError(f"{stage}: {err}") from err
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    tmp = marker.with_name(f".{marker.name}.tmp")
+    tmp.write_text(json.dumps({"params": params, "summary": summary}, indent=2, default=str))
+    os.replace(tmp, marker)
+    logger.info("%s: done: %s", stage, json.dumps(summary, default=str)[:300])
+    return summary
+
+
+def run_pipeline(s: Settings, stages: list[str], force: bool = False) -> None:
+    s.working_dir.mkdir(parents=True, exist_ok=True)
+    for stage in stages:
+        run_stage(s, stage, force)
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[Settings, list[str], bool]:
+    defaults = Settings(working_dir=Path("."))
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("stages", nargs="+", choices=(*STAGES, "all"))
+    parser.add_argument("--working_dir", type=Path, help="default: $BERT_PREP_WORKING_DIR, data/")
+    parser.add_argument("--force", action="store_true", help="redo stages already done")
+    parser.add_argument("--dataset", choices=DATASETS, default=defaults.dataset)
+    parser.add_argument(
+        "--downloads",
+        nargs="+",
+        default=list(defaults.downloads),
+        help="download stage: any of wikicorpus_en squad glue google_pretrained_weights",
+    )
+    parser.add_argument("--wiki_date", help="pinned dump date, e.g. 20240601")
+    parser.add_argument("--mirror", dest="mirrors", action="append", default=[])
+    parser.add_argument("--dump", type=Path, help="a local pages-articles dump (offline)")
+    parser.add_argument("--books_dir", type=Path, default=os.environ.get("BOOKS_DIR"))
+    for name in ("n_training_shards", "n_test_shards", "n_processes", "max_seq_length",
+                 "max_predictions_per_seq", "random_seed", "dupe_factor"):  # fmt: skip
+        parser.add_argument(f"--{name}", type=int, default=getattr(defaults, name))
+    for name in ("fraction_test_set", "masked_lm_prob", "short_seq_prob"):
+        parser.add_argument(f"--{name}", type=float, default=getattr(defaults, name))
+    parser.add_argument("--vocab_file", type=Path, default=defaults.vocab_file)
+    parser.add_argument("--do_lower_case", type=int, choices=(0, 1), default=1)
+    parser.add_argument("--tokenizer_backend", choices=("python", "fast"), default="python")
+    parser.add_argument("--config_file", type=Path, help="verify: the model config to match")
+    args = parser.parse_args(argv)
+    working_dir = args.working_dir or Path(
+        os.environ.get("BERT_PREP_WORKING_DIR") or REPO_ROOT / "data"
+    )
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(Settings)
+              if f.name != "working_dir" and hasattr(args, f.name)}  # fmt: skip
+    values["downloads"] = tuple(args.downloads)
+    values["mirrors"] = tuple(args.mirrors)
+    values["do_lower_case"] = bool(args.do_lower_case)
+    stages = list(STAGES) if "all" in args.stages else args.stages
+    return Settings(working_dir=working_dir, **values), stages, args.force
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    settings, stages, force = parse_args(argv)
+    try:
+        run_pipeline(settings, stages, force)
+    except PipelineError as err:
+        print(f"data.pipeline: error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,185 @@
+"""data/pipeline.py: the stages end to end on a tiny offline Wikipedia dump, idempotence through
+the completion markers, and a failed or empty stage stopping the pipeline."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+
+import h5py
+import pytest
+
+from data import pipeline
+from data.pipeline import PipelineError, Settings, run_pipeline
+from tests.conftest import REPO_ROOT, UNCASED_VOCAB
+
+needs_wikiextractor = pytest.mark.skipif(
+    importlib.util.find_spec("wikiextractor") is None, reason="pip install wikiextractor==3.1.0"
+)
+
+TOPICS = ["lobster", "river", "castle", "comet", "violin", "glacier", "harbour", "orchard", "canal"]
+
+
+def tiny_dump(path) -> None:
+    """A pages-articles XML dump of nine short articles with some wiki markup (one tag a line,
+    as real dumps are and as WikiExtractor reads them)."""
+    lines = [
+        '<mediawiki xmlns="http://www.mediawiki.org/xml/export-0.10/" version="0.10">',
+        "  <siteinfo>",
+        "    <sitename>Wikipedia</sitename>",
+        "    <dbname>enwiki</dbname>",
+        "    <base>https://en.wikipedia.org/wiki/Main_Page</base>",
+        "    <case>first-letter</case>",
+        "    <namespaces>",
+        '      <namespace key="0" case="first-letter" />',
+        # WikiExtractor extracts nothing from a dump whose siteinfo lacks the Template namespace.
+        '      <namespace key="10" case="first-letter">Template</namespace>',
+        "    </namespaces>",
+        "  </siteinfo>",
+    ]
+    for number, topic in enumerate(TOPICS, start=1):
+        lines += [
+            "  <page>",
+            f"    <title>{topic.title()}</title>",
+            "    <ns>0</ns>",
+            f"    <id>{number}</id>",
+            "    <revision>",
+            f"      <id>{100 + number}</id>",
+            f"      <text xml:space=\"preserve\">'''{topic.title()}''' is the subject of "
+            f"this [[article|page]]. The {topic} was first described in {1800 + number}. "
+            f"Many people visit the {topic} every year. It is well known in the region.",
+            "",
+            "== History ==",
+            f"In {1900 + number} the {topic} changed. Dr. Smith wrote about it. The records "
+            f"show {number} events. They are kept in the city archive.</text>",
+            "    </revision>",
+            "  </page>",
+        ]
+    lines.append("</mediawiki>")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def small_settings(tmp_path, **changes) -> Settings:
+    dump = tmp_path / "enwiki-20240601-pages-articles.xml"
+    if not dump.exists():
+        tiny_dump(dump)
+    values = dict(
+        working_dir=tmp_path / "work", dump=dump, n_training_shards=2, n_test_shards=1,
+        fraction_test_set=0.3, n_processes=1, max_seq_length=32, max_predictions_per_seq=5,
+        dupe_factor=2, vocab_file=UNCASED_VOCAB,
+    )  # fmt: skip
+    return Settings(**(values | changes))
+
+
+@needs_wikiextractor
+def test_all_stages_offline_end_to_end(tmp_path):
+    settings = small_settings(tmp_path)
+    run_pipeline(settings, list(pipeline.STAGES))
+    work = settings.working_dir
+    articles = settings.formatted_file("wikicorpus_en").read_text().splitlines()
+    assert len(articles) == len(TOPICS) and "Lobster is the subject" in articles[0]
+    sharded = work / "sharded_training_shards_2_test_shards_1_fraction_0.3" / "wikicorpus_en"
+    assert sorted(p.name for p in sharded.iterdir()) == [
+        "wikicorpus_en_test_0.txt", "wikicorpus_en_training_0.txt", "wikicorpus_en_training_1.txt",
+    ]  # fmt: skip
+    hdf5 = (
+        work
+        / (
+            "hdf5_lower_case_1_seq_len_32_max_pred_5_masked_lm_prob_0.15_random_seed_12345_"
+            "dupe_factor_2"
+        )
+        / "wikicorpus_en"
+    )  # NVIDIA's folder names, which the launchers expect
+    shards = sorted(p.name for p in hdf5.iterdir())
+    assert shards == [
+        name.replace(".txt", ".hdf5") for name in sorted(p.name for p in sharded.iterdir())
+    ]
+    with h5py.File(hdf5 / "wikicorpus_en_training_0.hdf5") as shard:
+        assert shard["input_ids"].shape[1] == 32 and len(shard["input_ids"]) > 0
+    markers = sorted(p.name.split("-")[0] for p in (work / ".stages").iterdir())
+    assert markers == sorted(pipeline.STAGES)
+    verify = json.loads(next((work / ".stages").glob("verify-*.json")).read_text())
+    assert verify["summary"]["shards"] == 3 and verify["summary"]["instances"] > 0
+
+
+@needs_wikiextractor
+def test_stages_are_idempotent_and_settings_aware(tmp_path, monkeypatch):
+    settings = small_settings(tmp_path)
+    run_pipeline(settings, ["download", "extract", "format", "shard", "hdf5"])
+    hdf5_dir = settings.hdf5_dir
+    mtimes = {p: p.stat().st_mtime_ns for p in hdf5_dir.iterdir()}
+    calls = []
+    for stage, (function, keys) in list(pipeline.STAGE_TABLE.items()):
+
+        def spy(s, function=function, stage=stage):
+            calls.append(stage)
+            return function(s)
+
+        monkeypatch.setitem(pipeline.STAGE_TABLE, stage, (spy, keys))
+    run_pipeline(settings, ["download", "extract", "format", "shard", "hdf5"])
+    assert calls == []  # everything already done with these settings
+    assert {p: p.stat().st_mtime_ns for p in hdf5_dir.iterdir()} == mtimes
+    run_pipeline(small_settings(tmp_path, dupe_factor=1), ["shard", "hdf5"])
+    assert calls == ["hdf5"]  # a new instance setting redoes only the HDF5 stage, elsewhere
+    assert small_settings(tmp_path, dupe_factor=1).hdf5_dir != hdf5_dir
+    run_pipeline(settings, ["shard"], force=True)
+    assert calls == ["hdf5", "shard"]
+
+
+def test_an_empty_stage_stops_the_pipeline_without_a_marker(tmp_path):
+    settings = small_settings(tmp_path)
+    settings.sharded_dir.mkdir(parents=True)
+    (settings.sharded_dir / "wikicorpus_en_training_0.txt").write_text("")
+    with pytest.raises(PipelineError, match=r"hdf5: no text shards in .*wikicorpus_en"):
+        run_pipeline(settings, ["hdf5", "verify"])
+    assert not (settings.working_dir / ".stages").exists()
+
+
+@needs_wikiextractor
+def test_a_dump_without_articles_fails_at_extract(tmp_path):
+    bad = tmp_path / "enwiki-bad.xml"
+    bad.write_text("<mediawiki></mediawiki>\n")
+    settings = small_settings(tmp_path, dump=bad)
+    with pytest.raises(PipelineError, match="extract"):
+        run_pipeline(settings, ["extract", "format"])
+    assert not settings.formatted_file("wikicorpus_en").exists()
+
+
+def test_command_line_errors(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "data.pipeline", "hdf5", "--working_dir", str(tmp_path)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith("data.pipeline: error: hdf5: no text")
+    result = subprocess.run(
+        [sys.executable, "-m", "data.pipeline", "format", "--dataset", "books_wiki_en_corpus",
+         "--working_dir", str(tmp_path)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, env={"PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    assert result.returncode == 1
+    result = subprocess.run(
+        ["bash", "data/create_datasets_from_start.sh", "wiki_and_more"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2 and "expected wiki_only or wiki_books" in result.stderr
+
+
+@needs_wikiextractor
+def test_wiki_books_needs_a_local_bookcorpus(tmp_path):
+    settings = small_settings(tmp_path, dataset="books_wiki_en_corpus")
+    with pytest.raises(PipelineError, match="needs a local BookCorpus copy"):
+        run_pipeline(settings, ["extract", "format"])
+    books = tmp_path / "books"
+    books.mkdir()
+    (books / "book_1.txt").write_text("Chapter one .\nIt was a dark night .\n\nThe end .\n")
+    settings = small_settings(tmp_path, dataset="books_wiki_en_corpus", books_dir=books)
+    run_pipeline(settings, ["format", "shard"])
+    assert settings.formatted_file("bookscorpus").read_text() == (
+        "Chapter one . It was a dark night . The end .\n"
+    )
+    assert settings.sharded_dir.name == "books_wiki_en_corpus"
+    text = "".join(p.read_text() for p in settings.sharded_dir.iterdir())
+    assert "It was a dark night ." in text and "The lobster was first described" in text
