@@ -1,0 +1,175 @@
+"""Optimizers: LAMB exactly as NVIDIA's fused NVLAMB kernels apply it, AdamW, the no-decay rule.
+
+LAMB, one step (spec §7.1; apex `FusedLAMB` at 21.11, `FusedLAMBAMP` at HEAD):
+1. g_norm = the global L2 norm of every gradient; clip = g_norm / max_grad_norm if larger than 1;
+2. per element, g' = g / clip; m = b1 m + (1 - b1) g'; v = b2 v + (1 - b2) g'^2;
+   update = (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps) + wd * p   (decoupled decay);
+3. per tensor, ratio = lr * ||p|| / ||update|| when (wd != 0 or use_nvlamb) and both norms are
+   non-zero, else lr (so bias and LayerNorm tensors take a plain Adam step); no clamp;
+4. p -= ratio * update; the group's `step` counts the steps taken.
+Implemented with `torch._foreach_*` multi-tensor ops and no host synchronisation; apex FusedLAMB
+is used instead when `impl="apex"` (or `"auto"` on CUDA with apex installed).
+
+Differences from NVIDIA: no apex needed; the trust ratio uses the same rule for every parameter
+dtype; the global gradient norm of the last step is kept (`last_grad_norm`) for logging. BertAdam
+(per-tensor clipping, no bias correction, LR 0 on the first step: weak spot 24) is replaced by
+`torch.optim.AdamW` for fine-tuning, fused on CUDA.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+#: NVIDIA's no-decay rule (pre-training and fine-tuning): any name containing one of these.
+NO_DECAY = ("bias", "gamma", "beta", "LayerNorm")
+
+
+def parameter_groups(
+    model: nn.Module, weight_decay: float = 0.01, exclude: Iterable[str] = ()
+) -> list[dict]:
+    """Two groups, in `named_parameters` order: decayed weights, then biases and LayerNorm.
+
+    `exclude` drops parameters whose name contains any of the given strings (SQuAD drops the
+    pooler, which its loss never reaches). Tied weights are listed once.
+    """
+    exclude = tuple(exclude)
+    decay, no_decay = [], []
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad or any(part in name for part in exclude):
+            continue
+        (no_decay if any(part in name for part in NO_DECAY) else decay).append(parameter)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+class Lamb(torch.optim.Optimizer):
+    """NVLAMB with global gradient clipping, in multi-tensor PyTorch (see the module docstring)."""
+
+    def __init__(
+        self,
+        params: Iterable,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-6,
+        weight_decay: float = 0.01,
+        bias_correction: bool = True,
+        grad_averaging: bool = True,
+        max_grad_norm: float = 1.0,
+        use_nvlamb: bool = False,
+    ) -> None:
+        defaults = dict(
+            lr=lr,
+            betas=betas,
+            eps=eps,
+            weight_decay=weight_decay,
+            bias_correction=bias_correction,
+            grad_averaging=grad_averaging,
+            max_grad_norm=max_grad_norm,
+            use_nvlamb=use_nvlamb,
+            step=0,
+        )
+        super().__init__(params, defaults)
+        self.last_grad_norm: torch.Tensor | None = None
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        grads = [
+            p.grad for group in self.param_groups for p in group["params"] if p.grad is not None
+        ]
+        if not grads:
+            return loss
+        if any(g.is_sparse for g in grads):
+            raise RuntimeError("Lamb does not support sparse gradients")
+        norms = torch._foreach_norm(grads)
+        global_norm = torch.linalg.vector_norm(torch.stack([n.float() for n in norms]))
+        self.last_grad_norm = global_norm
+        max_norm = self.defaults["max_grad_norm"]
+        clip = (global_norm / max_norm).clamp(min=1.0) if max_norm > 0 else None
+        for group in self.param_groups:
+            self._update_group(group, clip)
+        return loss
+
+    def _update_group(self, group: dict, clip: torch.Tensor | None) -> None:
+        params = [p for p in group["params"] if p.grad is not None]
+        if not params:
+            return
+        group["step"] += 1
+        step = group["step"]
+        beta1, beta2 = group["betas"]
+        beta3 = 1 - beta1 if group["grad_averaging"] else 1.0
+        correction1 = 1 - beta1**step if group["bias_correction"] else 1.0
+        correction2 = 1 - beta2**step if group["bias_correction"] else 1.0
+        for p in params:
+            state = self.state[p]
+            if not state:
+                state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        exp_avgs = [self.state[p]["exp_avg"] for p in params]
+        exp_avg_sqs = [self.state[p]["exp_avg_sq"] for p in params]
+        grads = [p.grad for p in params]
+        if clip is not None:
+            grads = torch._foreach_div(grads, clip)
+        torch._foreach_mul_(exp_avgs, beta1)
+        torch._foreach_add_(exp_avgs, grads, alpha=beta3)
+        torch._foreach_mul_(exp_avg_sqs, beta2)
+        torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1 - beta2)
+        denominators = torch._foreach_sqrt(exp_avg_sqs)
+        torch._foreach_div_(denominators, math.sqrt(correction2))
+        torch._foreach_add_(denominators, group["eps"])
+        updates = torch._foreach_div(exp_avgs, denominators)
+        torch._foreach_div_(updates, correction1)
+        weight_decay, lr = group["weight_decay"], group["lr"]
+        if weight_decay != 0:
+            torch._foreach_add_(updates, params, alpha=weight_decay)
+        if weight_decay != 0 or group["use_nvlamb"]:
+            param_norms = torch.stack(torch._foreach_norm(params))
+            update_norms = torch.stack(torch._foreach_norm(updates))
+            trusted = (param_norms > 0) & (update_norms > 0)
+            ratios = torch.where(trusted, lr * param_norms / update_norms, lr).neg_()
+            torch._foreach_mul_(updates, list(ratios.unbind()))
+            torch._foreach_add_(params, updates)
+        else:
+            torch._foreach_add_(params, updates, alpha=-lr)
+
+
+def make_lamb(
+    param_groups: list[dict], lr: float, impl: str = "auto", **kwargs
+) -> torch.optim.Optimizer:
+    """LAMB from `impl`: "torch" (ours), "apex" (FusedLAMB, CUDA), or "auto" (apex when usable)."""
+    if impl not in ("auto", "torch", "apex"):
+        raise ValueError(f"LAMB implementation must be auto, torch or apex, got {impl!r}")
+    if impl in ("auto", "apex"):
+        try:
+            from apex.optimizers import FusedLAMB
+        except ImportError:
+            if impl == "apex":
+                raise ImportError("--optimizer_impl apex needs NVIDIA apex installed") from None
+        else:
+            if torch.cuda.is_available():
+                logger.info("optimizer: apex FusedLAMB")
+                return FusedLAMB(param_groups, lr=lr, **kwargs)
+            if impl == "apex":
+                raise RuntimeError("apex FusedLAMB needs a CUDA device")
+    logger.info("optimizer: LAMB (torch multi-tensor)")
+    return Lamb(param_groups, lr=lr, **kwargs)
+
+
+def make_adamw(param_groups: list[dict], lr: float, device: torch.device) -> torch.optim.Optimizer:
+    """AdamW for fine-tuning: fused kernel on CUDA, multi-tensor on CPU; eps 1e-6 as BertAdam."""
+    fused = device.type == "cuda"
+    return torch.optim.AdamW(
+        param_groups, lr=lr, betas=(0.9, 0.999), eps=1e-6, fused=fused, foreach=not fused
+    )
