@@ -1,0 +1,625 @@
+"""BERT pre-training (masked LM + next sentence) on NVIDIA-layout HDF5 shards, with LAMB.
+
+    torchrun --nproc_per_node=8 run_pretraining.py --input_dir=<phase-1 shards> \\
+        --output_dir=results/checkpoints --config_file=bert_configs/large.json \\
+        --train_batch_size=8192 --gradient_accumulation_steps=128 --max_seq_length=128 \\
+        --max_predictions_per_seq=20 --max_steps=7038 --warmup_proportion=0.2843 \\
+        --learning_rate=6e-3 --num_steps_per_checkpoint=200 --seed=42 --fp16 --do_train
+
+NVIDIA's flags and phase semantics (spec §2.1, §6): `--train_batch_size` is per process per
+optimizer step and is divided by `--gradient_accumulation_steps`; `--max_steps` shapes the LR
+schedule of the current phase; phase 2 (`--phase2 --resume_from_checkpoint`) starts from the
+newest phase-1 checkpoint in `--output_dir`, keeps the optimizer moments and restarts the step
+count and schedule; its checkpoints are named `ckpt_<phase1_end_step + step>.pt`.
+
+Differences from NVIDIA's script, on purpose:
+- plain PyTorch: native AMP (`--fp16`, or `--bf16`), our multi-tensor LAMB (apex FusedLAMB when
+  installed and chosen), DDP through torchrun with `no_sync` accumulation, and the loss divided
+  by the accumulation steps (weak spot 18); `--allreduce_post_accumulation` is therefore always
+  the behaviour, and `--allreduce_post_accumulation_fp16` compresses the all-reduce to fp16;
+- resume is exact: optimizer, scaler, schedule, RNG states and every rank's data position are in
+  the checkpoint, and an interrupted phase 2 resumes its schedule (HEAD reset it unless
+  `--resume_phase2`, which is still accepted); a missing checkpoint starts fresh with a warning;
+- checkpoints are atomic, the last three of this run are kept, SIGTERM/SIGUSR1 save one and exit
+  0 at the next optimizer step; a persistent non-finite loss stops the run with a clear message
+  and writes no checkpoint of broken weights;
+- `--init_checkpoint` alone initialises the weights from any format (NGC, ours, Hugging Face,
+  Google TF) with a fresh optimizer; with `--resume_from_checkpoint` it also takes the moments;
+- logs: dllogger-format JSON lines (dllogger itself not required) with the loss, MLM/NSP parts,
+  learning rate, gradient norm, loss scale, skipped steps and sequences/s every `--log_freq`
+  steps; no host synchronisation between logging steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import random
+import re
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+import distributed
+from checkpoint import (
+    CheckpointError,
+    atomic_torch_save,
+    load_model_weights,
+    load_state_dict_into,
+    nvidia_state_dict,
+    torch_load,
+)
+from logger import MetricLogger
+from modeling import BertConfig, BertForPreTraining, ConfigError
+from optimization import make_lamb, parameter_groups
+from pretraining_data import (
+    DynamicMasking,
+    PretrainingDataLoader,
+    ShardError,
+    training_files,
+)
+from schedulers import WarmupScheduler
+from tokenization import BertTokenizer
+from training import (
+    configure_tf32,
+    make_precision,
+    no_sync_unless,
+    optimizer_step,
+    resolve_precision,
+    set_activation_checkpointing,
+)
+
+logger = logging.getLogger("run_pretraining")
+PROCESS_START = time.time()
+
+#: Consecutive fp16 overflow steps after which the run is declared diverged.
+MAX_CONSECUTIVE_SKIPS = 64
+KEEP_CHECKPOINTS = 3
+
+
+class ArgumentError(ValueError):
+    """A flag value or combination that cannot work; the message names the flag."""
+
+
+def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add = parser.add_argument
+    add("--input_dir", required=True, help="folder of HDF5 shards ('training' in the name)")
+    add("--config_file", required=True, help="model config JSON")
+    add("--output_dir", required=True, help="where ckpt_<step>.pt are written")
+    add("--vocab_file", help="vocabulary; needed for --dynamic_masking, recorded otherwise")
+    add("--bert_model", default="bert-large-uncased", help="accepted for compatibility; unused")
+    add("--init_checkpoint", help="initial weights (any format); with resume also the moments")
+    add("--max_seq_length", type=int, help="must match the shards (default: theirs)")
+    add("--max_predictions_per_seq", type=int, help="must match the shards (default: theirs)")
+    add("--train_batch_size", type=int, default=32, help="per process per optimizer step")
+    add("--learning_rate", type=float, default=5e-5)
+    add("--num_train_epochs", type=float, default=3.0, help="accepted; unused, as in NVIDIA's")
+    add("--max_steps", type=float, default=1000, help="optimizer steps of this phase's schedule")
+    add("--warmup_proportion", type=float, default=0.01)
+    add("--local_rank", type=int, default=int(os.environ.get("LOCAL_RANK", -1)))
+    add("--seed", type=int, default=42)
+    add("--gradient_accumulation_steps", type=int, default=1)
+    add("--fp16", "--amp", dest="fp16", action="store_true", help="fp16 autocast + loss scaling")
+    add("--bf16", action="store_true", help="bf16 autocast (Ampere and newer, or CPU)")
+    add("--loss_scale", type=float, default=0.0, help="fp16: initial scale if > 0")
+    add("--init_loss_scale", type=float, default=2**20)
+    add("--log_freq", type=float, default=1.0, help="log every N optimizer steps")
+    add("--checkpoint_activations", action="store_true")
+    add("--resume_from_checkpoint", action="store_true")
+    add("--resume_step", type=int, default=-1, help="-1: the newest ckpt_<N>.pt in output_dir")
+    add("--num_steps_per_checkpoint", type=int, default=100)
+    add("--skip_checkpoint", action="store_true")
+    add("--phase2", action="store_true")
+    add("--resume_phase2", action="store_true", help="resume an interrupted phase 2 (HEAD flag)")
+    add("--allreduce_post_accumulation", action="store_true", help="accepted; always the case")
+    add("--allreduce_post_accumulation_fp16", action="store_true")
+    add("--phase1_end_step", type=int, default=7038)
+    add("--do_train", action="store_true", help="required, as in NVIDIA's script")
+    add("--json-summary", "--json_summary", dest="json_summary", default="results/dllogger.json")
+    add("--use_env", action="store_true", help="accepted; unused")
+    add("--disable_progress_bar", action="store_true")
+    add("--steps_this_run", type=int, default=-1, help="stop at this phase step (-1: max_steps)")
+    add("--num_workers", type=int, default=4, help="accepted; shards are prefetched by a thread")
+    add("--no_dense_sequence_output", action="store_true", help="score every position")
+    add("--dynamic_masking", action="store_true", help="re-mask every batch (needs --vocab_file)")
+    add("--data_sharding", choices=("files", "interleaved"), default="files")
+    add("--optimizer_impl", choices=("auto", "torch", "apex"), default="auto")
+    add("--no_tf32", action="store_true", help="keep fp32 matmuls exact on Ampere and newer")
+    add("--no_cuda", action="store_true", help="run on the CPU even if a GPU is present")
+    add("--profile", action="store_true", help="accepted; unused")
+    return parser.parse_args(argv)
+
+
+@dataclasses.dataclass
+class RunState:
+    """Counters of the run; `step` is the phase-local optimizer step."""
+
+    step: int = 0
+    skipped_steps: int = 0
+    consecutive_skips: int = 0
+    start_step: int = 0
+    checkpoints_written: list[Path] = dataclasses.field(default_factory=list)
+    final_loss: float = float("nan")
+    raw_train_time: float = 0.0
+    stop_requested: str | None = None
+
+
+def check_arguments(args: argparse.Namespace, is_main: bool) -> None:
+    """The reference's setup rules, each failing with one clear line naming the flag."""
+    if not args.do_train:
+        raise ArgumentError("--do_train is required (as in NVIDIA's run_pretraining.py)")
+    if args.gradient_accumulation_steps < 1:
+        raise ArgumentError("--gradient_accumulation_steps must be at least 1")
+    if args.train_batch_size % args.gradient_accumulation_steps:
+        raise ArgumentError(
+            f"--train_batch_size {args.train_batch_size} is not divisible by "
+            f"--gradient_accumulation_steps {args.gradient_accumulation_steps}"
+        )
+    if args.max_steps < 1:
+        raise ArgumentError(f"--max_steps must be at least 1, got {args.max_steps}")
+    if args.dynamic_masking and not args.vocab_file:
+        raise ArgumentError("--dynamic_masking needs --vocab_file")
+    if not Path(args.input_dir).is_dir():
+        raise ArgumentError(f"--input_dir {args.input_dir}: no such folder")
+    output = Path(args.output_dir)
+    if output.exists() and not output.is_dir():
+        raise ArgumentError(f"--output_dir {output} exists and is not a folder")
+    existing = sorted(p.name for p in output.glob("ckpt*")) if output.is_dir() else []
+    if existing and not args.resume_from_checkpoint and not args.skip_checkpoint:
+        raise ArgumentError(
+            f"--output_dir {output} already holds checkpoints ({existing[0]}, ...); pass "
+            "--resume_from_checkpoint to continue, or choose an empty folder"
+        )
+    if is_main:
+        output.mkdir(parents=True, exist_ok=True)
+
+
+def build_model(args: argparse.Namespace, device: torch.device) -> BertForPreTraining:
+    config = BertConfig.from_json_file(args.config_file)  # vocab padded to a multiple of 8
+    model = BertForPreTraining(config, sequence_output_is_dense=not args.no_dense_sequence_output)
+    if args.checkpoint_activations:
+        set_activation_checkpointing(model, True)
+    return model.to(device)
+
+
+# ------------------------------------------------------------------------------- checkpoints
+
+
+def checkpoint_number(path: Path) -> int | None:
+    match = re.fullmatch(r"ckpt_(\d+)\.pt", path.name)
+    return int(match.group(1)) if match else None
+
+
+def newest_checkpoint(output_dir: Path) -> int | None:
+    numbers = [n for p in output_dir.glob("ckpt_*.pt") if (n := checkpoint_number(p)) is not None]
+    return max(numbers) if numbers else None
+
+
+def rng_state() -> dict[str, Any]:
+    """Every RNG this process draws from, as plain Python values (bytes, ints, lists), so it
+    can be gathered across ranks and loaded with weights_only."""
+    name, keys, *rest = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "numpy": [name, keys.tolist(), *rest],
+        "torch": bytes(torch.get_rng_state().numpy()),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = [bytes(s.numpy()) for s in torch.cuda.get_rng_state_all()]
+    return state
+
+
+def _byte_tensor(data: bytes) -> torch.Tensor:
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8)
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(_tuples(state["python"]))
+    name, keys, *rest = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), *rest))
+    torch.set_rng_state(_byte_tensor(state["torch"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([_byte_tensor(s) for s in state["cuda"]])
+
+
+def _tuples(value: Any) -> Any:
+    return tuple(_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+@dataclasses.dataclass
+class Training:
+    """Everything one run works with (built once in main)."""
+
+    args: argparse.Namespace
+    dist: distributed.DistState
+    model: BertForPreTraining
+    ddp_model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: WarmupScheduler
+    stack: Any
+    loader: PretrainingDataLoader | None
+    metrics: MetricLogger
+    state: RunState
+
+    @property
+    def step_offset(self) -> int:
+        """Added to the phase step in checkpoint names and logs (phase 2 continues phase 1)."""
+        return self.args.phase1_end_step if self.args.phase2 else 0
+
+
+def save_checkpoint(t: Training) -> Path | None:
+    """Write ckpt_<step>.pt atomically on rank 0 with every rank's data position and RNG state."""
+    positions = distributed.all_gather_object(t.loader.state() if t.loader else None)
+    rngs = distributed.all_gather_object(rng_state())
+    path = Path(t.args.output_dir) / f"ckpt_{t.state.step + t.step_offset}.pt"
+    if t.dist.is_main_process:
+        payload = {
+            "model": nvidia_state_dict(t.model),
+            "optimizer": t.optimizer.state_dict(),
+            "grad_scaler": t.stack.scaler.state_dict() if t.stack.scaler else None,
+            "scheduler": t.scheduler.state_dict(),
+            "epoch": positions[0]["epoch"] if positions[0] else 0,
+            "files": positions[0]["files"] if positions[0] else [],
+            "data_position": positions,
+            "rng_state": rngs,
+            "phase": 2 if t.args.phase2 else 1,
+            "global_step": t.state.step,
+            "skipped_steps": t.state.skipped_steps,
+            "world_size": t.dist.world_size,
+            "config": t.model.config.to_dict(),
+            "param_names": [name for name, _ in t.model.named_parameters()],
+            "args": {
+                k: v for k, v in vars(t.args).items() if isinstance(v, (str, int, float, bool))
+            },
+        }
+        atomic_torch_save(payload, path)
+        t.state.checkpoints_written.append(path)
+        while len(t.state.checkpoints_written) > KEEP_CHECKPOINTS:
+            t.state.checkpoints_written.pop(0).unlink(missing_ok=True)
+        t.metrics.log("PARAMETER", {"checkpoint_step": t.state.step + t.step_offset})
+    distributed.barrier()
+    return path
+
+
+@dataclasses.dataclass
+class Resume:
+    """What a checkpoint gives back beyond the weights."""
+
+    step: int = 0
+    full: bool = False  # optimizer step, scaler, schedule, data position and RNG restored
+    data_position: dict | None = None
+    rng: dict | None = None
+    epoch: int = 0
+
+
+def load_for_resume(t: Training) -> Resume:
+    """NVIDIA's resume rules (spec §6), with exact continuation of an interrupted run."""
+    args, output = t.args, Path(t.args.output_dir)
+    if args.init_checkpoint and not args.resume_from_checkpoint:
+        load_model_weights(t.model, args.init_checkpoint)  # weights only: fresh optimizer
+        return Resume()
+    if not args.resume_from_checkpoint:
+        return Resume()
+    if args.init_checkpoint:
+        path, number = Path(args.init_checkpoint), 0
+    else:
+        number = args.resume_step if args.resume_step >= 0 else newest_checkpoint(output)
+        if number is None:
+            logger.warning("--resume_from_checkpoint: no checkpoint in %s; starting fresh", output)
+            return Resume()
+        path = output / f"ckpt_{number}.pt"
+        if not path.is_file():
+            raise CheckpointError(f"{path}: --resume_step {number} names no checkpoint")
+    if args.init_checkpoint and not path.is_file():
+        load_model_weights(t.model, path)  # a folder (Hugging Face, TF): weights only
+        return Resume()
+    checkpoint = torch_load(path)
+    if not isinstance(checkpoint, dict) or "model" not in checkpoint:
+        raise CheckpointError(f"{path}: not a training checkpoint (no 'model' entry)")
+    load_state_dict_into(t.model, checkpoint["model"], str(path))
+    phase = checkpoint.get("phase") or (2 if number > args.phase1_end_step else 1)
+    starting_phase2 = (
+        args.phase2 and (args.init_checkpoint or phase == 1) and not args.resume_phase2
+    )
+    if args.init_checkpoint or starting_phase2:
+        step, full = 0, False  # NVIDIA: moments kept, step count and schedule restart
+    else:
+        step = number - (args.phase1_end_step if args.phase2 else 0)
+        step, full = checkpoint.get("global_step", step), True
+    load_optimizer_state(t, checkpoint, path, step)
+    logger.info(
+        "resumed from %s at phase step %d (%s)", path, step, "exact" if full else "new phase"
+    )
+    if not full:
+        return Resume(step=step)
+    if t.stack.scaler is not None and checkpoint.get("grad_scaler"):
+        t.stack.scaler.load_state_dict(checkpoint["grad_scaler"])
+    positions = checkpoint.get("data_position") or []
+    rngs = checkpoint.get("rng_state") or []
+    same_world = checkpoint.get("world_size") == t.dist.world_size
+    t.state.skipped_steps = int(checkpoint.get("skipped_steps", 0))
+    return Resume(
+        step=step,
+        full=True,
+        data_position=positions[t.dist.rank] if same_world and positions else None,
+        rng=rngs[t.dist.rank] if same_world and rngs else None,
+        epoch=int(checkpoint.get("epoch", 0)),
+    )
+
+
+def load_optimizer_state(t: Training, checkpoint: dict, path: Path, step: int) -> None:
+    """Moments from the checkpoint when they fit our parameters; the step count set to `step`."""
+    state = checkpoint.get("optimizer")
+    names = checkpoint.get("param_names")
+    ours = [name for name, _ in t.model.named_parameters()]
+    if state and (names is None or names == ours):
+        try:
+            t.optimizer.load_state_dict(state)
+        except (ValueError, KeyError, RuntimeError) as err:
+            logger.warning("%s: optimizer state not usable (%s); fresh moments", path, err)
+    elif state:
+        logger.warning("%s: optimizer state is for other parameters; fresh moments", path)
+    for group in t.optimizer.param_groups:
+        group["step"] = step
+    t.scheduler.load_state_dict({"last_step": step})  # also writes the LR of the next step
+
+
+# ------------------------------------------------------------------------------- training
+
+
+def install_signal_handlers(state: RunState) -> None:
+    """SIGTERM/SIGUSR1 (SLURM pre-emption) ask for a checkpoint and a clean exit."""
+
+    def request(signum: int, frame: Any) -> None:
+        state.stop_requested = signal.Signals(signum).name
+
+    for name in ("SIGTERM", "SIGUSR1"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), request)
+
+
+def step_target(args: argparse.Namespace) -> int:
+    target = int(args.max_steps)
+    if args.steps_this_run > 0:
+        target = min(target, args.steps_this_run)
+    return target
+
+
+class Window:
+    """Loss sums of the current logging window, kept on the device until logged."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.reset()
+
+    def reset(self) -> None:
+        self.sums = torch.zeros(3, device=self.device)  # total, MLM, NSP
+        self.micro_steps = 0
+
+    def add(self, total: torch.Tensor, mlm: torch.Tensor, nsp: torch.Tensor) -> None:
+        self.sums += torch.stack([total.detach(), mlm.detach(), nsp.detach()]).float()
+        self.micro_steps += 1
+
+    def means(self) -> list[float]:
+        """Mean losses over the window, averaged over ranks (a host sync)."""
+        values = distributed.all_reduce_mean(self.sums / max(self.micro_steps, 1))
+        return values.tolist()
+
+
+def log_progress(t: Training, window: Window, grad_norm: torch.Tensor | None, rate: float) -> None:
+    average, mlm, nsp = window.means()
+    t.state.final_loss = average
+    data = {
+        "average_loss": average,
+        "mlm_loss": mlm,
+        "nsp_loss": nsp,
+        "learning_rate": t.scheduler.lr_at(t.state.step),
+        "grad_norm": float(grad_norm) if grad_norm is not None else float("nan"),
+        "skipped_steps": t.state.skipped_steps,
+        "training_sequences_per_second": rate,
+    }
+    if t.stack.scaler is not None:
+        data["loss_scale"] = t.stack.loss_scale
+    t.metrics.log((t.loader.epoch if t.loader else 0, t.state.step + t.step_offset), data)
+    check_finite(t, torch.tensor(average), grad_norm)
+
+
+def check_finite(t: Training, values: torch.Tensor, grad_norm: torch.Tensor | None) -> None:
+    """Stop on non-finite losses, weights or gradient norm, so no checkpoint holds them."""
+    values = [values.detach().float().flatten().cpu()]
+    if grad_norm is not None:
+        values.append(grad_norm.detach().float().flatten().cpu())
+    if not torch.isfinite(torch.cat(values)).all():
+        raise DivergenceError(
+            f"the loss, weights or gradient norm became non-finite at step "
+            f"{t.state.step + t.step_offset}; "
+            "stopping without a checkpoint of these weights (the last good one is kept). "
+            "Try a lower --learning_rate, --bf16, or a smaller --init_loss_scale"
+        )
+
+
+class DivergenceError(RuntimeError):
+    """Training produced non-finite losses that the loss scaler could not absorb."""
+
+
+def train(t: Training) -> None:
+    args, state = t.args, t.state
+    ga = args.gradient_accumulation_steps
+    micro_batch = args.train_batch_size // ga
+    target = step_target(args)
+    parameters = [p for group in t.optimizer.param_groups for p in group["params"]]
+    log_freq = max(int(args.log_freq), 1)
+    window = Window(t.dist.device)
+    state.start_step = state.step
+    sequences_per_step = micro_batch * ga * t.dist.world_size
+    raw_start = time.perf_counter()
+    window_start, window_steps = raw_start, 0
+    progress = tqdm(
+        total=target, initial=state.step, desc="pre-training", unit="step",
+        disable=args.disable_progress_bar or not t.dist.is_main_process,
+    )  # fmt: skip
+    t.ddp_model.train()
+    micro_step = 0
+    batches = iter(t.loader)
+    while state.step < target and state.stop_requested is None:
+        batch = [tensor.to(t.dist.device, non_blocking=True) for tensor in next(batches)]
+        micro_step += 1
+        last = micro_step % ga == 0
+        with no_sync_unless(t.ddp_model, sync=last):
+            with t.stack.autocast():
+                total, mlm, nsp = t.ddp_model(*batch)
+            t.stack.backward(total / ga)
+        window.add(total, mlm, nsp)
+        if not last:
+            continue
+        outcome = optimizer_step(t.optimizer, t.stack, parameters)
+        if outcome.skipped:
+            state.skipped_steps += 1
+            state.consecutive_skips += 1
+            if state.consecutive_skips >= MAX_CONSECUTIVE_SKIPS:
+                raise DivergenceError(
+                    f"{MAX_CONSECUTIVE_SKIPS} consecutive fp16 steps overflowed (loss scale now "
+                    f"{t.stack.loss_scale:g}); the run is diverging. Stopping; the last good "
+                    "checkpoint is kept. Try --bf16 or a lower --learning_rate"
+                )
+            t.metrics.log("PARAMETER", {"loss_scale": t.stack.loss_scale}, verbose=False)
+            continue
+        state.consecutive_skips = 0
+        state.step += 1
+        window_steps += 1
+        t.scheduler.step()
+        progress.update()
+        if state.step % log_freq == 0 or state.step == target:
+            rate = sequences_per_step * window_steps / (time.perf_counter() - window_start)
+            log_progress(t, window, outcome.grad_norm, rate)
+            window.reset()
+            window_start, window_steps = time.perf_counter(), 0
+        due = state.step % args.num_steps_per_checkpoint == 0 or state.step == target
+        if not args.skip_checkpoint and (due or state.stop_requested):
+            norms = torch.stack(torch._foreach_norm(parameters))  # the weights to be saved
+            check_finite(t, norms, outcome.grad_norm)
+            save_checkpoint(t)
+    if state.stop_requested and not args.skip_checkpoint:
+        logger.info("%s received: checkpoint written, exiting", state.stop_requested)
+    progress.close()
+    state.raw_train_time = time.perf_counter() - raw_start
+
+
+def summarise(t: Training) -> None:
+    steps = t.state.step - t.state.start_step + t.state.skipped_steps
+    micro_batch = t.args.train_batch_size // t.args.gradient_accumulation_steps
+    sequences = micro_batch * t.args.gradient_accumulation_steps * t.dist.world_size * steps
+    raw = t.state.raw_train_time
+    t.metrics.log((), {
+        "e2e_train_time": time.time() - PROCESS_START,
+        "training_sequences_per_second": sequences / raw if raw > 0 else 0.0,
+        "final_loss": t.state.final_loss,
+        "raw_train_time": raw,
+    })  # fmt: skip
+
+
+# ------------------------------------------------------------------------------- main
+
+
+def setup(args: argparse.Namespace) -> Training:
+    """Steps 1-7 of main: distributed, seed, model, weights, optimizer and schedule, data."""
+    dist = distributed.init_distributed(args.local_rank, use_cuda=not args.no_cuda)
+    distributed.seed_everything(args.seed, dist.rank)
+    check_arguments(args, dist.is_main_process)
+    distributed.barrier()
+    configure_tf32(not args.no_tf32)
+    precision = resolve_precision(args.fp16, args.bf16)
+    stack = make_precision(precision, dist.device, args.loss_scale or args.init_loss_scale)
+    metrics = MetricLogger(args.json_summary, dist.is_main_process)
+    model = build_model(args, dist.device)
+    optimizer = make_lamb(parameter_groups(model, 0.01), args.learning_rate, args.optimizer_impl)
+    scheduler = WarmupScheduler(
+        optimizer, args.learning_rate, int(args.max_steps), args.warmup_proportion, "poly"
+    )
+    t = Training(args, dist, model, model, optimizer, scheduler, stack, None, metrics, RunState())
+    resume = load_for_resume(t)
+    t.state.step = resume.step
+    t.ddp_model = distributed.wrap_ddp(model, dist, args.allreduce_post_accumulation_fp16)
+    t.loader = build_loader(args, dist, resume)
+    if resume.rng is not None:
+        set_rng_state(resume.rng)
+    log_configuration(t, precision)
+    return t
+
+
+def build_loader(
+    args: argparse.Namespace, dist: distributed.DistState, resume: Resume
+) -> PretrainingDataLoader:
+    masking = None
+    if args.dynamic_masking:
+        tokenizer = BertTokenizer(args.vocab_file)
+        vocab = tokenizer.vocab
+        specials = tuple(vocab[t] for t in ("[CLS]", "[SEP]", "[PAD]") if t in vocab)
+        masking = DynamicMasking(len(tokenizer), vocab["[MASK]"], specials)
+    position = resume.data_position
+    if position is None and resume.full:
+        position = {"epoch": resume.epoch}
+    return PretrainingDataLoader(
+        training_files(args.input_dir),
+        args.train_batch_size // args.gradient_accumulation_steps,
+        rank=dist.rank,
+        world_size=dist.world_size,
+        seed=args.seed,
+        max_seq_length=args.max_seq_length,
+        max_predictions_per_seq=args.max_predictions_per_seq,
+        sharding=args.data_sharding,
+        position=position,
+        dynamic_masking=masking,
+    )
+
+
+def log_configuration(t: Training, precision: str) -> None:
+    """The effective configuration, printed and logged before training (REQ-10)."""
+    args = t.args
+    micro_batch = args.train_batch_size // args.gradient_accumulation_steps
+    t.metrics.log("PARAMETER", {"Config": [str(args)], "SEED": args.seed})
+    t.metrics.log("PARAMETER", {
+        "train_start": True,
+        "batch_size_per_gpu": micro_batch,
+        "gradient_accumulation_steps": args.gradient_accumulation_steps,
+        "global_batch_size": args.train_batch_size * t.dist.world_size,
+        "world_size": t.dist.world_size,
+        "precision": precision,
+        "learning_rate": args.learning_rate,
+        "device": str(t.dist.device),
+        "shards": len(t.loader.files),
+        "seq_length": t.loader.seq_length,
+    })  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    args = parse_arguments(argv)
+    try:
+        t = setup(args)
+        install_signal_handlers(t.state)
+        train(t)
+        summarise(t)
+    except (ArgumentError, ShardError, CheckpointError, ConfigError, DivergenceError,
+            FileNotFoundError) as err:  # fmt: skip
+        print(f"run_pretraining.py: error: {err}", file=sys.stderr)
+        return 1
+    finally:
+        distributed.cleanup()
+    t.metrics.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,208 @@
+"""run_pretraining.py end to end on CPU: the launcher's two phases on the bundled sample, exact
+resume, signals, DDP (torchrun, gloo) against accumulation, and bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from checkpoint import torch_load
+from logger import read_dllogger_file
+from tests.conftest import REPO_ROOT, TINY_CONFIG
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def sample_shards(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sample_shards")
+    result = subprocess.run(
+        ["bash", "scripts/make_sample_shards.sh", str(out)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+        env=os.environ | {"DUPE_FACTOR": "1"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def pretrain(*args: str, timeout: float = 300, **popen) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "run_pretraining.py", "--do_train", "--disable_progress_bar", *args],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout, **popen,
+    )  # fmt: skip
+
+
+def common(shards, output, config=TINY_CONFIG, *extra: str) -> list[str]:
+    return [
+        f"--input_dir={shards}", f"--output_dir={output}", f"--config_file={config}",
+        f"--json-summary={output}/log.json", "--train_batch_size=8", "--learning_rate=2e-2",
+        "--max_seq_length=128", "--max_predictions_per_seq=20", *extra,
+    ]  # fmt: skip
+
+
+def losses(log) -> dict[int, float]:
+    return {
+        event["step"][1]: event["data"]["average_loss"]
+        for event in read_dllogger_file(log)
+        if event.get("type") == "LOG"
+        and isinstance(event["step"], list)
+        and len(event["step"]) == 2
+    }
+
+
+def test_launcher_runs_phase1_then_phase2_on_the_sample(sample_shards, tmp_path):
+    env = os.environ | {"RESULTS_DIR": str(tmp_path), "SAMPLE_SHARDS": str(sample_shards)}
+    preset = subprocess.run(
+        ["bash", "-c", "source scripts/configs/pretrain_config.sh && cpu_sample_tiny"],
+        cwd=REPO_ROOT, capture_output=True, text=True, env=env, check=True,
+    ).stdout.split()  # fmt: skip
+    result = subprocess.run(
+        ["bash", "scripts/run_pretraining.sh", *preset],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600, env=env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = losses(tmp_path / "dllogger.json")
+    phase1 = [log[step] for step in range(1, 51)]
+    assert sum(phase1[-5:]) / 5 < phase1[0] - 2.0, phase1  # well below the start (about 11)
+    assert min(log) == 1 and max(log) == 70  # phase 2 continues the numbering at 51
+    assert log[51] < phase1[0] - 2.0  # ... from phase 1's weights, not from scratch
+    names = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    assert names == ["ckpt_25.pt", "ckpt_50.pt", "ckpt_70.pt"]
+    final = torch_load(tmp_path / "checkpoints" / "ckpt_70.pt")
+    assert final["phase"] == 2 and final["global_step"] == 20
+    assert final["model"]["bert.embeddings.word_embeddings.weight"].shape == (30528, 128)
+    events = read_dllogger_file(tmp_path / "dllogger.json")
+    summary = [e["data"] for e in events if e.get("step") == []]
+    assert len(summary) == 2 and {"e2e_train_time", "training_sequences_per_second",
+                                  "final_loss", "raw_train_time"} <= set(summary[0])  # fmt: skip
+    logs = sorted(p.name for p in tmp_path.glob("bert_sample_tiny.pyt_bert_pretraining_phase*"))
+    assert len(logs) == 2 and "_fp32_gbs32." in logs[0] and "_fp32_gbs8." in logs[1]
+
+
+def test_stop_and_resume_is_bit_identical(sample_shards, tmp_path):
+    shards = sample_shards / "phase1"
+    args = ["--max_steps=12", "--gradient_accumulation_steps=2", "--warmup_proportion=0.2",
+            "--num_steps_per_checkpoint=100"]  # fmt: skip
+    full = pretrain(*common(shards, tmp_path / "full"), *args)
+    assert full.returncode == 0, full.stderr
+    first = pretrain(*common(shards, tmp_path / "split"), *args, "--steps_this_run=5")
+    assert first.returncode == 0, first.stderr
+    assert sorted(p.name for p in (tmp_path / "split").glob("ckpt_*")) == ["ckpt_5.pt"]
+    second = pretrain(*common(shards, tmp_path / "split"), *args, "--resume_from_checkpoint")
+    assert second.returncode == 0, second.stderr
+    expected, resumed = losses(tmp_path / "full/log.json"), losses(tmp_path / "split/log.json")
+    assert [resumed[s] for s in range(1, 13)] == [expected[s] for s in range(1, 13)]  # exact
+    a = torch_load(tmp_path / "full/ckpt_12.pt")["model"]
+    b = torch_load(tmp_path / "split/ckpt_12.pt")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def wait_for(path, process, seconds=120) -> None:
+    deadline = time.time() + seconds
+    while not path.exists():
+        assert process.poll() is None, process.stderr.read()
+        assert time.time() < deadline, f"{path} never appeared"
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize("kill", [signal.SIGKILL, signal.SIGTERM])
+def test_killed_runs_keep_a_loadable_checkpoint(sample_shards, tmp_path, kill):
+    args = common(sample_shards / "phase1", tmp_path, TINY_CONFIG, "--max_steps=100000",
+                  "--num_steps_per_checkpoint=3", "--do_train")  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, "run_pretraining.py", *args],
+        cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        wait_for(tmp_path / "ckpt_3.pt", process)
+        process.send_signal(kill)
+        code = process.wait(timeout=120)
+    finally:
+        process.kill()
+    saved = sorted(int(p.stem.split("_")[1]) for p in tmp_path.glob("ckpt_*.pt"))
+    if kill == signal.SIGTERM:
+        assert code == 0  # a clean exit ...
+        assert saved[-1] > 3 or saved == [3]  # ... after writing the step it reached
+        assert "SIGTERM received" in process.stderr.read()
+    else:
+        assert code == -signal.SIGKILL
+    newest = torch_load(tmp_path / f"ckpt_{saved[-1]}.pt")
+    assert newest["global_step"] == saved[-1]
+    resumed = pretrain(*common(sample_shards / "phase1", tmp_path), "--resume_from_checkpoint",
+                       f"--max_steps={saved[-1] + 2}")  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"ckpt_{saved[-1] + 2}.pt" in os.listdir(tmp_path)
+
+
+def test_two_processes_equal_one_with_twice_the_accumulation(sample_shards, tmp_path):
+    config = json.loads(TINY_CONFIG.read_text()) | {
+        "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}  # fmt: skip
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    shards = sample_shards / "phase1"
+    extra = ["--max_steps=4", "--data_sharding=interleaved", "--num_steps_per_checkpoint=4",
+             "--warmup_proportion=0.25"]  # fmt: skip
+    single = pretrain(*common(shards, tmp_path / "one", tmp_path / "config.json"), *extra,
+                      "--train_batch_size=16", "--gradient_accumulation_steps=4")  # fmt: skip
+    assert single.returncode == 0, single.stderr
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
+                "run_pretraining.py", "--do_train", "--disable_progress_bar"]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    double = subprocess.run(
+        [*torchrun, *common(shards, tmp_path / "two", tmp_path / "config.json"), *extra,
+         "--train_batch_size=8", "--gradient_accumulation_steps=2"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+        env=env | {"OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert double.returncode == 0, double.stderr[-3000:]
+    one = torch_load(tmp_path / "one/ckpt_4.pt")
+    two = torch_load(tmp_path / "two/ckpt_4.pt")
+    assert two["world_size"] == 2 and len(two["data_position"]) == 2
+    for key, value in one["model"].items():
+        torch.testing.assert_close(two["model"][key], value, rtol=0, atol=1e-6, msg=key)
+    start = one["model"]["bert.encoder.layer.0.output.dense.weight"]
+    assert not torch.equal(start, torch_load(tmp_path / "one/ckpt_4.pt")["model"][
+        "bert.encoder.layer.1.output.dense.weight"])  # fmt: skip
+    l1, l2 = losses(tmp_path / "one/log.json"), losses(tmp_path / "two/log.json")
+    assert all(abs(l1[s] - l2[s]) < 1e-5 for s in range(1, 5))
+
+
+def one_line(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode == 1, result.stderr
+    errors = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1, result.stderr
+    return errors[0]
+
+
+def test_bad_input_is_one_clear_line(sample_shards, tmp_path):
+    shards = sample_shards / "phase1"
+    line = one_line(pretrain(*common(shards, tmp_path / "a"), "--gradient_accumulation_steps=3"))
+    assert "--train_batch_size 8 is not divisible by --gradient_accumulation_steps 3" in line
+    line = one_line(pretrain(*common(tmp_path / "missing", tmp_path / "a")))
+    assert "--input_dir" in line and "missing: no such folder" in line
+    line = one_line(pretrain(*common(sample_shards / "phase2", tmp_path / "a")))
+    assert "sequences of 512 tokens, but --max_seq_length is 128" in line
+    (tmp_path / "ckpts").mkdir()
+    (tmp_path / "ckpts" / "ckpt_7.pt").write_bytes(b"x")
+    line = one_line(pretrain(*common(shards, tmp_path / "ckpts"), "--max_steps=1"))
+    assert "already holds checkpoints (ckpt_7.pt" in line
+    line = one_line(pretrain(*common(shards, tmp_path / "ckpts"), "--resume_from_checkpoint"))
+    assert "ckpt_7.pt: not a readable PyTorch checkpoint" in line
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    data = (shards / "sample_training_0.hdf5").read_bytes()
+    (broken / "x_training_0.hdf5").write_bytes(data[: len(data) // 2])
+    line = one_line(pretrain(*common(broken, tmp_path / "b"), "--max_steps=1"))
+    assert "x_training_0.hdf5" in line
+    line = one_line(pretrain(*common(shards, tmp_path / "c"), "--max_steps=20",
+                             "--learning_rate=1e6", "--num_steps_per_checkpoint=1"))  # fmt: skip
+    assert "non-finite" in line and "the last good one is kept" in line
+    for path in (tmp_path / "c").glob("ckpt_*.pt"):  # every checkpoint written holds finite weights
+        model = torch_load(path)["model"]
+        assert all(torch.isfinite(t).all() for t in model.values())

@@ -1,0 +1,187 @@
+"""The one precision stack and the one optimizer step, shared by every entry script.
+
+Order of wrapping, applied by the entry scripts through these helpers (torchtitan style):
+model on device -> activation checkpointing (a flag on the encoder) -> DDP -> autocast around
+the forward only -> GradScaler around backward and step (fp16 only).
+
+Precision: "fp16" (autocast fp16 + GradScaler starting at `--init_loss_scale`), "bf16" (autocast
+bf16, no scaler), "fp32" (TF32 matmuls allowed on Ampere and newer unless disabled). A step:
+micro-batch losses are divided by the accumulation steps before backward (NVIDIA HEAD never did:
+weak spot 18); all micro-steps but the last run under `no_sync`; then `optimizer_step` unscales,
+clips once (optimizers without their own clipping), steps, updates the scaler and zeroes the
+gradients with `set_to_none`. Nothing in a micro-step waits for the device.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import time
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+def resolve_precision(fp16: bool, bf16: bool) -> str:
+    """The precision named by NVIDIA's `--fp16/--amp` and our `--bf16` flags."""
+    if fp16 and bf16:
+        raise ValueError("--fp16/--amp and --bf16 exclude each other; pick one precision")
+    return "fp16" if fp16 else "bf16" if bf16 else "fp32"
+
+
+def configure_tf32(enabled: bool = True) -> None:
+    """TF32 matmuls and convolutions on Ampere and newer (NVIDIA's containers enable it)."""
+    torch.backends.cuda.matmul.allow_tf32 = enabled
+    torch.backends.cudnn.allow_tf32 = enabled
+
+
+@dataclasses.dataclass
+class PrecisionStack:
+    """Autocast settings and the loss scaler of one run."""
+
+    precision: str
+    device: torch.device
+    scaler: torch.amp.GradScaler | None
+
+    @property
+    def dtype(self) -> torch.dtype | None:
+        return {"fp16": torch.float16, "bf16": torch.bfloat16}.get(self.precision)
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        (self.scaler.scale(loss) if self.scaler else loss).backward()
+
+    @property
+    def loss_scale(self) -> float | None:
+        """The current loss scale (a host sync: call at logging time only)."""
+        return self.scaler.get_scale() if self.scaler else None
+
+
+def make_precision(
+    precision: str, device: torch.device, init_loss_scale: float = 2**20
+) -> PrecisionStack:
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "fp16" and device.type == "cpu":
+        raise ValueError("fp16 needs a GPU; on CPU use --bf16 or fp32")
+    scaler = None
+    if precision == "fp16":
+        scaler = torch.amp.GradScaler(device.type, init_scale=init_loss_scale)
+    return PrecisionStack(precision, device, scaler)
+
+
+def no_sync_unless(model: nn.Module, sync: bool) -> contextlib.AbstractContextManager:
+    """DDP's `no_sync` for the micro-steps that only accumulate; a no-op without DDP."""
+    if sync or not hasattr(model, "no_sync"):
+        return contextlib.nullcontext()
+    return model.no_sync()
+
+
+def global_grad_norm(parameters: list[torch.Tensor]) -> torch.Tensor:
+    """L2 norm of all gradients as a device tensor (no host sync)."""
+    grads = [p.grad for p in parameters if p.grad is not None]
+    if not grads:
+        return torch.zeros(())
+    return torch.linalg.vector_norm(torch.stack([n.float() for n in torch._foreach_norm(grads)]))
+
+
+@dataclasses.dataclass
+class StepOutcome:
+    """What `optimizer_step` did: the gradient norm (device tensor) and whether it stepped."""
+
+    grad_norm: torch.Tensor | None
+    skipped: bool
+
+
+def optimizer_step(
+    optimizer: torch.optim.Optimizer,
+    stack: PrecisionStack,
+    parameters: list[torch.Tensor],
+    max_grad_norm: float | None = None,
+) -> StepOutcome:
+    """Unscale, clip once (when `max_grad_norm`), step, update the scaler, zero the gradients.
+
+    Optimizers that clip inside their step (LAMB) get `max_grad_norm=None` and report their own
+    norm. With a GradScaler, a step whose gradients overflowed is skipped (torch syncs once per
+    optimizer step to decide); `skipped` says so.
+    """
+    grad_norm = None
+    if stack.scaler is not None:
+        stack.scaler.unscale_(optimizer)
+    if max_grad_norm is not None:
+        grad_norm = torch.nn.utils.clip_grad_norm_(parameters, max_grad_norm, foreach=True)
+    steps_before = _steps_taken(optimizer)
+    if stack.scaler is not None:
+        stack.scaler.step(optimizer)
+        stack.scaler.update()
+        skipped = _steps_taken(optimizer) == steps_before
+    else:
+        optimizer.step()
+        skipped = False
+    if grad_norm is None:
+        grad_norm = getattr(optimizer, "last_grad_norm", None)
+    optimizer.zero_grad(set_to_none=True)
+    return StepOutcome(grad_norm, skipped)
+
+
+def _steps_taken(optimizer: torch.optim.Optimizer) -> int:
+    """Host-side count of the `step()` calls that ran (GradScaler skips the call on overflow)."""
+    if not hasattr(optimizer, "steps_taken"):
+        optimizer.steps_taken = 0
+
+        def count(opt: torch.optim.Optimizer, args: tuple, kwargs: dict) -> None:
+            opt.steps_taken += 1
+
+        optimizer.register_step_post_hook(count)
+    return optimizer.steps_taken
+
+
+class Throughput:
+    """Wall time and sequences between `start()` and now, for sequences/s."""
+
+    def __init__(self) -> None:
+        self.started: float | None = None
+        self.sequences = 0
+
+    def start(self) -> None:
+        if self.started is None:
+            self.started = time.perf_counter()
+
+    def add(self, sequences: int) -> None:
+        self.sequences += sequences
+
+    @property
+    def elapsed(self) -> float:
+        return 0.0 if self.started is None else time.perf_counter() - self.started
+
+    @property
+    def rate(self) -> float:
+        return self.sequences / self.elapsed if self.elapsed > 0 else 0.0
+
+
+def set_activation_checkpointing(model: nn.Module, enabled: bool) -> None:
+    """Turn on recomputation of the encoder layers in backward (see modeling.BertEncoder)."""
+    encoders = [m for m in model.modules() if hasattr(m, "checkpoint_activations")]
+    if not encoders:
+        raise ValueError("the model has no encoder that supports activation checkpointing")
+    for encoder in encoders:
+        encoder.checkpoint_activations = enabled
+
+
+@contextlib.contextmanager
+def evaluating(model: nn.Module) -> Iterator[nn.Module]:
+    """Eval mode and no gradients inside the block; the previous mode afterwards."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield model
+    finally:
+        model.train(was_training)
