@@ -1,0 +1,102 @@
+"""Official SQuAD scores of a predictions file, as a drop-in for evaluate-v1.1.py/evaluate-v2.0.py.
+
+    python evaluate_squad.py DATASET.json PREDICTIONS.json
+    python evaluate_squad.py dev-v2.0.json predictions.json --na-prob-file null_odds.json
+
+v1.1 data prints ``{"exact_match": ..., "f1": ...}`` on one line, as evaluate-v1.1.py does.
+v2.0 data (detected from the file's "version" or its ``is_impossible`` fields) prints the
+v2.0 script's JSON (indent 2) and accepts its options ``--na-prob-file``, ``--na-prob-thresh``
+and ``--out-file`` (which writes the JSON there instead of printing it). The scoring lives in
+``squad.py``. Differences from the official scripts: unreadable or malformed files give one line
+on stderr and exit status 1; the v2.0 precision-recall plots (``--out-image-dir``) are not drawn;
+a question without a prediction scores 0 in v2.0 too (the official v2.0 script stops).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import squad
+
+PROG = "evaluate_squad.py"
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Official SQuAD v1.1/v2.0 evaluation of a predictions file."
+    )
+    parser.add_argument("data_file", metavar="data.json", help="SQuAD dataset file")
+    parser.add_argument("pred_file", metavar="pred.json", help="predictions: question id -> text")
+    parser.add_argument("--out-file", "-o", metavar="eval.json", help="write the scores here")
+    parser.add_argument(
+        "--na-prob-file", "-n", metavar="na_prob.json", help="v2.0: question id -> null odds"
+    )
+    parser.add_argument(
+        "--na-prob-thresh",
+        "-t",
+        type=float,
+        default=1.0,
+        help="v2.0: answer '' where the na-prob is above this (default 1.0)",
+    )
+    parser.add_argument("--out-image-dir", "-p", metavar="out_images", help="not supported")
+    parser.add_argument("--verbose", "-v", action="store_true", help="accepted, no effect")
+    return parser.parse_args(argv)
+
+
+def _load_mapping(path: str, what: str, value_type: type | tuple[type, ...]) -> dict[str, Any]:
+    try:
+        with open(path, encoding="utf-8") as reader:
+            value = json.load(reader)
+    except FileNotFoundError:
+        raise squad.SquadError(f"{what} not found: {path}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise squad.SquadError(f"cannot read {what} {path}: {err}") from None
+    if not isinstance(value, dict) or not all(isinstance(v, value_type) for v in value.values()):
+        raise squad.SquadError(f"{what} {path} is not a JSON object of question id -> value")
+    return value
+
+
+def evaluate(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    """The scores and the dataset's version ("1.1" or "2.0")."""
+    dataset = squad.load_squad_json(args.data_file)
+    predictions = _load_mapping(args.pred_file, "predictions file", str)
+    if args.out_image_dir:
+        print(f"{PROG}: --out-image-dir is not supported; no plots drawn", file=sys.stderr)
+    if squad.detect_version(dataset) == "2.0":
+        na_probs = None
+        if args.na_prob_file:
+            na_probs = _load_mapping(args.na_prob_file, "na-prob file", (int, float))
+        return squad.evaluate_v2(dataset, predictions, na_probs, args.na_prob_thresh), "2.0"
+    if args.na_prob_file:
+        print(f"{PROG}: {args.data_file} is SQuAD v1.1; --na-prob-file ignored", file=sys.stderr)
+    if dataset.get("version") != "1.1":
+        print(
+            f"Evaluation expects v-1.1, but got dataset with v-{dataset.get('version')}",
+            file=sys.stderr,
+        )
+    return squad.evaluate_v1(dataset, predictions), "1.1"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format=f"{PROG}: %(message)s")
+    try:
+        result, version = evaluate(args)
+        if args.out_file:  # the official v2.0 script writes the file without indent
+            with open(args.out_file, "w", encoding="utf-8") as writer:
+                json.dump(result, writer)
+        else:
+            print(json.dumps(result, indent=2 if version == "2.0" else None))
+    except (squad.SquadError, OSError) as err:
+        print(f"{PROG}: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
