@@ -36,7 +36,7 @@ def lr_factor(
     if schedule == "poly":
         return max(1.0 - progress, 0.0) ** degree
     if schedule == "linear":
-        return max((progress - 1.0) / (warmup - 1.0), 0.0) if warmup < 1 else 0.0
+        return max(0.0, (progress - 1.0) / (warmup - 1.0)) if warmup < 1 else 0.0
     if schedule == "constant":
         return 1.0
     raise ValueError(f"unknown schedule {schedule!r} (one of {SCHEDULES})")

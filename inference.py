@@ -1,0 +1,115 @@
+"""Answer one question about one context with a SQuAD-fine-tuned checkpoint (NVIDIA's flags).
+
+    python inference.py --init_checkpoint results/SQuAD/pytorch_model.bin \\
+        --vocab_file vocab/vocab --config_file bert_configs/large.json --do_lower_case \\
+        --question "What food does Harry like?" --context "My name is Harry and I grew up in ..."
+
+Prints the answer, then the n-best list as JSON (`--n_best_size`, default 1 as NVIDIA's).
+
+Differences from NVIDIA's inference.py: a long context is covered by doc-stride windows like in
+run_squad.py (the reference truncated it to one window); `--init_checkpoint` takes any checkpoint
+format and loading reports missing weights instead of failing on NVIDIA-only names; the v2.0
+null-answer decision is run_squad.py's (the reference used a different test); features and
+post-processing are squad.py's, so both scripts agree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+import numpy as np
+import torch
+
+import squad
+from checkpoint import CheckpointError, load_model_weights
+from modeling import BertConfig, BertForQuestionAnswering, ConfigError
+from tokenization import BertTokenizer, VocabError
+
+SAMPLE_QUESTION = "What food does Harry like?"
+SAMPLE_CONTEXT = (
+    "My name is Harry and I grew up in Canada. I love apples. "
+    "My favourite food is pizza and my sister likes chocolate."
+)
+
+
+def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add = parser.add_argument
+    add("--bert_model", default="bert-large-uncased", help="accepted for compatibility; unused")
+    add("--init_checkpoint", required=True)
+    add("--vocab_file", required=True)
+    add("--config_file", required=True)
+    add("--question", default=SAMPLE_QUESTION)
+    add("--context", default=SAMPLE_CONTEXT)
+    add("--max_seq_length", type=int, default=384)
+    add("--doc_stride", type=int, default=128)
+    add("--max_query_length", type=int, default=64)
+    add("--n_best_size", type=int, default=1)
+    add("--max_answer_length", type=int, default=30)
+    add("--do_lower_case", action="store_true")
+    add("--version_2_with_negative", action="store_true")
+    add("--null_score_diff_threshold", type=float, default=-11.0)
+    add("--no_cuda", action="store_true")
+    add("--fp16", action="store_true", help="run the model in half precision (GPU)")
+    add("--seed", type=int, default=1)
+    add("--verbose_logging", action="store_true")
+    add("--local_rank", type=int, default=-1, help="accepted; inference runs in one process")
+    return parser.parse_args(argv)
+
+
+def answer(args: argparse.Namespace) -> tuple[str, list[dict]]:
+    """The best answer and the n-best list for `args.question` about `args.context`."""
+    torch.manual_seed(args.seed)
+    device = torch.device("cuda" if torch.cuda.is_available() and not args.no_cuda else "cpu")
+    tokenizer = BertTokenizer(args.vocab_file, do_lower_case=args.do_lower_case)
+    model = BertForQuestionAnswering(BertConfig.from_json_file(args.config_file))
+    load_model_weights(model, args.init_checkpoint)
+    model.to(device).eval()
+    if args.fp16 and device.type == "cuda":
+        model.half()
+    doc_tokens, _ = squad.split_context(args.context)
+    if not doc_tokens or not args.question.strip():
+        raise squad.SquadError("--question and --context must not be empty")
+    example = squad.SquadExample("question", args.question, doc_tokens)
+    features = squad.convert_examples_to_features(
+        [example], tokenizer, args.max_seq_length, args.doc_stride, args.max_query_length
+    )
+    arrays = squad.features_to_arrays(features)
+    with torch.no_grad():
+        start, end = model(
+            torch.from_numpy(arrays["input_ids"]).to(device),
+            torch.from_numpy(arrays["segment_ids"]).to(device),
+            torch.from_numpy(arrays["input_mask"]).to(device),
+        )
+    lengths = arrays["input_mask"].sum(axis=1)
+    results = [
+        squad.RawResult(f.unique_id, s[:n].astype(np.float32), e[:n].astype(np.float32))
+        for f, s, e, n in zip(features, start.float().cpu().numpy(), end.float().cpu().numpy(),
+                              lengths, strict=True)
+    ]  # fmt: skip
+    predictions, nbest, _ = squad.get_answers(
+        [example], features, results, args.n_best_size, args.max_answer_length,
+        args.do_lower_case, args.version_2_with_negative, args.null_score_diff_threshold,
+    )  # fmt: skip
+    return predictions["question"], nbest["question"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_arguments(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose_logging else logging.WARNING)
+    try:
+        best, nbest = answer(args)
+    except (squad.SquadError, CheckpointError, ConfigError, VocabError, FileNotFoundError) as err:
+        print(f"inference.py: error: {err}", file=sys.stderr)
+        return 1
+    print(f"question: {args.question}")
+    print(f"answer: {best}")
+    print(json.dumps(nbest, indent=4))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

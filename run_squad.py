@@ -1,0 +1,251 @@
+"""SQuAD v1.1 / v2.0 fine-tuning, prediction and evaluation (NVIDIA's run_squad.py flags).
+
+    python run_squad.py --init_checkpoint bert_uncased.pt --vocab_file vocab/vocab \\
+        --config_file bert_configs/large.json --do_lower_case --do_train --do_predict --do_eval \\
+        --train_file train-v1.1.json --predict_file dev-v1.1.json --output_dir results/SQuAD \\
+        --train_batch_size 32 --learning_rate 3e-5 --num_train_epochs 2 --bf16
+
+Training data, features and post-processing are `squad.py`; the loops are `finetuning.py`.
+Outputs in `--output_dir`: `pytorch_model.bin` ({'model': state_dict}, as NVIDIA's) and
+`config.json` after training; `predictions.json`, `nbest_predictions.json` (and `null_odds.json`
+for v2.0) after prediction. `--do_eval` scores them with the official metrics built in (an
+external `--eval_script` still runs when given and present); `exact_match` and `F1` go to the
+dllogger summary with `e2e_train_time`, `training_sequences_per_second`, `final_loss`,
+`e2e_inference_time`, `inference_sequences_per_second` (spec §8.5).
+
+Differences from NVIDIA: every question gets its own null score in v2.0 and there is no crash
+without a valid span (weak spot 25); the schedule counts features and optimizer steps (26);
+prediction runs on every rank with length-sorted batches trimmed to their longest sequence
+(identical logits to padding to 384), and n-best candidates are taken among a feature's real
+tokens only, so predictions do not depend on the padding; the feature cache is keyed by data,
+vocabulary, case and lengths and never pickled; `--init_checkpoint` takes any checkpoint format.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+import distributed
+import squad
+from checkpoint import CheckpointError, save_nvidia_checkpoint
+from finetuning import (
+    ArrayDataset,
+    FinetuneError,
+    Setup,
+    add_common_arguments,
+    load_init_checkpoint,
+    predict,
+    setup,
+    train,
+    train_loader,
+)
+from modeling import BertConfig, BertForQuestionAnswering, ConfigError
+from tokenization import BertTokenizer, VocabError
+
+logger = logging.getLogger("run_squad")
+
+
+def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_common_arguments(parser, seed=42, log_freq=50)
+    add = parser.add_argument
+    add("--train_file", help="SQuAD json for training")
+    add("--predict_file", help="SQuAD json for prediction (and evaluation)")
+    add("--max_seq_length", type=int, default=384)
+    add("--doc_stride", type=int, default=128)
+    add("--max_query_length", type=int, default=64)
+    add("--do_train", action="store_true")
+    add("--do_predict", action="store_true")
+    add("--do_eval", action="store_true", help="score predictions against --predict_file")
+    add("--predict_batch_size", type=int, default=8)
+    add("--n_best_size", type=int, default=20)
+    add("--max_answer_length", type=int, default=30)
+    add("--verbose_logging", action="store_true")
+    add("--version_2_with_negative", action="store_true")
+    add("--null_score_diff_threshold", type=float, default=0.0)
+    add("--eval_script", help="an external official script to run instead of the built-in one")
+    add("--disable-progress-bar", "--disable_progress_bar", dest="disable_progress_bar",
+        action="store_true")  # fmt: skip
+    add("--skip_cache", action="store_true", help="do not write the feature cache")
+    add("--cache_dir", help="where feature caches go (default: beside the data file)")
+    add("--no_trim", action="store_true", help="predict on full-width batches (the plain path)")
+    add("--profile", action="store_true", help="accepted; unused")
+    return parser.parse_args(argv)
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    if not (args.do_train or args.do_predict):
+        raise FinetuneError("at least one of --do_train or --do_predict is required")
+    if args.do_train and not args.train_file:
+        raise FinetuneError("--do_train needs --train_file")
+    if (args.do_predict or args.do_eval) and not args.predict_file:
+        raise FinetuneError("--do_predict/--do_eval need --predict_file")
+    if args.do_eval and not args.do_predict:
+        raise FinetuneError("--do_eval scores the predictions of --do_predict; pass both")
+
+
+def warn_on_version(path: str, args: argparse.Namespace) -> None:
+    """The users' trap: v2.0 data without --version_2_with_negative (or the reverse)."""
+    version = squad.detect_version(squad.load_squad_json(path))
+    if version == "2.0" and not args.version_2_with_negative:
+        logger.warning("%s looks like SQuAD v2.0: pass --version_2_with_negative", path)
+    if version == "1.1" and args.version_2_with_negative:
+        logger.warning("%s looks like SQuAD v1.1 but --version_2_with_negative is set", path)
+
+
+def features_for(
+    path: str, is_training: bool, tokenizer: BertTokenizer, args: argparse.Namespace, run: Setup
+) -> tuple[list[squad.SquadExample], list[squad.SquadFeature]]:
+    """(examples, features) of a SQuAD file, through the feature cache.
+
+    Every rank builds the features itself (no rank waits behind a barrier for another);
+    rank 0 writes the cache, atomically."""
+    examples = squad.read_squad_examples(path, is_training, args.version_2_with_negative)
+    cache = squad.cache_path(
+        path, args.cache_dir, args.vocab_file, args.do_lower_case, args.max_seq_length,
+        args.doc_stride, args.max_query_length, is_training, args.version_2_with_negative,
+    )  # fmt: skip
+    features = squad.load_feature_cache(cache)
+    if features is None:
+        features = squad.convert_examples_to_features(
+            examples, tokenizer, args.max_seq_length, args.doc_stride, args.max_query_length,
+            is_training,
+        )  # fmt: skip
+        if not args.skip_cache and run.dist.is_main_process:
+            squad.save_feature_cache(cache, features)
+    return examples, features
+
+
+def qa_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    return model(
+        batch["input_ids"], batch["segment_ids"], batch["input_mask"],
+        start_positions=batch["start_positions"], end_positions=batch["end_positions"],
+    )[0]  # fmt: skip
+
+
+def qa_forward(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> list:
+    """Per feature: (start_logits, end_logits) over its real tokens, as float32 numpy arrays."""
+    start, end = model(batch["input_ids"], batch["segment_ids"], batch["input_mask"])
+    lengths = batch["input_mask"].sum(dim=1).tolist()
+    start, end = start.float().cpu().numpy(), end.float().cpu().numpy()
+    return [(start[i, :n], end[i, :n]) for i, n in enumerate(lengths)]
+
+
+def do_train(model, tokenizer, args: argparse.Namespace, run: Setup) -> None:
+    examples, features = features_for(args.train_file, True, tokenizer, args, run)
+    arrays = squad.features_to_arrays(features)
+    run.metrics.log("PARAMETER", {
+        "training_samples": len(examples), "training_features": len(features),
+    })  # fmt: skip
+    model.bert.pooler.requires_grad_(False)  # never reaches the QA loss (NVIDIA drops it too)
+    ddp_model = distributed.wrap_ddp(model, run.dist)
+    micro_batch = args.train_batch_size // args.gradient_accumulation_steps
+    loader = train_loader(ArrayDataset(arrays), micro_batch, run, args.seed)
+    result = train(model, ddp_model, loader, qa_loss, args, run, exclude=("pooler",))
+    run.metrics.log((), {
+        "e2e_train_time": result.seconds,
+        "training_sequences_per_second": result.sequences_per_second,
+        "final_loss": result.final_loss,
+    })  # fmt: skip
+    if run.dist.is_main_process and not args.skip_checkpoint:
+        output = Path(args.output_dir)
+        save_nvidia_checkpoint(output / "pytorch_model.bin", model.state_dict(), model.config)
+        model.config.to_json_file(output / "config.json")
+
+
+def do_predict(model, tokenizer, args: argparse.Namespace, run: Setup) -> dict[str, str]:
+    warn_on_version(args.predict_file, args)
+    examples, features = features_for(args.predict_file, False, tokenizer, args, run)
+    arrays = squad.features_to_arrays(features)
+    run.metrics.log("PARAMETER", {
+        "infer_start": True, "eval_samples": len(examples), "eval_features": len(features),
+        "predict_batch_size": args.predict_batch_size,
+    })  # fmt: skip
+    inputs = {key: arrays[key] for key in ("input_ids", "segment_ids", "input_mask")}
+    result = predict(model, inputs, args.predict_batch_size, qa_forward, run, trim=not args.no_trim)
+    raw = [
+        squad.RawResult(int(uid), start, end)
+        for uid, (start, end) in zip(arrays["unique_ids"], result.outputs, strict=True)
+    ]
+    predictions, nbest, null_odds = squad.get_answers(
+        examples, features, raw, args.n_best_size, args.max_answer_length, args.do_lower_case,
+        args.version_2_with_negative, args.null_score_diff_threshold,
+    )  # fmt: skip
+    if run.dist.is_main_process:
+        squad.write_predictions(
+            args.output_dir, predictions, nbest, null_odds if args.version_2_with_negative else None
+        )
+    run.metrics.log((), {
+        "e2e_inference_time": result.seconds,
+        "inference_sequences_per_second": len(features) / result.seconds if result.seconds else 0,
+    })  # fmt: skip
+    empty = sum(1 for text in predictions.values() if text in ("", "empty"))
+    if predictions and empty == len(predictions):
+        logger.warning("every prediction is empty: is the checkpoint a fine-tuned SQuAD model?")
+    return predictions
+
+
+def do_eval(args: argparse.Namespace, run: Setup, predictions: dict[str, str]) -> dict:
+    """Official EM/F1 (built in), or the output of an external `--eval_script` when present."""
+    dataset = squad.load_squad_json(args.predict_file)
+    if args.eval_script and Path(args.eval_script).is_file():
+        command = [sys.executable, args.eval_script, args.predict_file,
+                   str(Path(args.output_dir) / "predictions.json")]  # fmt: skip
+        if args.version_2_with_negative:
+            command += ["--na-prob-file", str(Path(args.output_dir) / "null_odds.json")]
+        output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+        scores = json.loads(output[output.index("{") :])
+    else:
+        if args.eval_script:
+            logger.warning(
+                "--eval_script %s not found; using the built-in scorer", args.eval_script
+            )
+        if args.version_2_with_negative:
+            odds = json.loads((Path(args.output_dir) / "null_odds.json").read_text())
+            scores = squad.evaluate_v2(dataset, predictions, odds)
+        else:
+            scores = squad.evaluate_v1(dataset, predictions)
+    exact = scores.get("exact_match", scores.get("exact"))
+    run.metrics.log((), {"exact_match": exact, "F1": scores["f1"]})
+    return scores
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    args = parse_arguments(argv)
+    try:
+        check_arguments(args)
+        run = setup(args)
+        tokenizer = BertTokenizer(args.vocab_file, do_lower_case=args.do_lower_case)
+        config = BertConfig.from_json_file(args.config_file)
+        model = BertForQuestionAnswering(config)
+        load_init_checkpoint(model, args.init_checkpoint, run.metrics)
+        model.to(run.device)
+        if args.do_train:
+            do_train(model, tokenizer, args, run)
+        predictions = do_predict(model, tokenizer, args, run) if args.do_predict else {}
+        if args.do_eval and run.dist.is_main_process:
+            scores = do_eval(args, run, predictions)
+            print(json.dumps({"exact_match": scores.get("exact_match", scores.get("exact")),
+                              "f1": scores["f1"]}))  # fmt: skip
+    except (FinetuneError, squad.SquadError, CheckpointError, ConfigError, VocabError,
+            FileNotFoundError, FloatingPointError) as err:  # fmt: skip
+        print(f"run_squad.py: error: {err}", file=sys.stderr)
+        return 1
+    finally:
+        distributed.cleanup()
+    run.metrics.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

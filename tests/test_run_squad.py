@@ -1,0 +1,214 @@
+"""run_squad.py, scripts/run_squad.sh and inference.py end to end on the bundled SQuAD sample
+with a tiny model: outputs and logged keys, trimmed == padded predictions, the schedule,
+distributed prediction, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import squad
+from checkpoint import load_model_weights, save_nvidia_checkpoint
+from logger import read_dllogger_file
+from modeling import BertConfig, BertForPreTraining, BertForQuestionAnswering
+from tests.conftest import REPO_ROOT, TINY_CONFIG, UNCASED_VOCAB
+
+pytestmark = pytest.mark.slow
+SAMPLE = REPO_ROOT / "data" / "sample" / "squad"
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory):
+    """A tiny 'pre-trained' checkpoint (random weights) in NVIDIA's layout."""
+    torch.manual_seed(0)
+    model = BertForPreTraining(BertConfig.from_json_file(TINY_CONFIG))
+    path = tmp_path_factory.mktemp("ckpt") / "ckpt_70.pt"
+    save_nvidia_checkpoint(path, model.state_dict(), model.config)
+    return path
+
+
+@pytest.fixture(scope="module")
+def fine_tuned(pretrained, tmp_path_factory):
+    """The launcher's CPU preset: train and evaluate on the sample."""
+    out = tmp_path_factory.mktemp("squad")
+    env = os.environ | {"INIT_CHECKPOINT": str(pretrained), "OUT_DIR": str(out)}
+    preset = subprocess.run(
+        ["bash", "-c", "source scripts/configs/squad_config.sh && cpu_sample_tiny"],
+        cwd=REPO_ROOT, capture_output=True, text=True, env=env, check=True,
+    ).stdout.split()  # fmt: skip
+    result = subprocess.run(
+        ["bash", "scripts/run_squad.sh", *preset],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600, env=env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out
+
+
+def run_squad(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "run_squad.py", f"--vocab_file={UNCASED_VOCAB}",
+         f"--config_file={TINY_CONFIG}", "--do_lower_case", *args],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+
+
+def test_launcher_trains_predicts_and_scores(fine_tuned):
+    names = {p.name for p in fine_tuned.iterdir()}
+    assert {"predictions.json", "nbest_predictions.json", "pytorch_model.bin", "config.json",
+            "dllogger.json", "logfile.txt"} <= names  # fmt: skip
+    events = read_dllogger_file(fine_tuned / "dllogger.json")
+    summary = {k: v for e in events if e.get("step") == [] for k, v in e["data"].items()}
+    assert {"e2e_train_time", "training_sequences_per_second", "final_loss", "e2e_inference_time",
+            "inference_sequences_per_second", "exact_match", "F1"} <= set(summary)  # fmt: skip
+    predictions = json.loads((fine_tuned / "predictions.json").read_text())
+    dev = squad.load_squad_json(SAMPLE / "v1.1" / "dev-v1.1.json")
+    assert len(predictions) == 290
+    assert summary["exact_match"] == pytest.approx(
+        squad.evaluate_v1(dev, predictions)["exact_match"]
+    )
+    nbest = json.loads((fine_tuned / "nbest_predictions.json").read_text())
+    first = next(iter(nbest.values()))
+    assert {"text", "probability", "start_logit", "end_logit"} == set(first[0])
+    steps = [e["data"]["steps"] for e in events if "steps" in e.get("data", {})]
+    features = squad.convert_examples_to_features(
+        squad.read_squad_examples(SAMPLE / "v1.1" / "train-v1.1.json", True),
+        __import__("tokenization").BertTokenizer(UNCASED_VOCAB), 384, 128, 64, True,
+    )  # fmt: skip
+    assert steps == [2 * -(-len(features) // 16)]  # schedule from features, 2 epochs of batch 16
+    model = BertForQuestionAnswering(BertConfig.from_json_file(TINY_CONFIG))
+    assert load_model_weights(model, fine_tuned / "pytorch_model.bin", strict=True).missing == []
+
+
+def test_trimmed_batches_predict_like_padded_ones(fine_tuned, tmp_path):
+    dev = SAMPLE / "v1.1" / "dev-v1.1.json"
+    common = [f"--init_checkpoint={fine_tuned / 'pytorch_model.bin'}", "--do_predict",
+              f"--predict_file={dev}", "--predict_batch_size=16"]  # fmt: skip
+    for name, extra in (("trim", []), ("pad", ["--no_trim"])):
+        result = run_squad(*common, f"--output_dir={tmp_path / name}",
+                           f"--json-summary={tmp_path / name}/log.json", *extra)  # fmt: skip
+        assert result.returncode == 0, result.stderr
+    trimmed = json.loads((tmp_path / "trim" / "predictions.json").read_text())
+    padded = json.loads((tmp_path / "pad" / "predictions.json").read_text())
+    assert trimmed == padded
+    a = json.loads((tmp_path / "trim" / "nbest_predictions.json").read_text())
+    b = json.loads((tmp_path / "pad" / "nbest_predictions.json").read_text())
+    for qid, entries in a.items():
+        for x, y in zip(entries, b[qid], strict=True):
+            assert x["text"] == y["text"]
+            assert abs(x["start_logit"] - y["start_logit"]) < 1e-4
+
+
+def test_prediction_across_two_processes(fine_tuned, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
+         "run_squad.py", f"--vocab_file={UNCASED_VOCAB}", f"--config_file={TINY_CONFIG}",
+         "--do_lower_case", f"--init_checkpoint={fine_tuned / 'pytorch_model.bin'}",
+         "--do_predict", f"--predict_file={SAMPLE / 'v1.1' / 'dev-v1.1.json'}",
+         f"--output_dir={tmp_path}", f"--json-summary={tmp_path}/log.json"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+        env=env | {"OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((tmp_path / "predictions.json").read_text()) == json.loads(
+        (fine_tuned / "predictions.json").read_text()
+    )
+
+
+def test_max_steps_is_exact_and_v2_runs(pretrained, tmp_path):
+    result = run_squad(f"--init_checkpoint={pretrained}", "--do_train", "--max_steps=3",
+                       f"--train_file={SAMPLE / 'v1.1' / 'train-v1.1.json'}",
+                       "--train_batch_size=8", "--log_freq=1", f"--output_dir={tmp_path / 'a'}",
+                       f"--json-summary={tmp_path / 'a' / 'log.json'}",
+                       "--skip_checkpoint")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    logged = [e["step"] for e in read_dllogger_file(tmp_path / "a/log.json")
+              if isinstance(e.get("step"), list) and len(e["step"]) == 2]  # fmt: skip
+    assert [step for _, step in logged] == [1, 2, 3]
+    assert not (tmp_path / "a" / "pytorch_model.bin").exists()
+    v2 = SAMPLE / "v2.0" / "dev-v2.0.json"
+    result = run_squad(f"--init_checkpoint={pretrained}", "--do_predict", "--do_eval",
+                       f"--predict_file={v2}", "--version_2_with_negative",
+                       f"--output_dir={tmp_path / 'b'}",
+                       f"--json-summary={tmp_path / 'b' / 'l.json'}")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "b" / "null_odds.json").exists()
+    odds = json.loads((tmp_path / "b" / "null_odds.json").read_text())
+    assert len(set(odds.values())) > 1  # each question its own null score (reference bug 25)
+    result = run_squad(f"--init_checkpoint={pretrained}", "--do_predict", f"--predict_file={v2}",
+                       f"--output_dir={tmp_path / 'c'}",
+                       f"--json-summary={tmp_path / 'c' / 'l.json'}")  # fmt: skip
+    assert "looks like SQuAD v2.0: pass --version_2_with_negative" in result.stderr
+
+
+def test_inference_uses_doc_stride_and_agrees_with_run_squad(fine_tuned, tmp_path):
+    context = " ".join(["The river flows past the old mill ."] * 60) + " Harry likes pizza ."
+    question = "What does Harry like?"
+    checkpoint = fine_tuned / "pytorch_model.bin"
+    result = subprocess.run(
+        [sys.executable, "inference.py", f"--init_checkpoint={checkpoint}",
+         f"--vocab_file={UNCASED_VOCAB}", f"--config_file={TINY_CONFIG}", "--do_lower_case",
+         "--question", question, "--context", context, "--n_best_size=3",
+         "--max_seq_length=128", "--doc_stride=64"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    answer = result.stdout.splitlines()[1].removeprefix("answer: ")
+    nbest = json.loads(result.stdout[result.stdout.index("[") :])
+    assert len(nbest) == 3 and nbest[0]["text"] == answer
+    data = {
+        "version": "1.1",
+        "data": [
+            {
+                "title": "t",
+                "paragraphs": [
+                    {
+                        "context": context,
+                        "qas": [
+                            {
+                                "id": "q",
+                                "question": question,
+                                "answers": [{"text": "pizza", "answer_start": 0}],
+                            }
+                        ],
+                    }
+                ],
+            }
+        ],
+    }
+    (tmp_path / "one.json").write_text(json.dumps(data))
+    squad_run = run_squad(f"--init_checkpoint={checkpoint}", "--do_predict",
+                          f"--predict_file={tmp_path / 'one.json'}", "--max_seq_length=128",
+                          "--doc_stride=64", f"--output_dir={tmp_path}",
+                          f"--json-summary={tmp_path}/log.json")  # fmt: skip
+    assert squad_run.returncode == 0, squad_run.stderr
+    assert json.loads((tmp_path / "predictions.json").read_text())["q"] == answer
+
+
+def test_bad_input(pretrained, tmp_path):
+    def error(result):
+        assert result.returncode == 1
+        lines = [line for line in result.stderr.splitlines() if "error:" in line]
+        assert len(lines) == 1, result.stderr
+        return lines[0]
+
+    out = [f"--output_dir={tmp_path}", f"--json-summary={tmp_path}/log.json"]
+    assert "--do_train needs --train_file" in error(run_squad(*out, "--do_train"))
+    assert "at least one of --do_train or --do_predict" in error(run_squad(*out))
+    line = error(run_squad(*out, "--do_predict", f"--predict_file={tmp_path / 'none.json'}",
+                           f"--init_checkpoint={pretrained}"))  # fmt: skip
+    assert "SQuAD file not found" in line and "none.json" in line
+    (tmp_path / "bad.json").write_text("{not json")
+    line = error(run_squad(*out, "--do_predict", f"--predict_file={tmp_path / 'bad.json'}"))
+    assert "is not valid JSON" in line
+    line = error(run_squad(*out, "--do_train", f"--train_file={SAMPLE / 'v1.1/train-v1.1.json'}",
+                           "--train_batch_size=10", "--gradient_accumulation_steps=3"))  # fmt: skip
+    assert "not divisible" in line
+    line = error(run_squad(*out, "--do_predict", f"--predict_file={SAMPLE / 'v1.1/dev-v1.1.json'}",
+                           f"--init_checkpoint={tmp_path / 'missing.pt'}"))  # fmt: skip
+    assert "missing.pt" in line
