@@ -228,6 +228,7 @@ def read_squad_examples(
     dataset = load_squad_json(path)
     looks_v2 = detect_version(dataset) == "2.0"
     examples = []
+    skipped = 0
     for article in dataset["data"]:
         for paragraph in article["paragraphs"]:
             doc_tokens, word_starts = split_context(paragraph["context"])
@@ -245,6 +246,15 @@ def read_squad_examples(
                     )
                 if example is not None:
                     examples.append(example)
+                else:
+                    skipped += 1
+    if skipped:
+        logger.warning(
+            "%s: %d of %d training questions skipped (answer text not found where "
+            "answer_start points)", path, skipped, skipped + len(examples),
+        )  # fmt: skip
+    if not examples:
+        raise SquadError(f"{path}: no usable questions (an empty dataset?)")
     return examples
 
 

@@ -993,3 +993,23 @@ def plain_get_answers(
             diff = nulls[qas_id][0] - best_non_null[1] - best_non_null[2]
             answers[qas_id] = "" if diff > null_score_diff_threshold else best_non_null[0]
     return answers, nbest, None
+
+
+def test_mismatched_answers_are_counted_and_an_empty_dataset_refused(tmp_path, caplog):
+    data = dataset(
+        [
+            (
+                "Paris is in France. Rome is in Italy.",
+                [("q-1", "Where?", "France", False), ("q-2", "Which?", "Italy", False)],
+            )
+        ]
+    )
+    data["data"][0]["paragraphs"][0]["qas"][1]["answers"][0]["answer_start"] = 3  # wrong offset
+    write_json(tmp_path / "train.json", data)
+    with caplog.at_level("WARNING"):
+        examples = squad.read_squad_examples(tmp_path / "train.json", is_training=True)
+    assert [e.qas_id for e in examples] == ["q-1"]
+    assert "1 of 2 training questions skipped" in caplog.text
+    write_json(tmp_path / "empty.json", {"version": "1.1", "data": []})
+    with pytest.raises(squad.SquadError, match="no usable questions"):
+        squad.read_squad_examples(tmp_path / "empty.json", is_training=False)

