@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import logging
 import os
 import random
@@ -47,6 +46,7 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
+from fileio import sha256_file
 from tokenization import BertTokenizer, VocabError
 
 logger = logging.getLogger(__name__)
@@ -348,14 +348,6 @@ def create_instances(
 # --------------------------------------------------------------------------------------------
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as reader:
-        for block in iter(lambda: reader.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def check_writable(output: Path) -> None:
     """Fail before any work if `output`'s folder cannot be created or written."""
     try:
@@ -453,7 +445,7 @@ def create_shard(job: ShardJob) -> dict[str, object]:
         shard.commit(
             {
                 "created_by": "bert-pytorch create_pretraining_data.py",
-                "vocab_sha256": file_sha256(job.vocab_file),
+                "vocab_sha256": sha256_file(job.vocab_file),
                 "vocab_size": len(tokenizer),
                 "do_lower_case": job.do_lower_case,
                 "input_files": [p.name for p in job.inputs],

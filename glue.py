@@ -55,7 +55,6 @@ import csv
 import logging
 import math
 import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +63,8 @@ from typing import ClassVar, Protocol
 import numpy as np
 import numpy.typing as npt
 import torch
+
+from fileio import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -781,19 +782,5 @@ def write_submission(
             raise GlueError(f"{processor.task_name}: test guid {example.guid!r} is not an index")
         lines.append(f"{example.guid}\t{cell}\n")
     path = Path(output_dir) / processor.submission_file
-    _write_text_atomically(path, "".join(lines))
+    atomic_write_text(path, "".join(lines))
     return path
-
-
-def _write_text_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

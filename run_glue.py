@@ -21,7 +21,6 @@ mean of the last logging window; no scikit-learn needed.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
@@ -32,6 +31,7 @@ import torch
 import distributed
 import glue
 from checkpoint import CheckpointError, save_nvidia_checkpoint
+from fileio import atomic_write_json
 from finetuning import (
     FinetuneError,
     Setup,
@@ -168,13 +168,13 @@ def do_predict(model, processor, tokenizer, args, run: Setup) -> None:
         example.guid: float(p) if processor.is_regression else labels[int(p)]
         for example, p in zip(examples, preds, strict=True)
     }
-    (Path(args.output_dir) / "predictions.json").write_text(json.dumps(named, indent=4))
+    atomic_write_json(Path(args.output_dir) / "predictions.json", named)
 
 
 def log_results(results: dict, run: Setup, output_dir: str) -> None:
     """results.txt with NVIDIA's keys, and the dllogger summary (NVIDIA's mapping kept)."""
     if run.dist.is_main_process:
-        (Path(output_dir) / "results.txt").write_text(json.dumps(results, indent=2))
+        atomic_write_json(Path(output_dir) / "results.txt", results, indent=2)
     summary = {key: value for key, value in results.items() if ":" not in key}
     mapping = {
         "e2e_train_time": "train:latency",

@@ -71,6 +71,7 @@ from tokenization import BertTokenizer
 from training import (
     configure_tf32,
     make_precision,
+    micro_batch_size,
     no_sync_unless,
     optimizer_step,
     resolve_precision,
@@ -157,13 +158,10 @@ def check_arguments(args: argparse.Namespace, is_main: bool) -> None:
     """The reference's setup rules, each failing with one clear line naming the flag."""
     if not args.do_train:
         raise ArgumentError("--do_train is required (as in NVIDIA's run_pretraining.py)")
-    if args.gradient_accumulation_steps < 1:
-        raise ArgumentError("--gradient_accumulation_steps must be at least 1")
-    if args.train_batch_size % args.gradient_accumulation_steps:
-        raise ArgumentError(
-            f"--train_batch_size {args.train_batch_size} is not divisible by "
-            f"--gradient_accumulation_steps {args.gradient_accumulation_steps}"
-        )
+    try:
+        micro_batch_size(args.train_batch_size, args.gradient_accumulation_steps)
+    except ValueError as err:
+        raise ArgumentError(str(err)) from None
     if args.max_steps < 1:
         raise ArgumentError(f"--max_steps must be at least 1, got {args.max_steps}")
     if args.dynamic_masking and not args.vocab_file:

@@ -57,6 +57,7 @@ from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
+from fileio import atomic_write_json, sha256_file
 from tokenization import BasicTokenizer
 
 logger = logging.getLogger(__name__)
@@ -544,16 +545,12 @@ def features_to_arrays(features: Sequence[SquadFeature]) -> dict[str, np.ndarray
 
 
 def _sha256_file(path: str | os.PathLike[str]) -> str:
-    digest = hashlib.sha256()
     try:
-        with open(path, "rb") as reader:
-            for block in iter(lambda: reader.read(1 << 20), b""):
-                digest.update(block)
+        return sha256_file(path)
     except OSError as err:
         raise SquadError(
             f"cannot read {os.fspath(path)} for the feature cache key: {err}"
         ) from None
-    return digest.hexdigest()
 
 
 def cache_path(
@@ -921,16 +918,6 @@ def get_answers(
     return predictions, nbest, null_odds
 
 
-def _write_json_atomic(path: Path, value: Any) -> None:
-    temporary = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    try:
-        with open(temporary, "w", encoding="utf-8") as writer:
-            writer.write(json.dumps(value, indent=4) + "\n")
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
 def write_predictions(
     output_dir: str | os.PathLike[str],
     predictions: Mapping[str, str],
@@ -948,11 +935,11 @@ def write_predictions(
         "predictions": output_dir / "predictions.json",
         "nbest": output_dir / "nbest_predictions.json",
     }
-    _write_json_atomic(paths["predictions"], dict(predictions))
-    _write_json_atomic(paths["nbest"], dict(nbest))
+    atomic_write_json(paths["predictions"], dict(predictions))
+    atomic_write_json(paths["nbest"], dict(nbest))
     if null_odds is not None:
         paths["null_odds"] = output_dir / "null_odds.json"
-        _write_json_atomic(paths["null_odds"], dict(null_odds))
+        atomic_write_json(paths["null_odds"], dict(null_odds))
     return paths
 
 

@@ -32,6 +32,19 @@ def resolve_precision(fp16: bool, bf16: bool) -> str:
     return "fp16" if fp16 else "bf16" if bf16 else "fp32"
 
 
+def micro_batch_size(train_batch_size: int, gradient_accumulation_steps: int) -> int:
+    """NVIDIA's batch semantics: `--train_batch_size` per process per optimizer step, split into
+    `--gradient_accumulation_steps` micro-batches; a ValueError naming both flags otherwise."""
+    if gradient_accumulation_steps < 1:
+        raise ValueError("--gradient_accumulation_steps must be at least 1")
+    if train_batch_size < 1 or train_batch_size % gradient_accumulation_steps:
+        raise ValueError(
+            f"--train_batch_size {train_batch_size} is not divisible by "
+            f"--gradient_accumulation_steps {gradient_accumulation_steps}"
+        )
+    return train_batch_size // gradient_accumulation_steps
+
+
 def configure_tf32(enabled: bool = True) -> None:
     """TF32 matmuls and convolutions on Ampere and newer (NVIDIA's containers enable it)."""
     torch.backends.cuda.matmul.allow_tf32 = enabled

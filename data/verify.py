@@ -23,7 +23,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from create_pretraining_data import SHARD_DTYPES, file_sha256
+from create_pretraining_data import SHARD_DTYPES
+from fileio import sha256_file
 from modeling import BertConfig, ConfigError
 from tokenization import VocabError, load_vocab
 
@@ -158,7 +159,7 @@ def verify_shards(paths: Sequence[str | Path], expect: Expectations) -> Report:
     report = Report()
     files = shard_files(paths)
     vocab = load_vocab(expect.vocab_file) if expect.vocab_file else None
-    vocab_hash = file_sha256(expect.vocab_file) if expect.vocab_file else None
+    vocab_hash = sha256_file(expect.vocab_file) if expect.vocab_file else None
     vocab_size = len(vocab) if vocab else None
     if expect.config_file:
         config = BertConfig.from_json_file(expect.config_file)

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import create_pretraining_data as cpd
+from fileio import sha256_file
 from pretraining_data import PretrainingShard, masked_lm_labels
 from tests.conftest import CASED_VOCAB, REPO_ROOT, UNCASED_VOCAB
 from tokenization import BertTokenizer, fast_backend_available
@@ -380,7 +381,7 @@ def test_folder_input_in_parallel_processes(tmp_path, sample_lines):
         np.testing.assert_array_equal(array, np.concatenate(parts), err_msg=key)
     with h5py.File(tmp_path / "all.hdf5") as shard:
         assert list(shard.attrs["input_files"]) == [f"part_training_{i}.txt" for i in range(3)]
-        assert shard.attrs["vocab_sha256"] == cpd.file_sha256(UNCASED_VOCAB)
+        assert shard.attrs["vocab_sha256"] == sha256_file(UNCASED_VOCAB)
 
 
 # ----------------------------------------------------------------------------- bad input
@@ -437,7 +438,7 @@ def test_an_interrupted_run_leaves_no_shard(tmp_path, monkeypatch):
     def fail(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cpd, "file_sha256", fail)  # dies after the instances, before commit
+    monkeypatch.setattr(cpd, "sha256_file", fail)  # dies after the instances, before commit
     with pytest.raises(KeyboardInterrupt):
         cpd.create_shard(job)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt"]
