@@ -11,7 +11,7 @@
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 BERT_PREP_WORKING_DIR=${BERT_PREP_WORKING_DIR:-$repo/data}
-default_gpus() { if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then nvidia-smi -L | wc -l; else echo 1; fi; }
+source "$repo/scripts/common.sh"
 
 init_checkpoint=${1:-"$repo/checkpoints/bert_uncased.pt"}
 data_dir=${2:-"$BERT_PREP_WORKING_DIR/download/glue/MRPC/"}
@@ -29,29 +29,18 @@ max_steps=${13:-"-1.0"}
 precision=${14:-"fp16"}
 seed=${15:-"2"}
 mode=${16:-"train eval"}
-PYTHON=${PYTHON:-python3}
 
 mkdir -p "$out_dir"
 [ "$mode" = "eval" ] && num_gpu=1
-flags=()
-case "$precision" in
-  fp16) flags+=(--fp16) ;;
-  bf16) flags+=(--bf16) ;;
-  tf32) ;;
-  fp32) flags+=(--no_tf32) ;;
-  *) echo "run_glue.sh: unknown precision '$precision' (fp16, bf16, tf32 or fp32)" >&2; exit 1 ;;
-esac
+set_precision_flags "$precision"
+flags=("${PRECISION_FLAGS[@]}")
 [[ "$mode" == *train* ]] && flags+=(--do_train --train_batch_size="$batch_size")
 [[ "$mode" == *eval* ]] && flags+=(--do_eval)
 [[ "$mode" == *prediction* ]] && flags+=(--do_predict)
 [[ "$mode" == *eval* || "$mode" == *prediction* ]] && flags+=(--eval_batch_size="$batch_size")
 
-if [ "$num_gpu" -le 1 ]; then
-  launcher=("$PYTHON")
-else
-  launcher=("$PYTHON" -m torch.distributed.run --nproc_per_node="$num_gpu" --standalone)
-fi
-CMD=("${launcher[@]}" "$repo/run_glue.py" --gradient_accumulation_steps="$gradient_accumulation_steps"
+set_launcher "$num_gpu"
+CMD=("${LAUNCHER[@]}" "$repo/run_glue.py" --gradient_accumulation_steps="$gradient_accumulation_steps"
   --do_lower_case --data_dir="$data_dir" --bert_model=bert-large-uncased --seed="$seed"
   --init_checkpoint="$init_checkpoint" --warmup_proportion="$warmup_proportion" --max_seq_length=128
   --learning_rate="$learning_rate" --num_train_epochs="$epochs" --max_steps="$max_steps"

@@ -11,7 +11,7 @@
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 BERT_PREP_WORKING_DIR=${BERT_PREP_WORKING_DIR:-$repo/data}
-default_gpus() { if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then nvidia-smi -L | wc -l; else echo 1; fi; }
+source "$repo/scripts/common.sh"
 
 train_batch_size=${1:-8192}
 learning_rate=${2:-"6e-3"}
@@ -43,27 +43,19 @@ BERT_CONFIG=${32:-${BERT_CONFIG:-$CODEDIR/bert_configs/large.json}}
 VOCAB_FILE=${VOCAB_FILE:-$CODEDIR/vocab/vocab}
 RESULTS_DIR=${RESULTS_DIR:-$CODEDIR/results}
 CHECKPOINTS_DIR=$RESULTS_DIR/checkpoints
-PYTHON=${PYTHON:-python3}
 
 fail() { echo "run_pretraining.sh: $*" >&2; exit 1; }
 [ -f "$BERT_CONFIG" ] || fail "config file $BERT_CONFIG not found"
 [ -f "$CODEDIR/run_pretraining.py" ] || fail "CODEDIR $CODEDIR holds no run_pretraining.py"
 mkdir -p "$CHECKPOINTS_DIR"
 
-case "$precision" in
-  fp16) PREC="--fp16" ;;
-  bf16) PREC="--bf16" ;;
-  tf32) PREC="" ;;
-  fp32) PREC="--no_tf32" ;;
-  *) fail "unknown precision '$precision' (fp16, bf16, tf32 or fp32)" ;;
-esac
-launcher=("$PYTHON" -m torch.distributed.run --nproc_per_node="$num_gpus" --standalone)
-[ "$num_gpus" -le 1 ] && launcher=("$PYTHON")
+set_precision_flags "$precision"
+set_launcher "$num_gpus"
 
 common=(--config_file="$BERT_CONFIG" --output_dir="$CHECKPOINTS_DIR" --vocab_file="$VOCAB_FILE"
   --seed="$seed" --num_steps_per_checkpoint="$save_checkpoint_steps" --do_train
   --json-summary "$RESULTS_DIR/dllogger.json" --num_workers="$num_workers")
-[ -n "$PREC" ] && common+=("$PREC")
+common+=("${PRECISION_FLAGS[@]}")
 [ "$allreduce_post_accumulation" = "true" ] && common+=(--allreduce_post_accumulation)
 [ "$allreduce_post_accumulation_fp16" = "true" ] && [ "$precision" = "fp16" ] && common+=(--allreduce_post_accumulation_fp16)
 [ "$masking" = "dynamic" ] && common+=(--dynamic_masking)
@@ -82,7 +74,7 @@ run_phase() {  # phase, then the command
 }
 
 # Phase 1
-phase1=("${launcher[@]}" "$CODEDIR/run_pretraining.py" "${common[@]}"
+phase1=("${LAUNCHER[@]}" "$CODEDIR/run_pretraining.py" "${common[@]}"
   --input_dir="$DATA_DIR_PHASE1" --train_batch_size="$train_batch_size" --max_seq_length=128
   --max_predictions_per_seq=20 --max_steps="$train_steps" --warmup_proportion="$warmup_proportion"
   --learning_rate="$learning_rate")
@@ -93,7 +85,7 @@ echo "final loss, throughput and timing of phase 1 are in $RESULTS_DIR/dllogger.
 run_phase 1 "$train_batch_size" "${phase1[@]}"
 
 # Phase 2: continues from the newest checkpoint of phase 1 in the same folder.
-phase2=("${launcher[@]}" "$CODEDIR/run_pretraining.py" "${common[@]}"
+phase2=("${LAUNCHER[@]}" "$CODEDIR/run_pretraining.py" "${common[@]}"
   --input_dir="$DATA_DIR_PHASE2" --train_batch_size="$train_batch_size_phase2" --max_seq_length=512
   --max_predictions_per_seq=80 --max_steps="$train_steps_phase2"
   --warmup_proportion="$warmup_proportion_phase2" --learning_rate="$learning_rate_phase2"

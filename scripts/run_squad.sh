@@ -12,7 +12,7 @@
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 BERT_PREP_WORKING_DIR=${BERT_PREP_WORKING_DIR:-$repo/data}
-default_gpus() { if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then nvidia-smi -L | wc -l; else echo 1; fi; }
+source "$repo/scripts/common.sh"
 
 init_checkpoint=${1:-"$repo/checkpoints/bert_uncased.pt"}
 epochs=${2:-"2.0"}
@@ -28,18 +28,12 @@ OUT_DIR=${11:-"$repo/results/SQuAD"}
 mode=${12:-"train eval"}
 CONFIG_FILE=${13:-"$repo/bert_configs/large.json"}
 max_steps=${14:-"-1"}
-PYTHON=${PYTHON:-python3}
 
 version=1.1
 flags=()
 case "${squad_dir%/}" in *v2.0) version=2.0; flags+=(--version_2_with_negative) ;; esac
-case "$precision" in
-  fp16) flags+=(--fp16) ;;
-  bf16) flags+=(--bf16) ;;
-  tf32) ;;
-  fp32) flags+=(--no_tf32) ;;
-  *) echo "run_squad.sh: unknown precision '$precision' (fp16, bf16, tf32 or fp32)" >&2; exit 1 ;;
-esac
+set_precision_flags "$precision"
+flags+=("${PRECISION_FLAGS[@]}")
 mkdir -p "$OUT_DIR"
 
 train_args=(--do_train --train_file="$squad_dir/train-v$version.json" --train_batch_size="$batch_size")
@@ -52,12 +46,8 @@ case "$mode" in
   *) flags+=("${train_args[@]}" "${eval_args[@]}") ;;
 esac
 
-if [ "$num_gpu" -le 1 ]; then
-  launcher=("$PYTHON")
-else
-  launcher=("$PYTHON" -m torch.distributed.run --nproc_per_node="$num_gpu" --standalone)
-fi
-CMD=("${launcher[@]}" "$repo/run_squad.py" --init_checkpoint="$init_checkpoint"
+set_launcher "$num_gpu"
+CMD=("${LAUNCHER[@]}" "$repo/run_squad.py" --init_checkpoint="$init_checkpoint"
   --do_lower_case --bert_model=bert-large-uncased --learning_rate="$learning_rate"
   --warmup_proportion="$warmup_proportion" --seed="$seed" --num_train_epochs="$epochs"
   --max_seq_length=384 --doc_stride=128 --output_dir="$OUT_DIR" --vocab_file="$vocab_file"
