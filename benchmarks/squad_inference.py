@@ -10,7 +10,8 @@ sequence, `run_squad.py`'s prediction path), ours padded to 384 (`--no_trim`), a
 `transformers.BertForQuestionAnswering` (SDPA) on the same padded batches. The models share one
 set of weights (the real all-MiniLM-L6-v2 encoder with a seeded QA head by default, or a random
 model of `--config`), so the predictions must be identical; the script checks that and prints
-sequences/s and the ratios. Feature creation is timed separately.
+sequences/s and the ratios. Feature creation is timed separately. On a GPU, `--dtype bf16` runs
+all rows under bf16 autocast.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--hf", action="store_true", help="add the transformers row")
     parser.add_argument("--skip_padded", action="store_true", help="skip our padded row")
+    parser.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), default="fp32")
     parser.add_argument("--json", type=Path)
     return parser.parse_args(argv)
 
@@ -109,9 +111,15 @@ def main(argv: list[str] | None = None) -> None:
     feature_seconds = time.perf_counter() - started
     arrays = squad.features_to_arrays(features)
     inputs = {k: arrays[k] for k in ("input_ids", "segment_ids", "input_mask")}
-    run = Setup(DistState(), make_precision("fp32", torch.device("cpu")), MetricLogger(None, False))
-    results = {"device": "cpu", "threads": torch.get_num_threads(), "questions": len(examples),
-               "features": len(features), "feature_seconds": feature_seconds}  # fmt: skip
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    ours.to(device)
+    hf.to(device)
+    run = Setup(DistState(device=device), make_precision(args.dtype, device),
+                MetricLogger(None, False))  # fmt: skip
+    name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
+    results = {"device": name, "threads": torch.get_num_threads(), "dtype": args.dtype,
+               "questions": len(examples), "features": len(features),
+               "feature_seconds": feature_seconds}  # fmt: skip
 
     def answers(outputs) -> dict[str, str]:
         pairs = zip(arrays["unique_ids"], outputs, strict=True)
@@ -122,7 +130,7 @@ def main(argv: list[str] | None = None) -> None:
         out = model(input_ids=batch["input_ids"], token_type_ids=batch["segment_ids"],
                     attention_mask=batch["input_mask"])  # fmt: skip
         lengths = batch["input_mask"].sum(1).tolist()
-        s, e = out.start_logits.float().numpy(), out.end_logits.float().numpy()
+        s, e = out.start_logits.float().cpu().numpy(), out.end_logits.float().cpu().numpy()
         return [(s[i, :n], e[i, :n]) for i, n in enumerate(lengths)]
 
     rows = [("ours (trimmed)", ours, qa_forward, True)]

@@ -43,8 +43,8 @@ def common(shards, output, config=TINY_CONFIG, *extra: str) -> list[str]:
     return [
         f"--input_dir={shards}", f"--output_dir={output}", f"--config_file={config}",
         f"--json-summary={output}/log.json", "--train_batch_size=8", "--learning_rate=2e-2",
-        "--max_seq_length=128", "--max_predictions_per_seq=20", *extra,
-    ]  # fmt: skip
+        "--max_seq_length=128", "--max_predictions_per_seq=20", "--no_cuda", *extra,
+    ]  # fmt: skip  (CPU: gloo for torchrun, bit-exact resume)
 
 
 def losses(log) -> dict[int, float]:

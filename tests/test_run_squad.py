@@ -108,7 +108,7 @@ def test_prediction_across_two_processes(fine_tuned, tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
          "run_squad.py", f"--vocab_file={UNCASED_VOCAB}", f"--config_file={TINY_CONFIG}",
-         "--do_lower_case", f"--init_checkpoint={fine_tuned / 'pytorch_model.bin'}",
+         "--no_cuda", "--do_lower_case", f"--init_checkpoint={fine_tuned / 'pytorch_model.bin'}",
          "--do_predict", f"--predict_file={SAMPLE / 'v1.1' / 'dev-v1.1.json'}",
          f"--output_dir={tmp_path}", f"--json-summary={tmp_path}/log.json"],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
