@@ -14,6 +14,7 @@ the JSON file is created; the stdout line is printed through the standard `loggi
 from __future__ import annotations
 
 import datetime
+import importlib.util
 import json
 import logging
 import os
@@ -67,7 +68,7 @@ class MetricLogger:
         self,
         json_path: str | os.PathLike | None,
         is_main_process: bool = True,
-        use_dllogger: bool = False,
+        use_dllogger: bool | None = None,
         tensorboard_dir: str | os.PathLike | None = None,
     ) -> None:
         self.enabled = is_main_process
@@ -77,6 +78,8 @@ class MetricLogger:
         self.tensorboard = None
         if not self.enabled:
             return
+        if use_dllogger is None:  # the real dllogger when it is installed, as NVIDIA's scripts
+            use_dllogger = importlib.util.find_spec("dllogger") is not None
         if use_dllogger:
             import dllogger
 

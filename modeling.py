@@ -553,12 +553,16 @@ class BertForPreTraining(nn.Module):
         attention_mask: torch.Tensor | None = None,
         masked_lm_labels: torch.Tensor | None = None,
         next_sentence_labels: torch.Tensor | None = None,
+        num_masked: int | None = None,
     ) -> tuple[torch.Tensor, ...]:
         """Pre-training forward.
 
         Args:
             masked_lm_labels: [B, S] original token id at masked positions, -1 elsewhere.
             next_sentence_labels: [B], 1 when sentence B is random.
+            num_masked: the number M of labels that are not -1, when the caller knows it (the
+                training loop counts it on the CPU batch); the dense head then needs no host
+                synchronisation.
 
         Returns:
             With both label tensors: (total_loss, masked_lm_loss, next_sentence_loss), scalars;
@@ -572,11 +576,17 @@ class BertForPreTraining(nn.Module):
         )
         labels = masked_lm_labels
         if self.sequence_output_is_dense and labels is not None:
-            # Boolean indexing syncs with the host once to learn M; nonzero().squeeze() at HEAD
-            # gave a 0-d index when M == 1.
-            is_masked = labels.reshape(-1) != -1  # [B*S]
-            sequence_output = sequence_output.reshape(-1, sequence_output.shape[-1])[is_masked]
-            labels = labels.reshape(-1)[is_masked]  # [M]
+            flat_labels = labels.reshape(-1)  # [B*S]
+            if num_masked is None:
+                # Boolean indexing learns M with one host sync; nonzero().squeeze() at HEAD
+                # gave a 0-d index when M == 1.
+                rows = (flat_labels != -1).nonzero().reshape(-1)  # [M]
+            else:
+                # M known on the host: a stable sort puts the masked rows first, in order,
+                # without waiting for the device.
+                rows = torch.argsort((flat_labels == -1).to(torch.int8), stable=True)[:num_masked]
+            sequence_output = sequence_output.reshape(-1, sequence_output.shape[-1])[rows]
+            labels = flat_labels[rows]  # [M]
         prediction_scores, seq_relationship_score = self.cls(sequence_output, pooled_output)
         if masked_lm_labels is None or next_sentence_labels is None:
             return prediction_scores, seq_relationship_score

@@ -209,6 +209,7 @@ class PretrainingDataLoader:
         position: dict | None = None,
         dynamic_masking: DynamicMasking | None = None,
         prefetch: bool = True,
+        pin_memory: bool = False,
     ) -> None:
         if sharding not in ("files", "interleaved"):
             raise ValueError(f"sharding must be 'files' or 'interleaved', got {sharding!r}")
@@ -218,6 +219,7 @@ class PretrainingDataLoader:
         self.sharding = sharding
         self.dynamic_masking = dynamic_masking
         self.prefetch = prefetch
+        self.pin_memory = pin_memory  # page-locked batches copy to the GPU asynchronously
         sizes, shapes = {}, set()
         for path in self.files:
             rows, seq, pred = shard_shape(path)
@@ -330,6 +332,8 @@ class PretrainingDataLoader:
         if self.dynamic_masking is not None:
             key = [self.seed, self.epoch, piece.index, self.offset, self.rank]
             batch = remask(batch, self.dynamic_masking, np.random.default_rng(key))
+        if self.pin_memory:
+            batch = [tensor.pin_memory() for tensor in batch]
         return batch
 
 

@@ -469,12 +469,14 @@ def train(t: Training) -> None:
     micro_step = 0
     batches = iter(t.loader)
     while state.step < target and state.stop_requested is None:
-        batch = [tensor.to(t.dist.device, non_blocking=True) for tensor in next(batches)]
+        cpu_batch = next(batches)
+        num_masked = int((cpu_batch[3] != -1).sum())  # on the host: the MLM head needs no sync
+        batch = [tensor.to(t.dist.device, non_blocking=True) for tensor in cpu_batch]
         micro_step += 1
         last = micro_step % ga == 0
         with no_sync_unless(t.ddp_model, sync=last):
             with t.stack.autocast():
-                total, mlm, nsp = t.ddp_model(*batch)
+                total, mlm, nsp = t.ddp_model(*batch, num_masked=num_masked)
             t.stack.backward(total / ga)
         window.add(total, mlm, nsp)
         if not last:
@@ -577,6 +579,7 @@ def build_loader(
         sharding=args.data_sharding,
         position=position,
         dynamic_masking=masking,
+        pin_memory=dist.device.type == "cuda",
     )
 
 

@@ -9,7 +9,7 @@ from logger import MetricLogger, format_step, read_dllogger_file
 
 def test_dllogger_json_lines(tmp_path):
     path = tmp_path / "results" / "dllogger.json"  # the parent folder is created
-    metrics = MetricLogger(path)
+    metrics = MetricLogger(path, use_dllogger=False)  # our writer, even where dllogger exists
     metrics.log("PARAMETER", {"SEED": 42, "Config": ["Namespace(...)"]})
     metrics.log((0, 10), {"average_loss": 7.5, "learning_rate": 1e-4, "nan": float("nan")})
     metrics.log((), {"e2e_train_time": 12.0, "final_loss": 7.5})

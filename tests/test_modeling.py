@@ -255,6 +255,8 @@ def test_masked_only_head_equals_dense_head():
         assert sparse_scores.shape == (4, config.padded_vocab_size)
         assert full_scores.shape == (3, 24, config.padded_vocab_size)
         torch.testing.assert_close(sparse_scores, full_scores[labels != -1], rtol=0, atol=1e-5)
+        no_sync = dense(input_ids, token_type_ids, attention_mask, labels, num_masked=4)[0]
+        torch.testing.assert_close(no_sync, sparse_scores, rtol=0, atol=0)
         loss_dense = dense(input_ids, token_type_ids, attention_mask, labels, nsp)
         loss_full = full(input_ids, token_type_ids, attention_mask, labels, nsp)
     mlm = F.cross_entropy(
