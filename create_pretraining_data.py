@@ -80,6 +80,13 @@ class InstanceOptions:
     short_seq_prob: float = 0.1
     random_seed: int = 12345
 
+    @classmethod
+    def from_settings(cls, settings: object) -> InstanceOptions:
+        """Options from any object with attributes of the same names (parsed flags, settings)."""
+        options = cls(**{f.name: getattr(settings, f.name) for f in dataclasses.fields(cls)})
+        options.validate()
+        return options
+
     def validate(self) -> None:
         if self.max_seq_length < 5:
             raise DataError(
@@ -524,15 +531,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def jobs_from_args(args: argparse.Namespace) -> list[ShardJob]:
-    options = InstanceOptions(
-        max_seq_length=args.max_seq_length,
-        dupe_factor=args.dupe_factor,
-        max_predictions_per_seq=args.max_predictions_per_seq,
-        masked_lm_prob=args.masked_lm_prob,
-        short_seq_prob=args.short_seq_prob,
-        random_seed=args.random_seed,
-    )
-    options.validate()
+    options = InstanceOptions.from_settings(args)
     vocab_file = Path(args.vocab_file)
     BertTokenizer(vocab_file, do_lower_case=args.do_lower_case)  # fail fast on a bad vocab
     files = input_files(args.input_file)

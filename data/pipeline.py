@@ -240,15 +240,7 @@ def stage_hdf5(s: Settings) -> dict[str, Any]:
     texts = sorted(p for p in s.sharded_dir.glob("*.txt") if p.stat().st_size > 0)
     if not texts:
         raise PipelineError(f"hdf5: no text shards in {s.sharded_dir}; run the shard stage first")
-    options = InstanceOptions(
-        max_seq_length=s.max_seq_length,
-        dupe_factor=s.dupe_factor,
-        max_predictions_per_seq=s.max_predictions_per_seq,
-        masked_lm_prob=s.masked_lm_prob,
-        short_seq_prob=s.short_seq_prob,
-        random_seed=s.random_seed,
-    )
-    options.validate()
+    options = InstanceOptions.from_settings(s)
     jobs = [
         ShardJob(
             (text,),
