@@ -618,8 +618,9 @@ class BertForQuestionAnswering(nn.Module):
         """Return (start_logits [B, S], end_logits [B, S]).
 
         With start_positions and end_positions [B] given, return (loss, start_logits,
-        end_logits), where loss is NVIDIA's: positions clamped to [0, S], positions equal to S
-        ignored, mean of the start and end cross-entropies.
+        end_logits), where loss is NVIDIA's (positions clamped to [0, S], positions equal to S
+        ignored, mean of the start and end cross-entropies) except that padded positions are
+        excluded from the softmax, so a batch trimmed to its longest sequence has the same loss.
         """
         sequence_output, _ = self.bert(
             input_ids, token_type_ids, attention_mask, output_all_encoded_layers=False
@@ -629,8 +630,13 @@ class BertForQuestionAnswering(nn.Module):
         if start_positions is None or end_positions is None:
             return start_logits, end_logits
         ignored = start_logits.shape[1]
+        padding = None if attention_mask is None else attention_mask == 0  # [B, S]
         start_loss, end_loss = (
-            F.cross_entropy(logits, positions.clamp(0, ignored), ignore_index=ignored)
+            F.cross_entropy(
+                logits if padding is None else logits.masked_fill(padding, MASKED_ATTENTION_BIAS),
+                positions.clamp(0, ignored),
+                ignore_index=ignored,
+            )
             for logits, positions in ((start_logits, start_positions), (end_logits, end_positions))
         )
         return (start_loss + end_loss) / 2, start_logits, end_logits

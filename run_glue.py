@@ -21,6 +21,7 @@ mean of the last logging window; no scikit-learn needed.
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import sys
 from pathlib import Path
@@ -44,6 +45,7 @@ from finetuning import (
 )
 from modeling import BertConfig, BertForSequenceClassification, ConfigError
 from tokenization import BertTokenizer, VocabError
+from training import padding_multiple
 
 logger = logging.getLogger("run_glue")
 
@@ -106,7 +108,8 @@ def do_train(model, processor, tokenizer, args, run: Setup) -> dict:
     )
     ddp_model = distributed.wrap_ddp(model, run.dist)
     micro_batch = args.train_batch_size // args.gradient_accumulation_steps
-    loader = train_loader(train_features, micro_batch, run, args.seed, collate_fn=glue.collate)
+    collate = functools.partial(glue.collate, pad_to_multiple_of=padding_multiple(run.device))
+    loader = train_loader(train_features, micro_batch, run, args.seed, collate_fn=collate)
     result = train(model, ddp_model, loader, classification_loss, args, run)
     if run.dist.is_main_process and not args.skip_checkpoint:
         output = Path(args.output_dir)

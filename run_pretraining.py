@@ -74,8 +74,10 @@ from training import (
     micro_batch_size,
     no_sync_unless,
     optimizer_step,
+    padding_multiple,
     resolve_precision,
     set_activation_checkpointing,
+    trim_padding,
 )
 
 logger = logging.getLogger("run_pretraining")
@@ -131,6 +133,9 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     add("--steps_this_run", type=int, default=-1, help="stop at this phase step (-1: max_steps)")
     add("--num_workers", type=int, default=4, help="accepted; shards are prefetched by a thread")
     add("--no_dense_sequence_output", action="store_true", help="score every position")
+    add("--no_trim_padding", action="store_true",
+        help="train on full-width batches (the plain path); default: cut each batch to its "
+             "longest sequence")  # fmt: skip
     add("--dynamic_masking", action="store_true", help="re-mask every batch (needs --vocab_file)")
     add("--data_sharding", choices=("files", "interleaved"), default="files")
     add("--optimizer_impl", choices=("auto", "torch", "apex"), default="auto")
@@ -466,10 +471,13 @@ def train(t: Training) -> None:
         disable=args.disable_progress_bar or not t.dist.is_main_process,
     )  # fmt: skip
     t.ddp_model.train()
+    multiple = padding_multiple(t.dist.device)
     micro_step = 0
     batches = iter(t.loader)
     while state.step < target and state.stop_requested is None:
         cpu_batch = next(batches)
+        if not args.no_trim_padding:  # the fast path: no work on padding
+            cpu_batch = trim_padding(cpu_batch, cpu_batch[2], multiple)
         num_masked = int((cpu_batch[3] != -1).sum())  # on the host: the MLM head needs no sync
         batch = [tensor.to(t.dist.device, non_blocking=True) for tensor in cpu_batch]
         micro_step += 1

@@ -75,7 +75,11 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true")  # fmt: skip
     add("--skip_cache", action="store_true", help="do not write the feature cache")
     add("--cache_dir", help="where feature caches go (default: beside the data file)")
-    add("--no_trim", action="store_true", help="predict on full-width batches (the plain path)")
+    add(
+        "--no_trim",
+        action="store_true",
+        help="train and predict on batches padded to --max_seq_length (the plain path)",
+    )
     add("--profile", action="store_true", help="accepted; unused")
     return parser.parse_args(argv)
 
@@ -148,7 +152,9 @@ def do_train(model, tokenizer, args: argparse.Namespace, run: Setup) -> None:
     ddp_model = distributed.wrap_ddp(model, run.dist)
     micro_batch = args.train_batch_size // args.gradient_accumulation_steps
     loader = train_loader(ArrayDataset(arrays), micro_batch, run, args.seed)
-    result = train(model, ddp_model, loader, qa_loss, args, run, exclude=("pooler",))
+    result = train(
+        model, ddp_model, loader, qa_loss, args, run, exclude=("pooler",), trim=not args.no_trim
+    )
     run.metrics.log((), {
         "e2e_train_time": result.seconds,
         "training_sequences_per_second": result.sequences_per_second,

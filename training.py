@@ -156,6 +156,28 @@ def _steps_taken(optimizer: torch.optim.Optimizer) -> int:
     return optimizer.steps_taken
 
 
+def padding_multiple(device: torch.device) -> int:
+    """Trimmed widths are rounded up to this: few distinct shapes on GPU (exact widths made
+    prediction 2.5x slower than padding on an H100), SIMD-friendly ones on CPU."""
+    return 64 if device.type == "cuda" else 8
+
+
+def trimmed_width(longest: int, full: int, multiple: int) -> int:
+    """`longest` rounded up to `multiple`, at most `full`."""
+    return min(-(-longest // multiple) * multiple, full)
+
+
+def trim_padding(tensors: list[torch.Tensor], input_mask: torch.Tensor, multiple: int) -> list:
+    """Cut every [B, S] tensor to the batch's longest real sequence (rounded up to `multiple`);
+    other tensors pass unchanged. Attention masks padding, so outputs at real tokens are the
+    same: the fast path beside the plain padded one."""
+    full = input_mask.shape[1]
+    width = trimmed_width(int(input_mask.sum(dim=1).max()), full, multiple)
+    if width == full:
+        return list(tensors)
+    return [t[:, :width] if t.dim() == 2 and t.shape[1] == full else t for t in tensors]
+
+
 class Throughput:
     """Wall time and sequences between `start()` and now, for sequences/s."""
 

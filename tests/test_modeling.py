@@ -288,10 +288,17 @@ def test_question_answering_loss_is_nvidias():
     with torch.no_grad():
         loss, start_logits, end_logits = model(*batch, start_positions=start, end_positions=end)
     assert start_logits.shape == end_logits.shape == (3, 24)
+    padding = batch[2] == 0  # padded positions never compete for the answer
+    start_masked = start_logits.masked_fill(padding, -10000.0)
+    end_masked = end_logits.masked_fill(padding, -10000.0)
     expected = (
-        F.cross_entropy(start_logits[:2], start[:2]) + F.cross_entropy(end_logits[:2], end[:2])
+        F.cross_entropy(start_masked[:2], start[:2]) + F.cross_entropy(end_masked[:2], end[:2])
     ) / 2
     torch.testing.assert_close(loss, expected)
+    with torch.no_grad():  # trimmed to the longest real sequence: the same loss
+        width = int(batch[2].sum(1).max())
+        trimmed = model(*(t[:, :width] for t in batch), start_positions=start, end_positions=end)
+    torch.testing.assert_close(trimmed[0], loss, rtol=0, atol=1e-6)
 
 
 def test_sequence_classification_and_regression():

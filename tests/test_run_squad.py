@@ -212,3 +212,25 @@ def test_bad_input(pretrained, tmp_path):
     line = error(run_squad(*out, "--do_predict", f"--predict_file={SAMPLE / 'v1.1/dev-v1.1.json'}",
                            f"--init_checkpoint={tmp_path / 'missing.pt'}"))  # fmt: skip
     assert "missing.pt" in line
+
+
+def test_trimmed_training_batches_give_the_padded_loss(pretrained, tmp_path):
+    config = json.loads(TINY_CONFIG.read_text()) | {
+        "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}  # fmt: skip
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    logged = {}
+    for name, extra in (("trim", []), ("pad", ["--no_trim"])):
+        result = subprocess.run(
+            [sys.executable, "run_squad.py", f"--vocab_file={UNCASED_VOCAB}",
+             f"--config_file={tmp_path / 'config.json'}", "--do_lower_case",
+             f"--init_checkpoint={pretrained}", "--do_train", "--max_steps=2", "--log_freq=1",
+             f"--train_file={SAMPLE / 'v1.1' / 'train-v1.1.json'}", "--train_batch_size=8",
+             f"--output_dir={tmp_path / name}", f"--json-summary={tmp_path / name / 'l.json'}",
+             "--skip_checkpoint", "--skip_cache", *extra],
+            cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        events = read_dllogger_file(tmp_path / name / "l.json")
+        logged[name] = [e["data"]["step_loss"] for e in events if "step_loss" in e.get("data", {})]
+    assert len(logged["trim"]) == 2
+    assert logged["trim"] == pytest.approx(logged["pad"], abs=1e-5)
