@@ -36,10 +36,12 @@ from logger import MetricLogger
 from optimization import make_adamw, parameter_groups
 from schedulers import WarmupScheduler
 from training import (
+    PRECISION_CHOICES,
     PrecisionStack,
     configure_tf32,
     evaluating,
     make_precision,
+    maybe_compile,
     micro_batch_size,
     no_sync_unless,
     optimizer_step,
@@ -79,7 +81,11 @@ def add_common_arguments(parser: argparse.ArgumentParser, seed: int, log_freq: i
     add("--log_freq", type=int, default=log_freq, help="log every N optimizer steps")
     add("--json-summary", "--json_summary", dest="json_summary", default="results/dllogger.json")
     add("--max_grad_norm", type=float, default=1.0, help="global gradient clipping (0: off)")
-    add("--no_tf32", action="store_true")
+    add("--precision", choices=PRECISION_CHOICES, default="auto",
+        help="auto: bf16 on A100/H100-class GPUs, else fp32 with TF32; tf32; fp32 (exact); "
+             "bf16; fp16 (= --fp16)")  # fmt: skip
+    add("--no_tf32", action="store_true", help="the same as --precision fp32")
+    add("--compile", action="store_true", help="torch.compile the model for training")
     add("--use_env", action="store_true", help="accepted; unused")
 
 
@@ -117,9 +123,14 @@ def setup(args: argparse.Namespace) -> Setup:
     check_common_arguments(args)
     dist = distributed.init_distributed(args.local_rank, use_cuda=not args.no_cuda)
     distributed.seed_everything(args.seed, dist.rank)
-    configure_tf32(not args.no_tf32)
-    stack = make_precision(resolve_precision(args.fp16, args.bf16), dist.device,
-                           args.loss_scale or 2**16)  # fmt: skip
+    try:
+        precision, tf32 = resolve_precision(
+            args.fp16, args.bf16, "fp32" if args.no_tf32 else args.precision, dist.device
+        )
+    except ValueError as err:
+        raise FinetuneError(str(err)) from None
+    configure_tf32(tf32)
+    stack = make_precision(precision, dist.device, args.loss_scale or 2**16)
     if dist.is_main_process:
         os.makedirs(args.output_dir, exist_ok=True)
     metrics = MetricLogger(args.json_summary, dist.is_main_process)
@@ -163,6 +174,11 @@ def total_optimizer_steps(batches_per_epoch: int, args: argparse.Namespace) -> i
     if args.max_steps > 0:
         total = min(total, int(args.max_steps)) if total > 0 else int(args.max_steps)
     return max(total, 1)
+
+
+def wrap_for_training(model: nn.Module, args: argparse.Namespace, run: Setup) -> nn.Module:
+    """The order every script uses: compile (optional), then DDP."""
+    return distributed.wrap_ddp(maybe_compile(model, args.compile), run.dist)
 
 
 def train(

@@ -42,6 +42,7 @@ from finetuning import (
     setup,
     train,
     train_loader,
+    wrap_for_training,
 )
 from modeling import BertConfig, BertForSequenceClassification, ConfigError
 from tokenization import BertTokenizer, VocabError
@@ -106,7 +107,7 @@ def do_train(model, processor, tokenizer, args, run: Setup) -> dict:
     train_features = features(
         processor, processor.get_train_examples(args.data_dir), tokenizer, args
     )
-    ddp_model = distributed.wrap_ddp(model, run.dist)
+    ddp_model = wrap_for_training(model, args, run)
     micro_batch = args.train_batch_size // args.gradient_accumulation_steps
     collate = functools.partial(glue.collate, pad_to_multiple_of=padding_multiple(run.device))
     loader = train_loader(train_features, micro_batch, run, args.seed, collate_fn=collate)

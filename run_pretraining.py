@@ -69,8 +69,10 @@ from pretraining_data import (
 from schedulers import WarmupScheduler
 from tokenization import BertTokenizer
 from training import (
+    PRECISION_CHOICES,
     configure_tf32,
     make_precision,
+    maybe_compile,
     micro_batch_size,
     no_sync_unless,
     optimizer_step,
@@ -139,7 +141,11 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     add("--dynamic_masking", action="store_true", help="re-mask every batch (needs --vocab_file)")
     add("--data_sharding", choices=("files", "interleaved"), default="files")
     add("--optimizer_impl", choices=("auto", "torch", "apex"), default="auto")
-    add("--no_tf32", action="store_true", help="keep fp32 matmuls exact on Ampere and newer")
+    add("--precision", choices=PRECISION_CHOICES, default="auto",
+        help="auto: bf16 on A100/H100-class GPUs, else fp32 with TF32; tf32; fp32 (exact); "
+             "bf16; fp16 (= --fp16)")  # fmt: skip
+    add("--no_tf32", action="store_true", help="the same as --precision fp32")
+    add("--compile", action="store_true", help="torch.compile the model (optional fast path)")
     add("--no_cuda", action="store_true", help="run on the CPU even if a GPU is present")
     add("--profile", action="store_true", help="accepted; unused")
     return parser.parse_args(argv)
@@ -544,8 +550,13 @@ def setup(args: argparse.Namespace) -> Training:
     distributed.seed_everything(args.seed, dist.rank)
     check_arguments(args, dist.is_main_process)
     distributed.barrier()
-    configure_tf32(not args.no_tf32)
-    precision = resolve_precision(args.fp16, args.bf16)
+    try:
+        precision, tf32 = resolve_precision(
+            args.fp16, args.bf16, "fp32" if args.no_tf32 else args.precision, dist.device
+        )
+    except ValueError as err:
+        raise ArgumentError(str(err)) from None
+    configure_tf32(tf32)
     stack = make_precision(precision, dist.device, args.loss_scale or args.init_loss_scale)
     metrics = MetricLogger(args.json_summary, dist.is_main_process)
     model = build_model(args, dist.device)
@@ -556,7 +567,8 @@ def setup(args: argparse.Namespace) -> Training:
     t = Training(args, dist, model, model, optimizer, scheduler, stack, None, metrics, RunState())
     resume = load_for_resume(t)
     t.state.step = resume.step
-    t.ddp_model = distributed.wrap_ddp(model, dist, args.allreduce_post_accumulation_fp16)
+    compiled = maybe_compile(model, args.compile)
+    t.ddp_model = distributed.wrap_ddp(compiled, dist, args.allreduce_post_accumulation_fp16)
     t.loader = build_loader(args, dist, resume)
     if resume.rng is not None:
         set_rng_state(resume.rng)

@@ -45,6 +45,7 @@ from finetuning import (
     setup,
     train,
     train_loader,
+    wrap_for_training,
 )
 from modeling import BertConfig, BertForQuestionAnswering, ConfigError
 from tokenization import BertTokenizer, VocabError
@@ -149,7 +150,7 @@ def do_train(model, tokenizer, args: argparse.Namespace, run: Setup) -> None:
         "training_samples": len(examples), "training_features": len(features),
     })  # fmt: skip
     model.bert.pooler.requires_grad_(False)  # never reaches the QA loss (NVIDIA drops it too)
-    ddp_model = distributed.wrap_ddp(model, run.dist)
+    ddp_model = wrap_for_training(model, args, run)
     micro_batch = args.train_batch_size // args.gradient_accumulation_steps
     loader = train_loader(ArrayDataset(arrays), micro_batch, run, args.seed)
     result = train(

@@ -16,20 +16,44 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import time
 from collections.abc import Iterator
 
 import torch
 from torch import nn
 
+logger = logging.getLogger(__name__)
+
 PRECISIONS = ("fp32", "bf16", "fp16")
 
 
-def resolve_precision(fp16: bool, bf16: bool) -> str:
-    """The precision named by NVIDIA's `--fp16/--amp` and our `--bf16` flags."""
-    if fp16 and bf16:
-        raise ValueError("--fp16/--amp and --bf16 exclude each other; pick one precision")
-    return "fp16" if fp16 else "bf16" if bf16 else "fp32"
+PRECISION_CHOICES = ("auto", "fp32", "tf32", "bf16", "fp16")
+
+
+def resolve_precision(
+    fp16: bool, bf16: bool, precision: str = "auto", device: torch.device | None = None
+) -> tuple[str, bool]:
+    """(autocast precision, TF32 allowed) from NVIDIA's `--fp16/--amp`, our `--bf16` and
+    `--precision`.
+
+    "auto" is bf16 on GPUs of compute capability 8.0 and newer (A100, H100), else fp32 with
+    TF32 matmuls; "tf32" is fp32 with TF32; "fp32" is exact fp32 (TF32 off).
+    """
+    chosen = [name for name, flag in (("fp16", fp16), ("bf16", bf16)) if flag]
+    if precision != "auto":
+        chosen.append(precision)
+    if len(set(chosen)) > 1:
+        raise ValueError(f"conflicting precision flags: {', '.join(chosen)}; pick one")
+    if chosen:
+        name = chosen[0]
+    else:
+        ampere = device is not None and device.type == "cuda"
+        ampere = ampere and torch.cuda.get_device_capability(device)[0] >= 8
+        name = "bf16" if ampere else "tf32"
+    if name not in PRECISION_CHOICES[1:]:
+        raise ValueError(f"precision must be one of {PRECISION_CHOICES}, got {name!r}")
+    return ("fp32" if name == "tf32" else name), name != "fp32"
 
 
 def micro_batch_size(train_batch_size: int, gradient_accumulation_steps: int) -> int:
@@ -199,6 +223,17 @@ class Throughput:
     @property
     def rate(self) -> float:
         return self.sequences / self.elapsed if self.elapsed > 0 else 0.0
+
+
+def maybe_compile(model: nn.Module, enabled: bool) -> nn.Module:
+    """`torch.compile(model)` when asked (the `--compile` flag), else the model unchanged.
+
+    Applied after activation checkpointing and before DDP; the compiled module shares the
+    parameters, so checkpoints of the plain model are unaffected."""
+    if not enabled:
+        return model
+    logger.info("compiling the model with torch.compile (the first steps are slow)")
+    return torch.compile(model)
 
 
 def set_activation_checkpointing(model: nn.Module, enabled: bool) -> None:

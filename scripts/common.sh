@@ -18,8 +18,8 @@ set_precision_flags() {
   case "$1" in
     fp16) PRECISION_FLAGS=(--fp16) ;;
     bf16) PRECISION_FLAGS=(--bf16) ;;
-    tf32) PRECISION_FLAGS=() ;;
-    fp32) PRECISION_FLAGS=(--no_tf32) ;;
+    tf32) PRECISION_FLAGS=(--precision tf32) ;;
+    fp32) PRECISION_FLAGS=(--precision fp32) ;;
     *) echo "$(basename "$0"): unknown precision '$1' (fp16, bf16, tf32 or fp32)" >&2; exit 1 ;;
   esac
 }
