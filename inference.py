@@ -20,13 +20,17 @@ import json
 import logging
 import sys
 
-import numpy as np
 import torch
 
 import squad
 from checkpoint import CheckpointError, load_model_weights
+from distributed import DistState
+from finetuning import Setup, predict
+from logger import MetricLogger
 from modeling import BertConfig, BertForQuestionAnswering, ConfigError
+from run_squad import qa_forward
 from tokenization import BertTokenizer, VocabError
+from training import make_precision
 
 SAMPLE_QUESTION = "What food does Harry like?"
 SAMPLE_CONTEXT = (
@@ -78,18 +82,13 @@ def answer(args: argparse.Namespace) -> tuple[str, list[dict]]:
         [example], tokenizer, args.max_seq_length, args.doc_stride, args.max_query_length
     )
     arrays = squad.features_to_arrays(features)
-    with torch.no_grad():
-        start, end = model(
-            torch.from_numpy(arrays["input_ids"]).to(device),
-            torch.from_numpy(arrays["segment_ids"]).to(device),
-            torch.from_numpy(arrays["input_mask"]).to(device),
-        )
-    lengths = arrays["input_mask"].sum(axis=1)
+    inputs = {key: arrays[key] for key in ("input_ids", "segment_ids", "input_mask")}
+    run = Setup(DistState(device=device), make_precision("fp32", device), MetricLogger(None, False))
+    outputs = predict(model, inputs, len(features), qa_forward, run).outputs  # run_squad's path
     results = [
-        squad.RawResult(f.unique_id, s[:n].astype(np.float32), e[:n].astype(np.float32))
-        for f, s, e, n in zip(features, start.float().cpu().numpy(), end.float().cpu().numpy(),
-                              lengths, strict=True)
-    ]  # fmt: skip
+        squad.RawResult(f.unique_id, start, end)
+        for f, (start, end) in zip(features, outputs, strict=True)
+    ]
     predictions, nbest, _ = squad.get_answers(
         [example], features, results, args.n_best_size, args.max_answer_length,
         args.do_lower_case, args.version_2_with_negative, args.null_score_diff_threshold,

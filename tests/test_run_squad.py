@@ -184,7 +184,7 @@ def test_inference_uses_doc_stride_and_agrees_with_run_squad(fine_tuned, tmp_pat
     (tmp_path / "one.json").write_text(json.dumps(data))
     squad_run = run_squad(f"--init_checkpoint={checkpoint}", "--do_predict",
                           f"--predict_file={tmp_path / 'one.json'}", "--max_seq_length=128",
-                          "--doc_stride=64", f"--output_dir={tmp_path}",
+                          "--doc_stride=64", "--n_best_size=3", f"--output_dir={tmp_path}",
                           f"--json-summary={tmp_path}/log.json")  # fmt: skip
     assert squad_run.returncode == 0, squad_run.stderr
     assert json.loads((tmp_path / "predictions.json").read_text())["q"] == answer
