@@ -106,6 +106,7 @@ class PretrainingShard(Dataset):
         self.arrays = read_shard(self.path)
         self.seq_length = self.arrays["input_ids"].shape[1]
         self.max_predictions = self.arrays["masked_lm_positions"].shape[1]
+        self.lengths = self.arrays["input_mask"].sum(axis=1)  # real tokens per instance
 
     def __len__(self) -> int:
         return len(self.arrays["next_sentence_labels"])
@@ -210,6 +211,7 @@ class PretrainingDataLoader:
         dynamic_masking: DynamicMasking | None = None,
         prefetch: bool = True,
         pin_memory: bool = False,
+        bin_size: int | None = None,
     ) -> None:
         if sharding not in ("files", "interleaved"):
             raise ValueError(f"sharding must be 'files' or 'interleaved', got {sharding!r}")
@@ -220,6 +222,9 @@ class PretrainingDataLoader:
         self.dynamic_masking = dynamic_masking
         self.prefetch = prefetch
         self.pin_memory = pin_memory  # page-locked batches copy to the GPU asynchronously
+        if bin_size is not None and bin_size < 1:
+            raise ValueError(f"--bin_size must be positive, got {bin_size}")
+        self.bin_size = bin_size
         sizes, shapes = {}, set()
         for path in self.files:
             rows, seq, pred = shard_shape(path)
@@ -274,6 +279,8 @@ class PretrainingDataLoader:
             "world_size": self.world_size,
             "sharding": self.sharding,
             "seed": self.seed,
+            "micro_batch": self.micro_batch,
+            "bin_size": self.bin_size,
         }
 
     def _restore(self, position: dict) -> None:
@@ -282,6 +289,8 @@ class PretrainingDataLoader:
             and position.get("world_size") == self.world_size
             and position.get("sharding") == self.sharding
             and position.get("seed") == self.seed
+            and position.get("micro_batch") == self.micro_batch
+            and position.get("bin_size") == self.bin_size
         )
         self.epoch = int(position.get("epoch", 0))
         if same:
@@ -295,9 +304,25 @@ class PretrainingDataLoader:
                 self.epoch,
             )
 
-    def _order(self, epoch: int, piece: Piece) -> np.ndarray:
-        key = [self.seed, epoch, piece.index]
-        return piece.start + np.random.default_rng(key).permutation(piece.stop - piece.start)
+    def _batches(self, epoch: int, piece: Piece, shard: PretrainingShard) -> list[np.ndarray]:
+        """The piece's micro-batches (row indices) in training order.
+
+        Samples are shuffled with a generator keyed by (seed, epoch, piece). With `bin_size`,
+        each batch is drawn from one bin of lengths (LDDL's binning at NVIDIA HEAD), so trimming
+        a batch to its longest sequence removes most of its padding; the batches are then
+        shuffled across bins.
+        """
+        rng = np.random.default_rng([self.seed, epoch, piece.index])
+        order = piece.start + rng.permutation(piece.stop - piece.start)
+        step = self.micro_batch
+        if not self.bin_size:
+            return [order[i : i + step] for i in range(0, len(order), step)]
+        bins = (shard.lengths[order] - 1) // self.bin_size
+        batches = []
+        for value in np.unique(bins):
+            members = order[bins == value]  # still in shuffled order
+            batches.extend(members[i : i + step] for i in range(0, len(members), step))
+        return [batches[i] for i in rng.permutation(len(batches))]
 
     def __iter__(self):
         loader = _Prefetcher(enabled=self.prefetch)
@@ -308,14 +333,14 @@ class PretrainingDataLoader:
                     self.piece_index = index
                     upcoming = pieces[index + 1] if index + 1 < len(pieces) else None
                     shard = loader.get(pieces[index].file, upcoming.file if upcoming else None)
-                    order = self._order(self.epoch, pieces[index])
-                    while self.offset < len(order):
-                        indices = order[self.offset : self.offset + self.micro_batch]
+                    batches = self._batches(self.epoch, pieces[index], shard)
+                    while self.offset < len(batches):
+                        indices = batches[self.offset]
                         mine = (
                             self.sharding == "files"
                             or self.batch_index % self.world_size == self.rank
                         )
-                        self.offset += len(indices)
+                        self.offset += 1  # batches of this piece consumed
                         self.batch_index += 1
                         if mine:
                             yield self._batch(shard, indices, pieces[index])

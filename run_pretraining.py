@@ -140,6 +140,7 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
              "longest sequence")  # fmt: skip
     add("--dynamic_masking", action="store_true", help="re-mask every batch (needs --vocab_file)")
     add("--data_sharding", choices=("files", "interleaved"), default="files")
+    add("--bin_size", type=int, help="draw each batch from one bin of lengths (HEAD's LDDL bins)")
     add("--optimizer_impl", choices=("auto", "torch", "apex"), default="auto")
     add("--precision", choices=PRECISION_CHOICES, default="auto",
         help="auto: bf16 on A100/H100-class GPUs, else fp32 with TF32; tf32; fp32 (exact); "
@@ -600,6 +601,7 @@ def build_loader(
         position=position,
         dynamic_masking=masking,
         pin_memory=dist.device.type == "cuda",
+        bin_size=args.bin_size,
     )
 
 

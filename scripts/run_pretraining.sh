@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # BERT pre-training, phase 1 (seq 128) then phase 2 (seq 512), with NVIDIA's positional
 # arguments (spec §3.1: the same 24 in the same order and with the same defaults; HEAD's 28
-# num_workers, 31 masking and 32 BERT_CONFIG are read too). Presets:
+# num_workers, 30 phase2_bin_size (64, or none), 31 masking and 32 BERT_CONFIG are read too).
+# Presets:
 #   bash scripts/run_pretraining.sh $(source scripts/configs/pretrain_config.sh && dgxa100_8gpu_fp16)
 #
 # Paths are repository-relative. Data: $BERT_PREP_WORKING_DIR (default: data/ of this repository,
@@ -38,6 +39,7 @@ DATA_DIR_PHASE2=${22:-$BERT_PREP_WORKING_DIR/hdf5_lower_case_1_seq_len_512_max_p
 CODEDIR=${23:-$repo}
 init_checkpoint=${24:-"None"}
 num_workers=${28:-4}
+phase2_bin_size=${30:-64}
 masking=${31:-"static"}
 BERT_CONFIG=${32:-${BERT_CONFIG:-$CODEDIR/bert_configs/large.json}}
 VOCAB_FILE=${VOCAB_FILE:-$CODEDIR/vocab/vocab}
@@ -90,6 +92,7 @@ phase2=("${LAUNCHER[@]}" "$CODEDIR/run_pretraining.py" "${common[@]}"
   --max_predictions_per_seq=80 --max_steps="$train_steps_phase2"
   --warmup_proportion="$warmup_proportion_phase2" --learning_rate="$learning_rate_phase2"
   --phase2 --resume_from_checkpoint --phase1_end_step="$train_steps")
+[ "$phase2_bin_size" != "none" ] && phase2+=(--bin_size="$phase2_bin_size")
 [ "$accumulate_gradients" = "true" ] && phase2+=(--gradient_accumulation_steps="$gradient_accumulation_steps_phase2")
 run_phase 2 "$train_batch_size_phase2" "${phase2[@]}"
 echo "finished pre-training; checkpoints in $CHECKPOINTS_DIR"

@@ -96,21 +96,47 @@ def test_epochs_reshuffle_and_are_deterministic(shards):
     assert first.epoch >= 1  # 30 batches of 8 cover more than the 110 samples
 
 
-@pytest.mark.parametrize("sharding", ["files", "interleaved"])
-def test_resume_continues_at_the_exact_next_sample(shards, sharding):
+@pytest.mark.parametrize(
+    ("sharding", "bins"), [("files", None), ("interleaved", None), ("files", 4)]
+)
+def test_resume_continues_at_the_exact_next_sample(shards, sharding, bins):
     files, _ = shards
-    reference = PretrainingDataLoader(files, 6, rank=1, world_size=2, seed=5, sharding=sharding)
+    reference = PretrainingDataLoader(
+        files, 6, rank=1, world_size=2, seed=5, sharding=sharding, bin_size=bins
+    )
     expected = [sample_ids(b) for b in itertools.islice(iter(reference), 40)]
     for stop in (1, 7, 13, 25):
-        loader = PretrainingDataLoader(files, 6, rank=1, world_size=2, seed=5, sharding=sharding)
+        loader = PretrainingDataLoader(
+            files, 6, rank=1, world_size=2, seed=5, sharding=sharding, bin_size=bins
+        )
         stream = iter(loader)
         head = [sample_ids(next(stream)) for _ in range(stop)]
         position = loader.state()
         resumed = PretrainingDataLoader(
-            files, 6, rank=1, world_size=2, seed=5, sharding=sharding, position=position
-        )
+            files, 6, rank=1, world_size=2, seed=5, sharding=sharding, position=position,
+            bin_size=bins,
+        )  # fmt: skip
         tail = [sample_ids(b) for b in itertools.islice(iter(resumed), 40 - stop)]
         assert head + tail == expected
+
+
+def test_length_bins_keep_every_sample_and_group_lengths(tmp_path):
+    lengths = np.random.default_rng(0).integers(8, 129, 300)
+    write_shard(tmp_path / "a_training_0.hdf5", 300, seq=128)
+    with h5py.File(tmp_path / "a_training_0.hdf5", "r+") as f:
+        mask = (np.arange(128)[None, :] < lengths[:, None]).astype("i1")
+        f["input_mask"][...] = mask
+    loader = PretrainingDataLoader(training_files(tmp_path), 8, seed=1, bin_size=32)
+    seen = []
+    for batch in loader:
+        if loader.epoch > 0:
+            break
+        real = batch[2].sum(1)
+        assert len(set(((real - 1) // 32).tolist())) == 1  # one bin per batch
+        seen.extend(sample_ids(batch))
+    assert sorted(seen) == list(range(300))
+    with pytest.raises(ValueError, match="--bin_size must be positive"):
+        PretrainingDataLoader(training_files(tmp_path), 8, bin_size=0)
 
 
 def test_interleaved_ranks_split_one_stream(shards):
