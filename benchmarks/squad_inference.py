@@ -101,7 +101,11 @@ def limited_file(args: argparse.Namespace, tmp: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
+    run(parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Time every row, check the predictions, print and return the results."""
     ours, hf, vocab = build_models(args)
     tokenizer = BertTokenizer(vocab, do_lower_case=True)
     dev = limited_file(args, Path(tempfile.mkdtemp(prefix="squad_bench_")))
@@ -114,8 +118,8 @@ def main(argv: list[str] | None = None) -> None:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     ours.to(device)
     hf.to(device)
-    run = Setup(DistState(device=device), make_precision(args.dtype, device),
-                MetricLogger(None, False))  # fmt: skip
+    setup = Setup(DistState(device=device), make_precision(args.dtype, device),
+                  MetricLogger(None, False))  # fmt: skip
     name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
     results = {"device": name, "threads": torch.get_num_threads(), "dtype": args.dtype,
                "questions": len(examples), "features": len(features),
@@ -141,7 +145,7 @@ def main(argv: list[str] | None = None) -> None:
     predictions = {}
     for name, model, forward, trim in rows:
         with torch.inference_mode():
-            result = predict(model, inputs, args.batch, forward, run, trim=trim)
+            result = predict(model, inputs, args.batch, forward, setup, trim=trim)
         predictions[name] = answers(result.outputs)
         results[name] = {"seconds": result.seconds,
                          "sequences_per_second": len(features) / result.seconds}  # fmt: skip
@@ -161,6 +165,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2))
+    return results
 
 
 if __name__ == "__main__":
