@@ -17,6 +17,7 @@ checkpoints load without a separate conversion step, with or without vocabulary 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -24,13 +25,14 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+import storage
 from fileio import atomic_write
 from modeling import PADDED_VOCAB_BIAS, BertConfig, ConfigError, round_up
 
@@ -207,9 +209,26 @@ def _tf_prefix(path: Path) -> Path | None:
     return None
 
 
+def local_path(path: str | os.PathLike) -> Path:
+    """`path` itself, or a local copy of an `s3://` object or prefix (see storage.py)."""
+    if not storage.is_remote(path):
+        return Path(path)
+    with _storage_errors():
+        return storage.fetch(str(path))
+
+
+@contextlib.contextmanager
+def _storage_errors() -> Iterator[None]:
+    """S3 failures as CheckpointErrors, which every entry script reports in one line."""
+    try:
+        yield
+    except storage.StorageError as err:
+        raise CheckpointError(str(err)) from None
+
+
 def read_weights(path: str | os.PathLike) -> Weights:
-    """Read weights from any supported format (see the module docstring)."""
-    path = Path(path)
+    """Read weights from any supported format (see the module docstring), local or s3://."""
+    path = local_path(path)
     tf_prefix = _tf_prefix(path)
     if path.is_dir() and (path / "config.json").is_file() and _hf_weight_file(path):
         return _read_hf_folder(path)
@@ -507,6 +526,73 @@ def load_model_weights(
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     """torch.save through a temporary file in the same folder, then an atomic rename."""
     atomic_write(path, lambda handle: torch.save(obj, handle))
+
+
+class CheckpointFolder:
+    """Where `ckpt_<N>.pt` files live: a local folder, or an `s3://` prefix.
+
+    A remote folder is listed in the bucket itself, never in the local download cache, so stale
+    cached files can neither fake nor hide a checkpoint. Local checkpoints are written
+    atomically; remote ones are uploaded as one object, which S3 shows only once complete.
+    Only the main process may call `create`, `save` and `delete`.
+    """
+
+    def __init__(self, location: str | os.PathLike) -> None:
+        self.remote = storage.is_remote(location)
+        self.location = str(location).rstrip("/") if self.remote else str(location)
+        with _storage_errors():
+            self.bucket, prefix = storage.split_url(self.location) if self.remote else ("", "")
+        self.prefix = prefix + "/" if prefix else ""
+
+    def create(self) -> None:
+        """Make the local folder (an S3 prefix needs no creating)."""
+        if not self.remote:
+            Path(self.location).mkdir(parents=True, exist_ok=True)
+
+    def names(self) -> list[str]:
+        """File names in the folder (for remote folders, the objects directly under it)."""
+        if not self.remote:
+            folder = Path(self.location)
+            return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+        with _storage_errors():
+            keys = storage.list_keys(f"s3://{self.bucket}/{self.prefix}", recursive=False)
+        return sorted(key[len(self.prefix) :] for key in keys if not key.endswith("/"))
+
+    def numbers(self) -> list[int]:
+        """The N of every `ckpt_N.pt`, ascending."""
+        matches = (re.fullmatch(r"ckpt_(\d+)\.pt", name) for name in self.names())
+        return sorted(int(m.group(1)) for m in matches if m)
+
+    def url(self, name: str) -> str:
+        """Where the file `name` lives: a local path or an s3:// URL."""
+        return f"{self.location}/{name}" if self.remote else str(Path(self.location) / name)
+
+    def path(self, name: str) -> Path:
+        """A readable local path of a file in the folder (downloaded when remote)."""
+        if not self.remote:
+            return Path(self.location) / name
+        with _storage_errors():
+            path = storage.fetch(self.url(name))
+        if not path.is_file():
+            raise FileNotFoundError(f"checkpoint not found: {self.url(name)}")  # a prefix
+        return path
+
+    def save(self, payload: Any, name: str) -> None:
+        if not self.remote:
+            atomic_torch_save(payload, Path(self.location) / name)
+            return
+        with _storage_errors():
+            storage.upload(self.url(name), lambda handle: torch.save(payload, handle))
+
+    def delete(self, name: str) -> None:
+        if not self.remote:
+            (Path(self.location) / name).unlink(missing_ok=True)
+            return
+        with _storage_errors():
+            storage.delete(self.url(name))
+
+    def __str__(self) -> str:
+        return self.location
 
 
 def nvidia_state_dict(model_or_state: nn.Module | Mapping[str, torch.Tensor]) -> dict:

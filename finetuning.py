@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 import distributed
+import storage
 from checkpoint import load_model_weights
 from logger import MetricLogger
 from optimization import make_adamw, parameter_groups
@@ -80,6 +81,7 @@ def add_common_arguments(parser: argparse.ArgumentParser, seed: int, log_freq: i
     add("--skip_checkpoint", action="store_true", help="do not save the fine-tuned weights")
     add("--log_freq", type=int, default=log_freq, help="log every N optimizer steps")
     add("--json-summary", "--json_summary", dest="json_summary", default="results/dllogger.json")
+    add("--tensorboard", metavar="DIR", help="also write the logged scalars for TensorBoard here")
     add("--max_grad_norm", type=float, default=1.0, help="global gradient clipping (0: off)")
     add("--precision", choices=PRECISION_CHOICES, default="auto",
         help="auto: bf16 on A100/H100-class GPUs, else fp32 with TF32; tf32; fp32 (exact); "
@@ -101,7 +103,8 @@ def check_common_arguments(args: argparse.Namespace) -> None:
     for name in ("vocab_file", "config_file"):
         if not os.path.isfile(getattr(args, name)):
             raise FinetuneError(f"--{name} {getattr(args, name)}: no such file")
-    if args.init_checkpoint and not os.path.exists(args.init_checkpoint):
+    remote = storage.is_remote(args.init_checkpoint)  # s3://: checked when it is fetched
+    if args.init_checkpoint and not remote and not os.path.exists(args.init_checkpoint):
         raise FinetuneError(f"--init_checkpoint {args.init_checkpoint}: no such file or folder")
 
 
@@ -133,7 +136,9 @@ def setup(args: argparse.Namespace) -> Setup:
     stack = make_precision(precision, dist.device, args.loss_scale or 2**16)
     if dist.is_main_process:
         os.makedirs(args.output_dir, exist_ok=True)
-    metrics = MetricLogger(args.json_summary, dist.is_main_process)
+    metrics = MetricLogger(
+        args.json_summary, dist.is_main_process, tensorboard_dir=args.tensorboard
+    )
     metrics.log("PARAMETER", {"Config": [str(args)], "SEED": args.seed})
     return Setup(dist, stack, metrics)
 

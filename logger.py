@@ -95,8 +95,13 @@ class MetricLogger:
             Path(json_path).parent.mkdir(parents=True, exist_ok=True)
             self.file = open(json_path, "a", encoding="utf-8")  # noqa: SIM115 (kept open)
         if tensorboard_dir:
-            from torch.utils.tensorboard import SummaryWriter
-
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                raise ImportError(
+                    f"--tensorboard {tensorboard_dir}: needs the tensorboard package "
+                    "(pip install tensorboard)"
+                ) from None
             self.tensorboard = SummaryWriter(str(tensorboard_dir))
         for metric, unit in UNITS.items():
             self.metadata(metric, {"unit": unit} if unit else {})

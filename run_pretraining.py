@@ -37,7 +37,6 @@ import dataclasses
 import logging
 import os
 import random
-import re
 import signal
 import sys
 import time
@@ -51,9 +50,10 @@ from tqdm import tqdm
 import distributed
 from checkpoint import (
     CheckpointError,
-    atomic_torch_save,
+    CheckpointFolder,
     load_model_weights,
     load_state_dict_into,
+    local_path,
     nvidia_state_dict,
     torch_load,
 )
@@ -130,6 +130,7 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     add("--phase1_end_step", type=int, default=7038)
     add("--do_train", action="store_true", help="required, as in NVIDIA's script")
     add("--json-summary", "--json_summary", dest="json_summary", default="results/dllogger.json")
+    add("--tensorboard", metavar="DIR", help="also write the logged scalars for TensorBoard here")
     add("--use_env", action="store_true", help="accepted; unused")
     add("--disable_progress_bar", action="store_true")
     add("--steps_this_run", type=int, default=-1, help="stop at this phase step (-1: max_steps)")
@@ -160,7 +161,7 @@ class RunState:
     skipped_steps: int = 0
     consecutive_skips: int = 0
     start_step: int = 0
-    checkpoints_written: list[Path] = dataclasses.field(default_factory=list)
+    checkpoints_written: list[str] = dataclasses.field(default_factory=list)
     final_loss: float = float("nan")
     raw_train_time: float = 0.0
     stop_requested: str | None = None
@@ -180,17 +181,17 @@ def check_arguments(args: argparse.Namespace, is_main: bool) -> None:
         raise ArgumentError("--dynamic_masking needs --vocab_file")
     if not Path(args.input_dir).is_dir():
         raise ArgumentError(f"--input_dir {args.input_dir}: no such folder")
-    output = Path(args.output_dir)
-    if output.exists() and not output.is_dir():
+    output = CheckpointFolder(args.output_dir)
+    if not output.remote and Path(args.output_dir).exists() and not Path(args.output_dir).is_dir():
         raise ArgumentError(f"--output_dir {output} exists and is not a folder")
-    existing = sorted(p.name for p in output.glob("ckpt*")) if output.is_dir() else []
+    existing = [name for name in output.names() if name.startswith("ckpt")]  # s3: the bucket's
     if existing and not args.resume_from_checkpoint and not args.skip_checkpoint:
         raise ArgumentError(
             f"--output_dir {output} already holds checkpoints ({existing[0]}, ...); pass "
             "--resume_from_checkpoint to continue, or choose an empty folder"
         )
     if is_main:
-        output.mkdir(parents=True, exist_ok=True)
+        output.create()
 
 
 def build_model(args: argparse.Namespace, device: torch.device) -> BertForPreTraining:
@@ -202,16 +203,6 @@ def build_model(args: argparse.Namespace, device: torch.device) -> BertForPreTra
 
 
 # ------------------------------------------------------------------------------- checkpoints
-
-
-def checkpoint_number(path: Path) -> int | None:
-    match = re.fullmatch(r"ckpt_(\d+)\.pt", path.name)
-    return int(match.group(1)) if match else None
-
-
-def newest_checkpoint(output_dir: Path) -> int | None:
-    numbers = [n for p in output_dir.glob("ckpt_*.pt") if (n := checkpoint_number(p)) is not None]
-    return max(numbers) if numbers else None
 
 
 def rng_state() -> dict[str, Any]:
@@ -266,11 +257,13 @@ class Training:
         return self.args.phase1_end_step if self.args.phase2 else 0
 
 
-def save_checkpoint(t: Training) -> Path | None:
-    """Write ckpt_<step>.pt atomically on rank 0 with every rank's data position and RNG state."""
+def save_checkpoint(t: Training) -> str:
+    """Write ckpt_<step>.pt atomically on rank 0 with every rank's data position and RNG state;
+    returns where it went (a local path or an s3:// URL)."""
     positions = distributed.all_gather_object(t.loader.state() if t.loader else None)
     rngs = distributed.all_gather_object(rng_state())
-    path = Path(t.args.output_dir) / f"ckpt_{t.state.step + t.step_offset}.pt"
+    folder = CheckpointFolder(t.args.output_dir)
+    name = f"ckpt_{t.state.step + t.step_offset}.pt"
     if t.dist.is_main_process:
         payload = {
             "model": nvidia_state_dict(t.model),
@@ -291,13 +284,13 @@ def save_checkpoint(t: Training) -> Path | None:
                 k: v for k, v in vars(t.args).items() if isinstance(v, (str, int, float, bool))
             },
         }
-        atomic_torch_save(payload, path)
-        t.state.checkpoints_written.append(path)
+        folder.save(payload, name)
+        t.state.checkpoints_written.append(name)
         while len(t.state.checkpoints_written) > KEEP_CHECKPOINTS:
-            t.state.checkpoints_written.pop(0).unlink(missing_ok=True)
+            folder.delete(t.state.checkpoints_written.pop(0))
         t.metrics.log("PARAMETER", {"checkpoint_step": t.state.step + t.step_offset})
     distributed.barrier()
-    return path
+    return folder.url(name)
 
 
 @dataclasses.dataclass
@@ -313,22 +306,23 @@ class Resume:
 
 def load_for_resume(t: Training) -> Resume:
     """NVIDIA's resume rules (spec §6), with exact continuation of an interrupted run."""
-    args, output = t.args, Path(t.args.output_dir)
+    args, output = t.args, CheckpointFolder(t.args.output_dir)
     if args.init_checkpoint and not args.resume_from_checkpoint:
         load_model_weights(t.model, args.init_checkpoint)  # weights only: fresh optimizer
         return Resume()
     if not args.resume_from_checkpoint:
         return Resume()
     if args.init_checkpoint:
-        path, number = Path(args.init_checkpoint), 0
+        path, number = local_path(args.init_checkpoint), 0
     else:
-        number = args.resume_step if args.resume_step >= 0 else newest_checkpoint(output)
+        numbers = output.numbers()
+        number = args.resume_step if args.resume_step >= 0 else max(numbers, default=None)
         if number is None:
             logger.warning("--resume_from_checkpoint: no checkpoint in %s; starting fresh", output)
             return Resume()
-        path = output / f"ckpt_{number}.pt"
-        if not path.is_file():
-            raise CheckpointError(f"{path}: --resume_step {number} names no checkpoint")
+        if number not in numbers:
+            raise CheckpointError(f"{output}/ckpt_{number}.pt: --resume_step names no checkpoint")
+        path = output.path(f"ckpt_{number}.pt")
     if args.init_checkpoint and not path.is_file():
         load_model_weights(t.model, path)  # a folder (Hugging Face, TF): weights only
         return Resume()
@@ -559,7 +553,9 @@ def setup(args: argparse.Namespace) -> Training:
         raise ArgumentError(str(err)) from None
     configure_tf32(tf32)
     stack = make_precision(precision, dist.device, args.loss_scale or args.init_loss_scale)
-    metrics = MetricLogger(args.json_summary, dist.is_main_process)
+    metrics = MetricLogger(
+        args.json_summary, dist.is_main_process, tensorboard_dir=args.tensorboard
+    )
     model = build_model(args, dist.device)
     optimizer = make_lamb(parameter_groups(model, 0.01), args.learning_rate, args.optimizer_impl)
     scheduler = WarmupScheduler(

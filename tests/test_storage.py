@@ -1,0 +1,326 @@
+"""storage.py and the s3:// paths of checkpoint.py and run_pretraining.py, against a real
+S3-compatible server (moto's, on localhost): cached round trips, weights from an object and from
+a Hugging Face prefix, clear errors, and pre-training that saves to, and resumes from, a bucket."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import signal
+import sys
+import types
+import uuid
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+import run_pretraining
+import storage
+from checkpoint import (
+    VOCAB_KEYS,
+    CheckpointError,
+    hf_state_dict,
+    load_model_weights,
+    read_weights,
+    save_hf_folder,
+    save_nvidia_checkpoint,
+    torch_load,
+)
+from logger import read_dllogger_file
+from modeling import BertForPreTraining
+from tests.conftest import TINY_CONFIG, tiny_config
+
+boto3 = pytest.importorskip("boto3")
+moto_server = pytest.importorskip("moto.server", reason="pip install 'moto[server]'")
+
+
+@pytest.fixture(scope="module")
+def endpoint():
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3(endpoint, tmp_path, monkeypatch):
+    """A client and a fresh bucket on the module's server; the cache in tmp_path."""
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "S3_ENDPOINT_URL": endpoint,
+        "BERT_S3_CACHE": str(tmp_path / "cache"),
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    client = boto3.client("s3", endpoint_url=endpoint)
+    bucket = f"test-{uuid.uuid4().hex[:12]}"
+    client.create_bucket(Bucket=bucket)
+    return types.SimpleNamespace(client=client, bucket=bucket, url=f"s3://{bucket}")
+
+
+def keys(s3, prefix: str = "") -> list[str]:
+    listing = s3.client.list_objects_v2(Bucket=s3.bucket, Prefix=prefix)
+    return sorted(item["Key"] for item in listing.get("Contents", []))
+
+
+def upload_folder(folder, url: str) -> None:
+    for path in sorted(folder.iterdir()):
+        storage.put(path, f"{url}/{path.name}")
+
+
+# ------------------------------------------------------------------------------- storage.py
+
+
+def test_round_trip_is_cached_until_the_object_changes(s3, tmp_path):
+    local = tmp_path / "ckpt.pt"
+    torch.save({"model": {"w": torch.arange(1000.0)}}, local)
+    url = f"{s3.url}/run/ckpt.pt"
+    storage.put(local, url)
+    copy = storage.fetch(url)
+    assert copy.read_bytes() == local.read_bytes()
+    before = copy.stat()
+    again = storage.fetch(url)  # same size and ETag: the cached copy, not a new download
+    assert again == copy and (again.stat().st_ino, again.stat().st_mtime_ns) == (
+        before.st_ino,
+        before.st_mtime_ns,
+    )
+    s3.client.put_object(Bucket=s3.bucket, Key="run/ckpt.pt", Body=b"x" * before.st_size)
+    assert storage.fetch(url).read_bytes() == b"x" * before.st_size  # same size, new ETag
+    copy.write_bytes(b"y" * before.st_size)  # a cache tampered with (or half-copied) by hand
+    assert storage.fetch(url).read_bytes() == b"x" * before.st_size
+    copy.write_bytes(b"short")
+    assert storage.fetch(url).read_bytes() == b"x" * before.st_size
+    assert sorted(p.name for p in (tmp_path / "cache" / "partial").iterdir()) == []
+
+
+def test_uploads_leave_no_scratch_files_and_delete_forgets_the_copy(s3, tmp_path):
+    url = f"{s3.url}/a/b.bin"
+    storage.upload(url, lambda handle: handle.write(b"payload"))
+    assert keys(s3) == ["a/b.bin"]
+    assert storage.fetch(url).read_bytes() == b"payload"
+    assert storage.list_keys(f"{s3.url}/a/") == ["a/b.bin"]
+    storage.delete(url)
+    assert keys(s3) == [] and not (tmp_path / "cache" / "objects" / s3.bucket / "a/b.bin").exists()
+
+    def crash(handle):
+        handle.write(b"half a checkpoint")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        storage.upload(url, crash)
+    assert keys(s3) == []  # nothing half-written under the name
+    assert list((tmp_path / "cache" / "partial").iterdir()) == []
+    with pytest.raises(FileNotFoundError, match=f"{url}"):
+        storage.fetch(url)
+
+
+# ------------------------------------------------------------------------------- checkpoint.py
+
+
+def random_model(seed: int) -> BertForPreTraining:
+    torch.manual_seed(seed)
+    return BertForPreTraining(tiny_config())
+
+
+def assert_same_weights(model, reference, vocab_size: int) -> None:
+    ours, theirs = model.state_dict(), reference.state_dict()
+    for key, value in theirs.items():
+        rows = vocab_size if any(key.endswith(k) for k in VOCAB_KEYS) else None
+        torch.testing.assert_close(ours[key][:rows], value[:rows], rtol=0, atol=0, msg=key)
+
+
+def test_load_model_weights_from_an_s3_checkpoint(s3, tmp_path):
+    source = random_model(1)
+    save_nvidia_checkpoint(tmp_path / "model.pt", source.state_dict(), source.config)
+    storage.put(tmp_path / "model.pt", f"{s3.url}/ckpts/model.pt")
+    model = random_model(2)
+    report = load_model_weights(model, f"{s3.url}/ckpts/model.pt", strict=True)
+    assert not report.missing and not report.unexpected
+    assert_same_weights(model, source, source.config.vocab_size)
+
+
+def test_load_model_weights_from_an_s3_hugging_face_prefix(s3, tmp_path):
+    config = tiny_config()
+    source = random_model(1)
+    save_hf_folder(tmp_path / "hf", source.state_dict(), config)
+    upload_folder(tmp_path / "hf", f"{s3.url}/models/hf")
+    for url in (f"{s3.url}/models/hf", f"{s3.url}/models/hf/"):
+        weights = read_weights(url)
+        assert weights.format == "hf" and weights.config.hidden_size == config.hidden_size
+        model = random_model(2)
+        load_model_weights(model, url)
+        assert_same_weights(model, source, config.vocab_size)
+    # The prefix now holds pytorch_model.bin instead: the cached model.safetensors is stale and
+    # must go, or it would be read first.
+    replacement = random_model(3)
+    s3.client.delete_object(Bucket=s3.bucket, Key="models/hf/model.safetensors")
+    torch.save(
+        hf_state_dict(replacement.state_dict(), config, "BertForPreTraining"),
+        tmp_path / "pytorch_model.bin",
+    )
+    storage.put(tmp_path / "pytorch_model.bin", f"{s3.url}/models/hf/pytorch_model.bin")
+    model = random_model(2)
+    load_model_weights(model, f"{s3.url}/models/hf")
+    assert_same_weights(model, replacement, config.vocab_size)
+    cached = storage.cache_dir() / "objects" / s3.bucket / "models" / "hf"
+    assert sorted(p.name for p in cached.iterdir()) == ["config.json", "pytorch_model.bin"]
+
+
+def test_missing_objects_prefixes_and_buckets_name_the_url(s3, monkeypatch):
+    storage.upload(f"{s3.url}/there/config.json", lambda handle: handle.write(b"{}"))
+    model = random_model(0)
+    for url in (f"{s3.url}/there/model.pt", f"{s3.url}/nowhere", f"{s3.url}/nowhere/"):
+        with pytest.raises(FileNotFoundError, match=f"checkpoint not found: {url} "):
+            load_model_weights(model, url)
+    missing = f"s3://no-such-{uuid.uuid4().hex[:8]}/model.pt"
+    with pytest.raises(FileNotFoundError, match=f"{missing}: no such bucket"):
+        load_model_weights(model, missing)
+    with pytest.raises(CheckpointError, match="s3://: not an s3://bucket/key URL"):
+        load_model_weights(model, "s3://")
+    monkeypatch.setitem(sys.modules, "boto3", None)  # as if not installed
+    with pytest.raises(CheckpointError, match=f"{s3.url}/x.pt: s3:// paths need boto3"):
+        load_model_weights(model, f"{s3.url}/x.pt")
+
+
+# ------------------------------------------------------------------------------- run_pretraining.py
+
+
+@pytest.fixture
+def shards(tmp_path):
+    """Two shards of random token ids in the NVIDIA layout (32 tokens, 5 predictions)."""
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "shards"
+    folder.mkdir()
+    for i in range(2):
+        rows, seq, pred = 48, 32, 5
+        ids = rng.integers(1000, 3000, (rows, seq)).astype("i4")
+        ids[:, 0], ids[:, seq // 2], ids[:, -1] = 101, 102, 102
+        segments = np.zeros((rows, seq), "i1")
+        segments[:, seq // 2 + 1 :] = 1
+        positions = np.sort(rng.choice(np.arange(1, seq // 2), (rows, pred)), axis=1)
+        with h5py.File(folder / f"random_training_{i}.hdf5", "w") as f:
+            f["input_ids"] = ids
+            f["input_mask"] = np.ones((rows, seq), "i1")
+            f["segment_ids"] = segments
+            f["masked_lm_positions"] = positions.astype("i4")
+            f["masked_lm_ids"] = np.take_along_axis(ids, positions, axis=1)
+            f["next_sentence_labels"] = rng.integers(0, 2, rows).astype("i1")
+    return folder
+
+
+def pretrain(shards, output: str, log, *extra: str) -> int:
+    """run_pretraining.main in this process (the server is here), signal handlers restored."""
+    handlers = {name: signal.getsignal(name) for name in (signal.SIGTERM, signal.SIGUSR1)}
+    try:
+        return run_pretraining.main([
+            "--do_train", "--disable_progress_bar", "--no_cuda", f"--input_dir={shards}",
+            f"--output_dir={output}", f"--config_file={TINY_CONFIG}", f"--json-summary={log}",
+            "--train_batch_size=8", "--learning_rate=2e-2", "--max_steps=6",
+            "--warmup_proportion=0.2", "--num_steps_per_checkpoint=1", *extra,
+        ])  # fmt: skip
+    finally:
+        for name, handler in handlers.items():
+            signal.signal(name, handler)
+
+
+def losses(log) -> dict[int, float]:
+    return {
+        event["step"][1]: event["data"]["average_loss"]
+        for event in read_dllogger_file(log)
+        if event.get("type") == "LOG" and len(event.get("step") or []) == 2
+    }
+
+
+@pytest.mark.slow
+def test_pretraining_saves_to_and_resumes_from_s3(s3, shards, tmp_path, monkeypatch, capsys):
+    full_run = pretrain(
+        shards, str(tmp_path / "full"), tmp_path / "full.json", "--num_steps_per_checkpoint=6"
+    )
+    assert full_run == 0
+    run = f"{s3.url}/run"
+    assert pretrain(shards, run, tmp_path / "first.json", "--steps_this_run=4") == 0
+    # Every step saved a checkpoint; the oldest went, as KEEP_CHECKPOINTS = 3 says.
+    assert keys(s3) == ["run/ckpt_2.pt", "run/ckpt_3.pt", "run/ckpt_4.pt"]
+    assert list((tmp_path / "cache" / "partial").iterdir()) == []
+    capsys.readouterr()
+    assert pretrain(shards, run, tmp_path / "refused.json", "--steps_this_run=4") == 1
+    assert f"--output_dir {run} already holds checkpoints (ckpt_2.pt" in capsys.readouterr().err
+    monkeypatch.setenv("BERT_S3_CACHE", str(tmp_path / "fresh_cache"))  # only the bucket has them
+    assert pretrain(shards, f"{run}/", tmp_path / "second.json", "--resume_from_checkpoint") == 0
+    assert keys(s3) == [f"run/ckpt_{n}.pt" for n in (2, 3, 4, 5, 6)]  # this run wrote two
+    full, resumed = losses(tmp_path / "full.json"), losses(tmp_path / "second.json")
+    assert sorted(resumed) == [5, 6]  # continued after step 4 ...
+    assert [resumed[s] for s in (5, 6)] == [full[s] for s in (5, 6)]  # ... exactly
+    a = torch_load(tmp_path / "full" / "ckpt_6.pt")
+    b = torch_load(storage.fetch(f"{run}/ckpt_6.pt"))
+    assert b["global_step"] == 6 and all(
+        torch.equal(a["model"][k], b["model"][k]) for k in a["model"]
+    )
+
+
+@pytest.mark.slow
+def test_a_stale_cache_neither_fakes_nor_hides_checkpoints(s3, shards, tmp_path, capsys):
+    run = f"{s3.url}/run"
+    stale = storage.cache_dir() / "objects" / s3.bucket / "run"
+    stale.mkdir(parents=True)
+    (stale / "ckpt_9.pt").write_bytes(b"from another run")  # not in the bucket: not a checkpoint
+    assert pretrain(shards, run, tmp_path / "log.json", "--max_steps=1") == 0
+    assert keys(s3) == ["run/ckpt_1.pt"]
+    shutil.rmtree(storage.cache_dir())  # nothing cached: the bucket's checkpoint still counts
+    capsys.readouterr()
+    assert pretrain(shards, run, tmp_path / "log.json", "--max_steps=1") == 1
+    assert f"--output_dir {run} already holds checkpoints (ckpt_1.pt" in capsys.readouterr().err
+    missing = f"s3://no-such-{uuid.uuid4().hex[:8]}/run"
+    capsys.readouterr()
+    assert pretrain(shards, missing, tmp_path / "log2.json") == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and f"{missing}/: no such bucket" in errors[0], errors
+
+
+def test_only_the_main_process_uploads(s3, tmp_path):
+    def training(is_main: bool) -> types.SimpleNamespace:
+        model = BertForPreTraining(tiny_config())
+        return types.SimpleNamespace(
+            args=types.SimpleNamespace(output_dir=f"{s3.url}/run", phase2=False),
+            dist=types.SimpleNamespace(is_main_process=is_main, world_size=2),
+            state=run_pretraining.RunState(step=7),
+            step_offset=0, loader=None, model=model,
+            optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+            stack=types.SimpleNamespace(scaler=None),
+            scheduler=types.SimpleNamespace(state_dict=dict),
+            metrics=types.SimpleNamespace(log=lambda *args, **kwargs: None),
+        )  # fmt: skip
+
+    assert run_pretraining.save_checkpoint(training(False)) == f"{s3.url}/run/ckpt_7.pt"
+    assert keys(s3) == []
+    run_pretraining.save_checkpoint(training(True))
+    assert keys(s3) == ["run/ckpt_7.pt"]
+    assert torch_load(storage.fetch(f"{s3.url}/run/ckpt_7.pt"))["global_step"] == 7
+
+
+def test_fine_tuning_starts_from_an_s3_checkpoint(s3, tmp_path):
+    """run_glue.py (finetuning.py's argument checks and loader) takes an s3:// --init_checkpoint."""
+    import run_glue
+
+    repo = Path(__file__).resolve().parent.parent
+    source = random_model(1)
+    save_nvidia_checkpoint(tmp_path / "ckpt.pt", source.state_dict(), source.config)
+    storage.put(tmp_path / "ckpt.pt", f"{s3.url}/pretrained/ckpt.pt")
+    status = run_glue.main([
+        f"--init_checkpoint={s3.url}/pretrained/ckpt.pt", "--task_name=mrpc",
+        f"--data_dir={repo}/data/sample/glue/MRPC", f"--vocab_file={repo}/vocab/vocab",
+        f"--config_file={repo}/bert_configs/tiny.json", "--do_lower_case", "--do_train",
+        "--train_batch_size=8", "--max_steps=2", f"--output_dir={tmp_path / 'out'}",
+        "--skip_checkpoint", f"--json-summary={tmp_path / 'log.json'}",
+    ])  # fmt: skip
+    assert status in (0, None)
+    events = read_dllogger_file(tmp_path / "log.json")
+    assert any(e["data"].get("loading_checkpoint") for e in events if e.get("step") == "PARAMETER")
