@@ -60,6 +60,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--squad_dev", type=Path, default=SHARED / "squad" / "v1.1" / "dev-v1.1.json"
     )
+    parser.add_argument("--bin_size", type=int, help="phase 2: batches from bins of lengths")
     parser.add_argument("--json", type=Path)
     parser.add_argument(
         "--profile", type=Path, help="write a torch.profiler table of ours' phase-1 step here"
@@ -167,10 +168,10 @@ def pretrain_section(bench: Bench) -> None:
     import transformers
 
     shards = ensure_sample_shards(bench.args.shards)
-    # As shipped: phase 2 draws batches from bins of 64 lengths (the launcher's default, HEAD's).
+    # As shipped, no length bins (the launcher's default); --bin_size tries them at phase 2.
     for phase, batch_size, bins in (
         ("phase1", bench.args.batch_p1, None),
-        ("phase2", bench.args.batch_p2, 64),
+        ("phase2", bench.args.batch_p2, bench.args.bin_size),
     ):
         files = training_files(shards / phase)
         loader = PretrainingDataLoader(files, batch_size, seed=3, bin_size=bins)

@@ -7,7 +7,7 @@
 #  6 task_name [mrpc]  7 num_gpu [all GPUs, or 1]  8 batch_size [16]  9 gradient_accumulation_steps [1]
 # 10 learning_rate [2.4e-5]  11 warmup_proportion [0.1]  12 epochs [3]  13 max_steps [-1.0]
 # 14 precision [fp16] (fp16, bf16, tf32, fp32)  15 seed [2]  16 mode [train eval] (words: train,
-#    eval, prediction; exactly "eval" uses one process)
+#    eval, prediction; exactly "eval" uses one process). LOG_FREQ=N (environment): loss every N steps
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 BERT_PREP_WORKING_DIR=${BERT_PREP_WORKING_DIR:-$repo/data}
@@ -39,6 +39,7 @@ flags=("${PRECISION_FLAGS[@]}")
 [[ "$mode" == *prediction* ]] && flags+=(--do_predict)
 [[ "$mode" == *eval* || "$mode" == *prediction* ]] && flags+=(--eval_batch_size="$batch_size")
 
+[ -n "${LOG_FREQ:-}" ] && flags+=(--log_freq="$LOG_FREQ")  # optional: log every N steps
 set_launcher "$num_gpu"
 CMD=("${LAUNCHER[@]}" "$repo/run_glue.py" --gradient_accumulation_steps="$gradient_accumulation_steps"
   --do_lower_case --data_dir="$data_dir" --bert_model=bert-large-uncased --seed="$seed"

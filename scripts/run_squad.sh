@@ -9,6 +9,7 @@
 #    prediction, or both)  13 CONFIG_FILE [bert_configs/large.json]  14 max_steps [-1]
 # SQuAD v2.0: a squad_dir ending in v2.0 uses train-v2.0.json / dev-v2.0.json and
 # --version_2_with_negative. Paths are repository-relative; $BERT_PREP_WORKING_DIR defaults to data/.
+# LOG_FREQ=N in the environment logs the training loss every N steps.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 BERT_PREP_WORKING_DIR=${BERT_PREP_WORKING_DIR:-$repo/data}
@@ -46,6 +47,7 @@ case "$mode" in
   *) flags+=("${train_args[@]}" "${eval_args[@]}") ;;
 esac
 
+[ -n "${LOG_FREQ:-}" ] && flags+=(--log_freq="$LOG_FREQ")  # optional: log every N steps
 set_launcher "$num_gpu"
 CMD=("${LAUNCHER[@]}" "$repo/run_squad.py" --init_checkpoint="$init_checkpoint"
   --do_lower_case --bert_model=bert-large-uncased --learning_rate="$learning_rate"

@@ -1,0 +1,161 @@
+"""Loss curves from dllogger JSON logs (ours, or NVIDIA's own `--json-summary` files) as a PNG.
+
+    python scripts/plot_loss.py results/dllogger.json [more logs ...] --output loss.png
+        [--metrics average_loss mlm_loss] [--title TEXT]
+
+Every log gets one panel. A log that holds several runs (run_pretraining.sh appends phase 1 and
+phase 2 to one file) is split at each run's `Config` record, and the runs are drawn one after
+the other, labelled with their sequence length when the log names it. The plotted metrics are
+every numeric key with "loss" in its name (pre-training: average_loss, mlm_loss, nsp_loss;
+fine-tuning: step_loss) unless --metrics names them. Lines that are not dllogger records are
+skipped; a log without any loss record is an error that names the file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class LogError(ValueError):
+    """A log that cannot be plotted; the message names the file."""
+
+
+@dataclass
+class Run:
+    """One training run inside a log: its label and {metric: ([step], [value])}."""
+
+    label: str
+    series: dict[str, tuple[list[int], list[float]]] = field(default_factory=dict)
+
+
+def read_records(path: str | os.PathLike) -> list[dict]:
+    """The JSON records of a dllogger file: `DLLL {...}` lines, or bare JSON object lines."""
+    try:
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError as err:
+        raise LogError(f"{path}: cannot read: {err.strerror or err}") from None
+    records = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("DLLL "):
+            line = line[5:]
+        if not line.startswith("{"):
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut short by a killed run, or foreign output
+        if isinstance(record, dict):
+            records.append(record)
+    return records
+
+
+def _step_number(step) -> int | None:
+    """The global step of a LOG record: the last element of a list step like [epoch, step]."""
+    if isinstance(step, list) and step and isinstance(step[-1], (int, float)):
+        return int(step[-1])
+    return None
+
+
+def split_runs(records: list[dict], metrics: list[str] | None = None) -> list[Run]:
+    """The runs of a log with their loss series; runs without any loss record are dropped."""
+    runs: list[Run] = []
+    current = Run(label="run 1")
+    for record in records:
+        data = record.get("data") if isinstance(record.get("data"), dict) else {}
+        if record.get("step") == "PARAMETER":
+            if "Config" in data and current.series:
+                runs.append(current)
+                current = Run(label=f"run {len(runs) + 1}")
+            if "seq_length" in data:
+                current.label = f"seq {data['seq_length']}"
+            continue
+        step = _step_number(record.get("step"))
+        if step is None:
+            continue
+        for key, value in data.items():
+            wanted = key in metrics if metrics else "loss" in key
+            if wanted and isinstance(value, (int, float)) and math.isfinite(value):
+                steps, values = current.series.setdefault(key, ([], []))
+                steps.append(step)
+                values.append(float(value))
+    if current.series:
+        runs.append(current)
+    return runs
+
+
+def plot(
+    logs: list[Path], output: Path, metrics: list[str] | None = None, title: str | None = None
+) -> None:
+    """Draw one panel per log and write `output` (PNG) atomically."""
+    panels = []
+    for log in logs:
+        runs = split_runs(read_records(log), metrics)
+        if not runs:
+            wanted = ", ".join(metrics) if metrics else "a metric with 'loss' in its name"
+            raise LogError(f"{log}: no training records with {wanted}")
+        panels.append((log, runs))
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(len(panels), 1, figsize=(8, 3.2 * len(panels)), squeeze=False)
+    for ax, (log, runs) in zip(axes[:, 0], panels, strict=True):
+        offset = 0
+        for index, run in enumerate(runs):
+            first_step = min(steps[0] for steps, _ in run.series.values())
+            # Runs that restart their step count are drawn after the previous one.
+            shift = offset if first_step < offset else 0
+            for key, (steps, values) in sorted(run.series.items()):
+                name = key if len(runs) == 1 else f"{key} ({run.label})"
+                marker = "o" if len(steps) <= 20 else None  # few points: show each one
+                ax.plot([s + shift for s in steps], values, label=name, linewidth=1.2,
+                        marker=marker, markersize=3)  # fmt: skip
+            last = max(steps[-1] for steps, _ in run.series.values()) + shift
+            if index + 1 < len(runs):
+                ax.axvline(last, color="grey", linestyle=":", linewidth=0.8)
+            offset = max(offset, last)
+        ax.set_title(title if title and len(panels) == 1 else str(log), fontsize=9)
+        ax.set_xlabel("step")
+        ax.set_ylabel("loss")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    if title and len(panels) > 1:
+        figure.suptitle(title)
+    figure.tight_layout()
+    output.parent.mkdir(parents=True, exist_ok=True)
+    partial = output.with_name(output.name + ".part")
+    figure.savefig(partial, dpi=110, format="png")
+    plt.close(figure)
+    os.replace(partial, output)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("logs", nargs="+", type=Path, help="dllogger JSON log files")
+    parser.add_argument("--output", "-o", type=Path, default=Path("loss.png"))
+    parser.add_argument("--metrics", nargs="+", help="keys to plot (default: every *loss* key)")
+    parser.add_argument("--title")
+    args = parser.parse_args(argv)
+    if args.output.suffix.lower() != ".png":
+        print(f"plot_loss.py: --output {args.output}: expected a .png file name", file=sys.stderr)
+        return 1
+    try:
+        plot(args.logs, args.output, args.metrics, args.title)
+    except LogError as err:
+        print(f"plot_loss.py: {err}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

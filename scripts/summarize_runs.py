@@ -1,0 +1,128 @@
+"""A summary table of pre-training and fine-tuning runs, read from their dllogger JSON logs.
+
+    python scripts/summarize_runs.py --pretraining results/dllogger.json \
+        --squad results/SQuAD/dllogger.json --glue results/MRPC/dllogger.json \
+        [--seconds 312] [--output summary.md]
+
+Each log's final summary records (the ones with an empty step, spec §9 keys) are read: for
+pre-training one per phase (final_loss, training_sequences_per_second, e2e_train_time), for
+SQuAD the training summary, the inference summary and exact_match/F1, for GLUE NVIDIA's keys
+(exact_match holds the accuracy, F1 the F1). The table goes to stdout, and with --output also to
+a Markdown file (written atomically). A log without a summary record is an error naming it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from plot_loss import LogError, read_records
+
+
+def summaries(path: Path) -> list[tuple[dict, dict]]:
+    """(parameters so far, merged final records) of every run in a log, in order."""
+    runs: list[tuple[dict, dict]] = []
+    params: dict = {}
+    finals: dict = {}
+    for record in read_records(path):
+        data = record.get("data") if isinstance(record.get("data"), dict) else {}
+        step = record.get("step")
+        if step == "PARAMETER":
+            if "Config" in data and finals:
+                runs.append((params, finals))
+                params, finals = {}, {}
+            params.update(data)
+        elif step == [] or step == ():
+            finals.update(data)
+    if finals:
+        runs.append((params, finals))
+    if not runs:
+        raise LogError(f"{path}: no final summary record (did the run finish?)")
+    return runs
+
+
+def _fmt(value, digits: int = 4) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}" if abs(value) < 1e4 else f"{value:,.0f}"
+    return str(value)
+
+
+def rows(pretraining: Path | None, squad: Path | None, glue: Path | None) -> list[list[str]]:
+    table = []
+    if pretraining:
+        for index, (params, final) in enumerate(summaries(pretraining), start=1):
+            seq = params.get("seq_length")
+            name = f"pre-training phase {index}" + (f" (seq {seq})" if seq else "")
+            table.append([name, f"final loss {_fmt(final.get('final_loss'))}",
+                          f"{_fmt(final.get('training_sequences_per_second'))} seq/s",
+                          f"{_fmt(final.get('e2e_train_time'), 3)} s"])  # fmt: skip
+    if squad:
+        final = {}
+        for _, data in summaries(squad):
+            final |= data
+        if "final_loss" in final:
+            table.append(["SQuAD fine-tuning", f"final loss {_fmt(final['final_loss'])}",
+                          f"{_fmt(final.get('training_sequences_per_second'))} seq/s",
+                          f"{_fmt(final.get('e2e_train_time'), 3)} s"])  # fmt: skip
+        if "exact_match" in final or "inference_sequences_per_second" in final:
+            table.append(["SQuAD dev prediction",
+                          f"EM {_fmt(final.get('exact_match'), 3)} / F1 {_fmt(final.get('F1'), 3)}",
+                          f"{_fmt(final.get('inference_sequences_per_second'))} seq/s",
+                          f"{_fmt(final.get('e2e_inference_time'), 3)} s"])  # fmt: skip
+    if glue:
+        final = {}
+        for _, data in summaries(glue):
+            final |= data
+        if "final_loss" in final:
+            table.append(["GLUE fine-tuning", f"final loss {_fmt(final['final_loss'])}",
+                          f"{_fmt(final.get('training_sequences_per_second'))} seq/s",
+                          f"{_fmt(final.get('e2e_train_time'), 3)} s"])  # fmt: skip
+        if "exact_match" in final:
+            scores = f"accuracy {_fmt(final['exact_match'], 3)}"
+            if "F1" in final:
+                scores += f" / F1 {_fmt(final['F1'], 3)}"
+            table.append(["GLUE dev evaluation", scores,
+                          f"{_fmt(final.get('inference_sequences_per_second'))} seq/s",
+                          f"{_fmt(final.get('e2e_inference_time'), 3)} s"])  # fmt: skip
+    return table
+
+
+def markdown(table: list[list[str]], seconds: float | None) -> str:
+    lines = ["| stage | result | throughput | time |", "|---|---|---|---|"]
+    lines += ["| " + " | ".join(row) + " |" for row in table]
+    if seconds is not None:
+        lines.append(f"\nwall time of the whole run: {seconds:.0f} s")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pretraining", type=Path, help="run_pretraining's dllogger JSON")
+    parser.add_argument("--squad", type=Path, help="run_squad's dllogger JSON")
+    parser.add_argument("--glue", type=Path, help="run_glue's dllogger JSON")
+    parser.add_argument("--seconds", type=float, help="wall time of the whole run, to report")
+    parser.add_argument("--output", type=Path, help="also write the table here (Markdown)")
+    args = parser.parse_args(argv)
+    if not (args.pretraining or args.squad or args.glue):
+        parser.error("name at least one log: --pretraining, --squad or --glue")
+    try:
+        text = markdown(rows(args.pretraining, args.squad, args.glue), args.seconds)
+    except LogError as err:
+        print(f"summarize_runs.py: {err}", file=sys.stderr)
+        return 1
+    print(text, end="")
+    if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        partial = args.output.with_name(args.output.name + ".part")
+        partial.write_text(text, encoding="utf-8")
+        os.replace(partial, args.output)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
