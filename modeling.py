@@ -561,8 +561,9 @@ class BertForPreTraining(nn.Module):
             masked_lm_labels: [B, S] original token id at masked positions, -1 elsewhere.
             next_sentence_labels: [B], 1 when sentence B is random.
             num_masked: the number M of labels that are not -1, when the caller knows it (the
-                training loop counts it on the CPU batch); the dense head then needs no host
-                synchronisation.
+                training loop counts it on the CPU batch), or any larger row count (a fixed one
+                keeps the shapes static for torch.compile; the extra rows have label -1 and
+                do not count); the dense head then needs no host synchronisation.
 
         Returns:
             With both label tensors: (total_loss, masked_lm_loss, next_sentence_loss), scalars;

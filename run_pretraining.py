@@ -479,7 +479,12 @@ def train(t: Training) -> None:
         cpu_batch = next(batches)
         if not args.no_trim_padding:  # the fast path: no work on padding
             cpu_batch = trim_padding(cpu_batch, cpu_batch[2], multiple)
-        num_masked = int((cpu_batch[3] != -1).sum())  # on the host: the MLM head needs no sync
+        # Counted on the host, so the MLM head needs no sync. With --compile the row count is
+        # fixed at B x max_predictions_per_seq instead (rows past the masked ones have label -1
+        # and add nothing to the loss), so the step keeps one shape and compiles once.
+        num_masked = int((cpu_batch[3] != -1).sum())
+        if args.compile:
+            num_masked = max(num_masked, len(cpu_batch[3]) * args.max_predictions_per_seq)
         batch = [tensor.to(t.dist.device, non_blocking=True) for tensor in cpu_batch]
         micro_step += 1
         last = micro_step % ga == 0

@@ -61,6 +61,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--squad_dev", type=Path, default=SHARED / "squad" / "v1.1" / "dev-v1.1.json"
     )
     parser.add_argument("--bin_size", type=int, help="phase 2: batches from bins of lengths")
+    parser.add_argument(
+        "--compile", action="store_true", help="pretrain: add a row for ours under torch.compile"
+    )
     parser.add_argument("--json", type=Path)
     parser.add_argument(
         "--profile", type=Path, help="write a torch.profiler table of ours' phase-1 step here"
@@ -203,11 +206,20 @@ def pretrain_section(bench: Bench) -> None:
         def ours_loss(i, ours=ours, trimmed=trimmed, masked=masked):
             return ours(*trimmed[i], num_masked=masked[i])[0]
 
-        for name, model, loss_of, lamb in (
+        rows = [
             ("transformers + AdamW", hf, hf_loss, False),
             ("ours + AdamW", ours, ours_loss, False),
             ("ours + LAMB", ours, ours_loss, True),
-        ):
+        ]
+        if bench.args.compile:  # run_pretraining's --compile: a fixed masked-row count
+            compiled = torch.compile(ours)
+            static = batch_size * (20 if phase == "phase1" else 80)
+
+            def compiled_loss(i, compiled=compiled, trimmed=trimmed, static=static):
+                return compiled(*trimmed[i], num_masked=static)[0]
+
+            rows.append(("ours compiled + AdamW", ours, compiled_loss, False))
+        for name, model, loss_of, lamb in rows:
             step = bench.step_fn(model, bench.optimizer(model, lamb), loss_of)
             seconds, peak = bench.time(step)
             bench.add(
