@@ -62,7 +62,7 @@ def add_common_arguments(parser: argparse.ArgumentParser, seed: int, log_freq: i
     add = parser.add_argument
     add("--bert_model", default="bert-large-uncased", help="used only in cache names, as NVIDIA")
     add("--output_dir", required=True)
-    add("--init_checkpoint", help="weights: NGC/NVIDIA .pt, ours, Hugging Face folder, Google TF")
+    add("--init_checkpoint", help="NGC/NVIDIA .pt, ours, Hugging Face folder, Google TF; or s3://")
     add("--vocab_file", required=True)
     add("--config_file", required=True)
     add("--do_lower_case", action="store_true", help="lower-case the text (uncased models)")

@@ -99,10 +99,10 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     add = parser.add_argument
     add("--input_dir", required=True, help="folder of HDF5 shards ('training' in the name)")
     add("--config_file", required=True, help="model config JSON")
-    add("--output_dir", required=True, help="where ckpt_<step>.pt are written")
+    add("--output_dir", required=True, help="folder or s3://bucket/prefix for ckpt_<step>.pt")
     add("--vocab_file", help="vocabulary; needed for --dynamic_masking, recorded otherwise")
     add("--bert_model", default="bert-large-uncased", help="accepted for compatibility; unused")
-    add("--init_checkpoint", help="initial weights (any format); with resume also the moments")
+    add("--init_checkpoint", help="initial weights, any format, or s3://; with resume also moments")
     add("--max_seq_length", type=int, help="must match the shards (default: theirs)")
     add("--max_predictions_per_seq", type=int, help="must match the shards (default: theirs)")
     add("--train_batch_size", type=int, default=32, help="per process per optimizer step")
