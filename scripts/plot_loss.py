@@ -21,6 +21,9 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root
+from fileio import atomic_write
+
 
 class LogError(ValueError):
     """A log that cannot be plotted; the message names the file."""
@@ -131,11 +134,8 @@ def plot(
     if title and len(panels) > 1:
         figure.suptitle(title)
     figure.tight_layout()
-    output.parent.mkdir(parents=True, exist_ok=True)
-    partial = output.with_name(output.name + ".part")
-    figure.savefig(partial, dpi=110, format="png")
+    atomic_write(output, lambda handle: figure.savefig(handle, dpi=110, format="png"))
     plt.close(figure)
-    os.replace(partial, output)
 
 
 def main(argv: list[str] | None = None) -> int:

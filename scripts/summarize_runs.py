@@ -14,12 +14,13 @@ a Markdown file (written atomically). A log without a summary record is an error
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from plot_loss import LogError, read_records
+from plot_loss import LogError, read_records  # also puts the repository root on sys.path
+
+from fileio import atomic_write_text
 
 
 def summaries(path: Path) -> list[tuple[dict, dict]]:
@@ -52,43 +53,48 @@ def _fmt(value, digits: int = 4) -> str:
     return str(value)
 
 
+def _train_row(name: str, final: dict) -> list[str]:
+    return [name, f"final loss {_fmt(final.get('final_loss'))}",
+            f"{_fmt(final.get('training_sequences_per_second'))} seq/s",
+            f"{_fmt(final.get('e2e_train_time'), 3)} s"]  # fmt: skip
+
+
+def _infer_row(name: str, scores: str, final: dict) -> list[str]:
+    return [name, scores, f"{_fmt(final.get('inference_sequences_per_second'))} seq/s",
+            f"{_fmt(final.get('e2e_inference_time'), 3)} s"]  # fmt: skip
+
+
+def _merged(path: Path) -> dict:
+    """Every final record of a fine-tuning log in one dict (training, inference, scores)."""
+    final: dict = {}
+    for _, data in summaries(path):
+        final |= data
+    return final
+
+
 def rows(pretraining: Path | None, squad: Path | None, glue: Path | None) -> list[list[str]]:
     table = []
     if pretraining:
         for index, (params, final) in enumerate(summaries(pretraining), start=1):
             seq = params.get("seq_length")
             name = f"pre-training phase {index}" + (f" (seq {seq})" if seq else "")
-            table.append([name, f"final loss {_fmt(final.get('final_loss'))}",
-                          f"{_fmt(final.get('training_sequences_per_second'))} seq/s",
-                          f"{_fmt(final.get('e2e_train_time'), 3)} s"])  # fmt: skip
+            table.append(_train_row(name, final))
     if squad:
-        final = {}
-        for _, data in summaries(squad):
-            final |= data
+        final = _merged(squad)
         if "final_loss" in final:
-            table.append(["SQuAD fine-tuning", f"final loss {_fmt(final['final_loss'])}",
-                          f"{_fmt(final.get('training_sequences_per_second'))} seq/s",
-                          f"{_fmt(final.get('e2e_train_time'), 3)} s"])  # fmt: skip
+            table.append(_train_row("SQuAD fine-tuning", final))
         if "exact_match" in final or "inference_sequences_per_second" in final:
-            table.append(["SQuAD dev prediction",
-                          f"EM {_fmt(final.get('exact_match'), 3)} / F1 {_fmt(final.get('F1'), 3)}",
-                          f"{_fmt(final.get('inference_sequences_per_second'))} seq/s",
-                          f"{_fmt(final.get('e2e_inference_time'), 3)} s"])  # fmt: skip
+            scores = f"EM {_fmt(final.get('exact_match'), 3)} / F1 {_fmt(final.get('F1'), 3)}"
+            table.append(_infer_row("SQuAD dev prediction", scores, final))
     if glue:
-        final = {}
-        for _, data in summaries(glue):
-            final |= data
+        final = _merged(glue)
         if "final_loss" in final:
-            table.append(["GLUE fine-tuning", f"final loss {_fmt(final['final_loss'])}",
-                          f"{_fmt(final.get('training_sequences_per_second'))} seq/s",
-                          f"{_fmt(final.get('e2e_train_time'), 3)} s"])  # fmt: skip
+            table.append(_train_row("GLUE fine-tuning", final))
         if "exact_match" in final:
             scores = f"accuracy {_fmt(final['exact_match'], 3)}"
             if "F1" in final:
                 scores += f" / F1 {_fmt(final['F1'], 3)}"
-            table.append(["GLUE dev evaluation", scores,
-                          f"{_fmt(final.get('inference_sequences_per_second'))} seq/s",
-                          f"{_fmt(final.get('e2e_inference_time'), 3)} s"])  # fmt: skip
+            table.append(_infer_row("GLUE dev evaluation", scores, final))
     return table
 
 
@@ -117,10 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(text, end="")
     if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        partial = args.output.with_name(args.output.name + ".part")
-        partial.write_text(text, encoding="utf-8")
-        os.replace(partial, args.output)
+        atomic_write_text(args.output, text)
     return 0
 
 
