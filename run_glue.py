@@ -222,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
             do_predict(model, processor, tokenizer, args, run)
         log_results(results, run, args.output_dir)
     except (FinetuneError, glue.GlueError, CheckpointError, ConfigError, VocabError,
-            FileNotFoundError, FloatingPointError) as err:  # fmt: skip
+            FileNotFoundError, FloatingPointError, ImportError) as err:  # fmt: skip
         print(f"run_glue.py: error: {err}", file=sys.stderr)
         return 1
     finally:

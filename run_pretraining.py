@@ -636,7 +636,7 @@ def main(argv: list[str] | None = None) -> int:
         train(t)
         summarise(t)
     except (ArgumentError, ShardError, CheckpointError, ConfigError, DivergenceError,
-            FileNotFoundError) as err:  # fmt: skip
+            FileNotFoundError, ImportError) as err:  # fmt: skip
         print(f"run_pretraining.py: error: {err}", file=sys.stderr)
         return 1
     finally:

@@ -245,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps({"exact_match": scores.get("exact_match", scores.get("exact")),
                               "f1": scores["f1"]}))  # fmt: skip
     except (FinetuneError, squad.SquadError, CheckpointError, ConfigError, VocabError,
-            FileNotFoundError, FloatingPointError) as err:  # fmt: skip
+            FileNotFoundError, FloatingPointError, ImportError) as err:  # fmt: skip
         print(f"run_squad.py: error: {err}", file=sys.stderr)
         return 1
     finally:

@@ -130,3 +130,20 @@ def test_entry_scripts_take_a_tensorboard_folder():
     assert run_pretraining.parse_arguments([*required, "--tensorboard", "tb"]).tensorboard == "tb"
     required = ["--output_dir", "o", "--vocab_file", "v", "--config_file", "c"]
     assert run_squad.parse_arguments([*required, "--tensorboard", "tb"]).tensorboard == "tb"
+
+
+def test_tensorboard_without_the_package_is_one_error_line(tmp_path, monkeypatch, capsys):
+    import run_glue
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails
+    repo = Path(__file__).resolve().parent.parent
+    status = run_glue.main([
+        "--task_name=mrpc", f"--data_dir={repo}/data/sample/glue/MRPC",
+        f"--vocab_file={repo}/vocab/vocab", f"--config_file={repo}/bert_configs/tiny.json",
+        "--do_lower_case", "--do_eval", f"--output_dir={tmp_path}",
+        f"--json-summary={tmp_path / 'log.json'}", f"--tensorboard={tmp_path / 'tb'}",
+    ])  # fmt: skip
+    assert status == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"run_glue.py: error: --tensorboard {tmp_path / 'tb'}: needs the tensorboard "
+                   "package (pip install tensorboard)"]  # fmt: skip
