@@ -33,13 +33,14 @@ import torch
 from torch import nn
 
 import storage
+from errors import BertError
 from fileio import atomic_write
 from modeling import PADDED_VOCAB_BIAS, BertConfig, ConfigError, round_up
 
 logger = logging.getLogger(__name__)
 
 
-class CheckpointError(ValueError):
+class CheckpointError(BertError, ValueError):
     """A checkpoint that cannot be read or does not fit the model (the message names the file)."""
 
 

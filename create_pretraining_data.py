@@ -46,6 +46,7 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
+from errors import BertError
 from fileio import sha256_file
 from tokenization import BertTokenizer, VocabError
 
@@ -65,7 +66,7 @@ SHARD_DTYPES = {
 TOKENIZE_BLOCK_LINES = 4096
 
 
-class DataError(ValueError):
+class DataError(BertError, ValueError):
     """Bad input data or settings; the message names the file (and line) or the flag."""
 
 

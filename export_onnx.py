@@ -42,6 +42,7 @@ import torch
 from torch import nn
 
 from checkpoint import CheckpointError, load_model_weights
+from errors import BertError
 from fileio import atomic_write, atomic_write_json
 from modeling import (
     BertConfig,
@@ -59,7 +60,7 @@ HEAD_PREFIXES = {"qa": ("qa_outputs.",), "classification": ("classifier.", "bert
 CLS_ID, SEP_ID, PAD_ID = 101, 102, 0  # as in vocab/vocab (BERT uncased and cased)
 
 
-class ExportError(RuntimeError):
+class ExportError(BertError, RuntimeError):
     """The export or its check failed; the message says which."""
 
 

@@ -23,7 +23,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -31,23 +31,22 @@ import torch
 from torch import nn
 
 import distributed
+import runtime
 import storage
 from checkpoint import load_model_weights
+from errors import UsageError
 from logger import MetricLogger
 from optimization import make_adamw, parameter_groups
+from runtime import Run
 from schedulers import WarmupScheduler
 from training import (
-    PRECISION_CHOICES,
-    PrecisionStack,
-    configure_tf32,
+    DivergenceError,
     evaluating,
-    make_precision,
     maybe_compile,
     micro_batch_size,
     no_sync_unless,
     optimizer_step,
     padding_multiple,
-    resolve_precision,
     trim_padding,
     trimmed_width,
 )
@@ -58,89 +57,50 @@ Batch = dict[str, torch.Tensor]
 
 
 def add_common_arguments(parser: argparse.ArgumentParser, seed: int, log_freq: int) -> None:
-    """The flags run_squad.py and run_glue.py share, with NVIDIA's names and defaults."""
+    """The flags run_squad.py and run_glue.py share, with NVIDIA's names and defaults (the
+    runtime flags come from `runtime.add_runtime_arguments`)."""
+    runtime.add_runtime_arguments(parser, seed=seed)
     add = parser.add_argument
-    add("--bert_model", default="bert-large-uncased", help="used only in cache names, as NVIDIA")
+    add("--bert_model", default="bert-large-uncased",
+        help="accepted; only part of NVIDIA's cache file names, unused here")  # fmt: skip
     add("--output_dir", required=True)
     add("--init_checkpoint", help="NGC/NVIDIA .pt, ours, Hugging Face folder, Google TF; or s3://")
     add("--vocab_file", required=True)
     add("--config_file", required=True)
     add("--do_lower_case", action="store_true", help="lower-case the text (uncased models)")
-    add("--train_batch_size", type=int, default=32, help="per process per optimizer step")
-    add("--learning_rate", type=float, default=5e-5)
-    add("--num_train_epochs", type=float, default=3.0)
-    add("--max_steps", type=float, default=-1.0, help="> 0: stop after this many optimizer steps")
-    add("--warmup_proportion", type=float, default=0.1)
-    add("--no_cuda", action="store_true")
-    add("--local_rank", type=int, default=int(os.environ.get("LOCAL_RANK", -1)))
-    add("--seed", type=int, default=seed)
-    add("--gradient_accumulation_steps", type=int, default=1)
-    add("--fp16", "--amp", dest="fp16", action="store_true")
-    add("--bf16", action="store_true")
-    add("--loss_scale", type=float, default=0.0, help="fp16: initial loss scale if > 0")
+    add("--train_batch_size", type=runtime.positive_int, default=32,
+        help="per process per optimizer step")  # fmt: skip
+    add("--learning_rate", type=runtime.positive_float, default=5e-5)
+    add("--num_train_epochs", type=runtime.positive_float, default=3.0)
+    add("--max_steps", type=runtime.steps_or_minus_one, default=-1.0,
+        help="> 0: stop after this many optimizer steps")  # fmt: skip
+    add("--warmup_proportion", type=runtime.proportion, default=0.1)
+    add("--gradient_accumulation_steps", type=runtime.positive_int, default=1)
     add("--skip_checkpoint", action="store_true", help="do not save the fine-tuned weights")
-    add("--log_freq", type=int, default=log_freq, help="log every N optimizer steps")
-    add("--json-summary", "--json_summary", dest="json_summary", default="results/dllogger.json")
-    add("--tensorboard", metavar="DIR", help="also write the logged scalars for TensorBoard here")
-    add("--max_grad_norm", type=float, default=1.0, help="global gradient clipping (0: off)")
-    add("--precision", choices=PRECISION_CHOICES, default="auto",
-        help="auto: bf16 on A100/H100-class GPUs, else fp32 with TF32; tf32; fp32 (exact); "
-             "bf16; fp16 (= --fp16)")  # fmt: skip
-    add("--no_tf32", action="store_true", help="the same as --precision fp32")
-    add("--compile", action="store_true", help="torch.compile the model for training")
-    add("--use_env", action="store_true", help="accepted; unused")
-
-
-class FinetuneError(ValueError):
-    """A flag value or combination that cannot work; the message names the flag."""
+    add("--log_freq", type=runtime.positive_int, default=log_freq,
+        help="log every N optimizer steps")  # fmt: skip
+    add("--max_grad_norm", type=runtime.non_negative_float, default=1.0,
+        help="global gradient clipping (0: off)")  # fmt: skip
 
 
 def check_common_arguments(args: argparse.Namespace) -> None:
-    try:
-        micro_batch_size(args.train_batch_size, args.gradient_accumulation_steps)
-    except ValueError as err:
-        raise FinetuneError(str(err)) from None
+    micro_batch_size(args.train_batch_size, args.gradient_accumulation_steps)
     for name in ("vocab_file", "config_file"):
         if not os.path.isfile(getattr(args, name)):
-            raise FinetuneError(f"--{name} {getattr(args, name)}: no such file")
+            raise UsageError(f"--{name} {getattr(args, name)}: no such file")
     remote = storage.is_remote(args.init_checkpoint)  # s3://: checked when it is fetched
     if args.init_checkpoint and not remote and not os.path.exists(args.init_checkpoint):
-        raise FinetuneError(f"--init_checkpoint {args.init_checkpoint}: no such file or folder")
+        raise UsageError(f"--init_checkpoint {args.init_checkpoint}: no such file or folder")
 
 
-@dataclasses.dataclass
-class Setup:
-    """What every fine-tuning run starts with."""
-
-    dist: distributed.DistState
-    stack: PrecisionStack
-    metrics: MetricLogger
-
-    @property
-    def device(self) -> torch.device:
-        return self.dist.device
-
-
-def setup(args: argparse.Namespace) -> Setup:
-    """Ranks, seeds (global rank offset), TF32, precision and the rank-0 logger."""
+def setup(args: argparse.Namespace) -> Run:
+    """The shared run setup (ranks, seeds, precision, logger) after the shared flag checks."""
     check_common_arguments(args)
-    dist = distributed.init_distributed(args.local_rank, use_cuda=not args.no_cuda)
-    distributed.seed_everything(args.seed, dist.rank)
-    try:
-        precision, tf32 = resolve_precision(
-            args.fp16, args.bf16, "fp32" if args.no_tf32 else args.precision, dist.device
-        )
-    except ValueError as err:
-        raise FinetuneError(str(err)) from None
-    configure_tf32(tf32)
-    stack = make_precision(precision, dist.device, args.loss_scale or 2**16)
-    if dist.is_main_process:
+    run = runtime.setup_run(args, init_loss_scale=2**16)
+    if run.dist.is_main_process:
         os.makedirs(args.output_dir, exist_ok=True)
-    metrics = MetricLogger(
-        args.json_summary, dist.is_main_process, tensorboard_dir=args.tensorboard
-    )
-    metrics.log("PARAMETER", {"Config": [str(args)], "SEED": args.seed})
-    return Setup(dist, stack, metrics)
+    run.metrics.log("PARAMETER", {"Config": [str(args)], "SEED": args.seed})
+    return run
 
 
 def load_init_checkpoint(model: nn.Module, path: str | None, metrics: MetricLogger) -> None:
@@ -160,6 +120,38 @@ def load_init_checkpoint(model: nn.Module, path: str | None, metrics: MetricLogg
 # ------------------------------------------------------------------------------- training
 
 
+@dataclasses.dataclass(frozen=True)
+class TrainOptions:
+    """How `train` runs: the schedule and step flags of the fine-tuning scripts."""
+
+    learning_rate: float
+    num_train_epochs: float = 3.0
+    max_steps: float = -1.0  # > 0: stop after this many optimizer steps
+    warmup_proportion: float = 0.1
+    grad_accum_steps: int = 1
+    max_grad_norm: float = 1.0  # 0: no clipping
+    log_freq: int = 50
+    compile: bool = False
+    trim: bool = False  # cut each batch to its longest sequence first
+    exclude: tuple[str, ...] = ()  # parameter names left out of the optimizer
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace, **changes: Any) -> TrainOptions:
+        return cls(
+            learning_rate=args.learning_rate,
+            num_train_epochs=args.num_train_epochs,
+            max_steps=args.max_steps,
+            warmup_proportion=args.warmup_proportion,
+            grad_accum_steps=args.gradient_accumulation_steps,
+            max_grad_norm=args.max_grad_norm,
+            log_freq=args.log_freq,
+            compile=args.compile,
+        ).replace(**changes)
+
+    def replace(self, **changes: Any) -> TrainOptions:
+        return dataclasses.replace(self, **changes)
+
+
 @dataclasses.dataclass
 class TrainResult:
     steps: int
@@ -172,18 +164,18 @@ class TrainResult:
         return self.sequences / self.seconds if self.seconds > 0 else 0.0
 
 
-def total_optimizer_steps(batches_per_epoch: int, args: argparse.Namespace) -> int:
-    """Optimizer steps of the run: from the batches (features), or `--max_steps` when set."""
-    per_epoch = math.ceil(batches_per_epoch / args.gradient_accumulation_steps)
-    total = math.ceil(per_epoch * args.num_train_epochs)
-    if args.max_steps > 0:
-        total = min(total, int(args.max_steps)) if total > 0 else int(args.max_steps)
+def total_optimizer_steps(batches_per_epoch: int, options: TrainOptions) -> int:
+    """Optimizer steps of the run: from the batches (features), or `max_steps` when set."""
+    per_epoch = math.ceil(batches_per_epoch / options.grad_accum_steps)
+    total = math.ceil(per_epoch * options.num_train_epochs)
+    if options.max_steps > 0:
+        total = min(total, int(options.max_steps)) if total > 0 else int(options.max_steps)
     return max(total, 1)
 
 
-def wrap_for_training(model: nn.Module, args: argparse.Namespace, run: Setup) -> nn.Module:
+def wrap_for_training(model: nn.Module, options: TrainOptions, run: Run) -> nn.Module:
     """The order every script uses: compile (optional), then DDP."""
-    return distributed.wrap_ddp(maybe_compile(model, args.compile), run.dist)
+    return distributed.wrap_ddp(maybe_compile(model, options.compile), run.dist)
 
 
 def train(
@@ -191,23 +183,25 @@ def train(
     ddp_model: nn.Module,
     loader: torch.utils.data.DataLoader,
     loss_fn: Callable[[nn.Module, Batch], torch.Tensor],
-    args: argparse.Namespace,
-    run: Setup,
-    exclude: Sequence[str] = (),
-    trim: bool = False,
+    options: TrainOptions,
+    run: Run,
 ) -> TrainResult:
     """Epochs of AdamW steps; `loss_fn(model, batch)` returns the mean loss of a micro-batch.
 
-    With `trim`, each batch is cut to its longest sequence first (the loss must not depend on
-    padding, as the QA and classification losses do not)."""
-    ga = args.gradient_accumulation_steps
-    total_steps = total_optimizer_steps(len(loader), args)
-    groups = parameter_groups(model, 0.01, exclude=exclude)
-    optimizer = make_adamw(groups, args.learning_rate, run.device)
-    scheduler = WarmupScheduler(optimizer, args.learning_rate, total_steps,
-                                args.warmup_proportion, "linear")  # fmt: skip
+    With `options.trim`, each batch is cut to its longest sequence first (the loss must not
+    depend on padding, as the QA and classification losses do not)."""
+    grad_accum_steps = options.grad_accum_steps
+    total_steps = total_optimizer_steps(len(loader), options)
+    groups = parameter_groups(model, 0.01, exclude=options.exclude)
+    optimizer = make_adamw(groups, options.learning_rate, run.device)
+    scheduler = WarmupScheduler(optimizer, options.learning_rate, total_steps,
+                                options.warmup_proportion, "linear")  # fmt: skip
     parameters = [p for group in groups for p in group["params"]]
-    run.metrics.log("PARAMETER", {"train_batch_size": args.train_batch_size, "steps": total_steps})
+    micro_batch = loader.batch_size or 0
+    run.metrics.log("PARAMETER", {
+        "train_batch_size": micro_batch * grad_accum_steps, "steps": total_steps,
+    })  # fmt: skip
+    clip = options.max_grad_norm if options.max_grad_norm > 0 else None
     step, sequences, final_loss = 0, 0, float("nan")
     window = torch.zeros((), device=run.device)
     window_count = 0
@@ -219,30 +213,29 @@ def train(
         if hasattr(loader.sampler, "set_epoch"):
             loader.sampler.set_epoch(epoch)
         for index, batch in enumerate(loader):
-            if trim:
+            if options.trim:
                 keys = list(batch)
                 values = trim_padding([batch[k] for k in keys], batch["input_mask"], multiple)
                 batch = dict(zip(keys, values, strict=True))
             batch = {k: v.to(run.device, non_blocking=True) for k, v in batch.items()}
-            last = (index + 1) % ga == 0 or index + 1 == len(loader)
+            last = (index + 1) % grad_accum_steps == 0 or index + 1 == len(loader)
             with no_sync_unless(ddp_model, sync=last):
-                with run.stack.autocast():
+                with run.precision.autocast():
                     loss = loss_fn(ddp_model, batch)
-                run.stack.backward(loss / ga)
+                run.precision.backward(loss / grad_accum_steps)
             window += loss.detach().float()
             window_count += 1
             sequences += len(batch["input_ids"]) * run.dist.world_size
             if not last:
                 continue
-            clip = args.max_grad_norm if args.max_grad_norm > 0 else None
-            if optimizer_step(optimizer, run.stack, parameters, clip).skipped:
+            if optimizer_step(optimizer, run.precision, parameters, clip).skipped:
                 continue
             step += 1
             scheduler.step()
-            if step % args.log_freq == 0 or step == total_steps:
+            if step % options.log_freq == 0 or step == total_steps:
                 final_loss = distributed.all_reduce_mean(window / max(window_count, 1)).item()
                 if not math.isfinite(final_loss):
-                    raise FloatingPointError(
+                    raise DivergenceError(
                         f"non-finite loss at step {step}; try a lower --learning_rate or --bf16"
                     )
                 run.metrics.log((epoch, step), {
@@ -275,7 +268,7 @@ class ArrayDataset(torch.utils.data.Dataset):
 def train_loader(
     dataset: torch.utils.data.Dataset,
     micro_batch: int,
-    run: Setup,
+    run: Run,
     seed: int,
     collate_fn: Callable | None = None,
 ) -> torch.utils.data.DataLoader:
@@ -307,7 +300,7 @@ def predict(
     arrays: Mapping[str, np.ndarray],
     batch_size: int,
     forward: Callable[[nn.Module, Batch], list[Any]],
-    run: Setup,
+    run: Run,
     trim: bool = True,
 ) -> PredictResult:
     """Run `forward` over all rows, length-sorted and trimmed to each batch's longest sequence.
@@ -335,7 +328,7 @@ def predict(
                 for key, value in arrays.items()
             }
             batch = {k: v.to(run.device, non_blocking=True) for k, v in batch.items()}
-            with run.stack.autocast():
+            with run.precision.autocast():
                 results = forward(model, batch)
             outputs.update(zip(rows.tolist(), results, strict=True))
     seconds = time.perf_counter() - started

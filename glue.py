@@ -64,6 +64,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from errors import BertError
 from fileio import atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -84,7 +85,7 @@ _MIN_SKIPPED_ALLOWED = 10
 _TOKENIZE_CHUNK = 4096
 
 
-class GlueError(ValueError):
+class GlueError(BertError, ValueError):
     """Bad GLUE input: an unknown task, a missing file, a file not in GLUE's layout, bad values."""
 
 

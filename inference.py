@@ -25,10 +25,11 @@ import torch
 import squad
 from checkpoint import CheckpointError, load_model_weights
 from distributed import DistState
-from finetuning import Setup, predict
+from finetuning import predict
 from logger import MetricLogger
 from modeling import BertConfig, BertForQuestionAnswering, ConfigError
 from run_squad import qa_forward
+from runtime import Run
 from tokenization import BertTokenizer, VocabError
 from training import make_precision
 
@@ -83,7 +84,7 @@ def answer(args: argparse.Namespace) -> tuple[str, list[dict]]:
     )
     arrays = squad.features_to_arrays(features)
     inputs = {key: arrays[key] for key in ("input_ids", "segment_ids", "input_mask")}
-    run = Setup(DistState(device=device), make_precision("fp32", device), MetricLogger(None, False))
+    run = Run(DistState(device=device), make_precision("fp32", device), MetricLogger(None, False))
     outputs = predict(model, inputs, len(features), qa_forward, run).outputs  # run_squad's path
     results = [
         squad.RawResult(f.unique_id, start, end)

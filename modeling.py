@@ -40,6 +40,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from errors import BertError
+
 logger = logging.getLogger(__name__)
 
 #: Additive attention bias for padded keys. NVIDIA's value: finite in fp16 and bf16, so a row
@@ -65,7 +67,7 @@ ACT2FN: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 ATTENTION_IMPLS = ("sdpa", "eager")
 
 
-class ConfigError(ValueError):
+class ConfigError(BertError, ValueError):
     """An invalid or inconsistent model configuration (the message names the file and field)."""
 
 

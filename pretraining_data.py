@@ -29,6 +29,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from errors import BertError
+
 logger = logging.getLogger(__name__)
 
 #: The six datasets of an NVIDIA shard with their number of dimensions.
@@ -42,7 +44,7 @@ SHARD_KEYS = {
 }
 
 
-class ShardError(ValueError):
+class ShardError(BertError, ValueError):
     """A shard whose layout is not NVIDIA's; the message names the file and the dataset."""
 
 

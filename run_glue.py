@@ -24,18 +24,19 @@ import argparse
 import functools
 import logging
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
-import distributed
 import glue
-from checkpoint import CheckpointError, save_nvidia_checkpoint
+import runtime
+from checkpoint import save_nvidia_checkpoint
+from errors import UsageError
 from fileio import atomic_write_json
 from finetuning import (
-    FinetuneError,
-    Setup,
+    TrainOptions,
     add_common_arguments,
     load_init_checkpoint,
     predict,
@@ -44,24 +45,25 @@ from finetuning import (
     train_loader,
     wrap_for_training,
 )
-from modeling import BertConfig, BertForSequenceClassification, ConfigError
-from tokenization import BertTokenizer, VocabError
-from training import padding_multiple
+from modeling import BertConfig, BertForSequenceClassification
+from runtime import Run
+from tokenization import BertTokenizer
+from training import micro_batch_size, padding_multiple
 
 logger = logging.getLogger("run_glue")
 
 
-def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = runtime.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_common_arguments(parser, seed=1, log_freq=50)
     add = parser.add_argument
     add("--data_dir", required=True, help="the task's GLUE folder (train.tsv, dev.tsv, ...)")
     add("--task_name", required=True, help=f"one of {', '.join(glue.TASK_NAMES)}")
-    add("--max_seq_length", type=int, default=128)
+    add("--max_seq_length", type=runtime.positive_int, default=128)
     add("--do_train", action="store_true")
     add("--do_eval", action="store_true")
     add("--do_predict", action="store_true", help="label the test set (GLUE submission file)")
-    add("--eval_batch_size", type=int, default=8)
+    add("--eval_batch_size", type=runtime.positive_int, default=8)
     add("--server_ip", default="", help="accepted; remote debugging is not supported")
     add("--server_port", default="", help="accepted; remote debugging is not supported")
     return parser.parse_args(argv)
@@ -69,11 +71,11 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
 
 def check_arguments(args: argparse.Namespace) -> glue.GlueProcessor:
     if not (args.do_train or args.do_eval or args.do_predict):
-        raise FinetuneError("at least one of --do_train, --do_eval or --do_predict is required")
+        raise UsageError("at least one of --do_train, --do_eval or --do_predict is required")
     if args.gradient_accumulation_steps > args.train_batch_size:
-        raise FinetuneError("--gradient_accumulation_steps must not exceed --train_batch_size")
+        raise UsageError("--gradient_accumulation_steps must not exceed --train_batch_size")
     if not Path(args.data_dir).is_dir():
-        raise FinetuneError(f"--data_dir {args.data_dir}: no such folder")
+        raise UsageError(f"--data_dir {args.data_dir}: no such folder")
     return glue.get_processor(args.task_name)
 
 
@@ -103,15 +105,16 @@ def features(processor, examples, tokenizer, args) -> list[glue.InputFeatures]:
     )
 
 
-def do_train(model, processor, tokenizer, args, run: Setup) -> dict:
+def do_train(model, processor, tokenizer, args, run: Run) -> dict:
     train_features = features(
         processor, processor.get_train_examples(args.data_dir), tokenizer, args
     )
-    ddp_model = wrap_for_training(model, args, run)
-    micro_batch = args.train_batch_size // args.gradient_accumulation_steps
+    options = TrainOptions.from_args(args)
+    ddp_model = wrap_for_training(model, options, run)
+    micro_batch = micro_batch_size(args.train_batch_size, args.gradient_accumulation_steps)
     collate = functools.partial(glue.collate, pad_to_multiple_of=padding_multiple(run.device))
     loader = train_loader(train_features, micro_batch, run, args.seed, collate_fn=collate)
-    result = train(model, ddp_model, loader, classification_loss, args, run)
+    result = train(model, ddp_model, loader, classification_loss, options, run)
     if run.dist.is_main_process and not args.skip_checkpoint:
         output = Path(args.output_dir)
         save_nvidia_checkpoint(output / "pytorch_model.bin", model.state_dict(), model.config)
@@ -131,7 +134,7 @@ def predictions_of(logits: list[np.ndarray], regression: bool) -> np.ndarray:
     return stacked[:, 0] if regression else stacked.argmax(axis=1)
 
 
-def evaluate(model, processor, tokenizer, args, run: Setup, examples, task: str) -> dict:
+def evaluate(model, processor, tokenizer, args, run: Run, examples, task: str) -> dict:
     labelled = features(processor, examples, tokenizer, args)
     arrays = to_arrays(labelled, args.max_seq_length)
     result = predict(model, arrays, args.eval_batch_size, logits_forward, run)
@@ -159,7 +162,7 @@ def evaluate(model, processor, tokenizer, args, run: Setup, examples, task: str)
     }
 
 
-def do_predict(model, processor, tokenizer, args, run: Setup) -> None:
+def do_predict(model, processor, tokenizer, args, run: Run) -> None:
     examples = processor.get_test_examples(args.data_dir)
     arrays = to_arrays(features(processor, examples, tokenizer, args), args.max_seq_length)
     result = predict(model, arrays, args.eval_batch_size, logits_forward, run)
@@ -175,7 +178,7 @@ def do_predict(model, processor, tokenizer, args, run: Setup) -> None:
     atomic_write_json(Path(args.output_dir) / "predictions.json", named)
 
 
-def log_results(results: dict, run: Setup, output_dir: str) -> None:
+def log_results(results: dict, run: Run, output_dir: str) -> None:
     """results.txt with NVIDIA's keys, and the dllogger summary (NVIDIA's mapping kept)."""
     if run.dist.is_main_process:
         atomic_write_json(Path(output_dir) / "results.txt", results, indent=2)
@@ -193,42 +196,35 @@ def log_results(results: dict, run: Setup, output_dir: str) -> None:
     run.metrics.log((), summary)
 
 
-def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    args = parse_arguments(argv)
-    try:
-        processor = check_arguments(args)
-        run = setup(args)
-        tokenizer = BertTokenizer(args.vocab_file, do_lower_case=args.do_lower_case)
-        config = BertConfig.from_json_file(args.config_file)
-        model = BertForSequenceClassification(config, processor.num_labels)
-        run.metrics.log("PARAMETER", {"num_parameters": sum(p.numel() for p in model.parameters())})
-        load_init_checkpoint(model, args.init_checkpoint, run.metrics)
-        model.to(run.device)
-        results: dict = {}
-        if args.do_train:
-            results |= do_train(model, processor, tokenizer, args, run)
-        if args.do_eval:
-            dev = processor.get_dev_examples(args.data_dir)
-            results |= evaluate(model, processor, tokenizer, args, run, dev, processor.task_name)
-            if processor.task_name == "mnli":  # the mismatched dev set, as GLUE reports both
-                mismatched = glue.get_processor("mnli-mm")
-                mm = evaluate(model, mismatched, tokenizer, args, run,
-                              mismatched.get_dev_examples(args.data_dir), "mnli-mm")  # fmt: skip
-                results["mnli-mm_acc"] = mm["acc"]
-        if args.do_predict:
-            do_predict(model, processor, tokenizer, args, run)
-        log_results(results, run, args.output_dir)
-    except (FinetuneError, glue.GlueError, CheckpointError, ConfigError, VocabError,
-            FileNotFoundError, FloatingPointError, ImportError) as err:  # fmt: skip
-        print(f"run_glue.py: error: {err}", file=sys.stderr)
-        return 1
-    finally:
-        distributed.cleanup()
+def execute(args: argparse.Namespace) -> None:
+    """The steps of a run: check, set up, build the model, load weights, train, evaluate."""
+    processor = check_arguments(args)
+    run = setup(args)
+    tokenizer = BertTokenizer(args.vocab_file, do_lower_case=args.do_lower_case)
+    config = BertConfig.from_json_file(args.config_file)
+    model = BertForSequenceClassification(config, processor.num_labels)
+    run.metrics.log("PARAMETER", {"num_parameters": sum(p.numel() for p in model.parameters())})
+    load_init_checkpoint(model, args.init_checkpoint, run.metrics)
+    model.to(run.device)
+    results: dict = {}
+    if args.do_train:
+        results |= do_train(model, processor, tokenizer, args, run)
+    if args.do_eval:
+        dev = processor.get_dev_examples(args.data_dir)
+        results |= evaluate(model, processor, tokenizer, args, run, dev, processor.task_name)
+        if processor.task_name == "mnli":  # the mismatched dev set, as GLUE reports both
+            mismatched = glue.get_processor("mnli-mm")
+            mm = evaluate(model, mismatched, tokenizer, args, run,
+                          mismatched.get_dev_examples(args.data_dir), "mnli-mm")  # fmt: skip
+            results["mnli-mm_acc"] = mm["acc"]
+    if args.do_predict:
+        do_predict(model, processor, tokenizer, args, run)
+    log_results(results, run, args.output_dir)
     run.metrics.close()
-    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return runtime.run_main("run_glue.py", parse_arguments, execute, argv)
 
 
 if __name__ == "__main__":

@@ -35,11 +35,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import os
 import random
 import signal
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,7 @@ import torch
 from tqdm import tqdm
 
 import distributed
+import runtime
 from checkpoint import (
     CheckpointError,
     CheckpointFolder,
@@ -57,98 +58,86 @@ from checkpoint import (
     nvidia_state_dict,
     torch_load,
 )
+from errors import UsageError
 from logger import MetricLogger
-from modeling import BertConfig, BertForPreTraining, ConfigError
+from modeling import BertConfig, BertForPreTraining
 from optimization import make_lamb, parameter_groups
 from pretraining_data import (
     DynamicMasking,
     PretrainingDataLoader,
-    ShardError,
     training_files,
 )
 from schedulers import WarmupScheduler
 from tokenization import BertTokenizer
 from training import (
-    PRECISION_CHOICES,
-    configure_tf32,
-    make_precision,
+    DivergenceError,
     maybe_compile,
     micro_batch_size,
     no_sync_unless,
     optimizer_step,
     padding_multiple,
-    resolve_precision,
     set_activation_checkpointing,
     trim_padding,
 )
 
 logger = logging.getLogger("run_pretraining")
-PROCESS_START = time.time()
 
 #: Consecutive fp16 overflow steps after which the run is declared diverged.
 MAX_CONSECUTIVE_SKIPS = 64
 KEEP_CHECKPOINTS = 3
 
 
-class ArgumentError(ValueError):
-    """A flag value or combination that cannot work; the message names the flag."""
-
-
-def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = runtime.ArgumentParser(description=__doc__.split("\n\n")[0])
+    runtime.add_runtime_arguments(parser, seed=42)
     add = parser.add_argument
     add("--input_dir", required=True, help="folder of HDF5 shards ('training' in the name)")
     add("--config_file", required=True, help="model config JSON")
     add("--output_dir", required=True, help="folder or s3://bucket/prefix for ckpt_<step>.pt")
     add("--vocab_file", help="vocabulary; needed for --dynamic_masking, recorded otherwise")
-    add("--bert_model", default="bert-large-uncased", help="accepted for compatibility; unused")
+    add("--bert_model", default="bert-large-uncased", help="accepted; unused")
     add("--init_checkpoint", help="initial weights, any format, or s3://; with resume also moments")
-    add("--max_seq_length", type=int, help="must match the shards (default: theirs)")
-    add("--max_predictions_per_seq", type=int, help="must match the shards (default: theirs)")
-    add("--train_batch_size", type=int, default=32, help="per process per optimizer step")
-    add("--learning_rate", type=float, default=5e-5)
-    add("--num_train_epochs", type=float, default=3.0, help="accepted; unused, as in NVIDIA's")
-    add("--max_steps", type=float, default=1000, help="optimizer steps of this phase's schedule")
-    add("--warmup_proportion", type=float, default=0.01)
-    add("--local_rank", type=int, default=int(os.environ.get("LOCAL_RANK", -1)))
-    add("--seed", type=int, default=42)
-    add("--gradient_accumulation_steps", type=int, default=1)
-    add("--fp16", "--amp", dest="fp16", action="store_true", help="fp16 autocast + loss scaling")
-    add("--bf16", action="store_true", help="bf16 autocast (Ampere and newer, or CPU)")
-    add("--loss_scale", type=float, default=0.0, help="fp16: initial scale if > 0")
-    add("--init_loss_scale", type=float, default=2**20)
-    add("--log_freq", type=float, default=1.0, help="log every N optimizer steps")
+    add("--max_seq_length", type=runtime.positive_int,
+        help="must match the shards (default: theirs)")  # fmt: skip
+    add("--max_predictions_per_seq", type=runtime.positive_int,
+        help="must match the shards (default: theirs)")  # fmt: skip
+    add("--train_batch_size", type=runtime.positive_int, default=32,
+        help="per process per optimizer step")  # fmt: skip
+    add("--learning_rate", type=runtime.positive_float, default=5e-5)
+    add("--num_train_epochs", type=float, default=3.0, help="accepted; unused")
+    add("--max_steps", type=runtime.positive_steps, default=1000,
+        help="optimizer steps of this phase's schedule")  # fmt: skip
+    add("--warmup_proportion", type=runtime.proportion, default=0.01)
+    add("--gradient_accumulation_steps", type=runtime.positive_int, default=1)
+    add("--init_loss_scale", type=runtime.positive_float, default=2**20)
+    add("--log_freq", type=runtime.positive_steps, default=1.0, help="log every N optimizer steps")
     add("--checkpoint_activations", action="store_true")
     add("--resume_from_checkpoint", action="store_true")
-    add("--resume_step", type=int, default=-1, help="-1: the newest ckpt_<N>.pt in output_dir")
-    add("--num_steps_per_checkpoint", type=int, default=100)
+    add("--resume_step", type=runtime.step_or_minus_one, default=-1,
+        help="-1: the newest ckpt_<N>.pt in output_dir")  # fmt: skip
+    add("--num_steps_per_checkpoint", type=runtime.positive_int, default=100)
     add("--skip_checkpoint", action="store_true")
     add("--phase2", action="store_true")
     add("--resume_phase2", action="store_true", help="resume an interrupted phase 2 (HEAD flag)")
-    add("--allreduce_post_accumulation", action="store_true", help="accepted; always the case")
+    add("--allreduce_post_accumulation", action="store_true",
+        help="accepted; gradients are always all-reduced once per optimizer step")  # fmt: skip
     add("--allreduce_post_accumulation_fp16", action="store_true")
-    add("--phase1_end_step", type=int, default=7038)
+    add("--phase1_end_step", type=runtime.non_negative_int, default=7038)
     add("--do_train", action="store_true", help="required, as in NVIDIA's script")
-    add("--json-summary", "--json_summary", dest="json_summary", default="results/dllogger.json")
-    add("--tensorboard", metavar="DIR", help="also write the logged scalars for TensorBoard here")
-    add("--use_env", action="store_true", help="accepted; unused")
     add("--disable_progress_bar", action="store_true")
-    add("--steps_this_run", type=int, default=-1, help="stop at this phase step (-1: max_steps)")
-    add("--num_workers", type=int, default=4, help="accepted; shards are prefetched by a thread")
+    add("--steps_this_run", type=runtime.positive_int_or_minus_one, default=-1,
+        help="stop at this phase step (-1: max_steps)")  # fmt: skip
+    add("--num_workers", type=runtime.non_negative_int, default=4,
+        help="accepted; unused (shards are prefetched by a thread)")  # fmt: skip
     add("--no_dense_sequence_output", action="store_true", help="score every position")
-    add("--no_trim_padding", action="store_true",
+    add("--no_trim_padding", "--no_trim", dest="no_trim_padding", action="store_true",
         help="train on full-width batches (the plain path); default: cut each batch to its "
              "longest sequence")  # fmt: skip
     add("--dynamic_masking", action="store_true", help="re-mask every batch (needs --vocab_file)")
     add("--data_sharding", choices=("files", "interleaved"), default="files")
-    add("--bin_size", type=int, help="draw each batch from one bin of lengths (HEAD's LDDL bins)")
+    add("--bin_size", type=runtime.positive_int,
+        help="draw each batch from one bin of lengths (HEAD's LDDL bins)")  # fmt: skip
     add("--optimizer_impl", choices=("auto", "torch", "apex"), default="auto")
-    add("--precision", choices=PRECISION_CHOICES, default="auto",
-        help="auto: bf16 on A100/H100-class GPUs, else fp32 with TF32; tf32; fp32 (exact); "
-             "bf16; fp16 (= --fp16)")  # fmt: skip
-    add("--no_tf32", action="store_true", help="the same as --precision fp32")
-    add("--compile", action="store_true", help="torch.compile the model (optional fast path)")
-    add("--no_cuda", action="store_true", help="run on the CPU even if a GPU is present")
     add("--profile", action="store_true", help="accepted; unused")
     return parser.parse_args(argv)
 
@@ -167,31 +156,28 @@ class RunState:
     stop_requested: str | None = None
 
 
-def check_arguments(args: argparse.Namespace, is_main: bool) -> None:
-    """The reference's setup rules, each failing with one clear line naming the flag."""
+def check_arguments(args: argparse.Namespace) -> CheckpointFolder:
+    """NVIDIA's setup rules and our flag checks, each failing with one line naming the flag,
+    before any data is read; returns the checkpoint folder (not created yet)."""
     if not args.do_train:
-        raise ArgumentError("--do_train is required (as in NVIDIA's run_pretraining.py)")
-    try:
-        micro_batch_size(args.train_batch_size, args.gradient_accumulation_steps)
-    except ValueError as err:
-        raise ArgumentError(str(err)) from None
-    if args.max_steps < 1:
-        raise ArgumentError(f"--max_steps must be at least 1, got {args.max_steps}")
+        raise UsageError("--do_train is required (as in NVIDIA's run_pretraining.py)")
+    micro_batch_size(args.train_batch_size, args.gradient_accumulation_steps)
     if args.dynamic_masking and not args.vocab_file:
-        raise ArgumentError("--dynamic_masking needs --vocab_file")
+        raise UsageError("--dynamic_masking needs --vocab_file")
     if not Path(args.input_dir).is_dir():
-        raise ArgumentError(f"--input_dir {args.input_dir}: no such folder")
+        raise UsageError(f"--input_dir {args.input_dir}: no such folder")
+    if not Path(args.config_file).is_file():
+        raise UsageError(f"--config_file {args.config_file}: no such file")
     output = CheckpointFolder(args.output_dir)
     if not output.remote and Path(args.output_dir).exists() and not Path(args.output_dir).is_dir():
-        raise ArgumentError(f"--output_dir {output} exists and is not a folder")
+        raise UsageError(f"--output_dir {output} exists and is not a folder")
     existing = [name for name in output.names() if name.startswith("ckpt")]  # s3: the bucket's
     if existing and not args.resume_from_checkpoint and not args.skip_checkpoint:
-        raise ArgumentError(
+        raise UsageError(
             f"--output_dir {output} already holds checkpoints ({existing[0]}, ...); pass "
             "--resume_from_checkpoint to continue, or choose an empty folder"
         )
-    if is_main:
-        output.create()
+    return output
 
 
 def build_model(args: argparse.Namespace, device: torch.device) -> BertForPreTraining:
@@ -451,14 +437,10 @@ def check_finite(t: Training, values: torch.Tensor, grad_norm: torch.Tensor | No
         )
 
 
-class DivergenceError(RuntimeError):
-    """Training produced non-finite losses that the loss scaler could not absorb."""
-
-
 def train(t: Training) -> None:
     args, state = t.args, t.state
     ga = args.gradient_accumulation_steps
-    micro_batch = args.train_batch_size // ga
+    micro_batch = micro_batch_size(args.train_batch_size, ga)
     target = step_target(args)
     parameters = [p for group in t.optimizer.param_groups for p in group["params"]]
     log_freq = max(int(args.log_freq), 1)
@@ -528,13 +510,13 @@ def train(t: Training) -> None:
     state.raw_train_time = time.perf_counter() - raw_start
 
 
-def summarise(t: Training) -> None:
+def summarise(t: Training, started: float) -> None:
     steps = t.state.step - t.state.start_step + t.state.skipped_steps
-    micro_batch = t.args.train_batch_size // t.args.gradient_accumulation_steps
+    micro_batch = micro_batch_size(t.args.train_batch_size, t.args.gradient_accumulation_steps)
     sequences = micro_batch * t.args.gradient_accumulation_steps * t.dist.world_size * steps
     raw = t.state.raw_train_time
     t.metrics.log((), {
-        "e2e_train_time": time.time() - PROCESS_START,
+        "e2e_train_time": time.time() - started,
         "training_sequences_per_second": sequences / raw if raw > 0 else 0.0,
         "final_loss": t.state.final_loss,
         "raw_train_time": raw,
@@ -545,36 +527,30 @@ def summarise(t: Training) -> None:
 
 
 def setup(args: argparse.Namespace) -> Training:
-    """Steps 1-7 of main: distributed, seed, model, weights, optimizer and schedule, data."""
-    dist = distributed.init_distributed(args.local_rank, use_cuda=not args.no_cuda)
-    distributed.seed_everything(args.seed, dist.rank)
-    check_arguments(args, dist.is_main_process)
+    """The steps before training: flag checks, the shared run setup (ranks, seed, precision,
+    logger), the model, LAMB and its schedule, the weights to resume from, DDP, the data."""
+    output = check_arguments(args)
+    run = runtime.setup_run(args, init_loss_scale=args.init_loss_scale)
+    if run.dist.is_main_process:
+        output.create()
     distributed.barrier()
-    try:
-        precision, tf32 = resolve_precision(
-            args.fp16, args.bf16, "fp32" if args.no_tf32 else args.precision, dist.device
-        )
-    except ValueError as err:
-        raise ArgumentError(str(err)) from None
-    configure_tf32(tf32)
-    stack = make_precision(precision, dist.device, args.loss_scale or args.init_loss_scale)
-    metrics = MetricLogger(
-        args.json_summary, dist.is_main_process, tensorboard_dir=args.tensorboard
-    )
-    model = build_model(args, dist.device)
+    model = build_model(args, run.device)
     optimizer = make_lamb(parameter_groups(model, 0.01), args.learning_rate, args.optimizer_impl)
     scheduler = WarmupScheduler(
         optimizer, args.learning_rate, int(args.max_steps), args.warmup_proportion, "poly"
     )
-    t = Training(args, dist, model, model, optimizer, scheduler, stack, None, metrics, RunState())
+    t = Training(
+        args, run.dist, model, model, optimizer, scheduler, run.precision, None, run.metrics,
+        RunState(),
+    )  # fmt: skip
     resume = load_for_resume(t)
     t.state.step = resume.step
     compiled = maybe_compile(model, args.compile)
-    t.ddp_model = distributed.wrap_ddp(compiled, dist, args.allreduce_post_accumulation_fp16)
-    t.loader = build_loader(args, dist, resume)
+    t.ddp_model = distributed.wrap_ddp(compiled, run.dist, args.allreduce_post_accumulation_fp16)
+    t.loader = build_loader(args, run.dist, resume)
     if resume.rng is not None:
         set_rng_state(resume.rng)
-    log_configuration(t, precision)
+    log_configuration(t, run.precision.precision)
     return t
 
 
@@ -592,7 +568,7 @@ def build_loader(
         position = {"epoch": resume.epoch}
     return PretrainingDataLoader(
         training_files(args.input_dir),
-        args.train_batch_size // args.gradient_accumulation_steps,
+        micro_batch_size(args.train_batch_size, args.gradient_accumulation_steps),
         rank=dist.rank,
         world_size=dist.world_size,
         seed=args.seed,
@@ -609,7 +585,7 @@ def build_loader(
 def log_configuration(t: Training, precision: str) -> None:
     """The effective configuration, printed and logged before training (REQ-10)."""
     args = t.args
-    micro_batch = args.train_batch_size // args.gradient_accumulation_steps
+    micro_batch = micro_batch_size(args.train_batch_size, args.gradient_accumulation_steps)
     t.metrics.log("PARAMETER", {"Config": [str(args)], "SEED": args.seed})
     t.metrics.log("PARAMETER", {
         "train_start": True,
@@ -625,24 +601,18 @@ def log_configuration(t: Training, precision: str) -> None:
     })  # fmt: skip
 
 
-def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    args = parse_arguments(argv)
-    try:
-        t = setup(args)
-        install_signal_handlers(t.state)
-        train(t)
-        summarise(t)
-    except (ArgumentError, ShardError, CheckpointError, ConfigError, DivergenceError,
-            FileNotFoundError, ImportError) as err:  # fmt: skip
-        print(f"run_pretraining.py: error: {err}", file=sys.stderr)
-        return 1
-    finally:
-        distributed.cleanup()
+def execute(args: argparse.Namespace) -> None:
+    """The steps of a run: set up, train (checkpoints on the way), log the summary."""
+    started = time.time()  # e2e_train_time counts from here, as NVIDIA's from process start
+    t = setup(args)
+    install_signal_handlers(t.state)
+    train(t)
+    summarise(t, started)
     t.metrics.close()
-    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return runtime.run_main("run_pretraining.py", parse_arguments, execute, argv)
 
 
 if __name__ == "__main__":

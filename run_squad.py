@@ -28,17 +28,18 @@ import json
 import logging
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
-import distributed
+import runtime
 import squad
-from checkpoint import CheckpointError, save_nvidia_checkpoint
+from checkpoint import save_nvidia_checkpoint
+from errors import UsageError
 from finetuning import (
     ArrayDataset,
-    FinetuneError,
-    Setup,
+    TrainOptions,
     add_common_arguments,
     load_init_checkpoint,
     predict,
@@ -47,30 +48,32 @@ from finetuning import (
     train_loader,
     wrap_for_training,
 )
-from modeling import BertConfig, BertForQuestionAnswering, ConfigError
-from tokenization import BertTokenizer, VocabError
+from modeling import BertConfig, BertForQuestionAnswering
+from runtime import Run
+from tokenization import BertTokenizer
+from training import micro_batch_size
 
 logger = logging.getLogger("run_squad")
 
 
-def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = runtime.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_common_arguments(parser, seed=42, log_freq=50)
     add = parser.add_argument
     add("--train_file", help="SQuAD json for training")
     add("--predict_file", help="SQuAD json for prediction (and evaluation)")
-    add("--max_seq_length", type=int, default=384)
-    add("--doc_stride", type=int, default=128)
-    add("--max_query_length", type=int, default=64)
+    add("--max_seq_length", type=runtime.positive_int, default=384)
+    add("--doc_stride", type=runtime.positive_int, default=128)
+    add("--max_query_length", type=runtime.positive_int, default=64)
     add("--do_train", action="store_true")
     add("--do_predict", action="store_true")
     add("--do_eval", action="store_true", help="score predictions against --predict_file")
-    add("--predict_batch_size", type=int, default=8)
-    add("--n_best_size", type=int, default=20)
-    add("--max_answer_length", type=int, default=30)
+    add("--predict_batch_size", type=runtime.positive_int, default=8)
+    add("--n_best_size", type=runtime.positive_int, default=20)
+    add("--max_answer_length", type=runtime.positive_int, default=30)
     add("--verbose_logging", action="store_true")
     add("--version_2_with_negative", action="store_true")
-    add("--null_score_diff_threshold", type=float, default=0.0)
+    add("--null_score_diff_threshold", type=runtime.finite_float, default=0.0)
     add("--eval_script", help="an external official script to run instead of the built-in one")
     add("--disable-progress-bar", "--disable_progress_bar", dest="disable_progress_bar",
         action="store_true")  # fmt: skip
@@ -87,13 +90,13 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
 
 def check_arguments(args: argparse.Namespace) -> None:
     if not (args.do_train or args.do_predict):
-        raise FinetuneError("at least one of --do_train or --do_predict is required")
+        raise UsageError("at least one of --do_train or --do_predict is required")
     if args.do_train and not args.train_file:
-        raise FinetuneError("--do_train needs --train_file")
+        raise UsageError("--do_train needs --train_file")
     if (args.do_predict or args.do_eval) and not args.predict_file:
-        raise FinetuneError("--do_predict/--do_eval need --predict_file")
+        raise UsageError("--do_predict/--do_eval need --predict_file")
     if args.do_eval and not args.do_predict:
-        raise FinetuneError("--do_eval scores the predictions of --do_predict; pass both")
+        raise UsageError("--do_eval scores the predictions of --do_predict; pass both")
 
 
 def warn_on_version(path: str, args: argparse.Namespace) -> None:
@@ -106,7 +109,7 @@ def warn_on_version(path: str, args: argparse.Namespace) -> None:
 
 
 def features_for(
-    path: str, is_training: bool, tokenizer: BertTokenizer, args: argparse.Namespace, run: Setup
+    path: str, is_training: bool, tokenizer: BertTokenizer, args: argparse.Namespace, run: Run
 ) -> tuple[list[squad.SquadExample], list[squad.SquadFeature]]:
     """(examples, features) of a SQuAD file, through the feature cache.
 
@@ -143,19 +146,18 @@ def qa_forward(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> list:
     return [(start[i, :n], end[i, :n]) for i, n in enumerate(lengths)]
 
 
-def do_train(model, tokenizer, args: argparse.Namespace, run: Setup) -> None:
+def do_train(model, tokenizer, args: argparse.Namespace, run: Run) -> None:
     examples, features = features_for(args.train_file, True, tokenizer, args, run)
     arrays = squad.features_to_arrays(features)
     run.metrics.log("PARAMETER", {
         "training_samples": len(examples), "training_features": len(features),
     })  # fmt: skip
     model.bert.pooler.requires_grad_(False)  # never reaches the QA loss (NVIDIA drops it too)
-    ddp_model = wrap_for_training(model, args, run)
-    micro_batch = args.train_batch_size // args.gradient_accumulation_steps
+    options = TrainOptions.from_args(args, exclude=("pooler",), trim=not args.no_trim)
+    ddp_model = wrap_for_training(model, options, run)
+    micro_batch = micro_batch_size(args.train_batch_size, args.gradient_accumulation_steps)
     loader = train_loader(ArrayDataset(arrays), micro_batch, run, args.seed)
-    result = train(
-        model, ddp_model, loader, qa_loss, args, run, exclude=("pooler",), trim=not args.no_trim
-    )
+    result = train(model, ddp_model, loader, qa_loss, options, run)
     run.metrics.log((), {
         "e2e_train_time": result.seconds,
         "training_sequences_per_second": result.sequences_per_second,
@@ -167,7 +169,7 @@ def do_train(model, tokenizer, args: argparse.Namespace, run: Setup) -> None:
         model.config.to_json_file(output / "config.json")
 
 
-def do_predict(model, tokenizer, args: argparse.Namespace, run: Setup) -> dict[str, str]:
+def do_predict(model, tokenizer, args: argparse.Namespace, run: Run) -> dict[str, str]:
     warn_on_version(args.predict_file, args)
     examples, features = features_for(args.predict_file, False, tokenizer, args, run)
     arrays = squad.features_to_arrays(features)
@@ -199,7 +201,7 @@ def do_predict(model, tokenizer, args: argparse.Namespace, run: Setup) -> dict[s
     return predictions
 
 
-def do_eval(args: argparse.Namespace, run: Setup, predictions: dict[str, str]) -> dict:
+def do_eval(args: argparse.Namespace, run: Run, predictions: dict[str, str]) -> dict:
     """Official EM/F1 (built in), or the output of an external `--eval_script` when present."""
     dataset = squad.load_squad_json(args.predict_file)
     if args.eval_script and Path(args.eval_script).is_file():
@@ -224,34 +226,27 @@ def do_eval(args: argparse.Namespace, run: Setup, predictions: dict[str, str]) -
     return scores
 
 
-def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    args = parse_arguments(argv)
-    try:
-        check_arguments(args)
-        run = setup(args)
-        tokenizer = BertTokenizer(args.vocab_file, do_lower_case=args.do_lower_case)
-        config = BertConfig.from_json_file(args.config_file)
-        model = BertForQuestionAnswering(config)
-        load_init_checkpoint(model, args.init_checkpoint, run.metrics)
-        model.to(run.device)
-        if args.do_train:
-            do_train(model, tokenizer, args, run)
-        predictions = do_predict(model, tokenizer, args, run) if args.do_predict else {}
-        if args.do_eval and run.dist.is_main_process:
-            scores = do_eval(args, run, predictions)
-            print(json.dumps({"exact_match": scores.get("exact_match", scores.get("exact")),
-                              "f1": scores["f1"]}))  # fmt: skip
-    except (FinetuneError, squad.SquadError, CheckpointError, ConfigError, VocabError,
-            FileNotFoundError, FloatingPointError, ImportError) as err:  # fmt: skip
-        print(f"run_squad.py: error: {err}", file=sys.stderr)
-        return 1
-    finally:
-        distributed.cleanup()
+def execute(args: argparse.Namespace) -> None:
+    """The steps of a run: check, set up, build the model, load weights, train, predict, score."""
+    check_arguments(args)
+    run = setup(args)
+    tokenizer = BertTokenizer(args.vocab_file, do_lower_case=args.do_lower_case)
+    config = BertConfig.from_json_file(args.config_file)
+    model = BertForQuestionAnswering(config)
+    load_init_checkpoint(model, args.init_checkpoint, run.metrics)
+    model.to(run.device)
+    if args.do_train:
+        do_train(model, tokenizer, args, run)
+    predictions = do_predict(model, tokenizer, args, run) if args.do_predict else {}
+    if args.do_eval and run.dist.is_main_process:
+        scores = do_eval(args, run, predictions)
+        exact = scores.get("exact_match", scores.get("exact"))
+        print(json.dumps({"exact_match": exact, "f1": scores["f1"]}))
     run.metrics.close()
-    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return runtime.run_main("run_squad.py", parse_arguments, execute, argv)
 
 
 if __name__ == "__main__":

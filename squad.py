@@ -57,6 +57,7 @@ from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
+from errors import BertError
 from fileio import atomic_write_json, sha256_file
 from tokenization import BasicTokenizer
 
@@ -72,7 +73,7 @@ CACHE_FORMAT_VERSION = 1
 _CONTEXT_WORD = re.compile("[^ \t\r\n\u202f]+")
 
 
-class SquadError(ValueError):
+class SquadError(BertError, ValueError):
     """Unusable SQuAD input; the message names the file and, where relevant, the question id."""
 
 

@@ -27,13 +27,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+from errors import BertError
 from fileio import atomic_write_text
 
 #: Error codes S3 and S3-compatible servers use for a missing key or bucket.
 NOT_FOUND = ("404", "NoSuchKey", "NotFound", "NoSuchBucket")
 
 
-class StorageError(RuntimeError):
+class StorageError(BertError, RuntimeError):
     """An S3 object or prefix that cannot be read or written; the message names the URL."""
 
 

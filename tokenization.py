@@ -36,6 +36,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
+from errors import BertError
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_NEVER_SPLIT = ("[UNK]", "[SEP]", "[PAD]", "[CLS]", "[MASK]")
@@ -45,7 +47,7 @@ BACKENDS = ("python", "fast")
 _MAX_CACHE_ENTRIES = 1 << 18
 
 
-class VocabError(ValueError):
+class VocabError(BertError, ValueError):
     """The vocabulary file exists but cannot be used (empty, not UTF-8, a directory, no [UNK])."""
 
 

@@ -23,6 +23,8 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
+from errors import BertError, UsageError
+
 logger = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -32,22 +34,22 @@ PRECISION_CHOICES = ("auto", "fp32", "tf32", "bf16", "fp16")
 
 
 def resolve_precision(
-    fp16: bool, bf16: bool, precision: str = "auto", device: torch.device | None = None
+    fp16: bool, bf16: bool, precision: str | None = None, device: torch.device | None = None
 ) -> tuple[str, bool]:
     """(autocast precision, TF32 allowed) from NVIDIA's `--fp16/--amp`, our `--bf16` and
-    `--precision`.
+    `--precision`; a ValueError naming the flags when they conflict.
 
-    "auto" is bf16 on GPUs of compute capability 8.0 and newer (A100, H100), else fp32 with
-    TF32 matmuls; "tf32" is fp32 with TF32; "fp32" is exact fp32 (TF32 off).
+    No flag at all is NVIDIA's behaviour: fp32 with TF32 matmuls allowed ("tf32"). "auto" is bf16
+    on GPUs of compute capability 8.0 and newer (A100, H100), else that default; "fp32" is exact
+    fp32 (TF32 off).
     """
     chosen = [name for name, flag in (("fp16", fp16), ("bf16", bf16)) if flag]
-    if precision != "auto":
+    if precision is not None and not (precision == "auto" and chosen):
         chosen.append(precision)
     if len(set(chosen)) > 1:
         raise ValueError(f"conflicting precision flags: {', '.join(chosen)}; pick one")
-    if chosen:
-        name = chosen[0]
-    else:
+    name = chosen[0] if chosen else "tf32"
+    if name == "auto":
         ampere = device is not None and device.type == "cuda"
         ampere = ampere and torch.cuda.get_device_capability(device)[0] >= 8
         name = "bf16" if ampere else "tf32"
@@ -56,13 +58,18 @@ def resolve_precision(
     return ("fp32" if name == "tf32" else name), name != "fp32"
 
 
+class DivergenceError(BertError, RuntimeError):
+    """Training produced non-finite losses, weights or gradients that loss scaling could not
+    absorb; the run stops without writing them to a checkpoint."""
+
+
 def micro_batch_size(train_batch_size: int, gradient_accumulation_steps: int) -> int:
     """NVIDIA's batch semantics: `--train_batch_size` per process per optimizer step, split into
-    `--gradient_accumulation_steps` micro-batches; a ValueError naming both flags otherwise."""
+    `--gradient_accumulation_steps` micro-batches; a UsageError naming both flags otherwise."""
     if gradient_accumulation_steps < 1:
-        raise ValueError("--gradient_accumulation_steps must be at least 1")
+        raise UsageError("--gradient_accumulation_steps must be at least 1")
     if train_batch_size < 1 or train_batch_size % gradient_accumulation_steps:
-        raise ValueError(
+        raise UsageError(
             f"--train_batch_size {train_batch_size} is not divisible by "
             f"--gradient_accumulation_steps {gradient_accumulation_steps}"
         )

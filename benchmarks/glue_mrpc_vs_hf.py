@@ -25,10 +25,11 @@ import torch
 import glue
 from checkpoint import load_state_dict_into
 from distributed import DistState
-from finetuning import Setup, predict, train, train_loader
+from finetuning import TrainOptions, predict, train, train_loader
 from logger import MetricLogger
 from modeling import BertConfig, BertForSequenceClassification
 from run_glue import logits_forward, to_arrays
+from runtime import Run
 from tokenization import BertTokenizer
 from training import make_precision
 
@@ -89,12 +90,11 @@ def main(argv: list[str] | None = None) -> None:
     ours = BertForSequenceClassification(BertConfig.from_json_file(folder / "config.json"), 2)
     load_state_dict_into(ours, initial, "hf")
 
-    run = Setup(DistState(), make_precision("fp32", torch.device("cpu")), MetricLogger(None, False))
-    options = argparse.Namespace(
-        gradient_accumulation_steps=1, num_train_epochs=args.epochs, max_steps=-1,
-        learning_rate=args.lr, warmup_proportion=0.1, train_batch_size=args.batch,
-        max_grad_norm=1.0, log_freq=10**9,
-    )  # fmt: skip
+    run = Run(DistState(), make_precision("fp32", torch.device("cpu")), MetricLogger(None, False))
+    options = TrainOptions(
+        learning_rate=args.lr, num_train_epochs=args.epochs, warmup_proportion=0.1,
+        log_freq=10**9,
+    )
     results = {"settings": {k: str(v) for k, v in vars(args).items()},
                "threads": torch.get_num_threads(), "train_pairs": len(train_features),
                "dev_pairs": len(dev_features)}  # fmt: skip

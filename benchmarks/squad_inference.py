@@ -27,10 +27,11 @@ import torch
 import squad
 from checkpoint import load_state_dict_into
 from distributed import DistState
-from finetuning import Setup, predict
+from finetuning import predict
 from logger import MetricLogger
 from modeling import BertConfig, BertForQuestionAnswering
 from run_squad import qa_forward
+from runtime import Run
 from tokenization import BertTokenizer
 from training import make_precision
 
@@ -118,7 +119,7 @@ def run(args: argparse.Namespace) -> dict:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     ours.to(device)
     hf.to(device)
-    setup = Setup(DistState(device=device), make_precision(args.dtype, device),
+    setup = Run(DistState(device=device), make_precision(args.dtype, device),
                   MetricLogger(None, False))  # fmt: skip
     name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
     results = {"device": name, "threads": torch.get_num_threads(), "dtype": args.dtype,

@@ -36,6 +36,8 @@ from http.client import HTTPException
 from pathlib import Path
 from typing import Any
 
+from errors import BertError
+
 logger = logging.getLogger(__name__)
 
 USER_AGENT = "bert-pytorch-downloader/0.1 (+python-urllib)"
@@ -43,7 +45,7 @@ CHUNK_BYTES = 1 << 20
 MAX_BACKOFF_S = 30.0
 
 
-class DownloadError(RuntimeError):
+class DownloadError(BertError, RuntimeError):
     """A file that could not be fetched or verified; the message names the file and the URL(s)."""
 
 

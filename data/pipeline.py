@@ -39,6 +39,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from errors import BertError
+
 logger = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -46,7 +48,7 @@ STAGES = ("download", "extract", "format", "shard", "hdf5", "verify")
 DATASETS = ("wikicorpus_en", "books_wiki_en_corpus")
 
 
-class PipelineError(RuntimeError):
+class PipelineError(BertError, RuntimeError):
     """A stage that failed or produced nothing; the message names the stage and the path."""
 
 

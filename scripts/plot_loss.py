@@ -1,6 +1,6 @@
 """Loss curves from dllogger JSON logs (ours, or NVIDIA's own `--json-summary` files) as a PNG.
 
-    python scripts/plot_loss.py results/dllogger.json [more logs ...] --output loss.png
+    python -m scripts.plot_loss results/dllogger.json [more logs ...] --output loss.png
         [--metrics average_loss mlm_loss] [--title TEXT]
 
 Every log gets one panel. A log that holds several runs (run_pretraining.sh appends phase 1 and
@@ -21,11 +21,11 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root
+from errors import BertError
 from fileio import atomic_write
 
 
-class LogError(ValueError):
+class LogError(BertError, ValueError):
     """A log that cannot be plotted; the message names the file."""
 
 

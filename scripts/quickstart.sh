@@ -51,8 +51,8 @@ read -r -a glue < <(source scripts/configs/glue_config.sh && INIT_CHECKPOINT="$c
 LOG_FREQ=5 bash scripts/run_glue.sh "${glue[@]}"
 
 step "6/6 summary"
-"$PYTHON" scripts/plot_loss.py "$out/pretraining/dllogger.json" "$out/squad/dllogger.json" \
+"$PYTHON" -m scripts.plot_loss "$out/pretraining/dllogger.json" "$out/squad/dllogger.json" \
   "$out/mrpc/dllogger.json" --output "$out/loss.png"
-"$PYTHON" scripts/summarize_runs.py --pretraining "$out/pretraining/dllogger.json" \
+"$PYTHON" -m scripts.summarize_runs --pretraining "$out/pretraining/dllogger.json" \
   --squad "$out/squad/dllogger.json" --glue "$out/mrpc/dllogger.json" \
   --seconds "$(($(date +%s) - started))" --output "$out/summary.md"

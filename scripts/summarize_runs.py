@@ -1,10 +1,10 @@
 """A summary table of pre-training and fine-tuning runs, read from their dllogger JSON logs.
 
-    python scripts/summarize_runs.py --pretraining results/dllogger.json \
+    python -m scripts.summarize_runs --pretraining results/dllogger.json \
         --squad results/SQuAD/dllogger.json --glue results/MRPC/dllogger.json \
         [--seconds 312] [--output summary.md]
 
-Each log's final summary records (the ones with an empty step, spec §9 keys) are read: for
+Each log's final summary records (those with an empty step) are read: for
 pre-training one per phase (final_loss, training_sequences_per_second, e2e_train_time), for
 SQuAD the training summary, the inference summary and exact_match/F1, for GLUE NVIDIA's keys
 (exact_match holds the accuracy, F1 the F1). The table goes to stdout, and with --output also to
@@ -17,10 +17,8 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from plot_loss import LogError, read_records  # also puts the repository root on sys.path
-
 from fileio import atomic_write_text
+from scripts.plot_loss import LogError, read_records
 
 
 def summaries(path: Path) -> list[tuple[dict, dict]]:

@@ -151,6 +151,7 @@ def test_precision_resolution():
     from training import resolve_precision
 
     cpu = torch.device("cpu")
+    assert resolve_precision(False, False, None, cpu) == ("fp32", True)  # NVIDIA: TF32 allowed
     assert resolve_precision(False, False, "auto", cpu) == ("fp32", True)  # TF32 where it exists
     assert resolve_precision(False, False, "fp32", cpu) == ("fp32", False)
     assert resolve_precision(False, False, "tf32", cpu) == ("fp32", True)

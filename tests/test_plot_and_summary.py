@@ -10,10 +10,7 @@ from pathlib import Path
 import pytest
 
 from logger import MetricLogger
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
-import plot_loss
-import summarize_runs
+from scripts import plot_loss, summarize_runs
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -191,26 +191,27 @@ def test_inference_uses_doc_stride_and_agrees_with_run_squad(fine_tuned, tmp_pat
 
 
 def test_bad_input(pretrained, tmp_path):
-    def error(result):
-        assert result.returncode == 1
+    def error(result, status=1):
+        assert result.returncode == status, result.stderr
         lines = [line for line in result.stderr.splitlines() if "error:" in line]
         assert len(lines) == 1, result.stderr
         return lines[0]
 
     out = [f"--output_dir={tmp_path}", f"--json-summary={tmp_path}/log.json"]
-    assert "--do_train needs --train_file" in error(run_squad(*out, "--do_train"))
-    assert "at least one of --do_train or --do_predict" in error(run_squad(*out))
+    assert "--do_train needs --train_file" in error(run_squad(*out, "--do_train"), 2)
+    assert "at least one of --do_train or --do_predict" in error(run_squad(*out), 2)
     line = error(run_squad(*out, "--do_predict", f"--predict_file={tmp_path / 'none.json'}",
                            f"--init_checkpoint={pretrained}"))  # fmt: skip
     assert "SQuAD file not found" in line and "none.json" in line
     (tmp_path / "bad.json").write_text("{not json")
     line = error(run_squad(*out, "--do_predict", f"--predict_file={tmp_path / 'bad.json'}"))
     assert "is not valid JSON" in line
-    line = error(run_squad(*out, "--do_train", f"--train_file={SAMPLE / 'v1.1/train-v1.1.json'}",
-                           "--train_batch_size=10", "--gradient_accumulation_steps=3"))  # fmt: skip
+    batch = ["--train_batch_size=10", "--gradient_accumulation_steps=3"]
+    train_file = SAMPLE / "v1.1/train-v1.1.json"
+    line = error(run_squad(*out, "--do_train", f"--train_file={train_file}", *batch), 2)
     assert "not divisible" in line
     line = error(run_squad(*out, "--do_predict", f"--predict_file={SAMPLE / 'v1.1/dev-v1.1.json'}",
-                           f"--init_checkpoint={tmp_path / 'missing.pt'}"))  # fmt: skip
+                           f"--init_checkpoint={tmp_path / 'missing.pt'}"), 2)  # fmt: skip
     assert "missing.pt" in line
 
 

@@ -1,0 +1,25 @@
+"""The one base class of the errors a user is shown as a single line.
+
+Every module raises its own subclass (`ConfigError`, `CheckpointError`, `ShardError`, ...),
+whose message names the file, flag or key at fault. The entry scripts' shared `main()` wrapper
+(`runtime.run_main`) prints such an error as one line and exits with status 1, or 2 for a
+`UsageError` (a flag value or combination that cannot work, as argparse exits for a bad flag).
+Anything else that escapes is a bug: it is printed as one line too, with a pointer to `--debug`
+for the traceback.
+
+This module imports nothing, so every module can use it.
+"""
+
+from __future__ import annotations
+
+
+class BertError(Exception):
+    """An expected failure (bad input, missing file, diverged run) described in one line."""
+
+    exit_code = 1
+
+
+class UsageError(BertError, ValueError):
+    """A flag value or a combination of flags that cannot work; the message names the flag."""
+
+    exit_code = 2
