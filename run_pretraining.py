@@ -58,7 +58,7 @@ from checkpoint import (
     nvidia_state_dict,
     torch_load,
 )
-from errors import UsageError
+from errors import BertError, UsageError
 from logger import MetricLogger
 from modeling import BertConfig, BertForPreTraining
 from optimization import make_lamb, parameter_groups
@@ -366,11 +366,21 @@ def load_optimizer_state(t: Training, checkpoint: dict, path: Path, step: int) -
 # ------------------------------------------------------------------------------- training
 
 
+class Terminated(BertError):
+    """A second SIGTERM/SIGUSR1 arrived before the run could stop at an optimizer step."""
+
+    exit_code = 128 + signal.SIGTERM
+
+
 def install_signal_handlers(state: RunState) -> None:
-    """SIGTERM/SIGUSR1 (SLURM pre-emption) ask for a checkpoint and a clean exit."""
+    """SIGTERM/SIGUSR1 (SLURM pre-emption) ask for a checkpoint at the next optimizer step and a
+    clean exit (status 0); a second one stops the run at once, so a signal always ends it."""
 
     def request(signum: int, frame: Any) -> None:
-        state.stop_requested = signal.Signals(signum).name
+        name = signal.Signals(signum).name
+        if state.stop_requested is not None:
+            raise Terminated(f"{name} received again: stopping now, without a new checkpoint")
+        state.stop_requested = name
 
     for name in ("SIGTERM", "SIGUSR1"):
         if hasattr(signal, name):
@@ -526,7 +536,7 @@ def summarise(t: Training, started: float) -> None:
 # ------------------------------------------------------------------------------- main
 
 
-def setup(args: argparse.Namespace) -> Training:
+def setup(args: argparse.Namespace, state: RunState) -> Training:
     """The steps before training: flag checks, the shared run setup (ranks, seed, precision,
     logger), the model, LAMB and its schedule, the weights to resume from, DDP, the data."""
     output = check_arguments(args)
@@ -540,9 +550,8 @@ def setup(args: argparse.Namespace) -> Training:
         optimizer, args.learning_rate, int(args.max_steps), args.warmup_proportion, "poly"
     )
     t = Training(
-        args, run.dist, model, model, optimizer, scheduler, run.precision, None, run.metrics,
-        RunState(),
-    )  # fmt: skip
+        args, run.dist, model, model, optimizer, scheduler, run.precision, None, run.metrics, state
+    )
     resume = load_for_resume(t)
     t.state.step = resume.step
     compiled = maybe_compile(model, args.compile)
@@ -604,8 +613,9 @@ def log_configuration(t: Training, precision: str) -> None:
 def execute(args: argparse.Namespace) -> None:
     """The steps of a run: set up, train (checkpoints on the way), log the summary."""
     started = time.time()  # e2e_train_time counts from here, as NVIDIA's from process start
-    t = setup(args)
-    install_signal_handlers(t.state)
+    state = RunState()
+    install_signal_handlers(state)  # before the set-up, which can take long on a big dataset
+    t = setup(args, state)
     train(t)
     summarise(t, started)
     t.metrics.close()
