@@ -318,6 +318,8 @@ def _fetch_once(
 def _fetch_guarded(
     url: str, part: Path, guard: _RateGuard, *, timeout: float, progress: bool, desc: str
 ) -> int:
+    if part.is_symlink():
+        part.unlink()  # appending would write wherever the link points
     offset = part.stat().st_size if part.exists() else 0
     headers = {"User-Agent": USER_AGENT}
     if offset:

@@ -260,6 +260,18 @@ def test_a_download_without_a_checksum_is_refused_unless_the_caller_says_so(serv
     assert download(url, tmp_path / "data.bin", unverified_ok=True, **FAST).read_bytes() == b"bytes"
 
 
+def test_a_partial_file_that_is_a_link_is_not_written_through(server, tmp_path):
+    body = blob(3_000)
+    url = server.add("/data.bin", body)
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"mine")
+    dest = tmp_path / "dl" / "data.bin"
+    dest.parent.mkdir()
+    part_of(dest).symlink_to(victim)
+    assert download(url, dest, sha256=sha256(body), **FAST).read_bytes() == body
+    assert victim.read_bytes() == b"mine" and server.ranges("/data.bin") == [None]
+
+
 class Trickler:
     """A raw HTTP server on 127.0.0.1 that sends its answer one byte per `interval` seconds
     (with `slow_headers` the status line and headers too; with `silent` nothing after the
