@@ -315,12 +315,17 @@ def _download(client: Any, bucket: str, key: str, remote: dict, local: Path) -> 
     return local
 
 
+def _folders_above(local: Path) -> list[Path]:
+    """The folders between `objects/` and `local`, outermost first."""
+    objects = cache_dir() / "objects"
+    return [objects / parent for parent in reversed(local.relative_to(objects).parents[:-1])]
+
+
 def _make_room(local: Path) -> None:
     """Clear the way for a file at `local` inside `objects/`: a folder of that name (a prefix
-    cached before), and files or links where its parent folders go (objects cached before)."""
-    objects = cache_dir() / "objects"
-    for parent in reversed(local.relative_to(objects).parents[:-1]):
-        path = objects / parent
+    cached before), and files or links where its parent folders go (objects cached before; the
+    cache itself never makes links)."""
+    for path in _folders_above(local):
         if path.is_symlink() or (path.exists() and not path.is_dir()):
             path.unlink()
     if local.is_symlink():
@@ -332,12 +337,13 @@ def _make_room(local: Path) -> None:
 
 def _is_cached(local: Path, stamp_file: Path, bucket: str, key: str, remote: dict) -> bool:
     """Whether the copy is the object as it is now: its stamp names this bucket, key, size and
-    ETag, and the copy is a regular file whose size and sha256 are those the stamp recorded."""
+    ETag, and the copy is a regular file, reached through no link, whose size and sha256 are
+    those the stamp recorded."""
     try:
         stamp, info = json.loads(stamp_file.read_text()), local.lstat()
     except (OSError, ValueError):
         return False
-    if not isinstance(stamp, dict):
+    if not isinstance(stamp, dict) or any(path.is_symlink() for path in _folders_above(local)):
         return False
     vouched = {name: stamp.get(name) for name in ("bucket", "key", "size", "etag")}
     if vouched != {"bucket": bucket, "key": key, **remote}:

@@ -230,6 +230,14 @@ def test_a_warm_cache_is_not_a_way_out(s3, tmp_path, monkeypatch):
     s3.client.delete_object(Bucket=s3.bucket, Key="p/stale/keep.txt")
     assert files_under(storage.fetch(f"{s3.url}/p")) == {"config.json"}  # links pruned
     assert (victim / "keep.txt").read_text() == "mine"
+    # The cached folder replaced by a link to another cached prefix: that one is left alone.
+    put_object(s3, "q/config.json", b"[]")
+    other = storage.fetch(f"{s3.url}/q")
+    shutil.rmtree(folder)
+    folder.symlink_to(other)
+    assert storage.fetch(f"{s3.url}/p") == folder and not folder.is_symlink()
+    assert (folder / "config.json").read_bytes() == b"{}"
+    assert (other / "config.json").read_bytes() == b"[]"
 
 
 def test_the_default_cache_is_private_to_the_user(tmp_path, monkeypatch):
