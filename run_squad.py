@@ -9,7 +9,7 @@ Training data, features and post-processing are `squad.py`; the loops are `finet
 Outputs in `--output_dir`: `pytorch_model.bin` ({'model': state_dict}, as NVIDIA's) and
 `config.json` after training; `predictions.json`, `nbest_predictions.json` (and `null_odds.json`
 for v2.0) after prediction. `--do_eval` scores them with the official metrics built in (an
-external `--eval_script` still runs when given and present); `exact_match` and `F1` go to the
+external `--eval_script` runs only with `--run_eval_script`); `exact_match` and `F1` go to the
 dllogger summary with `e2e_train_time`, `training_sequences_per_second`, `final_loss`,
 `e2e_inference_time`, `inference_sequences_per_second` (spec §8.5).
 
@@ -74,7 +74,12 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     add("--verbose_logging", action="store_true")
     add("--version_2_with_negative", action="store_true")
     add("--null_score_diff_threshold", type=runtime.finite_float, default=0.0)
-    add("--eval_script", help="an external official script to run instead of the built-in one")
+    add("--eval_script", help="an external evaluation script such as <squad_dir>/evaluate-v1.1.py "
+        "(NVIDIA's launcher passes one); it is run only with --run_eval_script, otherwise the "
+        "built-in official EM/F1 scorer is used and the script is left alone")  # fmt: skip
+    add("--run_eval_script", action="store_true", help="run --eval_script (with this Python) "
+        "instead of the built-in scorer; it executes the code in that file, so pass this only "
+        "for a script you trust")  # fmt: skip
     add("--disable-progress-bar", "--disable_progress_bar", dest="disable_progress_bar",
         action="store_true")  # fmt: skip
     add("--skip_cache", action="store_true", help="do not write the feature cache")
@@ -97,6 +102,8 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise UsageError("--do_predict/--do_eval need --predict_file")
     if args.do_eval and not args.do_predict:
         raise UsageError("--do_eval scores the predictions of --do_predict; pass both")
+    if args.run_eval_script and not (args.eval_script and Path(args.eval_script).is_file()):
+        raise UsageError(f"--run_eval_script: no such --eval_script file: {args.eval_script}")
 
 
 def warn_on_version(path: str, args: argparse.Namespace) -> None:
@@ -202,20 +209,19 @@ def do_predict(model, tokenizer, args: argparse.Namespace, run: Run) -> dict[str
 
 
 def do_eval(args: argparse.Namespace, run: Run, predictions: dict[str, str]) -> dict:
-    """Official EM/F1 (built in), or the output of an external `--eval_script` when present."""
+    """Official EM/F1 (built in), or the output of `--eval_script` with `--run_eval_script`.
+
+    A script found in the data folder is code from outside the repository: it runs only when
+    the user asks for it with the flag (NVIDIA's launcher always passed one and ran it)."""
     dataset = squad.load_squad_json(args.predict_file)
-    if args.eval_script and Path(args.eval_script).is_file():
-        command = [sys.executable, args.eval_script, args.predict_file,
-                   str(Path(args.output_dir) / "predictions.json")]  # fmt: skip
-        if args.version_2_with_negative:
-            command += ["--na-prob-file", str(Path(args.output_dir) / "null_odds.json")]
-        output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-        scores = json.loads(output[output.index("{") :])
+    if args.eval_script and args.run_eval_script:
+        scores = run_eval_script(args)
     else:
         if args.eval_script:
-            logger.warning(
-                "--eval_script %s not found; using the built-in scorer", args.eval_script
-            )
+            logger.info(
+                "--eval_script %s not run (--run_eval_script runs it); scoring with the "
+                "built-in official EM/F1", args.eval_script,
+            )  # fmt: skip
         if args.version_2_with_negative:
             odds = json.loads((Path(args.output_dir) / "null_odds.json").read_text())
             scores = squad.evaluate_v2(dataset, predictions, odds)
@@ -223,6 +229,29 @@ def do_eval(args: argparse.Namespace, run: Run, predictions: dict[str, str]) -> 
             scores = squad.evaluate_v1(dataset, predictions)
     exact = scores.get("exact_match", scores.get("exact"))
     run.metrics.log((), {"exact_match": exact, "F1": scores["f1"]})
+    return scores
+
+
+def run_eval_script(args: argparse.Namespace) -> dict:
+    """The JSON scores that `--eval_script` prints for the predictions."""
+    command = [sys.executable, args.eval_script, args.predict_file,
+               str(Path(args.output_dir) / "predictions.json")]  # fmt: skip
+    if args.version_2_with_negative:
+        command += ["--na-prob-file", str(Path(args.output_dir) / "null_odds.json")]
+    logger.info("running --eval_script %s", args.eval_script)
+    result = subprocess.run(command, capture_output=True, text=True)
+    output = result.stdout
+    try:
+        if result.returncode != 0:
+            raise ValueError(f"exit status {result.returncode}")
+        scores = json.loads(output[output.index("{") :])
+        if not isinstance(scores, dict) or "f1" not in scores:
+            raise ValueError("no 'f1' in its output")
+    except ValueError as err:
+        last = (result.stderr.strip().splitlines() or [""])[-1][:200]
+        raise squad.SquadError(
+            f"--eval_script {args.eval_script}: {err}; stderr: {last or '(none)'}"
+        ) from None
     return scores
 
 

@@ -6,29 +6,43 @@ on local paths. boto3 is imported only when an `s3://` path is used. The endpoin
 `S3_ENDPOINT_URL` or `AWS_ENDPOINT_URL` (an S3-compatible server such as MinIO or moto),
 credentials from boto3's usual chain.
 
-Downloads go to `$BERT_S3_CACHE` (default: a folder in the system temp dir): `objects/` holds
-the copies, `stamps/` the size and ETag each copy was downloaded as (and the copy's mtime),
-`partial/` downloads and uploads in progress. A copy is re-used only when the object's current
-size and ETag match its stamp and the copy is unchanged since; a prefix's copy is pruned of
-files no longer under the prefix. What exists remotely is always listed in the bucket, never
-inferred from the cache.
+Downloads go to `$BERT_S3_CACHE`, by default a per-user folder (`$XDG_CACHE_HOME/bert_pytorch/s3`,
+else `~/.cache/bert_pytorch/s3`, else `<temp dir>/bert_s3_cache-<uid>`) created with mode 0700.
+A cache folder that belongs to another user or that group or others may write is refused: what
+it holds could have been planted. `objects/` holds the copies, `stamps/` one JSON file per copy
+(the bucket, key, size and ETag it was downloaded as, and the sha256 of the downloaded bytes),
+`partial/` downloads and uploads in progress. A copy is served only when the object's current
+size and ETag match its stamp and the copy's own size and sha256 still match it; otherwise it
+is downloaded again. A prefix's copy is pruned of files no longer under the prefix. What exists
+remotely is always listed in the bucket, never inferred from the cache.
+
+Object keys come from the bucket, so they are outside data: every key becomes a cache path only
+through `fileio.safe_join`, and a prefix whose listing holds one unsafe key (`..`, an absolute
+or empty component, a backslash, control characters, a key that is both a file and a folder) is
+refused as a whole before anything is downloaded.
 
 Errors: a missing object, prefix or bucket is a FileNotFoundError naming the URL; any other
-failure (no boto3, no credentials, no connection, access denied) a StorageError naming it.
+failure (no boto3, no credentials, no connection, access denied, an unsafe key or cache folder)
+a StorageError naming it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
 from errors import BertError
-from fileio import atomic_write_text
+from fileio import UnsafePathError, atomic_write_text, check_relative_name, safe_join, sha256_file
+
+logger = logging.getLogger(__name__)
 
 #: Error codes S3 and S3-compatible servers use for a missing key or bucket.
 NOT_FOUND = ("404", "NoSuchKey", "NotFound", "NoSuchBucket")
@@ -48,6 +62,10 @@ def split_url(url: str) -> tuple[str, str]:
     bucket, _, key = rest.partition("/")
     if not bucket:
         raise StorageError(f"{url}: not an s3://bucket/key URL")
+    try:
+        check_relative_name(bucket)  # the bucket name becomes a folder of the cache
+    except UnsafePathError as err:
+        raise StorageError(f"{url}: not a valid bucket name {bucket!r} ({err})") from None
     return bucket, key
 
 
@@ -78,17 +96,87 @@ def _code(err: BaseException | None) -> str:
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("BERT_S3_CACHE") or Path(tempfile.gettempdir()) / "bert_s3_cache")
+    """The download cache (see the module docstring), created if needed and checked private."""
+    configured = os.environ.get("BERT_S3_CACHE")
+    if configured:
+        return _private_folder(Path(configured).expanduser(), "BERT_S3_CACHE")
+    return _private_folder(_default_cache_dir(), "the default S3 cache")
 
 
-def _copy_path(bucket: str, key: str) -> Path:
-    return cache_dir() / "objects" / bucket / key
+def _default_cache_dir() -> Path:
+    """A per-user folder: under the XDG cache home when it can be created, else in temp."""
+    base = os.environ.get("XDG_CACHE_HOME", "")
+    if not os.path.isabs(base):
+        try:
+            base = str(Path.home() / ".cache")
+        except RuntimeError:  # no home directory known
+            base = ""
+    if base:
+        folder = Path(base) / "bert_pytorch" / "s3"
+        try:
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError:
+            pass  # a read-only or missing home: fall back to the temp dir
+        else:
+            return folder
+    uid = os.getuid() if hasattr(os, "getuid") else os.getpid()
+    return Path(tempfile.gettempdir()) / f"bert_s3_cache-{uid}"
+
+
+def _private_folder(folder: Path, what: str) -> Path:
+    """`folder`, created with mode 0700 if missing; refused unless this user owns it and no
+    one else may write to it (another local user could otherwise plant files that are then
+    served as downloads)."""
+    try:
+        folder.mkdir(mode=0o700, parents=True)
+        os.chmod(folder, 0o700)  # exactly 0700, whatever the umask
+    except FileExistsError:
+        pass
+    except OSError as err:
+        raise StorageError(f"S3 cache {folder} ({what}): cannot create it: {err}") from None
+    if not hasattr(os, "getuid"):
+        return folder  # no POSIX owners to check (Windows)
+    uid = os.getuid()
+    hint = "set BERT_S3_CACHE to a private folder of your own"
+    try:
+        link, info = os.lstat(folder), os.stat(folder)
+    except OSError as err:
+        raise StorageError(f"S3 cache {folder} ({what}): cannot use it: {err}") from None
+    if stat.S_ISLNK(link.st_mode) and link.st_uid != uid:
+        raise StorageError(
+            f"S3 cache {folder} ({what}) is a symbolic link owned by uid {link.st_uid}, not by "
+            f"this user (uid {uid}); refusing it: {hint}"
+        )
+    if not stat.S_ISDIR(info.st_mode):
+        raise StorageError(f"S3 cache {folder} ({what}) is not a folder; {hint}")
+    if info.st_uid != uid:
+        raise StorageError(
+            f"S3 cache {folder} ({what}) belongs to uid {info.st_uid}, not to this user "
+            f"(uid {uid}); refusing it: {hint}"
+        )
+    if info.st_mode & 0o022:
+        raise StorageError(
+            f"S3 cache {folder} ({what}) is writable by group or others (mode "
+            f"{stat.S_IMODE(info.st_mode):o}); refusing it: `chmod go-w` it or {hint}"
+        )
+    return folder
+
+
+def _cache_path(bucket: str, key: str, url: str) -> Path:
+    """Where the copy of `key` lives: `objects/<bucket>/<key>` (`key` "" is the whole bucket),
+    checked to stay inside `objects/<bucket>`."""
+    try:
+        return safe_join(cache_dir() / "objects", f"{bucket}/{key}" if key else bucket)
+    except UnsafePathError as err:
+        raise StorageError(f"{url}: refusing object key {key!r}: {err}") from None
 
 
 def _stamp_path(bucket: str, key: str) -> Path:
-    """Where the size and ETag of a cached copy are kept (outside `objects/`, so a downloaded
-    Hugging Face folder holds only its own files)."""
-    return cache_dir() / "stamps" / bucket / (key + ".json")
+    """Where the stamp of a cached copy is kept: named by a hash of its bucket and key (no
+    outside name becomes a path), outside `objects/` so a Hugging Face folder holds only its
+    own files."""
+    digest = hashlib.sha256(f"{bucket}/{key}".encode("utf-8", "surrogateescape")).hexdigest()
+    return cache_dir() / "stamps" / f"{digest}.json"
 
 
 def _partial_file(suffix: str) -> Path:
@@ -106,26 +194,29 @@ def _prefix(key: str) -> str:
     return key + "/" if key else ""
 
 
-def _list(client: Any, bucket: str, prefix: str, url: str, recursive: bool = True) -> list[str]:
-    keys: list[str] = []
+def _list(
+    client: Any, bucket: str, prefix: str, url: str, recursive: bool = True
+) -> list[dict[str, Any]]:
+    """The listing entries (Key, Size, ETag) under a prefix, sorted by key."""
+    entries: list[dict[str, Any]] = []
     extra = {} if recursive else {"Delimiter": "/"}
     try:
         pages = client.get_paginator("list_objects_v2").paginate(
             Bucket=bucket, Prefix=prefix, **extra
         )
         for page in pages:
-            keys.extend(item["Key"] for item in page.get("Contents", []))
+            entries.extend(page.get("Contents", []))
     except _errors() as err:
         if _code(err) == "NoSuchBucket":
             raise FileNotFoundError(f"{url}: no such bucket: {bucket}") from None
         raise StorageError(f"{url}: cannot list: {err}") from None
-    return sorted(keys)
+    return sorted(entries, key=lambda entry: entry["Key"])
 
 
 def list_keys(url: str, recursive: bool = True) -> list[str]:
     """Keys under an s3:// prefix, sorted; only those directly under it unless `recursive`."""
     bucket, key = split_url(url)
-    return _list(_client(url), bucket, key, url, recursive)
+    return [entry["Key"] for entry in _list(_client(url), bucket, key, url, recursive)]
 
 
 def fetch(url: str) -> Path:
@@ -139,69 +230,149 @@ def fetch(url: str) -> Path:
             if _code(err) not in NOT_FOUND:
                 raise StorageError(f"{url}: cannot read: {err}") from None
         else:
-            return _download(client, bucket, key, head)
+            remote = {"size": head["ContentLength"], "etag": head["ETag"]}
+            return _download(client, bucket, key, remote, _cache_path(bucket, key, url))
     prefix = _prefix(key)
-    keys = [k for k in _list(client, bucket, prefix, url) if not k.endswith("/")]
-    if not keys:
+    folder = _cache_path(bucket, prefix.rstrip("/"), url)
+    files = _plan_folder(url, prefix, _list(client, bucket, prefix, url), folder)
+    if not files:
         raise FileNotFoundError(f"checkpoint not found: {url} (no such object or prefix)")
-    folder = _copy_path(bucket, prefix)
-    if folder.is_file():
-        folder.unlink()  # an object of that name was cached before
-    for name in keys:
-        _download(client, bucket, name, None)
-    _prune(bucket, prefix, {name[len(prefix) :] for name in keys})
+    for name, remote, local in files:
+        _download(client, bucket, name, remote, local)
+    _prune(bucket, prefix, folder, {local for _, _, local in files})
     return folder
 
 
-def _download(client: Any, bucket: str, key: str, head: dict | None) -> Path:
+def _plan_folder(
+    url: str, prefix: str, entries: list[dict[str, Any]], folder: Path
+) -> list[tuple[str, dict[str, Any], Path]]:
+    """(key, {size, etag}, local path) of every object under `prefix`, all checked first.
+
+    A zero-byte key ending in "/" is a folder marker (what consoles create) and is skipped.
+    Refused, naming the key, before anything is downloaded: a key ending in "/" that holds
+    data (also one equal to the prefix), a key whose name below the prefix is not a plain
+    relative path inside the folder, and a key that is both a file and the folder of another.
+    """
+    files = []
+    for entry in entries:
+        key = entry["Key"]
+        if key.endswith("/"):
+            if entry.get("Size", 0):
+                raise StorageError(
+                    f"{url}: refusing object key {key!r}: it ends in '/' but holds data, so it "
+                    "cannot be a file of the folder; nothing downloaded"
+                )
+            continue
+        try:
+            local = safe_join(folder, key[len(prefix) :])
+        except UnsafePathError as err:
+            raise StorageError(
+                f"{url}: refusing object key {key!r}: {err}; nothing downloaded"
+            ) from None
+        files.append((key, {"size": entry["Size"], "etag": entry["ETag"]}, local))
+    names = {key[len(prefix) :]: key for key, _, _ in files}
+    for name, key in names.items():
+        parts = name.split("/")
+        for depth in range(1, len(parts)):
+            parent = "/".join(parts[:depth])
+            if parent in names:
+                raise StorageError(
+                    f"{url}: refusing object key {names[parent]!r}: it is a file and also the "
+                    f"folder of {key!r}; nothing downloaded"
+                )
+    return files
+
+
+def _download(client: Any, bucket: str, key: str, remote: dict, local: Path) -> Path:
+    """`local` holding the object as it is now: the verified cached copy, or a new download."""
     url = f"s3://{bucket}/{key}"
-    local, stamp_file = _copy_path(bucket, key), _stamp_path(bucket, key)
+    stamp_file = _stamp_path(bucket, key)
     try:
-        head = head or client.head_object(Bucket=bucket, Key=key)
-        remote = {"size": head["ContentLength"], "etag": head["ETag"]}
-        if _is_cached(local, stamp_file, remote):
+        if _is_cached(local, stamp_file, bucket, key, remote):
             return local
         partial = _partial_file(".download")
         try:
             client.download_file(bucket, key, str(partial))
-            if local.is_dir():
-                shutil.rmtree(local)  # a prefix of that name was cached before
-            local.parent.mkdir(parents=True, exist_ok=True)
+            size = partial.stat().st_size
+            if size != remote["size"]:
+                raise StorageError(
+                    f"{url}: downloaded {size} bytes but the object has {remote['size']} "
+                    "(replaced while downloading?); run again"
+                )
+            digest = sha256_file(partial)
             stamp_file.unlink(missing_ok=True)  # no stamp vouches for the copy while it changes
+            _make_room(local)
             os.replace(partial, local)
         finally:
             partial.unlink(missing_ok=True)
-        stamp = remote | {"mtime_ns": local.stat().st_mtime_ns}  # a copy changed since: stale
+        stamp = {"bucket": bucket, "key": key, **remote, "sha256": digest}
         atomic_write_text(stamp_file, json.dumps(stamp))
     except _errors() as err:
         if _code(err) in NOT_FOUND:
             raise FileNotFoundError(f"checkpoint not found: {url}") from None
         raise StorageError(f"{url}: cannot download: {err}") from None
+    except OSError as err:
+        raise StorageError(f"{url}: cannot write its copy {local}: {err}") from None
     return local
 
 
-def _is_cached(local: Path, stamp_file: Path, remote: dict) -> bool:
-    """Whether the copy is the object as it is now: same size and ETag, untouched since."""
+def _folders_above(local: Path) -> list[Path]:
+    """The folders between `objects/` and `local`, outermost first."""
+    objects = cache_dir() / "objects"
+    return [objects / parent for parent in reversed(local.relative_to(objects).parents[:-1])]
+
+
+def _make_room(local: Path) -> None:
+    """Clear the way for a file at `local` inside `objects/`: a folder of that name (a prefix
+    cached before), and files or links where its parent folders go (objects cached before; the
+    cache itself never makes links)."""
+    for path in _folders_above(local):
+        if path.is_symlink() or (path.exists() and not path.is_dir()):
+            path.unlink()
+    if local.is_symlink():
+        local.unlink()
+    elif local.is_dir():
+        shutil.rmtree(local)
+    local.parent.mkdir(parents=True, exist_ok=True)
+
+
+def _is_cached(local: Path, stamp_file: Path, bucket: str, key: str, remote: dict) -> bool:
+    """Whether the copy is the object as it is now: its stamp names this bucket, key, size and
+    ETag, and the copy is a regular file, reached through no link, whose size and sha256 are
+    those the stamp recorded."""
     try:
-        stamp, stat = json.loads(stamp_file.read_text()), local.stat()
+        stamp, info = json.loads(stamp_file.read_text()), local.lstat()
     except (OSError, ValueError):
         return False
-    return (
-        stamp == remote | {"mtime_ns": stat.st_mtime_ns}
-        and local.is_file()
-        and stat.st_size == remote["size"]
+    if not isinstance(stamp, dict) or any(path.is_symlink() for path in _folders_above(local)):
+        return False
+    vouched = {name: stamp.get(name) for name in ("bucket", "key", "size", "etag")}
+    if vouched != {"bucket": bucket, "key": key, **remote}:
+        return False
+    regular = stat.S_ISREG(info.st_mode) and info.st_size == remote["size"]
+    if regular and sha256_file(local) == stamp.get("sha256"):
+        return True
+    logger.warning(
+        "s3://%s/%s: the cached copy %s was modified; downloading again", bucket, key, local
     )
+    return False
 
 
-def _prune(bucket: str, prefix: str, keep: set[str]) -> None:
-    """Delete cached files under a prefix that are no longer objects under it (a stale
-    `pytorch_model.bin` beside a new `model.safetensors` would otherwise be read)."""
-    folder = _copy_path(bucket, prefix)
-    for path in sorted(folder.rglob("*")):
-        relative = path.relative_to(folder).as_posix()
-        if path.is_file() and relative not in keep:
-            path.unlink(missing_ok=True)
-            _stamp_path(bucket, prefix + relative).unlink(missing_ok=True)
+def _prune(bucket: str, prefix: str, folder: Path, keep: set[Path]) -> None:
+    """Delete what the cached copy of a prefix holds besides its current objects (a stale
+    `pytorch_model.bin` beside a new `model.safetensors` would otherwise be read); links are
+    removed, never followed."""
+    for dirpath, dirnames, filenames in os.walk(folder, topdown=False):
+        here = Path(dirpath)
+        links = [name for name in dirnames if (here / name).is_symlink()]
+        for name in [*filenames, *links]:
+            path = here / name
+            if path not in keep:
+                path.unlink(missing_ok=True)
+                relative = path.relative_to(folder).as_posix()
+                _stamp_path(bucket, prefix + relative).unlink(missing_ok=True)
+        if here != folder and not any(here.iterdir()):
+            here.rmdir()
 
 
 def put(local: str | os.PathLike, url: str) -> None:
@@ -238,5 +409,9 @@ def delete(url: str) -> None:
     except _errors() as err:
         raise StorageError(f"{url}: cannot delete: {err}") from None
     _stamp_path(bucket, key).unlink(missing_ok=True)
-    if _copy_path(bucket, key).is_file():
-        _copy_path(bucket, key).unlink()
+    try:
+        local = _cache_path(bucket, key, url)
+    except StorageError:
+        return  # a key that could never have been cached
+    if local.is_file() and not local.is_symlink():
+        local.unlink()

@@ -1,48 +1,72 @@
 """Downloading the raw datasets: one resumable, verified `download()` and a pinned catalog.
 
 Owns the first pipeline stage: fetching SQuAD v1.1/v2.0, GLUE, Google's pre-trained BERT zips and
-an English Wikipedia dump into a download folder, checking every file against a published
-checksum, and unpacking zips. Decompressing the Wikipedia dump, text extraction and everything
-after it belong to the later stages (`data/pipeline.py`).
+an English Wikipedia dump into a download folder, checking every file against a checksum pinned
+in the catalog (or, for the dump, published by Wikimedia), and unpacking archives. Decompressing
+the Wikipedia dump, text extraction and everything after it belong to the later stages
+(`data/pipeline.py`).
 
 Differences from NVIDIA's downloaders (`bertPrep.py`, `squad_download.sh`, the GLUE gist):
-- the Wikipedia dump has a pinned date and a list of mirrors instead of `enwiki-latest`, and its
-  sha1 comes from the dump's own `sha1sums.txt`; a local dump can be passed instead (offline);
+- the Wikipedia dump has a pinned date and a list of mirrors instead of `enwiki-latest`; its
+  sha1 is read from the `sha1sums.txt` on Wikimedia's own server (or given with `--wiki_sha1`),
+  never from the mirror that serves the dump, and without one the download is refused unless
+  `--no_verify` says otherwise; a local dump can be passed instead (offline);
 - every file is checked against a checksum published somewhere we can name (sources in the
-  comments of the catalog), and a mismatch is an error, not a printed warning;
+  comments of the catalog), and a mismatch is an error, not a printed warning; `download()`
+  refuses a file without a checksum unless its caller says how it is verified;
+- archives are unpacked member by member: names that lead outside the folder, links and device
+  files are refused, and a zip published with checksums of some members unpacks only those;
 - downloads retry with backoff, resume from a `.part` file with HTTP Range requests, move to the
-  next mirror on failure, and are idempotent: a verified file is never fetched twice;
+  next mirror on failure or when a mirror trickles (a per-read timeout and a minimum rate), and
+  are idempotent: a verified file is never fetched twice;
 - no `wget`, no gist fetched and executed at run time: GLUE's MRPC split is `build_mrpc()` here;
 - BookCorpus is not offered (its source is gone).
 
-Everything is standard library at run time; tqdm only draws the progress bar when installed.
+Everything is standard library (and the repository's `fileio.py`) at run time; tqdm only draws
+the progress bar when installed.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import hashlib
+import http.client
+import json
 import logging
+import lzma
 import os
 import re
+import socket
+import stat
 import sys
+import tarfile
+import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
 import zipfile
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import zlib
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.client import HTTPException
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from errors import BertError
+from fileio import UnsafePathError, safe_join
 
 logger = logging.getLogger(__name__)
 
 USER_AGENT = "bert-pytorch-downloader/0.1 (+python-urllib)"
 CHUNK_BYTES = 1 << 20
 MAX_BACKOFF_S = 30.0
+#: A request whose bytes come slower than MIN_RATE bytes/s over a RATE_WINDOW_S window is ended
+#: (a server that trickles a byte at a time never trips the per-read socket timeout).
+MIN_RATE = 1024.0
+RATE_WINDOW_S = 60.0
 
 
 class DownloadError(BertError, RuntimeError):
@@ -74,6 +98,9 @@ class Source:
             sha256=self.sha256,
             md5=self.md5,
             sha1=self.sha1,
+            # An archive published with checksums of its contents only: each member it holds
+            # is verified once extracted (`fetch_and_extract`), and only those are extracted.
+            unverified_ok=bool(self.members_sha256),
             **options,
         )
 
@@ -117,6 +144,117 @@ class _Interrupted(Exception):
     """The body ended before the announced length (a dropped connection)."""
 
 
+class _TooSlow(Exception):
+    """Bytes came slower than the minimum rate: a trickling server or a dying link."""
+
+
+class _RateGuard:
+    """Ends a request whose bytes come too slowly, from a watchdog thread.
+
+    The per-read socket timeout cannot end a server that sends one byte just before each
+    timeout, so every `window` seconds the watchdog checks that at least `min_rate * window`
+    bytes arrived in that window (the status line and headers count as none: they must come
+    within the first window). Otherwise it shuts the connection's socket down, which ends the
+    blocked read at once, and `too_slow` says what happened. `min_rate` 0 turns it off.
+    """
+
+    def __init__(self, min_rate: float, window: float) -> None:
+        self.min_rate, self.window = float(min_rate), float(window)
+        self.received = 0
+        self.too_slow: str | None = None
+        self._sockets: list[socket.socket] = []
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="download-rate", daemon=True)
+
+    def __enter__(self) -> _RateGuard:
+        if self.min_rate > 0 and self.window > 0:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def attach(self, sock: socket.socket) -> None:
+        """Watch `sock` (each new connection of the request, redirects included)."""
+        self._sockets.append(sock)
+        if self.too_slow:
+            _shut(sock)
+
+    def check(self) -> None:
+        if self.too_slow:
+            raise _TooSlow(self.too_slow)
+
+    def _watch(self) -> None:
+        mark = self.received
+        while not self._done.wait(self.window):
+            got = self.received - mark
+            if got < self.min_rate * self.window:
+                self.too_slow = (
+                    f"too slow: {got} bytes in {self.window:g} s, below the minimum of "
+                    f"{self.min_rate:g} bytes/s"
+                )
+                for sock in self._sockets:
+                    _shut(sock)
+                return
+            mark = self.received
+
+
+def _shut(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+class _Watched:
+    """Connection mixin: hands each connected socket to the request's rate guard."""
+
+    rate_guard: _RateGuard
+
+    def connect(self) -> None:
+        super().connect()  # type: ignore[misc]
+        self.rate_guard.attach(self.sock)  # type: ignore[attr-defined]
+
+
+class _WatchedHTTP(_Watched, http.client.HTTPConnection):
+    pass
+
+
+class _WatchedHTTPS(_Watched, http.client.HTTPSConnection):
+    pass
+
+
+def _watched(connection: type, guard: _RateGuard, *args: Any, **kwargs: Any) -> Any:
+    conn = connection(*args, **kwargs)
+    conn.rate_guard = guard
+    return conn
+
+
+class _WatchedHTTPHandler(urllib.request.HTTPHandler):
+    def __init__(self, guard: _RateGuard) -> None:
+        super().__init__()
+        self.guard = guard
+
+    def http_open(self, req: urllib.request.Request) -> Any:
+        return self.do_open(functools.partial(_watched, _WatchedHTTP, self.guard), req)
+
+
+class _WatchedHTTPSHandler(urllib.request.HTTPSHandler):
+    def __init__(self, guard: _RateGuard) -> None:
+        super().__init__()
+        self.guard = guard
+
+    def https_open(self, req: urllib.request.Request) -> Any:
+        connection = functools.partial(_watched, _WatchedHTTPS, self.guard)
+        return self.do_open(connection, req, context=self._context)
+
+
+def _open(request: urllib.request.Request, timeout: float, guard: _RateGuard) -> Any:
+    """urlopen, with every connection of the request (redirects too) watched by `guard`."""
+    opener = urllib.request.build_opener(_WatchedHTTPHandler(guard), _WatchedHTTPSHandler(guard))
+    return opener.open(request, timeout=timeout)
+
+
 class _NullBar:
     def __enter__(self) -> _NullBar:
         return self
@@ -153,18 +291,43 @@ def _content_range(value: str | None) -> tuple[int | None, int | None]:
     return (int(start) if start else None), (int(total) if total and total != "*" else None)
 
 
-def _fetch_once(url: str, part: Path, *, timeout: float, progress: bool, desc: str) -> int:
+def _fetch_once(
+    url: str,
+    part: Path,
+    *,
+    timeout: float,
+    progress: bool,
+    desc: str,
+    min_rate: float = MIN_RATE,
+    rate_window: float = RATE_WINDOW_S,
+) -> int:
     """One HTTP request appending to `part`; returns the offset it resumed from (0: fresh).
 
-    Raises _NotFound/_Refused for answers that will not change, anything else for a retry.
+    Each socket read waits at most `timeout` seconds, and the whole request is ended when fewer
+    than `min_rate` bytes/s arrive over a `rate_window`-second window (`_RateGuard`).
+    Raises _NotFound/_Refused for answers that will not change, _TooSlow, anything else for a
+    retry.
     """
+    with _RateGuard(min_rate, rate_window) as guard:
+        try:
+            return _fetch_guarded(url, part, guard, timeout=timeout, progress=progress, desc=desc)
+        except (OSError, HTTPException, _Interrupted):
+            guard.check()  # the error is the guard's doing: say why
+            raise
+
+
+def _fetch_guarded(
+    url: str, part: Path, guard: _RateGuard, *, timeout: float, progress: bool, desc: str
+) -> int:
+    if part.is_symlink():
+        part.unlink()  # appending would write wherever the link points
     offset = part.stat().st_size if part.exists() else 0
     headers = {"User-Agent": USER_AGENT}
     if offset:
         headers["Range"] = f"bytes={offset}-"
     request = urllib.request.Request(url, headers=headers)
     try:
-        response = urllib.request.urlopen(request, timeout=timeout)
+        response = _open(request, timeout, guard)
     except urllib.error.HTTPError as error:
         error.close()
         if error.code in (404, 410):
@@ -195,9 +358,12 @@ def _fetch_once(url: str, part: Path, *, timeout: float, progress: bool, desc: s
             part.open("ab" if offset else "wb") as handle,
             _progress_bar(progress, total, offset, desc) as bar,
         ):
-            while chunk := response.read(CHUNK_BYTES):
+            # read1: whatever has arrived, so the rate guard sees bytes as they come.
+            while chunk := response.read1(CHUNK_BYTES):
                 handle.write(chunk)
                 bar.update(len(chunk))
+                guard.received += len(chunk)
+    guard.check()
     size = part.stat().st_size
     if expected_size is not None and size != expected_size:
         raise _Interrupted(f"connection closed after {size} of {expected_size} bytes")
@@ -229,42 +395,53 @@ def download(
     sha256: str | None = None,
     md5: str | None = None,
     sha1: str | None = None,
+    unverified_ok: bool = False,
     retries: int = 5,
     timeout: float = 60,
+    min_rate: float = MIN_RATE,
+    rate_window: float = RATE_WINDOW_S,
     progress: bool = True,
     backoff: float = 1.0,
 ) -> Path:
     """Fetch one file from the first mirror that serves it, verify it, and move it to `dest`.
 
-    Each URL gets up to `retries` attempts, `backoff * 2**attempt` seconds apart (at most 30 s).
+    A checksum is required: without one the call is refused unless `unverified_ok` says the
+    caller verifies the file another way (or, for `--no_verify`, knowingly not at all).
+    Each URL gets up to `retries` attempts, `backoff * 2**attempt` seconds apart (at most 30 s);
+    each socket read waits at most `timeout` s, and a mirror sending fewer than `min_rate`
+    bytes/s over `rate_window` s is left for the next one.
     Bytes go to `dest` + ".part"; later attempts and later runs resume it with a Range request.
     A 404/410 skips to the next mirror at once. All given checksums must match before the file
     is renamed to `dest`; a mismatch deletes the partial file and raises. A `dest` that already
-    exists and verifies is returned without any request (with no checksum given, any existing
-    `dest` is trusted). Raises DownloadError, naming every URL tried, when no mirror succeeds.
+    exists and verifies is returned without any request (with `unverified_ok` and no checksum,
+    any existing `dest`). Raises DownloadError, naming every URL tried, when no mirror succeeds.
     """
     urls = [urls] if isinstance(urls, str) else list(urls)
     if not urls:
         raise ValueError(f"no URL given for {dest}")
     dest = Path(dest)
     expected = _expected_digests(sha256, md5, sha1)
+    if not expected and not unverified_ok:
+        raise DownloadError(
+            f"refusing to download {dest.name} from {urls[0]}: no checksum to verify it against"
+        )
     if _reuse_existing(dest, expected):
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
+    limits = {"timeout": timeout, "min_rate": min_rate, "rate_window": rate_window}
     failures: list[str] = []
     for url in urls:
         last_error = "no attempt made"
         for attempt in range(max(1, retries)):
             try:
-                resumed_from = _fetch_once(
-                    url, part, timeout=timeout, progress=progress, desc=dest.name
-                )
+                resumed_from = _fetch_once(url, part, progress=progress, desc=dest.name, **limits)
             except _NotFound as error:
                 last_error = str(error)
                 break
-            except _Refused as error:
+            except (_Refused, _TooSlow) as error:
                 last_error = f"{url}: {error}"
+                logger.warning("%s; trying the next mirror, if any", last_error)
                 break
             except (urllib.error.URLError, HTTPException, OSError, _Interrupted) as error:
                 last_error = f"{url}: {error} (after {attempt + 1} attempt(s))"
@@ -290,34 +467,148 @@ def download(
     raise DownloadError(f"could not download {dest.name}: " + "; ".join(failures))
 
 
-def extract_zip(archive: Path, out_dir: Path) -> list[Path]:
-    """Unpack `archive` into `out_dir` unless every member is already there at its full size."""
+@dataclass(frozen=True)
+class _Member:
+    """One entry of a zip or tar archive: its cleaned name, kind and declared size."""
+
+    name: str
+    kind: str  # "file" or "dir"
+    size: int = 0
+    open: Callable[[], IO[bytes]] | None = None
+
+
+def _member_name(raw: str) -> str:
+    """A member's name without the `./` that tar archives made with `tar -C dir .` carry."""
+    name = raw
+    while name.startswith("./"):
+        name = name[2:]
+    return name.rstrip("/") if name not in ("", ".") else ""
+
+
+def _zip_members(archive: Path, zipped: zipfile.ZipFile) -> list[_Member]:
+    members = []
+    for info in zipped.infolist():
+        name = _member_name(info.filename)
+        mode = info.external_attr >> 16  # Unix mode bits, when a Unix zip tool wrote them
+        kind = stat.S_IFMT(mode)
+        if info.is_dir():
+            members.append(_Member(name, "dir"))
+        elif kind in (0, stat.S_IFREG):
+            opener = functools.partial(zipped.open, info)
+            members.append(_Member(name, "file", info.file_size, opener))
+        else:
+            what = "a symbolic link" if kind == stat.S_IFLNK else "not a regular file"
+            raise DownloadError(f"{archive}: refusing member {info.filename!r}: {what}")
+    return members
+
+
+def _tar_members(archive: Path, tarred: tarfile.TarFile) -> list[_Member]:
+    members = []
+    for info in tarred.getmembers():
+        name = _member_name(info.name)
+        if info.isdir():
+            members.append(_Member(name, "dir"))
+        elif info.isfile():
+            opener = functools.partial(tarred.extractfile, info)
+            members.append(_Member(name, "file", info.size, opener))  # type: ignore[arg-type]
+        else:
+            what = (
+                f"a link to {info.linkname!r}"
+                if info.issym() or info.islnk()
+                else "a device file or FIFO"
+            )
+            raise DownloadError(f"{archive}: refusing member {info.name!r}: {what}")
+    return members
+
+
+def extract_archive(
+    archive: Path, out_dir: Path, only: Collection[str] | None = None
+) -> list[Path]:
+    """Unpack a zip or tar archive into `out_dir`, unless its files are already there at their
+    full size; returns the paths of its files.
+
+    Member names come from outside data, so every one is checked before anything is written,
+    and the whole archive is refused (DownloadError naming the archive and the member) for one
+    absolute name, `..`, backslash, drive or empty component (`fileio.safe_join`), one name that
+    leads outside `out_dir` through an existing link or onto the archive itself, or one member
+    that is a link, a device file or a FIFO. Only regular files and folders are written, with
+    this process's default permissions (no owner, mode or set-uid bits from the archive).
+    With `only`, just those file names are extracted (an archive published with the checksums
+    of some members: the others could not be verified) and the rest is skipped with one line.
+    """
     archive, out_dir = Path(archive), Path(out_dir)
     try:
-        with zipfile.ZipFile(archive) as zipped:
-            members = [info for info in zipped.infolist() if not info.is_dir()]
-            for info in members:
-                if Path(info.filename).is_absolute() or ".." in Path(info.filename).parts:
-                    raise DownloadError(f"{archive}: unsafe member path {info.filename!r}")
-            targets = [out_dir / info.filename for info in members]
-            if all(
-                path.is_file() and path.stat().st_size == info.file_size
-                for path, info in zip(targets, members, strict=True)
-            ):
-                logger.info("%s already extracted into %s", archive.name, out_dir)
-                return targets
-            logger.info("extracting %s into %s", archive.name, out_dir)
-            zipped.extractall(out_dir)
-    except zipfile.BadZipFile as error:
+        if zipfile.is_zipfile(archive):
+            with zipfile.ZipFile(archive) as zipped:
+                return _extract(archive, out_dir, _zip_members(archive, zipped), only)
+        if tarfile.is_tarfile(archive):
+            with tarfile.open(archive) as tarred:
+                return _extract(archive, out_dir, _tar_members(archive, tarred), only)
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error, lzma.LZMAError) as error:
         archive.unlink(missing_ok=True)
         raise DownloadError(
-            f"{archive} is not a valid zip ({error}); deleted it, run again"
+            f"{archive} is not a valid archive ({error}); deleted it, run again"
         ) from None
-    return targets
+    except OSError as error:
+        raise DownloadError(f"{archive}: cannot extract into {out_dir}: {error}") from None
+    archive.unlink(missing_ok=True)
+    raise DownloadError(f"{archive} is neither a zip nor a tar archive; deleted it, run again")
+
+
+#: The name extraction had when only zips were unpacked.
+extract_zip = extract_archive
+
+
+def _extract(
+    archive: Path, out_dir: Path, members: list[_Member], only: Collection[str] | None
+) -> list[Path]:
+    targets: dict[str, Path] = {}
+    for member in members:
+        if not member.name and member.kind == "dir":
+            continue  # the archive's root folder itself
+        try:
+            target = safe_join(out_dir, member.name)
+        except UnsafePathError as error:
+            raise DownloadError(f"{archive}: refusing member {member.name!r}: {error}") from None
+        if target.resolve() == archive.resolve():
+            raise DownloadError(f"{archive}: refusing member {member.name!r}: the archive itself")
+        targets[member.name] = target
+    files = [m for m in members if m.kind == "file" and (only is None or m.name in only)]
+    chosen = {m.name for m in files}
+    skipped = [m.name for m in members if m.kind == "file" and m.name not in chosen]
+    if skipped:
+        logger.info(
+            "%s: skipped %d member(s) without a published checksum: %s",
+            archive.name, len(skipped), ", ".join(skipped[:5]),
+        )  # fmt: skip
+    paths = [targets[m.name] for m in files]
+    if all(
+        path.is_file() and not path.is_symlink() and path.stat().st_size == member.size
+        for path, member in zip(paths, files, strict=True)
+    ):
+        logger.info("%s already extracted into %s", archive.name, out_dir)
+        return paths
+    logger.info("extracting %s into %s", archive.name, out_dir)
+    for member, path in zip(files, paths, strict=True):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_symlink():
+            path.unlink()
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:200]}.", dir=path.parent)
+        try:
+            assert member.open is not None
+            with os.fdopen(fd, "wb") as writer, member.open() as reader:
+                while block := reader.read(CHUNK_BYTES):
+                    writer.write(block)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    return paths
 
 
 def verify_members(source: Source, out_dir: Path) -> None:
-    """Check the extracted files of `source` against their published sha256."""
+    """Check the extracted files of `source` against their published sha256; a file that fails
+    is deleted, with the archive, so nothing unverified stays behind."""
     for member, digest in source.members_sha256.items():
         path = Path(out_dir) / member
         if not path.is_file():
@@ -328,9 +619,11 @@ def verify_members(source: Source, out_dir: Path) -> None:
         if mismatches:
             archive = Path(out_dir) / Path(source.dest).name
             archive.unlink(missing_ok=True)
+            path.unlink()
             raise DownloadError(
                 f"checksum mismatch for {path} extracted from {source.urls[0]}: "
-                f"{_describe(mismatches)}; deleted {archive.name}, run again to re-download"
+                f"{_describe(mismatches)}; deleted it and {archive.name}, run again to "
+                "re-download"
             )
 
 
@@ -339,7 +632,7 @@ def fetch_and_extract(source: Source, download_dir: Path, **options: Any) -> lis
     path = source.fetch(download_dir, **options)
     if not source.extract:
         return [path]
-    extracted = extract_zip(path, path.parent)
+    extracted = extract_archive(path, path.parent, source.members_sha256 or None)
     verify_members(source, path.parent)
     return extracted
 
@@ -615,20 +908,41 @@ def parse_sha1sums(text: str, filename: str) -> str | None:
     return None
 
 
-def _wiki_sha1(sums_url: str, sums_path: Path, dump_name: str, **options: Any) -> str:
-    """sha1 of the dump from the dump's sums file, kept beside it (re-fetched if it lacks it)."""
-    if sums_path.is_file():
-        cached = parse_sha1sums(sums_path.read_text(encoding="utf-8", errors="replace"), dump_name)
-        if cached:
-            return cached
-        sums_path.unlink()  # written while the dump was still running, or from another dump
-    download(sums_url, sums_path, **{**options, "progress": False})
-    sha1 = parse_sha1sums(sums_path.read_text(encoding="utf-8", errors="replace"), dump_name)
+#: Where the sha1 of a dump is read by default: Wikimedia's own server, which publishes the
+#: dumps. A mirror never vouches for the bytes it serves itself.
+WIKI_CHECKSUM_SOURCE = "https://dumps.wikimedia.org"
+
+
+def _wiki_sha1(date: str, dest: Path, checksum_source: str, **options: Any) -> str:
+    """sha1 of the `date` dump from the sums file at `checksum_source`, remembered beside the
+    dump (with the URL it came from) so a second run needs no request."""
+    sums_name = f"enwiki-{date}-sha1sums.txt"
+    sums_url = wiki_file_url(checksum_source, date, sums_name)
+    record = dest.with_name(dest.name + ".sha1.json")
+    try:
+        known = json.loads(record.read_text(encoding="utf-8"))
+        if known.get("from") == sums_url and re.fullmatch(r"[0-9a-f]{40}", known.get("sha1", "")):
+            return known["sha1"]
+    except (OSError, ValueError, AttributeError):
+        pass
+    sums_path = dest.with_name(sums_name)
+    sums_path.unlink(missing_ok=True)  # never one left by a run that read another source
+    hint = (
+        "pass --wiki_sha1 with the sha1 Wikimedia published for it (or --checksum_source with "
+        "another copy of its sha1sums file you trust), or --no_verify to download it unverified"
+    )
+    try:
+        download(sums_url, sums_path, unverified_ok=True, **{**options, "progress": False})
+    except DownloadError as error:
+        raise DownloadError(f"no sha1 to verify {dest.name} against: {error}; {hint}") from None
+    sha1 = parse_sha1sums(sums_path.read_text(encoding="utf-8", errors="replace"), dest.name)
+    sums_path.unlink()
     if sha1 is None:
-        sums_path.unlink()
         raise DownloadError(
-            f"{sums_url} lists no sha1 for {dump_name}; refusing an unverified dump"
+            f"{sums_url} lists no sha1 for {dest.name}; refusing an unverified dump: {hint}"
         )
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps({"file": dest.name, "sha1": sha1, "from": sums_url}) + "\n")
     return sha1
 
 
@@ -638,14 +952,19 @@ def download_wikipedia(
     mirrors: Sequence[str] = DEFAULT_WIKI_MIRRORS,
     *,
     local_dump: Path | None = None,
+    sha1: str | None = None,
+    checksum_source: str = WIKI_CHECKSUM_SOURCE,
+    verify: bool = True,
     **options: Any,
 ) -> Path:
-    """The `date` pages-articles dump, verified with the sha1 from the dump's sums file.
+    """The `date` pages-articles dump from the first of `mirrors` that serves it, verified.
 
-    Mirrors are tried in order: the first that serves `enwiki-<date>-sha1sums.txt` with an entry
-    for the dump gives the sha1, and the dump is then fetched from that mirror (falling back to
-    the ones after it). `local_dump` skips the network: it is checked and returned as is.
-    `options` go to `download()`.
+    The sha1 is `sha1` when given, else the one in the dump's `sha1sums.txt` on
+    `checksum_source` (Wikimedia's server by default), never one from the mirror that serves
+    the dump: a compromised mirror could otherwise vouch for its own bytes. When no sha1 can be
+    had the download is refused, unless `verify` is False, which downloads the dump unverified
+    with a warning. `local_dump` skips the network: it is checked against `sha1` when given and
+    returned as is. `options` go to `download()`.
     """
     if local_dump is not None:
         local_dump = Path(local_dump)
@@ -653,21 +972,24 @@ def download_wikipedia(
             raise DownloadError(f"local Wikipedia dump {local_dump} does not exist")
         if local_dump.stat().st_size == 0:
             raise DownloadError(f"local Wikipedia dump {local_dump} is empty")
+        if sha1 and (mismatches := checksum_mismatches(local_dump, {"sha1": sha1.lower()})):
+            raise DownloadError(f"local Wikipedia dump {local_dump}: {_describe(mismatches)}")
         logger.info("using the local Wikipedia dump %s (not downloading)", local_dump)
         return local_dump
     source = wikipedia_sources(date, mirrors)
     dest = Path(download_dir) / source.dest
-    sums_name = f"enwiki-{date}-sha1sums.txt"
-    failures: list[str] = []
-    for index, mirror in enumerate(mirrors):
-        sums_url = wiki_file_url(mirror, date, sums_name)
-        try:
-            sha1 = _wiki_sha1(sums_url, dest.with_name(sums_name), dest.name, **options)
-        except DownloadError as error:
-            failures.append(str(error))
-            continue
-        return download(source.urls[index:], dest, sha1=sha1, **options)
-    raise DownloadError(f"no mirror gave a checksum for {dest.name}: " + "; ".join(failures))
+    if sha1 is not None and not re.fullmatch(r"[0-9a-fA-F]{40}", sha1.strip()):
+        raise DownloadError(f"--wiki_sha1 {sha1!r}: not a sha1 (40 hex digits)")
+    if sha1 is None and verify:
+        sha1 = _wiki_sha1(date, dest, checksum_source, **options)
+    if sha1 is None:
+        logger.warning(
+            "UNVERIFIED: %s is downloaded without any checksum (--no_verify): its bytes are "
+            "whatever the mirror serves",
+            dest.name,
+        )
+        return download(source.urls, dest, unverified_ok=True, **options)
+    return download(source.urls, dest, sha1=sha1, **options)
 
 
 def build_mrpc(download_dir: Path, out_dir: Path) -> list[Path]:
@@ -771,7 +1093,8 @@ def download_dataset(name: str, download_dir: Path, **options: Any) -> list[Path
     """Fetch dataset `name` into `download_dir`; `options` are the dataset's keyword arguments.
 
     glue: `tasks`; google_pretrained_weights: `models`; wikicorpus_en: `date`, `mirrors`,
-    `local_dump`; all: `download()`'s `retries`, `timeout`, `progress`, `backoff`.
+    `local_dump`, `sha1`, `checksum_source`, `verify`; all: `download()`'s `retries`,
+    `timeout`, `min_rate`, `rate_window`, `progress`, `backoff`.
     """
     if name not in DATASETS:
         hint = " (BookCorpus is not offered: its source is gone)" if "book" in name.lower() else ""
@@ -786,6 +1109,9 @@ _CLI_OPTIONS = (
     ("--wiki_date", "wiki_date", "wikicorpus_en", "date"),
     ("--mirror", "mirror", "wikicorpus_en", "mirrors"),
     ("--dump", "dump", "wikicorpus_en", "local_dump"),
+    ("--wiki_sha1", "wiki_sha1", "wikicorpus_en", "sha1"),
+    ("--checksum_source", "checksum_source", "wikicorpus_en", "checksum_source"),
+    ("--no_verify", "verify", "wikicorpus_en", "verify"),
 )
 
 
@@ -816,7 +1142,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--dump", type=Path, help="a local enwiki pages-articles dump (offline)")
     parser.add_argument("--tasks", action="extend", nargs="+", help="GLUE tasks (default: all)")
     parser.add_argument("--models", action="extend", nargs="+", help="Google models (default: all)")
+    parser.add_argument(
+        "--wiki_sha1", help="the sha1 Wikimedia published for the dump (instead of fetching it)"
+    )
+    parser.add_argument(
+        "--checksum_source",
+        help="base URL (or template with {date}) of the server whose sha1sums file verifies "
+        f"the dump (default: Wikimedia's own, {WIKI_CHECKSUM_SOURCE}; mirrors' copies are "
+        "never read)",
+    )
+    parser.add_argument(
+        "--no_verify",
+        dest="verify",
+        action="store_const",
+        const=False,
+        help="download the Wikipedia dump even when no sha1 can be had to verify it (unsafe: "
+        "its bytes are whatever the mirror serves)",
+    )
     parser.add_argument("--retries", type=int, default=5)
+    parser.add_argument("--timeout", type=float, default=60, help="seconds per socket read")
+    parser.add_argument(
+        "--min_rate",
+        type=float,
+        default=MIN_RATE,
+        help="end a download slower than this many bytes/s over --rate_window (0: never)",
+    )
+    parser.add_argument("--rate_window", type=float, default=RATE_WINDOW_S, help="seconds")
     parser.add_argument("--no_progress", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
@@ -826,6 +1177,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.dataset,
             args.download_dir,
             retries=args.retries,
+            timeout=args.timeout,
+            min_rate=args.min_rate,
+            rate_window=args.rate_window,
             progress=not args.no_progress,
             **options,
         )

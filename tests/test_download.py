@@ -10,12 +10,18 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import logging
 import os
 import random
+import shutil
+import socket
+import stat
 import subprocess
 import sys
+import tarfile
 import threading
+import time
 import zipfile
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -209,7 +215,7 @@ def test_missing_file_is_reported_with_its_url_and_the_next_mirror_is_used(serve
     assert len(server.ranges("/gone/file.bin")) == 1  # a 404 is not retried
 
     with pytest.raises(DownloadError, match=f"not found: {missing}"):
-        download(missing, tmp_path / "other.bin", **FAST)
+        download(missing, tmp_path / "other.bin", sha256=sha256(body), **FAST)
 
 
 def test_all_mirrors_failing_gives_one_message_listing_each(server, tmp_path):
@@ -217,7 +223,7 @@ def test_all_mirrors_failing_gives_one_message_listing_each(server, tmp_path):
     broken = server.add("/b/file.bin", status=503)
     refused = server.add("/c/file.bin", status=403)
     with pytest.raises(DownloadError) as error:
-        download([missing, broken, refused], tmp_path / "file.bin", **FAST)
+        download([missing, broken, refused], tmp_path / "file.bin", sha256="0" * 64, **FAST)
     message = str(error.value)
     assert "\n" not in message and message.startswith("could not download file.bin")
     assert f"not found: {missing}" in message
@@ -246,41 +252,195 @@ def test_existing_verified_file_needs_no_request_and_a_corrupt_one_is_fetched(
     assert dest.read_bytes() == body
 
 
+def test_a_download_without_a_checksum_is_refused_unless_the_caller_says_so(server, tmp_path):
+    url = server.add("/data.bin", b"bytes")
+    with pytest.raises(DownloadError, match=f"refusing to download data.bin from {url}: no"):
+        download(url, tmp_path / "data.bin", **FAST)
+    assert server.log == [] and not (tmp_path / "data.bin").exists()
+    assert download(url, tmp_path / "data.bin", unverified_ok=True, **FAST).read_bytes() == b"bytes"
+
+
+def test_a_partial_file_that_is_a_link_is_not_written_through(server, tmp_path):
+    body = blob(3_000)
+    url = server.add("/data.bin", body)
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"mine")
+    dest = tmp_path / "dl" / "data.bin"
+    dest.parent.mkdir()
+    part_of(dest).symlink_to(victim)
+    assert download(url, dest, sha256=sha256(body), **FAST).read_bytes() == body
+    assert victim.read_bytes() == b"mine" and server.ranges("/data.bin") == [None]
+
+
+class Trickler:
+    """A raw HTTP server on 127.0.0.1 that sends its answer one byte per `interval` seconds
+    (with `slow_headers` the status line and headers too; with `silent` nothing after the
+    headers), until the client goes away."""
+
+    def __init__(self, body: bytes, interval: float = 1.0, **behaviour) -> None:
+        self.body, self.interval = body, interval
+        self.slow_headers = behaviour.get("slow_headers", False)
+        self.silent = behaviour.get("silent", False)
+        self.stop = threading.Event()
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.sock.settimeout(0.05)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/file.bin"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.sock.close()
+
+    def _accept(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn: socket.socket) -> None:
+        with conn:
+            conn.recv(65536)  # the request
+            head = f"HTTP/1.1 200 OK\r\nContent-Length: {len(self.body)}\r\n\r\n".encode()
+            payload = head + self.body
+            if not self.slow_headers:
+                conn.sendall(head)
+                payload = b"" if self.silent else self.body
+            for byte in payload:
+                if self.stop.wait(self.interval):
+                    return
+                try:
+                    conn.sendall(bytes([byte]))
+                except OSError:
+                    return
+            self.stop.wait(30)  # `silent`: keep the connection open, send nothing
+
+
+@pytest.fixture
+def trickler(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    servers: list[Trickler] = []
+    yield lambda *args, **kwargs: servers.append(Trickler(*args, **kwargs)) or servers[-1]
+    for server in servers:
+        server.close()
+
+
+#: A byte a second passes every per-read timeout; 10 bytes/s over 1 s is the floor here.
+SLOW = {**FAST, "timeout": 5, "min_rate": 10, "rate_window": 1}
+
+
+@pytest.mark.parametrize("slow_headers", [False, True], ids=["body", "headers"])
+def test_a_server_that_trickles_bytes_is_left_with_one_line(
+    trickler, server, tmp_path, slow_headers
+):
+    body = blob(5_000)
+    slow = trickler(body, slow_headers=slow_headers)
+    start = time.monotonic()
+    with pytest.raises(DownloadError) as error:
+        download(slow.url, tmp_path / "file.bin", sha256=sha256(body), **SLOW)
+    assert time.monotonic() - start < 10
+    message = str(error.value)
+    assert "\n" not in message and f"{slow.url}: too slow:" in message
+    assert "below the minimum of 10 bytes/s" in message
+    assert not (tmp_path / "file.bin").exists()
+    # The next mirror serves it; the trickled bytes are kept only as a partial file to resume.
+    good = server.add("/file.bin", body)
+    dest = download([slow.url, good], tmp_path / "file.bin", sha256=sha256(body), **SLOW)
+    assert dest.read_bytes() == body
+
+
+def test_a_silent_server_times_out_per_read(trickler, tmp_path):
+    silent = trickler(b"x" * 100, silent=True)
+    options = {**FAST, "retries": 1, "timeout": 0.5, "min_rate": 0}  # only the socket timeout
+    start = time.monotonic()
+    with pytest.raises(DownloadError, match=f"{silent.url}: .*timed out"):
+        download(silent.url, tmp_path / "file.bin", sha256="0" * 64, **options)
+    assert time.monotonic() - start < 5
+
+
+def sums_for(dump: bytes) -> str:
+    """A sha1sums.txt line vouching for `dump`."""
+    return f"{hashlib.sha1(dump).hexdigest()}  {DUMP_NAME}\n"
+
+
 def serve_dump(server: FileServer, prefix: str, dump: bytes, sums: str) -> None:
     server.add(f"{prefix}/{SUMS_NAME}", sums.encode())
     server.add(f"{prefix}/{DUMP_NAME}", dump)
 
 
-def test_download_wikipedia_verifies_the_dump_with_the_sha1_from_its_sums_file(server, tmp_path):
+def test_download_wikipedia_takes_the_sha1_from_the_checksum_source(server, tmp_path):
     dump = b"BZh91AY&SY fake dump bytes " * 100
     sha1 = hashlib.sha1(dump).hexdigest()
     sums = f"{'1' * 40}  enwiki-{DATE}-stub-articles.xml.gz\n{sha1}  {DUMP_NAME}\n"
+    server.add(f"/wm/enwiki/{DATE}/{SUMS_NAME}", sums.encode())  # the publisher: no dump
     # The first mirror lacks this dump; the second uses archive.org's item layout.
-    serve_dump(server, f"/ia/enwiki-{DATE}", dump, sums)
-    mirrors = [server.base + "/wm", server.base + "/ia/enwiki-{date}"]
-    path = download_wikipedia(tmp_path, DATE, mirrors, **FAST)
+    server.add(f"/ia/enwiki-{DATE}/{DUMP_NAME}", dump)
+    mirrors = [server.base + "/mirror", server.base + "/ia/enwiki-{date}"]
+    options = {"checksum_source": server.base + "/wm", **FAST}
+    path = download_wikipedia(tmp_path, DATE, mirrors, **options)
     assert path == tmp_path / "wikicorpus_en" / DUMP_NAME
     assert path.read_bytes() == dump
-    assert server.ranges(f"/wm/enwiki/{DATE}/{SUMS_NAME}") == [None]
+    assert server.ranges(f"/mirror/enwiki/{DATE}/{SUMS_NAME}") == []  # a mirror's sums: unread
+    assert server.ranges(f"/mirror/enwiki/{DATE}/{DUMP_NAME}") == [None]
 
-    server.log.clear()  # idempotent: the kept sums file and the verified dump need no request
-    assert download_wikipedia(tmp_path, DATE, mirrors, **FAST) == path
+    server.log.clear()  # idempotent: the remembered sha1 and the verified dump need no request
+    assert download_wikipedia(tmp_path, DATE, mirrors, **options) == path
     assert server.log == []
 
 
-def test_download_wikipedia_refuses_a_dump_its_sums_file_does_not_list(server, tmp_path):
+def test_a_mirror_cannot_vouch_for_its_own_dump(server, tmp_path):
+    real = b"the real dump"
+    fake = b"a dump with something added"
+    server.add(f"/wm/enwiki/{DATE}/{SUMS_NAME}", sums_for(real).encode())
+    serve_dump(server, f"/bad/enwiki/{DATE}", fake, sums_for(fake))
+    with pytest.raises(DownloadError, match=r"checksum mismatch .* expected sha1"):
+        download_wikipedia(
+            tmp_path, DATE, [server.base + "/bad"], checksum_source=server.base + "/wm", **FAST
+        )
+    assert server.ranges(f"/bad/enwiki/{DATE}/{SUMS_NAME}") == []
+    assert not (tmp_path / "wikicorpus_en" / DUMP_NAME).exists()
+
+
+def test_download_wikipedia_without_a_sha1_is_refused_unless_told(server, tmp_path, caplog):
     dump = b"fake dump"
-    serve_dump(server, f"/wm/enwiki/{DATE}", dump, f"{'2' * 40}  enwiki-{DATE}-other.xml.bz2\n")
+    serve_dump(server, f"/m/enwiki/{DATE}", dump, sums_for(dump))
+    mirrors, source = [server.base + "/m"], server.base + "/wm"  # the publisher lists nothing
+    with pytest.raises(DownloadError) as error:
+        download_wikipedia(tmp_path, DATE, mirrors, checksum_source=source, **FAST)
+    message = str(error.value)
+    assert f"no sha1 to verify {DUMP_NAME} against" in message and "\n" not in message
+    assert f"not found: {source}/enwiki/{DATE}/{SUMS_NAME}" in message
+    assert "--wiki_sha1" in message and "--no_verify" in message
+    other = f"{'2' * 40}  enwiki-{DATE}-other.xml.bz2\n"
+    server.add(f"/wm/enwiki/{DATE}/{SUMS_NAME}", other.encode())
     with pytest.raises(DownloadError, match=f"lists no sha1 for {DUMP_NAME}"):
-        download_wikipedia(tmp_path, DATE, [server.base + "/wm"], **FAST)
-    assert server.ranges(f"/wm/enwiki/{DATE}/{DUMP_NAME}") == []
+        download_wikipedia(tmp_path, DATE, mirrors, checksum_source=source, **FAST)
+    assert server.ranges(f"/m/enwiki/{DATE}/{DUMP_NAME}") == []  # the dump was never asked for
     assert not (tmp_path / "wikicorpus_en" / SUMS_NAME).exists()
+    with caplog.at_level(logging.WARNING, logger="data.download"):
+        path = download_wikipedia(
+            tmp_path, DATE, mirrors, checksum_source=source, verify=False, **FAST
+        )
+    assert path.read_bytes() == dump and "UNVERIFIED" in caplog.text
+
+
+def test_download_wikipedia_with_a_given_sha1_asks_no_one_else(server, tmp_path):
+    dump = b"fake dump"
+    serve_dump(server, f"/m/enwiki/{DATE}", dump, f"{'4' * 40}  {DUMP_NAME}\n")
+    sha1 = hashlib.sha1(dump).hexdigest()
+    path = download_wikipedia(tmp_path, DATE, [server.base + "/m"], sha1=sha1.upper(), **FAST)
+    assert path.read_bytes() == dump and server.ranges(f"/m/enwiki/{DATE}/{SUMS_NAME}") == []
+    with pytest.raises(DownloadError, match="not a sha1"):
+        download_wikipedia(tmp_path, DATE, [server.base + "/m"], sha1="abc", **FAST)
 
 
 def test_download_wikipedia_refuses_a_dump_that_does_not_match_its_sha1(server, tmp_path):
     serve_dump(server, f"/wm/enwiki/{DATE}", b"fake dump", f"{'3' * 40}  {DUMP_NAME}\n")
     with pytest.raises(DownloadError, match=r"checksum mismatch.*expected sha1 3{40}"):
-        download_wikipedia(tmp_path, DATE, [server.base + "/wm"], **FAST)
+        download_wikipedia(
+            tmp_path, DATE, [server.base + "/wm"], checksum_source=server.base + "/wm", **FAST
+        )
     assert not (tmp_path / "wikicorpus_en" / DUMP_NAME).exists()
 
 
@@ -288,6 +448,10 @@ def test_download_wikipedia_offline_uses_the_given_dump(tmp_path):
     dump = tmp_path / "my.xml.bz2"
     dump.write_bytes(b"dump")
     assert download_wikipedia(tmp_path / "dl", local_dump=dump) == dump
+    sha1 = hashlib.sha1(b"dump").hexdigest()
+    assert download_wikipedia(tmp_path / "dl", local_dump=dump, sha1=sha1) == dump
+    with pytest.raises(DownloadError, match=f"my.xml.bz2: expected sha1 {'5' * 40}"):
+        download_wikipedia(tmp_path / "dl", local_dump=dump, sha1="5" * 40)
     dump.write_bytes(b"")
     with pytest.raises(DownloadError, match="is empty"):
         download_wikipedia(tmp_path / "dl", local_dump=dump)
@@ -323,7 +487,7 @@ def test_zip_extraction_is_idempotent(tmp_path, monkeypatch):
         raise AssertionError("extracted again")
 
     with monkeypatch.context() as patch:
-        patch.setattr(zipfile.ZipFile, "extractall", refuse)
+        patch.setattr(dl.tempfile, "mkstemp", refuse)  # every member is written through one
         extract_zip(archive, tmp_path)
 
     (tmp_path / "task/train.tsv").write_bytes(b"truncated")  # an interrupted extraction
@@ -356,6 +520,126 @@ def test_archive_members_are_verified_after_extraction(server, tmp_path):
     with pytest.raises(DownloadError, match=r"checksum mismatch for .*vocab\.txt"):
         fetch_and_extract(bad, download_dir, **FAST)
     assert not (download_dir / "weights/model.zip").exists()  # the next run fetches it again
+    assert not (download_dir / "weights/model/vocab.txt").exists()  # nothing unverified kept
+
+
+def tree(folder: Path) -> set[str]:
+    return {p.relative_to(folder).as_posix() for p in folder.rglob("*")}
+
+
+def zip_with(path: Path, name: str, data: bytes = b"evil", mode: int | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("good/file.txt", b"fine")
+        info = zipfile.ZipInfo(name)
+        if mode is not None:
+            info.external_attr = mode << 16
+        archive.writestr(info, data)
+    return path
+
+
+def tar_with(path: Path, member: tarfile.TarInfo, data: bytes = b"") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, "w:gz") as archive:
+        good = tarfile.TarInfo("good/file.txt")
+        good.size = 4
+        archive.addfile(good, io.BytesIO(b"fine"))
+        member.size = len(data) if member.isfile() else 0
+        archive.addfile(member, io.BytesIO(data) if member.isfile() else None)
+    return path
+
+
+def tar_member(name: str, kind: bytes = tarfile.REGTYPE, linkname: str = "") -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = kind, linkname
+    return info
+
+
+HOSTILE_ZIP_MEMBERS = {
+    "/etc/evil": ("absolute path", None),
+    "../evil": ("'..' path component", None),
+    "good/../../evil": ("'..' path component", None),
+    "..\\evil": ("backslash", None),
+    "C:/evil": ("drive", None),
+    "good//evil": ("empty path component", None),
+    "link": ("symbolic link", stat.S_IFLNK | 0o777),
+    "device": ("not a regular file", stat.S_IFCHR | 0o666),
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE_ZIP_MEMBERS))
+def test_hostile_zip_members_are_refused_before_anything_is_written(tmp_path, name):
+    reason, mode = HOSTILE_ZIP_MEMBERS[name]
+    archive = zip_with(tmp_path / "in" / "a.zip", name, b"/etc" if mode else b"evil", mode)
+    out = tmp_path / "in" / "out"
+    with pytest.raises(DownloadError) as error:
+        extract_zip(archive, out)
+    message = str(error.value)
+    assert f"{archive}: refusing member {name!r}" in message and reason in message
+    assert "\n" not in message
+    assert tree(tmp_path) == {"in", "in/a.zip"}  # nothing written, the archive kept
+
+
+HOSTILE_TAR_MEMBERS = {
+    "absolute": (tar_member("/etc/evil"), "absolute path"),
+    "dotdot": (tar_member("../evil"), "'..' path component"),
+    "nested dotdot": (tar_member("good/../../evil"), "'..' path component"),
+    "symlink out": (tar_member("link", tarfile.SYMTYPE, "/etc/passwd"), "a link to '/etc/passwd'"),
+    "symlink in": (tar_member("link", tarfile.SYMTYPE, "good/file.txt"), "a link to"),
+    "hard link": (tar_member("hard", tarfile.LNKTYPE, "/etc/passwd"), "a link to '/etc/passwd'"),
+    "char device": (tar_member("null", tarfile.CHRTYPE), "a device file or FIFO"),
+    "block device": (tar_member("sda", tarfile.BLKTYPE), "a device file or FIFO"),
+    "fifo": (tar_member("pipe", tarfile.FIFOTYPE), "a device file or FIFO"),
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE_TAR_MEMBERS))
+def test_hostile_tar_members_are_refused_before_anything_is_written(tmp_path, case):
+    member, reason = HOSTILE_TAR_MEMBERS[case]
+    archive = tar_with(tmp_path / "in" / "a.tar.gz", member, b"evil")
+    with pytest.raises(DownloadError) as error:
+        dl.extract_archive(archive, tmp_path / "in" / "out")
+    message = str(error.value)
+    assert f"{archive}: refusing member {member.name!r}" in message and reason in message
+    assert tree(tmp_path) == {"in", "in/a.tar.gz"}
+
+
+def test_tar_archives_extract_and_links_already_there_are_not_followed(tmp_path):
+    archive = tar_with(tmp_path / "a.tar.gz", tar_member("./data/x.txt"), b"data")
+    out = tmp_path / "out"
+    paths = dl.extract_archive(archive, out)
+    assert sorted(p.relative_to(out).as_posix() for p in paths) == ["data/x.txt", "good/file.txt"]
+    assert (out / "data" / "x.txt").read_bytes() == b"data"
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    shutil.rmtree(out / "good")
+    (out / "good").symlink_to(victim)  # planted: good/file.txt would land in victim
+    with pytest.raises(DownloadError, match=r"refusing member 'good/file.txt': leads outside"):
+        dl.extract_archive(archive, out)
+    assert list(victim.iterdir()) == []
+    a_zip = zip_with(tmp_path / "b.zip", "b.zip")  # a member in the archive's own place
+    with pytest.raises(DownloadError, match=r"refusing member 'b\.zip': the archive itself"):
+        dl.extract_archive(a_zip, tmp_path)
+    (tmp_path / "junk.zip").write_bytes(b"neither zip nor tar")
+    with pytest.raises(DownloadError, match="neither a zip nor a tar archive; deleted it"):
+        dl.extract_archive(tmp_path / "junk.zip", out)
+
+
+def test_an_archive_with_member_checksums_unpacks_only_those(server, tmp_path):
+    members = {"model/vocab.txt": b"[PAD]\n", "model/bert_config.json": b"{}"}
+    extra = {"model/run_me.sh": b"rm -rf ~", "other_model/vocab.txt": b"replaced"}
+    data = make_zip(tmp_path / "model.zip", members | extra)
+    source = Source(
+        "model",
+        (server.add("/model.zip", data),),
+        "weights/model.zip",
+        extract=True,
+        members_sha256={name: sha256(body) for name, body in members.items()},
+    )
+    fetch_and_extract(source, tmp_path / "dl", **FAST)
+    assert tree(tmp_path / "dl" / "weights") == {
+        "model.zip", "model", "model/vocab.txt", "model/bert_config.json"
+    }  # fmt: skip
 
 
 def test_build_mrpc_reproduces_the_staged_glue_files(shared_data, tmp_path):
@@ -431,14 +715,15 @@ def test_cli_bad_dataset_name_exits_1_with_one_line(tmp_path):
 
 
 def test_cli_download_error_exits_1_with_one_line(server, tmp_path):
-    mirror = server.base + "/none"
+    mirror, source = server.base + "/none", server.base + "/wm"
     result = run_cli(
-        *("--dataset", "wikicorpus_en", "--download_dir", str(tmp_path), "--mirror", mirror)
+        *("--dataset", "wikicorpus_en", "--download_dir", str(tmp_path), "--mirror", mirror),
+        *("--checksum_source", source, "--retries", "1"),
     )
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ")
-    assert f"not found: {mirror}/enwiki/{DATE}/{SUMS_NAME}" in lines[0]
+    assert f"not found: {source}/enwiki/{DATE}/{SUMS_NAME}" in lines[0]
 
 
 def test_cli_refuses_a_flag_for_another_dataset(tmp_path, capsys):

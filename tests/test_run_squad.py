@@ -5,17 +5,22 @@ distributed prediction, bad input."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
+import types
 
 import pytest
 import torch
 
+import run_squad as squad_script  # `run_squad` runs it in a subprocess below
 import squad
 from checkpoint import load_model_weights, save_nvidia_checkpoint
+from errors import UsageError
 from logger import read_dllogger_file
 from modeling import BertConfig, BertForPreTraining, BertForQuestionAnswering
+from squad import SquadError
 from tests.conftest import REPO_ROOT, TINY_CONFIG, UNCASED_VOCAB
 
 pytestmark = pytest.mark.slow
@@ -235,3 +240,63 @@ def test_trimmed_training_batches_give_the_padded_loss(pretrained, tmp_path):
         logged[name] = [e["data"]["step_loss"] for e in events if "step_loss" in e.get("data", {})]
     assert len(logged["trim"]) == 2
     assert logged["trim"] == pytest.approx(logged["pad"], abs=1e-5)
+
+
+def eval_args(tmp_path, *extra: str):
+    """run_squad's arguments for scoring one question whose prediction is right."""
+    data = {"version": "1.1", "data": [{"title": "t", "paragraphs": [{
+        "context": "The Denver Broncos won.",
+        "qas": [{"id": "q1", "question": "Who won?",
+                 "answers": [{"text": "Denver Broncos", "answer_start": 4}]}],
+    }]}]}  # fmt: skip
+    (tmp_path / "dev.json").write_text(json.dumps(data))
+    (tmp_path / "predictions.json").write_text(json.dumps({"q1": "Denver Broncos"}))
+    return squad_script.parse_arguments([
+        f"--vocab_file={UNCASED_VOCAB}", f"--config_file={TINY_CONFIG}", "--do_predict",
+        "--do_eval", f"--output_dir={tmp_path}", f"--predict_file={tmp_path / 'dev.json'}",
+        *extra,
+    ])  # fmt: skip
+
+
+def score(args) -> dict:
+    logged = {}
+    run = types.SimpleNamespace(metrics=types.SimpleNamespace(log=lambda s, d: logged.update(d)))
+    squad_script.do_eval(args, run, {"q1": "Denver Broncos"})
+    return logged
+
+
+def test_an_eval_script_in_the_data_folder_runs_only_with_the_flag(tmp_path, caplog):
+    script, marker = tmp_path / "evaluate-v1.1.py", tmp_path / "marker"
+    script.write_text(
+        "import json, pathlib, sys\n"
+        f"pathlib.Path({str(marker)!r}).write_text(' '.join(sys.argv[1:]))\n"
+        "print(json.dumps({'exact_match': 42.0, 'f1': 43.0}))\n"
+    )
+    args = eval_args(tmp_path, f"--eval_script={script}")  # what NVIDIA's launcher passes
+    with caplog.at_level(logging.INFO, logger="run_squad"):
+        assert score(args) == {"exact_match": 100.0, "F1": 100.0}  # the built-in scorer
+    assert not marker.exists()
+    assert f"--eval_script {script} not run (--run_eval_script runs it)" in caplog.text
+    args = eval_args(tmp_path, f"--eval_script={script}", "--run_eval_script")
+    squad_script.check_arguments(args)
+    assert score(args) == {"exact_match": 42.0, "F1": 43.0}
+    assert marker.read_text() == f"{tmp_path / 'dev.json'} {tmp_path / 'predictions.json'}"
+
+
+def test_run_eval_script_errors_are_one_line(tmp_path, capsys):
+    missing = tmp_path / "none.py"
+    with pytest.raises(UsageError, match=f"no such --eval_script file: {missing}"):
+        squad_script.check_arguments(
+            eval_args(tmp_path, f"--eval_script={missing}", "--run_eval_script")
+        )
+    with pytest.raises(UsageError, match="no such --eval_script file: None"):
+        squad_script.check_arguments(eval_args(tmp_path, "--run_eval_script"))
+    broken = tmp_path / "broken.py"
+    broken.write_text("raise SystemExit('cannot score')\n")
+    with pytest.raises(SquadError, match=r"broken.py: exit status 1; stderr: cannot score$"):
+        score(eval_args(tmp_path, f"--eval_script={broken}", "--run_eval_script"))
+    with pytest.raises(SystemExit):
+        squad_script.parse_arguments(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "it is run only with --run_eval_script, otherwise the built-in official EM/F1" in text
+    assert "executes the code in that file" in text

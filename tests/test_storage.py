@@ -4,10 +4,14 @@ a Hugging Face prefix, clear errors, and pre-training that saves to, and resumes
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import os
 import shutil
 import signal
 import sys
+import tempfile
 import types
 import uuid
 from pathlib import Path
@@ -120,6 +124,187 @@ def test_uploads_leave_no_scratch_files_and_delete_forgets_the_copy(s3, tmp_path
     assert list((tmp_path / "cache" / "partial").iterdir()) == []
     with pytest.raises(FileNotFoundError, match=f"{url}"):
         storage.fetch(url)
+
+
+def put_object(s3, key: str, body: bytes = b"data") -> None:
+    s3.client.put_object(Bucket=s3.bucket, Key=key, Body=body)
+
+
+def files_under(folder: Path) -> set[str]:
+    return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if not p.is_dir()}
+
+
+#: Object keys under the prefix `p/` that must never become a cache path, and why not.
+HOSTILE_KEYS = {
+    "p/../x": "'..' path component",
+    "p/a/../../x": "'..' path component",
+    "p/" + "../" * 8 + "escaped": "'..' path component",
+    "p//etc/x": "absolute path",
+    "p/a//b": "empty path component",
+    "p/..\\x": "backslash",
+    "p/a\\..\\..\\x": "backslash",
+    "p/C:x": "drive",
+    "p/a\x00b": "control character",
+    "p/\u2025/x": "path component",  # TWO DOT LEADER, '..' once NFKC-normalised
+    "p/\uff0e\uff0e/x": "path component",  # FULLWIDTH FULL STOPs
+    "p/a\uff0fb": "separator",  # FULLWIDTH SOLIDUS
+    "p/.": "'.' path component",
+    "p/..": "'..' path component",
+    "p/": "ends in '/' but holds data",  # the prefix itself, as an object with content
+    "p/" + "n" * 300: "longer than 255 bytes",
+}
+
+
+@pytest.mark.parametrize("key", list(HOSTILE_KEYS), ids=[repr(k)[:24] for k in HOSTILE_KEYS])
+def test_hostile_object_keys_are_refused_and_nothing_is_written(s3, tmp_path, monkeypatch, key):
+    cache = tmp_path / "deep" / "er" / "cache"  # a `..` too many would land in tmp_path
+    monkeypatch.setenv("BERT_S3_CACHE", str(cache))
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "keep.txt").write_text("mine")
+    put_object(s3, "p/config.json", b"{}")
+    put_object(s3, key, b"evil")
+    before = files_under(tmp_path)
+    for url in (f"{s3.url}/p", f"{s3.url}/p/"):
+        with pytest.raises(storage.StorageError) as error:
+            storage.fetch(url)
+        message = str(error.value)
+        assert f"refusing object key {key!r}" in message and HOSTILE_KEYS[key] in message
+        assert "\n" not in message and url in message
+        with pytest.raises(CheckpointError, match="refusing object key"):
+            read_weights(url)  # one line from the entry scripts too
+    # Nothing downloaded, nothing written anywhere but the (empty) cache folders.
+    assert files_under(tmp_path) == before
+    assert not (cache / "objects").exists() or files_under(cache / "objects") == set()
+    assert (victim / "keep.txt").read_text() == "mine"
+
+
+def test_keys_outside_the_whole_bucket_and_user_urls_are_refused(s3, tmp_path):
+    put_object(s3, "/etc/x")  # an absolute key, fetched with the whole bucket
+    with pytest.raises(storage.StorageError, match=r"refusing object key '/etc/x': absolute"):
+        storage.fetch(f"{s3.url}/")
+    put_object(s3, "a/../../x")  # a key given in the URL itself
+    with pytest.raises(storage.StorageError, match=r"refusing object key 'a/../../x'"):
+        storage.fetch(f"{s3.url}/a/../../x")
+    with pytest.raises(storage.StorageError, match=r"not a valid bucket name '\.\.'"):
+        storage.fetch("s3://../x")
+    assert not list(tmp_path.glob("x")) and files_under(tmp_path / "cache") == set()
+
+
+def test_a_key_that_is_both_a_file_and_a_folder_is_refused(s3):
+    put_object(s3, "p/a", b"file")
+    put_object(s3, "p/a/b", b"file below it")
+    with pytest.raises(storage.StorageError, match=r"'p/a': it is a file and also the folder"):
+        storage.fetch(f"{s3.url}/p/")
+
+
+def test_folder_markers_are_skipped(s3):
+    put_object(s3, "p/", b"")  # what an S3 console's "create folder" makes
+    put_object(s3, "p/sub/", b"")
+    put_object(s3, "p/sub/config.json", b"{}")
+    folder = storage.fetch(f"{s3.url}/p")
+    assert files_under(folder) == {"sub/config.json"}
+
+
+def test_a_warm_cache_is_not_a_way_out(s3, tmp_path, monkeypatch):
+    """A hostile key added to a prefix already cached removes nothing (no rmtree, no prune
+    outside the folder), and links in the cache are removed, never followed."""
+    cache = tmp_path / "deep" / "er" / "cache"
+    monkeypatch.setenv("BERT_S3_CACHE", str(cache))
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "keep.txt").write_text("mine")
+    put_object(s3, "p/config.json", b"{}")
+    folder = storage.fetch(f"{s3.url}/p")
+    put_object(s3, "p/" + "../" * 7 + "victim", b"evil")  # the path of `victim`, as a file
+    with pytest.raises(storage.StorageError, match="refusing object key"):
+        storage.fetch(f"{s3.url}/p")
+    assert (victim / "keep.txt").read_text() == "mine"
+    assert files_under(folder) == {"config.json"}
+    s3.client.delete_object(Bucket=s3.bucket, Key="p/" + "../" * 7 + "victim")
+    (folder / "stale").symlink_to(victim)  # links to outside, as another tool might leave
+    (folder / "stale.txt").symlink_to(victim / "keep.txt")
+    put_object(s3, "p/stale/keep.txt", b"evil")  # would write through the link
+    with pytest.raises(storage.StorageError, match=r"'p/stale/keep.txt': leads outside"):
+        storage.fetch(f"{s3.url}/p")
+    s3.client.delete_object(Bucket=s3.bucket, Key="p/stale/keep.txt")
+    assert files_under(storage.fetch(f"{s3.url}/p")) == {"config.json"}  # links pruned
+    assert (victim / "keep.txt").read_text() == "mine"
+    # The cached folder replaced by a link to another cached prefix: that one is left alone.
+    put_object(s3, "q/config.json", b"[]")
+    other = storage.fetch(f"{s3.url}/q")
+    shutil.rmtree(folder)
+    folder.symlink_to(other)
+    assert storage.fetch(f"{s3.url}/p") == folder and not folder.is_symlink()
+    assert (folder / "config.json").read_bytes() == b"{}"
+    assert (other / "config.json").read_bytes() == b"[]"
+
+
+def test_the_default_cache_is_private_to_the_user(tmp_path, monkeypatch):
+    monkeypatch.delenv("BERT_S3_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    folder = storage.cache_dir()
+    assert folder == tmp_path / "xdg" / "bert_pytorch" / "s3"
+    assert folder.stat().st_mode & 0o777 == 0o700
+    (tmp_path / "file").write_text("")  # a cache home that cannot be created: the temp dir
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "file"))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    folder = storage.cache_dir()
+    assert folder == tmp_path / "tmp" / f"bert_s3_cache-{os.getuid()}"
+    assert folder.stat().st_mode & 0o777 == 0o700
+
+
+def test_a_cache_others_can_write_or_own_is_refused(s3, tmp_path, monkeypatch):
+    put_object(s3, "run/ckpt.pt", b"real")
+    planted = tmp_path / "planted"
+    (planted / "objects" / s3.bucket / "run").mkdir(parents=True)
+    (planted / "objects" / s3.bucket / "run" / "ckpt.pt").write_bytes(b"fake")
+    planted.chmod(0o777)  # what another local user leaves in /tmp for us
+    monkeypatch.setenv("BERT_S3_CACHE", str(planted))
+    with pytest.raises(storage.StorageError) as error:
+        storage.fetch(f"{s3.url}/run/ckpt.pt")
+    assert f"S3 cache {planted} (BERT_S3_CACHE) is writable by group or others (mode 777)" in str(
+        error.value
+    )
+    planted.chmod(0o700)
+    if os.geteuid() == 0:  # only root can give a folder away
+        os.chown(planted, 4242, -1)
+        with pytest.raises(storage.StorageError, match="belongs to uid 4242, not to this user"):
+            storage.fetch(f"{s3.url}/run/ckpt.pt")
+        os.chown(planted, 0, -1)
+    assert storage.fetch(f"{s3.url}/run/ckpt.pt").read_bytes() == b"real"  # fake one replaced
+
+
+def test_cached_copies_are_verified_before_they_are_served(s3):
+    url = f"{s3.url}/run/ckpt.pt"
+    put_object(s3, "run/ckpt.pt", b"0123456789")
+    copy = storage.fetch(url)
+    stamp = json.loads(storage._stamp_path(s3.bucket, "run/ckpt.pt").read_text())
+    assert stamp["key"] == "run/ckpt.pt" and stamp["size"] == 10 and stamp["etag"]
+    assert stamp["sha256"] == hashlib.sha256(b"0123456789").hexdigest()
+    served = copy.stat().st_ino
+    assert storage.fetch(url).stat().st_ino == served  # verified: not downloaded again
+    # Modified in place, same size, mtime put back: the sha256 still tells.
+    info = copy.stat()
+    copy.write_bytes(b"0123456780")
+    os.utime(copy, ns=(info.st_atime_ns, info.st_mtime_ns))
+    assert storage.fetch(url).read_bytes() == b"0123456789"
+    # A stamp that vouches for another key (its own copy of the same bytes) is not trusted.
+    put_object(s3, "run/other.pt", b"0123456789")
+    storage.fetch(f"{s3.url}/run/other.pt")
+    storage._stamp_path(s3.bucket, "run/ckpt.pt").write_text(
+        storage._stamp_path(s3.bucket, "run/other.pt").read_text()
+    )
+    served = copy.stat().st_ino
+    assert storage.fetch(url).stat().st_ino != served  # downloaded again
+    stamp = json.loads(storage._stamp_path(s3.bucket, "run/ckpt.pt").read_text())
+    assert stamp["key"] == "run/ckpt.pt"
+    # A copy replaced by a link to the same bytes elsewhere is not served either.
+    elsewhere = copy.with_name("elsewhere")
+    copy.rename(elsewhere)
+    copy.symlink_to(elsewhere)
+    assert not storage.fetch(url).is_symlink()
 
 
 # ------------------------------------------------------------------------------- checkpoint.py
@@ -251,7 +436,7 @@ def test_pretraining_saves_to_and_resumes_from_s3(s3, shards, tmp_path, monkeypa
     assert keys(s3) == ["run/ckpt_2.pt", "run/ckpt_3.pt", "run/ckpt_4.pt"]
     assert list((tmp_path / "cache" / "partial").iterdir()) == []
     capsys.readouterr()
-    assert pretrain(shards, run, tmp_path / "refused.json", "--steps_this_run=4") == 1
+    assert pretrain(shards, run, tmp_path / "refused.json", "--steps_this_run=4") == 2
     assert f"--output_dir {run} already holds checkpoints (ckpt_2.pt" in capsys.readouterr().err
     monkeypatch.setenv("BERT_S3_CACHE", str(tmp_path / "fresh_cache"))  # only the bucket has them
     assert pretrain(shards, f"{run}/", tmp_path / "second.json", "--resume_from_checkpoint") == 0
@@ -276,7 +461,7 @@ def test_a_stale_cache_neither_fakes_nor_hides_checkpoints(s3, shards, tmp_path,
     assert keys(s3) == ["run/ckpt_1.pt"]
     shutil.rmtree(storage.cache_dir())  # nothing cached: the bucket's checkpoint still counts
     capsys.readouterr()
-    assert pretrain(shards, run, tmp_path / "log.json", "--max_steps=1") == 1
+    assert pretrain(shards, run, tmp_path / "log.json", "--max_steps=1") == 2
     assert f"--output_dir {run} already holds checkpoints (ckpt_1.pt" in capsys.readouterr().err
     missing = f"s3://no-such-{uuid.uuid4().hex[:8]}/run"
     capsys.readouterr()
