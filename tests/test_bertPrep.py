@@ -179,3 +179,51 @@ def test_module_form_refuses_in_one_line(work):
         "TensorFlow's format; NVIDIA's PyTorch script asserted too): use --action "
         "create_hdf5_files"
     ]
+
+
+@pytest.mark.parametrize("corpus", ["wiki_only", "wiki_books"])
+def test_create_datasets_from_start_runs_nvidias_steps(tmp_path, corpus):
+    """The script's bertPrep.py calls are NVIDIA 21.11's, minus the BookCorpus download."""
+    log, fake = tmp_path / "calls.txt", tmp_path / "python"
+    fake.write_text(f'#!/bin/sh\necho "$*" >> {log}\n')
+    fake.chmod(0o755)
+    work = tmp_path / "work"
+    (work / "download" / "bookscorpus").mkdir(parents=True)
+    (work / "download" / "bookscorpus" / "book.txt").write_text("A book.\n")
+    env = {"PATH": "/usr/bin:/bin", "PYTHON": str(fake), "BERT_PREP_WORKING_DIR": str(work),
+           "N_PROCESSES": "3"}  # fmt: skip
+    result = subprocess.run(
+        ["bash", "data/create_datasets_from_start.sh", corpus],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=60, env=env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    dataset = "wikicorpus_en" if corpus == "wiki_only" else "books_wiki_en_corpus"
+    vocab = f"{work}/download/google_pretrained_weights/uncased_L-24_H-1024_A-16/vocab.txt"
+    expected = [
+        "--action download --dataset wikicorpus_en",
+        "--action download --dataset google_pretrained_weights",
+        "--action download --dataset squad",
+        "--action download --dataset mrpc",
+        "--action download --dataset sst-2",
+        *(["--action text_formatting --dataset bookscorpus"] if corpus == "wiki_books" else []),
+        "--action text_formatting --dataset wikicorpus_en",
+        f"--action sharding --dataset {dataset}",
+        f"--action create_hdf5_files --dataset {dataset} --max_seq_length 128 "
+        f"--max_predictions_per_seq 20 --vocab_file {vocab} --do_lower_case 1",
+        f"--action create_hdf5_files --dataset {dataset} --max_seq_length 512 "
+        f"--max_predictions_per_seq 80 --vocab_file {vocab} --do_lower_case 1",
+    ]
+    assert log.read_text().splitlines() == [
+        f"data/bertPrep.py --n_processes 3 {call}" for call in expected
+    ]
+
+
+def test_wiki_books_without_books_stops_before_any_download(tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "PYTHON": "false", "BERT_PREP_WORKING_DIR": str(tmp_path)}
+    result = subprocess.run(
+        ["bash", "data/create_datasets_from_start.sh", "wiki_books"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=60, env=env,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "wiki_books needs BookCorpus as .txt books in" in result.stderr
