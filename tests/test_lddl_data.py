@@ -17,7 +17,9 @@ import numpy as np
 import pytest
 import torch
 
+import run_pretraining
 from create_pretraining_data import InstanceOptions, ShardJob, create_shard
+from logger import read_dllogger_file
 from pretraining_data import (
     DynamicMasking,
     PretrainingDataLoader,
@@ -25,7 +27,7 @@ from pretraining_data import (
     read_shard,
     training_files,
 )
-from tests.conftest import REPO_ROOT, UNCASED_VOCAB
+from tests.conftest import REPO_ROOT, TINY_CONFIG, UNCASED_VOCAB
 from tokenization import load_vocab
 from training import trim_padding
 
@@ -313,3 +315,24 @@ def test_bad_folders_are_one_clear_error(hdf5_dir, tmp_path):
         lddl_data.parquet_loader(good, 8, None)
     with pytest.raises(ShardError, match="the folder is binned by LDDL already; drop --bin_size"):
         loader_for(write_lddl(files[:1], tmp_path / "b", bin_size=16), bin_size=16)
+
+
+@pytest.mark.slow
+def test_run_pretraining_trains_on_parquet_like_on_hdf5(hdf5_dir, tmp_path):
+    parquet = write_lddl(training_files(hdf5_dir), tmp_path / "pretrain" / "phase1" / "parquet")
+    losses = {}
+    for name, folder in (("hdf5", hdf5_dir), ("parquet", parquet)):
+        out = tmp_path / name
+        code = run_pretraining.main(
+            [f"--input_dir={folder}", f"--output_dir={out}", f"--config_file={TINY_CONFIG}",
+             f"--vocab_file={UNCASED_VOCAB}", f"--json-summary={out}/log.json", "--do_train",
+             "--disable_progress_bar", "--train_batch_size=8", "--max_steps=2",
+             "--skip_checkpoint", "--no_cuda", "--precision=fp32"]
+        )  # fmt: skip
+        assert code == 0
+        losses[name] = [
+            event["data"]["average_loss"]
+            for event in read_dllogger_file(out / "log.json")
+            if event.get("type") == "LOG" and "average_loss" in event["data"]
+        ]
+    assert len(losses["hdf5"]) == 2 and losses["parquet"] == losses["hdf5"]
