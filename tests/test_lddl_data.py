@@ -19,6 +19,7 @@ import torch
 
 import run_pretraining
 from create_pretraining_data import InstanceOptions, ShardJob, create_shard
+from data import verify
 from logger import read_dllogger_file
 from pretraining_data import (
     DynamicMasking,
@@ -315,6 +316,25 @@ def test_bad_folders_are_one_clear_error(hdf5_dir, tmp_path):
         lddl_data.parquet_loader(good, 8, None)
     with pytest.raises(ShardError, match="the folder is binned by LDDL already; drop --bin_size"):
         loader_for(write_lddl(files[:1], tmp_path / "b", bin_size=16), bin_size=16)
+
+
+def test_verify_checks_parquet_folders(hdf5_dir, tmp_path, capsys):
+    parquet = write_lddl(training_files(hdf5_dir), tmp_path / "parquet", bin_size=16)
+    argv = [str(parquet), "--vocab_file", str(UNCASED_VOCAB), "--max_seq_length", str(SEQ)]
+    assert verify.main(argv) == 0
+    assert "LDDL parquet shards" in capsys.readouterr().out
+    table = pq.read_table(parquet / "shard-0.parquet_1")
+    pq.write_table(table.drop_columns(["A"]), parquet / "shard-0.parquet_1")
+    source = next(p for p in sorted(parquet.glob("*.parquet_2")) if pq.read_metadata(p).num_rows)
+    pq.write_table(pq.read_table(source), parquet / f"{source.stem}.parquet_3")  # in a wrong bin
+    assert verify.main(argv) == 1
+    problems = capsys.readouterr().err.splitlines()
+    assert any("shard-0.parquet_1: column A is missing" in line for line in problems)
+    assert any(f"{source.stem}.parquet_3: column bin_id is not 3" in line for line in problems)
+    assert any("are not 49 to 64 tokens long (bin 3 of 4)" in line for line in problems)
+    assert any(".num_samples.json says" in line for line in problems)
+    assert verify.main([str(parquet)]) == 1
+    assert "pass --vocab_file" in capsys.readouterr().err
 
 
 @pytest.mark.slow
