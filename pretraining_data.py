@@ -12,6 +12,8 @@ dynamic masking. Differences from NVIDIA's 21.11 loader: every shard of an epoch
 and skipped another), nothing is pickled between processes, ranks get disjoint data also when
 they outnumber the files, the layout is checked with one clear error naming the file, and a
 whole batch is converted at once with numpy instead of per item with a Python `nonzero`.
+The loader reads HDF5 shards unless given another shard format: `lddl_data.py` supplies the one
+for LDDL parquet folders (NVIDIA HEAD's data).
 """
 
 from __future__ import annotations
