@@ -12,6 +12,8 @@ dynamic masking. Differences from NVIDIA's 21.11 loader: every shard of an epoch
 and skipped another), nothing is pickled between processes, ranks get disjoint data also when
 they outnumber the files, the layout is checked with one clear error naming the file, and a
 whole batch is converted at once with numpy instead of per item with a Python `nonzero`.
+The loader reads HDF5 shards unless given another shard format: `lddl_data.py` supplies the one
+for LDDL parquet folders (NVIDIA HEAD's data).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import torch
 from torch.utils.data import Dataset
 
 from errors import BertError
+from tokenization import load_vocab
 
 logger = logging.getLogger(__name__)
 
@@ -184,6 +187,30 @@ class DynamicMasking:
     special_ids: tuple[int, ...]
     probability: float = 0.15
 
+    @classmethod
+    def from_vocab_file(cls, vocab_file: str | os.PathLike) -> DynamicMasking:
+        """Masking with the [MASK] id and the special ids of a vocabulary file."""
+        vocab = load_vocab(vocab_file)
+        if "[MASK]" not in vocab:
+            raise ShardError(f"{vocab_file}: the vocabulary has no [MASK] token")
+        specials = tuple(vocab[t] for t in ("[CLS]", "[SEP]", "[PAD]") if t in vocab)
+        return cls(max(vocab.values()) + 1, vocab["[MASK]"], specials)  # ids are line numbers
+
+
+class HDF5Shards:
+    """NVIDIA's HDF5 shards, the files `PretrainingDataLoader` reads unless told otherwise.
+
+    A shard format tells the loader each file's shape (instances, sequence length, masked
+    positions per sequence; None where the files do not fix it) and opens a file as a shard with
+    `len()`, `lengths` (real tokens per instance) and `batch(indices)`.
+    """
+
+    def shape(self, path: Path) -> tuple[int, int | None, int | None]:
+        return shard_shape(path)
+
+    def open(self, path: Path) -> PretrainingShard:
+        return PretrainingShard(path)
+
 
 class PretrainingDataLoader:
     """Endless stream of micro-batches for one rank, resumable at the exact next sample.
@@ -214,6 +241,7 @@ class PretrainingDataLoader:
         prefetch: bool = True,
         pin_memory: bool = False,
         bin_size: int | None = None,
+        shard_format: HDF5Shards | None = None,
     ) -> None:
         if sharding not in ("files", "interleaved"):
             raise ValueError(f"sharding must be 'files' or 'interleaved', got {sharding!r}")
@@ -227,20 +255,21 @@ class PretrainingDataLoader:
         if bin_size is not None and bin_size < 1:
             raise ValueError(f"--bin_size must be positive, got {bin_size}")
         self.bin_size = bin_size
+        self.shard_format = shard_format or HDF5Shards()
         sizes, shapes = {}, set()
         for path in self.files:
-            rows, seq, pred = shard_shape(path)
+            rows, seq, pred = self.shard_format.shape(path)
             shapes.add((seq, pred))
             if len(shapes) > 1:
                 raise ShardError(
                     f"{path}: {seq} tokens and {pred} masked positions per sequence, unlike the "
                     "shards before it; are phase-1 and phase-2 shards mixed in one folder?"
                 )
-            if max_seq_length is not None and seq != max_seq_length:
+            if None not in (max_seq_length, seq) and seq != max_seq_length:
                 raise ShardError(
                     f"{path}: sequences of {seq} tokens, but --max_seq_length is {max_seq_length}"
                 )
-            if max_predictions_per_seq is not None and pred != max_predictions_per_seq:
+            if None not in (max_predictions_per_seq, pred) and pred != max_predictions_per_seq:
                 raise ShardError(
                     f"{path}: {pred} masked positions per sequence, but "
                     f"--max_predictions_per_seq is {max_predictions_per_seq}"
@@ -327,7 +356,7 @@ class PretrainingDataLoader:
         return [batches[i] for i in rng.permutation(len(batches))]
 
     def __iter__(self):
-        loader = _Prefetcher(enabled=self.prefetch)
+        loader = ShardPrefetcher(self.shard_format.open, enabled=self.prefetch)
         try:
             while True:
                 pieces = self.epoch_pieces(self.epoch)
@@ -345,7 +374,8 @@ class PretrainingDataLoader:
                         self.offset += 1  # batches of this piece consumed
                         self.batch_index += 1
                         if mine:
-                            yield self._batch(shard, indices, pieces[index])
+                            key = [self.seed, self.epoch, pieces[index].index, self.offset]
+                            yield self._batch(shard, indices, key)
                     self.offset = 0
                 self.epoch += 1
                 self.piece_index = 0
@@ -353,21 +383,23 @@ class PretrainingDataLoader:
             loader.close()
 
     def _batch(
-        self, shard: PretrainingShard, indices: np.ndarray, piece: Piece
+        self, shard: PretrainingShard, indices: np.ndarray, key: list[int]
     ) -> list[torch.Tensor]:
+        """The batch at `indices`, re-masked with a generator keyed by `key` and the rank."""
         batch = shard.batch(indices)
         if self.dynamic_masking is not None:
-            key = [self.seed, self.epoch, piece.index, self.offset, self.rank]
-            batch = remask(batch, self.dynamic_masking, np.random.default_rng(key))
+            rng = np.random.default_rng([*key, self.rank])
+            batch = remask(batch, self.dynamic_masking, rng)
         if self.pin_memory:
             batch = [tensor.pin_memory() for tensor in batch]
         return batch
 
 
-class _Prefetcher:
+class ShardPrefetcher:
     """Loads shards, reading the next one in a background thread while the current one trains."""
 
-    def __init__(self, enabled: bool = True) -> None:
+    def __init__(self, open_shard=PretrainingShard, enabled: bool = True) -> None:
+        self.open_shard = open_shard
         self.pool = concurrent.futures.ThreadPoolExecutor(1) if enabled else None
         self.pending: tuple[Path, concurrent.futures.Future] | None = None
 
@@ -375,10 +407,10 @@ class _Prefetcher:
         if self.pending is not None and self.pending[0] == path:
             shard = self.pending[1].result()
         else:
-            shard = PretrainingShard(path)
+            shard = self.open_shard(path)
         self.pending = None
         if next_path is not None and self.pool is not None:
-            self.pending = (next_path, self.pool.submit(PretrainingShard, next_path))
+            self.pending = (next_path, self.pool.submit(self.open_shard, next_path))
         return shard
 
     def close(self) -> None:

@@ -48,6 +48,7 @@ import torch
 from tqdm import tqdm
 
 import distributed
+import lddl_data
 import runtime
 from checkpoint import (
     CheckpointError,
@@ -68,7 +69,6 @@ from pretraining_data import (
     training_files,
 )
 from schedulers import WarmupScheduler
-from tokenization import BertTokenizer
 from training import (
     DivergenceError,
     maybe_compile,
@@ -91,7 +91,7 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = runtime.ArgumentParser(description=__doc__.split("\n\n")[0])
     runtime.add_runtime_arguments(parser, seed=42)
     add = parser.add_argument
-    add("--input_dir", required=True, help="folder of HDF5 shards ('training' in the name)")
+    add("--input_dir", required=True, help="HDF5 shards ('training' in the name) or LDDL parquet")
     add("--config_file", required=True, help="model config JSON")
     add("--output_dir", required=True, help="folder or s3://bucket/prefix for ckpt_<step>.pt")
     add("--vocab_file", help="vocabulary; needed for --dynamic_masking, recorded otherwise")
@@ -566,28 +566,32 @@ def setup(args: argparse.Namespace, state: RunState) -> Training:
 def build_loader(
     args: argparse.Namespace, dist: distributed.DistState, resume: Resume
 ) -> PretrainingDataLoader:
-    masking = None
-    if args.dynamic_masking:
-        tokenizer = BertTokenizer(args.vocab_file)
-        vocab = tokenizer.vocab
-        specials = tuple(vocab[t] for t in ("[CLS]", "[SEP]", "[PAD]") if t in vocab)
-        masking = DynamicMasking(len(tokenizer), vocab["[MASK]"], specials)
+    masking = DynamicMasking.from_vocab_file(args.vocab_file) if args.dynamic_masking else None
     position = resume.data_position
     if position is None and resume.full:
         position = {"epoch": resume.epoch}
+    micro_batch = micro_batch_size(args.train_batch_size, args.gradient_accumulation_steps)
+    options = {
+        "rank": dist.rank,
+        "world_size": dist.world_size,
+        "seed": args.seed,
+        "sharding": args.data_sharding,
+        "position": position,
+        "dynamic_masking": masking,
+        "pin_memory": dist.device.type == "cuda",
+        "bin_size": args.bin_size,
+    }
+    if lddl_data.is_parquet_folder(args.input_dir):  # NVIDIA HEAD's data: LDDL parquet shards
+        return lddl_data.parquet_loader(
+            args.input_dir, micro_batch, args.vocab_file, max_seq_length=args.max_seq_length,
+            **options,
+        )  # fmt: skip
     return PretrainingDataLoader(
         training_files(args.input_dir),
-        micro_batch_size(args.train_batch_size, args.gradient_accumulation_steps),
-        rank=dist.rank,
-        world_size=dist.world_size,
-        seed=args.seed,
+        micro_batch,
         max_seq_length=args.max_seq_length,
         max_predictions_per_seq=args.max_predictions_per_seq,
-        sharding=args.data_sharding,
-        position=position,
-        dynamic_masking=masking,
-        pin_memory=dist.device.type == "cuda",
-        bin_size=args.bin_size,
+        **options,
     )
 
 

@@ -6,7 +6,9 @@ Stages, in order (`all` runs them all), and what they write under the working di
 folder names:
 - download: `download/<dataset>/` (or `--dump` names a local Wikipedia dump: offline);
 - extract: `extracted/wikicorpus_en/` (wikiextractor 3.1.0);
-- format: `formatted_one_article_per_line/<corpus>_one_article_per_line.txt`;
+- format: `formatted_one_article_per_line/wikicorpus_en_one_article_per_line.txt` and
+  `.../bookscorpus_one_book_per_line.txt` (BookCorpus from a local folder of `.txt` books:
+  `--books_dir`, `$BOOKS_DIR`, else `download/bookscorpus/`, where NVIDIA's downloader put it);
 - shard: `sharded_training_shards_<N>_test_shards_<M>_fraction_<f>/<dataset>/`;
 - hdf5: `hdf5_lower_case_<l>_seq_len_<L>_max_pred_<P>_masked_lm_prob_<p>_random_seed_<s>_`
   `dupe_factor_<d>/<dataset>/`;
@@ -15,14 +17,14 @@ folder names:
 Every stage writes a completion marker (`.stages/<stage>.json`, with its settings and a summary)
 after its outputs are complete, and is skipped when the marker shows the same settings (use
 `--force` to redo it). A stage that fails or produces nothing stops the pipeline with one clear
-line naming the stage and the path, and writes no marker. The working dir is
-`$BERT_PREP_WORKING_DIR` (NVIDIA's variable), else `--working_dir`, else `data/` of this
-repository; nothing needs root or docker.
+line naming the stage and the path, and writes no marker. The working dir is `--working_dir`,
+else `$BERT_PREP_WORKING_DIR` (NVIDIA's variable), else `data/` of this repository; nothing
+needs root or docker. `data/bertPrep.py` runs these stages behind NVIDIA's command line.
 
 Differences from NVIDIA's `bertPrep.py`: pinned dump date and checksums, a pinned extractor
 checked at run time, no NLTK download, bounded memory, parallel segmentation and shard creation
-that waits for every process (weak spot 7), the BookCorpus as an optional local folder (it can
-no longer be downloaded), and a `verify` stage.
+that waits for every process (NVIDIA's could exit while shards were still being written), the
+BookCorpus as an optional local folder (it can no longer be downloaded), and a `verify` stage.
 """
 
 from __future__ import annotations
@@ -45,7 +47,14 @@ logger = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 STAGES = ("download", "extract", "format", "shard", "hdf5", "verify")
-DATASETS = ("wikicorpus_en", "books_wiki_en_corpus")
+#: Each dataset and the formatted corpora it is sharded from, in the order they are read.
+DATASET_CORPORA = {
+    "wikicorpus_en": ("wikicorpus_en",),
+    "bookscorpus": ("bookscorpus",),
+    "books_wiki_en_corpus": ("wikicorpus_en", "bookscorpus"),
+}
+DATASETS = tuple(DATASET_CORPORA)
+GLUE_TASK_DATASETS = {"mrpc": "MRPC", "sst-2": "SST-2"}
 
 
 class PipelineError(BertError, RuntimeError):
@@ -94,6 +103,7 @@ class Settings:
     mirrors: tuple[str, ...] = ()
     dump: Path | None = None
     books_dir: Path | None = None
+    input_files: tuple[Path, ...] = ()
     n_training_shards: int = 256
     n_test_shards: int = 256
     fraction_test_set: float = 0.1
@@ -124,7 +134,17 @@ class Settings:
         return self.working_dir / "formatted_one_article_per_line"
 
     def formatted_file(self, corpus: str) -> Path:
-        return self.formatted_dir / f"{corpus}_one_article_per_line.txt"
+        per_line = "book" if corpus == "bookscorpus" else "article"  # NVIDIA's two file names
+        return self.formatted_dir / f"{corpus}_one_{per_line}_per_line.txt"
+
+    @property
+    def corpora(self) -> tuple[str, ...]:
+        return DATASET_CORPORA[self.dataset]
+
+    @property
+    def books_folder(self) -> Path:
+        """BookCorpus .txt files: `books_dir`, else NVIDIA's `download/bookscorpus`."""
+        return self.books_dir or self.download_dir / "bookscorpus"
 
     @property
     def sharded_dir(self) -> Path:
@@ -152,7 +172,9 @@ def stage_download(s: Settings) -> dict[str, Any]:
 
     files: list[Path] = []
     for name in s.downloads:
-        if name == "wikicorpus_en":
+        if name in GLUE_TASK_DATASETS:  # NVIDIA's dataset names for one GLUE task each
+            files.extend(download_dataset("glue", s.download_dir, tasks=[GLUE_TASK_DATASETS[name]]))
+        elif name == "wikicorpus_en":
             options = {"date": s.wiki_date} if s.wiki_date else {}
             if s.mirrors:
                 options["mirrors"] = s.mirrors
@@ -165,7 +187,11 @@ def stage_download(s: Settings) -> dict[str, Any]:
 def wikipedia_dump(s: Settings) -> Path:
     if s.dump is not None:
         return s.dump
-    dumps = sorted((s.download_dir / "wikicorpus_en").glob("enwiki-*-pages-articles*.xml*"))
+    folder = s.download_dir / "wikicorpus_en"
+    dumps = sorted(folder.glob("enwiki-*-pages-articles*.xml*"))
+    # NVIDIA's downloader saved the latest dump as wikicorpus_en.xml.bz2 and unpacked it beside.
+    dumps = dumps or [p for p in (folder / "wikicorpus_en.xml.bz2", folder / "wikicorpus_en.xml")
+                      if p.is_file()]  # fmt: skip
     if not dumps:
         raise PipelineError(
             f"extract: no Wikipedia dump in {s.download_dir / 'wikicorpus_en'}; run the download "
@@ -185,14 +211,17 @@ def stage_extract(s: Settings) -> dict[str, Any]:
 def stage_format(s: Settings) -> dict[str, Any]:
     from data.wikipedia import format_articles
 
-    summary = {"wikicorpus_en": format_articles(s.extracted_dir, s.formatted_file("wikicorpus_en"))}
-    if s.dataset == "books_wiki_en_corpus":
-        books = sorted(s.books_dir.glob("*.txt")) if s.books_dir else []
+    summary = {}
+    if "wikicorpus_en" in s.corpora:
+        wiki = s.formatted_file("wikicorpus_en")
+        summary["wikicorpus_en"] = format_articles(s.extracted_dir, wiki)
+    if "bookscorpus" in s.corpora:
+        books = sorted(s.books_folder.glob("*.txt"))
         if not books:
             raise PipelineError(
                 f"format: the {s.dataset} dataset needs a local BookCorpus copy (a folder of .txt "
-                f"books, --books_dir or BOOKS_DIR), none found in {s.books_dir}; BookCorpus can no "
-                "longer be downloaded, and wiki_only needs none"
+                f"books, --books_dir or BOOKS_DIR), none found in {s.books_folder}; BookCorpus can "
+                "no longer be downloaded, and wiki_only needs none"
             )
         summary["bookscorpus"] = format_books(books, s.formatted_file("bookscorpus"))
     return summary
@@ -217,8 +246,7 @@ def format_books(books: list[Path], out_file: Path) -> int:
 def stage_shard(s: Settings) -> dict[str, Any]:
     from data.sharding import shard_articles
 
-    corpora = ["wikicorpus_en"] + (["bookscorpus"] if s.dataset == "books_wiki_en_corpus" else [])
-    inputs = [s.formatted_file(corpus) for corpus in corpora]
+    inputs = list(s.input_files) or [s.formatted_file(corpus) for corpus in s.corpora]
     missing = [str(path) for path in inputs if not path.is_file()]
     if missing:
         raise PipelineError(f"shard: {', '.join(missing)} not found; run the format stage first")
@@ -281,6 +309,7 @@ def stage_verify(s: Settings) -> dict[str, Any]:
 
 SHARD_SETTINGS = (
     "dataset",
+    "input_files",
     "n_training_shards",
     "n_test_shards",
     "fraction_test_set",
@@ -314,6 +343,8 @@ STAGE_TABLE: dict[str, tuple[Callable[[Settings], dict], tuple[str, ...]]] = {
 def _marker(s: Settings, stage: str) -> tuple[Path, dict[str, Any]]:
     keys = STAGE_TABLE[stage][1]
     params = {key: _jsonable(getattr(s, key)) for key in keys}
+    if not s.input_files:  # left out when unset, so markers written before it existed still match
+        params.pop("input_files", None)
     suffix = ""
     if stage in ("hdf5", "verify"):
         suffix = f"-{s.hdf5_dir.parent.name}"
@@ -373,7 +404,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, list[str], bool
         "--downloads",
         nargs="+",
         default=list(defaults.downloads),
-        help="download stage: any of wikicorpus_en squad glue google_pretrained_weights",
+        help="download stage: any of wikicorpus_en squad glue mrpc sst-2 google_pretrained_weights",
     )
     parser.add_argument("--wiki_date", help="pinned dump date, e.g. 20240601")
     parser.add_argument("--mirror", dest="mirrors", action="append", default=[])

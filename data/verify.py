@@ -1,4 +1,4 @@
-"""Verify pre-training shards before spending GPU hours on them (REQ-6).
+"""Verify pre-training shards before spending GPU hours on them.
 
     python -m data.verify SHARD_DIR --max_seq_length 128 --max_predictions_per_seq 20 \\
         --vocab_file vocab/vocab --config_file bert_configs/large.json [--expected_shards 256]
@@ -9,7 +9,9 @@ content, in bounded-memory blocks: `[CLS]` first, mask of ones then zeros, zero 
 ids 0 then 1, token ids inside the vocabulary, masked positions sorted, unique and inside the
 sequence, next-sentence labels 0/1. Shards written by our `create_pretraining_data.py` carry the
 vocabulary's sha256, which must match `--vocab_file`; the vocabulary must fit the model config.
-Prints a summary (shards, instances, tokens) and exits 1 with every problem found, one per line.
+A folder of LDDL parquet shards (NVIDIA HEAD's data) is checked as `run_pretraining.py` reads it
+(`verify_parquet`; `--vocab_file` is needed). Prints a summary (shards, instances, tokens) and
+exits 1 with every problem found, one per line.
 """
 
 from __future__ import annotations
@@ -23,9 +25,11 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+import lddl_data
 from create_pretraining_data import SHARD_DTYPES
 from fileio import sha256_file
 from modeling import BertConfig, ConfigError
+from pretraining_data import ShardError
 from tokenization import VocabError, load_vocab
 
 BLOCK_ROWS = 8192
@@ -201,6 +205,69 @@ def verify_shards(paths: Sequence[str | Path], expect: Expectations) -> Report:
     return report
 
 
+def verify_parquet(paths: Sequence[str | Path], expect: Expectations) -> Report:
+    """LDDL parquet shards, each read as training reads it (columns and types, masked positions
+    and labels, `num_tokens`, lengths within `max_seq_length`), plus tokens missing from the
+    vocabulary, `.num_samples.json` counts, and each binned file's samples in its bin (bins
+    of `max_seq_length / number of bins` tokens, as LDDL makes them)."""
+    report = Report()
+    if expect.vocab_file is None:
+        report.problems.append("LDDL parquet shards hold WordPiece strings: pass --vocab_file")
+        return report
+    files: list[Path] = []
+    for path in map(Path, paths):
+        files.extend(lddl_data.parquet_files(path) if path.is_dir() else [path])
+    try:
+        groups = lddl_data.files_by_bin(files)
+    except ShardError as err:
+        report.problems.append(str(err))
+        return report
+    vocab = lddl_data.Vocabulary(expect.vocab_file)
+    counts = lddl_data.ParquetShards(vocab, static=False)
+    bin_size = None
+    if None not in groups and expect.max_seq_length:
+        bin_size = expect.max_seq_length // len(groups)
+    static = None
+    for path in files:
+        try:
+            shard = lddl_data.ParquetShard(path, vocab, static, expect.max_seq_length)
+        except ShardError as err:
+            report.problems.append(str(err))
+            continue
+        try:
+            counts.check_count(shard)
+        except ShardError as err:
+            report.problems.append(str(err))
+        static = shard.static
+        report.shards += 1
+        report.instances += len(shard)
+        report.tokens += int(shard.lengths.sum())
+        if shard.unknown_tokens:
+            report.problems.append(
+                f"{path}: {shard.unknown_tokens} tokens are not in {expect.vocab_file}"
+            )
+        b = lddl_data.bin_id(path)
+        if b is not None and shard.bin_ids is not None and (shard.bin_ids != b).any():
+            report.problems.append(f"{path}: column bin_id is not {b} in every row")
+        if b is not None and bin_size:
+            bins = np.minimum((shard.lengths - 1) // bin_size, len(groups) - 1)
+            if (bins != b).any():
+                report.problems.append(
+                    f"{path}: {int((bins != b).sum())} samples are not {bin_size * b + 1} to "
+                    f"{bin_size * (b + 1)} tokens long (bin {b} of {len(groups)})"
+                )
+    if expect.expected_shards is not None and len(files) != expect.expected_shards:
+        report.problems.append(f"{len(files)} shards found, expected {expect.expected_shards}")
+    return report
+
+
+def is_parquet(paths: Sequence[str | Path]) -> bool:
+    """Whether `paths` name LDDL parquet shards (a folder holding some, or such files)."""
+    return any(
+        lddl_data.is_parquet_folder(p) or ".parquet" in Path(p).suffix for p in map(Path, paths)
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("paths", nargs="+", help="shard folders or files")
@@ -217,12 +284,14 @@ def main(argv: list[str] | None = None) -> int:
         args.config_file,
         args.expected_shards,
     )
+    parquet = is_parquet(args.paths)
     try:
-        report = verify_shards(args.paths, expect)
-    except (FileNotFoundError, VocabError, ConfigError) as err:
+        report = (verify_parquet if parquet else verify_shards)(args.paths, expect)
+    except (FileNotFoundError, VocabError, ConfigError, ImportError) as err:
         print(f"verify: error: {err}", file=sys.stderr)
         return 1
-    print(f"{report.shards} shards, {report.instances:,} instances, {report.tokens:,} tokens")
+    kind = "LDDL parquet shards" if parquet else "shards"
+    print(f"{report.shards} {kind}, {report.instances:,} instances, {report.tokens:,} tokens")
     for problem in report.problems:
         print(f"verify: {problem}", file=sys.stderr)
     if report.ok:

@@ -1,0 +1,205 @@
+"""NVIDIA's `data/bertPrep.py` command line, run by the stages of `data/pipeline.py`.
+
+    export BERT_PREP_WORKING_DIR=/data/bert     # default: data/ of this repository
+    python data/bertPrep.py --action download --dataset wikicorpus_en
+    python data/bertPrep.py --action text_formatting --dataset wikicorpus_en
+    python data/bertPrep.py --action sharding --dataset wikicorpus_en
+    python data/bertPrep.py --action create_hdf5_files --dataset wikicorpus_en \\
+        --max_seq_length 128 --max_predictions_per_seq 20 --vocab_file vocab/vocab
+
+The flags, choices and defaults are NVIDIA's. Each action runs pipeline stages and writes
+NVIDIA's folders under the working dir:
+
+- download: the download stage; `download/<dataset>/` (mrpc and sst-2: `download/glue/<task>/`);
+- text_formatting: the extract (skipped by `--skip_wikiextractor 1`) and format stages;
+  `extracted/wikicorpus_en/`, then `formatted_one_article_per_line/` with
+  `wikicorpus_en_one_article_per_line.txt` and `bookscorpus_one_book_per_line.txt`;
+- sharding: the shard stage;
+  `sharded_training_shards_<n>_test_shards_<m>_fraction_<f>/<dataset>/<dataset>_{training|test}_<i>.txt`;
+- create_hdf5_files: the hdf5 and verify stages; `hdf5_lower_case_<l>_seq_len_<L>_max_pred_<P>_`
+  `masked_lm_prob_<p>_random_seed_<s>_dupe_factor_<d>/<dataset>/<dataset>_{training|test}_<i>.hdf5`.
+
+A stage already done with the same settings is skipped (`--force` redoes it). Combinations that
+cannot work here end with one line and exit status 2, before any work: `create_tfrecord_files`
+(NVIDIA's asserted too), `wikicorpus_zh` and `nvidia_pretrained_weights` (NVIDIA's asserted
+"not implemented"), and downloading `bookscorpus`, whose source is gone: put the books (.txt
+files) in `download/bookscorpus/` or `$BOOKS_DIR` and run `text_formatting`. `--dataset all`
+downloads every dataset that can be downloaded. A failed stage ends with one line and status 1.
+
+Differences from NVIDIA's script: `BERT_PREP_WORKING_DIR` defaults to `data/` of this repository
+(NVIDIA's failed with a KeyError; its container set it to the same folder); `--vocab_file`
+defaults to `vocab/vocab` (`vocab/vocab_cased` with `--do_lower_case 0`); `--segmentation_method
+nltk` uses the rule-based splitter of `data/segmentation.py`, with nothing to download; the
+shard files are all written before the script exits; and the added flags `--dump` (a local
+Wikipedia dump: offline), `--wiki_date`, `--mirror`, `--books_dir` and `--force`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+ACTIONS = ("download", "text_formatting", "sharding", "create_tfrecord_files", "create_hdf5_files")
+DATASETS = (
+    "bookscorpus",
+    "wikicorpus_en",
+    "wikicorpus_zh",
+    "books_wiki_en_corpus",
+    "google_pretrained_weights",
+    "nvidia_pretrained_weights",
+    "mrpc",
+    "sst-2",
+    "squad",
+    "all",
+)
+#: What `--action download --dataset all` fetches: every dataset that can still be downloaded.
+DOWNLOADABLE = ("wikicorpus_en", "google_pretrained_weights", "squad", "mrpc", "sst-2")
+#: The datasets that text_formatting, sharding and create_hdf5_files work on.
+TEXT_DATASETS = ("wikicorpus_en", "bookscorpus", "books_wiki_en_corpus")
+
+
+class UsageError(Exception):
+    """A flag combination this script cannot run; exit status 2, like a bad flag."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad flag in one line (no usage block) with exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = _Parser(prog="bertPrep.py", description=__doc__.split("\n\n")[0])
+    add = parser.add_argument
+    add("--action", required=True, choices=ACTIONS, help="what to do")
+    add("--dataset", required=True, choices=DATASETS, help="the dataset to do it on")
+    add("--input_files", help="sharding: comma-separated one-article-per-line files to shard")
+    add("--n_training_shards", type=int, default=256)
+    add("--n_test_shards", type=int, default=256)
+    add("--fraction_test_set", type=float, default=0.1)
+    add("--segmentation_method", choices=("nltk",), default="nltk",
+        help="accepted; data/segmentation.py splits sentences (no NLTK download)")  # fmt: skip
+    add("--n_processes", type=int, default=4, help="worker processes")
+    add("--random_seed", type=int, default=12345)
+    add("--dupe_factor", type=int, default=5)
+    add("--masked_lm_prob", type=float, default=0.15)
+    add("--max_seq_length", type=int, default=512)
+    add("--max_predictions_per_seq", type=int, default=20)
+    add("--do_lower_case", type=int, choices=(0, 1), default=1)
+    add("--vocab_file", help="default: vocab/vocab (vocab/vocab_cased with --do_lower_case 0)")
+    add("--skip_wikiextractor", type=int, choices=(0, 1), default=0,
+        help="1: format an earlier extraction in extracted/wikicorpus_en")  # fmt: skip
+    add("--interactive_json_config_generator", help="accepted; unused, as in NVIDIA's")
+    add("--dump", type=Path, help="a local Wikipedia pages-articles dump instead of downloading")
+    add("--wiki_date", help="Wikipedia dump date YYYYMMDD to download")
+    add("--mirror", dest="mirrors", action="append", default=[], help="Wikipedia mirror URL")
+    add("--books_dir", type=Path, default=os.environ.get("BOOKS_DIR") or None,
+        help="BookCorpus .txt files (default: $BOOKS_DIR, else download/bookscorpus)")  # fmt: skip
+    add("--force", action="store_true", help="redo stages already done with the same settings")
+    return parser.parse_args(argv)
+
+
+def plan(args: argparse.Namespace) -> tuple[str, tuple[str, ...], list[str]]:
+    """(pipeline dataset, datasets to download, stages) for an action, or UsageError."""
+    action, dataset = args.action, args.dataset
+    if action == "create_tfrecord_files":
+        raise UsageError(
+            "--action create_tfrecord_files is not supported (TFRecords are TensorFlow's format; "
+            "NVIDIA's PyTorch script asserted too): use --action create_hdf5_files"
+        )
+    if dataset == "wikicorpus_zh":
+        raise UsageError("--dataset wikicorpus_zh is not supported (NVIDIA's asserted too)")
+    if dataset == "nvidia_pretrained_weights":
+        raise UsageError(
+            "--dataset nvidia_pretrained_weights is not implemented (NVIDIA's asserted too); "
+            "NGC checkpoints load directly with --init_checkpoint"
+        )
+    if action == "download":
+        if dataset in ("bookscorpus", "books_wiki_en_corpus"):
+            raise UsageError(
+                f"--action download --dataset {dataset}: BookCorpus can no longer be downloaded; "
+                "put its .txt books in $BERT_PREP_WORKING_DIR/download/bookscorpus (or $BOOKS_DIR)"
+                ", download wikicorpus_en, then run --action text_formatting"
+            )
+        downloads = DOWNLOADABLE if dataset == "all" else (dataset,)
+        return "wikicorpus_en", downloads, ["download"]
+    if dataset not in TEXT_DATASETS:
+        raise UsageError(
+            f"--action {action} works on --dataset {', '.join(TEXT_DATASETS)}, not {dataset}"
+        )
+    if action == "text_formatting":
+        wiki = dataset != "bookscorpus" and not args.skip_wikiextractor
+        return dataset, (), ["extract", "format"] if wiki else ["format"]
+    if action == "sharding":
+        return dataset, (), ["shard"]
+    return dataset, (), ["hdf5", "verify"]
+
+
+def settings_from(args: argparse.Namespace, dataset: str, downloads: tuple[str, ...]):
+    """The pipeline settings of NVIDIA's flags."""
+    from data.pipeline import Settings
+
+    working_dir = Path(os.environ.get("BERT_PREP_WORKING_DIR") or REPO_ROOT / "data")
+    cased = not args.do_lower_case
+    vocab = args.vocab_file or REPO_ROOT / "vocab" / ("vocab_cased" if cased else "vocab")
+    inputs = tuple(Path(p) for p in (args.input_files or "").split(",") if p)
+    options = {"wiki_date": args.wiki_date} if args.wiki_date else {}
+    return Settings(
+        working_dir=working_dir.absolute(),
+        dataset=dataset,
+        downloads=downloads,
+        mirrors=tuple(args.mirrors),
+        dump=args.dump,
+        books_dir=args.books_dir,
+        input_files=inputs,
+        n_training_shards=args.n_training_shards,
+        n_test_shards=args.n_test_shards,
+        fraction_test_set=args.fraction_test_set,
+        n_processes=args.n_processes,
+        vocab_file=Path(vocab),
+        do_lower_case=bool(args.do_lower_case),
+        max_seq_length=args.max_seq_length,
+        max_predictions_per_seq=args.max_predictions_per_seq,
+        masked_lm_prob=args.masked_lm_prob,
+        random_seed=args.random_seed,
+        dupe_factor=args.dupe_factor,
+        **options,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    from data.pipeline import PipelineError, run_pipeline
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = parse_args(argv)
+    try:
+        dataset, downloads, stages = plan(args)
+    except UsageError as err:
+        print(f"bertPrep.py: error: {err}", file=sys.stderr)
+        return 2
+    settings = settings_from(args, dataset, downloads)
+    print("Working Directory:", settings.working_dir)
+    print("Action:", args.action)
+    print("Dataset Name:", args.dataset)
+    if args.action == "sharding":
+        print("Segmentation: nltk is served by the built-in rule-based splitter (no NLTK download)")
+    try:
+        run_pipeline(settings, stages, args.force)
+    except PipelineError as err:
+        print(f"bertPrep.py: error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    # `python data/bertPrep.py` (NVIDIA's way to call it) puts data/ first on sys.path; the
+    # pipeline is imported as the `data` package from the repository root, so put that there.
+    sys.path[0] = str(REPO_ROOT)
+    sys.exit(main())
