@@ -1,6 +1,7 @@
 """The shell launchers against NVIDIA's: the python command lines that the presets and NVIDIA's
 documented command lines produce, flag by flag, in both generations (21.11 and HEAD); argument
-forms, checks and hostile input; a checkout whose path holds spaces; a real 21.11-form SQuAD run.
+forms, checks and hostile input; run.sub under fake SLURM commands; a checkout whose path
+holds spaces; a real 21.11-form SQuAD run.
 
 The expected command lines come from a transcription of NVIDIA's launchers and presets as the
 reference describes them (the `nvidia_*` functions and preset tables below), not from ours. Our
@@ -15,6 +16,7 @@ import os
 import shlex
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -682,6 +684,140 @@ def test_paths_the_documented_lines_use():
     from data.download import _UNCASED_VOCAB
 
     assert hashlib.sha256((REPO_ROOT / "vocab/vocab").read_bytes()).hexdigest() == _UNCASED_VOCAB
+
+
+# --------------------------------------------------------------------------------------------
+# run.sub under fake SLURM commands
+
+
+def fake_command(folder: Path, name: str, log: Path, stdout: str = "") -> None:
+    """An executable `name` that appends its arguments and some environment to `log`."""
+    (folder / name).write_text(
+        f"#!{sys.executable}\nimport json, os, sys\n"
+        f"keep = ('MASTER_ADDR', 'MASTER_PORT')\n"
+        f"with open({str(log)!r}, 'a') as f:\n"
+        f"    f.write(json.dumps({{'argv': sys.argv[1:], "
+        f"'env': {{k: os.environ.get(k) for k in keep}}}}) + '\\n')\n"
+        f"sys.stdout.write({stdout!r})\n"
+    )  # fmt: skip
+    (folder / name).chmod(0o755)
+
+
+def calls(log: Path) -> list[dict]:
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+@pytest.fixture
+def fakes(tmp_path, world):
+    folder = tmp_path / "fakebin"
+    folder.mkdir()
+    log = tmp_path / "calls.jsonl"
+    fake_command(folder, "docker", log)
+    fake_command(folder, "srun", log)
+    fake_command(folder, "scontrol", tmp_path / "scontrol.jsonl", stdout="node-a\nnode-b\n")
+    env = {"PATH": f"{folder}:{world['env']['PATH']}"}
+    return {"log": log, "env": env}
+
+
+def run_sub(world, fakes, tmp_path, **env) -> subprocess.CompletedProcess:
+    base = {"SLURM_JOB_NODELIST": "node-[a-b]", "SLURM_JOB_NUM_NODES": "2", "REPO": str(REPO_ROOT),
+            "RESULTS_DIR": str(tmp_path / "res"), **fakes["env"]}  # fmt: skip
+    return run(["bash", "run.sub"], world, **(base | env))
+
+
+def srun_command(fakes) -> tuple[list[str], list[str], dict]:
+    """(srun's options, the command each task runs, the environment srun saw)."""
+    (call,) = calls(fakes["log"])
+    argv = call["argv"]
+    start = argv.index("bash")
+    assert argv[start : start + 4] == ["bash", "-c", 'exec "$@" --local_rank="$SLURM_LOCALID"',
+                                       "run.sub"]  # fmt: skip
+    return argv[:start], argv[start + 4 :], call["env"]
+
+
+def test_run_sub_one_task_per_gpu_with_hostile_results_dir(world, fakes, tmp_path):
+    marker = tmp_path / "ran"
+    hostile = tmp_path / f"my results; touch {marker}"
+    result = run_sub(world, fakes, tmp_path, RESULTS_DIR=str(hostile))
+    assert result.returncode == 0, result.stderr
+    options, command, env = srun_command(fakes)
+    assert "--ntasks-per-node=8" in options and f"--chdir={REPO_ROOT}" in options
+    assert env == {"MASTER_ADDR": "node-a", "MASTER_PORT": "29500"}
+    flags = parse_flags(command[3:])
+    assert command[:3] == ["python3", "-u", f"{REPO_ROOT}/run_pretraining.py"]
+    assert flags["--output_dir"] == f"{hostile}/checkpoints"
+    assert flags["--json-summary"] == f"{hostile}/dllogger_phase1.json"
+    assert not marker.exists() and (hostile / "checkpoints").is_dir()
+    # NVIDIA's defaults: fp16 with the fp16 all-reduce, batch 8192 / accumulation 32, bins of 64
+    assert {"--fp16", "--allreduce_post_accumulation_fp16", "--allreduce_post_accumulation",
+            "--disable_progress_bar", "--do_train"} <= flags.keys()  # fmt: skip
+    assert (flags["--train_batch_size"], flags["--gradient_accumulation_steps"]) == ("8192", "32")
+    assert (flags["--bin_size"], flags["--num_workers"], flags["--seed"]) == ("64", "4", "42")
+    assert flags["--input_dir"] == str(world["prep"] / HDF5.format(128, 20) / "wikicorpus_en")
+    assert "--resume_from_checkpoint" not in flags
+
+
+def test_run_sub_reads_both_generations_variables(world, fakes, tmp_path):
+    result = run_sub(world, fakes, tmp_path, PHASE="2", BATCHSIZE="64", GRADIENT_STEPS="4",
+                     LR="1e-3", WARMUP_UPDATES="0.5", PRECISION="tf32", BIN_SIZE="none",
+                     MASKING="dynamic", STEPS_THIS_RUN="10", GPUS="2", CONFIG="base",
+                     USE_JEMALLOC="true", DASK_TASKS_PER_NODE="64")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "DASK_TASKS_PER_NODE=64 USE_JEMALLOC=true: only steer LDDL" in result.stderr
+    options, command, _ = srun_command(fakes)
+    flags = parse_flags(command[3:])
+    assert "--ntasks-per-node=2" in options
+    assert {k: flags[k] for k in ("--train_batch_size", "--gradient_accumulation_steps",
+                                  "--learning_rate", "--warmup_proportion", "--steps_this_run",
+                                  "--json-summary")} == {
+        "--train_batch_size": "64", "--gradient_accumulation_steps": "4", "--learning_rate": "1e-3",
+        "--warmup_proportion": "0.5", "--steps_this_run": "10",
+        "--json-summary": f"{tmp_path}/res/dllogger.json"}  # fmt: skip
+    assert {"--phase2", "--resume_from_checkpoint", "--dynamic_masking"} <= flags.keys()
+    assert not {"--fp16", "--allreduce_post_accumulation_fp16", "--bin_size"} & flags.keys()
+    assert flags["--config_file"] == f"{REPO_ROOT}/bert_configs/base.json"
+
+
+@pytest.mark.parametrize("env, expected", [
+    ({"BATCHSIZE": "64", "TRAIN_BATCH_SIZE": "128"}, "BATCHSIZE=64 and TRAIN_BATCH_SIZE=128"),
+    ({"GRADIENT_STEPS": "2", "GRADIENT_ACCUMULATION_STEPS": "4"}, "GRADIENT_STEPS=2 and"),
+    ({"RERUN_DASK": "true"}, "RERUN_DASK=true rebuilds the data"),
+    ({"RERUN_DASK": "maybe"}, "RERUN_DASK: 'maybe' is not true or false"),
+    ({"GPUS": "a[$(touch {marker})]"}, "GPUS: 'a[$(touch"),
+    ({"PHASE": "3"}, "PHASE: '3' is not one of: 1 2"),
+    ({"PRECISION": "fp8"}, "PRECISION: 'fp8' is not fp16"),
+    ({"CONFIG": "../x"}, "CONFIG=../x: no bert_configs/../x.json"),
+    ({"BIN_SIZE": "48"}, "BIN_SIZE: '48' is not one of"),
+    ({"DATA_DIR_PHASE1": "/nowhere"}, "DATA_DIR_PHASE1: /nowhere is missing or empty"),
+    ({"IMAGE_VERSION": "21.11-py3", "CONTAINER_IMAGE": "other"}, "name different images"),
+    ({"CONTAINER_IMAGE": "img", "RESULTS_DIR": "/tmp/a,b"}, "holds ',' or ':'"),
+    ({"SLURM_JOB_NODELIST": ""}, "SLURM_JOB_NODELIST is not set"),
+])  # fmt: skip
+def test_run_sub_refuses_with_one_line(env, expected, world, fakes, tmp_path):
+    marker = tmp_path / "ran"
+    env = {k: v.format(marker=marker) for k, v in env.items()}
+    assert expected.format(marker=marker) in one_error_line(run_sub(world, fakes, tmp_path, **env))
+    assert calls(fakes["log"]) == [] and not marker.exists()
+
+
+def test_run_sub_in_a_container(world, fakes, tmp_path):
+    ckpt = tmp_path / "init" / "ckpt_7038.pt"
+    ckpt.parent.mkdir()
+    ckpt.write_bytes(b"x")
+    result = run_sub(world, fakes, tmp_path, IMAGE_VERSION="21.11-py3", PHASE="2",
+                     INIT_CHECKPOINT=str(ckpt))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    options, command, _ = srun_command(fakes)
+    data = world["prep"] / HDF5.format(512, 80) / "wikicorpus_en"
+    assert "--container-image=bert:21.11-py3" in options
+    assert "--container-workdir=/workspace/bert" in options
+    mounts = next(o for o in options if o.startswith("--container-mounts=")).split("=", 1)[1]
+    assert mounts.split(",") == [f"{REPO_ROOT}:/workspace/bert", f"{tmp_path}/res:{tmp_path}/res",
+                                 f"{data}:{data}", f"{ckpt.parent}:{ckpt.parent}"]  # fmt: skip
+    flags = parse_flags(command[3:])
+    assert command[2] == "/workspace/bert/run_pretraining.py"
+    assert flags["--init_checkpoint"] == str(ckpt)
+    assert flags["--vocab_file"] == "/workspace/bert/vocab/vocab"
 
 
 # --------------------------------------------------------------------------------------------
