@@ -1,7 +1,7 @@
 """The shell launchers against NVIDIA's: the python command lines that the presets and NVIDIA's
 documented command lines produce, flag by flag, in both generations (21.11 and HEAD); argument
-forms, checks and hostile input; run.sub under fake SLURM commands; a checkout whose path
-holds spaces; a real 21.11-form SQuAD run.
+forms, checks and hostile input; run.sub under fake SLURM commands; docker/launch.sh under a
+fake docker; a checkout whose path holds spaces; a real 21.11-form SQuAD run.
 
 The expected command lines come from a transcription of NVIDIA's launchers and presets as the
 reference describes them (the `nvidia_*` functions and preset tables below), not from ours. Our
@@ -687,7 +687,7 @@ def test_paths_the_documented_lines_use():
 
 
 # --------------------------------------------------------------------------------------------
-# run.sub under fake SLURM commands
+# scripts/docker/launch.sh and run.sub under fake commands
 
 
 def fake_command(folder: Path, name: str, log: Path, stdout: str = "") -> None:
@@ -717,6 +717,38 @@ def fakes(tmp_path, world):
     fake_command(folder, "scontrol", tmp_path / "scontrol.jsonl", stdout="node-a\nnode-b\n")
     env = {"PATH": f"{folder}:{world['env']['PATH']}"}
     return {"log": log, "env": env}
+
+
+@pytest.mark.parametrize("args, expected", [
+    ([], {"--net": "host", "image": "bert", "cmd": ["/bin/bash"], "gpus": "device=all"}),
+    (["python run.py *", "0,1", "bridge"],  # 21.11: CMD NV_VISIBLE_DEVICES DOCKER_BRIDGE
+     {"--net": "bridge", "image": "bert", "cmd": ["python", "run.py", "*"],
+      "gpus": '"device=0,1"'}),
+    (["bash", "2", "-v /d:/d"],  # HEAD's EXTRA_MOUNTS as third
+     {"--net": "host", "image": "bert", "cmd": ["bash"], "gpus": "device=2", "mounts": ["/d:/d"]}),
+    (["bash", "all", "", "my/image:1", "none"],  # HEAD: CMD DEVICES EXTRA_MOUNTS IMAGE BRIDGE
+     {"--net": "none", "image": "my/image:1", "cmd": ["bash"], "gpus": "device=all"}),
+])  # fmt: skip
+def test_docker_launch_takes_both_generations_arguments(args, expected, fakes, world):
+    result = run(["bash", "scripts/docker/launch.sh", *args], world, **fakes["env"])
+    assert result.returncode == 0, result.stderr
+    (call,) = calls(fakes["log"])
+    argv = call["argv"]
+    assert argv[:3] == ["run", "-it", "--rm"]
+    assert argv[argv.index("--gpus") + 1] == expected["gpus"]
+    assert f"--net={expected['--net']}" in argv
+    assert f"{REPO_ROOT}:/workspace/bert" in argv and f"{REPO_ROOT}/results:/results" in argv
+    image = argv.index(expected["image"])
+    assert argv[image + 1 :] == expected["cmd"]
+    mounts = [argv[i + 1] for i in range(image) if argv[i] == "-v"]
+    assert mounts[2:] == expected.get("mounts", [])
+
+
+def test_docker_launch_refuses_bad_arguments(fakes, world):
+    for args in (["bash", "0;rm"], ["bash", "all", "host", "x", "y", "z"], ["bash", "all", "a b"]):
+        result = run(["bash", "scripts/docker/launch.sh", *args], world, **fakes["env"])
+        assert result.returncode == 2 and len(result.stderr.splitlines()) == 1, result.stderr
+    assert calls(fakes["log"]) == []
 
 
 def run_sub(world, fakes, tmp_path, **env) -> subprocess.CompletedProcess:
