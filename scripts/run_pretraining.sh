@@ -26,7 +26,8 @@
 # - 21.11 form: data DATA_DIR_PHASE{1,2} = $BERT_PREP_WORKING_DIR/hdf5_lower_case_1_seq_len_{128,512}_
 #   max_pred_{20,80}_masked_lm_prob_0.15_random_seed_12345_dupe_factor_5/wikicorpus_en/ (what
 #   data/create_datasets_from_start.sh writes), model config bert_config.json, and
-#   --bert_model=bert-large-uncased; no length bins.
+#   --bert_model=bert-large-uncased (and --vocab_file when a data folder holds LDDL parquet
+#   files, whose tokens are text); no length bins.
 # - HEAD form: data $BERT_PREP_WORKING_DIR/pretrain/phase1/unbinned/parquet/ and
 #   .../pretrain/phase2/bin_size_64/parquet/ (LDDL's folders), model config 32, and
 #   --vocab_file --disable_progress_bar --num_workers=<28>. HEAD baked lengths bins (30) and
@@ -201,6 +202,11 @@ set_launcher "$num_gpus"
 common=(--output_dir="$CHECKPOINTS_DIR" --config_file="$BERT_CONFIG")
 if [ "$form" = 21.11 ]; then
   common+=(--bert_model=bert-large-uncased)
+  # LDDL parquet shards hold tokens as text, so reading them needs the vocabulary; 21.11 only
+  # read HDF5 shards (token ids) and passed none.
+  if compgen -G "$DATA_DIR_PHASE1/*.parquet*" >/dev/null || compgen -G "$DATA_DIR_PHASE2/*.parquet*" >/dev/null; then
+    common+=(--vocab_file="$VOCAB_FILE")
+  fi
 else
   common+=(--vocab_file="$VOCAB_FILE")
 fi

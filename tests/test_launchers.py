@@ -613,6 +613,16 @@ def test_lddl_only_arguments_get_a_note_when_the_data_exists(world):
     assert "--vocab_file" in phase1[2] and "--bert_model" not in phase1[2]  # HEAD's form
 
 
+def test_parquet_folders_in_the_21_11_form_get_the_vocabulary(world, tmp_path):
+    for phase in ("one", "two"):
+        (tmp_path / phase).mkdir()
+        (tmp_path / phase / "shard_0.parquet").write_bytes(b"x")
+    args = ["8", "1e-3", "fp16", "1"] + [""] * 16 + [tmp_path / "one", tmp_path / "two"]
+    for _, _, flags in commands(launch("run_pretraining.sh", args, world)):
+        assert flags["--vocab_file"] == str(REPO_ROOT / "vocab/vocab")
+        assert flags["--bert_model"] == "bert-large-uncased"  # still 21.11's form
+
+
 @pytest.mark.parametrize("launcher, position", [
     ("run_squad.sh", 3), ("run_squad.sh", 6), ("run_glue.sh", 7), ("run_glue.sh", 9),
     ("run_pretraining.sh", 1), ("run_pretraining.sh", 4), ("run_pretraining.sh", 11),
