@@ -3,8 +3,8 @@ documented command lines produce, flag by flag, in both generations (21.11 and H
 forms, checks and hostile input; run.sub under fake SLURM commands; docker/launch.sh under a
 fake docker; a checkout whose path holds spaces; a real 21.11-form SQuAD run.
 
-The expected command lines come from a transcription of NVIDIA's launchers and presets as the
-reference describes them (the `nvidia_*` functions and preset tables below), not from ours. Our
+The expected command lines come from a transcription of NVIDIA's launchers and presets of
+both generations (the `nvidia_*` functions and preset tables below), not from ours. Our
 launchers print their commands with DRY_RUN=1, one per line, quoted for shlex.
 """
 
@@ -207,7 +207,7 @@ def nvidia_pretraining(version: str, args: list[str]) -> tuple[int, list[str], l
     return int(arg("num_gpus", "8")), phase1, phase2
 
 
-# NVIDIA's presets (reference §3.5), as NVIDIA's preset files echo them.
+# NVIDIA's presets, as NVIDIA's preset files (21.11 and HEAD) echo them.
 SQUAD_PRESETS = [  # version, name, batch, lr, warm-up, precision, GPUs
     ("21.11", "dgx1_8gpu_fp16", 10, "3e-5", None, "fp16", 8),
     ("21.11", "dgx1_8gpu_fp32", 4, "3e-5", None, "fp32", 8),
