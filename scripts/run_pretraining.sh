@@ -78,12 +78,13 @@ bind_arguments train_batch_size learning_rate precision num_gpus warmup_proporti
   DATA_DIR_PHASE2 CODEDIR init_checkpoint wikipedia_source num_dask_workers num_shards_per_worker \
   num_workers sample_ratio phase2_bin_size masking BERT_CONFIG -- "$@"
 
+hdf5_folder() {  # sequence length, predictions per sequence
+  printf '%s/hdf5_lower_case_1_seq_len_%s_max_pred_%s_masked_lm_prob_0.15_random_seed_12345_dupe_factor_5/wikicorpus_en/' \
+    "$BERT_PREP_WORKING_DIR" "$1" "$2"
+}
 if [ "$form" = 21.11 ]; then
-  hdf5=$BERT_PREP_WORKING_DIR/hdf5_lower_case_1_seq_len_%s_max_pred_%s_masked_lm_prob_0.15_random_seed_12345_dupe_factor_5/wikicorpus_en/
-  # shellcheck disable=SC2059
-  printf -v default_phase1 "$hdf5" 128 20
-  # shellcheck disable=SC2059
-  printf -v default_phase2 "$hdf5" 512 80
+  default_phase1=$(hdf5_folder 128 20)
+  default_phase2=$(hdf5_folder 512 80)
   default_config=bert_config.json
 else
   default_phase1=$BERT_PREP_WORKING_DIR/pretrain/phase1/unbinned/parquet/
@@ -114,7 +115,7 @@ gradient_accumulation_steps_phase2=${ARG[gradient_accumulation_steps_phase2]:-51
 DATA_DIR_PHASE1=$(resolve_path "${ARG[DATA_DIR_PHASE1]:-$default_phase1}")
 DATA_DIR_PHASE2=$(resolve_path "${ARG[DATA_DIR_PHASE2]:-$default_phase2}")
 init_checkpoint=${ARG[init_checkpoint]:-None}
-default_source=$BERT_PREP_WORKING_DIR/wikipedia/source/
+default_source=$(resolve_path "$BERT_PREP_WORKING_DIR/wikipedia/source/")
 wikipedia_source=$(resolve_path "${ARG[wikipedia_source]:-$default_source}")
 default_dask_workers=$(nproc 2>/dev/null || echo 1)
 num_dask_workers=${ARG[num_dask_workers]:-$default_dask_workers}
