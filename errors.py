@@ -19,6 +19,10 @@ class BertError(Exception):
     exit_code = 1
 
 
+class MissingDependency(BertError, ImportError):
+    """An optional package a chosen feature needs is not installed; the message says which."""
+
+
 class UsageError(BertError, ValueError):
     """A flag value or a combination of flags that cannot work; the message names the flag."""
 

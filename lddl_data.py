@@ -56,6 +56,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from errors import MissingDependency
 from pretraining_data import (
     DynamicMasking,
     Piece,
@@ -80,7 +81,7 @@ def _pyarrow():
         import pyarrow.compute
         import pyarrow.parquet
     except ImportError:
-        raise ImportError(
+        raise MissingDependency(
             "reading LDDL parquet shards needs pyarrow: pip install 'pyarrow>=14'"
         ) from None
     return pyarrow

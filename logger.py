@@ -23,6 +23,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from errors import MissingDependency
+
 logger = logging.getLogger("bert")
 
 Step = str | tuple | list
@@ -98,7 +100,7 @@ class MetricLogger:
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:
-                raise ImportError(
+                raise MissingDependency(
                     f"--tensorboard {tensorboard_dir}: needs the tensorboard package "
                     "(pip install tensorboard)"
                 ) from None

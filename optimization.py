@@ -25,6 +25,8 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
+from errors import MissingDependency
+
 logger = logging.getLogger(__name__)
 
 #: NVIDIA's no-decay rule (pre-training and fine-tuning): any name containing one of these.
@@ -156,7 +158,8 @@ def make_lamb(
             from apex.optimizers import FusedLAMB
         except ImportError:
             if impl == "apex":
-                raise ImportError("--optimizer_impl apex needs NVIDIA apex installed") from None
+                message = "--optimizer_impl apex needs NVIDIA apex installed"
+                raise MissingDependency(message) from None
         else:
             if torch.cuda.is_available():
                 logger.info("optimizer: apex FusedLAMB")

@@ -36,7 +36,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
-from errors import BertError
+from errors import BertError, MissingDependency
 
 logger = logging.getLogger(__name__)
 
@@ -390,7 +390,7 @@ class BertTokenizer:
         try:
             from tokenizers import AddedToken, Regex, Tokenizer, models, normalizers, pre_tokenizers
         except ImportError as err:
-            raise ImportError(
+            raise MissingDependency(
                 "BertTokenizer(backend='fast') needs Hugging Face tokenizers: "
                 "pip install tokenizers"
             ) from err

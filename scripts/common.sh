@@ -1,7 +1,102 @@
 #!/usr/bin/env bash
-# Helpers sourced by the launchers (run_pretraining.sh, run_squad.sh, run_glue.sh).
+# Helpers sourced by the launchers (run_pretraining.sh, run_squad.sh, run_glue.sh) and run.sub:
+# argument checks, path resolution, precision flags, the process launcher and dry-run printing.
+#
+# Every check reads its value as a plain string (regular expressions, never `$((...))` on
+# unchecked input, which would run a command substitution hidden in an array index such as
+# `a[$(cmd)]`) and stops with one line naming the argument (position and NVIDIA's name) and exit
+# status 2, before any work starts. The caller sets `repo` (the repository root) and may set
+# LAUNCHER_NAME (default: the script's file name) before sourcing this file.
 
 PYTHON=${PYTHON:-python3}
+LAUNCHER_NAME=${LAUNCHER_NAME:-$(basename "$0")}
+declare -A ARG=() POS=()
+
+die() { printf '%s: %s\n' "$LAUNCHER_NAME" "$*" >&2; exit 2; }
+note() { printf '%s: note: %s\n' "$LAUNCHER_NAME" "$*" >&2; }
+
+# bind_arguments NAME... -- "$@": ARG[NAME] is the NAME's positional value ("" when not given)
+# and POS[NAME] its position, so that messages can say "argument 6 precision".
+bind_arguments() {
+  local names=() i
+  while [ "$1" != "--" ]; do names+=("$1"); shift; done
+  shift
+  for i in "${!names[@]}"; do
+    POS[${names[i]}]=$((i + 1))
+    ARG[${names[i]}]=${*:i+1:1}
+  done
+}
+
+# "argument 6 precision" for a bound positional argument, else the name itself (run.sub's
+# environment variables).
+where() {
+  if [ -n "${POS[$1]:-}" ]; then printf 'argument %s %s' "${POS[$1]}" "$1"; else printf '%s' "$1"; fi
+}
+
+is_uint() { [[ $1 =~ ^[0-9]+$ ]]; }
+is_number() { [[ $1 =~ ^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$ ]]; }
+is_precision() { [[ $1 =~ ^(fp16|fp32|tf32|bf16|fp32_strict)$ ]]; }
+
+need_positive_int() {  # name value
+  { is_uint "$2" && [ "$((10#$2))" -gt 0 ]; } || die "$(where "$1"): '$2' is not a positive integer"
+}
+need_uint() { is_uint "$2" || die "$(where "$1"): '$2' is not a non-negative integer"; }
+need_number() { is_number "$2" || die "$(where "$1"): '$2' is not a number"; }
+need_bool() {
+  [[ $2 =~ ^(true|false)$ ]] || die "$(where "$1"): '$2' is not true or false"
+}
+need_choice() {  # name value choice...
+  local name=$1 value=$2 choice
+  shift 2
+  for choice in "$@"; do [ "$value" = "$choice" ] && return 0; done
+  die "$(where "$name"): '$value' is not one of: $*"
+}
+
+# NVIDIA's positional arguments never start with "--"; a flag among them is a mistake (or the
+# marker a preset prints after explaining why it could not produce its arguments).
+refuse_flag_arguments() {
+  local i=0 value
+  for value in "$@"; do
+    i=$((i + 1))
+    case "$value" in
+      --*) die "argument $i '$value' looks like a flag: this launcher takes NVIDIA's positional arguments only" ;;
+    esac
+  done
+}
+
+# Precision words, as NVIDIA's launchers map them: fp16 adds --fp16; fp32 and tf32 add nothing,
+# so the entry scripts run their default, fp32 with TF32 matmuls allowed (what NVIDIA's containers
+# did with fp32: PyTorch allowed TF32 by default then). Ours: bf16 adds --bf16, and fp32_strict
+# adds --precision=fp32 (TF32 off, exact fp32). Sets the array PRECISION_FLAGS.
+set_precision_flags() {  # name value
+  case "$2" in
+    fp16) PRECISION_FLAGS=(--fp16) ;;
+    fp32 | tf32) PRECISION_FLAGS=() ;;
+    bf16) PRECISION_FLAGS=(--bf16) ;;
+    fp32_strict) PRECISION_FLAGS=(--precision=fp32) ;;
+    *) die "$(where "$1"): '$2' is not fp16, fp32, tf32, bf16 or fp32_strict" ;;
+  esac
+}
+
+# Paths. An absolute path or a URL (s3://...) is used as given. A relative path is looked up in
+# the current directory first, then in the repository root (presets echo repository-relative
+# paths: `$(...)` splits at spaces, so they must not echo a checkout path that holds some); a
+# relative path found in neither place is taken from the current directory, where an output
+# folder is then created.
+resolve_path() {
+  case "$1" in
+    "" | /* | *://*) printf '%s' "$1" ;;
+    *)
+      if [ -e "$PWD/$1" ]; then
+        printf '%s' "$PWD/$1"
+      elif [ -e "$repo/$1" ]; then
+        printf '%s' "$repo/$1"
+      else
+        printf '%s' "$PWD/$1"
+      fi
+      ;;
+  esac
+}
 
 # The number of GPUs nvidia-smi lists, or 1 on a machine without one (CPU: one process).
 default_gpus() {
@@ -12,23 +107,29 @@ default_gpus() {
   fi
 }
 
-# Sets the array PRECISION_FLAGS for a launcher precision: fp16, bf16, tf32 (fp32 with TF32
-# matmuls, as NVIDIA's containers run it) or fp32 (exact fp32); exits on anything else.
-set_precision_flags() {
-  case "$1" in
-    fp16) PRECISION_FLAGS=(--fp16) ;;
-    bf16) PRECISION_FLAGS=(--bf16) ;;
-    tf32) PRECISION_FLAGS=(--precision tf32) ;;
-    fp32) PRECISION_FLAGS=(--precision fp32) ;;
-    *) echo "$(basename "$0"): unknown precision '$1' (fp16, bf16, tf32 or fp32)" >&2; exit 1 ;;
+# Sets the array LAUNCHER: plain python for one process, torchrun (which replaces NVIDIA's
+# torch.distributed.launch) for several on this node. The count must be checked already.
+set_launcher() {
+  if [ "$((10#$1))" -le 1 ]; then
+    LAUNCHER=("$PYTHON")
+  else
+    LAUNCHER=("$PYTHON" -m torch.distributed.run --nproc_per_node="$((10#$1))" --standalone)
+  fi
+}
+
+# DRY_RUN=1: check everything, print the commands that would run, run and create nothing.
+check_dry_run() {
+  case "${DRY_RUN:-0}" in
+    0 | "") DRY_RUN=0 ;;
+    1) ;;
+    *) die "DRY_RUN is '$DRY_RUN': 1 prints the commands without running them, 0 runs them" ;;
   esac
 }
 
-# Sets the array LAUNCHER: plain python for one process, torchrun for several on this node.
-set_launcher() {
-  if [ "$1" -le 1 ]; then
-    LAUNCHER=("$PYTHON")
-  else
-    LAUNCHER=("$PYTHON" -m torch.distributed.run --nproc_per_node="$1" --standalone)
-  fi
+# One command on one line, each argument quoted so that the shell (or Python's shlex.split)
+# reads back exactly the same arguments.
+print_command() {
+  local line
+  printf -v line '%q ' "$@"
+  printf '%s\n' "${line% }"
 }

@@ -3,12 +3,13 @@
     python -m scripts.plot_loss results/dllogger.json [more logs ...] --output loss.png
         [--metrics average_loss mlm_loss] [--title TEXT]
 
-Every log gets one panel. A log that holds several runs (run_pretraining.sh appends phase 1 and
-phase 2 to one file) is split at each run's `Config` record, and the runs are drawn one after
-the other, labelled with their sequence length when the log names it. The plotted metrics are
-every numeric key with "loss" in its name (pre-training: average_loss, mlm_loss, nsp_loss;
-fine-tuning: step_loss) unless --metrics names them. Lines that are not dllogger records are
-skipped; a log without any loss record is an error that names the file.
+Every log gets one panel. A log that holds several runs (entry-script runs that shared one
+--json-summary file, which our logger appends to) is split at each run's `Config` record, and
+the runs are drawn one after the other, labelled with their sequence length when the log names
+it. The plotted metrics are every numeric key with "loss" in its name (pre-training:
+average_loss, mlm_loss, nsp_loss; fine-tuning: step_loss) unless --metrics names them. Lines that
+are not dllogger records are skipped; a log without any loss record is an error that names the
+file.
 """
 
 from __future__ import annotations

@@ -1,11 +1,14 @@
 """A summary table of pre-training and fine-tuning runs, read from their dllogger JSON logs.
 
-    python -m scripts.summarize_runs --pretraining results/dllogger.json \
+    python -m scripts.summarize_runs \
+        --pretraining results/dllogger_phase1.json results/dllogger.json \
         --squad results/SQuAD/dllogger.json --glue results/MRPC/dllogger.json \
         [--seconds 312] [--output summary.md]
 
 Each log's final summary records (those with an empty step) are read: for
-pre-training one per phase (final_loss, training_sequences_per_second, e2e_train_time), for
+pre-training one per phase (final_loss, training_sequences_per_second, e2e_train_time), from one
+log or several in phase order (run_pretraining.sh leaves phase 1's events in
+dllogger_phase1.json and phase 2's in dllogger.json), for
 SQuAD the training summary, the inference summary and exact_match/F1, for GLUE NVIDIA's keys
 (exact_match holds the accuracy, F1 the F1). The table goes to stdout, and with --output also to
 a Markdown file (written atomically). A log without a summary record is an error naming it.
@@ -70,13 +73,16 @@ def _merged(path: Path) -> dict:
     return final
 
 
-def rows(pretraining: Path | None, squad: Path | None, glue: Path | None) -> list[list[str]]:
+def rows(
+    pretraining: Path | list[Path] | None, squad: Path | None, glue: Path | None
+) -> list[list[str]]:
     table = []
-    if pretraining:
-        for index, (params, final) in enumerate(summaries(pretraining), start=1):
-            seq = params.get("seq_length")
-            name = f"pre-training phase {index}" + (f" (seq {seq})" if seq else "")
-            table.append(_train_row(name, final))
+    logs = [pretraining] if isinstance(pretraining, Path) else pretraining or []
+    runs = [run for log in logs for run in summaries(log)]
+    for index, (params, final) in enumerate(runs, start=1):
+        seq = params.get("seq_length")
+        name = f"pre-training phase {index}" + (f" (seq {seq})" if seq else "")
+        table.append(_train_row(name, final))
     if squad:
         final = _merged(squad)
         if "final_loss" in final:
@@ -106,7 +112,8 @@ def markdown(table: list[list[str]], seconds: float | None) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--pretraining", type=Path, help="run_pretraining's dllogger JSON")
+    parser.add_argument("--pretraining", type=Path, nargs="+",
+                        help="run_pretraining's dllogger JSON logs, phase 1 first")  # fmt: skip
     parser.add_argument("--squad", type=Path, help="run_squad's dllogger JSON")
     parser.add_argument("--glue", type=Path, help="run_glue's dllogger JSON")
     parser.add_argument("--seconds", type=float, help="wall time of the whole run, to report")

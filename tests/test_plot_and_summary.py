@@ -16,7 +16,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def pretraining_log(path: Path, phases=((128, 0, 5), (512, 5, 3))) -> None:
-    """Two runs appended to one file, as run_pretraining.sh writes phase 1 and phase 2."""
+    """Runs appended to one file, as two entry-script runs sharing --json-summary write it."""
     for seq, first, steps in phases:
         log = MetricLogger(path, use_dllogger=False)
         log.log("PARAMETER", {"Config": ["Namespace(...)"], "SEED": 42})
@@ -93,6 +93,17 @@ def test_summary_table_of_pretraining_and_fine_tuning(tmp_path, capsys):
     assert "| SQuAD dev prediction | EM 12.5 / F1 20.2 | 90 seq/s |" in table
     assert "| GLUE dev evaluation | accuracy 0.69 / F1 0.817 | 180 seq/s |" in table
     assert "wall time of the whole run: 300 s" in table
+
+
+def test_summary_of_pretraining_phases_in_two_logs(tmp_path, capsys):
+    """run_pretraining.sh leaves phase 1 in dllogger_phase1.json and phase 2 in dllogger.json."""
+    pretraining_log(tmp_path / "dllogger_phase1.json", phases=((128, 0, 5),))
+    pretraining_log(tmp_path / "dllogger.json", phases=((512, 5, 3),))
+    logs = [str(tmp_path / "dllogger_phase1.json"), str(tmp_path / "dllogger.json")]
+    assert summarize_runs.main(["--pretraining", *logs]) == 0
+    table = capsys.readouterr().out
+    assert "| pre-training phase 1 (seq 128) | final loss 5 | 321 seq/s | 12.5 s |" in table
+    assert "| pre-training phase 2 (seq 512) | final loss 2 |" in table
 
 
 def test_summary_of_an_unfinished_run_is_an_error(tmp_path, capsys):

@@ -70,25 +70,29 @@ def test_launcher_runs_phase1_then_phase2_on_the_sample(sample_shards, tmp_path)
         ["bash", "-c", "source scripts/configs/pretrain_config.sh && cpu_sample_tiny"],
         cwd=REPO_ROOT, capture_output=True, text=True, env=env, check=True,
     ).stdout.split()  # fmt: skip
+    (tmp_path / "dllogger.json").write_text('DLLL {"earlier": "run"}\n')  # kept, not overwritten
     result = subprocess.run(
         ["bash", "scripts/run_pretraining.sh", *preset],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=600, env=env,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    log = losses(tmp_path / "dllogger.json")
-    phase1 = [log[step] for step in range(1, 51)]
+    (earlier,) = tmp_path.glob("dllogger.[0-9]*.json")
+    assert earlier.read_text() == 'DLLL {"earlier": "run"}\n'
+    first, second = losses(tmp_path / "dllogger_phase1.json"), losses(tmp_path / "dllogger.json")
+    phase1 = [first[step] for step in range(1, 51)]
     assert sum(phase1[-5:]) / 5 < phase1[0] - 2.0, phase1  # well below the start (about 11)
-    assert min(log) == 1 and max(log) == 70  # phase 2 continues the numbering at 51
-    assert log[51] < phase1[0] - 2.0  # ... from phase 1's weights, not from scratch
+    assert sorted(first) == list(range(1, 51))  # NVIDIA's file shape: dllogger.json holds ...
+    assert sorted(second) == list(range(51, 71))  # ... phase 2 only, numbered on from 51 ...
+    assert second[51] < phase1[0] - 2.0  # ... from phase 1's weights, not from scratch
     names = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
     assert names == ["ckpt_25.pt", "ckpt_50.pt", "ckpt_70.pt"]
     final = torch_load(tmp_path / "checkpoints" / "ckpt_70.pt")
     assert final["phase"] == 2 and final["global_step"] == 20
     assert final["model"]["bert.embeddings.word_embeddings.weight"].shape == (30528, 128)
-    events = read_dllogger_file(tmp_path / "dllogger.json")
-    summary = [e["data"] for e in events if e.get("step") == []]
-    assert len(summary) == 2 and {"e2e_train_time", "training_sequences_per_second",
-                                  "final_loss", "raw_train_time"} <= set(summary[0])  # fmt: skip
+    for name in ("dllogger_phase1.json", "dllogger.json"):
+        summary = [e["data"] for e in read_dllogger_file(tmp_path / name) if e.get("step") == []]
+        keys = {"e2e_train_time", "training_sequences_per_second", "final_loss", "raw_train_time"}
+        assert len(summary) == 1 and keys <= set(summary[0])
     logs = sorted(p.name for p in tmp_path.glob("bert_sample_tiny.pyt_bert_pretraining_phase*"))
     assert len(logs) == 2 and "_fp32_gbs32." in logs[0] and "_fp32_gbs8." in logs[1]
 

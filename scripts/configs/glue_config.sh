@@ -1,51 +1,56 @@
 #!/usr/bin/env bash
-# GLUE presets (spec §3.5): {mrpc|sst-2}_{machine}_{1|2|4|8|16}gpu_{precision}, each echoing the
-# first 14 positional arguments of scripts/run_glue.sh (mode and seed keep their defaults).
+# GLUE presets: {mrpc|sst-2}_{machine}_{N}gpu_{precision}, each echoing the first 14 positional
+# arguments of scripts/run_glue.sh (seed and mode keep the launcher's defaults):
 #   bash scripts/run_glue.sh $(source scripts/configs/glue_config.sh && mrpc_dgxa100_8gpu_fp16)
-# The per-GPU batch is the global batch / GPUs; the accumulation starts at 1 and doubles while
-# batch / accumulation exceeds the machine's capacity for that precision (NVIDIA's derivation).
+#
+# Machines: NVIDIA 21.11's dgxa100 (fp16, tf32; 1-8 GPUs) and dgx2 (fp16, fp32; 1-16 GPUs) with
+# 21.11's config bert_config.json; NVIDIA HEAD's dgxa100-80g (fp16, tf32) and dgx1-32g (fp16,
+# fp32), 1-8 GPUs, with bert_configs/large.json; ours: dgxh100 (bf16), 1-8 GPUs. The per-GPU batch
+# is the global batch / GPUs; the accumulation starts at 1 and doubles while batch / accumulation
+# exceeds the machine's capacity for that precision (NVIDIA's derivation). Paths are echoed
+# relative to the repository root, as preset_paths.sh explains: checkpoints/bert_uncased.pt (or
+# $INIT_CHECKPOINT), $BERT_PREP_WORKING_DIR/download/glue/<TASK>/, vocab/vocab (NVIDIA's presets
+# name Google's uncased vocab.txt, the same file) and results/<TASK>.
 
-_repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-_prep=${BERT_PREP_WORKING_DIR:-$_repo/data}
-_init=${INIT_CHECKPOINT:-$_repo/checkpoints/bert_uncased.pt}
+source "$(dirname "${BASH_SOURCE[0]}")/preset_paths.sh"
 
-# task global_batch lr warmup epochs gpus capacity precision
+# config task global_batch lr warmup epochs gpus capacity precision
 _glue() {
-  local task=$1 global=$2 lr=$3 warmup=$4 epochs=$5 gpus=$6 capacity=$7 precision=$8
-  local batch=$((global / gpus)) accumulation=1
+  local config=$1 task=$2 global=$3 lr=$4 warmup=$5 epochs=$6 gpus=$7 capacity=$8 precision=$9
+  local batch=$((global / gpus)) accumulation=1 folder
   while [ $((batch / accumulation)) -gt "$capacity" ]; do accumulation=$((accumulation * 2)); done
-  local folder
   folder=$(echo "$task" | tr '[:lower:]' '[:upper:]')
-  echo "$_init" "$_prep/download/glue/$folder/" "$_repo/vocab/vocab" "$_repo/bert_configs/large.json" \
-    "$_repo/results/$folder" "$task" "$gpus" "$batch" "$accumulation" "$lr" "$warmup" "$epochs" \
-    -1.0 "$precision"
+  _emit "${INIT_CHECKPOINT:-$_repo/checkpoints/bert_uncased.pt}" "$(_prep)/download/glue/$folder/" \
+    vocab/vocab "$config" "results/$folder" "$task" "$gpus" "$batch" "$accumulation" "$lr" \
+    "$warmup" "$epochs" -1.0 "$precision"
 }
 
-# Define every preset: machine precision capacity, for 1..16 (21.11) or 1..8 (HEAD) GPUs.
-_define() {  # version machine precision capacity mrpc_lr mrpc_warmup sst_batch sst_lr
-  local gpus_list="1 2 4 8"
-  [ "$1" = "21.11" ] && gpus_list="1 2 4 8 16"
-  for gpus in $gpus_list; do
-    eval "mrpc_${2}_${gpus}gpu_${3}() { _glue mrpc 128 $5 $6 3 $gpus $4 $3; }"
-    eval "sst-2_${2}_${gpus}gpu_${3}() { _glue sst-2 $7 $8 0.1 3 $gpus $4 $3; }"
+# Defines the presets of one machine and precision: config "gpu counts" machine precision
+# capacity mrpc_lr mrpc_warmup sst_global_batch sst_lr
+_define() {
+  local gpus
+  for gpus in $2; do
+    eval "mrpc_${3}_${gpus}gpu_${4}() { _glue $1 mrpc 128 $6 $7 3 $gpus $5 $4; }"
+    eval "sst-2_${3}_${gpus}gpu_${4}() { _glue $1 sst-2 $8 $9 0.1 3 $gpus $5 $4; }"
   done
 }
 # NVIDIA 21.11
-_define 21.11 dgxa100 fp16 128 2.4e-5 0.1 1024 3e-5
-_define 21.11 dgxa100 tf32 64 2.4e-5 0.1 512 2e-5
-_define 21.11 dgx2 fp16 128 2.4e-5 0.1 1024 3e-5
-_define 21.11 dgx2 fp32 64 2.4e-5 0.1 1024 3e-5
+_define bert_config.json "1 2 4 8" dgxa100 fp16 128 2.4e-5 0.1 1024 3e-5
+_define bert_config.json "1 2 4 8" dgxa100 tf32 64 2.4e-5 0.1 512 2e-5
+_define bert_config.json "1 2 4 8 16" dgx2 fp16 128 2.4e-5 0.1 1024 3e-5
+_define bert_config.json "1 2 4 8 16" dgx2 fp32 64 2.4e-5 0.1 1024 3e-5
 # NVIDIA HEAD
-_define HEAD dgxa100-80g fp16 256 1.8e-5 0.3 1024 1e-5
-_define HEAD dgxa100-80g tf32 128 1.8e-5 0.3 1024 1e-5
-_define HEAD dgx1-32g fp16 128 1.8e-5 0.3 1024 1e-5
-_define HEAD dgx1-32g fp32 64 1.8e-5 0.3 512 1e-5
+_define bert_configs/large.json "1 2 4 8" dgxa100-80g fp16 256 1.8e-5 0.3 1024 1e-5
+_define bert_configs/large.json "1 2 4 8" dgxa100-80g tf32 128 1.8e-5 0.3 1024 1e-5
+_define bert_configs/large.json "1 2 4 8" dgx1-32g fp16 128 1.8e-5 0.3 1024 1e-5
+_define bert_configs/large.json "1 2 4 8" dgx1-32g fp32 64 1.8e-5 0.3 512 1e-5
 # Ours: H100 80GB in bf16
-_define HEAD dgxh100 bf16 256 1.8e-5 0.3 1024 1e-5
+_define bert_configs/large.json "1 2 4 8" dgxh100 bf16 256 1.8e-5 0.3 1024 1e-5
 
-# Ours: the bundled MRPC sample on a CPU with the tiny model pre-trained by the quick start.
+# Ours: the bundled MRPC sample on a CPU with the tiny model pre-trained by the quick start
+# (INIT_CHECKPOINT, default results/checkpoints/ckpt_70.pt; OUT_DIR, default results/MRPC_sample).
 cpu_sample_tiny() {
-  local init=${INIT_CHECKPOINT:-$_repo/results/checkpoints/ckpt_70.pt}
-  echo "$init" "$_repo/data/sample/glue/MRPC/" "$_repo/vocab/vocab" "$_repo/bert_configs/tiny.json" \
-    "${OUT_DIR:-$_repo/results/MRPC_sample}" mrpc 1 16 1 1e-3 0.1 2 -1.0 fp32
+  _emit "${INIT_CHECKPOINT:-$_repo/results/checkpoints/ckpt_70.pt}" data/sample/glue/MRPC/ \
+    vocab/vocab bert_configs/tiny.json "${OUT_DIR:-$_repo/results/MRPC_sample}" mrpc 1 16 1 1e-3 \
+    0.1 2 -1.0 fp32
 }
