@@ -30,8 +30,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import torch
-
 import distributed
 import squad
 from checkpoint import CheckpointError, save_nvidia_checkpoint
@@ -128,21 +126,6 @@ def features_for(
     return examples, features
 
 
-def qa_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    return model(
-        batch["input_ids"], batch["segment_ids"], batch["input_mask"],
-        start_positions=batch["start_positions"], end_positions=batch["end_positions"],
-    )[0]  # fmt: skip
-
-
-def qa_forward(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> list:
-    """Per feature: (start_logits, end_logits) over its real tokens, as float32 numpy arrays."""
-    start, end = model(batch["input_ids"], batch["segment_ids"], batch["input_mask"])
-    lengths = batch["input_mask"].sum(dim=1).tolist()
-    start, end = start.float().cpu().numpy(), end.float().cpu().numpy()
-    return [(start[i, :n], end[i, :n]) for i, n in enumerate(lengths)]
-
-
 def do_train(model, tokenizer, args: argparse.Namespace, run: Setup) -> None:
     examples, features = features_for(args.train_file, True, tokenizer, args, run)
     arrays = squad.features_to_arrays(features)
@@ -154,8 +137,9 @@ def do_train(model, tokenizer, args: argparse.Namespace, run: Setup) -> None:
     micro_batch = args.train_batch_size // args.gradient_accumulation_steps
     loader = train_loader(ArrayDataset(arrays), micro_batch, run, args.seed)
     result = train(
-        model, ddp_model, loader, qa_loss, args, run, exclude=("pooler",), trim=not args.no_trim
-    )
+        model, ddp_model, loader, squad.qa_loss, args, run, exclude=("pooler",),
+        trim=not args.no_trim,
+    )  # fmt: skip
     run.metrics.log((), {
         "e2e_train_time": result.seconds,
         "training_sequences_per_second": result.sequences_per_second,
@@ -176,7 +160,9 @@ def do_predict(model, tokenizer, args: argparse.Namespace, run: Setup) -> dict[s
         "predict_batch_size": args.predict_batch_size,
     })  # fmt: skip
     inputs = {key: arrays[key] for key in ("input_ids", "segment_ids", "input_mask")}
-    result = predict(model, inputs, args.predict_batch_size, qa_forward, run, trim=not args.no_trim)
+    result = predict(
+        model, inputs, args.predict_batch_size, squad.qa_forward, run, trim=not args.no_trim
+    )
     raw = [
         squad.RawResult(int(uid), start, end)
         for uid, (start, end) in zip(arrays["unique_ids"], result.outputs, strict=True)

@@ -8,13 +8,16 @@ start/end logits and the official scores (spec §8.1, §8.2, §8.4):
 - ``convert_examples_to_features`` builds ``[CLS] question [SEP] window [SEP]`` features over
   doc-stride windows with NVIDIA's maps, max-context flags and shifted labels;
   ``features_to_arrays`` turns them into the arrays a dataset needs.
+- ``qa_loss`` and ``qa_forward`` call a QA model on a batch of those arrays: the training loss,
+  and each feature's start/end logits over its real tokens (``run_squad.py``, ``inference.py``).
 - ``get_answers`` turns ``RawResult`` logits into predictions, n-best lists and null odds;
   ``write_predictions`` writes them.
 - ``evaluate_v1`` and ``evaluate_v2`` give the official scripts' numbers (``evaluate_squad.py``
   is their command-line form).
 - ``cache_path``, ``save_feature_cache`` and ``load_feature_cache`` keep built features on disk.
 
-The model, the training loop, distribution and logging belong to ``run_squad.py``.
+The model itself, the training loop, distribution and logging belong to ``modeling.py``,
+``finetuning.py`` and ``run_squad.py``.
 
 Differences from NVIDIA's ``run_squad.py``:
 
@@ -53,12 +56,15 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import numpy as np
 
 from fileio import atomic_write_json, sha256_file
 from tokenization import BasicTokenizer
+
+if TYPE_CHECKING:  # the model is only called here; reading and scoring need no torch
+    import torch
 
 logger = logging.getLogger(__name__)
 
@@ -539,6 +545,25 @@ def features_to_arrays(features: Sequence[SquadFeature]) -> dict[str, np.ndarray
         "end_positions": labels("end_position"),
         "unique_ids": np.array([f.unique_id for f in features], dtype=np.int64),
     }
+
+
+# ---------------------------------------------------------------------------- model calls
+
+
+def qa_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The QA model's training loss on a batch of ``features_to_arrays`` columns."""
+    return model(
+        batch["input_ids"], batch["segment_ids"], batch["input_mask"],
+        start_positions=batch["start_positions"], end_positions=batch["end_positions"],
+    )[0]  # fmt: skip
+
+
+def qa_forward(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> list:
+    """Per feature: (start_logits, end_logits) over its real tokens, as float32 numpy arrays."""
+    start, end = model(batch["input_ids"], batch["segment_ids"], batch["input_mask"])
+    lengths = batch["input_mask"].sum(dim=1).tolist()
+    start, end = start.float().cpu().numpy(), end.float().cpu().numpy()
+    return [(start[i, :n], end[i, :n]) for i, n in enumerate(lengths)]
 
 
 # ---------------------------------------------------------------------------- feature cache

@@ -30,7 +30,6 @@ from distributed import DistState
 from finetuning import Setup, predict
 from logger import MetricLogger
 from modeling import BertConfig, BertForQuestionAnswering
-from run_squad import qa_forward
 from tokenization import BertTokenizer
 from training import make_precision
 
@@ -137,9 +136,9 @@ def run(args: argparse.Namespace) -> dict:
         s, e = out.start_logits.float().cpu().numpy(), out.end_logits.float().cpu().numpy()
         return [(s[i, :n], e[i, :n]) for i, n in enumerate(lengths)]
 
-    rows = [("ours (trimmed)", ours, qa_forward, True)]
+    rows = [("ours (trimmed)", ours, squad.qa_forward, True)]
     if not args.skip_padded:
-        rows.append(("ours (padded 384)", ours, qa_forward, False))
+        rows.append(("ours (padded 384)", ours, squad.qa_forward, False))
     if args.hf:
         rows.append(("transformers (padded 384)", hf, hf_forward, False))
     predictions = {}
