@@ -1,10 +1,12 @@
 """GLUE fine-tuning data: the nine tasks' readers, BERT features, metrics and submission files.
 
-Owns everything task-specific that ``run_glue.py`` needs and that can be tested without a model:
+Owns everything task-specific that ``run_glue.py`` needs, all testable without a trained model:
 
 - one processor per task (``get_processor``) that reads GLUE's TSV files into ``InputExample``s
   and checks their layout, so a wrong file fails with one ``GlueError`` naming the file and line;
 - ``convert_examples_to_features`` (NVIDIA's rules) and ``collate``, which pads one batch;
+- the model calls the loops take: ``classification_loss`` and ``logits_forward`` (with
+  ``features_to_arrays`` and ``predictions_from_logits`` around prediction);
 - the metrics (``compute_metrics``), with numpy only;
 - ``write_submission``: the files the GLUE benchmark server takes.
 
@@ -597,6 +599,40 @@ def collate(
     else:
         batch["labels"] = torch.tensor(label_ids, dtype=torch.long)  # [B]
     return batch
+
+
+# --------------------------------------------------------------------------------------------
+# Model calls.
+# --------------------------------------------------------------------------------------------
+
+
+def features_to_arrays(features: Sequence[InputFeatures], width: int) -> dict[str, np.ndarray]:
+    """int64 [N, width] ``input_ids``, ``segment_ids`` and ``input_mask``, zero-padded, for
+    prediction (``finetuning.predict`` trims each batch to its longest sequence again)."""
+    arrays = {k: np.zeros((len(features), width), np.int64) for k in ("input_ids", "segment_ids")}
+    arrays["input_mask"] = np.zeros((len(features), width), np.int64)
+    for row, feature in enumerate(features):
+        arrays["input_ids"][row, : feature.length] = feature.input_ids
+        arrays["segment_ids"][row, : feature.length] = feature.segment_ids
+        arrays["input_mask"][row, : feature.length] = 1
+    return arrays
+
+
+def classification_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The classifier's training loss on a ``collate`` batch (cross-entropy, or MSE for STS-B)."""
+    return model(batch["input_ids"], batch["segment_ids"], batch["input_mask"], batch["labels"])[0]
+
+
+def logits_forward(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> list[np.ndarray]:
+    """Per row: the classifier's float32 logits [num_labels], as numpy arrays."""
+    logits = model(batch["input_ids"], batch["segment_ids"], batch["input_mask"])
+    return list(logits.float().cpu().numpy())
+
+
+def predictions_from_logits(logits: Sequence[np.ndarray], regression: bool) -> np.ndarray:
+    """Predicted class ids (argmax), or the single score of a regression head."""
+    stacked = np.stack(logits)
+    return stacked[:, 0] if regression else stacked.argmax(axis=1)
 
 
 # --------------------------------------------------------------------------------------------

@@ -77,26 +77,6 @@ def check_arguments(args: argparse.Namespace) -> glue.GlueProcessor:
     return glue.get_processor(args.task_name)
 
 
-def to_arrays(features: list[glue.InputFeatures], width: int) -> dict[str, np.ndarray]:
-    """Zero-padded [N, S] arrays of features (prediction trims each batch again)."""
-    arrays = {k: np.zeros((len(features), width), np.int64) for k in ("input_ids", "segment_ids")}
-    arrays["input_mask"] = np.zeros((len(features), width), np.int64)
-    for row, feature in enumerate(features):
-        arrays["input_ids"][row, : feature.length] = feature.input_ids
-        arrays["segment_ids"][row, : feature.length] = feature.segment_ids
-        arrays["input_mask"][row, : feature.length] = 1
-    return arrays
-
-
-def classification_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    return model(batch["input_ids"], batch["segment_ids"], batch["input_mask"], batch["labels"])[0]
-
-
-def logits_forward(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> list[np.ndarray]:
-    logits = model(batch["input_ids"], batch["segment_ids"], batch["input_mask"])
-    return list(logits.float().cpu().numpy())
-
-
 def features(processor, examples, tokenizer, args) -> list[glue.InputFeatures]:
     return glue.convert_examples_to_features(
         examples, processor.get_labels(), args.max_seq_length, tokenizer, processor.is_regression
@@ -111,7 +91,7 @@ def do_train(model, processor, tokenizer, args, run: Setup) -> dict:
     micro_batch = args.train_batch_size // args.gradient_accumulation_steps
     collate = functools.partial(glue.collate, pad_to_multiple_of=padding_multiple(run.device))
     loader = train_loader(train_features, micro_batch, run, args.seed, collate_fn=collate)
-    result = train(model, ddp_model, loader, classification_loss, args, run)
+    result = train(model, ddp_model, loader, glue.classification_loss, args, run)
     if run.dist.is_main_process and not args.skip_checkpoint:
         output = Path(args.output_dir)
         save_nvidia_checkpoint(output / "pytorch_model.bin", model.state_dict(), model.config)
@@ -126,16 +106,11 @@ def do_train(model, processor, tokenizer, args, run: Setup) -> dict:
     }
 
 
-def predictions_of(logits: list[np.ndarray], regression: bool) -> np.ndarray:
-    stacked = np.stack(logits)
-    return stacked[:, 0] if regression else stacked.argmax(axis=1)
-
-
 def evaluate(model, processor, tokenizer, args, run: Setup, examples, task: str) -> dict:
     labelled = features(processor, examples, tokenizer, args)
-    arrays = to_arrays(labelled, args.max_seq_length)
-    result = predict(model, arrays, args.eval_batch_size, logits_forward, run)
-    preds = predictions_of(result.outputs, processor.is_regression)
+    arrays = glue.features_to_arrays(labelled, args.max_seq_length)
+    result = predict(model, arrays, args.eval_batch_size, glue.logits_forward, run)
+    preds = glue.predictions_from_logits(result.outputs, processor.is_regression)
     labels = np.array([f.label_id for f in labelled])
     logits = torch.from_numpy(np.stack(result.outputs))
     target = torch.from_numpy(labels)
@@ -161,9 +136,10 @@ def evaluate(model, processor, tokenizer, args, run: Setup, examples, task: str)
 
 def do_predict(model, processor, tokenizer, args, run: Setup) -> None:
     examples = processor.get_test_examples(args.data_dir)
-    arrays = to_arrays(features(processor, examples, tokenizer, args), args.max_seq_length)
-    result = predict(model, arrays, args.eval_batch_size, logits_forward, run)
-    preds = predictions_of(result.outputs, processor.is_regression)
+    unlabelled = features(processor, examples, tokenizer, args)
+    arrays = glue.features_to_arrays(unlabelled, args.max_seq_length)
+    result = predict(model, arrays, args.eval_batch_size, glue.logits_forward, run)
+    preds = glue.predictions_from_logits(result.outputs, processor.is_regression)
     if not run.dist.is_main_process:
         return
     labels = processor.get_labels()
