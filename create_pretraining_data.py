@@ -46,20 +46,12 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
+import shard_format
 from fileio import sha256_file
+from shard_format import SHARD_DTYPES
 from tokenization import BertTokenizer, VocabError
 
 logger = logging.getLogger(__name__)
-
-#: The six datasets of an NVIDIA shard and their stored dtypes (spec §4.2).
-SHARD_DTYPES = {
-    "input_ids": "i4",
-    "input_mask": "i1",
-    "segment_ids": "i1",
-    "masked_lm_positions": "i4",
-    "masked_lm_ids": "i4",
-    "next_sentence_labels": "i1",
-}
 
 #: Lines tokenized per call, so the fast backend can batch without holding a whole file.
 TOKENIZE_BLOCK_LINES = 4096
@@ -196,14 +188,7 @@ class InstanceWriter:
         self.arrays = self._allocate(1024)
 
     def _allocate(self, rows: int) -> dict[str, np.ndarray]:
-        shapes = {
-            "input_ids": (rows, self.seq_length),
-            "input_mask": (rows, self.seq_length),
-            "segment_ids": (rows, self.seq_length),
-            "masked_lm_positions": (rows, self.max_predictions),
-            "masked_lm_ids": (rows, self.max_predictions),
-            "next_sentence_labels": (rows,),
-        }
+        shapes = shard_format.shapes(rows, self.seq_length, self.max_predictions)
         return {key: np.zeros(shape, dtype=SHARD_DTYPES[key]) for key, shape in shapes.items()}
 
     def add(
@@ -377,15 +362,14 @@ class ShardFile:
         self.output = output
         self.tmp = output.with_name(f".{output.name}.tmp")
         self.file = h5py.File(self.tmp, "w")
-        widths = {"masked_lm_positions": max_predictions, "masked_lm_ids": max_predictions}
-        for key, dtype in SHARD_DTYPES.items():
-            width = () if key == "next_sentence_labels" else (widths.get(key, seq_length),)
+        for key, shape in shard_format.shapes(0, seq_length, max_predictions).items():
+            width = shape[1:]
             self.file.create_dataset(
                 key,
                 shape=(0, *width),
                 maxshape=(None, *width),
                 chunks=(256, *width),
-                dtype=dtype,
+                dtype=SHARD_DTYPES[key],
                 compression="gzip",
             )
         self.count = 0
@@ -451,8 +435,8 @@ def create_shard(job: ShardJob) -> dict[str, object]:
             )
         shard.commit(
             {
-                "created_by": "bert-pytorch create_pretraining_data.py",
-                "vocab_sha256": sha256_file(job.vocab_file),
+                "created_by": shard_format.CREATED_BY,
+                shard_format.VOCAB_SHA256: sha256_file(job.vocab_file),
                 "vocab_size": len(tokenizer),
                 "do_lower_case": job.do_lower_case,
                 "input_files": [p.name for p in job.inputs],

@@ -1,6 +1,6 @@
 """Pre-training shards: reading NVIDIA-layout HDF5 files into model inputs.
 
-A shard holds the six datasets of spec §4.2. `PretrainingShard` loads one file, checks its
+A shard holds the six datasets of `shard_format.py`. `PretrainingShard` loads one file, checks its
 layout once, and turns each instance into the model's inputs the way NVIDIA's 21.11 loader does
 (spec §4.3): `masked_lm_labels` is -1 everywhere except at the masked positions, which hold the
 original token ids; the masked positions end at the first 0 (position 0 is always [CLS]).
@@ -29,17 +29,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-logger = logging.getLogger(__name__)
+from shard_format import SHARD_NDIMS
 
-#: The six datasets of an NVIDIA shard with their number of dimensions.
-SHARD_KEYS = {
-    "input_ids": 2,
-    "input_mask": 2,
-    "segment_ids": 2,
-    "masked_lm_positions": 2,
-    "masked_lm_ids": 2,
-    "next_sentence_labels": 1,
-}
+logger = logging.getLogger(__name__)
 
 
 class ShardError(ValueError):
@@ -53,14 +45,14 @@ def read_shard(path: str | os.PathLike) -> dict[str, np.ndarray]:
         raise FileNotFoundError(f"shard not found: {path}")
     try:
         with h5py.File(path, "r") as shard:
-            missing = [key for key in SHARD_KEYS if key not in shard]
+            missing = [key for key in SHARD_NDIMS if key not in shard]
             if missing:
                 raise ShardError(f"{path}: missing dataset(s) {', '.join(missing)}")
-            arrays = {key: shard[key][()] for key in SHARD_KEYS}
+            arrays = {key: shard[key][()] for key in SHARD_NDIMS}
     except OSError as err:
         raise ShardError(f"{path}: not a readable HDF5 file ({err})") from None
     count = len(arrays["next_sentence_labels"])
-    for key, ndim in SHARD_KEYS.items():
+    for key, ndim in SHARD_NDIMS.items():
         array = arrays[key]
         if array.ndim != ndim or len(array) != count:
             raise ShardError(
@@ -147,7 +139,7 @@ def shard_shape(path: Path) -> tuple[int, int, int]:
     """(instances, sequence length, max predictions) from a shard's metadata, checked."""
     try:
         with h5py.File(path, "r") as shard:
-            missing = [key for key in SHARD_KEYS if key not in shard]
+            missing = [key for key in SHARD_NDIMS if key not in shard]
             if missing:
                 raise ShardError(f"{path}: missing dataset(s) {', '.join(missing)}")
             rows = shard["next_sentence_labels"].shape[0]
