@@ -1,7 +1,8 @@
 """The HDF5 pre-training shard format: NVIDIA's six datasets and the settings we add to them.
 
-The one description of a shard that its writer (`create_pretraining_data.py`), its reader
-(`pretraining_data.py`) and its checker (`data/verify.py`) share. It imports nothing of the
+The one description of a shard that its writer (`pretraining_instances.py`, run by
+`create_pretraining_data.py`), its reader (`pretraining_data.py`) and its checker
+(`data/verify.py`) share. It imports nothing of the
 repository and no torch, so the processes that write shards stay light.
 
 A shard of N instances, sequence length S and at most P masked positions per instance holds, as

@@ -235,7 +235,7 @@ def stage_shard(s: Settings) -> dict[str, Any]:
 
 
 def stage_hdf5(s: Settings) -> dict[str, Any]:
-    from create_pretraining_data import InstanceOptions, ShardJob, create_shards
+    from pretraining_instances import InstanceOptions, ShardJob, create_shards
 
     texts = sorted(p for p in s.sharded_dir.glob("*.txt") if p.stat().st_size > 0)
     if not texts:

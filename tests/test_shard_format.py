@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import h5py
 
-import create_pretraining_data as cpd
 import shard_format
+from pretraining_instances import InstanceOptions, ShardJob, create_shard
 from tests.conftest import UNCASED_VOCAB
 
 
@@ -26,9 +26,9 @@ def test_schema_is_nvidias_layout():
 
 def test_written_shard_matches_the_schema(tmp_path):
     (tmp_path / "in.txt").write_text("A b c .\nD e f .\n\nG h .\nI j .\n")
-    options = cpd.InstanceOptions(max_seq_length=16, max_predictions_per_seq=3, dupe_factor=2)
+    options = InstanceOptions(max_seq_length=16, max_predictions_per_seq=3, dupe_factor=2)
     output = tmp_path / "out.hdf5"
-    cpd.create_shard(cpd.ShardJob((tmp_path / "in.txt",), output, UNCASED_VOCAB, True, options))
+    create_shard(ShardJob((tmp_path / "in.txt",), output, UNCASED_VOCAB, True, options))
     with h5py.File(output, "r") as shard:
         assert sorted(shard.attrs) == sorted(shard_format.SETTINGS_ATTRIBUTES)
         assert shard.attrs["created_by"] == shard_format.CREATED_BY
