@@ -32,53 +32,21 @@ import dataclasses
 import json
 import logging
 import os
-import shutil
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from data.download import download_dataset, download_wikipedia
+from data.sharding import shard_articles
+from data.stages import PipelineError
+from data.wikipedia import extract, format_articles
 
 logger = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 STAGES = ("download", "extract", "format", "shard", "hdf5", "verify")
 DATASETS = ("wikicorpus_en", "books_wiki_en_corpus")
-
-
-class PipelineError(RuntimeError):
-    """A stage that failed or produced nothing; the message names the stage and the path."""
-
-
-@contextmanager
-def staged_output_dir(out_dir: Path, overwrite: bool = False) -> Iterator[Path]:
-    """Yield an empty folder beside `out_dir` that replaces `out_dir` when the block succeeds.
-
-    On an exception the folder is deleted and `out_dir` is untouched. A folder left by a killed
-    run (`.<name>.partial`) is cleared first, so two runs must not share an `out_dir`. Without
-    `overwrite`, an existing non-empty `out_dir` is an error before any work is done.
-    """
-    out_dir = Path(out_dir).absolute()
-    if out_dir.exists() and not out_dir.is_dir():
-        raise PipelineError(f"output folder {out_dir} exists and is not a folder")
-    if out_dir.is_dir() and not overwrite and any(out_dir.iterdir()):
-        raise PipelineError(f"output folder {out_dir} is not empty: remove it or pass overwrite")
-    staging = out_dir.with_name(f".{out_dir.name}.partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    try:
-        yield staging
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    if out_dir.exists():
-        old = out_dir.with_name(f".{out_dir.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        out_dir.rename(old)
-        staging.rename(out_dir)
-        shutil.rmtree(old)
-    else:
-        staging.rename(out_dir)
 
 
 @dataclasses.dataclass
@@ -146,8 +114,6 @@ class Settings:
 
 
 def stage_download(s: Settings) -> dict[str, Any]:
-    from data.download import download_dataset, download_wikipedia
-
     files: list[Path] = []
     for name in s.downloads:
         if name == "wikicorpus_en":
@@ -173,16 +139,12 @@ def wikipedia_dump(s: Settings) -> Path:
 
 
 def stage_extract(s: Settings) -> dict[str, Any]:
-    from data.wikipedia import extract
-
     # The markers decide what is done: a stage that runs replaces its own output folder.
     files = extract(wikipedia_dump(s), s.extracted_dir, processes=s.n_processes, overwrite=True)
     return {"files": len(files), "bytes": sum(f.stat().st_size for f in files)}
 
 
 def stage_format(s: Settings) -> dict[str, Any]:
-    from data.wikipedia import format_articles
-
     summary = {"wikicorpus_en": format_articles(s.extracted_dir, s.formatted_file("wikicorpus_en"))}
     if s.dataset == "books_wiki_en_corpus":
         books = sorted(s.books_dir.glob("*.txt")) if s.books_dir else []
@@ -213,8 +175,6 @@ def format_books(books: list[Path], out_file: Path) -> int:
 
 
 def stage_shard(s: Settings) -> dict[str, Any]:
-    from data.sharding import shard_articles
-
     corpora = ["wikicorpus_en"] + (["bookscorpus"] if s.dataset == "books_wiki_en_corpus" else [])
     inputs = [s.formatted_file(corpus) for corpus in corpora]
     missing = [str(path) for path in inputs if not path.is_file()]
@@ -235,6 +195,7 @@ def stage_shard(s: Settings) -> dict[str, Any]:
 
 
 def stage_hdf5(s: Settings) -> dict[str, Any]:
+    # h5py and the tokenizer load only when this stage runs (the text stages need neither).
     from pretraining_instances import InstanceOptions, ShardJob, create_shards
 
     texts = sorted(p for p in s.sharded_dir.glob("*.txt") if p.stat().st_size > 0)
@@ -257,6 +218,7 @@ def stage_hdf5(s: Settings) -> dict[str, Any]:
 
 
 def stage_verify(s: Settings) -> dict[str, Any]:
+    # torch loads (through modeling.py) only when this stage runs.
     from data.verify import Expectations, verify_shards
 
     expected = len([p for p in s.sharded_dir.glob("*.txt") if p.stat().st_size > 0]) or None

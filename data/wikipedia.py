@@ -28,7 +28,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from data.pipeline import PipelineError, staged_output_dir
+from data.stages import PipelineError, staged_output_dir
 
 __all__ = ["WIKIEXTRACTOR_VERSION", "extract", "format_articles"]
 

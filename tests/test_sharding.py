@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 import data.sharding
-from data.pipeline import PipelineError, staged_output_dir
 from data.segmentation import split_sentences
 from data.sharding import shard_articles
+from data.stages import PipelineError, staged_output_dir
 
 WORDS = ("the", "lobster", "a", "species", "of", "clawed", "is", "found", "in", "sea", "water")
 
