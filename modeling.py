@@ -40,6 +40,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from fileio import atomic_write_text
+
 logger = logging.getLogger(__name__)
 
 #: Additive attention bias for padded keys. NVIDIA's value: finite in fp16 and bf16, so a row
@@ -207,11 +209,8 @@ class BertConfig:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
 
     def to_json_file(self, path: str | os.PathLike) -> None:
-        """Write the config as JSON (through a temporary file, so a crash leaves no half file)."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(self.to_json_string(), encoding="utf-8")
-        os.replace(tmp, path)
+        """Write the config as JSON, atomically (a crash leaves no half-written file)."""
+        atomic_write_text(path, self.to_json_string())
 
     def replace(self, **changes: Any) -> BertConfig:
         """A copy with some fields changed (validated)."""

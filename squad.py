@@ -60,7 +60,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import numpy as np
 
-from fileio import atomic_write_json, sha256_file
+from fileio import atomic_write, atomic_write_json, sha256_file
 from tokenization import BasicTokenizer
 
 if TYPE_CHECKING:  # the model is only called here; reading and scoring need no torch
@@ -668,14 +668,7 @@ def save_feature_cache(path: str | os.PathLike[str], features: Sequence[SquadFea
         [list(c) for c in contexts], np.int32
     )
     arrays["context_values"], _ = _ragged([list(c.values()) for c in contexts], bool)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    try:
-        with open(temporary, "wb") as writer:
-            np.savez_compressed(writer, **arrays)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    atomic_write(path, lambda handle: np.savez_compressed(handle, **arrays))
 
 
 def load_feature_cache(path: str | os.PathLike[str]) -> list[SquadFeature] | None:

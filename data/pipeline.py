@@ -41,6 +41,7 @@ from data.download import download_dataset, download_wikipedia
 from data.sharding import shard_articles
 from data.stages import PipelineError
 from data.wikipedia import extract, format_articles
+from fileio import atomic_path, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -160,17 +161,14 @@ def stage_format(s: Settings) -> dict[str, Any]:
 
 def format_books(books: list[Path], out_file: Path) -> int:
     """One book per line (NVIDIA's BookCorpus formatting): its non-empty lines joined."""
-    out_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_file.with_name(f".{out_file.name}.tmp")
     count = 0
-    with open(tmp, "w", encoding="utf-8") as writer:
+    with atomic_path(out_file) as tmp, open(tmp, "w", encoding="utf-8") as writer:
         for book in books:
             with open(book, encoding="utf-8", errors="replace") as reader:
                 text = " ".join(line.strip() for line in reader if line.strip())
             if text:
                 writer.write(text + "\n")
                 count += 1
-    os.replace(tmp, out_file)
     return count
 
 
@@ -306,10 +304,8 @@ def run_stage(s: Settings, stage: str, force: bool = False) -> dict[str, Any]:
         raise
     except Exception as err:  # every failure stops the pipeline with the stage's name
         raise PipelineError(f"{stage}: {err}") from err
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    tmp = marker.with_name(f".{marker.name}.tmp")
-    tmp.write_text(json.dumps({"params": params, "summary": summary}, indent=2, default=str))
-    os.replace(tmp, marker)
+    record = {"params": params, "summary": summary}
+    atomic_write_text(marker, json.dumps(record, indent=2, default=str))
     logger.info("%s: done: %s", stage, json.dumps(summary, default=str)[:300])
     return summary
 
