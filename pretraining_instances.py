@@ -37,7 +37,7 @@ import numpy as np
 from tqdm import tqdm
 
 import shard_format
-from fileio import sha256_file
+from fileio import atomic_path, sha256_file
 from shard_format import SHARD_DTYPES
 from tokenization import BertTokenizer
 
@@ -340,16 +340,15 @@ def check_writable(output: Path) -> None:
 
 
 class ShardFile:
-    """An HDF5 shard being written: the six datasets grow as instances are appended.
+    """An HDF5 shard being written at `path`: the six datasets grow as instances are appended.
 
-    Written to a temporary file, gzip-compressed as NVIDIA's are, and renamed into place only by
-    `commit`, so a failure never leaves a half-written shard under the real name.
+    Compressed with gzip, as NVIDIA's are. A context manager that closes the file; `create_shard`
+    opens it on a temporary path from `fileio.atomic_path`, so a failure never leaves a
+    half-written shard under the real name.
     """
 
-    def __init__(self, output: Path, seq_length: int, max_predictions: int) -> None:
-        self.output = output
-        self.tmp = output.with_name(f".{output.name}.tmp")
-        self.file = h5py.File(self.tmp, "w")
+    def __init__(self, path: Path, seq_length: int, max_predictions: int) -> None:
+        self.file = h5py.File(path, "w")
         for key, shape in shard_format.shapes(0, seq_length, max_predictions).items():
             width = shape[1:]
             self.file.create_dataset(
@@ -370,16 +369,15 @@ class ShardFile:
             dataset[self.count :] = arrays[key]
         self.count += rows
 
-    def commit(self, attributes: dict[str, object]) -> None:
+    def set_attributes(self, attributes: dict[str, object]) -> None:
         for name, value in attributes.items():
             self.file.attrs[name] = value
-        self.file.close()
-        os.replace(self.tmp, self.output)
 
-    def discard(self) -> None:
-        if self.file.id.valid:
-            self.file.close()
-        self.tmp.unlink(missing_ok=True)
+    def __enter__(self) -> ShardFile:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.file.close()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -406,8 +404,10 @@ def create_shard(job: ShardJob) -> dict[str, object]:
     # Each file is its own document pool with its own RNG, as NVIDIA's pipeline runs one process
     # per text shard with the same seed: a folder gives the per-file shards concatenated.
     options = job.options
-    shard = ShardFile(job.output, options.max_seq_length, options.max_predictions_per_seq)
-    try:
+    with (
+        atomic_path(job.output) as tmp,
+        ShardFile(tmp, options.max_seq_length, options.max_predictions_per_seq) as shard,
+    ):
         documents_total = 0
         for path in job.inputs:
             documents = read_documents(path, tokenizer)
@@ -421,7 +421,7 @@ def create_shard(job: ShardJob) -> dict[str, object]:
                 f"{names}: no text found (expected one sentence per line, a blank line between "
                 "documents)"
             )
-        shard.commit(
+        shard.set_attributes(
             {
                 "created_by": shard_format.CREATED_BY,
                 shard_format.VOCAB_SHA256: sha256_file(job.vocab_file),
@@ -431,9 +431,6 @@ def create_shard(job: ShardJob) -> dict[str, object]:
                 **dataclasses.asdict(options),
             }
         )
-    except BaseException:
-        shard.discard()
-        raise
     return {
         "output": str(job.output),
         "instances": shard.count,
