@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import squad
+from fileio import atomic_write_text
 
 PROG = "evaluate_squad.py"
 
@@ -88,8 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result, version = evaluate(args)
         if args.out_file:  # the official v2.0 script writes the file without indent
-            with open(args.out_file, "w", encoding="utf-8") as writer:
-                json.dump(result, writer)
+            atomic_write_text(args.out_file, json.dumps(result))
         else:
             print(json.dumps(result, indent=2 if version == "2.0" else None))
     except (squad.SquadError, OSError) as err:

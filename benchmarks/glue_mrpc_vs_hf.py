@@ -25,6 +25,7 @@ import torch
 import glue
 from checkpoint import load_state_dict_into
 from distributed import DistState
+from fileio import atomic_write_text
 from finetuning import Setup, predict, train, train_loader
 from logger import MetricLogger
 from modeling import BertConfig, BertForSequenceClassification
@@ -116,8 +117,7 @@ def main(argv: list[str] | None = None) -> None:
         results[f"{metric}_difference_points"] = gap
         print(f"{metric}: ours - transformers = {gap:+.2f} points")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2))
+        atomic_write_text(args.json, json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":

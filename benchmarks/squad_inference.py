@@ -27,6 +27,7 @@ import torch
 import squad
 from checkpoint import load_state_dict_into
 from distributed import DistState
+from fileio import atomic_write_text
 from finetuning import Setup, predict
 from logger import MetricLogger
 from modeling import BertConfig, BertForQuestionAnswering
@@ -162,8 +163,7 @@ def run(args: argparse.Namespace) -> dict:
             print(f"ratio ours trimmed / {name}: {ratio:.2f}x")
     print(f"features: {len(features)} from {len(examples)} questions in {feature_seconds:.1f} s")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2))
+        atomic_write_text(args.json, json.dumps(results, indent=2))
     return results
 
 
