@@ -2,7 +2,7 @@
 
 One loader, one key map. Whatever the source (an NGC or NVIDIA `ckpt_*.pt`, one of ours, a bare
 state_dict, a Hugging Face folder, a Google TensorFlow checkpoint), weights are first renamed to
-the canonical names of `modeling.py` (NVIDIA's names, spec §5.2, encoder under `bert.`), then
+the canonical names of `modeling.py` (NVIDIA's state_dict names, encoder under `bert.`), then
 fitted to the model: vocabulary rows padded or trimmed, shapes checked, and missing and
 unexpected keys reported. Exporting to Hugging Face applies the same map backwards.
 

@@ -6,8 +6,9 @@ SLURM_NTASKS, SLURM_LOCALID, when a job step starts one process per task), or fr
 
 Differences from NVIDIA: `torchrun` instead of `torch.distributed.launch` (`--local_rank` still
 works); seeds are offset by the *global* rank (NVIDIA used the local rank, so ranks with the same
-local rank on different nodes drew the same dropout masks: weak spot 14); DDP buckets keep their
-default size so communication overlaps the backward pass (weak spot 19).
+local rank on different nodes drew the same dropout masks); DDP buckets keep their default size
+so communication overlaps the backward pass (NVIDIA HEAD passed a byte count as `bucket_cap_mb`,
+which made one huge bucket and no overlap).
 """
 
 from __future__ import annotations

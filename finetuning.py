@@ -9,10 +9,11 @@ trimmed to their longest sequence, split across ranks. Task data and metrics sta
 modules; the scripts pass a loss function and a forward function.
 
 Differences from NVIDIA's scripts: one loop instead of two drifting copies; the schedule counts
-features (SQuAD counted examples, so the LR reached 0 early: weak spot 26) and the optimizer
-steps actually taken; `--max_steps` stops exactly there (the reference ran one more); clipping
-happens once per optimizer step on the accumulated gradient (SQuAD clipped and synced after every
-micro-step; GLUE never clipped: weak spot 27); prediction runs on every rank, not only rank 0.
+features (SQuAD counted examples, fewer than its doc-stride features, so the LR reached 0 early
+and the rest of the run trained at LR 0) and the optimizer steps actually taken; `--max_steps`
+stops exactly there (the reference ran one more); clipping happens once per optimizer step on
+the accumulated gradient (SQuAD clipped and synced after every micro-step; GLUE defined a
+clipper but never called it); prediction runs on every rank, not only rank 0.
 """
 
 from __future__ import annotations

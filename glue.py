@@ -26,7 +26,7 @@ The model, the training loop, logging, ``results.txt`` and ``predictions.json`` 
     ...
     metrics = compute_metrics(args.task_name, logits.argmax(-1).numpy(), labels)
 
-Differences from NVIDIA's ``processors/glue.py`` and ``run_glue.py`` (spec §9, weak spot 27):
+Differences from NVIDIA's ``processors/glue.py`` and ``run_glue.py``:
 
 - All nine GLUE tasks, each with its test set, plus ``mnli-mm`` (MNLI's mismatched dev and test
   files); NVIDIA has processors for CoLA, MNLI (matched dev only), MRPC and SST-2. Task names are
@@ -45,7 +45,7 @@ Differences from NVIDIA's ``processors/glue.py`` and ``run_glue.py`` (spec §9, 
   not NaN, so averages and "best checkpoint" comparisons keep working. MCC is 0.0 in the same
   case, as scikit-learn defines it.
 - Metrics keep their own names (``acc``, ``f1``, ``mcc``, ...). NVIDIA's final dllogger line
-  stores accuracy under ``exact_match`` and F1 under ``F1`` (spec §9); ``NVIDIA_DLLOGGER_KEYS``
+  stores accuracy under ``exact_match`` and F1 under ``F1``; ``NVIDIA_DLLOGGER_KEYS``
   holds that mapping for the entry script.
 - Example guids follow NVIDIA's (``train-<row>``, ``dev_matched-<index>``, ...); a test
   example's guid is the file's ``index`` column, which the submission file needs.
@@ -74,7 +74,8 @@ logger = logging.getLogger(__name__)
 TASK_NAMES = ("cola", "sst-2", "mrpc", "sts-b", "qqp", "mnli", "mnli-mm", "qnli", "rte", "wnli")
 TASK_ALIASES = {"sst2": "sst-2", "stsb": "sts-b"}
 
-#: NVIDIA's final dllogger keys for two of our metric names (spec §9); other metrics keep theirs.
+#: NVIDIA's final dllogger keys for two of our metric names (its log parsers read these);
+#: other metrics keep their own names.
 NVIDIA_DLLOGGER_KEYS = {"acc": "exact_match", "f1": "F1"}
 
 # Longest field a GLUE file may hold; csv's default (128 KiB) is raised to this while reading.

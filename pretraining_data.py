@@ -1,9 +1,10 @@
 """Pre-training shards: reading NVIDIA-layout HDF5 files into model inputs.
 
-A shard holds the six datasets of `shard_format.py`. `PretrainingShard` loads one file, checks its
-layout once, and turns each instance into the model's inputs the way NVIDIA's 21.11 loader does
-(spec §4.3): `masked_lm_labels` is -1 everywhere except at the masked positions, which hold the
-original token ids; the masked positions end at the first 0 (position 0 is always [CLS]).
+A shard holds the six datasets of `shard_format.py`. `PretrainingShard` loads one file, checks
+its layout once, and turns each instance into the model's inputs the way NVIDIA's 21.11
+`run_pretraining.py` does: `masked_lm_labels` is -1 everywhere except at the masked positions,
+which hold the original token ids; the masked positions end at the first 0 (position 0 is
+always [CLS]).
 
 `PretrainingDataLoader` streams micro-batches for one rank: epochs of shuffled shards, disjoint
 data per rank, the next shard read in the background, an exact resume position, optional
@@ -90,7 +91,7 @@ class PretrainingShard(Dataset):
     """One shard as a map-style dataset of NVIDIA's items.
 
     Each item is `[input_ids, segment_ids, input_mask, masked_lm_labels, next_sentence_labels]`,
-    int64 tensors of shapes [S], [S], [S], [S] and [] (spec §4.3 order).
+    int64 tensors of shapes [S], [S], [S], [S] and [] (NVIDIA's order).
     """
 
     def __init__(self, path: str | os.PathLike) -> None:
@@ -181,12 +182,14 @@ class PretrainingDataLoader:
     Each epoch shuffles the pieces with `seed + epoch` (the same on every rank). With
     `sharding="files"` (NVIDIA's scheme) rank r trains on pieces r, r + W, ... of that order, so
     ranks never share data and every piece of the epoch is used (NVIDIA dropped one file per rank
-    per epoch: weak spot 1). With `sharding="interleaved"` every rank walks the same stream of
-    micro-batches and keeps every W-th one, so W ranks with accumulation G see exactly what one
-    process with accumulation W x G sees. Samples inside a piece are shuffled with a generator
-    keyed by (seed, epoch, piece). The next piece is read in a background thread while the
-    current one trains (no DataLoader pickling: weak spot 2). `state()` is the position of the
-    next micro-batch; `PretrainingDataLoader(..., position=state)` continues there.
+    per epoch: the one prefetched in the last slot). With `sharding="interleaved"` every rank
+    walks the same stream of micro-batches and keeps every W-th one, so W ranks with
+    accumulation G see exactly what one process with accumulation W x G sees. Samples inside a
+    piece are shuffled with a generator keyed by (seed, epoch, piece). The next piece is read in
+    a background thread while the current one trains (NVIDIA built the next DataLoader in
+    another process, pickled it back, and pickled it into every checkpoint). `state()` is the
+    position of the next micro-batch; `PretrainingDataLoader(..., position=state)` continues
+    there.
     """
 
     def __init__(

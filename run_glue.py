@@ -12,10 +12,10 @@ scored too), mnli-mm, qnli, rte, wnli. Readers and metrics are `glue.py`; the lo
 file (`MRPC.tsv`, ...) with `--do_predict`. Batches are padded to their longest sequence.
 
 Differences from NVIDIA: all nine GLUE tasks (NVIDIA had four processors and no Pearson or
-Spearman); gradients are clipped at 1.0 (NVIDIA's clipper was never called: weak spot 27);
-metrics are logged under their own names (`acc`, `f1`, `mcc`, `pearson`, ...) and NVIDIA's
-parser keys are kept too (`exact_match` holds the accuracy, `F1` the F1); `train:loss` is the
-mean of the last logging window; no scikit-learn needed.
+Spearman); gradients are clipped at 1.0 (NVIDIA defined a clipper but never called it, so fp16
+training ran unclipped); metrics are logged under their own names (`acc`, `f1`, `mcc`, `pearson`,
+...) and NVIDIA's parser keys are kept too (`exact_match` holds the accuracy, `F1` the F1);
+`train:loss` is the mean of the last logging window; no scikit-learn needed.
 """
 
 from __future__ import annotations

@@ -11,10 +11,11 @@ Outputs in `--output_dir`: `pytorch_model.bin` ({'model': state_dict}, as NVIDIA
 for v2.0) after prediction. `--do_eval` scores them with the official metrics built in (an
 external `--eval_script` still runs when given and present); `exact_match` and `F1` go to the
 dllogger summary with `e2e_train_time`, `training_sequences_per_second`, `final_loss`,
-`e2e_inference_time`, `inference_sequences_per_second` (spec §8.5).
+`e2e_inference_time`, `inference_sequences_per_second` (NVIDIA's summary keys).
 
-Differences from NVIDIA: every question gets its own null score in v2.0 and there is no crash
-without a valid span (weak spot 25); the schedule counts features and optimizer steps (26);
+Differences from NVIDIA: every question gets its own null score in v2.0 (NVIDIA's used the last
+example's) and there is no crash without a valid span; the schedule counts features and
+optimizer steps (NVIDIA's counted examples and reached LR 0 early);
 prediction runs on every rank with length-sorted batches trimmed to their longest sequence
 (identical logits to padding to 384), and n-best candidates are taken among a feature's real
 tokens only, so predictions do not depend on the padding; the feature cache is keyed by data,

@@ -1,7 +1,7 @@
 """SQuAD v1.1/v2.0 task logic: reading, features, answer post-processing, EM/F1, feature cache.
 
 Owns everything between a SQuAD JSON file and the model's input arrays, and between the model's
-start/end logits and the official scores (spec §8.1, §8.2, §8.4):
+start/end logits and the official scores, following NVIDIA's ``run_squad.py``:
 
 - ``read_squad_examples`` splits each context into whitespace words (U+202F included) and, for
   training, maps the answer's characters to words; ``detect_version`` tells v2.0 data from v1.1.
@@ -22,7 +22,7 @@ The model itself, the training loop, distribution and logging belong to ``modeli
 Differences from NVIDIA's ``run_squad.py``:
 
 - v2.0: every question gets its own null score, the minimum of start[0] + end[0] over its own
-  features; NVIDIA's uses the null logits of whichever example came last (weak spot 25).
+  features; NVIDIA's uses the null logits of whichever example came last in its loop.
 - No crash when no valid span exists: v1.1 answers NVIDIA's "empty" placeholder, v2.0 answers ""
   (NVIDIA's dereferences a missing best non-null entry). Null odds are also returned and written.
 - Top-k start/end indices and the valid (start, end) pairs are computed with numpy instead of
@@ -33,7 +33,7 @@ Differences from NVIDIA's ``run_squad.py``:
   instead of a scan of all windows per token; the questions of a paragraph share its WordPiece
   tokens. All give the same features.
 - The feature cache is keyed by a hash of the data file, the vocabulary file's bytes, the case
-  setting and all window settings (NVIDIA's name ignores vocabulary and case: weak spot 26), and
+  setting and all window settings (NVIDIA's cache name ignores vocabulary and case), and
   it is a numpy ``.npz`` loaded with ``allow_pickle=False`` instead of a pickle.
 - Bad input (missing file, not JSON, not the SQuAD layout, a v1.1 training question without
   exactly one answer, a ``max_seq_length`` too small for the question) raises ``SquadError`` with
@@ -68,7 +68,7 @@ if TYPE_CHECKING:  # the model is only called here; reading and scoring need no 
 
 logger = logging.getLogger(__name__)
 
-#: NVIDIA numbers features from here (spec §8.2).
+#: NVIDIA numbers features from here.
 FIRST_UNIQUE_ID = 1_000_000_000
 #: Bump whenever feature building changes, so that old caches are not reused.
 CACHE_FORMAT_VERSION = 1
@@ -224,7 +224,7 @@ def read_squad_examples(
     is_training: bool,
     version_2_with_negative: bool = False,
 ) -> list[SquadExample]:
-    """Examples of a SQuAD file, one per question, in file order (spec §8.1).
+    """Examples of a SQuAD file, one per question, in file order (NVIDIA's reading rules).
 
     Training needs exactly one answer per answerable question; with ``version_2_with_negative``
     a question's ``is_impossible`` is read and impossible ones get positions -1/-1 and text "".
@@ -425,7 +425,7 @@ def convert_examples_to_features(
     max_query_length: int = 64,
     is_training: bool = False,
 ) -> list[SquadFeature]:
-    """Doc-stride features of ``examples`` (spec §8.2), numbered from ``FIRST_UNIQUE_ID``.
+    """NVIDIA's doc-stride features of ``examples``, numbered from ``FIRST_UNIQUE_ID``.
 
     The question is cut to ``max_query_length`` tokens; each window holds at most
     ``max_seq_length - len(question) - 3`` document tokens and the next one starts
@@ -856,7 +856,7 @@ def get_answers(
     version_2_with_negative: bool = False,
     null_score_diff_threshold: float = 0.0,
 ) -> tuple[dict[str, str], dict[str, list[dict[str, Any]]], dict[str, float]]:
-    """Answers from the model's logits (spec §8.4, with NVIDIA's v2.0 bugs fixed).
+    """Answers from the model's logits (NVIDIA's post-processing, its v2.0 bugs fixed).
 
     Features are matched to ``results`` by ``unique_id``; a question appears in the output when
     at least one of its features has a result. Per feature, the ``n_best_size`` best start and
@@ -879,7 +879,7 @@ def get_answers(
     by_id = {int(result.unique_id): result for result in results}
     candidates: dict[str, list[_Candidate]] = {}
     null_candidates: dict[str, _Candidate] = {}
-    null_scores: dict[str, float] = {}  # per question: its own features only (weak spot 25)
+    null_scores: dict[str, float] = {}  # per question, its own features only (not the last)
     for feature in sorted(features, key=lambda f: f.unique_id):
         result = by_id.get(feature.unique_id)
         if result is None:

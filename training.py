@@ -6,10 +6,10 @@ the forward only -> GradScaler around backward and step (fp16 only).
 
 Precision: "fp16" (autocast fp16 + GradScaler starting at `--init_loss_scale`), "bf16" (autocast
 bf16, no scaler), "fp32" (TF32 matmuls allowed on Ampere and newer unless disabled). A step:
-micro-batch losses are divided by the accumulation steps before backward (NVIDIA HEAD never did:
-weak spot 18); all micro-steps but the last run under `no_sync`; then `optimizer_step` unscales,
-clips once (optimizers without their own clipping), steps, updates the scaler and zeroes the
-gradients with `set_to_none`. Nothing in a micro-step waits for the device.
+micro-batch losses are divided by the accumulation steps before backward (NVIDIA HEAD never did, so
+its accumulated gradients were sums); all micro-steps but the last run under `no_sync`; then
+`optimizer_step` unscales, clips once (optimizers without their own clipping), steps, updates the
+scaler and zeroes the gradients with `set_to_none`. Nothing in a micro-step waits for the device.
 """
 
 from __future__ import annotations

@@ -21,8 +21,9 @@ repository; nothing needs root or docker.
 
 Differences from NVIDIA's `bertPrep.py`: pinned dump date and checksums, a pinned extractor
 checked at run time, no NLTK download, bounded memory, parallel segmentation and shard creation
-that waits for every process (weak spot 7), the BookCorpus as an optional local folder (it can
-no longer be downloaded), and a `verify` stage.
+that waits for every process (bertPrep.py waited only for the last one, so it could exit while
+shards were still being written), the BookCorpus as an optional local folder (it can no longer
+be downloaded), and a `verify` stage.
 """
 
 from __future__ import annotations

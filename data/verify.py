@@ -1,4 +1,4 @@
-"""Verify pre-training shards before spending GPU hours on them (REQ-6).
+"""Verify pre-training shards before spending GPU hours on them (NVIDIA has no such check).
 
     python -m data.verify SHARD_DIR --max_seq_length 128 --max_predictions_per_seq 20 \\
         --vocab_file vocab/vocab --config_file bert_configs/large.json [--expected_shards 256]

@@ -4,7 +4,7 @@
         --squad results/SQuAD/dllogger.json --glue results/MRPC/dllogger.json \
         [--seconds 312] [--output summary.md]
 
-Each log's final summary records (the ones with an empty step, spec §9 keys) are read: for
+Each log's final summary records (the ones with an empty step, NVIDIA's keys) are read: for
 pre-training one per phase (final_loss, training_sequences_per_second, e2e_train_time), for
 SQuAD the training summary, the inference summary and exact_match/F1, for GLUE NVIDIA's keys
 (exact_match holds the accuracy, F1 the F1). The table goes to stdout, and with --output also to
