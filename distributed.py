@@ -108,15 +108,6 @@ def wrap_ddp(model: nn.Module, state: DistState, fp16_allreduce: bool = False) -
     return ddp
 
 
-def unwrap(model: nn.Module) -> nn.Module:
-    """The model inside DDP or torch.compile wrappers."""
-    while True:
-        inner = getattr(model, "module", None) or getattr(model, "_orig_mod", None)
-        if inner is None:
-            return model
-        model = inner
-
-
 def all_reduce_mean(tensor: torch.Tensor) -> torch.Tensor:
     """Mean over ranks (the tensor itself when not distributed)."""
     if dist.is_initialized() and dist.get_world_size() > 1:
@@ -133,15 +124,6 @@ def all_gather_object(value: Any) -> list[Any]:
     gathered: list[Any] = [None] * dist.get_world_size()
     dist.all_gather_object(gathered, value)
     return gathered
-
-
-def broadcast_object(value: Any, src: int = 0) -> Any:
-    """Rank `src`'s `value` on every rank."""
-    if not (dist.is_initialized() and dist.get_world_size() > 1):
-        return value
-    box = [value]
-    dist.broadcast_object_list(box, src=src)
-    return box[0]
 
 
 def barrier() -> None:
