@@ -84,7 +84,6 @@ from training import (
 )
 
 logger = logging.getLogger("run_pretraining")
-PROCESS_START = time.time()
 
 #: Consecutive fp16 overflow steps after which the run is declared diverged.
 MAX_CONSECUTIVE_SKIPS = 64
@@ -530,13 +529,14 @@ def train(t: Training) -> None:
     state.raw_train_time = time.perf_counter() - raw_start
 
 
-def summarise(t: Training) -> None:
+def summarise(t: Training, started: float) -> None:
+    """The final summary; `e2e_train_time` counts from `started` (NVIDIA's: from process start)."""
     steps = t.state.step - t.state.start_step + t.state.skipped_steps
     micro_batch = t.args.train_batch_size // t.args.gradient_accumulation_steps
     sequences = micro_batch * t.args.gradient_accumulation_steps * t.dist.world_size * steps
     raw = t.state.raw_train_time
     t.metrics.log((), {
-        "e2e_train_time": time.time() - PROCESS_START,
+        "e2e_train_time": time.time() - started,
         "training_sequences_per_second": sequences / raw if raw > 0 else 0.0,
         "final_loss": t.state.final_loss,
         "raw_train_time": raw,
@@ -629,6 +629,7 @@ def log_configuration(t: Training, precision: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    started = time.time()  # start of e2e_train_time: the process start, its imports done
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -637,7 +638,7 @@ def main(argv: list[str] | None = None) -> int:
         t = setup(args)
         install_signal_handlers(t.state)
         train(t)
-        summarise(t)
+        summarise(t, started)
     except (ArgumentError, ShardError, CheckpointError, ConfigError, DivergenceError,
             FileNotFoundError, ImportError) as err:  # fmt: skip
         print(f"run_pretraining.py: error: {err}", file=sys.stderr)
