@@ -51,7 +51,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     output = parser.add_mutually_exclusive_group(required=True)
     output.add_argument("--output_file", help="the .hdf5 shard to write")
     output.add_argument("--output_dir", help="write one <input name>.hdf5 per input file here")
-    parser.add_argument("--bert_model", help="accepted for compatibility; not used")
+    parser.add_argument("--bert_model", help="accepted; unused")
     parser.add_argument("--max_seq_length", type=int, default=128)
     parser.add_argument("--dupe_factor", type=int, default=10)
     parser.add_argument("--max_predictions_per_seq", type=int, default=20)

@@ -45,7 +45,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="v2.0: answer '' where the na-prob is above this (default 1.0)",
     )
     parser.add_argument("--out-image-dir", "-p", metavar="out_images", help="not supported")
-    parser.add_argument("--verbose", "-v", action="store_true", help="accepted, no effect")
+    parser.add_argument("--verbose", "-v", action="store_true", help="accepted; unused")
     return parser.parse_args(argv)
 
 

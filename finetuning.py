@@ -61,7 +61,7 @@ Batch = dict[str, torch.Tensor]
 def add_common_arguments(parser: argparse.ArgumentParser, seed: int, log_freq: int) -> None:
     """The flags run_squad.py and run_glue.py share, with NVIDIA's names and defaults."""
     add = parser.add_argument
-    add("--bert_model", default="bert-large-uncased", help="used only in cache names, as NVIDIA")
+    add("--bert_model", default="bert-large-uncased", help="accepted; unused")
     add("--output_dir", required=True)
     add("--init_checkpoint", help="NGC/NVIDIA .pt, ours, Hugging Face folder, Google TF; or s3://")
     add("--vocab_file", required=True)

@@ -41,7 +41,7 @@ SAMPLE_CONTEXT = (
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add = parser.add_argument
-    add("--bert_model", default="bert-large-uncased", help="accepted for compatibility; unused")
+    add("--bert_model", default="bert-large-uncased", help="accepted; unused")
     add("--init_checkpoint", required=True)
     add("--vocab_file", required=True)
     add("--config_file", required=True)
@@ -59,7 +59,7 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     add("--fp16", action="store_true", help="run the model in half precision (GPU)")
     add("--seed", type=int, default=1)
     add("--verbose_logging", action="store_true")
-    add("--local_rank", type=int, default=-1, help="accepted; inference runs in one process")
+    add("--local_rank", type=int, default=-1, help="accepted; unused")  # one process
     return parser.parse_args(argv)
 
 

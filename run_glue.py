@@ -62,8 +62,8 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     add("--do_eval", action="store_true")
     add("--do_predict", action="store_true", help="label the test set (GLUE submission file)")
     add("--eval_batch_size", type=int, default=8)
-    add("--server_ip", default="", help="accepted; remote debugging is not supported")
-    add("--server_port", default="", help="accepted; remote debugging is not supported")
+    add("--server_ip", default="", help="accepted; unused")  # NVIDIA's remote debugging
+    add("--server_port", default="", help="accepted; unused")
     return parser.parse_args(argv)
 
 

@@ -101,13 +101,13 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     add("--config_file", required=True, help="model config JSON")
     add("--output_dir", required=True, help="folder or s3://bucket/prefix for ckpt_<step>.pt")
     add("--vocab_file", help="vocabulary; needed for --dynamic_masking, recorded otherwise")
-    add("--bert_model", default="bert-large-uncased", help="accepted for compatibility; unused")
+    add("--bert_model", default="bert-large-uncased", help="accepted; unused")
     add("--init_checkpoint", help="initial weights, any format, or s3://; with resume also moments")
     add("--max_seq_length", type=int, help="must match the shards (default: theirs)")
     add("--max_predictions_per_seq", type=int, help="must match the shards (default: theirs)")
     add("--train_batch_size", type=int, default=32, help="per process per optimizer step")
     add("--learning_rate", type=float, default=5e-5)
-    add("--num_train_epochs", type=float, default=3.0, help="accepted; unused, as in NVIDIA's")
+    add("--num_train_epochs", type=float, default=3.0, help="accepted; unused")  # as NVIDIA's
     add("--max_steps", type=float, default=1000, help="optimizer steps of this phase's schedule")
     add("--warmup_proportion", type=float, default=0.01)
     add("--local_rank", type=int, default=int(os.environ.get("LOCAL_RANK", -1)))
@@ -125,7 +125,8 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     add("--skip_checkpoint", action="store_true")
     add("--phase2", action="store_true")
     add("--resume_phase2", action="store_true", help="resume an interrupted phase 2 (HEAD flag)")
-    add("--allreduce_post_accumulation", action="store_true", help="accepted; always the case")
+    # Gradients are always all-reduced once per optimizer step, after accumulation.
+    add("--allreduce_post_accumulation", action="store_true", help="accepted; unused")
     add("--allreduce_post_accumulation_fp16", action="store_true")
     add("--phase1_end_step", type=int, default=7038)
     add("--do_train", action="store_true", help="required, as in NVIDIA's script")
@@ -134,7 +135,8 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     add("--use_env", action="store_true", help="accepted; unused")
     add("--disable_progress_bar", action="store_true")
     add("--steps_this_run", type=int, default=-1, help="stop at this phase step (-1: max_steps)")
-    add("--num_workers", type=int, default=4, help="accepted; shards are prefetched by a thread")
+    # Shards are read by one background thread, not DataLoader worker processes.
+    add("--num_workers", type=int, default=4, help="accepted; unused")
     add("--no_dense_sequence_output", action="store_true", help="score every position")
     add("--no_trim_padding", action="store_true",
         help="train on full-width batches (the plain path); default: cut each batch to its "

@@ -67,12 +67,12 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     add("--predict_batch_size", type=int, default=8)
     add("--n_best_size", type=int, default=20)
     add("--max_answer_length", type=int, default=30)
-    add("--verbose_logging", action="store_true")
+    add("--verbose_logging", action="store_true", help="accepted; unused")
     add("--version_2_with_negative", action="store_true")
     add("--null_score_diff_threshold", type=float, default=0.0)
     add("--eval_script", help="an external official script to run instead of the built-in one")
     add("--disable-progress-bar", "--disable_progress_bar", dest="disable_progress_bar",
-        action="store_true")  # fmt: skip
+        action="store_true", help="accepted; unused")  # fmt: skip
     add("--skip_cache", action="store_true", help="do not write the feature cache")
     add("--cache_dir", help="where feature caches go (default: beside the data file)")
     add(
