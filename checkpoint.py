@@ -2,7 +2,7 @@
 
 One loader, one key map. Whatever the source (an NGC or NVIDIA `ckpt_*.pt`, one of ours, a bare
 state_dict, a Hugging Face folder, a Google TensorFlow checkpoint), weights are first renamed to
-the canonical names of `modeling.py` (NVIDIA's names, spec §5.2, encoder under `bert.`), then
+the canonical names of `modeling.py` (NVIDIA's state_dict names, encoder under `bert.`), then
 fitted to the model: vocabulary rows padded or trimmed, shapes checked, and missing and
 unexpected keys reported. Exporting to Hugging Face applies the same map backwards.
 
@@ -24,7 +24,6 @@ import logging
 import os
 import re
 import shutil
-import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,7 @@ from torch import nn
 
 import storage
 from errors import BertError
-from fileio import atomic_write
+from fileio import atomic_folder, atomic_write
 from modeling import PADDED_VOCAB_BIAS, BertConfig, ConfigError, round_up
 
 logger = logging.getLogger(__name__)
@@ -717,9 +716,7 @@ def save_hf_folder(
     head = HF_HEADS[architecture]
     if head and not any(key.startswith(head) for key in canonical):
         raise CheckpointError(f"cannot export as {architecture}: the weights have no {head}* head")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with atomic_folder(out_dir) as tmp:  # replaces an empty out_dir
         tensors = hf_state_dict(canonical, config, architecture)
         save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         config_values = hf_config_dict(config, architecture, canonical)
@@ -732,10 +729,4 @@ def save_hf_folder(
                 "model_max_length": config.max_position_embeddings,
             }
             (tmp / "tokenizer_config.json").write_text(json.dumps(tokenizer_config, indent=2))
-        if out_dir.exists():
-            out_dir.rmdir()
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir

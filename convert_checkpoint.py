@@ -9,9 +9,9 @@ The output format follows `--output`: a name ending in `.pt` or `.bin` gets NVID
 anything else becomes a Hugging Face folder (config.json, model.safetensors, and vocab.txt with a
 tokenizer config when `--vocab_file` is given) whose vocabulary padding is undone.
 
-NVIDIA's repository has no such converter (spec §5.8): this script is new. Every entry script's
-`--init_checkpoint` also reads all these formats directly, so converting is only needed to hand
-weights to other tools.
+NVIDIA's repository has no such converter (its TF loader needs TensorFlow, and nothing exports to
+Hugging Face): this script is new. Every entry script's `--init_checkpoint` also reads all these
+formats directly, so converting is only needed to hand weights to other tools.
 """
 
 from __future__ import annotations

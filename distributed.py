@@ -8,8 +8,9 @@ $BERT_DIST_TIMEOUT_MINUTES (default 30) with one clear error.
 
 Differences from NVIDIA: `torchrun` instead of `torch.distributed.launch` (`--local_rank` still
 works); seeds are offset by the *global* rank (NVIDIA used the local rank, so ranks with the same
-local rank on different nodes drew the same dropout masks: weak spot 14); DDP buckets keep their
-default size so communication overlaps the backward pass (weak spot 19).
+local rank on different nodes drew the same dropout masks); DDP buckets keep their default size
+so communication overlaps the backward pass (NVIDIA HEAD passed a byte count as `bucket_cap_mb`,
+which made one huge bucket and no overlap).
 """
 
 from __future__ import annotations
@@ -155,15 +156,6 @@ def wrap_ddp(model: nn.Module, state: DistState, fp16_allreduce: bool = False) -
     return ddp
 
 
-def unwrap(model: nn.Module) -> nn.Module:
-    """The model inside DDP or torch.compile wrappers."""
-    while True:
-        inner = getattr(model, "module", None) or getattr(model, "_orig_mod", None)
-        if inner is None:
-            return model
-        model = inner
-
-
 def all_reduce_mean(tensor: torch.Tensor) -> torch.Tensor:
     """Mean over ranks (the tensor itself when not distributed)."""
     if dist.is_initialized() and dist.get_world_size() > 1:
@@ -180,15 +172,6 @@ def all_gather_object(value: Any) -> list[Any]:
     gathered: list[Any] = [None] * dist.get_world_size()
     dist.all_gather_object(gathered, value)
     return gathered
-
-
-def broadcast_object(value: Any, src: int = 0) -> Any:
-    """Rank `src`'s `value` on every rank."""
-    if not (dist.is_initialized() and dist.get_world_size() > 1):
-        return value
-    box = [value]
-    dist.broadcast_object_list(box, src=src)
-    return box[0]
 
 
 def barrier(where: str = "a barrier") -> None:

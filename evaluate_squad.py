@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import squad
+from fileio import atomic_write_text
 
 PROG = "evaluate_squad.py"
 
@@ -44,7 +45,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="v2.0: answer '' where the na-prob is above this (default 1.0)",
     )
     parser.add_argument("--out-image-dir", "-p", metavar="out_images", help="not supported")
-    parser.add_argument("--verbose", "-v", action="store_true", help="accepted, no effect")
+    parser.add_argument("--verbose", "-v", action="store_true", help="accepted; unused")
     return parser.parse_args(argv)
 
 
@@ -88,8 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result, version = evaluate(args)
         if args.out_file:  # the official v2.0 script writes the file without indent
-            with open(args.out_file, "w", encoding="utf-8") as writer:
-                json.dump(result, writer)
+            atomic_write_text(args.out_file, json.dumps(result))
         else:
             print(json.dumps(result, indent=2 if version == "2.0" else None))
     except (squad.SquadError, OSError) as err:

@@ -1,8 +1,15 @@
-"""Small file helpers every module shares: content hashes, atomic writes, and safe joins.
+"""Small file helpers every module shares: content hashes and atomic writes of files and folders.
 
-An atomic write goes to a temporary file in the target's folder, is flushed to disk, and is
-renamed over the target only when complete, so a crash or a full disk never leaves a
-half-written file under the real name (DESIGN.md, Reliability).
+Every file or folder the code produces is written here, under a temporary name beside its
+target (`.<name>.<random>.tmp`), flushed to disk (fsync), and renamed over the target only when
+complete. A crash, an exception or Ctrl-C part-way leaves the target as it was and removes the
+temporary entry, so a half-written output never appears under its real name.
+
+- `atomic_write(path, write)`: `write(handle)` fills a binary file; `atomic_write_text` and
+  `atomic_write_json` build on it.
+- `atomic_path(path)`: a temporary file name for writers that want a name, not a handle (h5py).
+- `atomic_folder(path)`: a temporary folder, filled by the caller, that becomes `path`.
+- `remove_stale_temporaries(path)`: clears what a killed writer (SIGKILL, power loss) left.
 
 `safe_join` is the one place where a name that came from outside data (an S3 key, an archive
 member, a file name read from a download) becomes a local path: it only ever returns a path
@@ -11,13 +18,15 @@ inside the given root.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
-import tempfile
+import secrets
+import shutil
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -33,20 +42,78 @@ def sha256_file(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> None:
-    """Call `write(handle)` on a temporary binary file, then rename it to `path`."""
+def _temporary_sibling(path: Path, folder: bool) -> Path:
+    """Create a new empty file (or folder) `.<name>.<random>.tmp` beside `path`.
+
+    Made with os.open / os.mkdir, not tempfile, so it gets the permissions a plain open() would
+    (the umask's), not tempfile's private 0600 / 0700."""
+    while True:
+        candidate = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            if folder:
+                os.mkdir(candidate, 0o777)
+            else:
+                os.close(os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return candidate
+        except FileExistsError:
+            continue
+
+
+def _is_temporary_of(entry: Path, path: Path) -> bool:
+    """Whether `entry` is named like a `_temporary_sibling` of `path`."""
+    prefix, suffix = f".{path.name}.", ".tmp"
+    middle = entry.name[len(prefix) : -len(suffix)]
+    return (
+        entry.name.startswith(prefix)
+        and entry.name.endswith(suffix)
+        and len(middle) == 8
+        and all(c in "0123456789abcdef" for c in middle)
+    )
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file's or a folder's content (a folder: its list of names) to disk."""
+    if os.name == "nt" and path.is_dir():
+        return  # Windows cannot open a folder for fsync; NTFS journals its names
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(folder: Path) -> None:
+    """fsync every file and folder under `folder`, and `folder` itself."""
+    for root, _, files in os.walk(folder):
+        for name in files:
+            _fsync(Path(root, name))
+        _fsync(Path(root))
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary file beside `path` (empty, closed) for the block to write by name.
+
+    When the block ends normally the file is fsynced and renamed to `path`; on any exception,
+    KeyboardInterrupt included, it is removed and `path` is left untouched. Close the file
+    inside the block."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = _temporary_sibling(path, folder=False)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
+        yield tmp
+        _fsync(tmp)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+    _fsync(path.parent)  # the rename itself
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> None:
+    """Call `write(handle)` on a temporary binary file, then rename it to `path`."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        write(handle)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -57,6 +124,68 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 def atomic_write_json(path: str | os.PathLike, value: Any, indent: int = 4) -> None:
     """Write JSON (with a final newline) atomically."""
     atomic_write_text(path, json.dumps(value, indent=indent) + "\n")
+
+
+def _non_empty_folder(path: Path) -> bool:
+    return path.is_dir() and any(path.iterdir())
+
+
+@contextlib.contextmanager
+def atomic_folder(path: str | os.PathLike, replace: bool = False) -> Iterator[Path]:
+    """Yield an empty temporary folder beside `path` for the block to fill.
+
+    When the block ends normally every file and folder in it is fsynced and it is renamed to
+    `path`; on any exception, KeyboardInterrupt included, it is removed and `path` is left
+    untouched. A missing `path` or an empty folder there is simply replaced. A non-empty folder
+    is replaced only with `replace=True` (moved aside, then deleted once the new one is in
+    place); without it, FileExistsError is raised before the block runs.
+    """
+    path = Path(path)
+    if not replace and _non_empty_folder(path):
+        raise FileExistsError(f"{path}: a non-empty folder is in the way")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temporary_sibling(path, folder=True)
+    old = None
+    try:
+        yield tmp
+        _fsync_tree(tmp)
+        if _non_empty_folder(path):
+            if not replace:
+                raise FileExistsError(f"{path}: a non-empty folder appeared while writing")
+            old = _temporary_sibling(path, folder=True)
+            os.replace(path, old)  # over the new empty folder
+            try:
+                os.replace(tmp, path)
+            except BaseException:
+                os.replace(old, path)
+                old = None
+                raise
+        else:
+            os.replace(tmp, path)  # over nothing, or over an empty folder
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        raise
+    _fsync(path.parent)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files and folders of writers of `path` that were killed before they
+    could clean up; returns what was removed. Only for outputs that one process writes at a
+    time: a concurrent writer's temporary entry would be removed too."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    stale = sorted(entry for entry in path.parent.iterdir() if _is_temporary_of(entry, path))
+    for entry in stale:
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+    return stale
 
 
 class UnsafePathError(BertError, ValueError):

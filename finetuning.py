@@ -9,10 +9,11 @@ trimmed to their longest sequence, split across ranks. Task data and metrics sta
 modules; the scripts pass a loss function and a forward function.
 
 Differences from NVIDIA's scripts: one loop instead of two drifting copies; the schedule counts
-features (SQuAD counted examples, so the LR reached 0 early: weak spot 26) and the optimizer
-steps actually taken; `--max_steps` stops exactly there (the reference ran one more); clipping
-happens once per optimizer step on the accumulated gradient (SQuAD clipped and synced after every
-micro-step; GLUE never clipped: weak spot 27); prediction runs on every rank, not only rank 0.
+features (SQuAD counted examples, fewer than its doc-stride features, so the LR reached 0 early
+and the rest of the run trained at LR 0) and the optimizer steps actually taken; `--max_steps`
+stops exactly there (the reference ran one more); clipping happens once per optimizer step on
+the accumulated gradient (SQuAD clipped and synced after every micro-step; GLUE defined a
+clipper but never called it); prediction runs on every rank, not only rank 0.
 """
 
 from __future__ import annotations
@@ -61,8 +62,7 @@ def add_common_arguments(parser: argparse.ArgumentParser, seed: int, log_freq: i
     runtime flags come from `runtime.add_runtime_arguments`)."""
     runtime.add_runtime_arguments(parser, seed=seed)
     add = parser.add_argument
-    add("--bert_model", default="bert-large-uncased",
-        help="accepted; only part of NVIDIA's cache file names, unused here")  # fmt: skip
+    add("--bert_model", default="bert-large-uncased", help="accepted; unused")
     add("--output_dir", required=True)
     add("--init_checkpoint", help="NGC/NVIDIA .pt, ours, Hugging Face folder, Google TF; or s3://")
     add("--vocab_file", required=True)

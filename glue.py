@@ -1,10 +1,12 @@
 """GLUE fine-tuning data: the nine tasks' readers, BERT features, metrics and submission files.
 
-Owns everything task-specific that ``run_glue.py`` needs and that can be tested without a model:
+Owns everything task-specific that ``run_glue.py`` needs, all testable without a trained model:
 
 - one processor per task (``get_processor``) that reads GLUE's TSV files into ``InputExample``s
   and checks their layout, so a wrong file fails with one ``GlueError`` naming the file and line;
 - ``convert_examples_to_features`` (NVIDIA's rules) and ``collate``, which pads one batch;
+- the model calls the loops take: ``classification_loss`` and ``logits_forward`` (with
+  ``features_to_arrays`` and ``predictions_from_logits`` around prediction);
 - the metrics (``compute_metrics``), with numpy only;
 - ``write_submission``: the files the GLUE benchmark server takes.
 
@@ -24,7 +26,7 @@ The model, the training loop, logging, ``results.txt`` and ``predictions.json`` 
     ...
     metrics = compute_metrics(args.task_name, logits.argmax(-1).numpy(), labels)
 
-Differences from NVIDIA's ``processors/glue.py`` and ``run_glue.py`` (spec §9, weak spot 27):
+Differences from NVIDIA's ``processors/glue.py`` and ``run_glue.py``:
 
 - All nine GLUE tasks, each with its test set, plus ``mnli-mm`` (MNLI's mismatched dev and test
   files); NVIDIA has processors for CoLA, MNLI (matched dev only), MRPC and SST-2. Task names are
@@ -43,7 +45,7 @@ Differences from NVIDIA's ``processors/glue.py`` and ``run_glue.py`` (spec §9, 
   not NaN, so averages and "best checkpoint" comparisons keep working. MCC is 0.0 in the same
   case, as scikit-learn defines it.
 - Metrics keep their own names (``acc``, ``f1``, ``mcc``, ...). NVIDIA's final dllogger line
-  stores accuracy under ``exact_match`` and F1 under ``F1`` (spec §9); ``NVIDIA_DLLOGGER_KEYS``
+  stores accuracy under ``exact_match`` and F1 under ``F1``; ``NVIDIA_DLLOGGER_KEYS``
   holds that mapping for the entry script.
 - Example guids follow NVIDIA's (``train-<row>``, ``dev_matched-<index>``, ...); a test
   example's guid is the file's ``index`` column, which the submission file needs.
@@ -73,7 +75,8 @@ logger = logging.getLogger(__name__)
 TASK_NAMES = ("cola", "sst-2", "mrpc", "sts-b", "qqp", "mnli", "mnli-mm", "qnli", "rte", "wnli")
 TASK_ALIASES = {"sst2": "sst-2", "stsb": "sts-b"}
 
-#: NVIDIA's final dllogger keys for two of our metric names (spec §9); other metrics keep theirs.
+#: NVIDIA's final dllogger keys for two of our metric names (its log parsers read these);
+#: other metrics keep their own names.
 NVIDIA_DLLOGGER_KEYS = {"acc": "exact_match", "f1": "F1"}
 
 # Longest field a GLUE file may hold; csv's default (128 KiB) is raised to this while reading.
@@ -598,6 +601,40 @@ def collate(
     else:
         batch["labels"] = torch.tensor(label_ids, dtype=torch.long)  # [B]
     return batch
+
+
+# --------------------------------------------------------------------------------------------
+# Model calls.
+# --------------------------------------------------------------------------------------------
+
+
+def features_to_arrays(features: Sequence[InputFeatures], width: int) -> dict[str, np.ndarray]:
+    """int64 [N, width] ``input_ids``, ``segment_ids`` and ``input_mask``, zero-padded, for
+    prediction (``finetuning.predict`` trims each batch to its longest sequence again)."""
+    arrays = {k: np.zeros((len(features), width), np.int64) for k in ("input_ids", "segment_ids")}
+    arrays["input_mask"] = np.zeros((len(features), width), np.int64)
+    for row, feature in enumerate(features):
+        arrays["input_ids"][row, : feature.length] = feature.input_ids
+        arrays["segment_ids"][row, : feature.length] = feature.segment_ids
+        arrays["input_mask"][row, : feature.length] = 1
+    return arrays
+
+
+def classification_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The classifier's training loss on a ``collate`` batch (cross-entropy, or MSE for STS-B)."""
+    return model(batch["input_ids"], batch["segment_ids"], batch["input_mask"], batch["labels"])[0]
+
+
+def logits_forward(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> list[np.ndarray]:
+    """Per row: the classifier's float32 logits [num_labels], as numpy arrays."""
+    logits = model(batch["input_ids"], batch["segment_ids"], batch["input_mask"])
+    return list(logits.float().cpu().numpy())
+
+
+def predictions_from_logits(logits: Sequence[np.ndarray], regression: bool) -> np.ndarray:
+    """Predicted class ids (argmax), or the single score of a regression head."""
+    stacked = np.stack(logits)
+    return stacked[:, 0] if regression else stacked.argmax(axis=1)
 
 
 # --------------------------------------------------------------------------------------------

@@ -9,8 +9,8 @@ Prints the answer, then the n-best list as JSON (`--n_best_size`, default 1 as N
 Differences from NVIDIA's inference.py: a long context is covered by doc-stride windows like in
 run_squad.py (the reference truncated it to one window); `--init_checkpoint` takes any checkpoint
 format and loading reports missing weights instead of failing on NVIDIA-only names; the v2.0
-null-answer decision is run_squad.py's (the reference used a different test); features and
-post-processing are squad.py's, so both scripts agree.
+null-answer decision is run_squad.py's (the reference used a different test); features, the
+model call (`squad.qa_forward`) and post-processing are squad.py's, so both scripts agree.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from distributed import DistState
 from finetuning import predict
 from logger import MetricLogger
 from modeling import BertConfig, BertForQuestionAnswering, ConfigError
-from run_squad import qa_forward
 from runtime import Run
 from tokenization import BertTokenizer, VocabError
 from training import make_precision
@@ -43,7 +42,7 @@ SAMPLE_CONTEXT = (
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add = parser.add_argument
-    add("--bert_model", default="bert-large-uncased", help="accepted for compatibility; unused")
+    add("--bert_model", default="bert-large-uncased", help="accepted; unused")
     add("--init_checkpoint", required=True)
     add("--vocab_file", required=True)
     add("--config_file", required=True)
@@ -61,7 +60,7 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     add("--fp16", action="store_true", help="run the model in half precision (GPU)")
     add("--seed", type=int, default=1)
     add("--verbose_logging", action="store_true")
-    add("--local_rank", type=int, default=-1, help="accepted; inference runs in one process")
+    add("--local_rank", type=int, default=-1, help="accepted; unused")  # one process
     return parser.parse_args(argv)
 
 
@@ -85,7 +84,7 @@ def answer(args: argparse.Namespace) -> tuple[str, list[dict]]:
     arrays = squad.features_to_arrays(features)
     inputs = {key: arrays[key] for key in ("input_ids", "segment_ids", "input_mask")}
     run = Run(DistState(device=device), make_precision("fp32", device), MetricLogger(None, False))
-    outputs = predict(model, inputs, len(features), qa_forward, run).outputs  # run_squad's path
+    outputs = predict(model, inputs, len(features), squad.qa_forward, run).outputs
     results = [
         squad.RawResult(f.unique_id, start, end)
         for f, (start, end) in zip(features, outputs, strict=True)

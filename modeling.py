@@ -2,8 +2,8 @@
 
 This module owns the mathematics of BERT and nothing else: no file I/O besides the config JSON,
 no training loop, no precision or parallelism wrappers (those are applied from outside by the
-entry scripts). Parameter names are NVIDIA's (spec §5.2), so an NGC `ckpt_*.pt` loads unchanged;
-`checkpoint.py` maps Hugging Face and Google names onto them.
+entry scripts). Parameter names are NVIDIA's (`dense_act`, ...), so an NGC `ckpt_*.pt` loads
+unchanged; `checkpoint.py` maps Hugging Face and Google names onto them.
 
 Shapes use B (batch), S (sequence), H (hidden), nh (heads), hd (head size), V (padded vocab),
 M (number of masked positions in a batch).
@@ -18,9 +18,10 @@ Differences from NVIDIA's `modeling.py`, on purpose:
   vocabulary and exports can undo the padding.
 - Every Linear layer, including the three `dense_act` ones, is initialised N(0, 0.02) as Google
   does; NVIDIA's `LinearActivation` was not an `nn.Linear` and kept PyTorch's Kaiming default.
-- Activation checkpointing works on the same [B, S, H] layout as the plain forward (it was broken
-  at HEAD, spec weak spot 15).
-- The masked-only MLM head finds the masked rows without the 0-d index bug of HEAD (weak spot 17).
+- Activation checkpointing works on the same [B, S, H] layout as the plain forward (HEAD's
+  checkpointed path skipped the transpose to [S, B, H] its layers expect, so it was broken).
+- The masked-only MLM head finds the masked rows without a host sync and without HEAD's
+  `nonzero().squeeze()`, which gave a 0-d index when a batch had exactly one masked token.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from errors import BertError
+from fileio import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -209,11 +211,8 @@ class BertConfig:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
 
     def to_json_file(self, path: str | os.PathLike) -> None:
-        """Write the config as JSON (through a temporary file, so a crash leaves no half file)."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(self.to_json_string(), encoding="utf-8")
-        os.replace(tmp, path)
+        """Write the config as JSON, atomically (a crash leaves no half-written file)."""
+        atomic_write_text(path, self.to_json_string())
 
     def replace(self, **changes: Any) -> BertConfig:
         """A copy with some fields changed (validated)."""

@@ -1,6 +1,6 @@
 """Optimizers: LAMB exactly as NVIDIA's fused NVLAMB kernels apply it, AdamW, the no-decay rule.
 
-LAMB, one step (spec §7.1; apex `FusedLAMB` at 21.11, `FusedLAMBAMP` at HEAD):
+LAMB, one step (as apex `FusedLAMB` does it at 21.11 and `FusedLAMBAMP` at HEAD):
 1. g_norm = the global L2 norm of every gradient; clip = g_norm / max_grad_norm if larger than 1;
 2. per element, g' = g / clip; m = b1 m + (1 - b1) g'; v = b2 v + (1 - b2) g'^2;
    update = (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps) + wd * p   (decoupled decay);
@@ -12,7 +12,7 @@ is used instead when `impl="apex"` (or `"auto"` on CUDA with apex installed).
 
 Differences from NVIDIA: no apex needed; the trust ratio uses the same rule for every parameter
 dtype; the global gradient norm of the last step is kept (`last_grad_norm`) for logging. BertAdam
-(per-tensor clipping, no bias correction, LR 0 on the first step: weak spot 24) is replaced by
+(per-tensor clipping, no bias correction, LR 0 on the first step) is replaced by
 `torch.optim.AdamW` for fine-tuning, fused on CUDA.
 """
 

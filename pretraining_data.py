@@ -1,9 +1,10 @@
 """Pre-training shards: reading NVIDIA-layout HDF5 files into model inputs.
 
-A shard holds the six datasets of spec §4.2. `PretrainingShard` loads one file, checks its
-layout once, and turns each instance into the model's inputs the way NVIDIA's 21.11 loader does
-(spec §4.3): `masked_lm_labels` is -1 everywhere except at the masked positions, which hold the
-original token ids; the masked positions end at the first 0 (position 0 is always [CLS]).
+A shard holds the six datasets of `shard_format.py`. `PretrainingShard` loads one file, checks
+its layout once, and turns each instance into the model's inputs the way NVIDIA's 21.11
+`run_pretraining.py` does: `masked_lm_labels` is -1 everywhere except at the masked positions,
+which hold the original token ids; the masked positions end at the first 0 (position 0 is
+always [CLS]).
 
 `PretrainingDataLoader` streams micro-batches for one rank: epochs of shuffled shards, disjoint
 data per rank, the next shard read in the background, an exact resume position, optional
@@ -32,19 +33,10 @@ import torch
 from torch.utils.data import Dataset
 
 from errors import BertError
+from shard_format import SHARD_NDIMS
 from tokenization import load_vocab
 
 logger = logging.getLogger(__name__)
-
-#: The six datasets of an NVIDIA shard with their number of dimensions.
-SHARD_KEYS = {
-    "input_ids": 2,
-    "input_mask": 2,
-    "segment_ids": 2,
-    "masked_lm_positions": 2,
-    "masked_lm_ids": 2,
-    "next_sentence_labels": 1,
-}
 
 
 class ShardError(BertError, ValueError):
@@ -58,14 +50,14 @@ def read_shard(path: str | os.PathLike) -> dict[str, np.ndarray]:
         raise FileNotFoundError(f"shard not found: {path}")
     try:
         with h5py.File(path, "r") as shard:
-            missing = [key for key in SHARD_KEYS if key not in shard]
+            missing = [key for key in SHARD_NDIMS if key not in shard]
             if missing:
                 raise ShardError(f"{path}: missing dataset(s) {', '.join(missing)}")
-            arrays = {key: shard[key][()] for key in SHARD_KEYS}
+            arrays = {key: shard[key][()] for key in SHARD_NDIMS}
     except OSError as err:
         raise ShardError(f"{path}: not a readable HDF5 file ({err})") from None
     count = len(arrays["next_sentence_labels"])
-    for key, ndim in SHARD_KEYS.items():
+    for key, ndim in SHARD_NDIMS.items():
         array = arrays[key]
         if array.ndim != ndim or len(array) != count:
             raise ShardError(
@@ -103,7 +95,7 @@ class PretrainingShard(Dataset):
     """One shard as a map-style dataset of NVIDIA's items.
 
     Each item is `[input_ids, segment_ids, input_mask, masked_lm_labels, next_sentence_labels]`,
-    int64 tensors of shapes [S], [S], [S], [S] and [] (spec §4.3 order).
+    int64 tensors of shapes [S], [S], [S], [S] and [] (NVIDIA's order).
     """
 
     def __init__(self, path: str | os.PathLike) -> None:
@@ -152,7 +144,7 @@ def shard_shape(path: Path) -> tuple[int, int, int]:
     """(instances, sequence length, max predictions) from a shard's metadata, checked."""
     try:
         with h5py.File(path, "r") as shard:
-            missing = [key for key in SHARD_KEYS if key not in shard]
+            missing = [key for key in SHARD_NDIMS if key not in shard]
             if missing:
                 raise ShardError(f"{path}: missing dataset(s) {', '.join(missing)}")
             rows = shard["next_sentence_labels"].shape[0]
@@ -218,12 +210,14 @@ class PretrainingDataLoader:
     Each epoch shuffles the pieces with `seed + epoch` (the same on every rank). With
     `sharding="files"` (NVIDIA's scheme) rank r trains on pieces r, r + W, ... of that order, so
     ranks never share data and every piece of the epoch is used (NVIDIA dropped one file per rank
-    per epoch: weak spot 1). With `sharding="interleaved"` every rank walks the same stream of
-    micro-batches and keeps every W-th one, so W ranks with accumulation G see exactly what one
-    process with accumulation W x G sees. Samples inside a piece are shuffled with a generator
-    keyed by (seed, epoch, piece). The next piece is read in a background thread while the
-    current one trains (no DataLoader pickling: weak spot 2). `state()` is the position of the
-    next micro-batch; `PretrainingDataLoader(..., position=state)` continues there.
+    per epoch: the one prefetched in the last slot). With `sharding="interleaved"` every rank
+    walks the same stream of micro-batches and keeps every W-th one, so W ranks with
+    accumulation G see exactly what one process with accumulation W x G sees. Samples inside a
+    piece are shuffled with a generator keyed by (seed, epoch, piece). The next piece is read in
+    a background thread while the current one trains (NVIDIA built the next DataLoader in
+    another process, pickled it back, and pickled it into every checkpoint). `state()` is the
+    position of the next micro-batch; `PretrainingDataLoader(..., position=state)` continues
+    there.
     """
 
     def __init__(

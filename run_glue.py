@@ -12,10 +12,10 @@ scored too), mnli-mm, qnli, rte, wnli. Readers and metrics are `glue.py`; the lo
 file (`MRPC.tsv`, ...) with `--do_predict`. Batches are padded to their longest sequence.
 
 Differences from NVIDIA: all nine GLUE tasks (NVIDIA had four processors and no Pearson or
-Spearman); gradients are clipped at 1.0 (NVIDIA's clipper was never called: weak spot 27);
-metrics are logged under their own names (`acc`, `f1`, `mcc`, `pearson`, ...) and NVIDIA's
-parser keys are kept too (`exact_match` holds the accuracy, `F1` the F1); `train:loss` is the
-mean of the last logging window; no scikit-learn needed.
+Spearman); gradients are clipped at 1.0 (NVIDIA defined a clipper but never called it, so fp16
+training ran unclipped); metrics are logged under their own names (`acc`, `f1`, `mcc`, `pearson`,
+...) and NVIDIA's parser keys are kept too (`exact_match` holds the accuracy, `F1` the F1);
+`train:loss` is the mean of the last logging window; no scikit-learn needed.
 """
 
 from __future__ import annotations
@@ -64,8 +64,8 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     add("--do_eval", action="store_true")
     add("--do_predict", action="store_true", help="label the test set (GLUE submission file)")
     add("--eval_batch_size", type=runtime.positive_int, default=8)
-    add("--server_ip", default="", help="accepted; remote debugging is not supported")
-    add("--server_port", default="", help="accepted; remote debugging is not supported")
+    add("--server_ip", default="", help="accepted; unused")  # NVIDIA's remote debugging
+    add("--server_port", default="", help="accepted; unused")
     return parser.parse_args(argv)
 
 
@@ -77,26 +77,6 @@ def check_arguments(args: argparse.Namespace) -> glue.GlueProcessor:
     if not Path(args.data_dir).is_dir():
         raise UsageError(f"--data_dir {args.data_dir}: no such folder")
     return glue.get_processor(args.task_name)
-
-
-def to_arrays(features: list[glue.InputFeatures], width: int) -> dict[str, np.ndarray]:
-    """Zero-padded [N, S] arrays of features (prediction trims each batch again)."""
-    arrays = {k: np.zeros((len(features), width), np.int64) for k in ("input_ids", "segment_ids")}
-    arrays["input_mask"] = np.zeros((len(features), width), np.int64)
-    for row, feature in enumerate(features):
-        arrays["input_ids"][row, : feature.length] = feature.input_ids
-        arrays["segment_ids"][row, : feature.length] = feature.segment_ids
-        arrays["input_mask"][row, : feature.length] = 1
-    return arrays
-
-
-def classification_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    return model(batch["input_ids"], batch["segment_ids"], batch["input_mask"], batch["labels"])[0]
-
-
-def logits_forward(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> list[np.ndarray]:
-    logits = model(batch["input_ids"], batch["segment_ids"], batch["input_mask"])
-    return list(logits.float().cpu().numpy())
 
 
 def features(processor, examples, tokenizer, args) -> list[glue.InputFeatures]:
@@ -114,7 +94,7 @@ def do_train(model, processor, tokenizer, args, run: Run) -> dict:
     micro_batch = micro_batch_size(args.train_batch_size, args.gradient_accumulation_steps)
     collate = functools.partial(glue.collate, pad_to_multiple_of=padding_multiple(run.device))
     loader = train_loader(train_features, micro_batch, run, args.seed, collate_fn=collate)
-    result = train(model, ddp_model, loader, classification_loss, options, run)
+    result = train(model, ddp_model, loader, glue.classification_loss, options, run)
     if run.dist.is_main_process and not args.skip_checkpoint:
         output = Path(args.output_dir)
         save_nvidia_checkpoint(output / "pytorch_model.bin", model.state_dict(), model.config)
@@ -129,16 +109,11 @@ def do_train(model, processor, tokenizer, args, run: Run) -> dict:
     }
 
 
-def predictions_of(logits: list[np.ndarray], regression: bool) -> np.ndarray:
-    stacked = np.stack(logits)
-    return stacked[:, 0] if regression else stacked.argmax(axis=1)
-
-
 def evaluate(model, processor, tokenizer, args, run: Run, examples, task: str) -> dict:
     labelled = features(processor, examples, tokenizer, args)
-    arrays = to_arrays(labelled, args.max_seq_length)
-    result = predict(model, arrays, args.eval_batch_size, logits_forward, run)
-    preds = predictions_of(result.outputs, processor.is_regression)
+    arrays = glue.features_to_arrays(labelled, args.max_seq_length)
+    result = predict(model, arrays, args.eval_batch_size, glue.logits_forward, run)
+    preds = glue.predictions_from_logits(result.outputs, processor.is_regression)
     labels = np.array([f.label_id for f in labelled])
     logits = torch.from_numpy(np.stack(result.outputs))
     target = torch.from_numpy(labels)
@@ -164,9 +139,10 @@ def evaluate(model, processor, tokenizer, args, run: Run, examples, task: str) -
 
 def do_predict(model, processor, tokenizer, args, run: Run) -> None:
     examples = processor.get_test_examples(args.data_dir)
-    arrays = to_arrays(features(processor, examples, tokenizer, args), args.max_seq_length)
-    result = predict(model, arrays, args.eval_batch_size, logits_forward, run)
-    preds = predictions_of(result.outputs, processor.is_regression)
+    unlabelled = features(processor, examples, tokenizer, args)
+    arrays = glue.features_to_arrays(unlabelled, args.max_seq_length)
+    result = predict(model, arrays, args.eval_batch_size, glue.logits_forward, run)
+    preds = glue.predictions_from_logits(result.outputs, processor.is_regression)
     if not run.dist.is_main_process:
         return
     labels = processor.get_labels()

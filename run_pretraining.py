@@ -6,17 +6,18 @@
         --max_predictions_per_seq=20 --max_steps=7038 --warmup_proportion=0.2843 \\
         --learning_rate=6e-3 --num_steps_per_checkpoint=200 --seed=42 --fp16 --do_train
 
-NVIDIA's flags and phase semantics (spec §2.1, §6): `--train_batch_size` is per process per
-optimizer step and is divided by `--gradient_accumulation_steps`; `--max_steps` shapes the LR
-schedule of the current phase; phase 2 (`--phase2 --resume_from_checkpoint`) starts from the
-newest phase-1 checkpoint in `--output_dir`, keeps the optimizer moments and restarts the step
-count and schedule; its checkpoints are named `ckpt_<phase1_end_step + step>.pt`.
+NVIDIA's flags and phase semantics: `--train_batch_size` is per process per optimizer step and is
+divided by `--gradient_accumulation_steps`; `--max_steps` shapes the LR schedule of the current
+phase; phase 2 (`--phase2 --resume_from_checkpoint`) starts from the newest phase-1 checkpoint in
+`--output_dir`, keeps the optimizer moments and restarts the step count and schedule; its
+checkpoints are named `ckpt_<phase1_end_step + step>.pt`.
 
 Differences from NVIDIA's script, on purpose:
 - plain PyTorch: native AMP (`--fp16`, or `--bf16`), our multi-tensor LAMB (apex FusedLAMB when
-  installed and chosen), DDP through torchrun with `no_sync` accumulation, and the loss divided
-  by the accumulation steps (weak spot 18); `--allreduce_post_accumulation` is therefore always
-  the behaviour, and `--allreduce_post_accumulation_fp16` compresses the all-reduce to fp16;
+  installed and chosen), DDP through torchrun with `no_sync` accumulation, and the loss divided by
+  the accumulation steps (HEAD never divided it: accumulated gradients were a sum, or scaled wrongly
+  by the DDP hook); `--allreduce_post_accumulation` is therefore always the behaviour, and
+  `--allreduce_post_accumulation_fp16` compresses the all-reduce to fp16;
 - resume is exact: optimizer, scaler, schedule, RNG states and every rank's data position are in
   the checkpoint, and an interrupted phase 2 resumes its schedule (HEAD reset it unless
   `--resume_phase2`, which is still accepted); a missing checkpoint starts fresh with a warning;
@@ -119,16 +120,16 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     add("--skip_checkpoint", action="store_true")
     add("--phase2", action="store_true")
     add("--resume_phase2", action="store_true", help="resume an interrupted phase 2 (HEAD flag)")
-    add("--allreduce_post_accumulation", action="store_true",
-        help="accepted; gradients are always all-reduced once per optimizer step")  # fmt: skip
+    # Gradients are always all-reduced once per optimizer step, after accumulation.
+    add("--allreduce_post_accumulation", action="store_true", help="accepted; unused")
     add("--allreduce_post_accumulation_fp16", action="store_true")
     add("--phase1_end_step", type=runtime.non_negative_int, default=7038)
     add("--do_train", action="store_true", help="required, as in NVIDIA's script")
     add("--disable_progress_bar", action="store_true")
     add("--steps_this_run", type=runtime.positive_int_or_minus_one, default=-1,
         help="stop at this phase step (-1: max_steps)")  # fmt: skip
-    add("--num_workers", type=runtime.non_negative_int, default=4,
-        help="accepted; unused (shards are prefetched by a thread)")  # fmt: skip
+    # Shards are read by one background thread, not DataLoader worker processes.
+    add("--num_workers", type=runtime.non_negative_int, default=4, help="accepted; unused")
     add("--no_dense_sequence_output", action="store_true", help="score every position")
     add("--no_trim_padding", "--no_trim", dest="no_trim_padding", action="store_true",
         help="train on full-width batches (the plain path); default: cut each batch to its "
@@ -291,7 +292,8 @@ class Resume:
 
 
 def load_for_resume(t: Training) -> Resume:
-    """NVIDIA's resume rules (spec §6), with exact continuation of an interrupted run."""
+    """NVIDIA's resume rules (the newest ckpt_<N>.pt, or --resume_step; phase 2 starts from
+    phase 1's), with exact continuation of an interrupted run."""
     args, output = t.args, CheckpointFolder(t.args.output_dir)
     if args.init_checkpoint and not args.resume_from_checkpoint:
         load_model_weights(t.model, args.init_checkpoint)  # weights only: fresh optimizer
@@ -521,6 +523,7 @@ def train(t: Training) -> None:
 
 
 def summarise(t: Training, started: float) -> None:
+    """The final summary; `e2e_train_time` counts from `started` (NVIDIA's: from process start)."""
     steps = t.state.step - t.state.start_step + t.state.skipped_steps
     micro_batch = micro_batch_size(t.args.train_batch_size, t.args.gradient_accumulation_steps)
     sequences = micro_batch * t.args.gradient_accumulation_steps * t.dist.world_size * steps
@@ -596,7 +599,8 @@ def build_loader(
 
 
 def log_configuration(t: Training, precision: str) -> None:
-    """The effective configuration, printed and logged before training (REQ-10)."""
+    """The effective configuration, printed and logged before training, so that no batch or LR
+    scaling happens silently."""
     args = t.args
     micro_batch = micro_batch_size(args.train_batch_size, args.gradient_accumulation_steps)
     t.metrics.log("PARAMETER", {"Config": [str(args)], "SEED": args.seed})

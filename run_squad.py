@@ -11,10 +11,11 @@ Outputs in `--output_dir`: `pytorch_model.bin` ({'model': state_dict}, as NVIDIA
 for v2.0) after prediction. `--do_eval` scores them with the official metrics built in (an
 external `--eval_script` runs only with `--run_eval_script`); `exact_match` and `F1` go to the
 dllogger summary with `e2e_train_time`, `training_sequences_per_second`, `final_loss`,
-`e2e_inference_time`, `inference_sequences_per_second` (spec §8.5).
+`e2e_inference_time`, `inference_sequences_per_second` (NVIDIA's summary keys).
 
-Differences from NVIDIA: every question gets its own null score in v2.0 and there is no crash
-without a valid span (weak spot 25); the schedule counts features and optimizer steps (26);
+Differences from NVIDIA: every question gets its own null score in v2.0 (NVIDIA's used the last
+example's) and there is no crash without a valid span; the schedule counts features and
+optimizer steps (NVIDIA's counted examples and reached LR 0 early);
 prediction runs on every rank with length-sorted batches trimmed to their longest sequence
 (identical logits to padding to 384), and n-best candidates are taken among a feature's real
 tokens only, so predictions do not depend on the padding; the feature cache is keyed by data,
@@ -30,8 +31,6 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-
-import torch
 
 import runtime
 import squad
@@ -71,7 +70,7 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     add("--predict_batch_size", type=runtime.positive_int, default=8)
     add("--n_best_size", type=runtime.positive_int, default=20)
     add("--max_answer_length", type=runtime.positive_int, default=30)
-    add("--verbose_logging", action="store_true")
+    add("--verbose_logging", action="store_true", help="accepted; unused")
     add("--version_2_with_negative", action="store_true")
     add("--null_score_diff_threshold", type=runtime.finite_float, default=0.0)
     add("--eval_script", help="an external evaluation script such as <squad_dir>/evaluate-v1.1.py "
@@ -81,7 +80,7 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "instead of the built-in scorer; it executes the code in that file, so pass this only "
         "for a script you trust")  # fmt: skip
     add("--disable-progress-bar", "--disable_progress_bar", dest="disable_progress_bar",
-        action="store_true")  # fmt: skip
+        action="store_true", help="accepted; unused")  # fmt: skip
     add("--skip_cache", action="store_true", help="do not write the feature cache")
     add("--cache_dir", help="where feature caches go (default: beside the data file)")
     add(
@@ -138,21 +137,6 @@ def features_for(
     return examples, features
 
 
-def qa_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    return model(
-        batch["input_ids"], batch["segment_ids"], batch["input_mask"],
-        start_positions=batch["start_positions"], end_positions=batch["end_positions"],
-    )[0]  # fmt: skip
-
-
-def qa_forward(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> list:
-    """Per feature: (start_logits, end_logits) over its real tokens, as float32 numpy arrays."""
-    start, end = model(batch["input_ids"], batch["segment_ids"], batch["input_mask"])
-    lengths = batch["input_mask"].sum(dim=1).tolist()
-    start, end = start.float().cpu().numpy(), end.float().cpu().numpy()
-    return [(start[i, :n], end[i, :n]) for i, n in enumerate(lengths)]
-
-
 def do_train(model, tokenizer, args: argparse.Namespace, run: Run) -> None:
     examples, features = features_for(args.train_file, True, tokenizer, args, run)
     arrays = squad.features_to_arrays(features)
@@ -164,7 +148,7 @@ def do_train(model, tokenizer, args: argparse.Namespace, run: Run) -> None:
     ddp_model = wrap_for_training(model, options, run)
     micro_batch = micro_batch_size(args.train_batch_size, args.gradient_accumulation_steps)
     loader = train_loader(ArrayDataset(arrays), micro_batch, run, args.seed)
-    result = train(model, ddp_model, loader, qa_loss, options, run)
+    result = train(model, ddp_model, loader, squad.qa_loss, options, run)
     run.metrics.log((), {
         "e2e_train_time": result.seconds,
         "training_sequences_per_second": result.sequences_per_second,
@@ -185,7 +169,9 @@ def do_predict(model, tokenizer, args: argparse.Namespace, run: Run) -> dict[str
         "predict_batch_size": args.predict_batch_size,
     })  # fmt: skip
     inputs = {key: arrays[key] for key in ("input_ids", "segment_ids", "input_mask")}
-    result = predict(model, inputs, args.predict_batch_size, qa_forward, run, trim=not args.no_trim)
+    result = predict(
+        model, inputs, args.predict_batch_size, squad.qa_forward, run, trim=not args.no_trim
+    )
     raw = [
         squad.RawResult(int(uid), start, end)
         for uid, (start, end) in zip(arrays["unique_ids"], result.outputs, strict=True)

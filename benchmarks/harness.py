@@ -35,6 +35,7 @@ from pathlib import Path
 import torch
 
 from checkpoint import load_state_dict_into
+from fileio import atomic_write_text
 from modeling import BertConfig, BertForPreTraining, BertForQuestionAnswering
 from optimization import make_adamw, make_lamb, parameter_groups
 from pretraining_data import PretrainingDataLoader, training_files
@@ -246,8 +247,7 @@ def profile(bench: Bench, step: Callable[[int], None], path: Path) -> None:
             step(i)
         bench.sync()
     key = "self_cuda_time_total" if bench.device.type == "cuda" else "self_cpu_time_total"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(prof.key_averages().table(sort_by=key, row_limit=30))
+    atomic_write_text(path, prof.key_averages().table(sort_by=key, row_limit=30))
 
 
 def squad_train_features():
@@ -355,8 +355,7 @@ def main(argv: list[str] | None = None) -> None:
     for name in args.sections:
         sections[name](bench)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"info": bench.info, "rows": bench.rows}, indent=2))
+        atomic_write_text(args.json, json.dumps({"info": bench.info, "rows": bench.rows}, indent=2))
 
 
 if __name__ == "__main__":

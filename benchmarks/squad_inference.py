@@ -27,10 +27,10 @@ import torch
 import squad
 from checkpoint import load_state_dict_into
 from distributed import DistState
+from fileio import atomic_write_text
 from finetuning import predict
 from logger import MetricLogger
 from modeling import BertConfig, BertForQuestionAnswering
-from run_squad import qa_forward
 from runtime import Run
 from tokenization import BertTokenizer
 from training import make_precision
@@ -138,9 +138,9 @@ def run(args: argparse.Namespace) -> dict:
         s, e = out.start_logits.float().cpu().numpy(), out.end_logits.float().cpu().numpy()
         return [(s[i, :n], e[i, :n]) for i, n in enumerate(lengths)]
 
-    rows = [("ours (trimmed)", ours, qa_forward, True)]
+    rows = [("ours (trimmed)", ours, squad.qa_forward, True)]
     if not args.skip_padded:
-        rows.append(("ours (padded 384)", ours, qa_forward, False))
+        rows.append(("ours (padded 384)", ours, squad.qa_forward, False))
     if args.hf:
         rows.append(("transformers (padded 384)", hf, hf_forward, False))
     predictions = {}
@@ -164,8 +164,7 @@ def run(args: argparse.Namespace) -> dict:
             print(f"ratio ours trimmed / {name}: {ratio:.2f}x")
     print(f"features: {len(features)} from {len(examples)} questions in {feature_seconds:.1f} s")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2))
+        atomic_write_text(args.json, json.dumps(results, indent=2))
     return results
 
 

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from data.segmentation import split_sentences
+from fileio import atomic_write_text
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_INPUT = REPO_ROOT.parent / "shared" / "data" / "text" / "wiki.valid.raw"
@@ -51,7 +52,7 @@ def build(input_file: Path, output_file: Path) -> tuple[int, int]:
     lines = input_file.read_text(encoding="utf-8").splitlines()
     documents = list(wikitext_documents(lines))
     text = "\n\n".join("\n".join(sentences) for sentences in documents) + "\n"
-    output_file.write_text(text, encoding="utf-8")
+    atomic_write_text(output_file, text)
     return len(documents), sum(map(len, documents))
 
 

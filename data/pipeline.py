@@ -23,8 +23,9 @@ needs root or docker. `data/bertPrep.py` runs these stages behind NVIDIA's comma
 
 Differences from NVIDIA's `bertPrep.py`: pinned dump date and checksums, a pinned extractor
 checked at run time, no NLTK download, bounded memory, parallel segmentation and shard creation
-that waits for every process (NVIDIA's could exit while shards were still being written), the
-BookCorpus as an optional local folder (it can no longer be downloaded), and a `verify` stage.
+that waits for every process (bertPrep.py waited only for the last one, so it could exit while
+shards were still being written), the BookCorpus as an optional local folder (it can no longer
+be downloaded), and a `verify` stage.
 """
 
 from __future__ import annotations
@@ -34,14 +35,16 @@ import dataclasses
 import json
 import logging
 import os
-import shutil
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from errors import BertError
+from data.download import download_dataset, download_wikipedia
+from data.sharding import shard_articles
+from data.stages import PipelineError
+from data.wikipedia import extract, format_articles
+from fileio import atomic_path, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -55,41 +58,6 @@ DATASET_CORPORA = {
 }
 DATASETS = tuple(DATASET_CORPORA)
 GLUE_TASK_DATASETS = {"mrpc": "MRPC", "sst-2": "SST-2"}
-
-
-class PipelineError(BertError, RuntimeError):
-    """A stage that failed or produced nothing; the message names the stage and the path."""
-
-
-@contextmanager
-def staged_output_dir(out_dir: Path, overwrite: bool = False) -> Iterator[Path]:
-    """Yield an empty folder beside `out_dir` that replaces `out_dir` when the block succeeds.
-
-    On an exception the folder is deleted and `out_dir` is untouched. A folder left by a killed
-    run (`.<name>.partial`) is cleared first, so two runs must not share an `out_dir`. Without
-    `overwrite`, an existing non-empty `out_dir` is an error before any work is done.
-    """
-    out_dir = Path(out_dir).absolute()
-    if out_dir.exists() and not out_dir.is_dir():
-        raise PipelineError(f"output folder {out_dir} exists and is not a folder")
-    if out_dir.is_dir() and not overwrite and any(out_dir.iterdir()):
-        raise PipelineError(f"output folder {out_dir} is not empty: remove it or pass overwrite")
-    staging = out_dir.with_name(f".{out_dir.name}.partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    try:
-        yield staging
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    if out_dir.exists():
-        old = out_dir.with_name(f".{out_dir.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        out_dir.rename(old)
-        staging.rename(out_dir)
-        shutil.rmtree(old)
-    else:
-        staging.rename(out_dir)
 
 
 @dataclasses.dataclass
@@ -168,8 +136,6 @@ class Settings:
 
 
 def stage_download(s: Settings) -> dict[str, Any]:
-    from data.download import download_dataset, download_wikipedia
-
     files: list[Path] = []
     for name in s.downloads:
         if name in GLUE_TASK_DATASETS:  # NVIDIA's dataset names for one GLUE task each
@@ -201,16 +167,12 @@ def wikipedia_dump(s: Settings) -> Path:
 
 
 def stage_extract(s: Settings) -> dict[str, Any]:
-    from data.wikipedia import extract
-
     # The markers decide what is done: a stage that runs replaces its own output folder.
     files = extract(wikipedia_dump(s), s.extracted_dir, processes=s.n_processes, overwrite=True)
     return {"files": len(files), "bytes": sum(f.stat().st_size for f in files)}
 
 
 def stage_format(s: Settings) -> dict[str, Any]:
-    from data.wikipedia import format_articles
-
     summary = {}
     if "wikicorpus_en" in s.corpora:
         wiki = s.formatted_file("wikicorpus_en")
@@ -229,23 +191,18 @@ def stage_format(s: Settings) -> dict[str, Any]:
 
 def format_books(books: list[Path], out_file: Path) -> int:
     """One book per line (NVIDIA's BookCorpus formatting): its non-empty lines joined."""
-    out_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_file.with_name(f".{out_file.name}.tmp")
     count = 0
-    with open(tmp, "w", encoding="utf-8") as writer:
+    with atomic_path(out_file) as tmp, open(tmp, "w", encoding="utf-8") as writer:
         for book in books:
             with open(book, encoding="utf-8", errors="replace") as reader:
                 text = " ".join(line.strip() for line in reader if line.strip())
             if text:
                 writer.write(text + "\n")
                 count += 1
-    os.replace(tmp, out_file)
     return count
 
 
 def stage_shard(s: Settings) -> dict[str, Any]:
-    from data.sharding import shard_articles
-
     inputs = list(s.input_files) or [s.formatted_file(corpus) for corpus in s.corpora]
     missing = [str(path) for path in inputs if not path.is_file()]
     if missing:
@@ -265,7 +222,8 @@ def stage_shard(s: Settings) -> dict[str, Any]:
 
 
 def stage_hdf5(s: Settings) -> dict[str, Any]:
-    from create_pretraining_data import InstanceOptions, ShardJob, create_shards
+    # h5py and the tokenizer load only when this stage runs (the text stages need neither).
+    from pretraining_instances import InstanceOptions, ShardJob, create_shards
 
     texts = sorted(p for p in s.sharded_dir.glob("*.txt") if p.stat().st_size > 0)
     if not texts:
@@ -287,6 +245,7 @@ def stage_hdf5(s: Settings) -> dict[str, Any]:
 
 
 def stage_verify(s: Settings) -> dict[str, Any]:
+    # torch loads (through modeling.py) only when this stage runs.
     from data.verify import Expectations, verify_shards
 
     expected = len([p for p in s.sharded_dir.glob("*.txt") if p.stat().st_size > 0]) or None
@@ -377,10 +336,8 @@ def run_stage(s: Settings, stage: str, force: bool = False) -> dict[str, Any]:
         raise
     except Exception as err:  # every failure stops the pipeline with the stage's name
         raise PipelineError(f"{stage}: {err}") from err
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    tmp = marker.with_name(f".{marker.name}.tmp")
-    tmp.write_text(json.dumps({"params": params, "summary": summary}, indent=2, default=str))
-    os.replace(tmp, marker)
+    record = {"params": params, "summary": summary}
+    atomic_write_text(marker, json.dumps(record, indent=2, default=str))
     logger.info("%s: done: %s", stage, json.dumps(summary, default=str)[:300])
     return summary
 

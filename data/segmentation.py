@@ -58,7 +58,6 @@ _NUMBER_ABBREVIATIONS = frozenset({
 })
 # fmt: on
 
-_CLOSERS = "\"'”’»)]}"
 _OPENERS = "\"'“‘«([{"
 
 # A candidate boundary: a whole run of terminal punctuation (the lookbehind keeps the scan linear

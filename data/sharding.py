@@ -32,8 +32,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from data.pipeline import PipelineError, staged_output_dir
 from data.segmentation import split_sentences
+from data.stages import PipelineError, staged_output_dir
 
 __all__ = ["shard_articles"]
 

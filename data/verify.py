@@ -1,4 +1,4 @@
-"""Verify pre-training shards before spending GPU hours on them.
+"""Verify pre-training shards before spending GPU hours on them (NVIDIA has no such check).
 
     python -m data.verify SHARD_DIR --max_seq_length 128 --max_predictions_per_seq 20 \\
         --vocab_file vocab/vocab --config_file bert_configs/large.json [--expected_shards 256]
@@ -26,10 +26,10 @@ import h5py
 import numpy as np
 
 import lddl_data
-from create_pretraining_data import SHARD_DTYPES
 from fileio import sha256_file
 from modeling import BertConfig, ConfigError
 from pretraining_data import ShardError
+from shard_format import SHARD_DTYPES, SHARD_NDIMS, VOCAB_SHA256
 from tokenization import VocabError, load_vocab
 
 BLOCK_ROWS = 8192
@@ -85,7 +85,7 @@ def _check_layout(path: Path, shard: h5py.File, expect: Expectations, problems: 
         dataset = shard[key]
         if dataset.dtype != np.dtype(dtype):
             problems.append(f"{path}: {key} has dtype {dataset.dtype}, NVIDIA's layout is {dtype}")
-        if dataset.shape[0] != rows or dataset.ndim != (1 if key == "next_sentence_labels" else 2):
+        if dataset.shape[0] != rows or dataset.ndim != SHARD_NDIMS[key]:
             problems.append(f"{path}: {key} has shape {list(dataset.shape)} ({rows} instances)")
             return 0
     seq, pred = shard["input_ids"].shape[1], shard["masked_lm_positions"].shape[1]
@@ -187,7 +187,7 @@ def verify_shards(paths: Sequence[str | Path], expect: Expectations) -> Report:
         with shard:
             report.shards += 1
             rows = _check_layout(path, shard, expect, report.problems)
-            stored_hash = shard.attrs.get("vocab_sha256")
+            stored_hash = shard.attrs.get(VOCAB_SHA256)
             if vocab_hash and stored_hash is not None and stored_hash != vocab_hash:
                 report.problems.append(
                     f"{path}: made with another vocabulary (sha256 {str(stored_hash)[:12]}...) "

@@ -28,7 +28,8 @@ import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from data.pipeline import PipelineError, staged_output_dir
+from data.stages import PipelineError, staged_output_dir
+from fileio import atomic_path
 
 __all__ = ["WIKIEXTRACTOR_VERSION", "extract", "format_articles"]
 
@@ -157,7 +158,7 @@ def format_articles(extracted: Path | Sequence[Path], out_file: Path) -> int:
     Args:
         extracted: a folder (all its files, recursively, in sorted order) or a list of files
             (read in sorted order, so the output does not depend on how it was listed).
-        out_file: written through `<out_file>.partial` and renamed when complete.
+        out_file: written to a temporary file beside it and renamed when complete.
 
     Returns:
         The number of articles written; articles with no text besides the title are skipped.
@@ -171,19 +172,13 @@ def format_articles(extracted: Path | Sequence[Path], out_file: Path) -> int:
     missing = [str(path) for path in paths if not path.is_file()]
     if not paths or missing:
         raise PipelineError(f"no extracted files to format: {', '.join(missing) or extracted}")
-    out_file = Path(out_file)
-    out_file.parent.mkdir(parents=True, exist_ok=True)
-    partial = out_file.with_name(out_file.name + ".partial")
     count = 0
-    try:
-        with open(partial, "w", encoding="utf-8") as out:
+    with atomic_path(out_file) as tmp:
+        with open(tmp, "w", encoding="utf-8") as out:
             for article in _articles(paths):
                 out.write(article + "\n")
                 count += 1
         if count == 0:
             raise PipelineError(f"no articles with text in {len(paths)} extracted file(s)")
-        os.replace(partial, out_file)
-    finally:
-        partial.unlink(missing_ok=True)
     logger.info("wrote %d articles to %s", count, out_file)
     return count

@@ -127,7 +127,7 @@ def test_nvidias_defaults():
 def test_glue_task_downloads_fetch_only_that_task(tmp_path, monkeypatch):
     calls = []
     monkeypatch.setattr(
-        "data.download.download_dataset",
+        "data.pipeline.download_dataset",
         lambda name, folder, **options: calls.append((name, options)) or [],
     )
     settings = pipeline.Settings(working_dir=tmp_path, downloads=("mrpc", "sst-2"))

@@ -13,7 +13,7 @@ import h5py
 import numpy as np
 import pytest
 
-import create_pretraining_data as cpd
+import pretraining_instances as cpd  # the library create_pretraining_data.py runs
 from fileio import sha256_file
 from pretraining_data import PretrainingShard, masked_lm_labels
 from tests.conftest import CASED_VOCAB, REPO_ROOT, UNCASED_VOCAB

@@ -655,6 +655,20 @@ def test_collate_in_a_dataloader():
     assert shapes == [(2, 16), (2, 8)]
 
 
+def test_arrays_match_collate_and_predictions_from_logits():
+    features = [feature(3), feature(7, 0)]
+    arrays = glue.features_to_arrays(features, 9)
+    batch = glue.collate(features)
+    for key in ("input_ids", "segment_ids", "input_mask"):
+        assert arrays[key].shape == (2, 9) and arrays[key].dtype == np.int64
+        np.testing.assert_array_equal(arrays[key][:, :7], batch[key].numpy())
+        assert not arrays[key][:, 7:].any()
+    logits = [np.array([0.1, 2.0]), np.array([3.0, -1.0])]
+    assert glue.predictions_from_logits(logits, regression=False).tolist() == [1, 0]
+    scores = [np.array([4.5]), np.array([0.25])]
+    assert glue.predictions_from_logits(scores, regression=True).tolist() == [4.5, 0.25]
+
+
 # --------------------------------------------------------------------------------------------
 # Metrics: hand-computed values, degenerate cases, scipy/scikit-learn where installed.
 # --------------------------------------------------------------------------------------------

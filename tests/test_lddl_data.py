@@ -18,7 +18,7 @@ import pytest
 import torch
 
 import run_pretraining
-from create_pretraining_data import InstanceOptions, ShardJob, create_shard
+from pretraining_instances import InstanceOptions, ShardJob, create_shard
 from data import verify
 from logger import read_dllogger_file
 from pretraining_data import (

@@ -1,6 +1,6 @@
 """modeling.py against independent references: Hugging Face `transformers` with real weights
-(all-MiniLM-L6-v2), float64 re-computation, hand-built cases, and the parameter counts of the
-NVIDIA spec (§5.1)."""
+(all-MiniLM-L6-v2), float64 re-computation, hand-built cases, and the parameter counts of
+NVIDIA's large and base models (vocabulary padded to 30528)."""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ from tests.conftest import tiny_config
 
 def reference_lamb(params, grads_per_step, lr, weight_decays, betas=(0.9, 0.999), eps=1e-6,
                    max_grad_norm=1.0, lrs=None):  # fmt: skip
-    """NVLAMB in float64, element by element as the apex kernels describe it (spec §7.1)."""
+    """NVLAMB in float64, element by element as the apex kernels describe it."""
     params = [p.double().clone() for p in params]
     m = [torch.zeros_like(p) for p in params]
     v = [torch.zeros_like(p) for p in params]
@@ -140,7 +140,7 @@ def test_schedules_exact_and_safe_past_the_end(schedule, warmup):
 
 
 def test_phase1_worked_example():
-    # spec §7.3: warm-up 0.2843 of 7038 steps is about 2000 steps, then square-root decay.
+    # NVIDIA's phase 1: warm-up 0.2843 of 7038 steps is about 2000 steps, then square-root decay.
     assert lr_factor("poly", 2000, 7038, 0.2843) == pytest.approx(2000 / 7038 / 0.2843)
     assert lr_factor("poly", 2001, 7038, 0.2843) == pytest.approx((1 - 2001 / 7038) ** 0.5)
     with pytest.raises(ValueError, match="warmup"):

@@ -928,7 +928,7 @@ def plain_get_answers(
     version_2_with_negative,
     null_score_diff_threshold,
 ):
-    """NVIDIA's get_answers with the null score looked up per question (weak spot 25)."""
+    """NVIDIA's get_answers with the null score looked up per question (not the last one's)."""
     by_id = {r.unique_id: r for r in results}
     candidates, nulls = collections.defaultdict(list), {}
     for f in sorted(features, key=lambda f: f.unique_id):

@@ -218,7 +218,8 @@ def _tsv_column(path: Path, column: int) -> list[str]:
 
 @pytest.fixture(scope="module")
 def corpora(shared_data: Path) -> dict[str, list[str]]:
-    """Every line of each corpus named in DESIGN.md's tokenizer parity check."""
+    """Every line of the parity corpora: SQuAD dev contexts and questions, MRPC and SST-2
+    sentences, WikiText-2 validation."""
     squad = json.loads((shared_data / "squad/v1.1/dev-v1.1.json").read_text(encoding="utf-8"))
     paragraphs = [p for article in squad["data"] for p in article["paragraphs"]]
     glue = shared_data / "glue"

@@ -9,9 +9,9 @@ import h5py
 import numpy as np
 import pytest
 
-import create_pretraining_data as cpd
 from data.make_sample_corpus import build
 from data.verify import Expectations, verify_shards
+from pretraining_instances import InstanceOptions, ShardJob, create_shard
 from tests.conftest import CASED_VOCAB, REPO_ROOT, UNCASED_VOCAB
 
 SAMPLE = REPO_ROOT / "data" / "sample" / "wikitext2_valid_sentences.txt"
@@ -22,9 +22,9 @@ def good_shard(tmp_path_factory):
     folder = tmp_path_factory.mktemp("good")
     text = "\n".join(SAMPLE.read_text(encoding="utf-8").splitlines()[:800]) + "\n"
     (folder / "in.txt").write_text(text, encoding="utf-8")
-    options = cpd.InstanceOptions(max_seq_length=64, max_predictions_per_seq=10, dupe_factor=1)
+    options = InstanceOptions(max_seq_length=64, max_predictions_per_seq=10, dupe_factor=1)
     output = folder / "x_training_0.hdf5"
-    cpd.create_shard(cpd.ShardJob((folder / "in.txt",), output, UNCASED_VOCAB, True, options))
+    create_shard(ShardJob((folder / "in.txt",), output, UNCASED_VOCAB, True, options))
     return output
 
 

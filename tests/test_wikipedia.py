@@ -118,7 +118,7 @@ def test_extract_then_format(wikiextractor, dump: Path, tmp_path: Path, compress
     out_file = tmp_path / "formatted" / "wiki_one_article_per_line.txt"
     assert format_articles(tmp_path / "extracted", out_file) == 2  # "Empty stub" is skipped
     assert out_file.read_text().splitlines() == EXPECTED_ARTICLES
-    assert not out_file.with_name(out_file.name + ".partial").exists()
+    assert [p.name for p in out_file.parent.iterdir()] == [out_file.name]  # no temporary left
 
 
 def test_extract_refuses_a_non_empty_output_folder(wikiextractor, dump, tmp_path) -> None:
@@ -199,7 +199,7 @@ def test_format_articles_without_articles_is_an_error(tmp_path: Path, caplog) ->
     out_file = tmp_path / "out.txt"
     with pytest.raises(PipelineError, match="no articles with text"):
         format_articles(titles_only, out_file)
-    assert not out_file.exists() and not (tmp_path / "out.txt.partial").exists()
+    assert not out_file.exists() and not list(tmp_path.glob(".out.txt.*"))
 
     with pytest.raises(PipelineError, match="no extracted files"):
         format_articles(tmp_path / "empty_folder_missing", out_file)

@@ -1,0 +1,109 @@
+"""fileio.py: atomic files and folders are complete or absent, never half-written, and leave no
+temporary entry behind, also when the writer raises or is interrupted (KeyboardInterrupt)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+import fileio
+
+
+def entries(folder) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_atomic_write_text_and_json(tmp_path):
+    fileio.atomic_write_text(tmp_path / "sub" / "a.txt", "héllo\n")
+    assert (tmp_path / "sub" / "a.txt").read_bytes() == "héllo\n".encode()
+    fileio.atomic_write_json(tmp_path / "b.json", {"x": [1, 2]})
+    assert json.loads((tmp_path / "b.json").read_text()) == {"x": [1, 2]}
+    assert entries(tmp_path) == ["b.json", "sub"] and entries(tmp_path / "sub") == ["a.txt"]
+
+
+@pytest.mark.parametrize("error", [OSError("disk full"), KeyboardInterrupt()])
+def test_a_failing_file_writer_leaves_the_target_untouched(tmp_path, error):
+    target = tmp_path / "out.bin"
+    target.write_bytes(b"old")
+
+    def write(handle):
+        handle.write(b"half of the new")
+        raise error
+
+    with pytest.raises(type(error)):
+        fileio.atomic_write(target, write)
+    assert target.read_bytes() == b"old" and entries(tmp_path) == ["out.bin"]
+    with pytest.raises(type(error)), fileio.atomic_path(tmp_path / "new.h5") as tmp:
+        tmp.write_bytes(b"half")
+        raise error
+    assert entries(tmp_path) == ["out.bin"]
+
+
+def test_atomic_path_renames_and_syncs(tmp_path, monkeypatch):
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(fd) or real_fsync(fd))
+    with fileio.atomic_path(tmp_path / "shard.hdf5") as tmp:
+        assert tmp.parent == tmp_path and tmp.name.startswith(".shard.hdf5.")
+        tmp.write_bytes(b"data")
+        assert not (tmp_path / "shard.hdf5").exists()
+        assert not synced
+    assert (tmp_path / "shard.hdf5").read_bytes() == b"data"
+    assert len(synced) == 2  # the file before the rename, the folder after it
+    assert entries(tmp_path) == ["shard.hdf5"]
+
+
+def test_files_get_the_permissions_of_a_plain_open(tmp_path):
+    plain = tmp_path / "plain"
+    plain.write_bytes(b"")
+    fileio.atomic_write_text(tmp_path / "atomic", "")
+    assert (tmp_path / "atomic").stat().st_mode == plain.stat().st_mode
+
+
+def test_atomic_folder(tmp_path):
+    target = tmp_path / "model"
+    with fileio.atomic_folder(target) as tmp:
+        assert tmp.parent == tmp_path and entries(tmp) == []
+        (tmp / "config.json").write_text("{}")
+        (tmp / "sub").mkdir()
+        (tmp / "sub" / "w.bin").write_bytes(b"w")
+        assert not target.exists()
+    assert entries(target) == ["config.json", "sub"] and entries(tmp_path) == ["model"]
+
+
+@pytest.mark.parametrize("error", [OSError("disk full"), KeyboardInterrupt()])
+def test_a_failing_folder_writer_leaves_the_target_untouched(tmp_path, error):
+    target = tmp_path / "out"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    with pytest.raises(type(error)), fileio.atomic_folder(target, replace=True) as tmp:
+        (tmp / "new.txt").write_text("half")
+        raise error
+    assert entries(target) == ["old.txt"] and entries(tmp_path) == ["out"]
+
+
+def test_atomic_folder_replaces_only_when_asked(tmp_path):
+    target = tmp_path / "out"
+    target.mkdir()
+    with fileio.atomic_folder(target) as tmp:  # an empty folder is simply replaced
+        (tmp / "a.txt").write_text("a")
+    assert entries(target) == ["a.txt"]
+    with pytest.raises(FileExistsError), fileio.atomic_folder(target):
+        pytest.fail("the block must not run")
+    with fileio.atomic_folder(target, replace=True) as tmp:
+        (tmp / "b.txt").write_text("b")
+    assert entries(target) == ["b.txt"] and entries(tmp_path) == ["out"]
+
+
+def test_remove_stale_temporaries(tmp_path):
+    (tmp_path / ".out.0123abcd.tmp").mkdir()
+    (tmp_path / ".out.0123abcd.tmp" / "half.txt").write_text("half")
+    (tmp_path / ".out.89abcdef.tmp").write_text("half")
+    keep = [".out.hdf5.0123abcd.tmp", ".out.partial", "out", ".other.0123abcd.tmp"]
+    for name in keep:
+        (tmp_path / name).write_text("keep")
+    removed = fileio.remove_stale_temporaries(tmp_path / "out")
+    assert sorted(p.name for p in removed) == [".out.0123abcd.tmp", ".out.89abcdef.tmp"]
+    assert entries(tmp_path) == sorted(keep)

@@ -1,0 +1,147 @@
+"""The import rules of the flat layout, read from the source with `ast` (nothing is imported).
+
+Entry scripts may import libraries; no module imports an entry script, in any form, at the top
+or inside a function. The modules of the repository (top-level, `data/`, `benchmarks/`,
+`scripts/`) import each other without a cycle, imports inside functions counted. Tests are not
+checked: they run the entry scripts they test.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from tests.conftest import REPO_ROOT
+
+ENTRY_SCRIPTS = frozenset({
+    "run_pretraining", "run_squad", "run_glue", "create_pretraining_data", "inference",
+    "export_onnx", "convert_checkpoint",
+})  # fmt: skip
+
+PACKAGES = ("data", "benchmarks", "scripts")
+
+
+def source_files() -> list[Path]:
+    """Every .py file of the repository outside tests/ (and hidden or virtualenv folders)."""
+    files = []
+    for path in sorted(REPO_ROOT.rglob("*.py")):
+        parts = path.relative_to(REPO_ROOT).parts
+        if parts[0] == "tests" or any(p.startswith(".") or p in ("venv", "results") for p in parts):
+            continue
+        files.append(path)
+    return files
+
+
+def module_name(path: Path) -> str:
+    """`data/pipeline.py` -> `data.pipeline`; `modeling.py` -> `modeling`."""
+    return ".".join(path.relative_to(REPO_ROOT).with_suffix("").parts)
+
+
+def imported_names(source: str, module: str) -> set[str]:
+    """Every module name an import statement anywhere in `source` (functions included) names.
+
+    `import a.b` gives `a.b`; `from a import b` gives `a` and `a.b` (b may be a submodule);
+    relative imports are resolved against `module`'s package."""
+    names: set[str] = set()
+    package = module.split(".")[:-1]
+    for node in ast.walk(ast.parse(source, module)):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            parts = package[: len(package) - node.level + 1] if node.level else []
+            base = ".".join([*parts, *([node.module] if node.module else [])])
+            if base:
+                names.add(base)
+            names.update(f"{base}.{alias.name}" if base else alias.name for alias in node.names)
+    return names
+
+
+def file_imports(path: Path) -> set[str]:
+    return imported_names(path.read_text(encoding="utf-8"), module_name(path))
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Repository module -> the repository modules it imports.
+
+    A name resolves to the longest repository module it starts with (`data.pipeline.X` ->
+    `data.pipeline`); a bare name imported from a file in `scripts/` may be its sibling (the
+    scripts put their own folder on `sys.path`)."""
+    paths = {module_name(path): path for path in source_files()}
+    graph: dict[str, set[str]] = {}
+    for module, path in paths.items():
+        folder = module.rpartition(".")[0]
+        targets = set()
+        for name in file_imports(path):
+            parts = name.split(".")
+            candidates = [".".join(parts[:n]) for n in range(len(parts), 0, -1)]
+            if folder in PACKAGES:
+                candidates.append(f"{folder}.{parts[0]}")
+            found = next((c for c in candidates if c in paths and c not in PACKAGES), None)
+            if found and found != module:
+                targets.add(found)
+        graph[module] = targets
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One cycle of `graph` as [a, b, ..., a], or None."""
+    state: dict[str, str] = {}  # "open" while on the current path, "done" after
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = "open"
+        path.append(node)
+        for target in sorted(graph.get(node, ())):
+            if state.get(target) == "open":
+                return [*path[path.index(target) :], target]
+            if target not in state and (cycle := visit(target)):
+                return cycle
+        path.pop()
+        state[node] = "done"
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (cycle := visit(node)):
+            return cycle
+    return None
+
+
+def test_no_module_imports_an_entry_script():
+    offenders = []
+    for path in source_files():
+        for name in file_imports(path):
+            if name.split(".")[0] in ENTRY_SCRIPTS:
+                offenders.append(f"{path.relative_to(REPO_ROOT)} imports {name}")
+    assert not offenders, "\n".join(offenders)
+
+
+def test_the_walk_sees_every_import_form():
+    source = (
+        "import run_squad\n"
+        "from run_glue import main\n"
+        "import inference as inf, os\n"
+        "def f():\n"
+        "    from data import pipeline\n"
+        "    import export_onnx.sub\n"
+        "class C:\n"
+        "    def g(self):\n"
+        "        from . import convert_checkpoint\n"
+    )
+    assert imported_names(source, "sample") >= {
+        "run_squad", "run_glue", "inference", "os", "data", "data.pipeline", "export_onnx.sub",
+        "convert_checkpoint",
+    }  # fmt: skip
+
+
+def test_the_import_graph_has_no_cycle():
+    graph = import_graph()
+    assert {"modeling", "data.pipeline", "data.stages", "benchmarks.harness"} <= set(graph)
+    assert "data.stages" in graph["data.sharding"] and "modeling" in graph["checkpoint"]
+    cycle = find_cycle(graph)
+    assert cycle is None, " -> ".join(cycle)
+
+
+def test_find_cycle():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": set()}) is None
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"a2"}, "a2": set(), "b": {"c"}, "c": {"b"}}) == ["b", "c", "b"]
