@@ -253,7 +253,8 @@ class Training:
 
     @property
     def step_offset(self) -> int:
-        """Added to the phase step in checkpoint names and logs (phase 2 continues phase 1)."""
+        """Added to the phase step in checkpoint names only (phase 2's files continue phase 1's;
+        its logs count from 1, as NVIDIA's do)."""
         return self.args.phase1_end_step if self.args.phase2 else 0
 
 
@@ -288,7 +289,7 @@ def save_checkpoint(t: Training) -> str:
         t.state.checkpoints_written.append(name)
         while len(t.state.checkpoints_written) > KEEP_CHECKPOINTS:
             folder.delete(t.state.checkpoints_written.pop(0))
-        t.metrics.log("PARAMETER", {"checkpoint_step": t.state.step + t.step_offset})
+        t.metrics.log("PARAMETER", {"checkpoint_step": t.state.step})  # phase step, as NVIDIA
     distributed.barrier()
     return folder.url(name)
 
@@ -407,33 +408,44 @@ class Window:
 
     def reset(self) -> None:
         self.sums = torch.zeros(3, device=self.device)  # total, MLM, NSP
+        self.last = torch.zeros((), device=self.device)  # the last micro-batch's total loss
         self.micro_steps = 0
 
     def add(self, total: torch.Tensor, mlm: torch.Tensor, nsp: torch.Tensor) -> None:
         self.sums += torch.stack([total.detach(), mlm.detach(), nsp.detach()]).float()
+        self.last = total.detach().float()
         self.micro_steps += 1
 
-    def means(self) -> list[float]:
-        """Mean losses over the window, averaged over ranks (a host sync)."""
-        values = distributed.all_reduce_mean(self.sums / max(self.micro_steps, 1))
-        return values.tolist()
+    def means(self) -> tuple[list[float], float]:
+        """Mean losses over the window averaged over ranks, and this rank's last micro-batch
+        loss (one host sync)."""
+        means = distributed.all_reduce_mean(self.sums / max(self.micro_steps, 1))
+        values = torch.cat([means, self.last.reshape(1)]).tolist()
+        return values[:3], values[3]
 
 
 def log_progress(t: Training, window: Window, grad_norm: torch.Tensor | None, rate: float) -> None:
-    average, mlm, nsp = window.means()
+    """One per-step record at (epoch, phase step), NVIDIA's keys first.
+
+    21.11 logged `average_loss`, `step_loss` and `learning_rate`, HEAD `skipped_steps` too; the
+    step counts within the phase, as both did. `step_loss` is the last micro-batch's loss before
+    division by the accumulation steps (what 21.11's `loss * GA / divisor` comes to) on this
+    rank; `average_loss` is averaged over the window's micro-batches and over ranks."""
+    (average, mlm, nsp), last = window.means()
     t.state.final_loss = average
     data = {
         "average_loss": average,
+        "step_loss": last,
+        "learning_rate": t.scheduler.lr_at(t.state.step),
+        "skipped_steps": t.state.skipped_steps,
         "mlm_loss": mlm,
         "nsp_loss": nsp,
-        "learning_rate": t.scheduler.lr_at(t.state.step),
         "grad_norm": float(grad_norm) if grad_norm is not None else float("nan"),
-        "skipped_steps": t.state.skipped_steps,
         "training_sequences_per_second": rate,
     }
     if t.stack.scaler is not None:
         data["loss_scale"] = t.stack.loss_scale
-    t.metrics.log((t.loader.epoch if t.loader else 0, t.state.step + t.step_offset), data)
+    t.metrics.log((t.loader.epoch if t.loader else 0, t.state.step), data)
     check_finite(t, torch.tensor(average), grad_norm)
 
 
@@ -445,7 +457,7 @@ def check_finite(t: Training, values: torch.Tensor, grad_norm: torch.Tensor | No
     if not torch.isfinite(torch.cat(values)).all():
         raise DivergenceError(
             f"the loss, weights or gradient norm became non-finite at step "
-            f"{t.state.step + t.step_offset}; "
+            f"{t.state.step}{' of phase 2' if t.args.phase2 else ''}; "
             "stopping without a checkpoint of these weights (the last good one is kept). "
             "Try a lower --learning_rate, --bf16, or a smaller --init_loss_scale"
         )
@@ -512,7 +524,7 @@ def train(t: Training) -> None:
         window_steps += 1
         t.scheduler.step()
         progress.update()
-        if state.step % log_freq == 0 or state.step == target:
+        if state.step % log_freq == 0 or state.step == target or state.stop_requested:
             rate = sequences_per_step * window_steps / (time.perf_counter() - window_start)
             log_progress(t, window, outcome.grad_norm, rate)
             window.reset()
@@ -522,10 +534,12 @@ def train(t: Training) -> None:
             norms = torch.stack(torch._foreach_norm(parameters))  # the weights to be saved
             check_finite(t, norms, outcome.grad_norm)
             save_checkpoint(t)
+    state.raw_train_time = time.perf_counter() - raw_start
+    # NVIDIA's last per-step record, before the summary at step ().
+    t.metrics.log((t.loader.epoch, state.step), {"final_loss": state.final_loss})
     if state.stop_requested and not args.skip_checkpoint:
         logger.info("%s received: checkpoint written, exiting", state.stop_requested)
     progress.close()
-    state.raw_train_time = time.perf_counter() - raw_start
 
 
 def summarise(t: Training) -> None:
@@ -559,8 +573,9 @@ def setup(args: argparse.Namespace) -> Training:
     configure_tf32(tf32)
     stack = make_precision(precision, dist.device, args.loss_scale or args.init_loss_scale)
     metrics = MetricLogger(
-        args.json_summary, dist.is_main_process, tensorboard_dir=args.tensorboard
-    )
+        args.json_summary, dist.is_main_process, tensorboard_dir=args.tensorboard,
+        tensorboard_step_offset=args.phase1_end_step if args.phase2 else 0,
+    )  # fmt: skip
     model = build_model(args, dist.device)
     optimizer = make_lamb(parameter_groups(model, 0.01), args.learning_rate, args.optimizer_impl)
     scheduler = WarmupScheduler(

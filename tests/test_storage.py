@@ -235,7 +235,9 @@ def losses(log) -> dict[int, float]:
     return {
         event["step"][1]: event["data"]["average_loss"]
         for event in read_dllogger_file(log)
-        if event.get("type") == "LOG" and len(event.get("step") or []) == 2
+        if event.get("type") == "LOG"
+        and len(event.get("step") or []) == 2
+        and "average_loss" in event["data"]
     }
 
 
