@@ -162,10 +162,17 @@ def load_init_checkpoint(model: nn.Module, path: str | None, metrics: MetricLogg
 
 @dataclasses.dataclass
 class TrainResult:
+    """What training did. `final_loss` is the mean of the last logging window (all ranks);
+    the `last_epoch_*` and `samples_per_rank` counts are this rank's, as NVIDIA's GLUE
+    `results.txt` reports them."""
+
     steps: int
     final_loss: float
     seconds: float
-    sequences: int
+    sequences: int  # on all ranks
+    samples_per_rank: int = 0  # every epoch
+    last_epoch_loss: float = float("nan")  # mean micro-batch loss of the last epoch
+    last_epoch_micro_steps: int = 0
 
     @property
     def sequences_per_second(self) -> float:
@@ -211,6 +218,8 @@ def train(
     step, sequences, final_loss = 0, 0, float("nan")
     window = torch.zeros((), device=run.device)
     window_count = 0
+    epoch_loss = torch.zeros((), device=run.device)
+    epoch_micro_steps = samples = 0
     started = time.perf_counter()
     ddp_model.train()
     multiple = padding_multiple(run.device)
@@ -218,6 +227,8 @@ def train(
     while step < total_steps:
         if hasattr(loader.sampler, "set_epoch"):
             loader.sampler.set_epoch(epoch)
+        epoch_loss.zero_()
+        epoch_micro_steps = 0
         for index, batch in enumerate(loader):
             if trim:
                 keys = list(batch)
@@ -231,6 +242,9 @@ def train(
                 run.stack.backward(loss / ga)
             window += loss.detach().float()
             window_count += 1
+            epoch_loss += loss.detach().float()
+            epoch_micro_steps += 1
+            samples += len(batch["input_ids"])
             sequences += len(batch["input_ids"]) * run.dist.world_size
             if not last:
                 continue
@@ -255,7 +269,10 @@ def train(
                 break
         epoch += 1
     seconds = time.perf_counter() - started
-    return TrainResult(step, final_loss, seconds, sequences)
+    last_epoch_loss = (epoch_loss / max(epoch_micro_steps, 1)).item()
+    return TrainResult(
+        step, final_loss, seconds, sequences, samples, last_epoch_loss, epoch_micro_steps
+    )
 
 
 class ArrayDataset(torch.utils.data.Dataset):
@@ -300,6 +317,13 @@ def train_loader(
 class PredictResult:
     outputs: list[Any]  # one entry per input row, in input order (gathered on every rank)
     seconds: float
+    batch_seconds: list[float] = dataclasses.field(default_factory=list)  # this rank's batches
+    rows_here: int = 0  # rows this rank predicted
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def predict(
@@ -315,7 +339,9 @@ def predict(
     `arrays` hold [N, S] `input_ids`, `segment_ids`/`token_type_ids`, `input_mask` (and any
     [N] columns); `forward(model, batch)` returns one output per row. Rows are split across
     ranks and the outputs gathered back in input order on every rank. With `trim=False` every
-    batch keeps the full width S (the plain path).
+    batch keeps the full width S (the plain path). Each batch's `forward` is timed between two
+    device synchronisations (`batch_seconds`): the device time that NVIDIA's CUDA events around
+    the forward measure, plus the copy of its outputs to the host, which syncs anyway.
     """
     lengths = arrays["input_mask"].sum(axis=1)
     full_width = arrays["input_mask"].shape[1]
@@ -323,6 +349,7 @@ def predict(
     order = np.argsort(-lengths, kind="stable")  # longest first: memory peaks early
     mine = order[run.dist.rank :: run.dist.world_size]
     outputs: dict[int, Any] = {}
+    batch_seconds = []
     started = time.perf_counter()
     with evaluating(model):
         for start in range(0, len(mine), batch_size):
@@ -335,11 +362,16 @@ def predict(
                 for key, value in arrays.items()
             }
             batch = {k: v.to(run.device, non_blocking=True) for k, v in batch.items()}
+            _synchronize(run.device)
+            begin = time.perf_counter()
             with run.stack.autocast():
                 results = forward(model, batch)
+            _synchronize(run.device)
+            batch_seconds.append(time.perf_counter() - begin)
             outputs.update(zip(rows.tolist(), results, strict=True))
     seconds = time.perf_counter() - started
     gathered: dict[int, Any] = {}
     for part in distributed.all_gather_object(outputs):
         gathered.update(part)
-    return PredictResult([gathered[i] for i in range(len(lengths))], seconds)
+    outputs_in_order = [gathered[i] for i in range(len(lengths))]
+    return PredictResult(outputs_in_order, seconds, batch_seconds, len(mine))
