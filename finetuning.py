@@ -24,6 +24,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,7 +33,8 @@ from torch import nn
 
 import distributed
 import storage
-from checkpoint import load_model_weights
+from checkpoint import load_model_weights, save_nvidia_checkpoint
+from fileio import atomic_write_text
 from logger import MetricLogger
 from optimization import make_adamw, parameter_groups
 from schedulers import WarmupScheduler
@@ -155,6 +157,16 @@ def load_init_checkpoint(model: nn.Module, path: str | None, metrics: MetricLogg
         "missing_keys": len(report.missing),
         "unexpected_keys": len(report.unexpected),
     })  # fmt: skip
+
+
+def save_fine_tuned(model: nn.Module, output_dir: str | os.PathLike) -> None:
+    """`pytorch_model.bin` ({'model': state_dict}, as NVIDIA's) and the model config under both
+    names NVIDIA used for it: `bert_config.json` (21.11) and `config.json` (HEAD); each file is
+    written atomically."""
+    output = Path(output_dir)
+    save_nvidia_checkpoint(output / "pytorch_model.bin", model.state_dict(), model.config)
+    for name in ("config.json", "bert_config.json"):
+        atomic_write_text(output / name, model.config.to_json_string())
 
 
 # ------------------------------------------------------------------------------- training

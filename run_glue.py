@@ -7,9 +7,10 @@
 
 Tasks: cola, sst-2, mrpc, qqp, sts-b (regression), mnli (matched; the mismatched dev set is
 scored too), mnli-mm, qnli, rte, wnli. Readers and metrics are `glue.py`; the loops are
-`finetuning.py`. Outputs in `--output_dir`: `pytorch_model.bin` and `config.json` after training,
-`results.txt` (JSON, NVIDIA's keys), `predictions.json` (guid -> label) and the GLUE submission
-file (`MRPC.tsv`, ...) with `--do_predict`. Batches are padded to their longest sequence.
+`finetuning.py`. Outputs in `--output_dir`: `pytorch_model.bin`, `config.json` and
+`bert_config.json` after training, `results.txt` (JSON, NVIDIA's keys), `predictions.json`
+(guid -> label) and the GLUE submission file (`MRPC.tsv`, ...) with `--do_predict`. Batches
+are padded to their longest sequence.
 
 Differences from NVIDIA: all nine GLUE tasks (NVIDIA had four processors and no Pearson or
 Spearman); gradients are clipped at 1.0 (NVIDIA's clipper was never called: weak spot 27);
@@ -33,7 +34,7 @@ import torch
 
 import distributed
 import glue
-from checkpoint import CheckpointError, save_nvidia_checkpoint
+from checkpoint import CheckpointError
 from fileio import atomic_write_json
 from finetuning import (
     FinetuneError,
@@ -41,6 +42,7 @@ from finetuning import (
     add_common_arguments,
     load_init_checkpoint,
     predict,
+    save_fine_tuned,
     setup,
     train,
     train_loader,
@@ -115,9 +117,7 @@ def do_train(model, processor, tokenizer, args, run: Setup) -> dict:
     loader = train_loader(train_features, micro_batch, run, args.seed, collate_fn=collate)
     result = train(model, ddp_model, loader, classification_loss, args, run)
     if run.dist.is_main_process and not args.skip_checkpoint:
-        output = Path(args.output_dir)
-        save_nvidia_checkpoint(output / "pytorch_model.bin", model.state_dict(), model.config)
-        model.config.to_json_file(output / "config.json")
+        save_fine_tuned(model, args.output_dir)
     return {  # NVIDIA's keys and definitions (counts of this rank)
         "global_step": result.steps,
         "train:loss": result.last_epoch_loss,
