@@ -6,16 +6,17 @@
         --max_predictions_per_seq=20 --max_steps=7038 --warmup_proportion=0.2843 \\
         --learning_rate=6e-3 --num_steps_per_checkpoint=200 --seed=42 --fp16 --do_train
 
-NVIDIA's flags and phase semantics (spec §2.1, §6): `--train_batch_size` is per process per
-optimizer step and is divided by `--gradient_accumulation_steps`; `--max_steps` shapes the LR
-schedule of the current phase; phase 2 (`--phase2 --resume_from_checkpoint`) starts from the
-newest phase-1 checkpoint in `--output_dir`, keeps the optimizer moments and restarts the step
-count and schedule; its checkpoints are named `ckpt_<phase1_end_step + step>.pt`.
+NVIDIA's flags and phase semantics: `--train_batch_size` is per process per optimizer step and
+is divided by `--gradient_accumulation_steps`; `--max_steps` shapes the LR schedule of the
+current phase; phase 2 (`--phase2 --resume_from_checkpoint`) starts from the newest phase-1
+checkpoint in `--output_dir`, keeps the optimizer moments and restarts the step count and
+schedule; its checkpoints are named `ckpt_<phase1_end_step + step>.pt`, its logs count its own
+steps. Checkpoints carry what 21.11's and HEAD's run_pretraining.py read when they resume.
 
 Differences from NVIDIA's script, on purpose:
 - plain PyTorch: native AMP (`--fp16`, or `--bf16`), our multi-tensor LAMB (apex FusedLAMB when
   installed and chosen), DDP through torchrun with `no_sync` accumulation, and the loss divided
-  by the accumulation steps (weak spot 18); `--allreduce_post_accumulation` is therefore always
+  by the accumulation steps (HEAD never divided it); `--allreduce_post_accumulation` is always
   the behaviour, and `--allreduce_post_accumulation_fp16` compresses the all-reduce to fp16;
 - resume is exact: optimizer, scaler, schedule, RNG states and every rank's data position are in
   the checkpoint, and an interrupted phase 2 resumes its schedule (HEAD reset it unless
@@ -25,9 +26,10 @@ Differences from NVIDIA's script, on purpose:
   and writes no checkpoint of broken weights;
 - `--init_checkpoint` alone initialises the weights from any format (NGC, ours, Hugging Face,
   Google TF) with a fresh optimizer; with `--resume_from_checkpoint` it also takes the moments;
-- logs: dllogger-format JSON lines (dllogger itself not required) with the loss, MLM/NSP parts,
-  learning rate, gradient norm, loss scale, skipped steps and sequences/s every `--log_freq`
-  steps; no host synchronisation between logging steps.
+- logs: dllogger's JSON lines and stdout lines (dllogger itself not required) with NVIDIA's keys
+  (`average_loss`, `step_loss`, `learning_rate`, `skipped_steps`) plus the MLM/NSP parts,
+  gradient norm, loss scale and sequences/s every `--log_freq` steps; `average_loss` is averaged
+  over ranks; no host synchronisation between logging steps.
 """
 
 from __future__ import annotations
@@ -59,7 +61,13 @@ from checkpoint import (
 )
 from logger import MetricLogger
 from modeling import BertConfig, BertForPreTraining, ConfigError
-from optimization import make_lamb, parameter_groups
+from optimization import (
+    load_lamb_state,
+    make_lamb,
+    master_params,
+    nvidia_lamb_state_dict,
+    parameter_groups,
+)
 from pretraining_data import (
     DynamicMasking,
     PretrainingDataLoader,
@@ -260,25 +268,38 @@ class Training:
 
 def save_checkpoint(t: Training) -> str:
     """Write ckpt_<step>.pt atomically on rank 0 with every rank's data position and RNG state;
-    returns where it went (a local path or an s3:// URL)."""
-    positions = distributed.all_gather_object(t.loader.state() if t.loader else None)
+    returns where it went (a local path or an s3:// URL).
+
+    The file is also one that NVIDIA's run_pretraining.py resumes (21.11 and HEAD): `model`
+    (NVIDIA's names, fp32), `optimizer` (FusedLAMB / FusedLAMBAMP layout), `master params`,
+    `files`, `epoch` and `grad_scaler` are what their resume code reads; the other keys are
+    ours, for an exact resume here. Nothing in it needs unpickling of classes."""
+    loader = t.loader
+    mine = None
+    if loader is not None:
+        position = loader.state()
+        mine = (position, [str(p.file) for p in loader.epoch_pieces(position["epoch"])])
+    gathered = distributed.all_gather_object(mine)
+    positions = [entry[0] if entry else None for entry in gathered]
     rngs = distributed.all_gather_object(rng_state())
     folder = CheckpointFolder(t.args.output_dir)
     name = f"ckpt_{t.state.step + t.step_offset}.pt"
     if t.dist.is_main_process:
         payload = {
             "model": nvidia_state_dict(t.model),
-            "optimizer": t.optimizer.state_dict(),
-            "grad_scaler": t.stack.scaler.state_dict() if t.stack.scaler else None,
+            "optimizer": nvidia_lamb_state_dict(t.optimizer, t.model, t.state.step),
+            "master params": master_params(t.model),
+            "grad_scaler": grad_scaler_state(t),
             "scheduler": t.scheduler.state_dict(),
             "epoch": positions[0]["epoch"] if positions[0] else 0,
-            "files": positions[0]["files"] if positions[0] else [],
+            "files": nvidia_files(gathered),
             "data_position": positions,
             "rng_state": rngs,
             "phase": 2 if t.args.phase2 else 1,
             "global_step": t.state.step,
             "skipped_steps": t.state.skipped_steps,
             "world_size": t.dist.world_size,
+            "precision": t.stack.precision,
             "config": t.model.config.to_dict(),
             "param_names": [name for name, _ in t.model.named_parameters()],
             "args": {
@@ -294,6 +315,38 @@ def save_checkpoint(t: Training) -> str:
     return folder.url(name)
 
 
+def grad_scaler_state(t: Training) -> dict[str, Any]:
+    """The loss scaler's state; for bf16 and fp32 runs, that of a fresh fp16 scaler, because
+    HEAD's fp16 resume loads whatever `grad_scaler` holds into its GradScaler (None or {} fail)."""
+    if t.stack.scaler is not None:
+        return t.stack.scaler.state_dict()
+    initial = t.args.loss_scale or t.args.init_loss_scale
+    return torch.amp.GradScaler("cpu", init_scale=float(initial)).state_dict()
+
+
+def nvidia_files(gathered: list) -> list:
+    """21.11's `files` entry, `[slot] + files`: this epoch's shards as paths in the order 21.11
+    indexes them (rank r trains files[slot * W + r] at a slot), and the slot rank 0 is reading.
+
+    `gathered` holds every rank's (loader position, its pieces this epoch). 21.11 restarts that
+    slot's files from their beginning, so it repeats part of them (our own resume continues at
+    the exact sample). With `--data_sharding interleaved` every rank walks one list, which
+    21.11's slots cannot express: the list and slot are then rank 0's, an approximation."""
+    if not gathered or gathered[0] is None:
+        return []
+    position, first = gathered[0]
+    if position["sharding"] != "files":
+        return [position["piece"], *first]
+    lists = [entry[1] for entry in gathered]
+    order = [
+        lists[rank][slot]
+        for slot in range(max(map(len, lists)))
+        for rank in range(len(lists))
+        if slot < len(lists[rank])
+    ]
+    return [position["piece"], *order]
+
+
 @dataclasses.dataclass
 class Resume:
     """What a checkpoint gives back beyond the weights."""
@@ -306,7 +359,7 @@ class Resume:
 
 
 def load_for_resume(t: Training) -> Resume:
-    """NVIDIA's resume rules (spec §6), with exact continuation of an interrupted run."""
+    """NVIDIA's resume rules, with exact continuation of an interrupted run."""
     args, output = t.args, CheckpointFolder(t.args.output_dir)
     if args.init_checkpoint and not args.resume_from_checkpoint:
         load_model_weights(t.model, args.init_checkpoint)  # weights only: fresh optimizer
@@ -346,8 +399,11 @@ def load_for_resume(t: Training) -> Resume:
     )
     if not full:
         return Resume(step=step)
-    if t.stack.scaler is not None and checkpoint.get("grad_scaler"):
-        t.stack.scaler.load_state_dict(checkpoint["grad_scaler"])
+    # bf16 and fp32 runs save a fresh scaler's state, for NVIDIA's code only.
+    scaler_state = checkpoint.get("grad_scaler")
+    from_fp16 = checkpoint.get("precision", "fp16") == "fp16"
+    if t.stack.scaler is not None and scaler_state and from_fp16:
+        t.stack.scaler.load_state_dict(scaler_state)
     positions = checkpoint.get("data_position") or []
     rngs = checkpoint.get("rng_state") or []
     same_world = checkpoint.get("world_size") == t.dist.world_size
@@ -362,13 +418,14 @@ def load_for_resume(t: Training) -> Resume:
 
 
 def load_optimizer_state(t: Training, checkpoint: dict, path: Path, step: int) -> None:
-    """Moments from the checkpoint when they fit our parameters; the step count set to `step`."""
+    """Moments from the checkpoint (ours, 21.11's or HEAD's layout) when they fit our
+    parameters; the step count set to `step`."""
     state = checkpoint.get("optimizer")
     names = checkpoint.get("param_names")
     ours = [name for name, _ in t.model.named_parameters()]
     if state and (names is None or names == ours):
         try:
-            t.optimizer.load_state_dict(state)
+            load_lamb_state(t.optimizer, state)
         except (ValueError, KeyError, RuntimeError) as err:
             logger.warning("%s: optimizer state not usable (%s); fresh moments", path, err)
     elif state:
@@ -622,7 +679,7 @@ def build_loader(
 
 
 def log_configuration(t: Training, precision: str) -> None:
-    """The effective configuration, printed and logged before training (REQ-10)."""
+    """The effective configuration, printed and logged before training."""
     args = t.args
     micro_batch = args.train_batch_size // args.gradient_accumulation_steps
     t.metrics.log("PARAMETER", {"Config": [str(args)], "SEED": args.seed})
