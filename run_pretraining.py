@@ -11,7 +11,9 @@ is divided by `--gradient_accumulation_steps`; `--max_steps` shapes the LR sched
 current phase; phase 2 (`--phase2 --resume_from_checkpoint`) starts from the newest phase-1
 checkpoint in `--output_dir`, keeps the optimizer moments and restarts the step count and
 schedule; its checkpoints are named `ckpt_<phase1_end_step + step>.pt`, its logs count its own
-steps. Checkpoints carry what 21.11's and HEAD's run_pretraining.py read when they resume.
+steps. `--init_checkpoint` is used only with `--resume_from_checkpoint` (resume the model and
+moments from that file, step count and schedule restarted) and ignored otherwise, with a
+warning. Checkpoints carry what 21.11's and HEAD's run_pretraining.py read when they resume.
 
 Differences from NVIDIA's script, on purpose:
 - plain PyTorch: native AMP (`--fp16`, or `--bf16`), our multi-tensor LAMB (apex FusedLAMB when
@@ -24,8 +26,8 @@ Differences from NVIDIA's script, on purpose:
 - checkpoints are atomic, the last three of this run are kept, SIGTERM/SIGUSR1 save one and exit
   0 at the next optimizer step; a persistent non-finite loss stops the run with a clear message
   and writes no checkpoint of broken weights;
-- `--init_checkpoint` alone initialises the weights from any format (NGC, ours, Hugging Face,
-  Google TF) with a fresh optimizer; with `--resume_from_checkpoint` it also takes the moments;
+- `--init_weights` (new) starts from weights in any format (NGC, ours, Hugging Face, Google TF,
+  s3://) with a fresh optimizer and schedule;
 - logs: dllogger's JSON lines and stdout lines (dllogger itself not required) with NVIDIA's keys
   (`average_loss`, `step_loss`, `learning_rate`, `skipped_steps`) plus the MLM/NSP parts,
   gradient norm, loss scale and sequences/s every `--log_freq` steps; `average_loss` is averaged
@@ -110,7 +112,13 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     add("--output_dir", required=True, help="folder or s3://bucket/prefix for ckpt_<step>.pt")
     add("--vocab_file", help="vocabulary; needed for --dynamic_masking, recorded otherwise")
     add("--bert_model", default="bert-large-uncased", help="accepted for compatibility; unused")
-    add("--init_checkpoint", help="initial weights, any format, or s3://; with resume also moments")
+    add("--init_checkpoint",
+        help="with --resume_from_checkpoint: resume the model and optimizer moments from this "
+             "file (or s3://) instead of output_dir, with the step count and schedule restarted; "
+             "ignored without it, as in NVIDIA's script")  # fmt: skip
+    add("--init_weights", metavar="PATH",
+        help="start from these weights (any format: NGC/NVIDIA .pt, ours, Hugging Face folder, "
+             "Google TF, s3://) with a fresh optimizer and schedule")  # fmt: skip
     add("--max_seq_length", type=int, help="must match the shards (default: theirs)")
     add("--max_predictions_per_seq", type=int, help="must match the shards (default: theirs)")
     add("--train_batch_size", type=int, default=32, help="per process per optimizer step")
@@ -185,6 +193,11 @@ def check_arguments(args: argparse.Namespace, is_main: bool) -> None:
         raise ArgumentError(str(err)) from None
     if args.max_steps < 1:
         raise ArgumentError(f"--max_steps must be at least 1, got {args.max_steps}")
+    if args.init_weights and args.init_checkpoint and args.resume_from_checkpoint:
+        raise ArgumentError(
+            "--init_weights and --resume_from_checkpoint --init_checkpoint both name the starting "
+            "weights; pass one of them"
+        )
     if args.dynamic_masking and not args.vocab_file:
         raise ArgumentError("--dynamic_masking needs --vocab_file")
     if not Path(args.input_dir).is_dir():
@@ -359,21 +372,36 @@ class Resume:
 
 
 def load_for_resume(t: Training) -> Resume:
-    """NVIDIA's resume rules, with exact continuation of an interrupted run."""
+    """Where training starts: NVIDIA's resume rules, with exact continuation of our own runs.
+
+    - `--resume_from_checkpoint --init_checkpoint X`: the model and optimizer moments from X,
+      phase step 0, step counts and schedule restarted (NVIDIA's meaning of the pair);
+    - `--resume_from_checkpoint`: `--resume_step`'s or the newest ckpt_N.pt of output_dir;
+      phase 2 from a phase-1 checkpoint keeps the moments and restarts the step count and
+      schedule, as NVIDIA's does; anything else continues exactly where the run stopped;
+    - `--init_weights X` (ours): weights only, fresh optimizer and schedule, when there is
+      nothing to resume. `--init_checkpoint` alone is ignored with a warning, as NVIDIA's
+      script ignores it."""
     args, output = t.args, CheckpointFolder(t.args.output_dir)
     if args.init_checkpoint and not args.resume_from_checkpoint:
-        load_model_weights(t.model, args.init_checkpoint)  # weights only: fresh optimizer
-        return Resume()
+        logger.warning(
+            "--init_checkpoint %s is ignored without --resume_from_checkpoint, as in NVIDIA's "
+            "run_pretraining.py; to start from these weights pass --init_weights %s",
+            args.init_checkpoint, args.init_checkpoint,
+        )  # fmt: skip
     if not args.resume_from_checkpoint:
-        return Resume()
+        return start_from_weights(t)
     if args.init_checkpoint:
         path, number = local_path(args.init_checkpoint), 0
     else:
         numbers = output.numbers()
         number = args.resume_step if args.resume_step >= 0 else max(numbers, default=None)
         if number is None:
-            logger.warning("--resume_from_checkpoint: no checkpoint in %s; starting fresh", output)
-            return Resume()
+            logger.warning(
+                "--resume_from_checkpoint: no checkpoint in %s; starting %s", output,
+                f"from --init_weights {args.init_weights}" if args.init_weights else "fresh",
+            )  # fmt: skip
+            return start_from_weights(t)
         if number not in numbers:
             raise CheckpointError(f"{output}/ckpt_{number}.pt: --resume_step names no checkpoint")
         path = output.path(f"ckpt_{number}.pt")
@@ -415,6 +443,13 @@ def load_for_resume(t: Training) -> Resume:
         rng=rngs[t.dist.rank] if same_world and rngs else None,
         epoch=int(checkpoint.get("epoch", 0)),
     )
+
+
+def start_from_weights(t: Training) -> Resume:
+    """A fresh start, from `--init_weights` (any format our loader reads) when given."""
+    if t.args.init_weights:
+        load_model_weights(t.model, t.args.init_weights)
+    return Resume()
 
 
 def load_optimizer_state(t: Training, checkpoint: dict, path: Path, step: int) -> None:

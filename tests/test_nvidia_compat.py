@@ -619,6 +619,44 @@ def test_grad_scaler_entry_loads_into_a_grad_scaler(precision):
     torch.amp.GradScaler("cpu", enabled=False).load_state_dict(state)
 
 
+# ------------------------------------------------------------------------ --init_checkpoint
+
+
+def test_init_checkpoint_needs_resume_and_init_weights_loads_weights(runs, tmp_path, caplog):
+    source = runs / "phase1" / f"ckpt_{PHASE1_END}.pt"
+    weights = torch.load(source, weights_only=True)["model"]
+    key = "bert.encoder.layer.0.output.dense.weight"
+
+    def first_weights(output) -> torch.Tensor:
+        return torch.load(output / "ckpt_1.pt", weights_only=True)["model"][key]
+
+    extra = ["--steps_this_run=1", "--learning_rate=0"]  # LR 0: the weights stay as loaded
+    assert pretrain(runs / "shards", tmp_path / "ignored", f"--init_checkpoint={source}",
+                    *extra) == 0  # fmt: skip
+    warnings = [r.getMessage() for r in caplog.records if "--init_checkpoint" in r.getMessage()]
+    assert len(warnings) == 1 and "ignored" in warnings[0] and "--init_weights" in warnings[0]
+    assert not torch.equal(first_weights(tmp_path / "ignored"), weights[key])  # not loaded
+    assert pretrain(runs / "shards", tmp_path / "weights", f"--init_weights={source}",
+                    *extra) == 0  # fmt: skip
+    assert torch.equal(first_weights(tmp_path / "weights"), weights[key])
+    fresh = torch.load(tmp_path / "weights" / "ckpt_1.pt", weights_only=True)["optimizer"]
+    assert fresh["param_groups"][0]["step"].tolist() == [1]  # a fresh optimizer
+    assert pretrain(runs / "shards", tmp_path / "resumed", "--resume_from_checkpoint",
+                    f"--init_checkpoint={source}", *extra) == 0  # fmt: skip
+    resumed = torch.load(tmp_path / "resumed" / "ckpt_1.pt", weights_only=True)
+    assert resumed["global_step"] == 1  # NVIDIA's meaning: step count restarted ...
+    assert torch.equal(resumed["model"][key], weights[key])  # ... from that file's weights
+
+
+def test_init_weights_with_resume_from_an_init_checkpoint_is_one_error(runs, tmp_path, capsys):
+    source = runs / "phase1" / f"ckpt_{PHASE1_END}.pt"
+    status = pretrain(runs / "shards", tmp_path / "both", "--resume_from_checkpoint",
+                      f"--init_checkpoint={source}", f"--init_weights={source}")  # fmt: skip
+    assert status == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "--init_weights" in errors[0] and "pass one" in errors[0]
+
+
 # ------------------------------------------------------------------------ logs
 
 
