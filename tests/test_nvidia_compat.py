@@ -602,6 +602,18 @@ def test_head_starts_phase2_or_an_init_checkpoint_from_ours(runs, how):
     assert resumed.optimizer.param_groups[0]["step"].tolist() == [step + 1]
 
 
+def test_files_entry_gives_every_rank_its_shard_by_21_11s_formula():
+    """21.11 rank r opens files[(slot * W + r) % len(files)]: with the list and slot we save,
+    that is the piece each of our ranks is reading (three ranks, seven shards, slot 1)."""
+    world, pieces = 3, [f"/data/shard_{i}_training.hdf5" for i in range(7)]
+    gathered = [({"sharding": "files", "piece": 1}, pieces[rank::world]) for rank in range(world)]
+    files = run_pretraining.nvidia_files(gathered)
+    slot, files = files[0], files[1:]
+    assert sorted(files) == sorted(pieces)
+    for rank in range(world):
+        assert files[(slot * world + rank) % len(files)] == pieces[rank::world][slot]
+
+
 @pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
 def test_grad_scaler_entry_loads_into_a_grad_scaler(precision):
     scaler = None
