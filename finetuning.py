@@ -25,6 +25,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,8 +35,9 @@ from torch import nn
 import distributed
 import runtime
 import storage
-from checkpoint import load_model_weights
+from checkpoint import load_model_weights, save_nvidia_checkpoint
 from errors import UsageError
+from fileio import atomic_write_text
 from logger import MetricLogger
 from optimization import make_adamw, parameter_groups
 from runtime import Run
@@ -117,6 +119,16 @@ def load_init_checkpoint(model: nn.Module, path: str | None, metrics: MetricLogg
     })  # fmt: skip
 
 
+def save_fine_tuned(model: nn.Module, output_dir: str | os.PathLike) -> None:
+    """`pytorch_model.bin` ({'model': state_dict}, as NVIDIA's) and the model config under both
+    names NVIDIA used for it: `bert_config.json` (21.11) and `config.json` (HEAD); each file is
+    written atomically."""
+    output = Path(output_dir)
+    save_nvidia_checkpoint(output / "pytorch_model.bin", model.state_dict(), model.config)
+    for name in ("config.json", "bert_config.json"):
+        atomic_write_text(output / name, model.config.to_json_string())
+
+
 # ------------------------------------------------------------------------------- training
 
 
@@ -154,10 +166,17 @@ class TrainOptions:
 
 @dataclasses.dataclass
 class TrainResult:
+    """What training did. `final_loss` is the mean of the last logging window (all ranks);
+    the `last_epoch_*` and `samples_per_rank` counts are this rank's, as NVIDIA's GLUE
+    `results.txt` reports them."""
+
     steps: int
     final_loss: float
     seconds: float
-    sequences: int
+    sequences: int  # on all ranks
+    samples_per_rank: int = 0  # every epoch
+    last_epoch_loss: float = float("nan")  # mean micro-batch loss of the last epoch
+    last_epoch_micro_steps: int = 0
 
     @property
     def sequences_per_second(self) -> float:
@@ -205,6 +224,8 @@ def train(
     step, sequences, final_loss = 0, 0, float("nan")
     window = torch.zeros((), device=run.device)
     window_count = 0
+    epoch_loss = torch.zeros((), device=run.device)
+    epoch_micro_steps = samples = 0
     started = time.perf_counter()
     ddp_model.train()
     multiple = padding_multiple(run.device)
@@ -212,6 +233,8 @@ def train(
     while step < total_steps:
         if hasattr(loader.sampler, "set_epoch"):
             loader.sampler.set_epoch(epoch)
+        epoch_loss.zero_()
+        epoch_micro_steps = 0
         for index, batch in enumerate(loader):
             if options.trim:
                 keys = list(batch)
@@ -225,6 +248,9 @@ def train(
                 run.precision.backward(loss / grad_accum_steps)
             window += loss.detach().float()
             window_count += 1
+            epoch_loss += loss.detach().float()
+            epoch_micro_steps += 1
+            samples += len(batch["input_ids"])
             sequences += len(batch["input_ids"]) * run.dist.world_size
             if not last:
                 continue
@@ -248,7 +274,10 @@ def train(
                 break
         epoch += 1
     seconds = time.perf_counter() - started
-    return TrainResult(step, final_loss, seconds, sequences)
+    last_epoch_loss = (epoch_loss / max(epoch_micro_steps, 1)).item()
+    return TrainResult(
+        step, final_loss, seconds, sequences, samples, last_epoch_loss, epoch_micro_steps
+    )
 
 
 class ArrayDataset(torch.utils.data.Dataset):
@@ -293,6 +322,13 @@ def train_loader(
 class PredictResult:
     outputs: list[Any]  # one entry per input row, in input order (gathered on every rank)
     seconds: float
+    batch_seconds: list[float] = dataclasses.field(default_factory=list)  # this rank's batches
+    rows_here: int = 0  # rows this rank predicted
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def predict(
@@ -308,7 +344,9 @@ def predict(
     `arrays` hold [N, S] `input_ids`, `segment_ids`/`token_type_ids`, `input_mask` (and any
     [N] columns); `forward(model, batch)` returns one output per row. Rows are split across
     ranks and the outputs gathered back in input order on every rank. With `trim=False` every
-    batch keeps the full width S (the plain path).
+    batch keeps the full width S (the plain path). Each batch's `forward` is timed between two
+    device synchronisations (`batch_seconds`): the device time that NVIDIA's CUDA events around
+    the forward measure, plus the copy of its outputs to the host, which syncs anyway.
     """
     lengths = arrays["input_mask"].sum(axis=1)
     full_width = arrays["input_mask"].shape[1]
@@ -316,6 +354,7 @@ def predict(
     order = np.argsort(-lengths, kind="stable")  # longest first: memory peaks early
     mine = order[run.dist.rank :: run.dist.world_size]
     outputs: dict[int, Any] = {}
+    batch_seconds = []
     started = time.perf_counter()
     with evaluating(model):
         for start in range(0, len(mine), batch_size):
@@ -328,11 +367,16 @@ def predict(
                 for key, value in arrays.items()
             }
             batch = {k: v.to(run.device, non_blocking=True) for k, v in batch.items()}
+            _synchronize(run.device)
+            begin = time.perf_counter()
             with run.precision.autocast():
                 results = forward(model, batch)
+            _synchronize(run.device)
+            batch_seconds.append(time.perf_counter() - begin)
             outputs.update(zip(rows.tolist(), results, strict=True))
     seconds = time.perf_counter() - started
     gathered: dict[int, Any] = {}
     for part in distributed.all_gather_object(outputs):
         gathered.update(part)
-    return PredictResult([gathered[i] for i in range(len(lengths))], seconds)
+    outputs_in_order = [gathered[i] for i in range(len(lengths))]
+    return PredictResult(outputs_in_order, seconds, batch_seconds, len(mine))

@@ -637,6 +637,27 @@ def predictions_from_logits(logits: Sequence[np.ndarray], regression: bool) -> n
     return stacked[:, 0] if regression else stacked.argmax(axis=1)
 
 
+def inference_results(batch_seconds: list[float], batch_size: int) -> dict[str, float]:
+    """NVIDIA's `infer:*` keys from per-batch latencies: percentiles of the sorted latencies in
+    ms (index int(n * q) - 1, clamped), their mean, population std and sum, and throughput as
+    the batch size over the mean latency."""
+    latencies = sorted(1000.0 * s for s in batch_seconds) or [0.0]
+
+    def percentile(q: float) -> float:
+        return latencies[min(max(int(len(latencies) * q) - 1, 0), len(latencies) - 1)]
+
+    results = {f"infer:latency(ms):{int(q * 100)}%": percentile(q)
+               for q in (0.5, 0.9, 0.95, 0.99, 1.0)}  # fmt: skip
+    mean = float(np.mean(latencies))
+    results |= {
+        "infer:latency(ms):avg": mean,
+        "infer:latency(ms):std": float(np.std(latencies)),
+        "infer:latency(ms):sum": float(np.sum(latencies)),
+        "infer:throughput(samples/s):avg": batch_size / (mean / 1000) if mean > 0 else 0.0,
+    }
+    return results
+
+
 # --------------------------------------------------------------------------------------------
 # Metrics.
 # --------------------------------------------------------------------------------------------

@@ -1,14 +1,16 @@
 """Rank-0 metrics logging in dllogger's layout: JSON lines for parsers, readable lines for people.
 
 Each event is one line `DLLL {"timestamp": ..., "datetime": ..., "elapsedtime": ..., "type":
-"LOG", "step": ..., "data": {...}}` in the `--json-summary` file, exactly as dllogger's
-JSONStreamBackend writes it, so NVIDIA log parsers read our logs unchanged; metadata lines
+"LOG", "step": ..., "data": {...}}` in the `--json-summary` file, and one stdout line
+`DLL <date time> - <step> <key> : <value> <unit> ...`, exactly as dllogger's JSONStreamBackend
+and StdOutBackend write them, so NVIDIA's log parsers read our logs unchanged. Metadata lines
 (units) use `"type": "METADATA"`. Steps are "PARAMETER", a tuple such as (epoch, step), or ()
-for the final summary. When the real `dllogger` package is installed it is used instead
+for the final summary. Non-finite numbers are written as `json.dumps` writes them (bare `NaN`,
+`Infinity`), as dllogger does. When the real `dllogger` package is installed it is used instead
 (`use_dllogger=True`). Other ranks log nothing. Optional TensorBoard scalars for numeric data.
 
-Differences from NVIDIA: no dependency on a git-installed logger (REQ-13); the parent folder of
-the JSON file is created; the stdout line is printed through the standard `logging` module.
+Differences from NVIDIA: no dependency on a git-installed logger; the JSON file is appended to
+(dllogger truncates it) and its parent folder is created; `verbose=False` events skip stdout.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ import importlib.util
 import json
 import logging
 import os
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,8 @@ logger = logging.getLogger("bert")
 
 Step = str | tuple | list
 
-#: Units NVIDIA declares for the summary keys (HEAD's dllogger.metadata calls).
+#: Units NVIDIA declares for the summary keys (HEAD's dllogger.metadata calls; None is declared
+#: as a unit of None, which dllogger's stdout line prints as "None").
 UNITS = {
     "e2e_train_time": "s",
     "training_sequences_per_second": "sequences/s",
@@ -43,14 +45,27 @@ UNITS = {
 
 
 def format_step(step: Step) -> str:
-    """NVIDIA's format_step: strings as they are, (epoch, iteration[, validation]) spelled out."""
+    """NVIDIA's `utils.format_step`: strings as they are; each element of (epoch, iteration[,
+    validation]) spelled out and followed by a space."""
     if isinstance(step, str):
         return step
-    parts = []
     names = ("Training Epoch", "Training Iteration", "Validation Iteration")
-    for name, value in zip(names, step, strict=False):
-        parts.append(f"{name}: {value}")
-    return " ".join(parts)
+    return "".join(f"{name}: {value} " for name, value in zip(names, step, strict=False))
+
+
+def format_metric(metric: str, metadata: Mapping[str, Any], value: Any) -> str:
+    """dllogger's default metric format: `key : value unit` (the unit may be empty)."""
+    unit = metadata.get("unit", "")
+    pattern = "{" + metadata["format"] + "}" if "format" in metadata else "{}"
+    return f"{metric} : {pattern.format(value) if value is not None else value} {unit}"
+
+
+def stdout_line(
+    timestamp: datetime.datetime, step: Step, data: Mapping[str, Any], metadata: Mapping
+) -> str:
+    """One line as dllogger's StdOutBackend prints it with NVIDIA's `format_step`."""
+    metrics = " ".join(format_metric(k, metadata.get(k, {}), v) for k, v in data.items())
+    return f"DLL {timestamp} - {format_step(step)} {metrics}"
 
 
 def _jsonable(value: Any) -> Any:
@@ -58,13 +73,14 @@ def _jsonable(value: Any) -> Any:
         return value.item()
     if isinstance(value, Path):
         return str(value)
-    if isinstance(value, float) and value != value:  # NaN: keep the line valid for parsers
-        return "nan"
     return value
 
 
 class MetricLogger:
-    """dllogger-compatible metrics on the main process; silent elsewhere."""
+    """dllogger-compatible metrics on the main process; silent elsewhere.
+
+    `tensorboard_step_offset` is added to the step of TensorBoard points only (phase 2 logs its
+    own step count, as NVIDIA's does, but its curve continues phase 1's)."""
 
     def __init__(
         self,
@@ -72,12 +88,15 @@ class MetricLogger:
         is_main_process: bool = True,
         use_dllogger: bool | None = None,
         tensorboard_dir: str | os.PathLike | None = None,
+        tensorboard_step_offset: int = 0,
     ) -> None:
         self.enabled = is_main_process
-        self.start = time.time()
+        self.start = datetime.datetime.now()
         self.file = None
         self.dllogger = None
         self.tensorboard = None
+        self.tensorboard_step_offset = tensorboard_step_offset
+        self.metadata_of: dict[str, dict[str, Any]] = {}
         if not self.enabled:
             return
         if use_dllogger is None:  # the real dllogger when it is installed, as NVIDIA's scripts
@@ -106,47 +125,48 @@ class MetricLogger:
                 ) from None
             self.tensorboard = SummaryWriter(str(tensorboard_dir))
         for metric, unit in UNITS.items():
-            self.metadata(metric, {"unit": unit} if unit else {})
+            self.metadata(metric, {"unit": unit})
 
-    def _write(self, record: dict[str, Any]) -> None:
-        now = datetime.datetime.now()
-        line = {
-            "timestamp": str(now.timestamp()),
-            "datetime": str(now),
-            "elapsedtime": str(time.time() - self.start),
-            **record,
-        }
-        self.file.write("DLLL " + json.dumps(line) + "\n")
+    def _write(self, now: datetime.datetime, record: dict[str, Any]) -> None:
+        elapsed = str((now - self.start).total_seconds())
+        times = {"timestamp": str(now.timestamp())}
+        if record["type"] == "LOG":  # dllogger's key order differs between the two line types
+            times |= {"datetime": str(now), "elapsedtime": elapsed}
+        else:
+            times |= {"elapsedtime": elapsed, "datetime": str(now)}
+        self.file.write("DLLL " + json.dumps({**times, **record}) + "\n")
         self.file.flush()
 
     def metadata(self, metric: str, metadata: Mapping[str, Any]) -> None:
         if not self.enabled:
             return
+        self.metadata_of.setdefault(metric, {}).update(metadata)
         if self.dllogger is not None:
             self.dllogger.metadata(metric, dict(metadata))
         elif self.file is not None:
-            self._write({"type": "METADATA", "metric": metric, "metadata": dict(metadata)})
+            record = {"type": "METADATA", "metric": metric, "metadata": dict(metadata)}
+            self._write(datetime.datetime.now(), record)
 
     def log(self, step: Step, data: Mapping[str, Any], verbose: bool = True) -> None:
         """One event: `step` is "PARAMETER", a tuple like (epoch, step), or () at the end."""
         if not self.enabled:
             return
         data = {key: _jsonable(value) for key, value in data.items()}
-        step = list(step) if isinstance(step, tuple) else step
+        step = tuple(step) if isinstance(step, list) else step
         if self.dllogger is not None:
-            self.dllogger.log(step=tuple(step) if isinstance(step, list) else step, data=data)
+            self.dllogger.log(step=step, data=data)
         else:
+            now = datetime.datetime.now()
             if self.file is not None:
-                self._write({"type": "LOG", "step": step, "data": data})
-            if verbose:
-                shown = " ".join(f"{k} : {_short(v)}" for k, v in data.items())
-                logger.info(
-                    "%s %s", format_step(tuple(step) if isinstance(step, list) else step), shown
-                )
-        if self.tensorboard is not None and isinstance(step, list) and step:
+                record = {"type": "LOG", "step": list(step) if isinstance(step, tuple) else step}
+                self._write(now, record | {"data": data})
+            if verbose:  # stdout, as dllogger's StdOutBackend prints
+                print(stdout_line(now, step, data, self.metadata_of), flush=True)
+        if self.tensorboard is not None and isinstance(step, tuple) and step:
             for key, value in data.items():
                 if isinstance(value, (int, float)):
-                    self.tensorboard.add_scalar(key, value, global_step=int(step[-1]))
+                    point = int(step[-1]) + self.tensorboard_step_offset
+                    self.tensorboard.add_scalar(key, value, global_step=point)
 
     def close(self) -> None:
         if self.dllogger is not None:
@@ -158,14 +178,10 @@ class MetricLogger:
             self.tensorboard.close()
 
 
-def _short(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return str(value)
-
-
 def read_dllogger_file(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """The events of a dllogger JSON file (lines starting with `DLLL `), for tests and plots."""
+    """The events of a dllogger JSON file (lines starting with `DLLL `), for tests and plots.
+
+    `json.loads` reads dllogger's bare `NaN` and `Infinity` back as floats."""
     events = []
     for line in Path(path).read_text(encoding="utf-8").splitlines():
         if line.startswith("DLLL "):

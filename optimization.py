@@ -147,6 +147,74 @@ class Lamb(torch.optim.Optimizer):
             torch._foreach_add_(params, updates, alpha=-lr)
 
 
+#: The group keys NVIDIA's pre-training LAMBs read in `step()` once `load_state_dict` has
+#: replaced their groups (apex FusedLAMB at 21.11, FusedLAMBAMP at HEAD), with their defaults.
+NVIDIA_LAMB_GROUP_DEFAULTS = {
+    "bias_correction": True,
+    "betas": (0.9, 0.999),
+    "eps": 1e-6,
+    "weight_decay": 0.01,
+    "grad_averaging": True,
+    "max_grad_norm": 1.0,
+}
+
+
+def nvidia_lamb_state_dict(optimizer: torch.optim.Optimizer, model: nn.Module, step: int) -> dict:
+    """The LAMB state in the layout NVIDIA's `run_pretraining.py` resumes from.
+
+    Parameters are numbered as NVIDIA's optimizer numbers them (`parameter_groups` of the model:
+    decayed weights, then biases and LayerNorm, each in `named_parameters` order), whatever the
+    grouping of `optimizer`; `state` holds `exp_avg`/`exp_avg_sq` (fp32) of every parameter
+    that has them. Each group carries every key apex FusedLAMB and HEAD's FusedLAMBAMP read,
+    with `lr` and `step` as FusedLAMBAMP keeps them: a 0-d float32 tensor and a [1] int32
+    tensor (`step` = optimizer steps taken in this phase). HEAD's resume calls `zero_()` and
+    `fill_()` on them; 21.11's phase-2 and --init_checkpoint resume assign numbers over them.
+    Our own loader (`load_lamb_state`) turns them back into numbers. The tensors are the live
+    moments, not copies: save the result at once.
+    """
+    group_of = {id(p): group for group in optimizer.param_groups for p in group["params"]}
+    groups, state, index = [], {}, 0
+    for nvidia_group in parameter_groups(model, NVIDIA_LAMB_GROUP_DEFAULTS["weight_decay"]):
+        params = nvidia_group["params"]
+        ours = group_of[id(params[0])] if params else {}
+        group = {key: ours.get(key, value) for key, value in NVIDIA_LAMB_GROUP_DEFAULTS.items()}
+        group["betas"] = tuple(group["betas"])
+        group["weight_decay"] = nvidia_group["weight_decay"]
+        group["use_nvlamb"] = ours.get("use_nvlamb", False)
+        group["lr"] = torch.tensor(float(ours.get("lr", 0.0)), dtype=torch.float32)
+        group["step"] = torch.tensor([step], dtype=torch.int32)
+        group["params"] = list(range(index, index + len(params)))
+        for number, parameter in enumerate(params, start=index):
+            moments = optimizer.state.get(parameter, {})
+            if "exp_avg" in moments:
+                state[number] = {key: moments[key] for key in ("exp_avg", "exp_avg_sq")}
+        index += len(params)
+        groups.append(group)
+    return {"state": state, "param_groups": groups}
+
+
+def master_params(model: nn.Module) -> list[torch.Tensor]:
+    """fp32 weights in NVIDIA's optimizer order: the `master params` 21.11 copies into apex's
+    fp32 masters when it resumes with --fp16. Our parameters are fp32 already, so these share
+    their storage with the `model` entry and cost nothing in the saved file."""
+    groups = parameter_groups(model, NVIDIA_LAMB_GROUP_DEFAULTS["weight_decay"])
+    return [p.detach().float() for group in groups for p in group["params"]]
+
+
+def load_lamb_state(optimizer: torch.optim.Optimizer, state: dict) -> None:
+    """`optimizer.load_state_dict(state)` for states of ours, 21.11's (numbers) or HEAD's
+    (`lr`/`step` tensors): group keys the state lacks come from the optimizer's defaults, and
+    tensors `lr` and `step` become the numbers our optimizer works with."""
+    optimizer.load_state_dict(state)
+    for group in optimizer.param_groups:
+        for key, value in optimizer.defaults.items():
+            group.setdefault(key, value)
+        if isinstance(group.get("lr"), torch.Tensor):
+            group["lr"] = float(group["lr"])
+        if isinstance(group.get("step"), torch.Tensor):
+            group["step"] = int(group["step"].reshape(-1)[0])
+
+
 def make_lamb(
     param_groups: list[dict], lr: float, impl: str = "auto", **kwargs
 ) -> torch.optim.Optimizer:

@@ -7,15 +7,18 @@
 
 Tasks: cola, sst-2, mrpc, qqp, sts-b (regression), mnli (matched; the mismatched dev set is
 scored too), mnli-mm, qnli, rte, wnli. Readers and metrics are `glue.py`; the loops are
-`finetuning.py`. Outputs in `--output_dir`: `pytorch_model.bin` and `config.json` after training,
-`results.txt` (JSON, NVIDIA's keys), `predictions.json` (guid -> label) and the GLUE submission
-file (`MRPC.tsv`, ...) with `--do_predict`. Batches are padded to their longest sequence.
+`finetuning.py`. Outputs in `--output_dir`: `pytorch_model.bin`, `config.json` and
+`bert_config.json` after training, `results.txt` (JSON, NVIDIA's keys), `predictions.json`
+(guid -> label) and the GLUE submission file (`MRPC.tsv`, ...) with `--do_predict`. Batches
+are padded to their longest sequence.
 
 Differences from NVIDIA: all nine GLUE tasks (NVIDIA had four processors and no Pearson or
 Spearman); gradients are clipped at 1.0 (NVIDIA defined a clipper but never called it, so fp16
 training ran unclipped); metrics are logged under their own names (`acc`, `f1`, `mcc`, `pearson`,
 ...) and NVIDIA's parser keys are kept too (`exact_match` holds the accuracy, `F1` the F1);
-`train:loss` is the mean of the last logging window; no scikit-learn needed.
+`train:loss` is the mean micro-batch loss of the last epoch before division by the accumulation
+steps (NVIDIA's was divided); `eval:loss` is the mean over examples (NVIDIA's averaged batch
+means); no scikit-learn needed.
 """
 
 from __future__ import annotations
@@ -32,7 +35,6 @@ import torch
 
 import glue
 import runtime
-from checkpoint import save_nvidia_checkpoint
 from errors import UsageError
 from fileio import atomic_write_json
 from finetuning import (
@@ -40,6 +42,7 @@ from finetuning import (
     add_common_arguments,
     load_init_checkpoint,
     predict,
+    save_fine_tuned,
     setup,
     train,
     train_loader,
@@ -96,16 +99,14 @@ def do_train(model, processor, tokenizer, args, run: Run) -> dict:
     loader = train_loader(train_features, micro_batch, run, args.seed, collate_fn=collate)
     result = train(model, ddp_model, loader, glue.classification_loss, options, run)
     if run.dist.is_main_process and not args.skip_checkpoint:
-        output = Path(args.output_dir)
-        save_nvidia_checkpoint(output / "pytorch_model.bin", model.state_dict(), model.config)
-        model.config.to_json_file(output / "config.json")
-    return {
+        save_fine_tuned(model, args.output_dir)
+    return {  # NVIDIA's keys and definitions (counts of this rank)
         "global_step": result.steps,
-        "train:loss": result.final_loss,
+        "train:loss": result.last_epoch_loss,
         "train:latency": result.seconds,
-        "train:num_samples_per_gpu": len(train_features),
-        "train:num_steps": result.steps,
-        "train:throughput": result.sequences_per_second,
+        "train:num_samples_per_gpu": result.samples_per_rank,  # over all epochs
+        "train:num_steps": result.last_epoch_micro_steps,  # micro-batches of the last epoch
+        "train:throughput": result.sequences_per_second,  # all ranks
     }
 
 
@@ -129,10 +130,10 @@ def evaluate(model, processor, tokenizer, args, run: Run, examples, task: str) -
             task, processor.get_labels()[int(preds[0])],
         )  # fmt: skip
     return {
-        "eval:num_samples_per_gpu": len(labelled),
+        "eval:num_samples_per_gpu": result.rows_here,
+        "eval:num_steps": len(result.batch_seconds),
+        **glue.inference_results(result.batch_seconds, args.eval_batch_size),
         "eval:loss": loss,
-        "infer:latency(ms):sum": result.seconds * 1000,
-        "infer:throughput(samples/s):avg": len(labelled) / result.seconds if result.seconds else 0,
         **metrics,
     }
 

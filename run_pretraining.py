@@ -6,29 +6,32 @@
         --max_predictions_per_seq=20 --max_steps=7038 --warmup_proportion=0.2843 \\
         --learning_rate=6e-3 --num_steps_per_checkpoint=200 --seed=42 --fp16 --do_train
 
-NVIDIA's flags and phase semantics: `--train_batch_size` is per process per optimizer step and is
-divided by `--gradient_accumulation_steps`; `--max_steps` shapes the LR schedule of the current
-phase; phase 2 (`--phase2 --resume_from_checkpoint`) starts from the newest phase-1 checkpoint in
-`--output_dir`, keeps the optimizer moments and restarts the step count and schedule; its
-checkpoints are named `ckpt_<phase1_end_step + step>.pt`.
+NVIDIA's flags and phase semantics: `--train_batch_size` is per process per optimizer step and
+is divided by `--gradient_accumulation_steps`; `--max_steps` shapes the LR schedule of the
+current phase; phase 2 (`--phase2 --resume_from_checkpoint`) starts from the newest phase-1
+checkpoint in `--output_dir`, keeps the optimizer moments and restarts the step count and
+schedule; its checkpoints are named `ckpt_<phase1_end_step + step>.pt`, its logs count its own
+steps. `--init_checkpoint` is used only with `--resume_from_checkpoint` (resume the model and
+moments from that file, step count and schedule restarted) and ignored otherwise, with a
+warning. Checkpoints carry what 21.11's and HEAD's run_pretraining.py read when they resume.
 
 Differences from NVIDIA's script, on purpose:
 - plain PyTorch: native AMP (`--fp16`, or `--bf16`), our multi-tensor LAMB (apex FusedLAMB when
-  installed and chosen), DDP through torchrun with `no_sync` accumulation, and the loss divided by
-  the accumulation steps (HEAD never divided it: accumulated gradients were a sum, or scaled wrongly
-  by the DDP hook); `--allreduce_post_accumulation` is therefore always the behaviour, and
-  `--allreduce_post_accumulation_fp16` compresses the all-reduce to fp16;
+  installed and chosen), DDP through torchrun with `no_sync` accumulation, and the loss divided
+  by the accumulation steps (HEAD never divided it); `--allreduce_post_accumulation` is always
+  the behaviour, and `--allreduce_post_accumulation_fp16` compresses the all-reduce to fp16;
 - resume is exact: optimizer, scaler, schedule, RNG states and every rank's data position are in
   the checkpoint, and an interrupted phase 2 resumes its schedule (HEAD reset it unless
   `--resume_phase2`, which is still accepted); a missing checkpoint starts fresh with a warning;
 - checkpoints are atomic, the last three of this run are kept, SIGTERM/SIGUSR1 save one and exit
   0 at the next optimizer step; a persistent non-finite loss stops the run with a clear message
   and writes no checkpoint of broken weights;
-- `--init_checkpoint` alone initialises the weights from any format (NGC, ours, Hugging Face,
-  Google TF) with a fresh optimizer; with `--resume_from_checkpoint` it also takes the moments;
-- logs: dllogger-format JSON lines (dllogger itself not required) with the loss, MLM/NSP parts,
-  learning rate, gradient norm, loss scale, skipped steps and sequences/s every `--log_freq`
-  steps; no host synchronisation between logging steps.
+- `--init_weights` (new) starts from weights in any format (NGC, ours, Hugging Face, Google TF,
+  s3://) with a fresh optimizer and schedule;
+- logs: dllogger's JSON lines and stdout lines (dllogger itself not required) with NVIDIA's keys
+  (`average_loss`, `step_loss`, `learning_rate`, `skipped_steps`) plus the MLM/NSP parts,
+  gradient norm, loss scale and sequences/s every `--log_freq` steps; `average_loss` is averaged
+  over ranks; no host synchronisation between logging steps.
 """
 
 from __future__ import annotations
@@ -63,7 +66,13 @@ from checkpoint import (
 from errors import BertError, UsageError
 from logger import MetricLogger
 from modeling import BertConfig, BertForPreTraining
-from optimization import make_lamb, parameter_groups
+from optimization import (
+    load_lamb_state,
+    make_lamb,
+    master_params,
+    nvidia_lamb_state_dict,
+    parameter_groups,
+)
 from pretraining_data import (
     DynamicMasking,
     PretrainingDataLoader,
@@ -97,7 +106,13 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     add("--output_dir", required=True, help="folder or s3://bucket/prefix for ckpt_<step>.pt")
     add("--vocab_file", help="vocabulary; needed for --dynamic_masking, recorded otherwise")
     add("--bert_model", default="bert-large-uncased", help="accepted; unused")
-    add("--init_checkpoint", help="initial weights, any format, or s3://; with resume also moments")
+    add("--init_checkpoint",
+        help="with --resume_from_checkpoint: resume the model and optimizer moments from this "
+             "file (or s3://) instead of output_dir, with the step count and schedule restarted; "
+             "ignored without it, as in NVIDIA's script")  # fmt: skip
+    add("--init_weights", metavar="PATH",
+        help="start from these weights (any format: NGC/NVIDIA .pt, ours, Hugging Face folder, "
+             "Google TF, s3://) with a fresh optimizer and schedule")  # fmt: skip
     add("--max_seq_length", type=runtime.positive_int,
         help="must match the shards (default: theirs)")  # fmt: skip
     add("--max_predictions_per_seq", type=runtime.positive_int,
@@ -163,6 +178,11 @@ def check_arguments(args: argparse.Namespace) -> CheckpointFolder:
     if not args.do_train:
         raise UsageError("--do_train is required (as in NVIDIA's run_pretraining.py)")
     micro_batch_size(args.train_batch_size, args.gradient_accumulation_steps)
+    if args.init_weights and args.init_checkpoint and args.resume_from_checkpoint:
+        raise UsageError(
+            "--init_weights and --resume_from_checkpoint --init_checkpoint both name the starting "
+            "weights; pass one of them"
+        )
     if args.dynamic_masking and not args.vocab_file:
         raise UsageError("--dynamic_masking needs --vocab_file")
     if not Path(args.input_dir).is_dir():
@@ -240,31 +260,45 @@ class Training:
 
     @property
     def step_offset(self) -> int:
-        """Added to the phase step in checkpoint names and logs (phase 2 continues phase 1)."""
+        """Added to the phase step in checkpoint names only (phase 2's files continue phase 1's;
+        its logs count from 1, as NVIDIA's do)."""
         return self.args.phase1_end_step if self.args.phase2 else 0
 
 
 def save_checkpoint(t: Training) -> str:
     """Write ckpt_<step>.pt atomically on rank 0 with every rank's data position and RNG state;
-    returns where it went (a local path or an s3:// URL)."""
-    positions = distributed.all_gather_object(t.loader.state() if t.loader else None)
+    returns where it went (a local path or an s3:// URL).
+
+    The file is also one that NVIDIA's run_pretraining.py resumes (21.11 and HEAD): `model`
+    (NVIDIA's names, fp32), `optimizer` (FusedLAMB / FusedLAMBAMP layout), `master params`,
+    `files`, `epoch` and `grad_scaler` are what their resume code reads; the other keys are
+    ours, for an exact resume here. Nothing in it needs unpickling of classes."""
+    loader = t.loader
+    mine = None
+    if loader is not None:
+        position = loader.state()
+        mine = (position, [str(p.file) for p in loader.epoch_pieces(position["epoch"])])
+    gathered = distributed.all_gather_object(mine)
+    positions = [entry[0] if entry else None for entry in gathered]
     rngs = distributed.all_gather_object(rng_state())
     folder = CheckpointFolder(t.args.output_dir)
     name = f"ckpt_{t.state.step + t.step_offset}.pt"
     if t.dist.is_main_process:
         payload = {
             "model": nvidia_state_dict(t.model),
-            "optimizer": t.optimizer.state_dict(),
-            "grad_scaler": t.stack.scaler.state_dict() if t.stack.scaler else None,
+            "optimizer": nvidia_lamb_state_dict(t.optimizer, t.model, t.state.step),
+            "master params": master_params(t.model),
+            "grad_scaler": grad_scaler_state(t),
             "scheduler": t.scheduler.state_dict(),
             "epoch": positions[0]["epoch"] if positions[0] else 0,
-            "files": positions[0]["files"] if positions[0] else [],
+            "files": nvidia_files(gathered),
             "data_position": positions,
             "rng_state": rngs,
             "phase": 2 if t.args.phase2 else 1,
             "global_step": t.state.step,
             "skipped_steps": t.state.skipped_steps,
             "world_size": t.dist.world_size,
+            "precision": t.stack.precision,
             "config": t.model.config.to_dict(),
             "param_names": [name for name, _ in t.model.named_parameters()],
             "args": {
@@ -275,9 +309,41 @@ def save_checkpoint(t: Training) -> str:
         t.state.checkpoints_written.append(name)
         while len(t.state.checkpoints_written) > KEEP_CHECKPOINTS:
             folder.delete(t.state.checkpoints_written.pop(0))
-        t.metrics.log("PARAMETER", {"checkpoint_step": t.state.step + t.step_offset})
+        t.metrics.log("PARAMETER", {"checkpoint_step": t.state.step})  # phase step, as NVIDIA
     distributed.barrier()
     return folder.url(name)
+
+
+def grad_scaler_state(t: Training) -> dict[str, Any]:
+    """The loss scaler's state; for bf16 and fp32 runs, that of a fresh fp16 scaler, because
+    HEAD's fp16 resume loads whatever `grad_scaler` holds into its GradScaler (None or {} fail)."""
+    if t.stack.scaler is not None:
+        return t.stack.scaler.state_dict()
+    initial = t.args.loss_scale or t.args.init_loss_scale
+    return torch.amp.GradScaler("cpu", init_scale=float(initial)).state_dict()
+
+
+def nvidia_files(gathered: list) -> list:
+    """21.11's `files` entry, `[slot] + files`: this epoch's shards as paths in the order 21.11
+    indexes them (rank r trains files[slot * W + r] at a slot), and the slot rank 0 is reading.
+
+    `gathered` holds every rank's (loader position, its pieces this epoch). 21.11 restarts that
+    slot's files from their beginning, so it repeats part of them (our own resume continues at
+    the exact sample). With `--data_sharding interleaved` every rank walks one list, which
+    21.11's slots cannot express: the list and slot are then rank 0's, an approximation."""
+    if not gathered or gathered[0] is None:
+        return []
+    position, first = gathered[0]
+    if position["sharding"] != "files":
+        return [position["piece"], *first]
+    lists = [entry[1] for entry in gathered]
+    order = [
+        lists[rank][slot]
+        for slot in range(max(map(len, lists)))
+        for rank in range(len(lists))
+        if slot < len(lists[rank])
+    ]
+    return [position["piece"], *order]
 
 
 @dataclasses.dataclass
@@ -292,22 +358,36 @@ class Resume:
 
 
 def load_for_resume(t: Training) -> Resume:
-    """NVIDIA's resume rules (the newest ckpt_<N>.pt, or --resume_step; phase 2 starts from
-    phase 1's), with exact continuation of an interrupted run."""
+    """Where training starts: NVIDIA's resume rules, with exact continuation of our own runs.
+
+    - `--resume_from_checkpoint --init_checkpoint X`: the model and optimizer moments from X,
+      phase step 0, step counts and schedule restarted (NVIDIA's meaning of the pair);
+    - `--resume_from_checkpoint`: `--resume_step`'s or the newest ckpt_N.pt of output_dir;
+      phase 2 from a phase-1 checkpoint keeps the moments and restarts the step count and
+      schedule, as NVIDIA's does; anything else continues exactly where the run stopped;
+    - `--init_weights X` (ours): weights only, fresh optimizer and schedule, when there is
+      nothing to resume. `--init_checkpoint` alone is ignored with a warning, as NVIDIA's
+      script ignores it."""
     args, output = t.args, CheckpointFolder(t.args.output_dir)
     if args.init_checkpoint and not args.resume_from_checkpoint:
-        load_model_weights(t.model, args.init_checkpoint)  # weights only: fresh optimizer
-        return Resume()
+        logger.warning(
+            "--init_checkpoint %s is ignored without --resume_from_checkpoint, as in NVIDIA's "
+            "run_pretraining.py; to start from these weights pass --init_weights %s",
+            args.init_checkpoint, args.init_checkpoint,
+        )  # fmt: skip
     if not args.resume_from_checkpoint:
-        return Resume()
+        return start_from_weights(t)
     if args.init_checkpoint:
         path, number = local_path(args.init_checkpoint), 0
     else:
         numbers = output.numbers()
         number = args.resume_step if args.resume_step >= 0 else max(numbers, default=None)
         if number is None:
-            logger.warning("--resume_from_checkpoint: no checkpoint in %s; starting fresh", output)
-            return Resume()
+            logger.warning(
+                "--resume_from_checkpoint: no checkpoint in %s; starting %s", output,
+                f"from --init_weights {args.init_weights}" if args.init_weights else "fresh",
+            )  # fmt: skip
+            return start_from_weights(t)
         if number not in numbers:
             raise CheckpointError(f"{output}/ckpt_{number}.pt: --resume_step names no checkpoint")
         path = output.path(f"ckpt_{number}.pt")
@@ -333,8 +413,11 @@ def load_for_resume(t: Training) -> Resume:
     )
     if not full:
         return Resume(step=step)
-    if t.stack.scaler is not None and checkpoint.get("grad_scaler"):
-        t.stack.scaler.load_state_dict(checkpoint["grad_scaler"])
+    # bf16 and fp32 runs save a fresh scaler's state, for NVIDIA's code only.
+    scaler_state = checkpoint.get("grad_scaler")
+    from_fp16 = checkpoint.get("precision", "fp16") == "fp16"
+    if t.stack.scaler is not None and scaler_state and from_fp16:
+        t.stack.scaler.load_state_dict(scaler_state)
     positions = checkpoint.get("data_position") or []
     rngs = checkpoint.get("rng_state") or []
     same_world = checkpoint.get("world_size") == t.dist.world_size
@@ -348,14 +431,22 @@ def load_for_resume(t: Training) -> Resume:
     )
 
 
+def start_from_weights(t: Training) -> Resume:
+    """A fresh start, from `--init_weights` (any format our loader reads) when given."""
+    if t.args.init_weights:
+        load_model_weights(t.model, t.args.init_weights)
+    return Resume()
+
+
 def load_optimizer_state(t: Training, checkpoint: dict, path: Path, step: int) -> None:
-    """Moments from the checkpoint when they fit our parameters; the step count set to `step`."""
+    """Moments from the checkpoint (ours, 21.11's or HEAD's layout) when they fit our
+    parameters; the step count set to `step`."""
     state = checkpoint.get("optimizer")
     names = checkpoint.get("param_names")
     ours = [name for name, _ in t.model.named_parameters()]
     if state and (names is None or names == ours):
         try:
-            t.optimizer.load_state_dict(state)
+            load_lamb_state(t.optimizer, state)
         except (ValueError, KeyError, RuntimeError) as err:
             logger.warning("%s: optimizer state not usable (%s); fresh moments", path, err)
     elif state:
@@ -405,33 +496,44 @@ class Window:
 
     def reset(self) -> None:
         self.sums = torch.zeros(3, device=self.device)  # total, MLM, NSP
+        self.last = torch.zeros((), device=self.device)  # the last micro-batch's total loss
         self.micro_steps = 0
 
     def add(self, total: torch.Tensor, mlm: torch.Tensor, nsp: torch.Tensor) -> None:
         self.sums += torch.stack([total.detach(), mlm.detach(), nsp.detach()]).float()
+        self.last = total.detach().float()
         self.micro_steps += 1
 
-    def means(self) -> list[float]:
-        """Mean losses over the window, averaged over ranks (a host sync)."""
-        values = distributed.all_reduce_mean(self.sums / max(self.micro_steps, 1))
-        return values.tolist()
+    def means(self) -> tuple[list[float], float]:
+        """Mean losses over the window averaged over ranks, and this rank's last micro-batch
+        loss (one host sync)."""
+        means = distributed.all_reduce_mean(self.sums / max(self.micro_steps, 1))
+        values = torch.cat([means, self.last.reshape(1)]).tolist()
+        return values[:3], values[3]
 
 
 def log_progress(t: Training, window: Window, grad_norm: torch.Tensor | None, rate: float) -> None:
-    average, mlm, nsp = window.means()
+    """One per-step record at (epoch, phase step), NVIDIA's keys first.
+
+    21.11 logged `average_loss`, `step_loss` and `learning_rate`, HEAD `skipped_steps` too; the
+    step counts within the phase, as both did. `step_loss` is the last micro-batch's loss before
+    division by the accumulation steps (what 21.11's `loss * GA / divisor` comes to) on this
+    rank; `average_loss` is averaged over the window's micro-batches and over ranks."""
+    (average, mlm, nsp), last = window.means()
     t.state.final_loss = average
     data = {
         "average_loss": average,
+        "step_loss": last,
+        "learning_rate": t.scheduler.lr_at(t.state.step),
+        "skipped_steps": t.state.skipped_steps,
         "mlm_loss": mlm,
         "nsp_loss": nsp,
-        "learning_rate": t.scheduler.lr_at(t.state.step),
         "grad_norm": float(grad_norm) if grad_norm is not None else float("nan"),
-        "skipped_steps": t.state.skipped_steps,
         "training_sequences_per_second": rate,
     }
     if t.stack.scaler is not None:
         data["loss_scale"] = t.stack.loss_scale
-    t.metrics.log((t.loader.epoch if t.loader else 0, t.state.step + t.step_offset), data)
+    t.metrics.log((t.loader.epoch if t.loader else 0, t.state.step), data)
     check_finite(t, torch.tensor(average), grad_norm)
 
 
@@ -443,7 +545,7 @@ def check_finite(t: Training, values: torch.Tensor, grad_norm: torch.Tensor | No
     if not torch.isfinite(torch.cat(values)).all():
         raise DivergenceError(
             f"the loss, weights or gradient norm became non-finite at step "
-            f"{t.state.step + t.step_offset}; "
+            f"{t.state.step}{' of phase 2' if t.args.phase2 else ''}; "
             "stopping without a checkpoint of these weights (the last good one is kept). "
             "Try a lower --learning_rate, --bf16, or a smaller --init_loss_scale"
         )
@@ -506,7 +608,7 @@ def train(t: Training) -> None:
         window_steps += 1
         t.scheduler.step()
         progress.update()
-        if state.step % log_freq == 0 or state.step == target:
+        if state.step % log_freq == 0 or state.step == target or state.stop_requested:
             rate = sequences_per_step * window_steps / (time.perf_counter() - window_start)
             log_progress(t, window, outcome.grad_norm, rate)
             window.reset()
@@ -516,10 +618,12 @@ def train(t: Training) -> None:
             norms = torch.stack(torch._foreach_norm(parameters))  # the weights to be saved
             check_finite(t, norms, outcome.grad_norm)
             save_checkpoint(t)
+    state.raw_train_time = time.perf_counter() - raw_start
+    # NVIDIA's last per-step record, before the summary at step ().
+    t.metrics.log((t.loader.epoch, state.step), {"final_loss": state.final_loss})
     if state.stop_requested and not args.skip_checkpoint:
         logger.info("%s received: checkpoint written, exiting", state.stop_requested)
     progress.close()
-    state.raw_train_time = time.perf_counter() - raw_start
 
 
 def summarise(t: Training, started: float) -> None:
@@ -543,7 +647,10 @@ def setup(args: argparse.Namespace, state: RunState) -> Training:
     """The steps before training: flag checks, the shared run setup (ranks, seed, precision,
     logger), the model, LAMB and its schedule, the weights to resume from, DDP, the data."""
     output = check_arguments(args)
-    run = runtime.setup_run(args, init_loss_scale=args.init_loss_scale)
+    run = runtime.setup_run(
+        args, init_loss_scale=args.init_loss_scale,
+        tensorboard_step_offset=args.phase1_end_step if args.phase2 else 0,
+    )  # fmt: skip
     if run.dist.is_main_process:
         output.create()
     distributed.barrier()

@@ -6,8 +6,9 @@
         --train_batch_size 32 --learning_rate 3e-5 --num_train_epochs 2 --bf16
 
 Training data, features and post-processing are `squad.py`; the loops are `finetuning.py`.
-Outputs in `--output_dir`: `pytorch_model.bin` ({'model': state_dict}, as NVIDIA's) and
-`config.json` after training; `predictions.json`, `nbest_predictions.json` (and `null_odds.json`
+Outputs in `--output_dir`: `pytorch_model.bin` ({'model': state_dict}, as NVIDIA's),
+`config.json` and `bert_config.json` (the same config under HEAD's and 21.11's names) after
+training; `predictions.json`, `nbest_predictions.json` (and `null_odds.json`
 for v2.0) after prediction. `--do_eval` scores them with the official metrics built in (an
 external `--eval_script` runs only with `--run_eval_script`); `exact_match` and `F1` go to the
 dllogger summary with `e2e_train_time`, `training_sequences_per_second`, `final_loss`,
@@ -34,7 +35,6 @@ from pathlib import Path
 
 import runtime
 import squad
-from checkpoint import save_nvidia_checkpoint
 from errors import UsageError
 from finetuning import (
     ArrayDataset,
@@ -42,6 +42,7 @@ from finetuning import (
     add_common_arguments,
     load_init_checkpoint,
     predict,
+    save_fine_tuned,
     setup,
     train,
     train_loader,
@@ -155,9 +156,7 @@ def do_train(model, tokenizer, args: argparse.Namespace, run: Run) -> None:
         "final_loss": result.final_loss,
     })  # fmt: skip
     if run.dist.is_main_process and not args.skip_checkpoint:
-        output = Path(args.output_dir)
-        save_nvidia_checkpoint(output / "pytorch_model.bin", model.state_dict(), model.config)
-        model.config.to_json_file(output / "config.json")
+        save_fine_tuned(model, args.output_dir)
 
 
 def do_predict(model, tokenizer, args: argparse.Namespace, run: Run) -> dict[str, str]:

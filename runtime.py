@@ -214,7 +214,9 @@ def choose_precision(args: argparse.Namespace, device: torch.device) -> tuple[st
     return name, tf32 and not args.no_tf32
 
 
-def setup_run(args: argparse.Namespace, *, init_loss_scale: float) -> Run:
+def setup_run(
+    args: argparse.Namespace, *, init_loss_scale: float, tensorboard_step_offset: int = 0
+) -> Run:
     """Distributed init, seeding by global rank, precision and TF32, then the rank-0 logger."""
     local_rank = env_local_rank() if args.local_rank is None else args.local_rank
     dist = distributed.init_distributed(local_rank, use_cuda=not args.no_cuda)
@@ -223,8 +225,9 @@ def setup_run(args: argparse.Namespace, *, init_loss_scale: float) -> Run:
     configure_tf32(tf32)
     precision = make_precision(name, dist.device, args.loss_scale or init_loss_scale)
     metrics = MetricLogger(
-        args.json_summary, dist.is_main_process, tensorboard_dir=args.tensorboard
-    )
+        args.json_summary, dist.is_main_process, tensorboard_dir=args.tensorboard,
+        tensorboard_step_offset=tensorboard_step_offset,
+    )  # fmt: skip
     return Run(dist, precision, metrics)
 
 

@@ -18,7 +18,6 @@ import pytest
 import torch
 
 import run_pretraining
-from pretraining_instances import InstanceOptions, ShardJob, create_shard
 from data import verify
 from logger import read_dllogger_file
 from pretraining_data import (
@@ -28,6 +27,7 @@ from pretraining_data import (
     read_shard,
     training_files,
 )
+from pretraining_instances import InstanceOptions, ShardJob, create_shard
 from tests.conftest import REPO_ROOT, TINY_CONFIG, UNCASED_VOCAB
 from tokenization import load_vocab
 from training import trim_padding

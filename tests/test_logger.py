@@ -1,39 +1,64 @@
-"""logger.py writes dllogger's JSON layout, so NVIDIA's log parsers read our logs."""
+"""logger.py writes dllogger's JSON and stdout layouts, so NVIDIA's log parsers read our logs."""
 
 from __future__ import annotations
 
+import datetime
 import json
+import math
+import re
 
-from logger import MetricLogger, format_step, read_dllogger_file
+from logger import MetricLogger, format_step, read_dllogger_file, stdout_line
 
 
-def test_dllogger_json_lines(tmp_path):
+def test_dllogger_json_lines(tmp_path, capsys):
     path = tmp_path / "results" / "dllogger.json"  # the parent folder is created
     metrics = MetricLogger(path, use_dllogger=False)  # our writer, even where dllogger exists
     metrics.log("PARAMETER", {"SEED": 42, "Config": ["Namespace(...)"]})
-    metrics.log((0, 10), {"average_loss": 7.5, "learning_rate": 1e-4, "nan": float("nan")})
+    metrics.log((0, 10), {"average_loss": 7.5, "learning_rate": 1e-4, "nan": float("nan"),
+                          "inf": float("inf")})  # fmt: skip
     metrics.log((), {"e2e_train_time": 12.0, "final_loss": 7.5})
     metrics.close()
     lines = path.read_text().splitlines()
     assert all(line.startswith("DLLL {") for line in lines)
+    assert '"nan": NaN, "inf": Infinity' in lines[-2]  # as json.dumps (and so dllogger) writes
     records = [json.loads(line[5:]) for line in lines]
     meta = [r for r in records if r["type"] == "METADATA"]
-    assert {"metric": "e2e_train_time", "metadata": {"unit": "s"}}.items() <= meta[0].items()
+    assert list(meta[0]) == ["timestamp", "elapsedtime", "datetime", "type", "metric", "metadata"]
+    assert meta[0]["metric"] == "e2e_train_time" and meta[0]["metadata"] == {"unit": "s"}
+    assert {"metric": "final_loss", "metadata": {"unit": None}}.items() <= meta[2].items()
     logs = [r for r in records if r["type"] == "LOG"]
+    assert list(logs[0]) == ["timestamp", "datetime", "elapsedtime", "type", "step", "data"]
     assert [r["step"] for r in logs] == ["PARAMETER", [0, 10], []]
-    assert logs[1]["data"] == {"average_loss": 7.5, "learning_rate": 1e-4, "nan": "nan"}
-    assert {"timestamp", "datetime", "elapsedtime"} <= set(logs[0])
-    assert read_dllogger_file(path) == records
+    data = logs[1]["data"]
+    assert math.isnan(data.pop("nan")) and data.pop("inf") == math.inf
+    assert data == {"average_loss": 7.5, "learning_rate": 1e-4}
+    assert len(read_dllogger_file(path)) == len(records)
+    out = capsys.readouterr().out.splitlines()  # stdout, not only the logging module
+    assert len(out) == 3 and all(re.match(r"DLL \d{4}-\d\d-\d\d \d\d:\d\d:\d\d", o) for o in out)
+    assert out[1].endswith(" - Training Epoch: 0 Training Iteration: 10  average_loss : 7.5  "
+                           "learning_rate : 0.0001  nan : nan  inf : inf ")  # fmt: skip
+    assert out[2].endswith(" -  e2e_train_time : 12.0 s final_loss : 7.5 None")
 
 
-def test_other_ranks_write_nothing(tmp_path):
+def test_stdout_line_is_dlloggers():
+    """StdOutBackend: "DLL " + str(datetime) + " - " + format_step(step) + " " + metrics."""
+    when = datetime.datetime(2021, 11, 4, 12, 30, 5, 123456)
+    line = stdout_line(when, "PARAMETER", {"SEED": 42}, {})
+    assert line == "DLL 2021-11-04 12:30:05.123456 - PARAMETER SEED : 42 "
+    line = stdout_line(when, (1, 2), {"x": 0.5}, {"x": {"unit": "s", "format": ":.2f"}})
+    assert line.endswith(" - Training Epoch: 1 Training Iteration: 2  x : 0.50 s")
+
+
+def test_other_ranks_write_nothing(tmp_path, capsys):
     metrics = MetricLogger(tmp_path / "log.json", is_main_process=False)
     metrics.log((), {"final_loss": 1.0})
     metrics.close()
     assert not (tmp_path / "log.json").exists()
+    assert capsys.readouterr().out == ""
 
 
 def test_step_format_is_nvidias():
     assert format_step("PARAMETER") == "PARAMETER"
-    assert format_step((1, 20)) == "Training Epoch: 1 Training Iteration: 20"
-    assert format_step((1, 20, 3)).endswith("Validation Iteration: 3")
+    assert format_step((1, 20)) == "Training Epoch: 1 Training Iteration: 20 "
+    assert format_step((1, 20, 3)).endswith("Validation Iteration: 3 ")
+    assert format_step(()) == ""

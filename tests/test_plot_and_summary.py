@@ -79,6 +79,7 @@ def test_summary_table_of_pretraining_and_fine_tuning(tmp_path, capsys):
     glue.log((), {"final_loss": 0.6, "training_sequences_per_second": 8.0, "exact_match": 0.69,
                   "F1": 0.8166, "inference_sequences_per_second": 180.0})  # fmt: skip
     glue.close()
+    capsys.readouterr()  # the loggers' own stdout lines
     status = summarize_runs.main([
         "--pretraining", str(tmp_path / "pretrain.json"), "--squad", str(tmp_path / "squad.json"),
         "--glue", str(tmp_path / "glue.json"), "--seconds", "300",

@@ -64,6 +64,10 @@ def test_launcher_on_the_mrpc_sample(pretrained, tmp_path):
     assert all(line.split("\t")[1] in ("0", "1") for line in submission[1:])
     assert len(json.loads((tmp_path / "predictions.json").read_text())) == 50
     assert (tmp_path / "pytorch_model.bin").exists() and (tmp_path / "logfile").exists()
+    config = (tmp_path / "config.json").read_text()  # HEAD's name, and 21.11's beside it
+    assert config == (tmp_path / "bert_config.json").read_text()
+    assert BertConfig.from_json_file(tmp_path / "bert_config.json").hidden_size == 128
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]  # atomic writes
 
 
 def test_regression_task_sts_b(pretrained, tmp_path):

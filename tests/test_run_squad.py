@@ -65,7 +65,11 @@ def run_squad(*args: str) -> subprocess.CompletedProcess:
 def test_launcher_trains_predicts_and_scores(fine_tuned):
     names = {p.name for p in fine_tuned.iterdir()}
     assert {"predictions.json", "nbest_predictions.json", "pytorch_model.bin", "config.json",
-            "dllogger.json", "logfile.txt"} <= names  # fmt: skip
+            "bert_config.json", "dllogger.json", "logfile.txt"} <= names  # fmt: skip
+    config = BertConfig.from_json_file(fine_tuned / "bert_config.json")  # 21.11's name
+    assert (fine_tuned / "config.json").read_text() == (fine_tuned / "bert_config.json").read_text()
+    assert config == BertConfig.from_json_file(TINY_CONFIG)
+    assert not [p for p in fine_tuned.iterdir() if p.name.endswith(".tmp")]  # atomic writes
     events = read_dllogger_file(fine_tuned / "dllogger.json")
     summary = {k: v for e in events if e.get("step") == [] for k, v in e["data"].items()}
     assert {"e2e_train_time", "training_sequences_per_second", "final_loss", "e2e_inference_time",

@@ -420,7 +420,9 @@ def losses(log) -> dict[int, float]:
     return {
         event["step"][1]: event["data"]["average_loss"]
         for event in read_dllogger_file(log)
-        if event.get("type") == "LOG" and len(event.get("step") or []) == 2
+        if event.get("type") == "LOG"
+        and len(event.get("step") or []) == 2
+        and "average_loss" in event["data"]
     }
 
 
@@ -474,12 +476,13 @@ def test_only_the_main_process_uploads(s3, tmp_path):
     def training(is_main: bool) -> types.SimpleNamespace:
         model = BertForPreTraining(tiny_config())
         return types.SimpleNamespace(
-            args=types.SimpleNamespace(output_dir=f"{s3.url}/run", phase2=False),
+            args=types.SimpleNamespace(output_dir=f"{s3.url}/run", phase2=False, loss_scale=0.0,
+                                       init_loss_scale=2**20),
             dist=types.SimpleNamespace(is_main_process=is_main, world_size=2),
             state=run_pretraining.RunState(step=7),
             step_offset=0, loader=None, model=model,
             optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
-            stack=types.SimpleNamespace(scaler=None),
+            stack=types.SimpleNamespace(scaler=None, precision="fp32"),
             scheduler=types.SimpleNamespace(state_dict=dict),
             metrics=types.SimpleNamespace(log=lambda *args, **kwargs: None),
         )  # fmt: skip
