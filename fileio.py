@@ -90,6 +90,14 @@ def _fsync_tree(folder: Path) -> None:
         _fsync(Path(root))
 
 
+def replace_durably(source: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Rename a complete file over `target` (same file system), flushed to disk first and the
+    rename itself after: for files written under their own scratch name (resumable downloads)."""
+    _fsync(Path(source))
+    os.replace(source, target)
+    _fsync(Path(target).parent)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary file beside `path` (empty, closed) for the block to write by name.

@@ -40,7 +40,14 @@ from pathlib import Path
 from typing import IO, Any
 
 from errors import BertError
-from fileio import UnsafePathError, atomic_write_text, check_relative_name, safe_join, sha256_file
+from fileio import (
+    UnsafePathError,
+    atomic_write_text,
+    check_relative_name,
+    replace_durably,
+    safe_join,
+    sha256_file,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -302,7 +309,7 @@ def _download(client: Any, bucket: str, key: str, remote: dict, local: Path) -> 
             digest = sha256_file(partial)
             stamp_file.unlink(missing_ok=True)  # no stamp vouches for the copy while it changes
             _make_room(local)
-            os.replace(partial, local)
+            replace_durably(partial, local)
         finally:
             partial.unlink(missing_ok=True)
         stamp = {"bucket": bucket, "key": key, **remote, "sha256": digest}

@@ -36,13 +36,11 @@ import http.client
 import json
 import logging
 import lzma
-import os
 import re
 import socket
 import stat
 import sys
 import tarfile
-import tempfile
 import threading
 import time
 import urllib.error
@@ -56,7 +54,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from errors import BertError
-from fileio import UnsafePathError, safe_join
+from fileio import UnsafePathError, atomic_path, atomic_write_text, replace_durably, safe_join
 
 logger = logging.getLogger(__name__)
 
@@ -451,7 +449,7 @@ def download(
                 continue
             mismatches = checksum_mismatches(part, expected)
             if not mismatches:
-                os.replace(part, dest)
+                replace_durably(part, dest)
                 logger.info("downloaded %s", dest)
                 return dest
             part.unlink()
@@ -593,16 +591,10 @@ def _extract(
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.is_symlink():
             path.unlink()
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:200]}.", dir=path.parent)
-        try:
-            assert member.open is not None
-            with os.fdopen(fd, "wb") as writer, member.open() as reader:
-                while block := reader.read(CHUNK_BYTES):
-                    writer.write(block)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        assert member.open is not None
+        with atomic_path(path) as tmp, open(tmp, "wb") as writer, member.open() as reader:
+            while block := reader.read(CHUNK_BYTES):
+                writer.write(block)
     return paths
 
 
@@ -941,8 +933,8 @@ def _wiki_sha1(date: str, dest: Path, checksum_source: str, **options: Any) -> s
         raise DownloadError(
             f"{sums_url} lists no sha1 for {dest.name}; refusing an unverified dump: {hint}"
         )
-    record.parent.mkdir(parents=True, exist_ok=True)
-    record.write_text(json.dumps({"file": dest.name, "sha1": sha1, "from": sums_url}) + "\n")
+    source = {"file": dest.name, "sha1": sha1, "from": sums_url}
+    atomic_write_text(record, json.dumps(source) + "\n")
     return sha1
 
 
@@ -1004,7 +996,14 @@ def build_mrpc(download_dir: Path, out_dir: Path) -> list[Path]:
     with (download_dir / "dev_ids.tsv").open(encoding="utf-8") as ids:
         dev_ids = {tuple(row.strip().split("\t")) for row in ids}
     outputs = [out_dir / name for name in ("train.tsv", "dev.tsv", "test.tsv")]
-    temps = [path.with_name(path.name + ".tmp") for path in outputs]
+    with contextlib.ExitStack() as stack:  # all three files appear together, or none changes
+        temps = [stack.enter_context(atomic_path(path)) for path in outputs]
+        _write_mrpc(download_dir, dev_ids, temps)
+    return outputs
+
+
+def _write_mrpc(download_dir: Path, dev_ids: set[tuple[str, ...]], temps: list[Path]) -> None:
+    """Write MRPC's train, dev and test rows into the three files `temps`."""
     with (
         (download_dir / "msr_paraphrase_train.txt").open(encoding="utf-8") as data,
         temps[0].open("w", encoding="utf-8") as train,
@@ -1025,9 +1024,6 @@ def build_mrpc(download_dir: Path, out_dir: Path) -> list[Path]:
         for index, row in enumerate(data):
             _, id1, id2, s1, s2 = row.strip().split("\t")
             test.write(f"{index}\t{id1}\t{id2}\t{s1}\t{s2}\n")
-    for temp, path in zip(temps, outputs, strict=True):
-        os.replace(temp, path)
-    return outputs
 
 
 def _pick(

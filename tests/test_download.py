@@ -487,7 +487,7 @@ def test_zip_extraction_is_idempotent(tmp_path, monkeypatch):
         raise AssertionError("extracted again")
 
     with monkeypatch.context() as patch:
-        patch.setattr(dl.tempfile, "mkstemp", refuse)  # every member is written through one
+        patch.setattr(dl, "atomic_path", refuse)  # every member is written through one
         extract_zip(archive, tmp_path)
 
     (tmp_path / "task/train.tsv").write_bytes(b"truncated")  # an interrupted extraction
