@@ -13,9 +13,10 @@ newest phase-1 checkpoint in `--output_dir`, keeps the optimizer moments and res
 count and schedule; its checkpoints are named `ckpt_<phase1_end_step + step>.pt`.
 
 Differences from NVIDIA's script, on purpose:
-- plain PyTorch: native AMP (`--fp16`, or `--bf16`), our multi-tensor LAMB (apex FusedLAMB when
-  installed and chosen), DDP through torchrun with `no_sync` accumulation, and the loss divided
-  by the accumulation steps (weak spot 18); `--allreduce_post_accumulation` is therefore always
+- plain PyTorch: native AMP (`--fp16`, or `--bf16`), our LAMB (multi-tensor, or one compiled
+  graph per step with `--optimizer_impl compiled`; apex FusedLAMB when installed and chosen),
+  DDP through torchrun with `no_sync` accumulation, and the loss divided by the accumulation
+  steps (weak spot 18); `--allreduce_post_accumulation` is therefore always
   the behaviour, and `--allreduce_post_accumulation_fp16` compresses the all-reduce to fp16;
 - resume is exact: optimizer, scaler, schedule, RNG states and every rank's data position are in
   the checkpoint, and an interrupted phase 2 resumes its schedule (HEAD reset it unless
@@ -62,7 +63,7 @@ from checkpoint import (
 from errors import BertError, UsageError
 from logger import MetricLogger
 from modeling import BertConfig, BertForPreTraining
-from optimization import make_lamb, parameter_groups
+from optimization import LAMB_IMPLS, make_lamb, parameter_groups
 from pretraining_data import (
     DynamicMasking,
     PretrainingDataLoader,
@@ -137,7 +138,9 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     add("--data_sharding", choices=("files", "interleaved"), default="files")
     add("--bin_size", type=runtime.positive_int,
         help="draw each batch from one bin of lengths (HEAD's LDDL bins)")  # fmt: skip
-    add("--optimizer_impl", choices=("auto", "torch", "apex"), default="auto")
+    add("--optimizer_impl", choices=LAMB_IMPLS, default="auto",
+        help="LAMB: torch (multi-tensor), compiled (one torch.compile graph per step), apex "
+             "(FusedLAMB); auto: apex, else compiled on a GPU, torch on a CPU")  # fmt: skip
     add("--profile", action="store_true", help="accepted; unused")
     return parser.parse_args(argv)
 
