@@ -71,13 +71,15 @@ from pretraining_data import (
 )
 from schedulers import WarmupScheduler
 from training import (
+    PRETRAINING_ROW_FILLS,
     DivergenceError,
     maybe_compile,
     micro_batch_size,
     no_sync_unless,
     optimizer_step,
-    padding_multiple,
+    pad_rows,
     set_activation_checkpointing,
+    trim_multiple,
     trim_padding,
 )
 
@@ -467,19 +469,16 @@ def train(t: Training) -> None:
         disable=args.disable_progress_bar or not t.dist.is_main_process,
     )  # fmt: skip
     t.ddp_model.train()
-    multiple = padding_multiple(t.dist.device)
+    multiple = trim_multiple(t.dist.device, args.compile)
     micro_step = 0
     batches = iter(t.loader)
     while state.step < target and state.stop_requested is None:
         cpu_batch = next(batches)
         if not args.no_trim_padding:  # the fast path: no work on padding
             cpu_batch = trim_padding(cpu_batch, cpu_batch[2], multiple)
-        # Counted on the host, so the MLM head needs no sync. With --compile the row count is
-        # fixed at B x max_predictions_per_seq instead (rows past the masked ones have label -1
-        # and add nothing to the loss), so the step keeps one shape and compiles once.
-        num_masked = int((cpu_batch[3] != -1).sum())
-        if args.compile:
-            num_masked = max(num_masked, len(cpu_batch[3]) * args.max_predictions_per_seq)
+        if args.compile:  # a shard's short last batch keeps the compiled layers' shape
+            cpu_batch = pad_rows(cpu_batch, micro_batch, PRETRAINING_ROW_FILLS)
+        num_masked = int((cpu_batch[3] != -1).sum())  # counted on the host: the head needs no sync
         batch = [tensor.to(t.dist.device, non_blocking=True) for tensor in cpu_batch]
         micro_step += 1
         last = micro_step % ga == 0
