@@ -17,7 +17,8 @@ Differences from NVIDIA's script, on purpose:
   graph per step with `--optimizer_impl compiled`; apex FusedLAMB when installed and chosen),
   DDP through torchrun with `no_sync` accumulation, and the loss divided by the accumulation
   steps (weak spot 18); `--allreduce_post_accumulation` is therefore always
-  the behaviour, and `--allreduce_post_accumulation_fp16` compresses the all-reduce to fp16;
+  the behaviour, and `--allreduce_post_accumulation_fp16` compresses the all-reduce to 16 bits
+  (fp16; bf16 in bf16 runs, which have no loss scale to keep small gradients in fp16's range);
 - resume is exact: optimizer, scaler, schedule, RNG states and every rank's data position are in
   the checkpoint, and an interrupted phase 2 resumes its schedule (HEAD reset it unless
   `--resume_phase2`, which is still accepted); a missing checkpoint starts fresh with a warning;
@@ -557,7 +558,10 @@ def setup(args: argparse.Namespace, state: RunState) -> Training:
     resume = load_for_resume(t)
     t.state.step = resume.step
     compiled = maybe_compile(model, args.compile)
-    t.ddp_model = distributed.wrap_ddp(compiled, run.dist, args.allreduce_post_accumulation_fp16)
+    compression = distributed.allreduce_compression(
+        run.precision.precision, args.allreduce_post_accumulation_fp16
+    )
+    t.ddp_model = distributed.wrap_ddp(compiled, run.dist, compression=compression)
     t.loader = build_loader(args, run.dist, resume)
     if resume.rng is not None:
         set_rng_state(resume.rng)
