@@ -74,7 +74,9 @@ from schedulers import WarmupScheduler
 from training import (
     PRETRAINING_ROW_FILLS,
     DivergenceError,
+    log_peak_memory,
     maybe_compile,
+    maybe_float8,
     micro_batch_size,
     no_sync_unless,
     optimizer_step,
@@ -557,7 +559,7 @@ def setup(args: argparse.Namespace, state: RunState) -> Training:
     )
     resume = load_for_resume(t)
     t.state.step = resume.step
-    compiled = maybe_compile(model, args.compile)
+    compiled = maybe_compile(maybe_float8(model, run.precision.precision), args.compile)
     compression = distributed.allreduce_compression(
         run.precision.precision, args.allreduce_post_accumulation_fp16
     )
@@ -628,6 +630,7 @@ def execute(args: argparse.Namespace) -> None:
     t = setup(args, state)
     train(t)
     summarise(t, started)
+    log_peak_memory(t.metrics, t.dist.device)
     t.metrics.close()
 
 

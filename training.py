@@ -5,7 +5,9 @@ model on device -> activation checkpointing (a flag on the encoder) -> DDP -> au
 the forward only -> GradScaler around backward and step (fp16 only).
 
 Precision: "fp16" (autocast fp16 + GradScaler starting at `--init_loss_scale`), "bf16" (autocast
-bf16, no scaler), "fp32" (TF32 matmuls allowed on Ampere and newer unless disabled). A step:
+bf16, no scaler), "fp8" (bf16 autocast with the encoder's linear layers in float8 through
+torchao's float8 training, on Hopper and newer GPUs only), "fp32" (TF32 matmuls allowed on Ampere
+and newer unless disabled). A step:
 micro-batch losses are divided by the accumulation steps before backward (NVIDIA HEAD never did:
 weak spot 18); all micro-steps but the last run under `no_sync`; then `optimizer_step` unscales,
 clips once (optimizers without their own clipping), steps, updates the scaler and zeroes the
@@ -27,10 +29,10 @@ from errors import BertError, UsageError
 
 logger = logging.getLogger(__name__)
 
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("fp32", "bf16", "fp16", "fp8")
 
 
-PRECISION_CHOICES = ("auto", "fp32", "tf32", "bf16", "fp16")
+PRECISION_CHOICES = ("auto", "fp32", "tf32", "bf16", "fp16", "fp8")
 
 
 def resolve_precision(
@@ -92,7 +94,10 @@ class PrecisionStack:
 
     @property
     def dtype(self) -> torch.dtype | None:
-        return {"fp16": torch.float16, "bf16": torch.bfloat16}.get(self.precision)
+        # fp8: the encoder's linear layers compute in float8 (`maybe_float8`), the rest in bf16
+        return {"fp16": torch.float16, "bf16": torch.bfloat16, "fp8": torch.bfloat16}.get(
+            self.precision
+        )
 
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.dtype is None:
@@ -115,10 +120,55 @@ def make_precision(
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if precision == "fp16" and device.type == "cpu":
         raise ValueError("fp16 needs a GPU; on CPU use --bf16 or fp32")
+    if precision == "fp8" and (reason := fp8_unavailable(device)):
+        raise ValueError(f"fp8 {reason}")
     scaler = None
     if precision == "fp16":
         scaler = torch.amp.GradScaler(device.type, init_scale=init_loss_scale)
     return PrecisionStack(precision, device, scaler)
+
+
+def fp8_unavailable(device: torch.device) -> str | None:
+    """Why fp8 training cannot run on `device` (one phrase), or None when it can: it needs a
+    CUDA GPU of compute capability 9.0 or newer (H100, H200) and the torchao package."""
+    if device.type != "cuda":
+        return "needs a CUDA GPU of compute capability 9.0 or newer (H100/H200); none is in use"
+    major, minor = torch.cuda.get_device_capability(device)
+    if major < 9:
+        name = torch.cuda.get_device_name(device)
+        return f"needs compute capability 9.0 or newer (H100/H200); {name} is {major}.{minor}"
+    try:
+        import torchao.float8  # noqa: F401
+    except ImportError:
+        return "needs the torchao package (pip install torchao)"
+    return None
+
+
+def float8_layer(module: nn.Module, name: str) -> bool:
+    """Which layers compute in float8: the encoder's linear layers whose sizes are multiples of
+    16 (float8 matmuls need them); embeddings, the MLM decoder tied to them, the pooler and the
+    task heads keep bf16, as float8 recipes keep the first and last layers in higher precision."""
+    return (
+        isinstance(module, nn.Linear)
+        and ".encoder.layer." in f".{name}"
+        and module.in_features % 16 == 0
+        and module.out_features % 16 == 0
+    )
+
+
+def maybe_float8(model: nn.Module, precision: str) -> nn.Module:
+    """For "fp8", swap the chosen linear layers (`float8_layer`) for torchao's float8 training
+    layers in place (dynamic tensor-wise scaling; parameter names and checkpoints unchanged);
+    the model unchanged otherwise. Applied before `maybe_compile`, which fuses the scaling."""
+    if precision != "fp8":
+        return model
+    from torchao.float8 import Float8Linear, convert_to_float8_training
+
+    if not any(isinstance(m, Float8Linear) for m in model.modules()):
+        convert_to_float8_training(model, module_filter_fn=float8_layer)
+    count = sum(isinstance(m, Float8Linear) for m in model.modules())
+    logger.info("fp8: %d linear layers compute in float8 (torchao), the rest in bf16", count)
+    return model
 
 
 def no_sync_unless(model: nn.Module, sync: bool) -> contextlib.AbstractContextManager:
@@ -207,6 +257,21 @@ def trim_padding(tensors: list[torch.Tensor], input_mask: torch.Tensor, multiple
     if width == full:
         return list(tensors)
     return [t[:, :width] if t.dim() == 2 and t.shape[1] == full else t for t in tensors]
+
+
+def peak_memory_gib(device: torch.device) -> float | None:
+    """The most GPU memory this process's tensors held so far (`max_memory_allocated`), GiB;
+    None off CUDA."""
+    if device.type != "cuda":
+        return None
+    return torch.cuda.max_memory_allocated(device) / 2**30
+
+
+def log_peak_memory(metrics, device: torch.device) -> None:
+    """Add `peak_memory_gib` to the final summary (step `()`) on a GPU; nothing elsewhere."""
+    peak = peak_memory_gib(device)
+    if peak is not None:
+        metrics.log((), {"peak_memory_gib": peak})
 
 
 class Throughput:
