@@ -213,13 +213,17 @@ class CompiledLamb(Lamb):
     learning rate and bias corrections reach the graph as one small tensor copied without
     blocking, so no step waits for the device."""
 
-    def __init__(self, params: Iterable, *args, backend: str = "inductor", **kwargs) -> None:
+    def __init__(self, params: Iterable, *args, backend: str | None = None, **kwargs) -> None:
         super().__init__(params, *args, **kwargs)
-        self.backend = backend
+        self.backend = backend  # None: training.compile_backend() (inductor unless overridden)
         self._compiled = None
 
     def _step_function(self):
         if self._compiled is None:
+            if self.backend is None:
+                from training import compile_backend
+
+                self.backend = compile_backend()
             self._compiled = torch.compile(
                 _lamb_step_math, backend=self.backend, fullgraph=True, dynamic=False
             )

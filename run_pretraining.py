@@ -464,9 +464,8 @@ def train(t: Training) -> None:
     log_freq = max(int(args.log_freq), 1)
     window = Window(t.dist.device)
     state.start_step = state.step
-    sequences_per_step = micro_batch * ga * t.dist.world_size
     raw_start = time.perf_counter()
-    window_start, window_steps = raw_start, 0
+    window_start, window_rows = raw_start, 0
     progress = tqdm(
         total=target, initial=state.step, desc="pre-training", unit="step",
         disable=args.disable_progress_bar or not t.dist.is_main_process,
@@ -477,6 +476,7 @@ def train(t: Training) -> None:
     batches = iter(t.loader)
     while state.step < target and state.stop_requested is None:
         cpu_batch = next(batches)
+        window_rows += len(cpu_batch[0])  # real rows: a shard's short last batch counts less
         if not args.no_trim_padding:  # the fast path: no work on padding
             cpu_batch = trim_padding(cpu_batch, cpu_batch[2], multiple)
         if args.compile:  # a shard's short last batch keeps the compiled layers' shape
@@ -506,14 +506,13 @@ def train(t: Training) -> None:
             continue
         state.consecutive_skips = 0
         state.step += 1
-        window_steps += 1
         t.scheduler.step()
         progress.update()
         if state.step % log_freq == 0 or state.step == target:
-            rate = sequences_per_step * window_steps / (time.perf_counter() - window_start)
+            rate = window_rows * t.dist.world_size / (time.perf_counter() - window_start)
             log_progress(t, window, outcome.grad_norm, rate)
             window.reset()
-            window_start, window_steps = time.perf_counter(), 0
+            window_start, window_rows = time.perf_counter(), 0
         due = state.step % args.num_steps_per_checkpoint == 0 or state.step == target
         if not args.skip_checkpoint and (due or state.stop_requested):
             norms = torch.stack(torch._foreach_norm(parameters))  # the weights to be saved

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import os
 import time
 from collections.abc import Iterator
 
@@ -307,6 +308,17 @@ COMPILE_WIDTH_MULTIPLE = 64
 COMPILE_CACHE_SIZE = 32
 
 
+#: Environment variable naming the torch.compile backend of `--compile` and the compiled LAMB
+#: (default inductor); "aot_eager" or "eager" run the same graph capture without code
+#: generation, for quick checks of the compiled paths on a CPU (scripts/gpu_check.sh DRY_RUN=1).
+COMPILE_BACKEND_ENV = "BERT_COMPILE_BACKEND"
+
+
+def compile_backend() -> str:
+    """The torch.compile backend: $BERT_COMPILE_BACKEND, else inductor."""
+    return os.environ.get(COMPILE_BACKEND_ENV, "").strip() or "inductor"
+
+
 def trim_multiple(device: torch.device, compiled: bool) -> int:
     """The multiple trimmed widths are rounded up to: a fixed set of widths when compiled."""
     return COMPILE_WIDTH_MULTIPLE if compiled else padding_multiple(device)
@@ -331,7 +343,7 @@ def pad_rows(tensors: list[torch.Tensor], rows: int, fills: list[int]) -> list[t
     ]
 
 
-def maybe_compile(model: nn.Module, enabled: bool, backend: str = "inductor") -> nn.Module:
+def maybe_compile(model: nn.Module, enabled: bool, backend: str | None = None) -> nn.Module:
     """Compile every encoder layer in place with `torch.compile` (the `--compile` flag); the
     model is returned, unchanged when not enabled.
 
@@ -349,6 +361,7 @@ def maybe_compile(model: nn.Module, enabled: bool, backend: str = "inductor") ->
         raise ValueError("the model has no encoder layers to compile")
     import torch._dynamo
 
+    backend = backend or compile_backend()
     limit = max(torch._dynamo.config.cache_size_limit, COMPILE_CACHE_SIZE)
     torch._dynamo.config.cache_size_limit = limit
     for encoder in encoders:

@@ -78,6 +78,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--profile", type=Path, help="write a torch.profiler table of ours' phase-1 step here"
     )
+    parser.add_argument("--profile_row", default="ours + AdamW",
+                        help="the phase-1 row --profile profiles")  # fmt: skip
     return parser.parse_args(argv)
 
 
@@ -241,7 +243,7 @@ def pretrain_section(bench: Bench) -> None:
                 f"pretrain {phase}", name, batch_size / seconds, "seq/s", peak,
                 batch=batch_size, mean_real_tokens=tokens, mean_trimmed_width=width,
             )  # fmt: skip
-            if bench.args.profile and phase == "phase1" and name == "ours + AdamW":
+            if bench.args.profile and phase == "phase1" and name == bench.args.profile_row:
                 profile(bench, step, bench.args.profile)
         bench.ratio(f"pretrain {phase}", "ours + AdamW", "transformers + AdamW")
         del hf, ours
