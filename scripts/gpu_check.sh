@@ -27,6 +27,8 @@
 #                                                # and results/sample_shards
 #   DRY_RUN=1 bash scripts/gpu_check.sh OUT_DIR  # the same stages on the CPU with the tiny
 #                                                # config and a few steps (under 2 minutes)
+# fp8 rows need torchao on the GPU machine: put its wheel (and nothing else) in .whl/ here and
+# carry .whl; without it those rows say "skipped: fp8 needs the torchao package".
 #
 # Outputs in OUT_DIR (7 files): table.txt, summary.json (rows with every window's rate),
 # gpu_check.log (every stage's output), gpu_tests.txt, runs.txt (the entry scripts' dllogger
@@ -67,6 +69,13 @@ manifest="$work/manifest.tsv"
 started=$SECONDS
 status=0
 prepare
+# fp8 needs torchao, which the GPU image lacks: wheels carried in .whl/ (downloaded beforehand
+# with pip download --no-deps for the machine's Python) are installed for this run only.
+if [ "$dry" != 1 ] && compgen -G ".whl/*.whl" >/dev/null; then
+  "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
+    --target /tmp/gpu_check_site .whl/*.whl >>"$log" 2>&1 \
+    && export PYTHONPATH=/tmp/gpu_check_site${PYTHONPATH:+:$PYTHONPATH}
+fi
 
 if [ "$dry" = 1 ]; then  # CPU, tiny model, a few steps; compiled paths captured without codegen
   budget=${BUDGET_S:-600}
