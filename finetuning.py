@@ -46,10 +46,12 @@ from training import (
     DivergenceError,
     evaluating,
     maybe_compile,
+    maybe_float8,
     micro_batch_size,
     no_sync_unless,
     optimizer_step,
-    padding_multiple,
+    pad_rows,
+    trim_multiple,
     trim_padding,
     trimmed_width,
 )
@@ -146,6 +148,9 @@ class TrainOptions:
     compile: bool = False
     trim: bool = False  # cut each batch to its longest sequence first
     exclude: tuple[str, ...] = ()  # parameter names left out of the optimizer
+    # (key, value) filling the rows a short last batch lacks under `compile`, values that carry
+    # no label; without them such a batch compiles its own graph
+    row_fills: tuple[tuple[str, int], ...] = ()
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, **changes: Any) -> TrainOptions:
@@ -193,7 +198,8 @@ def total_optimizer_steps(batches_per_epoch: int, options: TrainOptions) -> int:
 
 
 def wrap_for_training(model: nn.Module, options: TrainOptions, run: Run) -> nn.Module:
-    """The order every script uses: compile (optional), then DDP."""
+    """The order every script uses: float8 layers (fp8 only), compile (optional), then DDP."""
+    model = maybe_float8(model, run.precision.precision)
     return distributed.wrap_ddp(maybe_compile(model, options.compile), run.dist)
 
 
@@ -208,7 +214,10 @@ def train(
     """Epochs of AdamW steps; `loss_fn(model, batch)` returns the mean loss of a micro-batch.
 
     With `options.trim`, each batch is cut to its longest sequence first (the loss must not
-    depend on padding, as the QA and classification losses do not)."""
+    depend on padding, as the QA and classification losses do not); with `options.compile` to
+    a multiple of 64, and a short last batch is filled up with `options.row_fills`, so the
+    compiled layers see a fixed set of shapes. Each logged window reports its own
+    `training_sequences_per_second`."""
     grad_accum_steps = options.grad_accum_steps
     total_steps = total_optimizer_steps(len(loader), options)
     groups = parameter_groups(model, 0.01, exclude=options.exclude)
@@ -223,12 +232,13 @@ def train(
     clip = options.max_grad_norm if options.max_grad_norm > 0 else None
     step, sequences, final_loss = 0, 0, float("nan")
     window = torch.zeros((), device=run.device)
-    window_count = 0
+    window_count, window_sequences = 0, 0
     epoch_loss = torch.zeros((), device=run.device)
     epoch_micro_steps = samples = 0
-    started = time.perf_counter()
+    started = window_start = time.perf_counter()
     ddp_model.train()
-    multiple = padding_multiple(run.device)
+    multiple = trim_multiple(run.device, options.compile)
+    fills = dict(options.row_fills) if options.compile else {}
     epoch = 0
     while step < total_steps:
         if hasattr(loader.sampler, "set_epoch"):
@@ -236,9 +246,15 @@ def train(
         epoch_loss.zero_()
         epoch_micro_steps = 0
         for index, batch in enumerate(loader):
-            if options.trim:
+            rows = len(batch["input_ids"])  # before any filler rows are added
+            sequences_in_batch = rows * run.dist.world_size
+            if options.trim or fills:
                 keys = list(batch)
-                values = trim_padding([batch[k] for k in keys], batch["input_mask"], multiple)
+                values = [batch[k] for k in keys]
+                if options.trim:
+                    values = trim_padding(values, batch["input_mask"], multiple)
+                if fills:
+                    values = pad_rows(values, micro_batch, [fills[k] for k in keys])
                 batch = dict(zip(keys, values, strict=True))
             batch = {k: v.to(run.device, non_blocking=True) for k, v in batch.items()}
             last = (index + 1) % grad_accum_steps == 0 or index + 1 == len(loader)
@@ -250,8 +266,9 @@ def train(
             window_count += 1
             epoch_loss += loss.detach().float()
             epoch_micro_steps += 1
-            samples += len(batch["input_ids"])
-            sequences += len(batch["input_ids"]) * run.dist.world_size
+            samples += rows
+            sequences += sequences_in_batch
+            window_sequences += sequences_in_batch
             if not last:
                 continue
             if optimizer_step(optimizer, run.precision, parameters, clip).skipped:
@@ -264,12 +281,14 @@ def train(
                     raise DivergenceError(
                         f"non-finite loss at step {step}; try a lower --learning_rate or --bf16"
                     )
+                now = time.perf_counter()
                 run.metrics.log((epoch, step), {
                     "step_loss": final_loss,
                     "learning_rate": scheduler.lr_at(step),
+                    "training_sequences_per_second": window_sequences / (now - window_start),
                 })  # fmt: skip
                 window.zero_()
-                window_count = 0
+                window_count, window_sequences, window_start = 0, 0, now
             if step >= total_steps:
                 break
         epoch += 1
@@ -324,6 +343,15 @@ class PredictResult:
     seconds: float
     batch_seconds: list[float] = dataclasses.field(default_factory=list)  # this rank's batches
     rows_here: int = 0  # rows this rank predicted
+    # rows (over all ranks) and seconds of the batches after the first of each width:
+    # compilation, kernel selection and allocation happen at a width's first batch
+    warm_rows: int = 0
+    warm_seconds: float = 0.0
+
+    @property
+    def warm_sequences_per_second(self) -> float:
+        """Rows per second over the warm batches (0 when no batch was warm)."""
+        return self.warm_rows / self.warm_seconds if self.warm_seconds > 0 else 0.0
 
 
 def _synchronize(device: torch.device) -> None:
@@ -338,6 +366,7 @@ def predict(
     forward: Callable[[nn.Module, Batch], list[Any]],
     run: Run,
     trim: bool = True,
+    compile: bool = False,
 ) -> PredictResult:
     """Run `forward` over all rows, length-sorted and trimmed to each batch's longest sequence.
 
@@ -346,18 +375,25 @@ def predict(
     ranks and the outputs gathered back in input order on every rank. With `trim=False` every
     batch keeps the full width S (the plain path). Each batch's `forward` is timed between two
     device synchronisations (`batch_seconds`): the device time that NVIDIA's CUDA events around
-    the forward measure, plus the copy of its outputs to the host, which syncs anyway.
+    the forward measure, plus the copy of its outputs to the host, which syncs anyway. With
+    `compile`, the encoder layers are compiled (`maybe_compile`), widths are multiples of 64
+    and the last batch is filled up with rows of zeros whose outputs are dropped, so each width
+    compiles once. In fp8 the float8 layers are used here too.
     """
+    model = maybe_compile(maybe_float8(model, run.precision.precision), compile)
     lengths = arrays["input_mask"].sum(axis=1)
     full_width = arrays["input_mask"].shape[1]
-    multiple = padding_multiple(run.device)
+    multiple = trim_multiple(run.device, compile)
     order = np.argsort(-lengths, kind="stable")  # longest first: memory peaks early
     mine = order[run.dist.rank :: run.dist.world_size]
     outputs: dict[int, Any] = {}
     batch_seconds = []
+    widths_seen: set[int] = set()
+    warm_rows, warm_seconds = 0, 0.0
     started = time.perf_counter()
     with evaluating(model):
         for start in range(0, len(mine), batch_size):
+            batch_started = time.perf_counter()
             rows = mine[start : start + batch_size]
             width = full_width
             if trim:
@@ -366,17 +402,27 @@ def predict(
                 key: torch.from_numpy(value[rows][:, :width] if value.ndim == 2 else value[rows])
                 for key, value in arrays.items()
             }
+            if compile:
+                keys = list(batch)
+                filled = pad_rows([batch[k] for k in keys], batch_size, [0] * len(keys))
+                batch = dict(zip(keys, filled, strict=True))
             batch = {k: v.to(run.device, non_blocking=True) for k, v in batch.items()}
             _synchronize(run.device)
             begin = time.perf_counter()
             with run.precision.autocast():
-                results = forward(model, batch)
+                results = forward(model, batch)[: len(rows)]
             _synchronize(run.device)
             batch_seconds.append(time.perf_counter() - begin)
             outputs.update(zip(rows.tolist(), results, strict=True))
+            if width in widths_seen:  # `forward` returns host values: the batch has finished
+                warm_rows += len(rows)
+                warm_seconds += time.perf_counter() - batch_started
+            widths_seen.add(width)
     seconds = time.perf_counter() - started
     gathered: dict[int, Any] = {}
     for part in distributed.all_gather_object(outputs):
         gathered.update(part)
-    outputs_in_order = [gathered[i] for i in range(len(lengths))]
-    return PredictResult(outputs_in_order, seconds, batch_seconds, len(mine))
+    return PredictResult(
+        [gathered[i] for i in range(len(lengths))], seconds, batch_seconds, len(mine),
+        warm_rows * run.dist.world_size, warm_seconds,
+    )  # fmt: skip

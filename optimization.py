@@ -7,8 +7,13 @@ LAMB, one step (as apex `FusedLAMB` does it at 21.11 and `FusedLAMBAMP` at HEAD)
 3. per tensor, ratio = lr * ||p|| / ||update|| when (wd != 0 or use_nvlamb) and both norms are
    non-zero, else lr (so bias and LayerNorm tensors take a plain Adam step); no clamp;
 4. p -= ratio * update; the group's `step` counts the steps taken.
-Implemented with `torch._foreach_*` multi-tensor ops and no host synchronisation; apex FusedLAMB
-is used instead when `impl="apex"` (or `"auto"` on CUDA with apex installed).
+Implemented with `torch._foreach_*` multi-tensor ops and no host synchronisation (`Lamb`). Two
+faster implementations of the same step sit beside it, chosen once by `make_lamb(impl=...)`:
+`CompiledLamb` ("compiled"), the whole step (global norm, clip, moments, bias correction, decay,
+trust ratios, update) as one `torch.compile`d graph over every parameter, so inductor fuses the
+element-wise chain into a few passes over memory instead of one pass per operation; and apex
+`FusedLAMB` ("apex"). All three keep the same state layout (`exp_avg`, `exp_avg_sq` per
+parameter, `step` per group), so checkpoints move freely between them.
 
 Differences from NVIDIA: no apex needed; the trust ratio uses the same rule for every parameter
 dtype; the global gradient norm of the last step is kept (`last_grad_norm`) for logging. BertAdam
@@ -25,7 +30,7 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-from errors import MissingDependency
+from errors import MissingDependency, UsageError
 
 logger = logging.getLogger(__name__)
 
@@ -215,12 +220,156 @@ def load_lamb_state(optimizer: torch.optim.Optimizer, state: dict) -> None:
             group["step"] = int(group["step"].reshape(-1)[0])
 
 
+def _lamb_group_math(
+    params: list[torch.Tensor],
+    grads: list[torch.Tensor],
+    exp_avgs: list[torch.Tensor],
+    exp_avg_sqs: list[torch.Tensor],
+    clip: torch.Tensor | None,
+    scalars: torch.Tensor,
+    options: tuple[float, float, float, float, float, bool],
+) -> None:
+    """One group's LAMB update, in place, with the operations of `Lamb._update_group` in the same
+    order; the learning rate and bias corrections come as a device tensor (`scalars`: lr,
+    sqrt(1 - b2^t), 1 - b1^t) so that a compiled graph never sees a changing Python number."""
+    beta1, beta2, beta3, eps, weight_decay, trust = options
+    lr, sqrt_correction2, correction1 = scalars.unbind()
+    if clip is not None:
+        grads = torch._foreach_div(grads, clip)
+    torch._foreach_mul_(exp_avgs, beta1)
+    torch._foreach_add_(exp_avgs, grads, alpha=beta3)
+    torch._foreach_mul_(exp_avg_sqs, beta2)
+    torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1 - beta2)
+    denominators = torch._foreach_sqrt(exp_avg_sqs)
+    torch._foreach_div_(denominators, sqrt_correction2)
+    torch._foreach_add_(denominators, eps)
+    updates = torch._foreach_div(exp_avgs, denominators)
+    torch._foreach_div_(updates, correction1)
+    if weight_decay != 0:
+        torch._foreach_add_(updates, params, alpha=weight_decay)
+    if trust:
+        param_norms = torch.stack(torch._foreach_norm(params))
+        update_norms = torch.stack(torch._foreach_norm(updates))
+        trusted = (param_norms > 0) & (update_norms > 0)
+        ratios = torch.where(trusted, lr * param_norms / update_norms, lr).neg()
+        torch._foreach_mul_(updates, list(ratios.unbind()))
+    else:
+        torch._foreach_mul_(updates, lr.neg())
+    torch._foreach_add_(params, updates)
+
+
+def _lamb_step_math(
+    groups: list[tuple[list[torch.Tensor], ...]],
+    scalars: torch.Tensor,
+    options: list[tuple[float, float, float, float, float, bool]],
+    max_grad_norm: float,
+) -> torch.Tensor:
+    """The whole LAMB step over every group (what `CompiledLamb` compiles); returns the global
+    gradient norm. `groups` holds (params, grads, exp_avgs, exp_avg_sqs) lists per group and
+    `scalars` [G, 3] each group's lr, sqrt(1 - b2^t) and 1 - b1^t."""
+    norms = torch._foreach_norm([g for group in groups for g in group[1]])
+    global_norm = torch.linalg.vector_norm(torch.stack([n.float() for n in norms]))
+    clip = (global_norm / max_grad_norm).clamp(min=1.0) if max_grad_norm > 0 else None
+    for tensors, row, group_options in zip(groups, scalars.unbind(), options, strict=True):
+        _lamb_group_math(*tensors, clip, row, group_options)
+    return global_norm
+
+
+class CompiledLamb(Lamb):
+    """`Lamb` with the whole step compiled by `torch.compile` into one graph (see the module
+    docstring): the same mathematics, state and state_dict, so either class loads the other's
+    checkpoints. The first `step()` compiles (tens of seconds for BERT-large on a GPU); later
+    steps reuse the graph while the set of parameters with gradients stays the same. The
+    learning rate and bias corrections reach the graph as one small tensor copied without
+    blocking, so no step waits for the device."""
+
+    def __init__(self, params: Iterable, *args, backend: str | None = None, **kwargs) -> None:
+        super().__init__(params, *args, **kwargs)
+        self.backend = backend  # None: training.compile_backend() (inductor unless overridden)
+        self._compiled = None
+
+    def _step_function(self):
+        if self._compiled is None:
+            if self.backend is None:
+                from training import compile_backend
+
+                self.backend = compile_backend()
+            self._compiled = torch.compile(
+                _lamb_step_math, backend=self.backend, fullgraph=True, dynamic=False
+            )
+        return self._compiled
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        groups, options, values = [], [], []
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            if any(p.grad.is_sparse for p in params):
+                raise RuntimeError("Lamb does not support sparse gradients")
+            group["step"] += 1
+            for p in params:
+                state = self.state[p]
+                if not state:
+                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            groups.append((
+                params,
+                [p.grad for p in params],
+                [self.state[p]["exp_avg"] for p in params],
+                [self.state[p]["exp_avg_sq"] for p in params],
+            ))  # fmt: skip
+            options.append(self._group_options(group))
+            values.append(self._group_scalars(group))
+        if not groups:
+            return loss
+        scalars = torch.tensor(values, dtype=torch.float32)
+        device = groups[0][0][0].device
+        if device.type == "cuda":  # pinned, so the copy does not wait for the device
+            scalars = scalars.pin_memory()
+        scalars = scalars.to(device, non_blocking=True)
+        self.last_grad_norm = self._step_function()(
+            groups, scalars, options, float(self.defaults["max_grad_norm"])
+        )
+        return loss
+
+    @staticmethod
+    def _group_options(group: dict) -> tuple[float, float, float, float, float, bool]:
+        beta1, beta2 = group["betas"]
+        beta3 = 1 - beta1 if group["grad_averaging"] else 1.0
+        weight_decay = float(group["weight_decay"])
+        trust = weight_decay != 0 or bool(group["use_nvlamb"])
+        return float(beta1), float(beta2), float(beta3), float(group["eps"]), weight_decay, trust
+
+    @staticmethod
+    def _group_scalars(group: dict) -> list[float]:
+        beta1, beta2 = group["betas"]
+        step = group["step"]
+        correction1 = 1 - beta1**step if group["bias_correction"] else 1.0
+        correction2 = 1 - beta2**step if group["bias_correction"] else 1.0
+        return [float(group["lr"]), math.sqrt(correction2), correction1]
+
+
+LAMB_IMPLS = ("auto", "torch", "compiled", "apex")
+
+
 def make_lamb(
     param_groups: list[dict], lr: float, impl: str = "auto", **kwargs
 ) -> torch.optim.Optimizer:
-    """LAMB from `impl`: "torch" (ours), "apex" (FusedLAMB, CUDA), or "auto" (apex when usable)."""
-    if impl not in ("auto", "torch", "apex"):
-        raise ValueError(f"LAMB implementation must be auto, torch or apex, got {impl!r}")
+    """LAMB from `impl`: "torch" (`Lamb`), "compiled" (`CompiledLamb`), "apex" (FusedLAMB, CUDA),
+    or "auto": apex on CUDA when installed, else the multi-tensor `Lamb`. The compiled step is a
+    fast path chosen explicitly (`--optimizer_impl compiled`) until its GPU speed is measured.
+
+    Every choice keeps the same mathematics and state layout; the choice is logged once."""
+    if impl not in LAMB_IMPLS:
+        choices = ", ".join(LAMB_IMPLS)
+        raise ValueError(f"LAMB implementation must be one of {choices}, got {impl!r}")
+    cuda = torch.cuda.is_available()
     if impl in ("auto", "apex"):
         try:
             from apex.optimizers import FusedLAMB
@@ -229,11 +378,14 @@ def make_lamb(
                 message = "--optimizer_impl apex needs NVIDIA apex installed"
                 raise MissingDependency(message) from None
         else:
-            if torch.cuda.is_available():
+            if cuda:
                 logger.info("optimizer: apex FusedLAMB")
                 return FusedLAMB(param_groups, lr=lr, **kwargs)
             if impl == "apex":
-                raise RuntimeError("apex FusedLAMB needs a CUDA device")
+                raise UsageError("--optimizer_impl apex: FusedLAMB needs a CUDA device")
+    if impl == "compiled":
+        logger.info("optimizer: LAMB (one torch.compile graph per step)")
+        return CompiledLamb(param_groups, lr=lr, **kwargs)
     logger.info("optimizer: LAMB (torch multi-tensor)")
     return Lamb(param_groups, lr=lr, **kwargs)
 

@@ -16,10 +16,12 @@ moments from that file, step count and schedule restarted) and ignored otherwise
 warning. Checkpoints carry what 21.11's and HEAD's run_pretraining.py read when they resume.
 
 Differences from NVIDIA's script, on purpose:
-- plain PyTorch: native AMP (`--fp16`, or `--bf16`), our multi-tensor LAMB (apex FusedLAMB when
-  installed and chosen), DDP through torchrun with `no_sync` accumulation, and the loss divided
-  by the accumulation steps (HEAD never divided it); `--allreduce_post_accumulation` is always
-  the behaviour, and `--allreduce_post_accumulation_fp16` compresses the all-reduce to fp16;
+- plain PyTorch: native AMP (`--fp16`, or `--bf16`), our LAMB (multi-tensor, or one compiled
+  graph per step with `--optimizer_impl compiled`; apex FusedLAMB when installed and chosen),
+  DDP through torchrun with `no_sync` accumulation, and the loss divided by the accumulation
+  steps (HEAD never divided it); `--allreduce_post_accumulation` is therefore always the
+  behaviour, and `--allreduce_post_accumulation_fp16` compresses the all-reduce to 16 bits
+  (fp16; bf16 in bf16 runs, which have no loss scale to keep small gradients in fp16's range);
 - resume is exact: optimizer, scaler, schedule, RNG states and every rank's data position are in
   the checkpoint, and an interrupted phase 2 resumes its schedule (HEAD reset it unless
   `--resume_phase2`, which is still accepted); a missing checkpoint starts fresh with a warning;
@@ -67,6 +69,7 @@ from errors import BertError, UsageError
 from logger import MetricLogger
 from modeling import BertConfig, BertForPreTraining
 from optimization import (
+    LAMB_IMPLS,
     load_lamb_state,
     make_lamb,
     master_params,
@@ -80,13 +83,17 @@ from pretraining_data import (
 )
 from schedulers import WarmupScheduler
 from training import (
+    PRETRAINING_ROW_FILLS,
     DivergenceError,
+    log_peak_memory,
     maybe_compile,
+    maybe_float8,
     micro_batch_size,
     no_sync_unless,
     optimizer_step,
-    padding_multiple,
+    pad_rows,
     set_activation_checkpointing,
+    trim_multiple,
     trim_padding,
 )
 
@@ -153,7 +160,9 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     add("--data_sharding", choices=("files", "interleaved"), default="files")
     add("--bin_size", type=runtime.positive_int,
         help="draw each batch from one bin of lengths (HEAD's LDDL bins)")  # fmt: skip
-    add("--optimizer_impl", choices=("auto", "torch", "apex"), default="auto")
+    add("--optimizer_impl", choices=LAMB_IMPLS, default="auto",
+        help="LAMB: torch (multi-tensor), compiled (one torch.compile graph per step), apex "
+             "(FusedLAMB); auto: apex, else compiled on a GPU, torch on a CPU")  # fmt: skip
     add("--profile", action="store_true", help="accepted; unused")
     return parser.parse_args(argv)
 
@@ -560,27 +569,24 @@ def train(t: Training) -> None:
     log_freq = max(int(args.log_freq), 1)
     window = Window(t.dist.device)
     state.start_step = state.step
-    sequences_per_step = micro_batch * ga * t.dist.world_size
     raw_start = time.perf_counter()
-    window_start, window_steps = raw_start, 0
+    window_start, window_rows = raw_start, 0
     progress = tqdm(
         total=target, initial=state.step, desc="pre-training", unit="step",
         disable=args.disable_progress_bar or not t.dist.is_main_process,
     )  # fmt: skip
     t.ddp_model.train()
-    multiple = padding_multiple(t.dist.device)
+    multiple = trim_multiple(t.dist.device, args.compile)
     micro_step = 0
     batches = iter(t.loader)
     while state.step < target and state.stop_requested is None:
         cpu_batch = next(batches)
+        window_rows += len(cpu_batch[0])  # real rows: a shard's short last batch counts less
         if not args.no_trim_padding:  # the fast path: no work on padding
             cpu_batch = trim_padding(cpu_batch, cpu_batch[2], multiple)
-        # Counted on the host, so the MLM head needs no sync. With --compile the row count is
-        # fixed at B x max_predictions_per_seq instead (rows past the masked ones have label -1
-        # and add nothing to the loss), so the step keeps one shape and compiles once.
-        num_masked = int((cpu_batch[3] != -1).sum())
-        if args.compile:
-            num_masked = max(num_masked, len(cpu_batch[3]) * args.max_predictions_per_seq)
+        if args.compile:  # a shard's short last batch keeps the compiled layers' shape
+            cpu_batch = pad_rows(cpu_batch, micro_batch, PRETRAINING_ROW_FILLS)
+        num_masked = int((cpu_batch[3] != -1).sum())  # counted on the host: the head needs no sync
         batch = [tensor.to(t.dist.device, non_blocking=True) for tensor in cpu_batch]
         micro_step += 1
         last = micro_step % ga == 0
@@ -605,14 +611,13 @@ def train(t: Training) -> None:
             continue
         state.consecutive_skips = 0
         state.step += 1
-        window_steps += 1
         t.scheduler.step()
         progress.update()
         if state.step % log_freq == 0 or state.step == target or state.stop_requested:
-            rate = sequences_per_step * window_steps / (time.perf_counter() - window_start)
+            rate = window_rows * t.dist.world_size / (time.perf_counter() - window_start)
             log_progress(t, window, outcome.grad_norm, rate)
             window.reset()
-            window_start, window_steps = time.perf_counter(), 0
+            window_start, window_rows = time.perf_counter(), 0
         due = state.step % args.num_steps_per_checkpoint == 0 or state.step == target
         if not args.skip_checkpoint and (due or state.stop_requested):
             norms = torch.stack(torch._foreach_norm(parameters))  # the weights to be saved
@@ -664,8 +669,11 @@ def setup(args: argparse.Namespace, state: RunState) -> Training:
     )
     resume = load_for_resume(t)
     t.state.step = resume.step
-    compiled = maybe_compile(model, args.compile)
-    t.ddp_model = distributed.wrap_ddp(compiled, run.dist, args.allreduce_post_accumulation_fp16)
+    compiled = maybe_compile(maybe_float8(model, run.precision.precision), args.compile)
+    compression = distributed.allreduce_compression(
+        run.precision.precision, args.allreduce_post_accumulation_fp16
+    )
+    t.ddp_model = distributed.wrap_ddp(compiled, run.dist, compression=compression)
     t.loader = build_loader(args, run.dist, resume)
     if resume.rng is not None:
         set_rng_state(resume.rng)
@@ -733,6 +741,7 @@ def execute(args: argparse.Namespace) -> None:
     t = setup(args, state)
     train(t)
     summarise(t, started)
+    log_peak_memory(t.metrics, t.dist.device)
     t.metrics.close()
 
 

@@ -12,7 +12,10 @@ training; `predictions.json`, `nbest_predictions.json` (and `null_odds.json`
 for v2.0) after prediction. `--do_eval` scores them with the official metrics built in (an
 external `--eval_script` runs only with `--run_eval_script`); `exact_match` and `F1` go to the
 dllogger summary with `e2e_train_time`, `training_sequences_per_second`, `final_loss`,
-`e2e_inference_time`, `inference_sequences_per_second` (NVIDIA's summary keys).
+`e2e_inference_time`, `inference_sequences_per_second` (NVIDIA's summary keys), plus ours:
+`inference_sequences_per_second_warm` (without each width's first batch, where compilation and
+kernel selection happen) and, on a GPU, `peak_memory_gib`. `--compile` compiles the encoder
+layers for training and prediction, on widths that are multiples of 64.
 
 Differences from NVIDIA: every question gets its own null score in v2.0 (NVIDIA's used the last
 example's) and there is no crash without a valid span; the schedule counts features and
@@ -51,7 +54,7 @@ from finetuning import (
 from modeling import BertConfig, BertForQuestionAnswering
 from runtime import Run
 from tokenization import BertTokenizer
-from training import micro_batch_size
+from training import log_peak_memory, micro_batch_size
 
 logger = logging.getLogger("run_squad")
 
@@ -145,7 +148,9 @@ def do_train(model, tokenizer, args: argparse.Namespace, run: Run) -> None:
         "training_samples": len(examples), "training_features": len(features),
     })  # fmt: skip
     model.bert.pooler.requires_grad_(False)  # never reaches the QA loss (NVIDIA drops it too)
-    options = TrainOptions.from_args(args, exclude=("pooler",), trim=not args.no_trim)
+    options = TrainOptions.from_args(
+        args, exclude=("pooler",), trim=not args.no_trim, row_fills=squad.QA_ROW_FILLS
+    )
     ddp_model = wrap_for_training(model, options, run)
     micro_batch = micro_batch_size(args.train_batch_size, args.gradient_accumulation_steps)
     loader = train_loader(ArrayDataset(arrays), micro_batch, run, args.seed)
@@ -168,9 +173,8 @@ def do_predict(model, tokenizer, args: argparse.Namespace, run: Run) -> dict[str
         "predict_batch_size": args.predict_batch_size,
     })  # fmt: skip
     inputs = {key: arrays[key] for key in ("input_ids", "segment_ids", "input_mask")}
-    result = predict(
-        model, inputs, args.predict_batch_size, squad.qa_forward, run, trim=not args.no_trim
-    )
+    result = predict(model, inputs, args.predict_batch_size, squad.qa_forward, run,
+                     trim=not args.no_trim, compile=args.compile)  # fmt: skip
     raw = [
         squad.RawResult(int(uid), start, end)
         for uid, (start, end) in zip(arrays["unique_ids"], result.outputs, strict=True)
@@ -186,6 +190,7 @@ def do_predict(model, tokenizer, args: argparse.Namespace, run: Run) -> dict[str
     run.metrics.log((), {
         "e2e_inference_time": result.seconds,
         "inference_sequences_per_second": len(features) / result.seconds if result.seconds else 0,
+        "inference_sequences_per_second_warm": result.warm_sequences_per_second,
     })  # fmt: skip
     empty = sum(1 for text in predictions.values() if text in ("", "empty"))
     if predictions and empty == len(predictions):
@@ -256,6 +261,7 @@ def execute(args: argparse.Namespace) -> None:
         scores = do_eval(args, run, predictions)
         exact = scores.get("exact_match", scores.get("exact"))
         print(json.dumps({"exact_match": exact, "f1": scores["f1"]}))
+    log_peak_memory(run.metrics, run.device)
     run.metrics.close()
 
 

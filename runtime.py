@@ -39,6 +39,7 @@ from training import (
     PRECISION_CHOICES,
     PrecisionStack,
     configure_tf32,
+    fp8_unavailable,
     make_precision,
     resolve_precision,
 )
@@ -171,7 +172,8 @@ def add_runtime_arguments(parser: argparse.ArgumentParser, *, seed: int) -> None
     add("--precision", choices=PRECISION_CHOICES, default=None,
         help="default (no flag): fp32 with TF32 matmuls allowed, as NVIDIA's scripts run; "
              "auto: bf16 on A100/H100-class GPUs, else the default; tf32: the default; "
-             "fp32: exact fp32 (TF32 off); bf16; fp16 (= --fp16)")  # fmt: skip
+             "fp32: exact fp32 (TF32 off); bf16; fp16 (= --fp16); fp8: the encoder's linear "
+             "layers in float8 (H100/H200 with torchao), the rest bf16")  # fmt: skip
     add("--no_tf32", action="store_true", help="exact fp32 matmuls (TF32 off)")
     add("--loss_scale", type=non_negative_float, default=0.0,
         help="fp16: the initial loss scale when > 0 (dynamic scaling either way)")  # fmt: skip
@@ -201,8 +203,8 @@ class Run:
 
 
 def choose_precision(args: argparse.Namespace, device: torch.device) -> tuple[str, bool]:
-    """(autocast precision, TF32 allowed) from the precision flags; a UsageError on conflicts
-    and on fp16 without a GPU."""
+    """(autocast precision, TF32 allowed) from the precision flags; a UsageError on conflicts,
+    on fp16 without a GPU and on fp8 without a Hopper-class GPU and torchao."""
     try:
         name, tf32 = resolve_precision(args.fp16, args.bf16, args.precision, device)
     except ValueError as err:
@@ -211,6 +213,8 @@ def choose_precision(args: argparse.Namespace, device: torch.device) -> tuple[st
         raise UsageError(
             "--fp16 needs a CUDA GPU and none is in use here; use --bf16 or fp32 on a CPU"
         )
+    if name == "fp8" and (reason := fp8_unavailable(device)):
+        raise UsageError(f"--precision fp8 {reason}; use --bf16 instead")
     return name, tf32 and not args.no_tf32
 
 

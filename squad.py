@@ -551,6 +551,14 @@ def features_to_arrays(features: Sequence[SquadFeature]) -> dict[str, np.ndarray
 # ---------------------------------------------------------------------------- model calls
 
 
+#: A short last training batch is filled up with these rows under --compile: no tokens, and
+#: positions past every width, which the QA loss clamps to its ignored index.
+QA_ROW_FILLS = (
+    ("input_ids", 0), ("input_mask", 0), ("segment_ids", 0), ("unique_ids", 0),
+    ("start_positions", 2**30), ("end_positions", 2**30),
+)  # fmt: skip
+
+
 def qa_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """The QA model's training loss on a batch of ``features_to_arrays`` columns."""
     return model(

@@ -5,11 +5,13 @@ model on device -> activation checkpointing (a flag on the encoder) -> DDP -> au
 the forward only -> GradScaler around backward and step (fp16 only).
 
 Precision: "fp16" (autocast fp16 + GradScaler starting at `--init_loss_scale`), "bf16" (autocast
-bf16, no scaler), "fp32" (TF32 matmuls allowed on Ampere and newer unless disabled). A step:
-micro-batch losses are divided by the accumulation steps before backward (NVIDIA HEAD never did, so
-its accumulated gradients were sums); all micro-steps but the last run under `no_sync`; then
-`optimizer_step` unscales, clips once (optimizers without their own clipping), steps, updates the
-scaler and zeroes the gradients with `set_to_none`. Nothing in a micro-step waits for the device.
+bf16, no scaler), "fp8" (bf16 autocast with the encoder's linear layers in float8 through
+torchao's float8 training, on Hopper and newer GPUs only), "fp32" (TF32 matmuls allowed on Ampere
+and newer unless disabled). A step: micro-batch losses are divided by the accumulation steps
+before backward (NVIDIA HEAD never did, so its accumulated gradients were sums); all micro-steps
+but the last run under `no_sync`; then `optimizer_step` unscales, clips once (optimizers without
+their own clipping), steps, updates the scaler and zeroes the gradients with `set_to_none`.
+Nothing in a micro-step waits for the device.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import os
 from collections.abc import Iterator
 
 import torch
@@ -26,10 +29,10 @@ from errors import BertError, UsageError
 
 logger = logging.getLogger(__name__)
 
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("fp32", "bf16", "fp16", "fp8")
 
 
-PRECISION_CHOICES = ("auto", "fp32", "tf32", "bf16", "fp16")
+PRECISION_CHOICES = ("auto", "fp32", "tf32", "bf16", "fp16", "fp8")
 
 
 def resolve_precision(
@@ -91,7 +94,10 @@ class PrecisionStack:
 
     @property
     def dtype(self) -> torch.dtype | None:
-        return {"fp16": torch.float16, "bf16": torch.bfloat16}.get(self.precision)
+        # fp8: the encoder's linear layers compute in float8 (`maybe_float8`), the rest in bf16
+        return {"fp16": torch.float16, "bf16": torch.bfloat16, "fp8": torch.bfloat16}.get(
+            self.precision
+        )
 
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.dtype is None:
@@ -114,10 +120,55 @@ def make_precision(
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if precision == "fp16" and device.type == "cpu":
         raise ValueError("fp16 needs a GPU; on CPU use --bf16 or fp32")
+    if precision == "fp8" and (reason := fp8_unavailable(device)):
+        raise ValueError(f"fp8 {reason}")
     scaler = None
     if precision == "fp16":
         scaler = torch.amp.GradScaler(device.type, init_scale=init_loss_scale)
     return PrecisionStack(precision, device, scaler)
+
+
+def fp8_unavailable(device: torch.device) -> str | None:
+    """Why fp8 training cannot run on `device` (one phrase), or None when it can: it needs a
+    CUDA GPU of compute capability 9.0 or newer (H100, H200) and the torchao package."""
+    if device.type != "cuda":
+        return "needs a CUDA GPU of compute capability 9.0 or newer (H100/H200); none is in use"
+    major, minor = torch.cuda.get_device_capability(device)
+    if major < 9:
+        name = torch.cuda.get_device_name(device)
+        return f"needs compute capability 9.0 or newer (H100/H200); {name} is {major}.{minor}"
+    try:
+        import torchao.float8  # noqa: F401
+    except ImportError:
+        return "needs the torchao package (pip install torchao)"
+    return None
+
+
+def float8_layer(module: nn.Module, name: str) -> bool:
+    """Which layers compute in float8: the encoder's linear layers whose sizes are multiples of
+    16 (float8 matmuls need them); embeddings, the MLM decoder tied to them, the pooler and the
+    task heads keep bf16, as float8 recipes keep the first and last layers in higher precision."""
+    return (
+        isinstance(module, nn.Linear)
+        and ".encoder.layer." in f".{name}"
+        and module.in_features % 16 == 0
+        and module.out_features % 16 == 0
+    )
+
+
+def maybe_float8(model: nn.Module, precision: str) -> nn.Module:
+    """For "fp8", swap the chosen linear layers (`float8_layer`) for torchao's float8 training
+    layers in place (dynamic tensor-wise scaling; parameter names and checkpoints unchanged);
+    the model unchanged otherwise. Applied before `maybe_compile`, which fuses the scaling."""
+    if precision != "fp8":
+        return model
+    from torchao.float8 import Float8Linear, convert_to_float8_training
+
+    if not any(isinstance(m, Float8Linear) for m in model.modules()):
+        convert_to_float8_training(model, module_filter_fn=float8_layer)
+    count = sum(isinstance(m, Float8Linear) for m in model.modules())
+    logger.info("fp8: %d linear layers compute in float8 (torchao), the rest in bf16", count)
+    return model
 
 
 def no_sync_unless(model: nn.Module, sync: bool) -> contextlib.AbstractContextManager:
@@ -200,15 +251,94 @@ def trim_padding(tensors: list[torch.Tensor], input_mask: torch.Tensor, multiple
     return [t[:, :width] if t.dim() == 2 and t.shape[1] == full else t for t in tensors]
 
 
-def maybe_compile(model: nn.Module, enabled: bool) -> nn.Module:
-    """`torch.compile(model)` when asked (the `--compile` flag), else the model unchanged.
+def peak_memory_gib(device: torch.device) -> float | None:
+    """The most GPU memory this process's tensors held so far (`max_memory_allocated`), GiB;
+    None off CUDA."""
+    if device.type != "cuda":
+        return None
+    return torch.cuda.max_memory_allocated(device) / 2**30
 
-    Applied after activation checkpointing and before DDP; the compiled module shares the
-    parameters, so checkpoints of the plain model are unaffected."""
+
+def log_peak_memory(metrics, device: torch.device) -> None:
+    """Add `peak_memory_gib` to the final summary (step `()`) on a GPU; nothing elsewhere."""
+    peak = peak_memory_gib(device)
+    if peak is not None:
+        metrics.log((), {"peak_memory_gib": peak})
+
+
+#: With `--compile`, trimmed widths are rounded up to this, so a run meets at most S / 64 widths
+#: (2 at phase 1, 8 at phase 2), each compiled once as its own static graph.
+COMPILE_WIDTH_MULTIPLE = 64
+
+#: Compiled graphs dynamo keeps per code object while `--compile` is on: every width in training
+#: and in evaluation (512 / 64 each), with room to spare (dynamo's default of 8 would run the
+#: ninth width eagerly, without a word beyond one warning).
+COMPILE_CACHE_SIZE = 32
+
+
+#: Environment variable naming the torch.compile backend of `--compile` and the compiled LAMB
+#: (default inductor); "aot_eager" or "eager" run the same graph capture without code
+#: generation, for quick checks of the compiled paths on a CPU (scripts/gpu_check.sh DRY_RUN=1).
+COMPILE_BACKEND_ENV = "BERT_COMPILE_BACKEND"
+
+
+def compile_backend() -> str:
+    """The torch.compile backend: $BERT_COMPILE_BACKEND, else inductor."""
+    return os.environ.get(COMPILE_BACKEND_ENV, "").strip() or "inductor"
+
+
+def trim_multiple(device: torch.device, compiled: bool) -> int:
+    """The multiple trimmed widths are rounded up to: a fixed set of widths when compiled."""
+    return COMPILE_WIDTH_MULTIPLE if compiled else padding_multiple(device)
+
+
+#: Values for rows that carry no label in a pre-training batch (input_ids, segment_ids,
+#: input_mask, masked_lm_labels, next_sentence_labels): -1 is the MLM "not masked" label, -100
+#: the ignore index of the next-sentence cross-entropy.
+PRETRAINING_ROW_FILLS = [0, 0, 0, -1, -100]
+
+
+def pad_rows(tensors: list[torch.Tensor], rows: int, fills: list[int]) -> list[torch.Tensor]:
+    """Extend each tensor's first dimension to `rows` with `fills[i]` (a value that carries no
+    label: masks 0, ignored labels), so a short last batch has the same shape as the others and
+    a compiled step does not recompile for it; losses that ignore those labels are unchanged."""
+    missing = rows - len(tensors[0])
+    if missing <= 0:
+        return list(tensors)
+    return [
+        torch.cat([t, t.new_full((missing, *t.shape[1:]), fill)])
+        for t, fill in zip(tensors, fills, strict=True)
+    ]
+
+
+def maybe_compile(model: nn.Module, enabled: bool, backend: str | None = None) -> nn.Module:
+    """Compile every encoder layer in place with `torch.compile` (the `--compile` flag); the
+    model is returned, unchanged when not enabled.
+
+    Layers, not the whole model: the identical layers share one compiled graph per shape, so
+    BERT-large compiles one layer instead of 24 (seconds instead of minutes), each layer's
+    backward is its own autograd node (DDP all-reduces a bucket while earlier layers still run
+    backward, and activation checkpointing keeps working), and parameter names keep no
+    `_orig_mod.` prefix. Shapes are static (`dynamic=False`): callers keep them to a fixed set
+    (`trim_multiple`, `pad_rows`). Embeddings, heads and losses stay eager. Applied after
+    activation checkpointing and before DDP."""
     if not enabled:
         return model
-    logger.info("compiling the model with torch.compile (the first steps are slow)")
-    return torch.compile(model)
+    encoders = [m for m in model.modules() if hasattr(m, "checkpoint_activations")]
+    if not encoders:
+        raise ValueError("the model has no encoder layers to compile")
+    import torch._dynamo
+
+    backend = backend or compile_backend()
+    limit = max(torch._dynamo.config.cache_size_limit, COMPILE_CACHE_SIZE)
+    torch._dynamo.config.cache_size_limit = limit
+    for encoder in encoders:
+        for layer in encoder.layer:
+            if getattr(layer, "_compiled_call_impl", None) is None:
+                layer.compile(backend=backend, dynamic=False)
+    logger.info("torch.compile (%s) on each encoder layer; the first step of each shape is "
+                "slow", backend)  # fmt: skip
+    return model
 
 
 def set_activation_checkpointing(model: nn.Module, enabled: bool) -> None:

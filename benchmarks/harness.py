@@ -10,7 +10,8 @@ precision and data for both sides; peak CUDA memory on a GPU):
   at the phase-1 shape (128, 20 masked) and the phase-2 shape (512, 80) on batches read from
   shards of the bundled real text (whose phase-2 sequences are often much shorter than 512).
   Ours as shipped (batches trimmed to their longest sequence, masked-only MLM head);
-  transformers' BertForPreTraining on the padded batch with its own loss; plus ours with LAMB.
+  transformers' BertForPreTraining on the padded batch with its own loss; plus ours with LAMB
+  (and, with --compile, ours with compiled layers, with AdamW and with the compiled LAMB).
 - squad_train: a SQuAD fine-tuning step at 384 on real features (the bundled training sample),
   ours trimmed vs transformers padded.
 - squad_infer: features to answers on the real dev set (`--squad_questions` first questions, all
@@ -24,6 +25,7 @@ fp32; GPU: pass --config bert_configs/large.json --dtype bf16 (or fp16).
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import statistics
 import subprocess
@@ -39,7 +41,14 @@ from fileio import atomic_write_text
 from modeling import BertConfig, BertForPreTraining, BertForQuestionAnswering
 from optimization import make_adamw, make_lamb, parameter_groups
 from pretraining_data import PretrainingDataLoader, training_files
-from training import configure_tf32, make_precision, padding_multiple, trim_padding
+from training import (
+    configure_tf32,
+    make_precision,
+    maybe_compile,
+    padding_multiple,
+    trim_multiple,
+    trim_padding,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared" / "data"
@@ -63,12 +72,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--bin_size", type=int, help="phase 2: batches from bins of lengths")
     parser.add_argument(
-        "--compile", action="store_true", help="pretrain: add a row for ours under torch.compile"
+        "--compile", action="store_true",
+        help="pretrain: add rows for ours with compiled layers (AdamW, and the compiled LAMB)"
     )
     parser.add_argument("--json", type=Path)
     parser.add_argument(
         "--profile", type=Path, help="write a torch.profiler table of ours' phase-1 step here"
     )
+    parser.add_argument("--profile_row", default="ours + AdamW",
+                        help="the phase-1 row --profile profiles")  # fmt: skip
     return parser.parse_args(argv)
 
 
@@ -132,9 +144,12 @@ class Bench:
             attn_implementation="sdpa",
         )
 
-    def optimizer(self, model, lamb: bool = False):
+    def optimizer(self, model, lamb: bool | str = False):
+        """AdamW, or LAMB (`lamb` True: the multi-tensor step; a string: that implementation)."""
         groups = parameter_groups(model)
-        return make_lamb(groups, 1e-5, "torch") if lamb else make_adamw(groups, 1e-5, self.device)
+        if not lamb:
+            return make_adamw(groups, 1e-5, self.device)
+        return make_lamb(groups, 1e-5, lamb if isinstance(lamb, str) else "torch")
 
     def step_fn(self, model, optimizer, loss_of: Callable[[int], torch.Tensor]) -> Callable:
         def step(i: int) -> None:
@@ -212,14 +227,16 @@ def pretrain_section(bench: Bench) -> None:
             ("ours + AdamW", ours, ours_loss, False),
             ("ours + LAMB", ours, ours_loss, True),
         ]
-        if bench.args.compile:  # run_pretraining's --compile: a fixed masked-row count
-            compiled = torch.compile(ours)
-            static = batch_size * (20 if phase == "phase1" else 80)
+        if bench.args.compile:  # run_pretraining's --compile: compiled layers, widths of 64
+            compiled = maybe_compile(copy.deepcopy(ours), True)
+            wide = trim_multiple(bench.device, compiled=True)
+            static = [[t.to(bench.device) for t in trim_padding(b, b[2], wide)] for b in batches]
 
-            def compiled_loss(i, compiled=compiled, trimmed=trimmed, static=static):
-                return compiled(*trimmed[i], num_masked=static)[0]
+            def compiled_loss(i, compiled=compiled, static=static, masked=masked):
+                return compiled(*static[i], num_masked=masked[i])[0]
 
-            rows.append(("ours compiled + AdamW", ours, compiled_loss, False))
+            rows.append(("ours compiled + AdamW", compiled, compiled_loss, False))
+            rows.append(("ours compiled + compiled LAMB", compiled, compiled_loss, "compiled"))
         for name, model, loss_of, lamb in rows:
             step = bench.step_fn(model, bench.optimizer(model, lamb), loss_of)
             seconds, peak = bench.time(step)
@@ -227,7 +244,7 @@ def pretrain_section(bench: Bench) -> None:
                 f"pretrain {phase}", name, batch_size / seconds, "seq/s", peak,
                 batch=batch_size, mean_real_tokens=tokens, mean_trimmed_width=width,
             )  # fmt: skip
-            if bench.args.profile and phase == "phase1" and name == "ours + AdamW":
+            if bench.args.profile and phase == "phase1" and name == bench.args.profile_row:
                 profile(bench, step, bench.args.profile)
         bench.ratio(f"pretrain {phase}", "ours + AdamW", "transformers + AdamW")
         del hf, ours

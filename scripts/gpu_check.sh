@@ -1,82 +1,251 @@
 #!/usr/bin/env bash
-# One prepared command for a single-GPU machine (PyTorch + CUDA, transformers, h5py, pytest; no
-# internet): environment report, the GPU tests (fused vs fallback agreement, fp16/bf16 steps,
-# precision choice), the benchmark harness (ours vs transformers, BERT-large, bf16 with a profile
-# of our phase-1 step), the real pre-training loop (phases 1 and 2), a DDP smoke test (torchrun,
-# one process, NCCL), then the harness's pre-training rows again with ours under torch.compile,
-# and in fp16. About 8 minutes on an H100.
+# The one prepared measurement for a single-GPU machine (PyTorch + CUDA, transformers, h5py,
+# pytest; no internet), in one call of under 8 minutes on an H100, every stage under `timeout`:
+#   1. environment report;
+#   2. the GPU tests (pytest -m gpu);
+#   3. the four workloads through the entry scripts with BERT-large, each in bf16, fp16 and (on
+#      Hopper with torchao) fp8, on the eager path and on the fast path (--compile, the compiled
+#      LAMB): run_pretraining.py phase 1 (seq 128, NVIDIA's dgxa100-80g preset on one GPU:
+#      8192 sequences per step, accumulation 32, micro-batch 256) and phase 2 (seq 512, 4096 per
+#      step, accumulation 128, micro-batch 32) on the bundled sample's shards; run_squad.py
+#      training at seq 384, batch 32, on the bundled sample, and prediction on the real SQuAD
+#      v1.1 dev set (10,570 questions), batch 256;
+#   4. the harness against Hugging Face transformers (benchmarks/harness.py, pre-training rows,
+#      with the compiled rows) with a torch.profiler table of one compiled phase-1 step;
+#   5. ONE table: workload, precision, path, seq/s, MFU (model FLOP/s over the card's dense bf16
+#      peak), peak memory, target, met/missed (benchmarks/gpu_table.py).
+# Rates leave warm-up out: pre-training and fine-tuning take the median of the logged
+# per-window training_sequences_per_second after the first window(s), prediction the rate over
+# every batch but each width's first. Runs go in priority order (bf16 fast, bf16 eager, the
+# harness, fp16, fp8) within a time budget (BUDGET_S, default 470 s); a run that would start
+# after it is listed as "not run: time budget" (BUDGET_S=3000 runs everything, ~20 minutes).
 #
-#   bash scripts/gpu_check.sh [RESULTS_DIR]     # default: $OUT, else results/gpu_check
-#   FULL_SUITE=1 bash scripts/gpu_check.sh      # also the whole test suite at the end
+#   bash scripts/gpu_check.sh --prepare          # here, before the device call: copies the SQuAD
+#                                                # dev set into results/gpu_inputs, builds shards
+#   bash scripts/gpu_check.sh [OUT_DIR]          # on the GPU machine; default $OUT, else
+#                                                # results/gpu_check; carry results/gpu_inputs
+#                                                # and results/sample_shards
+#   DRY_RUN=1 bash scripts/gpu_check.sh OUT_DIR  # the same stages on the CPU with the tiny
+#                                                # config and a few steps (under 2 minutes)
+# fp8 rows need torchao on the GPU machine: put its wheel (and nothing else) in .whl/ here and
+# carry .whl; without it those rows say "skipped: fp8 needs the torchao package".
 #
-# The SQuAD dev set is read from ../shared/data, else from results/gpu_inputs/dev-v1.1.json; the
-# shards from results/sample_shards (built when missing). Every result lands in RESULTS_DIR; the
-# exit status is non-zero if a test failed.
+# Outputs in OUT_DIR (7 files): table.txt, summary.json (rows with every window's rate),
+# gpu_check.log (every stage's output), gpu_tests.txt, runs.txt (the entry scripts' dllogger
+# lines), harness.json, profile_p1.txt. Entry-script working folders go to $WORK (default
+# results/gpu_check_work). Exit status: non-zero if a GPU test failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-out=${1:-${OUT:-results/gpu_check}}
-mkdir -p "$out"
 PYTHON=${PYTHON:-python3}
 export PYTHONUNBUFFERED=1
-status=0
-xdist=()
-"$PYTHON" -c "import xdist" 2>/dev/null && xdist=(-n 8)
+dry=${DRY_RUN:-0}
+dev_copy=results/gpu_inputs/dev-v1.1.json
 
-{
-  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
-  "$PYTHON" -c "import torch, transformers; print('torch', torch.__version__, 'cuda', torch.version.cuda, \
-'transformers', transformers.__version__, 'device', torch.cuda.get_device_name())"
-} 2>&1 | tee "$out/env.txt"
-
-# GPU tests first, so that their verdict comes back even if a later step runs out of time.
-"$PYTHON" -m pytest -q -p no:cacheprovider -m gpu tests 2>&1 | tee "$out/gpu_tests.txt" \
-  | grep -E "FAILED|ERROR|passed|failed"
-[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
-
-[ -d results/sample_shards/phase2 ] || bash scripts/make_sample_shards.sh results/sample_shards >/dev/null
-dev=../shared/data/squad/v1.1/dev-v1.1.json
-[ -f "$dev" ] || dev=results/gpu_inputs/dev-v1.1.json
-harness() {  # dtype, then extra arguments
-  local dtype=$1
-  shift
-  timeout 240 "$PYTHON" -m benchmarks.harness --config bert_configs/large.json --dtype "$dtype" \
-    --batch_p1 64 --batch_p2 16 --batch_squad 32 --squad_questions 0 --squad_dev "$dev" \
-    --steps 10 --json "$out/harness_large_$dtype.json" "$@" 2>&1 \
-    | grep -vE "Warning|weights not in|warn" | tee -a "$out/bench.txt"
+prepare() {
+  local shared=../shared/data/squad/v1.1/dev-v1.1.json
+  mkdir -p results/gpu_inputs
+  if [ -f "$shared" ] && [ ! -f "$dev_copy" ]; then cp "$shared" "$dev_copy"; fi
+  [ -d results/sample_shards/phase2 ] || bash scripts/make_sample_shards.sh results/sample_shards >/dev/null
 }
-harness bf16 --profile "$out/profile_p1_bf16.txt"
 
-# The real training loop (loader, LAMB, logging) on the bundled sample's shards, BERT-large.
-pretrain() {  # name, phase, seq, pred, batch, extra flags...
-  local name=$1 phase=$2 seq=$3 pred=$4 batch=$5
-  shift 5
-  timeout 150 "$PYTHON" run_pretraining.py --do_train --input_dir "results/sample_shards/$phase" \
-    --output_dir "results/gpu_pretrain_$name" --config_file bert_configs/large.json \
-    --max_seq_length "$seq" --max_predictions_per_seq "$pred" --train_batch_size "$batch" \
-    --max_steps 60 --learning_rate 1e-4 --skip_checkpoint --log_freq 20 --disable_progress_bar \
-    --json-summary "$out/pretrain_$name.json" "$@" 2>&1 | grep -E "Iteration: 60|e2e_train_time|rror" \
-    | sed "s/^/$name: /" | tee -a "$out/bench.txt"
-}
-pretrain p1_bf16 phase1 128 20 64 --bf16
-pretrain p2_bf16 phase2 512 80 16 --bf16
-
-# DDP smoke test: torchrun, one process, NCCL, fp16-compressed all-reduce after accumulation.
-timeout 120 "$PYTHON" -m torch.distributed.run --nproc_per_node=1 --standalone run_pretraining.py \
-  --do_train --input_dir results/sample_shards/phase1 --output_dir results/gpu_ddp \
-  --config_file bert_configs/base.json --train_batch_size 32 --gradient_accumulation_steps 2 \
-  --max_steps 5 --bf16 --skip_checkpoint --allreduce_post_accumulation_fp16 --disable_progress_bar \
-  --json-summary "$out/ddp.json" 2>&1 | tee "$out/ddp.txt" | grep -E "e2e_train_time|rror" \
-  | sed 's/^/ddp: /' | tee -a "$out/bench.txt"
-[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
-
-# Last, as they take longest: ours under torch.compile (a fixed masked-row count, as
-# run_pretraining --compile), then fp16 with loss scaling.
-harness bf16 --sections pretrain --compile --json "$out/harness_large_bf16_compile.json"
-harness fp16 --sections pretrain
-
-if [ "${FULL_SUITE:-0}" = 1 ]; then
-  "$PYTHON" -m pytest -q -p no:cacheprovider "${xdist[@]}" 2>&1 | tee "$out/tests.txt" \
-    | grep -E "FAILED|ERROR|passed|failed"
-  [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+if [ "${1:-}" = "--prepare" ]; then
+  prepare
+  ls -la "$dev_copy" results/sample_shards
+  exit 0
 fi
+if [ "${1:-}" = "--dry-run" ]; then
+  dry=1
+  shift
+fi
+out=${1:-${OUT:-results/gpu_check}}
+work=${WORK:-results/gpu_check_work}
+mkdir -p "$out"
+rm -rf "$work"
+mkdir -p "$work"
+log="$out/gpu_check.log"
+manifest="$work/manifest.tsv"
+: >"$log"
+: >"$manifest"
+started=$SECONDS
+status=0
+prepare
+# fp8 needs torchao, which the GPU image lacks: wheels carried in .whl/ (downloaded beforehand
+# with pip download --no-deps for the machine's Python) are installed for this run only.
+if [ "$dry" != 1 ] && compgen -G ".whl/*.whl" >/dev/null; then
+  "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
+    --target /tmp/gpu_check_site .whl/*.whl >>"$log" 2>&1 \
+    && export PYTHONPATH=/tmp/gpu_check_site${PYTHONPATH:+:$PYTHONPATH}
+fi
+
+if [ "$dry" = 1 ]; then  # CPU, tiny model, a few steps; compiled paths captured without codegen
+  budget=${BUDGET_S:-600}
+  config=bert_configs/tiny.json
+  device_flags=(--no_cuda)
+  export BERT_COMPILE_BACKEND=${BERT_COMPILE_BACKEND:-eager} CUDA_VISIBLE_DEVICES=""
+  p1=(--train_batch_size 16 --gradient_accumulation_steps 2)
+  p2=(--train_batch_size 8 --gradient_accumulation_steps 2)
+  steps_fast=3 steps_eager=2
+  squad_train=(--train_batch_size 8 --max_steps 6 --log_freq 2)
+  predict_batch=32
+  dev=data/sample/squad/v1.1/dev-v1.1.json
+  harness_args=(--batch_p1 4 --batch_p2 2 --steps 2 --warmup 1)
+  tests_timeout=60
+else
+  budget=${BUDGET_S:-470}
+  config=bert_configs/large.json
+  device_flags=()
+  p1=(--train_batch_size 8192 --gradient_accumulation_steps 32)
+  p2=(--train_batch_size 4096 --gradient_accumulation_steps 128)
+  steps_fast=${STEPS_FAST:-3} steps_eager=${STEPS_EAGER:-2}
+  squad_train=(--train_batch_size 32 --max_steps 30 --log_freq 5)
+  predict_batch=${PREDICT_BATCH:-256}
+  dev=$dev_copy
+  [ -f "$dev" ] || dev=data/sample/squad/v1.1/dev-v1.1.json
+  harness_args=(--batch_p1 64 --batch_p2 16 --steps 5 --warmup 2)
+  tests_timeout=150
+fi
+shards=results/sample_shards
+
+left() { echo $((budget - (SECONDS - started))); }
+
+say() { echo "$*" | tee -a "$log"; }
+
+# run_stage NAME TIMEOUT CMD...: runs CMD under timeout (at most the budget left), its output in
+# the log; sets stage_status to ok / failed (exit N) / timed out / not run: time budget.
+run_stage() {
+  local name=$1 limit=$2
+  shift 2
+  local remaining
+  remaining=$(left)
+  if [ "$remaining" -lt 20 ]; then
+    stage_status="not run: time budget"
+    say "== $name: $stage_status"
+    return
+  fi
+  [ "$limit" -gt "$remaining" ] && limit=$remaining
+  say "== $name (limit ${limit} s, $(left) s of the budget left)"
+  local t0=$SECONDS
+  timeout --kill-after=10 "$limit" "$@" >>"$log" 2>&1
+  local rc=$?
+  case $rc in
+    0) stage_status=ok ;;
+    124 | 137) stage_status="timed out after ${limit} s" ;;
+    *) stage_status="failed (exit $rc)" ;;
+  esac
+  say "   $name: $stage_status in $((SECONDS - t0)) s"
+}
+
+# What this machine cannot run, by precision (empty: it can), asked once.
+fp16_refused="skipped: the precision probe failed" fp8_refused=$fp16_refused
+eval "$("$PYTHON" - "$dry" <<'PY'
+import sys
+
+import torch
+
+from training import fp8_unavailable
+
+cuda = torch.cuda.is_available() and sys.argv[1] != "1"
+device = torch.device("cuda" if cuda else "cpu")
+print(f"fp16_refused='{'' if cuda else 'skipped: fp16 needs a CUDA GPU'}'")
+reason = fp8_unavailable(device)
+print(f"fp8_refused='{'skipped: fp8 ' + reason if reason else ''}'")
+PY
+)"
+
+# entry NAME WORKLOAD PRECISION PATH LIMIT SCRIPT ARGS...: one entry-script run, into the manifest.
+entry() {
+  local name=$1 workload=$2 precision=$3 path=$4 limit=$5
+  shift 5
+  local json="$work/$name.json" refused=""
+  [ "$precision" = fp16 ] && refused=$fp16_refused
+  [ "$precision" = fp8 ] && refused=$fp8_refused
+  if [ -n "$refused" ]; then
+    stage_status=$refused
+    say "== $name: $stage_status"
+  else
+    run_stage "$name" "$limit" "$PYTHON" "$@" --precision "$precision" "${device_flags[@]}" \
+      --json-summary "$json" --output_dir "$work/$name"
+  fi
+  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$workload" "$precision" "$path" "$stage_status" \
+    "$json" >>"$manifest"
+}
+
+pretrain() {  # precision path phase
+  local precision=$1 path=$2 phase=$3 flags=(--optimizer_impl torch) steps=$steps_eager
+  local shape=(--max_seq_length 128 --max_predictions_per_seq 20 "${p1[@]}" --max_steps 7038
+               --warmup_proportion 0.2843 --learning_rate 6e-3)
+  if [ "$phase" = p2 ]; then
+    shape=(--max_seq_length 512 --max_predictions_per_seq 80 "${p2[@]}" --max_steps 1563
+           --warmup_proportion 0.128 --learning_rate 4e-3)
+  fi
+  if [ "$path" = fast ]; then flags=(--compile --optimizer_impl compiled); steps=$steps_fast; fi
+  local input=$shards/phase1
+  [ "$phase" = p2 ] && input=$shards/phase2
+  entry "pretrain_${phase}_${precision}_$path" "pretrain_$phase" "$precision" "$path" 200 \
+    run_pretraining.py --do_train --input_dir "$input" --config_file "$config" "${shape[@]}" \
+    --steps_this_run "$steps" --log_freq 1 --skip_checkpoint --disable_progress_bar --seed 42 \
+    "${flags[@]}"
+}
+
+squad() {  # precision path train|infer
+  local precision=$1 path=$2 mode=$3 flags=()
+  [ "$path" = fast ] && flags=(--compile)
+  local common=(run_squad.py --vocab_file vocab/vocab --config_file "$config" --do_lower_case
+                --max_seq_length 384 --skip_cache --skip_checkpoint --disable-progress-bar
+                --seed 1 "${flags[@]}")
+  if [ "$mode" = train ]; then
+    entry "squad_train_${precision}_$path" squad_train "$precision" "$path" 200 "${common[@]}" \
+      --do_train --train_file data/sample/squad/v1.1/train-v1.1.json --learning_rate 3e-5 \
+      "${squad_train[@]}"
+  else
+    entry "squad_infer_${precision}_$path" squad_infer "$precision" "$path" 200 "${common[@]}" \
+      --do_predict --predict_file "$dev" --predict_batch_size "$predict_batch"
+  fi
+}
+
+workloads() {  # precision path
+  pretrain "$1" "$2" p1
+  pretrain "$1" "$2" p2
+  squad "$1" "$2" infer
+  squad "$1" "$2" train
+}
+
+# 1. Environment.
+say "== environment (dry run: $dry)"
+{
+  command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv
+  "$PYTHON" -c "import torch, transformers; print('torch', torch.__version__, 'cuda', torch.version.cuda, \
+'transformers', transformers.__version__, 'device', torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu')"
+  "$PYTHON" -c "import torchao; print('torchao', torchao.__version__)" 2>/dev/null || echo "torchao: not installed"
+  echo "fp16: ${fp16_refused:-available}; fp8: ${fp8_refused:-available}; budget ${budget} s"
+} 2>&1 | tee -a "$log"
+device_name=$("$PYTHON" -c "import torch; print(torch.cuda.get_device_name() if torch.cuda.is_available() and '$dry' != '1' else 'cpu')")
+
+# 2. GPU tests, first, so that their verdict comes back even if a later stage runs out of time.
+run_stage "gpu tests" "$tests_timeout" "$PYTHON" -m pytest -q -p no:cacheprovider -m gpu tests \
+  -o addopts="" --junit-xml="$work/gpu_tests.xml"
+tests_status=$stage_status
+grep -E "passed|failed|skipped|error" "$log" | tail -1 | tee "$out/gpu_tests.txt"
+[ "$tests_status" = ok ] || status=1
+
+# 3-4. The workloads in priority order, the harness after the bf16 runs.
+workloads bf16 fast
+workloads bf16 eager
+run_stage "harness" 150 "$PYTHON" -m benchmarks.harness --config "$config" --dtype bf16 \
+  --sections pretrain --shards "$shards" --compile "${harness_args[@]}" \
+  --json "$out/harness.json" --profile "$out/profile_p1.txt" \
+  --profile_row "ours compiled + compiled LAMB"
+workloads fp16 fast
+workloads fp16 eager
+for kind in p1 p2; do pretrain fp8 fast "$kind"; done
+squad fp8 fast infer
+squad fp8 fast train
+
+# 5. The table, and the entry scripts' logs in one file.
+for name in $(cut -f1 "$manifest"); do
+  [ -f "$work/$name.json" ] && sed "s/^/$name /" "$work/$name.json"
+done >"$out/runs.txt"
+say "== table ($((SECONDS - started)) s after the start)"
+"$PYTHON" -m benchmarks.gpu_table --manifest "$manifest" --config "$config" \
+  --device "$device_name" --table "$out/table.txt" --json "$out/summary.json" 2>&1 | tee -a "$log"
 exit "$status"

@@ -72,3 +72,67 @@ def test_timeout_setting(env):
 
 def test_barrier_without_a_process_group_returns(env):
     distributed.barrier("the start")  # nothing to wait for
+
+
+def _ddp_worker(rank: int, init_file: str, out_dir: str) -> None:
+    """One of two gloo ranks: two micro-batches (the first under no_sync) per variant of
+    `wrap_ddp`; the averaged gradients are saved for the parent to compare."""
+    import torch
+    import torch.distributed as dist
+
+    import training
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    state = distributed.DistState(rank=rank, world_size=2)
+    inputs, targets = _ddp_data()
+    results = {}
+    for compression in (None, "fp16", "bf16"):
+        model = _ddp_model()
+        ddp = distributed.wrap_ddp(model, state, compression=compression)
+        for micro in range(2):  # rows [rank*4 + micro*2, +2): each rank sees half of the batch
+            rows = slice(rank * 4 + micro * 2, rank * 4 + micro * 2 + 2)
+            with training.no_sync_unless(ddp, sync=micro == 1):
+                loss = torch.nn.functional.mse_loss(ddp(inputs[rows]), targets[rows])
+                (loss / 2).backward()
+        results[str(compression)] = {n: p.grad.clone() for n, p in model.named_parameters()}
+    torch.save(results, f"{out_dir}/rank{rank}.pt")
+    dist.destroy_process_group()
+
+
+def _ddp_model():
+    import torch
+
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.GELU(), torch.nn.Linear(32, 4))
+
+
+def _ddp_data():
+    import torch
+
+    generator = torch.Generator().manual_seed(1)
+    return torch.randn(8, 16, generator=generator), torch.randn(8, 4, generator=generator)
+
+
+def test_ddp_gradients_equal_one_process_with_and_without_compression(tmp_path):
+    """Two gloo ranks with no_sync accumulation give the single-process gradient of the whole
+    batch: exactly in fp32, to 16-bit rounding when compressed (fp16 or bf16)."""
+    import torch
+    import torch.multiprocessing as mp
+
+    mp.spawn(_ddp_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    model = _ddp_model()
+    inputs, targets = _ddp_data()
+    torch.nn.functional.mse_loss(model(inputs), targets).backward()
+    expected = {n: p.grad for n, p in model.named_parameters()}
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+    tolerances = {"None": 1e-6, "fp16": 2e-3, "bf16": 2e-2}
+    for compression, tolerance in tolerances.items():
+        for name, grad in expected.items():
+            scale = float(grad.abs().max())
+            for result in ranks:
+                error = float((result[compression][name] - grad).abs().max())
+                assert error <= tolerance * scale, (compression, name, error / scale)
+    assert distributed.allreduce_compression("bf16", True) == "bf16"
+    assert distributed.allreduce_compression("fp16", True) == "fp16"
+    assert distributed.allreduce_compression("fp32", True) == "fp16"
+    assert distributed.allreduce_compression("bf16", False) is None

@@ -208,6 +208,8 @@ def test_bad_input_is_one_clear_line(sample_shards, tmp_path):
     shards = sample_shards / "phase1"
     line = one_line(pretrain(*common(shards, tmp_path / "a"), "--gradient_accumulation_steps=3"), 2)
     assert "--train_batch_size 8 is not divisible by --gradient_accumulation_steps 3" in line
+    line = one_line(pretrain(*common(shards, tmp_path / "a"), "--precision=fp8"), 2)
+    assert "--precision fp8 needs a CUDA GPU of compute capability 9.0 or newer" in line
     line = one_line(pretrain(*common(tmp_path / "missing", tmp_path / "a")), 2)
     assert "--input_dir" in line and "missing: no such folder" in line
     line = one_line(pretrain(*common(sample_shards / "phase2", tmp_path / "a")))

@@ -199,6 +199,41 @@ def test_inference_uses_doc_stride_and_agrees_with_run_squad(fine_tuned, tmp_pat
     assert json.loads((tmp_path / "predictions.json").read_text())["q"] == answer
 
 
+def test_compiled_training_and_prediction_match_eager(pretrained, tmp_path):
+    """--compile (compiled layers, widths of 64, a filled-up last batch) trains to the same
+    losses and predicts the same answers as the eager path, on the sample with the tiny model
+    (dropout off, so both draw no random masks)."""
+    config = json.loads(TINY_CONFIG.read_text()) | {
+        "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}  # fmt: skip
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    runs = {}
+    for name, extra in (("eager", []), ("compiled", ["--compile"])):
+        out = tmp_path / name
+        result = subprocess.run(
+            [sys.executable, "run_squad.py", f"--vocab_file={UNCASED_VOCAB}",
+             f"--config_file={tmp_path / 'config.json'}", "--do_lower_case", "--no_cuda",
+             f"--init_checkpoint={pretrained}", "--do_train", "--do_predict",
+             f"--train_file={SAMPLE / 'v1.1' / 'train-v1.1.json'}",
+             f"--predict_file={SAMPLE / 'v1.1' / 'dev-v1.1.json'}", f"--output_dir={out}",
+             f"--json-summary={out}/log.json", "--train_batch_size=8", "--max_steps=6",
+             "--log_freq=3", "--max_seq_length=128", "--doc_stride=64",
+             "--max_query_length=32", "--predict_batch_size=16", "--skip_cache",
+             "--skip_checkpoint", *extra],
+            cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr[-3000:]
+        events = read_dllogger_file(out / "log.json")
+        losses = [e["data"]["step_loss"] for e in events if "step_loss" in e.get("data", {})]
+        nbest = json.loads((out / "nbest_predictions.json").read_text())
+        runs[name] = (losses, json.loads((out / "predictions.json").read_text()), nbest)
+    (eager_losses, eager_answers, eager_nbest), (losses, answers, nbest) = runs.values()
+    assert len(losses) == 2 and losses == pytest.approx(eager_losses, abs=1e-4)
+    assert answers == eager_answers and len(answers) == 290
+    for qid, entries in nbest.items():
+        for x, y in zip(entries, eager_nbest[qid], strict=True):
+            assert x["text"] == y["text"] and abs(x["start_logit"] - y["start_logit"]) < 1e-3
+
+
 def test_bad_input(pretrained, tmp_path):
     def error(result, status=1):
         assert result.returncode == status, result.stderr

@@ -75,6 +75,49 @@ def test_precision_choice():
         choose("--fp16")
     with pytest.raises(UsageError, match="conflicting precision flags"):
         choose("--bf16", "--precision", "fp32")
+    with pytest.raises(UsageError) as refused:  # fp8 anywhere but a Hopper-class GPU: one line
+        choose("--precision", "fp8")
+    assert str(refused.value) == (
+        "--precision fp8 needs a CUDA GPU of compute capability 9.0 or newer (H100/H200); "
+        "none is in use; use --bf16 instead"
+    )
+
+
+def test_fp8_refused_on_older_gpus_and_without_torchao(monkeypatch):
+    import builtins
+
+    import training
+
+    cuda = torch.device("cuda", 0)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 0))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA A100")
+    assert training.fp8_unavailable(cuda) == (
+        "needs compute capability 9.0 or newer (H100/H200); NVIDIA A100 is 8.0"
+    )
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
+    real_import = builtins.__import__
+
+    def no_torchao(name, *args, **kwargs):
+        if name.startswith("torchao"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_torchao)
+    assert training.fp8_unavailable(cuda) == "needs the torchao package (pip install torchao)"
+    with pytest.raises(ValueError, match="fp8 needs a CUDA GPU"):
+        training.make_precision("fp8", torch.device("cpu"))
+
+
+def test_float8_layers_are_the_encoder_linears():
+    import training
+    from modeling import BertForPreTraining, BertForQuestionAnswering
+    from tests.conftest import tiny_config
+
+    for model in (BertForPreTraining(tiny_config()), BertForQuestionAnswering(tiny_config())):
+        chosen = [n for n, m in model.named_modules() if training.float8_layer(m, n)]
+        assert len(chosen) == 2 * 6  # query, key, value, attention output, FFN in and out
+        assert all(n.startswith("bert.encoder.layer.") for n in chosen)
+    assert training.maybe_float8(model, "bf16") is model
 
 
 def test_local_rank_from_the_environment(monkeypatch):
