@@ -170,24 +170,33 @@ def vocab_casing(tokens: Iterable[str]) -> str | None:
 
 
 def warn_if_mostly_unknown(
-    where: str, unknown: int, total: int, vocab_file: str | None, do_lower_case: bool | None
+    where: str,
+    unknown: int,
+    total: int,
+    vocab_file: str | None = None,
+    do_lower_case: bool | None = None,
+    advice: str | None = None,
 ) -> bool:
     """Log one warning when more than ``UNKNOWN_SHARE_WARNING`` of ``total`` tokens are [UNK].
 
     ``where`` names the data (a file); returns whether it warned. Such data was tokenized with
     another vocabulary or casing than the model's: it trains and scores on [UNK]s, silently.
+    ``advice`` replaces the default advice (check --vocab_file and --do_lower_case).
     """
     if total <= 0 or unknown <= UNKNOWN_SHARE_WARNING * total:
         return False
-    casing = ""
-    if do_lower_case is not None:
-        casing = f" with lower-casing {'on' if do_lower_case else 'off'}"
+    if advice is None:
+        casing = ""
+        if do_lower_case is not None:
+            casing = f" with lower-casing {'on' if do_lower_case else 'off'}"
+        advice = (
+            f"the text does not fit the vocabulary{f' {vocab_file}' if vocab_file else ''}"
+            f"{casing}: check --vocab_file and --do_lower_case (an uncased vocabulary needs "
+            "--do_lower_case, a cased one needs it off)"
+        )
     logger.warning(
-        "%s: %.0f%% of the tokens are [UNK] (%d of %d); the text does not fit the vocabulary%s%s: "
-        "check --vocab_file and --do_lower_case (an uncased vocabulary needs --do_lower_case, a "
-        "cased one needs it off)",
-        where, 100 * unknown / total, unknown, total, f" {vocab_file}" if vocab_file else "",
-        casing,
+        "%s: %.0f%% of the tokens are [UNK] (%d of %d); %s",
+        where, 100 * unknown / total, unknown, total, advice,
     )  # fmt: skip
     return True
 
