@@ -99,6 +99,14 @@ def test_unsorted_positions_and_masked_specials(good_shard, tmp_path):
 
     assert "[CLS] or [SEP] was masked" in damaged(good_shard, tmp_path, mask_cls)
 
+    def negative_position(f):  # sorted, so only the bounds can catch it
+        positions = f["masked_lm_positions"][()]
+        positions[2, 0] = -1
+        replace(f, "masked_lm_positions", positions)
+
+    problems = damaged(good_shard, tmp_path, negative_position)
+    assert "masked position outside the sequence (1 instances, the first is instance 2)" in problems
+
 
 def test_settings_vocab_and_count_mismatches(good_shard, tmp_path):
     report = verify_shards([good_shard], expect(max_seq_length=128, max_predictions_per_seq=20))
