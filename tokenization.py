@@ -141,8 +141,8 @@ def require_tokens(
     missing = [token for token in tokens if token not in vocab]
     if missing:
         raise VocabError(
-            f"vocab file {os.fspath(vocab_file)} has no {', '.join(missing)} token, which {use} "
-            "need; is it a BERT vocabulary?"
+            f"vocab file {os.fspath(vocab_file)} has no {', '.join(missing)} token, needed by "
+            f"{use}; is it a BERT vocabulary?"
         )
 
 
@@ -405,7 +405,7 @@ class BertTokenizer:
         self.vocab_file = os.fspath(vocab_file)
         tokens = _read_vocab_tokens(self.vocab_file)
         self.vocab = _vocab_from_tokens(tokens, self.vocab_file)
-        require_tokens(self.vocab, [self.unk_token], self.vocab_file, "unknown words")
+        require_tokens(self.vocab, [self.unk_token], self.vocab_file, "the tokenizer")
         # Every line index is an id, blank lines included.
         self.ids_to_tokens: collections.OrderedDict[int, str] = collections.OrderedDict(
             enumerate(tokens)

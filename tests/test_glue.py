@@ -893,7 +893,7 @@ def test_features_need_cls_and_sep_and_text_mostly_unk_is_warned_about(tmp_path,
     vocab = tmp_path / "vocab.txt"
     vocab.write_text("[PAD]\n[UNK]\n[CLS]\ngood\n", encoding="utf-8")
     example = [InputExample("train-0", "good", None, "1")]
-    with pytest.raises(VocabError, match=rf"{vocab} has no \[SEP\] token, which GLUE features"):
+    with pytest.raises(VocabError, match=rf"{vocab} has no \[SEP\] token, needed by GLUE features"):
         glue.convert_examples_to_features(example, ["0", "1"], 16, BertTokenizer(vocab))
     examples = glue.MrpcProcessor().get_dev_examples(SAMPLE_MRPC)[:20]
     with caplog.at_level(logging.WARNING):

@@ -848,7 +848,7 @@ def test_features_need_cls_and_sep_in_the_vocabulary(tmp_path):
     examples = squad.read_squad_examples(write_json(tmp_path / "d.json", dataset(
         [("Paris is in France.", [("a", "Where is Paris?", "France", False)])]
     )), is_training=False)  # fmt: skip
-    with pytest.raises(VocabError, match=rf"{vocab} has no \[CLS\] token, which SQuAD features"):
+    with pytest.raises(VocabError, match=rf"{vocab} has no \[CLS\] token, needed by SQuAD"):
         squad.convert_examples_to_features(examples, BertTokenizer(vocab), 64, 32, 16)
 
 

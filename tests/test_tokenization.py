@@ -198,7 +198,7 @@ def test_mostly_unknown_text_is_warned_about(caplog):
 def test_required_special_tokens(tmp_path):
     vocab = {"[UNK]": 0, "[CLS]": 1}
     require_tokens(vocab, ["[UNK]", "[CLS]"], "v.txt", "SQuAD features")
-    with pytest.raises(VocabError, match=r"v\.txt has no \[SEP\], \[MASK\] token, which GLUE"):
+    with pytest.raises(VocabError, match=r"v\.txt has no \[SEP\], \[MASK\] token, needed by GLUE"):
         require_tokens(vocab, ["[CLS]", "[SEP]", "[MASK]"], "v.txt", "GLUE features")
 
 
