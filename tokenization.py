@@ -75,7 +75,9 @@ def _read_vocab_tokens(vocab_file: str | os.PathLike[str]) -> list[str]:
         raise VocabError(f"vocab file {path} is a directory; expected a file with one token a line")
     try:
         with open(path, "rb") as reader:
-            data = reader.read()
+            data = reader.read(1 << 16)  # a binary file (a checkpoint?) is refused unread
+            if b"\0" not in data:
+                data += reader.read()
     except FileNotFoundError:
         raise FileNotFoundError(f"vocab file not found: {path}") from None
     if b"\0" in data:
