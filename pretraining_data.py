@@ -60,6 +60,9 @@ def read_shard(path: str | os.PathLike) -> dict[str, np.ndarray]:
             missing = [key for key in SHARD_NDIMS if key not in shard]
             if missing:
                 raise ShardError(f"{path}: missing dataset(s) {', '.join(missing)}")
+            groups = [key for key in SHARD_NDIMS if not isinstance(shard[key], h5py.Dataset)]
+            if groups:
+                raise ShardError(f"{path}: {groups[0]} is an HDF5 group, not a dataset")
             arrays = {key: shard[key][()] for key in SHARD_NDIMS}
     except OSError as err:
         raise ShardError(f"{path}: not a readable HDF5 file ({err})") from None
@@ -188,7 +191,8 @@ def check_shard(path: Path, arrays: dict[str, np.ndarray], checks: ShardChecks) 
     dataset and the first bad row: token ids outside the vocabulary (or negative), input_mask,
     segment ids or next-sentence labels other than 0/1, masked positions negative, past the
     sequence or on padding, masked ids outside the vocabulary. Warns once when a sample of
-    rows is mostly [UNK]. Vectorised: min/max passes over the arrays, a few ms per 10^5 rows.
+    rows is mostly [UNK]. Vectorised (min/max passes first): about 0.2 s per 10^5 rows of 128
+    tokens on two CPU cores, against seconds to read them.
     """
     vocab = checks.vocab_size
     beyond = f"is outside the vocabulary of {vocab} ids" if vocab else "is a negative token id"
@@ -295,8 +299,13 @@ def shard_shape(path: Path, checks: ShardChecks | None = None) -> tuple[int, int
             missing = [key for key in SHARD_NDIMS if key not in shard]
             if missing:
                 raise ShardError(f"{path}: missing dataset(s) {', '.join(missing)}")
-            if any(shard[key].ndim != ndim for key, ndim in SHARD_NDIMS.items()):
-                raise ShardError(f"{path}: a dataset has the wrong number of dimensions")
+            for key, ndim in SHARD_NDIMS.items():
+                if not isinstance(shard[key], h5py.Dataset):
+                    raise ShardError(f"{path}: {key} is an HDF5 group, not a dataset")
+                if shard[key].ndim != ndim:
+                    raise ShardError(
+                        f"{path}: dataset {key} has {shard[key].ndim} dimension(s), expected {ndim}"
+                    )
             rows = shard["next_sentence_labels"].shape[0]
             seq = shard["input_ids"].shape[1]
             pred = shard["masked_lm_positions"].shape[1]
@@ -374,7 +383,8 @@ class PretrainingDataLoader:
     a background thread while the current one trains (NVIDIA built the next DataLoader in
     another process, pickled it back, and pickled it into every checkpoint). `state()` is the
     position of the next micro-batch; `PretrainingDataLoader(..., position=state)` continues
-    there.
+    there. Each HDF5 shard's content is checked when it is read, against `checks` (the run's
+    vocabulary); another `shard_format` does its own checks.
     """
 
     def __init__(

@@ -289,6 +289,22 @@ def test_without_a_vocabulary_only_negative_ids_are_refused(tmp_path):
         PretrainingShard(path)
 
 
+def test_datasets_of_the_wrong_kind_are_named(tmp_path):
+    path = tmp_path / "x_training_0.hdf5"
+    write_shard(path, 4)
+    with h5py.File(path, "r+") as f:
+        del f["next_sentence_labels"]
+        f["next_sentence_labels"] = np.zeros((4, 2), "i1")
+    with pytest.raises(ShardError, match=r"next_sentence_labels has 2 dimension\(s\), expected 1"):
+        PretrainingDataLoader([path], 2)
+    with h5py.File(path, "r+") as f:
+        del f["next_sentence_labels"]
+        f.create_group("next_sentence_labels")
+    for load in (lambda: PretrainingDataLoader([path], 2), lambda: PretrainingShard(path)):
+        with pytest.raises(ShardError, match="next_sentence_labels is an HDF5 group, not a data"):
+            load()
+
+
 def test_checks_for_a_run_come_from_the_vocabulary_and_the_model(tmp_path):
     checks = ShardChecks.for_run(UNCASED_VOCAB, 30522)
     assert (checks.vocab_size, checks.unk_id) == (30522, 100)
