@@ -80,6 +80,10 @@ def _check_layout(path: Path, shard: h5py.File, expect: Expectations, problems: 
         return 0
     if extra:
         problems.append(f"{path}: unexpected dataset(s) {', '.join(extra)}")
+    groups = [key for key in SHARD_DTYPES if not isinstance(shard[key], h5py.Dataset)]
+    if groups:
+        problems.append(f"{path}: {groups[0]} is an HDF5 group, not a dataset")
+        return 0
     rows = shard["next_sentence_labels"].shape[0]
     for key, dtype in SHARD_DTYPES.items():
         dataset = shard[key]
