@@ -65,10 +65,10 @@ UNKNOWN_SHARE_WARNING = 0.05
 def _read_vocab_tokens(vocab_file: str | os.PathLike[str]) -> list[str]:
     """Tokens of a vocabulary file in line order, read as Google's ``load_vocab`` reads them.
 
-    Lines end at "\n" only, each is stripped of surrounding whitespace, and a whitespace-only
-    line stays an entry (the empty token, never produced by tokenizing), so the ids of the lines
-    after it are their line indices. A leading UTF-8 byte-order mark is dropped (Google's would
-    keep it as part of the first token, usually [PAD]).
+    Lines end at line feeds only, each is stripped of surrounding whitespace, and a
+    whitespace-only line stays an entry (the empty token, never produced by tokenizing), so the
+    ids of the lines after it are their line indices. A leading UTF-8 byte-order mark is
+    dropped (Google's would keep it as part of the first token, usually [PAD]).
     """
     path = os.fspath(vocab_file)
     if os.path.isdir(path):
@@ -114,8 +114,9 @@ def _vocab_from_tokens(tokens: Sequence[str], path: str) -> collections.OrderedD
     vocab: collections.OrderedDict[str, int] = collections.OrderedDict()
     for index, token in enumerate(tokens):
         if token in vocab and token:
+            shown = repr(token) if len(token) <= 60 else f"{token[:60]!r}..."
             raise VocabError(
-                f"vocab file {path} lists the token {token!r} twice, on lines "
+                f"vocab file {path} lists the token {shown} twice, on lines "
                 f"{vocab[token] + 1} and {index + 1}; each token must have one id"
             )
         vocab[token] = index
@@ -217,6 +218,7 @@ def _warn_on_casing(vocab_file: str, casing: str | None, do_lower_case: bool) ->
             "capitalised words become [UNK]: pass --do_lower_case with an uncased vocabulary",
             vocab_file,
         )
+
 
 def _is_whitespace(char: str) -> bool:
     # \t, \n and \r are Cc but count as whitespace, as in Google's code.
