@@ -1057,8 +1057,9 @@ def _gold_answers(dataset_json_data: Any) -> list[tuple[str, list[str]]]:
     gold: list[tuple[str, list[str]]] = []
     seen: dict[str, str] = {}
     for i, article in enumerate(data):
-        for paragraph in article.get("paragraphs", []) if isinstance(article, dict) else []:
-            for qa in paragraph.get("qas", []) if isinstance(paragraph, dict) else []:
+        paragraphs = article.get("paragraphs", []) if isinstance(article, dict) else []
+        for j, paragraph in enumerate(paragraphs):
+            for k, qa in enumerate(paragraph.get("qas", []) if isinstance(paragraph, dict) else []):
                 answers = qa.get("answers") if isinstance(qa, dict) else None
                 if not isinstance(answers, list) or not all(
                     isinstance(a, dict) and isinstance(a.get("text"), str) for a in answers
@@ -1069,7 +1070,8 @@ def _gold_answers(dataset_json_data: Any) -> list[tuple[str, list[str]]]:
                     )
                 if not isinstance(qa.get("id"), str):
                     raise SquadError(f"a question in data[{i}] has no string id: {qa.get('id')!r}")
-                _check_unique_id(qa["id"], f"data[{i}]", seen, "the SQuAD dataset")
+                where = f"data[{i}].paragraphs[{j}].qas[{k}]"
+                _check_unique_id(qa["id"], where, seen, "the SQuAD dataset")
                 gold.append((qa["id"], [a["text"] for a in answers]))
     if not gold:
         raise SquadError("the dataset holds no questions")
