@@ -35,7 +35,9 @@ Differences from NVIDIA's ``processors/glue.py`` and ``run_glue.py``:
 - Files are read as UTF-8 with any BOM stripped (NVIDIA uses the locale's encoding) and their
   layout is checked: the header names at the columns read, the number of columns in every row,
   the labels. QQP alone tolerates a few rows with the wrong number of columns (see
-  ``QqpProcessor``); everywhere else such a row is an error.
+  ``QqpProcessor``); everywhere else such a row is an error. A labelled file whose examples all
+  have one label, and text that is mostly [UNK] (a vocabulary or casing that does not fit), are
+  warned about; a missing [CLS] or [SEP] in the vocabulary is an error.
 - Features are not padded to ``max_seq_length``: ``collate`` pads each batch to its longest
   sequence. Padded positions are masked, so the model computes the same outputs as with NVIDIA's
   fixed padding, up to floating-point summation order.
@@ -68,6 +70,7 @@ import torch
 
 from errors import BertError
 from fileio import atomic_write_text
+from tokenization import require_tokens, warn_if_mostly_unknown
 
 logger = logging.getLogger(__name__)
 
@@ -246,6 +249,8 @@ class GlueProcessor:
             examples.append(self._example(path, line, row, split, layout))
         if skipped:
             self._report_skipped(path, skipped, len(rows), num_columns)
+        if layout.label is not None:
+            _warn_on_one_label(path, examples, split == "train")
         return examples
 
     def _check_header(
@@ -306,6 +311,28 @@ class GlueProcessor:
                 f"({self.task_name})"
             )
         return text
+
+
+def _warn_on_one_label(path: Path, examples: Sequence[InputExample], training: bool) -> None:
+    """One warning when every example of a labelled file has the same label (or score).
+
+    Not an error: a small hand-made split can be like that. But a classifier trained on it can
+    only learn that label, and on a dev set accuracy is then the share of one class while F1,
+    MCC and correlations say nothing; both usually mean a wrong file or a broken label column.
+    """
+    labels = {example.label for example in examples}
+    if len(examples) < 2 or len(labels) != 1:
+        return
+    (label,) = labels
+    consequence = (
+        "a model trained on it can only learn to predict that"
+        if training
+        else "its metrics say nothing beyond the share of that one label"
+    )
+    logger.warning(
+        "%s: all %d examples have the label %r; %s (a wrong file or label column?)",
+        path, len(examples), label, consequence,
+    )  # fmt: skip
 
 
 def _nli_layouts(first: str, second: str) -> tuple[_Layout, _Layout]:
@@ -506,6 +533,7 @@ def convert_examples_to_features(
     max_seq_length: int,
     tokenizer: Tokenizer,
     is_regression: bool = False,
+    source: str = "GLUE examples",
 ) -> list[InputFeatures]:
     """Tokenize examples into unpadded ``[CLS] a [SEP] (b [SEP])`` features, NVIDIA's rules.
 
@@ -513,14 +541,19 @@ def convert_examples_to_features(
     a single sentence is cut to ``max_seq_length - 2``. Segment ids are 0 up to and including
     the first [SEP], 1 after it. As in NVIDIA's code, an empty ``text_b`` counts as no second
     sentence. Labels become their index in ``label_list``, or a float when ``is_regression``;
-    a test example (label ``None``) gets ``label_id=None``.
+    a test example (label ``None``) gets ``label_id=None``. Text that is mostly [UNK] (another
+    vocabulary or casing than the tokenizer's) is warned about, naming ``source``.
     """
     if max_seq_length < 3:
         raise GlueError(
             f"max_seq_length must be at least 3 ([CLS] and two [SEP]), got {max_seq_length}"
         )
+    vocab_file = getattr(tokenizer, "vocab_file", None)
+    if hasattr(tokenizer, "vocab"):  # a missing [CLS]/[SEP] would silently become [UNK] ids
+        require_tokens(tokenizer.vocab, ("[CLS]", "[SEP]"), vocab_file, "GLUE features")
     label_map = {label: i for i, label in enumerate(label_list)}
     features: list[InputFeatures] = []
+    unknown = total = 0
     for start in range(0, len(examples), _TOKENIZE_CHUNK):
         chunk = examples[start : start + _TOKENIZE_CHUNK]
         tokens_a_all = tokenizer.tokenize_batch([example.text_a for example in chunk])
@@ -540,10 +573,14 @@ def convert_examples_to_features(
             if tokens_b:
                 tokens += [*tokens_b, "[SEP]"]
                 segment_ids += [1] * (len(tokens_b) + 1)
+            unknown += tokens.count("[UNK]")
+            total += len(tokens) - 3 if tokens_b else len(tokens) - 2  # [CLS] and [SEP] aside
             label_id = _label_id(example, label_map, is_regression)
             features.append(
                 InputFeatures(tokenizer.convert_tokens_to_ids(tokens), segment_ids, label_id)
             )
+    do_lower_case = getattr(tokenizer, "do_lower_case", None)
+    warn_if_mostly_unknown(source, unknown, total, vocab_file, do_lower_case)
     return features
 
 

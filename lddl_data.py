@@ -41,6 +41,9 @@ Where this reader differs from LDDL's loader, and what it follows instead (ours)
 - a checkpoint resumes at the exact next batch; LDDL restarts the epoch.
 - files are read whole, one at a time per bin, the next prefetched in a thread; `--num_workers`
   is not used.
+- a vocabulary with more ids than the model is refused, a shard that is mostly [UNK] (LDDL run
+  with another vocabulary or casing) is warned about once, and more ranks than the folder can
+  give a batch each epoch are refused up front (LDDL's divisibility asserts, or a hang).
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ from pretraining_data import (
     DynamicMasking,
     Piece,
     PretrainingDataLoader,
+    ShardChecks,
     ShardError,
     ShardPrefetcher,
 )
@@ -149,7 +153,8 @@ class Vocabulary:
         self.tokens = pa.array(list(vocab))
         # Position in `tokens` -> id; one more entry, for tokens not found, holds [UNK]'s id.
         self.ids = np.array([*vocab.values(), vocab["[UNK]"]], dtype=np.int32)
-        self.cls_id, self.sep_id = vocab["[CLS]"], vocab["[SEP]"]
+        self.cls_id, self.sep_id, self.unk_id = vocab["[CLS]"], vocab["[SEP]"], vocab["[UNK]"]
+        self.size = int(self.ids.max()) + 1  # ids are line numbers
 
     def encode(self, column) -> tuple[np.ndarray, np.ndarray, int]:
         """A string column -> (ids of all its tokens, tokens per row, unknown tokens)."""
@@ -225,6 +230,7 @@ class ParquetShard:
         vocab: Vocabulary,
         static: bool | None = None,
         max_seq_length: int | None = None,
+        checks: ShardChecks | None = None,
     ) -> None:
         self.path = Path(path)
         pq = _pyarrow().parquet
@@ -251,6 +257,10 @@ class ParquetShard:
                 "%s: %d token(s) are not in %s and become [UNK]; was another vocabulary used?",
                 self.path, unknown, vocab.path,
             )  # fmt: skip
+        if checks is not None:  # [UNK] from the text itself or from tokens missing above
+            unknown_ids = int(np.count_nonzero(self.tokens == vocab.unk_id))
+            words = len(self.tokens) - 3 * len(self.lengths)  # [CLS] and two [SEP] aside
+            checks.warn_if_mostly_unknown(str(self.path), unknown_ids, words, vocab.path)
         self.bin_ids = None
         if "bin_id" in table.column_names:
             self.bin_ids = table.column("bin_id").to_numpy(zero_copy_only=False)
@@ -357,8 +367,15 @@ class ParquetShards:
     A shard's columns are always checked when it is read.
     """
 
-    def __init__(self, vocab: Vocabulary, static: bool, max_seq_length: int | None = None):
+    def __init__(
+        self,
+        vocab: Vocabulary,
+        static: bool,
+        max_seq_length: int | None = None,
+        checks: ShardChecks | None = None,
+    ):
         self.vocab, self.static, self.max_seq_length = vocab, static, max_seq_length
+        self.checks = checks or ShardChecks()
         self._counts: dict[Path, dict] = {}
 
     def shape(self, path: Path) -> tuple[int, None, None]:
@@ -376,7 +393,7 @@ class ParquetShards:
         return self._counts[folder]
 
     def open(self, path: Path) -> ParquetShard:
-        shard = ParquetShard(path, self.vocab, self.static, self.max_seq_length)
+        shard = ParquetShard(path, self.vocab, self.static, self.max_seq_length, self.checks)
         self.check_count(shard)
         return shard
 
@@ -435,6 +452,12 @@ class BinnedParquetLoader(PretrainingDataLoader):
             for piece in super()._make_pieces(of_bin):
                 pieces.append(Piece(piece.file, piece.start, piece.stop, len(pieces)))
         return pieces
+
+    def _ranks_with_data(self) -> int:
+        """With `sharding="files"` rank r gets pieces of a bin when the bin has more than r."""
+        if self.sharding == "interleaved":
+            return self._batches_per_epoch()
+        return max(collections.Counter(self.bin_of[piece.file] for piece in self.pieces).values())
 
     def _streams(self, epoch: int) -> list[dict[int, list[Piece]]]:
         """Per stream (a rank, or the one interleaved stream), its pieces of each bin in order."""
@@ -538,12 +561,15 @@ def parquet_loader(
     *,
     dynamic_masking: DynamicMasking | None = None,
     max_seq_length: int | None = None,
+    checks: ShardChecks | None = None,
     **options,
 ) -> PretrainingDataLoader:
     """The loader of an LDDL folder (binned or not); `options` go to `PretrainingDataLoader`.
 
     Folders without masked columns are masked dynamically, as LDDL does, unless
-    `dynamic_masking` is given (which re-masks statically masked folders too).
+    `dynamic_masking` is given (which re-masks statically masked folders too). `checks` gives
+    the model's vocabulary size, which the vocabulary's ids must fit, and warns once about a
+    shard that is mostly [UNK].
     """
     files = parquet_files(input_dir)
     if not files:
@@ -554,6 +580,12 @@ def parquet_loader(
             "strings: pass --vocab_file (NVIDIA's launchers pass vocab/vocab)"
         )
     vocab = Vocabulary(vocab_file)
+    checks = checks or ShardChecks()
+    if checks.vocab_size is not None and vocab.size > checks.vocab_size:
+        raise ShardError(
+            f"--vocab_file {vocab_file} has {vocab.size} tokens, more than the model's "
+            f"{checks.vocab_size}; the parquet shards' ids would index past the embedding"
+        )
     groups = files_by_bin(files)
     static = None
     for paths in groups.values():  # one file of each bin checked before anything is loaded
@@ -561,7 +593,7 @@ def parquet_loader(
     if not static and dynamic_masking is None:
         dynamic_masking = DynamicMasking.from_vocab_file(vocab_file)
         logger.info("%s has no masked columns: masking each batch dynamically", input_dir)
-    shard_format = ParquetShards(vocab, static, max_seq_length)
+    shard_format = ParquetShards(vocab, static, max_seq_length, checks)
     options = {**options, "dynamic_masking": dynamic_masking, "shard_format": shard_format}
     if None in groups:
         loader = PretrainingDataLoader(files, micro_batch, **options)

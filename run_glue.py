@@ -84,8 +84,9 @@ def check_arguments(args: argparse.Namespace) -> glue.GlueProcessor:
 
 def features(processor, examples, tokenizer, args) -> list[glue.InputFeatures]:
     return glue.convert_examples_to_features(
-        examples, processor.get_labels(), args.max_seq_length, tokenizer, processor.is_regression
-    )
+        examples, processor.get_labels(), args.max_seq_length, tokenizer, processor.is_regression,
+        source=f"{args.data_dir} ({processor.task_name})",
+    )  # fmt: skip
 
 
 def do_train(model, processor, tokenizer, args, run: Run) -> dict:

@@ -79,6 +79,7 @@ from optimization import (
 from pretraining_data import (
     DynamicMasking,
     PretrainingDataLoader,
+    ShardChecks,
     training_files,
 )
 from schedulers import WarmupScheduler
@@ -689,6 +690,7 @@ def build_loader(
     if position is None and resume.full:
         position = {"epoch": resume.epoch}
     micro_batch = micro_batch_size(args.train_batch_size, args.gradient_accumulation_steps)
+    model_vocab = BertConfig.from_json_file(args.config_file).vocab_size
     options = {
         "rank": dist.rank,
         "world_size": dist.world_size,
@@ -698,6 +700,7 @@ def build_loader(
         "dynamic_masking": masking,
         "pin_memory": dist.device.type == "cuda",
         "bin_size": args.bin_size,
+        "checks": ShardChecks.for_run(args.vocab_file, model_vocab),  # shards checked at load
     }
     if lddl_data.is_parquet_folder(args.input_dir):  # NVIDIA HEAD's data: LDDL parquet shards
         return lddl_data.parquet_loader(

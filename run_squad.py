@@ -53,7 +53,7 @@ from finetuning import (
 )
 from modeling import BertConfig, BertForQuestionAnswering
 from runtime import Run
-from tokenization import BertTokenizer
+from tokenization import BertTokenizer, warn_if_mostly_unknown
 from training import log_peak_memory, micro_batch_size
 
 logger = logging.getLogger("run_squad")
@@ -109,22 +109,13 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise UsageError(f"--run_eval_script: no such --eval_script file: {args.eval_script}")
 
 
-def warn_on_version(path: str, args: argparse.Namespace) -> None:
-    """The users' trap: v2.0 data without --version_2_with_negative (or the reverse)."""
-    version = squad.detect_version(squad.load_squad_json(path))
-    if version == "2.0" and not args.version_2_with_negative:
-        logger.warning("%s looks like SQuAD v2.0: pass --version_2_with_negative", path)
-    if version == "1.1" and args.version_2_with_negative:
-        logger.warning("%s looks like SQuAD v1.1 but --version_2_with_negative is set", path)
-
-
 def features_for(
     path: str, is_training: bool, tokenizer: BertTokenizer, args: argparse.Namespace, run: Run
 ) -> tuple[list[squad.SquadExample], list[squad.SquadFeature]]:
     """(examples, features) of a SQuAD file, through the feature cache.
 
     Every rank builds the features itself (no rank waits behind a barrier for another);
-    rank 0 writes the cache, atomically."""
+    rank 0 writes the cache, atomically, and warns when the text is mostly [UNK]."""
     examples = squad.read_squad_examples(path, is_training, args.version_2_with_negative)
     cache = squad.cache_path(
         path, args.cache_dir, args.vocab_file, args.do_lower_case, args.max_seq_length,
@@ -138,6 +129,9 @@ def features_for(
         )  # fmt: skip
         if not args.skip_cache and run.dist.is_main_process:
             squad.save_feature_cache(cache, features)
+    if run.dist.is_main_process:
+        unknown, total = squad.unknown_token_share(features)
+        warn_if_mostly_unknown(path, unknown, total, args.vocab_file, args.do_lower_case)
     return examples, features
 
 
@@ -165,7 +159,6 @@ def do_train(model, tokenizer, args: argparse.Namespace, run: Run) -> None:
 
 
 def do_predict(model, tokenizer, args: argparse.Namespace, run: Run) -> dict[str, str]:
-    warn_on_version(args.predict_file, args)
     examples, features = features_for(args.predict_file, False, tokenizer, args, run)
     arrays = squad.features_to_arrays(features)
     run.metrics.log("PARAMETER", {

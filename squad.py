@@ -62,7 +62,7 @@ import numpy as np
 
 from errors import BertError
 from fileio import atomic_write, atomic_write_json, sha256_file
-from tokenization import BasicTokenizer
+from tokenization import BasicTokenizer, require_tokens
 
 if TYPE_CHECKING:  # the model is only called here; reading and scoring need no torch
     import torch
@@ -170,6 +170,7 @@ def _check_layout(dataset: Any, path: str) -> None:
 
     if not isinstance(dataset, dict) or not isinstance(dataset.get("data"), list):
         fail("the top level", 'has no "data" list')
+    seen: dict[str, str] = {}  # question id -> where it first appears
     for i, article in enumerate(dataset["data"]):
         if not isinstance(article, dict) or not isinstance(article.get("paragraphs"), list):
             fail(f"data[{i}]", 'has no "paragraphs" list')
@@ -182,8 +183,22 @@ def _check_layout(dataset: Any, path: str) -> None:
             for k, qa in enumerate(paragraph["qas"]):
                 if not isinstance(qa, dict) or "id" not in qa:
                     fail(f"{where}.qas[{k}]", 'has no "id"')
+                if not isinstance(qa["id"], str):  # predictions files key answers by string
+                    fail(f"{where}.qas[{k}]", f'has an "id" that is not a string: {qa["id"]!r}')
                 if not isinstance(qa.get("question"), str):
                     fail(f"{where}.qas[{k}] (id {qa['id']!r})", 'has no "question" string')
+                _check_unique_id(qa["id"], f"{where}.qas[{k}]", seen, path)
+
+
+def _check_unique_id(qas_id: str, where: str, seen: dict[str, str], path: str) -> None:
+    """Predictions are keyed by question id, so a repeated id would lose one question's answer
+    and score the other twice (or once, depending on the scorer)."""
+    if qas_id in seen:
+        raise SquadError(
+            f"{path}: question id {qas_id!r} appears twice ({seen[qas_id]} and {where}); "
+            "predictions are keyed by id, so every question needs its own"
+        )
+    seen[qas_id] = where
 
 
 def _questions(dataset: Mapping[str, Any]) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
@@ -196,8 +211,9 @@ def _questions(dataset: Mapping[str, Any]) -> Iterator[tuple[dict[str, Any], dic
 def detect_version(dataset_json: Mapping[str, Any]) -> str:
     """``"2.0"`` if the file says v2.0 or any question has ``is_impossible``, else ``"1.1"``.
 
-    Lets the entry script warn when v2.0 data is used without ``--version_2_with_negative``,
-    which otherwise scores every unanswerable question as wrong (transformers#2672).
+    Lets ``read_squad_examples`` warn when v2.0 data is used without
+    ``--version_2_with_negative``, which otherwise scores every unanswerable question as wrong
+    (transformers#2672).
     """
     if str(dataset_json.get("version", "")).lstrip("v").startswith("2"):
         return "2.0"
@@ -205,6 +221,17 @@ def detect_version(dataset_json: Mapping[str, Any]) -> str:
         if "is_impossible" in qa:
             return "2.0"
     return "1.1"
+
+
+def warn_on_version(path: str, looks_v2: bool, version_2_with_negative: bool) -> None:
+    """The users' trap, at training as at prediction: v2.0 data read without
+    ``version_2_with_negative`` (unanswerable questions get answers and score as wrong), or v1.1
+    data with it (the null-answer threshold applies to data that has no unanswerable question).
+    """
+    if looks_v2 and not version_2_with_negative:
+        logger.warning("%s looks like SQuAD v2.0: pass --version_2_with_negative", path)
+    if not looks_v2 and version_2_with_negative:
+        logger.warning("%s looks like SQuAD v1.1 but --version_2_with_negative is set", path)
 
 
 def split_context(context: str) -> tuple[list[str], list[int]]:
@@ -227,6 +254,8 @@ def read_squad_examples(
 ) -> list[SquadExample]:
     """Examples of a SQuAD file, one per question, in file order (NVIDIA's reading rules).
 
+    Warns when the file's version (``detect_version``) and ``version_2_with_negative`` disagree.
+
     Training needs exactly one answer per answerable question; with ``version_2_with_negative``
     a question's ``is_impossible`` is read and impossible ones get positions -1/-1 and text "".
     An answer whose cleaned text is not found in its word span is skipped with a warning, as
@@ -235,6 +264,7 @@ def read_squad_examples(
     path = os.fspath(input_file)
     dataset = load_squad_json(path)
     looks_v2 = detect_version(dataset) == "2.0"
+    warn_on_version(path, looks_v2, version_2_with_negative)
     examples = []
     skipped = 0
     for article in dataset["data"]:
@@ -437,6 +467,9 @@ def convert_examples_to_features(
     """
     if doc_stride < 1:
         raise ValueError(f"doc_stride must be at least 1, got {doc_stride}")
+    if hasattr(tokenizer, "vocab"):  # a missing [CLS]/[SEP] would silently become [UNK] ids
+        vocab_file = getattr(tokenizer, "vocab_file", "of the tokenizer")
+        require_tokens(tokenizer.vocab, ("[CLS]", "[SEP]"), vocab_file, "SQuAD features")
     features: list[SquadFeature] = []
     doc_source: list[str] | None = None
     doc = _Document([], [], [])
@@ -522,6 +555,16 @@ def _make_feature(
         end_position=end_position,
         is_impossible=example.is_impossible,
     )
+
+
+def unknown_token_share(
+    features: Sequence[SquadFeature], sample: int = 2000, unk_token: str = "[UNK]"
+) -> tuple[int, int]:
+    """([UNK] tokens, tokens) of the question and window tokens of up to ``sample`` features
+    spread over ``features``: a large share means the vocabulary or casing does not fit."""
+    chosen = features[:: max(1, len(features) // sample)]
+    unknown = sum(feature.tokens.count(unk_token) for feature in chosen)
+    return unknown, sum(len(feature.tokens) - 3 for feature in chosen)  # less [CLS], 2 x [SEP]
 
 
 def features_to_arrays(features: Sequence[SquadFeature]) -> dict[str, np.ndarray]:
@@ -1020,9 +1063,11 @@ def _gold_answers(dataset_json_data: Any) -> list[tuple[str, list[str]]]:
     if not isinstance(data, list):
         raise SquadError('not a SQuAD dataset: expected the file\'s JSON or its "data" list')
     gold: list[tuple[str, list[str]]] = []
+    seen: dict[str, str] = {}
     for i, article in enumerate(data):
-        for paragraph in article.get("paragraphs", []) if isinstance(article, dict) else []:
-            for qa in paragraph.get("qas", []) if isinstance(paragraph, dict) else []:
+        paragraphs = article.get("paragraphs", []) if isinstance(article, dict) else []
+        for j, paragraph in enumerate(paragraphs):
+            for k, qa in enumerate(paragraph.get("qas", []) if isinstance(paragraph, dict) else []):
                 answers = qa.get("answers") if isinstance(qa, dict) else None
                 if not isinstance(answers, list) or not all(
                     isinstance(a, dict) and isinstance(a.get("text"), str) for a in answers
@@ -1031,6 +1076,10 @@ def _gold_answers(dataset_json_data: Any) -> list[tuple[str, list[str]]]:
                     raise SquadError(
                         f"question {qas_id!r} in data[{i}] has no list of answers with text"
                     )
+                if not isinstance(qa.get("id"), str):
+                    raise SquadError(f"a question in data[{i}] has no string id: {qa.get('id')!r}")
+                where = f"data[{i}].paragraphs[{j}].qas[{k}]"
+                _check_unique_id(qa["id"], where, seen, "the SQuAD dataset")
                 gold.append((qa["id"], [a["text"] for a in answers]))
     if not gold:
         raise SquadError("the dataset holds no questions")

@@ -80,6 +80,10 @@ def _check_layout(path: Path, shard: h5py.File, expect: Expectations, problems: 
         return 0
     if extra:
         problems.append(f"{path}: unexpected dataset(s) {', '.join(extra)}")
+    groups = [key for key in SHARD_DTYPES if not isinstance(shard[key], h5py.Dataset)]
+    if groups:
+        problems.append(f"{path}: {groups[0]} is an HDF5 group, not a dataset")
+        return 0
     rows = shard["next_sentence_labels"].shape[0]
     for key, dtype in SHARD_DTYPES.items():
         dataset = shard[key]
@@ -149,7 +153,8 @@ def _check_block(
     fail("masked ids after the last position are not 0", ((lm_ids != 0) & ~real).any(1))
     sorted_ok = np.where(real[:, 1:], np.diff(positions, axis=1) > 0, True).all(1)
     fail("masked positions not sorted and unique", ~sorted_ok)
-    fail("masked position outside the sequence", (real & (positions >= lengths[:, None])).any(1))
+    outside = (positions < 0) | (positions >= lengths[:, None])  # -1 would index from the end
+    fail("masked position outside the sequence", (real & outside).any(1))
     fail(
         "masked id outside the vocabulary", (real & ((lm_ids < 0) | (lm_ids >= vocab_size))).any(1)
     )

@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 import glue
 from glue import GlueError, InputExample, InputFeatures
 from tests.conftest import REPO_ROOT, UNCASED_VOCAB
-from tokenization import BertTokenizer
+from tokenization import BertTokenizer, VocabError
 
 SAMPLE_MRPC = REPO_ROOT / "data" / "sample" / "glue" / "MRPC"
 BOM = "\ufeff"
@@ -845,3 +845,64 @@ def test_submission_rejects_bad_predictions(tmp_path):
     with pytest.raises(GlueError, match="is not the task's"):
         glue.write_submission(tmp_path, "rte", test, [1, 0], ["0", "1"])
     assert list(tmp_path.iterdir()) == []
+
+
+# --------------------------------------------------------------------------------------------
+# Data that reads but cannot train or score: warned about, or refused.
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("file_name", "consequence"), [
+    ("train.tsv", "a model trained on it can only learn to predict that"),
+    ("dev.tsv", "its metrics say nothing beyond the share of that one label"),
+])  # fmt: skip
+def test_a_file_whose_examples_all_have_one_label_is_warned_about(
+    tmp_path, caplog, file_name, consequence
+):
+    folder = write_task(tmp_path, "sst-2")
+    processor = glue.Sst2Processor()
+    read = processor.get_train_examples if file_name == "train.tsv" else processor.get_dev_examples
+    (folder / file_name).write_text(tsv(["sentence", "label"], ["good .", "1"], ["bad .", "0"]))
+    with caplog.at_level(logging.WARNING, logger="glue"):
+        read(folder)
+    assert caplog.text == ""
+    rows = [[f"s{i} .", "1"] for i in range(5)]
+    (folder / file_name).write_text(tsv(["sentence", "label"], *rows))
+    with caplog.at_level(logging.WARNING, logger="glue"):
+        read(folder)
+    assert caplog.text.count("WARNING") == 1
+    assert f"{folder / file_name}: all 5 examples have the label '1'; {consequence}" in caplog.text
+    caplog.clear()
+    stsb = write_task(tmp_path / "b", "sts-b")
+    rows = [stsb_row(str(i), "A.", "B.", "2.5") for i in range(3)]
+    (stsb / "train.tsv").write_text(tsv([*STSB_HEAD, "score"], *rows))
+    with caplog.at_level(logging.WARNING, logger="glue"):
+        glue.StsbProcessor().get_train_examples(stsb)
+    assert "all 3 examples have the label 2.5" in caplog.text
+
+
+def test_a_dev_set_without_known_labels_is_refused_at_its_first_row(tmp_path):
+    folder = write_task(tmp_path, "mrpc")
+    head = BOM + "Quality\t#1 ID\t#2 ID\t#1 String\t#2 String\n"
+    (folder / "dev.tsv").write_text(head + "-1\t1\t2\tA.\tB.\n-1\t3\t4\tC.\tD.\n")  # test labels
+    with pytest.raises(GlueError, match=r"dev.tsv, line 2: label '-1' is not one of \['0', '1'\]"):
+        glue.MrpcProcessor().get_dev_examples(folder)
+
+
+def test_features_need_cls_and_sep_and_text_mostly_unk_is_warned_about(tmp_path, caplog):
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("[PAD]\n[UNK]\n[CLS]\ngood\n", encoding="utf-8")
+    example = [InputExample("train-0", "good", None, "1")]
+    with pytest.raises(VocabError, match=rf"{vocab} has no \[SEP\] token, needed by GLUE features"):
+        glue.convert_examples_to_features(example, ["0", "1"], 16, BertTokenizer(vocab))
+    examples = glue.MrpcProcessor().get_dev_examples(SAMPLE_MRPC)[:20]
+    with caplog.at_level(logging.WARNING):
+        glue.convert_examples_to_features(
+            examples, ["0", "1"], 128, BertTokenizer(UNCASED_VOCAB), source="MRPC dev"
+        )
+    assert caplog.text == ""
+    with caplog.at_level(logging.WARNING):
+        unlowered = BertTokenizer(UNCASED_VOCAB, do_lower_case=False)
+        glue.convert_examples_to_features(examples, ["0", "1"], 128, unlowered, source="MRPC dev")
+    assert "MRPC dev: 1" in caplog.text and "% of the tokens are [UNK]" in caplog.text
+    assert "with lower-casing off" in caplog.text

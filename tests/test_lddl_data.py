@@ -11,6 +11,7 @@ import collections
 import io
 import itertools
 import json
+import logging
 import random
 
 import numpy as np
@@ -23,6 +24,7 @@ from logger import read_dllogger_file
 from pretraining_data import (
     DynamicMasking,
     PretrainingDataLoader,
+    ShardChecks,
     ShardError,
     read_shard,
     training_files,
@@ -316,6 +318,40 @@ def test_bad_folders_are_one_clear_error(hdf5_dir, tmp_path):
         lddl_data.parquet_loader(good, 8, None)
     with pytest.raises(ShardError, match="the folder is binned by LDDL already; drop --bin_size"):
         loader_for(write_lddl(files[:1], tmp_path / "b", bin_size=16), bin_size=16)
+
+
+@pytest.mark.parametrize("rank", [0, 999])
+def test_more_ranks_than_the_binned_folder_serves_are_refused_up_front(hdf5_dir, tmp_path, rank):
+    parquet = write_lddl(training_files(hdf5_dir)[:1], tmp_path / "binned", bin_size=16)
+    samples = sum(json.loads((parquet / ".num_samples.json").read_text()).values())
+    options = {"rank": rank, "world_size": 1000, "seed": 1}
+    with pytest.raises(ShardError) as error:
+        loader_for(parquet, **options)
+    assert str(error.value).startswith(f"{samples} samples in 4 file(s) make ")
+    assert "shard pieces per epoch for 1000 ranks (micro-batch 8, --data_sharding files)" in str(
+        error.value
+    )
+    with pytest.raises(ShardError, match=r"micro-batches of 8 per epoch for 1000 ranks"):
+        loader_for(parquet, sharding="interleaved", **options)
+
+
+def test_parquet_shards_mostly_unk_are_warned_about_once(hdf5_dir, tmp_path, caplog):
+    folder = write_lddl(training_files(hdf5_dir)[:2], tmp_path / "p")
+    checks = ShardChecks.for_run(UNCASED_VOCAB, 30522)
+    with caplog.at_level(logging.WARNING):
+        epoch(loader_for(folder, checks=checks, prefetch=False))
+    assert caplog.text == ""
+    for path in sorted(folder.glob("*.parquet")):
+        table = pq.read_table(path)
+        cells = table.column("A").to_pylist()
+        unknown = [" ".join("[UNK]" for _ in cell.split()) for cell in cells]  # as many tokens
+        pq.write_table(table.set_column(0, "A", pa.array(unknown)), path)
+    with caplog.at_level(logging.WARNING):
+        epoch(loader_for(folder, checks=ShardChecks.for_run(UNCASED_VOCAB, 30522), prefetch=False))
+    assert caplog.text.count("WARNING") == 1 and "% of the tokens are [UNK]" in caplog.text
+    assert f"another vocabulary or casing than {UNCASED_VOCAB}'s" in caplog.text
+    with pytest.raises(ShardError, match=r"has 30522 tokens, more than the model's 512"):
+        loader_for(folder, checks=ShardChecks(vocab_size=512))
 
 
 def test_verify_checks_parquet_folders(hdf5_dir, tmp_path, capsys):

@@ -4,6 +4,8 @@ ranks outnumber files), exact resume, interleaved sharding, dynamic masking, bad
 from __future__ import annotations
 
 import itertools
+import logging
+import re
 import subprocess
 import sys
 
@@ -12,14 +14,18 @@ import numpy as np
 import pytest
 import torch
 
+from fileio import sha256_file
 from pretraining_data import (
     DynamicMasking,
     PretrainingDataLoader,
+    PretrainingShard,
+    ShardChecks,
     ShardError,
     remask,
     training_files,
 )
-from tests.conftest import REPO_ROOT
+from shard_format import VOCAB_SHA256
+from tests.conftest import CASED_VOCAB, REPO_ROOT, TINY_CONFIG, UNCASED_VOCAB
 
 
 def write_shard(path, rows: int, seq: int = 16, pred: int = 3, first_id: int = 0) -> None:
@@ -223,3 +229,199 @@ def test_loader_speed_is_reported():
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "samples/s" in result.stdout
+
+
+# --- Content checked at load, vocabulary compared, every rank served ----------------------------
+
+
+def edit_shard(path, key: str, row: int, column: int | None, value: int) -> None:
+    with h5py.File(path, "r+") as f:
+        data = f[key][()]
+        if column is None:
+            data[row] = value
+        else:
+            data[row, column] = value
+        f[key][...] = data
+
+
+# (dataset, row, column, value, message). Rows hold [CLS] 6 tokens [SEP] of 16, position 2 masked.
+BAD_CONTENT = [
+    ("input_ids", 5, 3, 30522, "30522 is outside the vocabulary of 30522 ids"),
+    ("input_ids", 4, 3, -7, "-7 is outside the vocabulary"),
+    ("input_mask", 3, 2, 2, "2 is not 0 or 1"),
+    ("segment_ids", 6, 4, 2, "2 is not 0 or 1"),
+    ("segment_ids", 1, 4, -1, "-1 is not 0 or 1"),
+    ("next_sentence_labels", 8, None, 3, "3 is not 0 or 1"),
+    ("masked_lm_positions", 2, 1, -1, "-1 is not a position in a sequence of 16 tokens"),
+    ("masked_lm_positions", 7, 0, 16, "16 is not a position in a sequence of 16 tokens"),
+    ("masked_lm_positions", 9, 1, 12, "position 12 is past the row's real tokens"),
+    ("masked_lm_ids", 3, 0, 40000, "40000 is outside the vocabulary of 30522 ids"),
+    ("masked_lm_ids", 3, 0, -1, "-1 is outside the vocabulary"),
+]
+
+
+@pytest.mark.parametrize(("key", "row", "column", "value", "message"), BAD_CONTENT)
+def test_bad_content_is_refused_at_load_naming_file_dataset_and_row(
+    tmp_path, key, row, column, value, message
+):
+    path = tmp_path / "x_training_0.hdf5"
+    write_shard(path, 10)
+    checks = ShardChecks(vocab_size=30522)
+    PretrainingShard(path, checks)  # the good shard loads
+    edit_shard(path, key, row, column, value)
+    expected = rf"{path}: dataset {key}, row {row}: .*{re.escape(message)}"
+    with pytest.raises(ShardError, match=expected):
+        PretrainingShard(path, checks)
+    loader = PretrainingDataLoader([path], 4, checks=checks, prefetch=False)
+    with pytest.raises(ShardError, match=expected):  # before the first batch of that shard
+        next(iter(loader))
+
+
+def test_without_a_vocabulary_only_negative_ids_are_refused(tmp_path):
+    path = tmp_path / "x_training_0.hdf5"
+    write_shard(path, 10)
+    edit_shard(path, "input_ids", 2, 3, 10**6)
+    edit_shard(path, "masked_lm_positions", 2, 1, 0)  # after the first 0: ignored, as NVIDIA's
+    edit_shard(path, "masked_lm_positions", 2, 2, -5)
+    assert len(PretrainingShard(path)) == 10
+    edit_shard(path, "input_ids", 2, 3, -1)
+    with pytest.raises(ShardError, match="row 2: -1 is a negative token id"):
+        PretrainingShard(path)
+
+
+def test_datasets_of_the_wrong_kind_are_named(tmp_path):
+    path = tmp_path / "x_training_0.hdf5"
+    write_shard(path, 4)
+    with h5py.File(path, "r+") as f:
+        del f["next_sentence_labels"]
+        f["next_sentence_labels"] = np.zeros((4, 2), "i1")
+    with pytest.raises(ShardError, match=r"next_sentence_labels has 2 dimension\(s\), expected 1"):
+        PretrainingDataLoader([path], 2)
+    with h5py.File(path, "r+") as f:
+        del f["next_sentence_labels"]
+        f.create_group("next_sentence_labels")
+    for load in (lambda: PretrainingDataLoader([path], 2), lambda: PretrainingShard(path)):
+        with pytest.raises(ShardError, match="next_sentence_labels is an HDF5 group, not a data"):
+            load()
+
+
+def test_checks_for_a_run_come_from_the_vocabulary_and_the_model(tmp_path):
+    checks = ShardChecks.for_run(UNCASED_VOCAB, 30522)
+    assert (checks.vocab_size, checks.unk_id) == (30522, 100)
+    assert checks.vocab_sha256 == sha256_file(UNCASED_VOCAB)
+    assert ShardChecks.for_run(CASED_VOCAB, 30522).vocab_size == 28996
+    assert ShardChecks.for_run(None, 30528) == ShardChecks(vocab_size=30528)
+    with pytest.raises(ShardError, match=r"30522 tokens, more than the model's vocab_size 1000"):
+        ShardChecks.for_run(UNCASED_VOCAB, 1000)
+
+
+def test_a_shard_made_with_another_vocabulary_is_refused(tmp_path, caplog):
+    files = [tmp_path / f"x_training_{i}.hdf5" for i in range(3)]
+    for path in files:
+        write_shard(path, 8)
+    with h5py.File(files[0], "r+") as f:
+        f.attrs[VOCAB_SHA256] = sha256_file(UNCASED_VOCAB)
+    checks = ShardChecks.for_run(UNCASED_VOCAB, 30522)
+    with caplog.at_level(logging.INFO, logger="pretraining_data"):
+        PretrainingDataLoader(files, 4, checks=checks)  # its own vocabulary; two record none
+    assert caplog.text.count("records no vocabulary") == 1  # once, naming the first
+    assert f"{files[1]} (and maybe other shards) records no vocabulary" in caplog.text
+    with h5py.File(files[2], "r+") as f:
+        f.attrs[VOCAB_SHA256] = sha256_file(CASED_VOCAB)
+    with pytest.raises(ShardError) as error:
+        PretrainingDataLoader(files, 4, checks=ShardChecks.for_run(UNCASED_VOCAB, 30522))
+    assert str(error.value).startswith(
+        f"{files[2]} was made with another vocabulary than --vocab_file {UNCASED_VOCAB}: its "
+        f"vocab_sha256 attribute is {sha256_file(CASED_VOCAB)[:16]}..., the file's sha256 "
+        f"{sha256_file(UNCASED_VOCAB)[:16]}..."
+    )
+    PretrainingDataLoader(files, 4)  # no --vocab_file: nothing to compare with
+
+
+def test_shards_mostly_unk_are_warned_about_once(tmp_path, caplog):
+    files = [tmp_path / f"x_training_{i}.hdf5" for i in range(2)]
+    for path in files:
+        write_shard(path, 20)  # 7 real tokens a row
+    checks = ShardChecks.for_run(UNCASED_VOCAB, 30522)
+    with caplog.at_level(logging.WARNING):
+        PretrainingShard(files[0], checks)
+    assert caplog.text == ""
+    for path in files:
+        with h5py.File(path, "r+") as f:
+            ids = f["input_ids"][()]
+            ids[:, 2:4] = 100  # 2 of 7 real tokens are [UNK]
+            f["input_ids"][...] = ids
+    with caplog.at_level(logging.WARNING):
+        for path in files:
+            PretrainingShard(path, checks)
+    assert caplog.text.count("WARNING") == 1
+    expected = f"{files[0]} (a sample of 20 rows): 29% of the tokens are [UNK] (40 of 140)"
+    assert expected in caplog.text
+    assert f"another vocabulary or casing than {UNCASED_VOCAB}'s" in caplog.text
+
+
+def shards_of(tmp_path, *sizes: int) -> list:
+    files = []
+    for i, rows in enumerate(sizes):
+        write_shard(tmp_path / f"x_training_{i}.hdf5", rows)
+        files.append(tmp_path / f"x_training_{i}.hdf5")
+    return files
+
+
+@pytest.mark.parametrize("rank", [0, 3, 7])
+def test_a_layout_that_leaves_a_rank_without_data_is_refused_on_every_rank(tmp_path, rank):
+    files = shards_of(tmp_path, 3)  # 3 samples, 8 ranks: ranks 3-7 would loop on empty epochs
+    with pytest.raises(ShardError) as error:
+        PretrainingDataLoader(files, 2, rank=rank, world_size=8)
+    assert str(error.value) == (
+        "3 samples in 1 file(s) make 3 shard pieces per epoch for 8 ranks (micro-batch 2, "
+        "--data_sharding files): ranks 3 to 7 would get no data and the others would wait "
+        "forever; use at most 3 ranks, more or larger shards"
+    )
+    files = shards_of(tmp_path, 1, 9)  # 10 samples; each file split in 3, but 1 row is 1 piece
+    with pytest.raises(ShardError, match=r"make 4 shard pieces .* or --data_sharding interleaved"):
+        PretrainingDataLoader(files, 2, rank=rank, world_size=6)
+    with pytest.raises(ShardError) as error:
+        PretrainingDataLoader(files, 4, rank=rank, world_size=5, sharding="interleaved")
+    assert str(error.value).startswith(
+        "10 samples in 2 file(s) make 4 micro-batches of 4 per epoch for 5 ranks (micro-batch 4, "
+        "--data_sharding interleaved): rank 4 would get no data"
+    )
+    assert "a smaller micro-batch (--train_batch_size), or more data" in str(error.value)
+
+
+@pytest.mark.parametrize(("world_size", "sharding"), [(3, "files"), (6, "interleaved")])
+def test_as_many_ranks_as_the_layout_serves_all_get_batches(tmp_path, world_size, sharding):
+    files = shards_of(tmp_path, 1, 9)  # files: 3 pieces; interleaved: 1 + 5 micro-batches of 2
+    for rank in range(world_size):
+        loader = PretrainingDataLoader(files, 2, rank, world_size, sharding=sharding)
+        assert len(next(iter(loader))[0]) >= 1
+
+
+def test_run_pretraining_checks_shards_against_its_vocabulary_and_model(tmp_path):
+    import distributed
+    import run_pretraining
+
+    write_shard(tmp_path / "x_training_0.hdf5", 8)
+    with h5py.File(tmp_path / "x_training_0.hdf5", "r+") as f:
+        f.attrs[VOCAB_SHA256] = sha256_file(UNCASED_VOCAB)
+    edit_shard(tmp_path / "x_training_0.hdf5", "input_ids", 1, 2, 29000)  # in uncased, not cased
+
+    def loader(*flags: str):
+        args = run_pretraining.parse_arguments([
+            f"--input_dir={tmp_path}", f"--output_dir={tmp_path / 'out'}",
+            f"--config_file={TINY_CONFIG}", "--train_batch_size=4", *flags,
+        ])  # fmt: skip
+        resume = run_pretraining.Resume()
+        return next(iter(run_pretraining.build_loader(args, distributed.DistState(), resume)))
+
+    assert len(loader(f"--vocab_file={UNCASED_VOCAB}")[0]) == 4
+    with pytest.raises(ShardError, match=f"another vocabulary than --vocab_file {CASED_VOCAB}"):
+        loader(f"--vocab_file={CASED_VOCAB}")
+    with h5py.File(tmp_path / "x_training_0.hdf5", "r+") as f:
+        del f.attrs[VOCAB_SHA256]  # as NVIDIA's shards: only the ids are checked
+    with pytest.raises(ShardError, match=r"row 1: 29000 is outside the vocabulary of 28996 ids"):
+        loader(f"--vocab_file={CASED_VOCAB}")
+    edit_shard(tmp_path / "x_training_0.hdf5", "input_ids", 1, 2, 31000)
+    with pytest.raises(ShardError, match=r"row 1: 31000 is outside the vocabulary of 30522 ids"):
+        loader()  # no --vocab_file: the model's vocab_size

@@ -22,6 +22,7 @@ from logger import read_dllogger_file
 from modeling import BertConfig, BertForPreTraining, BertForQuestionAnswering
 from squad import SquadError
 from tests.conftest import REPO_ROOT, TINY_CONFIG, UNCASED_VOCAB
+from tokenization import BertTokenizer
 
 pytestmark = pytest.mark.slow
 SAMPLE = REPO_ROOT / "data" / "sample" / "squad"
@@ -339,3 +340,17 @@ def test_run_eval_script_errors_are_one_line(tmp_path, capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert "it is run only with --run_eval_script, otherwise the built-in official EM/F1" in text
     assert "executes the code in that file" in text
+
+
+def test_features_of_text_that_does_not_fit_the_vocabulary_are_warned_about(tmp_path, caplog):
+    args = eval_args(tmp_path, "--skip_cache")
+    run = types.SimpleNamespace(dist=types.SimpleNamespace(is_main_process=True))
+    for lower, warned in ((True, False), (False, True)):
+        args.do_lower_case = lower
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            tokenizer = BertTokenizer(UNCASED_VOCAB, do_lower_case=lower)
+            squad_script.features_for(args.predict_file, False, tokenizer, args, run)
+        unknown = f"{args.predict_file}: 50% of the tokens are [UNK] (4 of 8)"
+        assert (unknown in caplog.text) is warned, caplog.text
+        assert "lower-casing off" in caplog.text if warned else caplog.text == ""

@@ -18,7 +18,7 @@ import pytest
 
 import squad
 from tests.conftest import CASED_VOCAB, REPO_ROOT, UNCASED_VOCAB
-from tokenization import BasicTokenizer, BertTokenizer
+from tokenization import BasicTokenizer, BertTokenizer, VocabError
 
 SAMPLE_DIR = REPO_ROOT / "data" / "sample" / "squad"
 DEV_SAMPLE = SAMPLE_DIR / "v1.1" / "dev-v1.1.json"
@@ -782,6 +782,88 @@ def test_v11_training_question_needs_exactly_one_answer(tmp_path):
     examples = squad.read_squad_examples(path, False)
     with pytest.raises(squad.SquadError, match="no answer position"):
         squad.convert_examples_to_features(examples, WordTokenizer(), is_training=True)
+
+
+def two_questions_with_one_id(tmp_path, version="1.1") -> Path:
+    """Two paragraphs whose questions share the id "q" (a merged or hand-edited file)."""
+    data = dataset(
+        [("Paris is in France.", [("q", "Where is Paris?", "France", False)]),
+         ("Rome is in Italy.", [("q", "Where is Rome?", "Italy", False)])],
+        version,
+    )  # fmt: skip
+    return write_json(tmp_path / "dup.json", data)
+
+
+@pytest.mark.parametrize("version", ["1.1", "v2.0"])
+def test_a_repeated_question_id_is_refused_at_reading(tmp_path, version):
+    path = two_questions_with_one_id(tmp_path, version)
+    expected = (
+        rf"{path}: question id 'q' appears twice \(data\[0\]\.paragraphs\[0\]\.qas\[0\] and "
+        rf"data\[0\]\.paragraphs\[1\]\.qas\[0\]\)"
+    )
+    for is_training in (True, False):
+        with pytest.raises(squad.SquadError, match=expected):
+            squad.read_squad_examples(path, is_training, version_2_with_negative=version != "1.1")
+    data = json.loads(path.read_text())
+    scorer = squad.evaluate_v1 if version == "1.1" else squad.evaluate_v2
+    with pytest.raises(squad.SquadError, match="question id 'q' appears twice"):
+        scorer(data, {"q": "France"})  # parsed JSON given directly is checked too
+    run = run_cli(path, write_json(tmp_path / "p.json", {"q": "France"}))
+    assert run.returncode == 1 and run.stdout == ""
+    assert run.stderr.strip().splitlines() == [
+        f"evaluate_squad.py: {path}: question id 'q' appears twice "
+        "(data[0].paragraphs[0].qas[0] and data[0].paragraphs[1].qas[0]); predictions are keyed "
+        "by id, so every question needs its own"
+    ]
+
+
+def test_a_question_id_must_be_a_string(tmp_path):
+    data = dataset([("Paris is in France.", [(7, "Where is Paris?", "France", False)])])
+    path = write_json(tmp_path / "int_id.json", data)
+    with pytest.raises(squad.SquadError, match=r'qas\[0\] has an "id" that is not a string: 7'):
+        squad.read_squad_examples(path, is_training=False)
+    with pytest.raises(squad.SquadError, match="no string id: 7"):
+        squad.evaluate_v1(data, {"7": "France"})
+
+
+@pytest.mark.parametrize(("version", "flag"), [("v2.0", False), ("1.1", True)])
+def test_a_version_mismatch_is_warned_at_training_as_at_prediction(tmp_path, caplog, version, flag):
+    data = dataset([("Paris is in France.", [("a", "Where is Paris?", "France", False)])], version)
+    path = write_json(tmp_path / "train.json", data)
+    expected = "v2.0: pass" if version == "v2.0" else "v1.1 but --version_2_with_negative is set"
+    for is_training in (True, False):
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="squad"):
+            squad.read_squad_examples(path, is_training, version_2_with_negative=flag)
+        assert f"{path} looks like SQuAD {expected}" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="squad"):
+        squad.read_squad_examples(path, True, version_2_with_negative=version == "v2.0")
+    assert caplog.text == ""
+
+
+def test_features_need_cls_and_sep_in_the_vocabulary(tmp_path):
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("[PAD]\n[UNK]\n[SEP]\nparis\n", encoding="utf-8")
+    examples = squad.read_squad_examples(write_json(tmp_path / "d.json", dataset(
+        [("Paris is in France.", [("a", "Where is Paris?", "France", False)])]
+    )), is_training=False)  # fmt: skip
+    with pytest.raises(VocabError, match=rf"{vocab} has no \[CLS\] token, needed by SQuAD"):
+        squad.convert_examples_to_features(examples, BertTokenizer(vocab), 64, 32, 16)
+
+
+def test_the_share_of_unknown_tokens_shows_a_casing_mismatch(uncased, caplog):
+    examples = squad.read_squad_examples(DEV_SAMPLE, is_training=False)[:40]
+    right = squad.convert_examples_to_features(examples, uncased, 256, 128, 64)
+    with caplog.at_level("WARNING", logger="tokenization"):
+        unlowered = BertTokenizer(UNCASED_VOCAB, do_lower_case=False)
+    wrong = squad.convert_examples_to_features(examples, unlowered, 256, 128, 64)
+    unknown, total = squad.unknown_token_share(right)
+    assert unknown == 0 and total == sum(len(f.tokens) - 3 for f in right)
+    unknown, total = squad.unknown_token_share(wrong)
+    assert unknown / total > 0.1  # capitalised words are [UNK] in an uncased vocabulary
+    sampled = squad.unknown_token_share(wrong, sample=5)[1]
+    assert sampled < total / 5
 
 
 # ----------------------------------------------------------------------------- re-derivations

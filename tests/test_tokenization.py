@@ -19,6 +19,9 @@ from tokenization import (
     WordpieceTokenizer,
     fast_backend_available,
     load_vocab,
+    require_tokens,
+    vocab_casing,
+    warn_if_mostly_unknown,
 )
 
 BACKENDS = [
@@ -146,15 +149,57 @@ def test_real_vocab_ids():
         assert [vocab[t] for t in specials] == [0, 100, 101, 102, 103]
 
 
-def test_duplicate_vocab_token_keeps_later_index(tmp_path, caplog):
+def test_a_token_on_two_lines_is_refused_naming_both_lines(tmp_path):
     path = tmp_path / "vocab.txt"
-    path.write_text("[UNK]\nhello\nworld\nhello\n", encoding="utf-8")
+    path.write_text("[UNK]\nhello\nworld\n hello \n", encoding="utf-8")  # stripped: a repeat
+    for load in (load_vocab, BertTokenizer):
+        with pytest.raises(VocabError, match=r"lists the token 'hello' twice, on lines 2 and 4"):
+            load(path)
+    with pytest.raises(VocabError, match=str(path)):
+        load_vocab(path)
+
+
+def test_lines_are_read_as_googles_load_vocab_reads_them(tmp_path):
+    path = tmp_path / "vocab.txt"
+    # CRLF endings, a whitespace-only line (an id of its own), two blank lines, no final newline.
+    path.write_bytes(b"[PAD]\r\n[UNK]\n \t\nhello\n\n\nworld")
+    assert load_vocab(path) == {"[PAD]": 0, "[UNK]": 1, "": 5, "hello": 3, "world": 6}
+    tokenizer = BertTokenizer(path)
+    assert len(tokenizer) == 7
+    assert tokenizer.convert_tokens_to_ids(["hello", "world"]) == [3, 6]
+    path.write_bytes(b"\xef\xbb\xbf[PAD]\n[UNK]\n")  # a byte-order mark is not part of [PAD]
+    assert load_vocab(path) == {"[PAD]": 0, "[UNK]": 1}
+
+
+def test_the_casing_of_the_vocabulary_is_checked_against_lower_casing(caplog):
     with caplog.at_level(logging.WARNING, logger="tokenization"):
-        tokenizer = BertTokenizer(path)
-    assert tokenizer.vocab["hello"] == 3 and "repeats 1 token" in caplog.text
-    assert len(tokenizer) == 4
-    assert tokenizer.convert_ids_to_tokens([1, 3]) == ["hello", "hello"]
-    assert tokenizer.convert_tokens_to_ids(tokenizer.tokenize("Hello world")) == [3, 2]
+        BertTokenizer(UNCASED_VOCAB, do_lower_case=True)
+        BertTokenizer(CASED_VOCAB, do_lower_case=False)
+    assert caplog.text == ""
+    with caplog.at_level(logging.WARNING, logger="tokenization"):
+        BertTokenizer(CASED_VOCAB, do_lower_case=True)
+    assert f"vocab file {CASED_VOCAB} is cased" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="tokenization"):
+        BertTokenizer(UNCASED_VOCAB, do_lower_case=False)
+    assert f"vocab file {UNCASED_VOCAB} is uncased" in caplog.text
+    assert vocab_casing(["[CLS]", "中", "国", "##文"] * 50) is None
+
+
+def test_mostly_unknown_text_is_warned_about(caplog):
+    with caplog.at_level(logging.WARNING, logger="tokenization"):
+        assert not warn_if_mostly_unknown("dev.json", 5, 100, "vocab.txt", True)
+        assert warn_if_mostly_unknown("dev.json", 17, 100, "vocab.txt", False)
+    assert caplog.text.count("WARNING") == 1
+    assert "dev.json: 17% of the tokens are [UNK]" in caplog.text
+    assert "vocabulary vocab.txt with lower-casing off" in caplog.text
+
+
+def test_required_special_tokens(tmp_path):
+    vocab = {"[UNK]": 0, "[CLS]": 1}
+    require_tokens(vocab, ["[UNK]", "[CLS]"], "v.txt", "SQuAD features")
+    with pytest.raises(VocabError, match=r"v\.txt has no \[SEP\], \[MASK\] token, needed by GLUE"):
+        require_tokens(vocab, ["[CLS]", "[SEP]", "[MASK]"], "v.txt", "GLUE features")
 
 
 # --- Fast backend gives the Python backend's tokens on every code point ------------------------
@@ -336,7 +381,12 @@ def test_missing_vocab_file(tmp_path):
 
 @pytest.mark.parametrize(
     ("content", "message"),
-    [(b"", "holds no tokens"), (b"\n  \n", "holds no tokens"), (b"[UNK]\n\xff\xfe\n", "UTF-8")],
+    [
+        (b"", "holds no tokens"),
+        (b"\n  \n", "holds no tokens"),
+        (b"[UNK]\n\xff\xfe\n", r"is not UTF-8 text: byte 0xff on line 2 cannot be decoded"),
+        (b"[UNK]\nok\n\x80\x04K.\x00\x00", r"not a text file \(a NUL byte on line 3\)"),
+    ],
 )
 def test_unusable_vocab_file(tmp_path, content, message):
     path = tmp_path / "bad_vocab.txt"

@@ -63,6 +63,8 @@ def replace(shard, key, array, dtype=None):
         (lambda f: replace(f, "input_mask", f["input_mask"][()].astype("i4")),
          "input_mask has dtype int32, NVIDIA's layout is i1"),
         (lambda f: f.__delitem__("segment_ids"), "missing dataset(s) segment_ids"),
+        (lambda f: (f.__delitem__("segment_ids"), f.create_group("segment_ids")),
+         "segment_ids is an HDF5 group, not a dataset"),
         (lambda f: f.__setitem__("extra", np.zeros(3)), "unexpected dataset(s) extra"),
         (lambda f: replace(f, "masked_lm_positions", f["masked_lm_positions"][()]
                            * (np.arange(10) != 5)),  # a 0 in the middle of every row
@@ -98,6 +100,14 @@ def test_unsorted_positions_and_masked_specials(good_shard, tmp_path):
         replace(f, "masked_lm_ids", ids)
 
     assert "[CLS] or [SEP] was masked" in damaged(good_shard, tmp_path, mask_cls)
+
+    def negative_position(f):  # sorted, so only the bounds can catch it
+        positions = f["masked_lm_positions"][()]
+        positions[2, 0] = -1
+        replace(f, "masked_lm_positions", positions)
+
+    problems = damaged(good_shard, tmp_path, negative_position)
+    assert "masked position outside the sequence (1 instances, the first is instance 2)" in problems
 
 
 def test_settings_vocab_and_count_mismatches(good_shard, tmp_path):
