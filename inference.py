@@ -79,7 +79,11 @@ def answer(args: argparse.Namespace) -> tuple[str, list[dict]]:
         raise squad.SquadError("--question and --context must not be empty")
     example = squad.SquadExample("question", args.question, doc_tokens)
     features = squad.convert_examples_to_features(
-        [example], tokenizer, args.max_seq_length, args.doc_stride, args.max_query_length
+        [example],
+        tokenizer,
+        max_seq_length=args.max_seq_length,
+        doc_stride=args.doc_stride,
+        max_query_length=args.max_query_length,
     )
     arrays = squad.features_to_arrays(features)
     inputs = {key: arrays[key] for key in ("input_ids", "segment_ids", "input_mask")}
@@ -90,9 +94,15 @@ def answer(args: argparse.Namespace) -> tuple[str, list[dict]]:
         for f, (start, end) in zip(features, outputs, strict=True)
     ]
     predictions, nbest, _ = squad.get_answers(
-        [example], features, results, args.n_best_size, args.max_answer_length,
-        args.do_lower_case, args.version_2_with_negative, args.null_score_diff_threshold,
-    )  # fmt: skip
+        [example],
+        features,
+        results,
+        n_best_size=args.n_best_size,
+        max_answer_length=args.max_answer_length,
+        do_lower_case=args.do_lower_case,
+        version_2_with_negative=args.version_2_with_negative,
+        null_score_diff_threshold=args.null_score_diff_threshold,
+    )
     return predictions["question"], nbest["question"]
 
 

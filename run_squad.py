@@ -117,16 +117,25 @@ def features_for(
     Every rank builds the features itself (no rank waits behind a barrier for another);
     rank 0 writes the cache, atomically, and warns when the text is mostly [UNK]."""
     examples = squad.read_squad_examples(path, is_training, args.version_2_with_negative)
+    lengths = {
+        "max_seq_length": args.max_seq_length,
+        "doc_stride": args.doc_stride,
+        "max_query_length": args.max_query_length,
+    }
     cache = squad.cache_path(
-        path, args.cache_dir, args.vocab_file, args.do_lower_case, args.max_seq_length,
-        args.doc_stride, args.max_query_length, is_training, args.version_2_with_negative,
-    )  # fmt: skip
+        path,
+        cache_dir=args.cache_dir,
+        vocab_file=args.vocab_file,
+        do_lower_case=args.do_lower_case,
+        is_training=is_training,
+        version_2_with_negative=args.version_2_with_negative,
+        **lengths,
+    )
     features = squad.load_feature_cache(cache)
     if features is None:
         features = squad.convert_examples_to_features(
-            examples, tokenizer, args.max_seq_length, args.doc_stride, args.max_query_length,
-            is_training,
-        )  # fmt: skip
+            examples, tokenizer, is_training=is_training, **lengths
+        )
         if not args.skip_cache and run.dist.is_main_process:
             squad.save_feature_cache(cache, features)
     if run.dist.is_main_process:
@@ -173,9 +182,15 @@ def do_predict(model, tokenizer, args: argparse.Namespace, run: Run) -> dict[str
         for uid, (start, end) in zip(arrays["unique_ids"], result.outputs, strict=True)
     ]
     predictions, nbest, null_odds = squad.get_answers(
-        examples, features, raw, args.n_best_size, args.max_answer_length, args.do_lower_case,
-        args.version_2_with_negative, args.null_score_diff_threshold,
-    )  # fmt: skip
+        examples,
+        features,
+        raw,
+        n_best_size=args.n_best_size,
+        max_answer_length=args.max_answer_length,
+        do_lower_case=args.do_lower_case,
+        version_2_with_negative=args.version_2_with_negative,
+        null_score_diff_threshold=args.null_score_diff_threshold,
+    )
     if run.dist.is_main_process:
         squad.write_predictions(
             args.output_dir, predictions, nbest, null_odds if args.version_2_with_negative else None

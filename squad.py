@@ -451,6 +451,7 @@ def _token_answer_span(
 def convert_examples_to_features(
     examples: Sequence[SquadExample],
     tokenizer: Tokenizer,
+    *,
     max_seq_length: int = 384,
     doc_stride: int = 128,
     max_query_length: int = 64,
@@ -632,6 +633,7 @@ def _sha256_file(path: str | os.PathLike[str]) -> str:
 
 def cache_path(
     data_file: str | os.PathLike[str],
+    *,
     cache_dir: str | os.PathLike[str] | None,
     vocab_file: str | os.PathLike[str],
     do_lower_case: bool,
@@ -902,6 +904,7 @@ def get_answers(
     examples: Sequence[SquadExample],
     features: Sequence[SquadFeature],
     results: Iterable[RawResult],
+    *,
     n_best_size: int = 20,
     max_answer_length: int = 30,
     do_lower_case: bool = True,

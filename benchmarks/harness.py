@@ -274,7 +274,7 @@ def squad_train_features():
     path = REPO / "data" / "sample" / "squad" / "v1.1" / "train-v1.1.json"
     examples = squad.read_squad_examples(path, is_training=True)
     tokenizer = BertTokenizer(REPO / "vocab" / "vocab")
-    return squad.convert_examples_to_features(examples, tokenizer, 384, 128, 64, True)
+    return squad.convert_examples_to_features(examples, tokenizer, is_training=True)
 
 
 def squad_train_section(bench: Bench) -> None:

@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> dict:
     dev = limited_file(args, Path(tempfile.mkdtemp(prefix="squad_bench_")))
     started = time.perf_counter()
     examples = squad.read_squad_examples(dev, is_training=False)
-    features = squad.convert_examples_to_features(examples, tokenizer, 384, 128, 64)
+    features = squad.convert_examples_to_features(examples, tokenizer)
     feature_seconds = time.perf_counter() - started
     arrays = squad.features_to_arrays(features)
     inputs = {k: arrays[k] for k in ("input_ids", "segment_ids", "input_mask")}

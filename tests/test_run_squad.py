@@ -87,8 +87,9 @@ def test_launcher_trains_predicts_and_scores(fine_tuned):
     steps = [e["data"]["steps"] for e in events if "steps" in e.get("data", {})]
     features = squad.convert_examples_to_features(
         squad.read_squad_examples(SAMPLE / "v1.1" / "train-v1.1.json", True),
-        __import__("tokenization").BertTokenizer(UNCASED_VOCAB), 384, 128, 64, True,
-    )  # fmt: skip
+        __import__("tokenization").BertTokenizer(UNCASED_VOCAB),
+        is_training=True,
+    )
     assert steps == [2 * -(-len(features) // 16)]  # schedule from features, 2 epochs of batch 16
     model = BertForQuestionAnswering(BertConfig.from_json_file(TINY_CONFIG))
     assert load_model_weights(model, fine_tuned / "pytorch_model.bin", strict=True).missing == []

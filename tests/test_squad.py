@@ -116,8 +116,11 @@ def test_v2_training_reads_is_impossible(tmp_path):
     a, b = squad.read_squad_examples(path, True, version_2_with_negative=True)
     assert (a.is_impossible, a.start_position, a.end_position) == (False, 3, 3)
     assert (b.is_impossible, b.start_position, b.end_position, b.orig_answer_text) == (
-        True, -1, -1, "",
-    )  # fmt: skip
+        True,
+        -1,
+        -1,
+        "",
+    )
     assert squad.detect_version(data) == "2.0"
     data["version"] = "1.1"  # still v2: questions carry is_impossible
     assert squad.detect_version(data) == "2.0"
@@ -143,9 +146,13 @@ def test_windows_max_context_and_shifted_labels(tmp_path):
     (example,) = window_case(tmp_path)
     # 2 question tokens: 13 - 2 - 3 = 8 document tokens per window, stride 3, 20 tokens.
     features = squad.convert_examples_to_features(
-        [example], WordTokenizer(), max_seq_length=13, doc_stride=3, max_query_length=64,
+        [example],
+        WordTokenizer(),
+        max_seq_length=13,
+        doc_stride=3,
+        max_query_length=64,
         is_training=True,
-    )  # fmt: skip
+    )
     assert [f.doc_span_index for f in features] == [0, 1, 2, 3, 4]
     assert [f.unique_id for f in features] == list(range(1_000_000_000, 1_000_000_005))
     starts = [min(f.token_to_orig_map.values()) for f in features]
@@ -164,7 +171,12 @@ def test_windows_max_context_and_shifted_labels(tmp_path):
             assert f.tokens[f.start_position : f.end_position + 1] == ["w10", "w11"]
     (impossible,) = window_case(tmp_path, impossible=True)
     features = squad.convert_examples_to_features(
-        [impossible], WordTokenizer(), 13, 3, 64, is_training=True
+        [impossible],
+        WordTokenizer(),
+        max_seq_length=13,
+        doc_stride=3,
+        max_query_length=64,
+        is_training=True,
     )
     assert [(f.start_position, f.end_position, f.is_impossible) for f in features] == [
         (0, 0, True)
@@ -192,7 +204,14 @@ def test_window_length_term_decides_max_context():
 def test_layout_segments_mask_padding_and_word_maps(tmp_path):
     data = dataset([("alpha be+ta gamma", [("a", "Q+x", "gamma", False)])])
     examples = squad.read_squad_examples(write_json(tmp_path / "l.json", data), True)
-    (f,) = squad.convert_examples_to_features(examples, WordTokenizer(), 12, 128, 64, True)
+    (f,) = squad.convert_examples_to_features(
+        examples,
+        WordTokenizer(),
+        max_seq_length=12,
+        doc_stride=128,
+        max_query_length=64,
+        is_training=True,
+    )
     assert f.tokens == ["[CLS]", "q", "##x", "[SEP]", "alpha", "be", "##ta", "gamma", "[SEP]"]
     assert f.token_to_orig_map == {4: 0, 5: 1, 6: 1, 7: 2}
     assert f.token_is_max_context == {4: True, 5: True, 6: True, 7: True}
@@ -209,7 +228,9 @@ def test_layout_segments_mask_padding_and_word_maps(tmp_path):
         "end_positions": ((1,), np.int64),
         "unique_ids": ((1,), np.int64),
     }
-    evaluation = squad.convert_examples_to_features(examples, WordTokenizer(), 12, 128, 64)
+    evaluation = squad.convert_examples_to_features(
+        examples, WordTokenizer(), max_seq_length=12, doc_stride=128, max_query_length=64
+    )
     assert squad.features_to_arrays(evaluation)["start_positions"].tolist() == [-1]
 
 
@@ -219,7 +240,14 @@ def test_improve_answer_span_narrows_to_the_answer_tokens(tmp_path, uncased):
     data = dataset([(context, [("a", "When was John Smith born?", "1895", False)])])
     (example,) = squad.read_squad_examples(write_json(tmp_path / "s.json", data), True)
     assert example.doc_tokens[example.start_position] == "(1895-1943)."
-    (f,) = squad.convert_examples_to_features([example], uncased, 384, 128, 64, True)
+    (f,) = squad.convert_examples_to_features(
+        [example],
+        uncased,
+        max_seq_length=384,
+        doc_stride=128,
+        max_query_length=64,
+        is_training=True,
+    )
     assert f.tokens[f.start_position : f.end_position + 1] == ["1895"]
     doc = ["the", "(", "1895", "-", "1943", ")", "."]
     assert squad._improve_answer_span(doc, 1, 6, uncased, "1895") == (2, 2)
@@ -243,10 +271,16 @@ def test_improve_answer_span_equals_the_quadratic_search():
 def test_max_seq_length_too_small_for_the_question(tmp_path):
     (example,) = window_case(tmp_path)
     with pytest.raises(squad.SquadError, match=r"max_seq_length=5 leaves no room.*'a'"):
-        squad.convert_examples_to_features([example], WordTokenizer(), 5, 3, 64)
-    squad.convert_examples_to_features([example], WordTokenizer(), 6, 3, 64)  # one token fits
+        squad.convert_examples_to_features(
+            [example], WordTokenizer(), max_seq_length=5, doc_stride=3, max_query_length=64
+        )
+    squad.convert_examples_to_features(
+        [example], WordTokenizer(), max_seq_length=6, doc_stride=3, max_query_length=64
+    )  # one token fits
     with pytest.raises(ValueError, match="doc_stride"):
-        squad.convert_examples_to_features([example], WordTokenizer(), 64, 0, 64)
+        squad.convert_examples_to_features(
+            [example], WordTokenizer(), max_seq_length=64, doc_stride=0, max_query_length=64
+        )
 
 
 # ----------------------------------------------------------------------------- answers
@@ -258,7 +292,9 @@ def answer_case(num_questions=1, max_seq_length=16):
     """Questions on CONTEXT; each feature: [CLS]=0, q=1, [SEP]=2, alpha..zeta=3..8, [SEP]=9."""
     words = CONTEXT.split()
     examples = [squad.SquadExample(f"q{i}", "q", words) for i in range(num_questions)]
-    features = squad.convert_examples_to_features(examples, WordTokenizer(), max_seq_length)
+    features = squad.convert_examples_to_features(
+        examples, WordTokenizer(), max_seq_length=max_seq_length
+    )
     return examples, features
 
 
@@ -293,14 +329,18 @@ def test_nbest_order_probabilities_and_skipped_spans():
     probabilities = [n["probability"] for n in nbest["q0"]]
     expected = np.exp([10, 8, 7, 6] - np.max([10, 8, 7, 6]))
     np.testing.assert_allclose(probabilities, expected / expected.sum(), rtol=1e-12)
-    _, nbest, _ = squad.get_answers(examples, [f], [result(f, START, END)], 6, 3)
+    _, nbest, _ = squad.get_answers(
+        examples, [f], [result(f, START, END)], n_best_size=6, max_answer_length=3
+    )
     assert [n["text"] for n in nbest["q0"]] == ["Alpha beta", "gamma delta", "Alpha"]
 
 
 def test_start_must_have_max_context():
     examples, (f,) = answer_case()
     f.token_is_max_context[3] = False  # alpha's best context is in another window
-    predictions, nbest, _ = squad.get_answers(examples, [f], [result(f, START, END)], 6, 30)
+    predictions, nbest, _ = squad.get_answers(
+        examples, [f], [result(f, START, END)], n_best_size=6, max_answer_length=30
+    )
     assert [n["text"] for n in nbest["q0"]] == ["gamma delta"]
     assert predictions["q0"] == "gamma delta"
 
@@ -314,21 +354,33 @@ def test_v2_null_score_is_per_question():
         result(fb, {**START, 0: -5}, {**END, 0: -5}),
     ]
     predictions, nbest, null_odds = squad.get_answers(
-        examples, [fa, fb], results, 6, 30, version_2_with_negative=True
+        examples,
+        [fa, fb],
+        results,
+        n_best_size=6,
+        max_answer_length=30,
+        version_2_with_negative=True,
     )
     assert predictions == {"q0": "", "q1": "Alpha beta"}
     assert null_odds == {"q0": 2.0, "q1": -20.0}
     assert nbest["q0"][0]["text"] == "" and nbest["q1"][-1]["text"] == ""
     predictions, _, _ = squad.get_answers(
-        examples, [fa, fb], results, 6, 30, version_2_with_negative=True,
+        examples,
+        [fa, fb],
+        results,
+        n_best_size=6,
+        max_answer_length=30,
+        version_2_with_negative=True,
         null_score_diff_threshold=3.0,
-    )  # fmt: skip
+    )
     assert predictions == {"q0": "Alpha beta", "q1": "Alpha beta"}
 
 
 def test_v2_null_score_is_the_minimum_over_the_question_windows(tmp_path):
     (example,) = window_case(tmp_path)
-    features = squad.convert_examples_to_features([example], WordTokenizer(), 13, 3, 64)
+    features = squad.convert_examples_to_features(
+        [example], WordTokenizer(), max_seq_length=13, doc_stride=3, max_query_length=64
+    )
     rng = np.random.default_rng(0)
     nulls = [3.0, -1.0, 2.0, 5.0, 0.5]
     results = []
@@ -336,7 +388,15 @@ def test_v2_null_score_is_the_minimum_over_the_question_windows(tmp_path):
         start, end = rng.normal(size=13).astype(np.float32), rng.normal(size=13).astype(np.float32)
         start[0], end[0] = null / 2, null / 2
         results.append(squad.RawResult(f.unique_id, start, end))
-    _, nbest, null_odds = squad.get_answers([example], features, results, 200, 30, True, True)
+    _, nbest, null_odds = squad.get_answers(
+        [example],
+        features,
+        results,
+        n_best_size=200,
+        max_answer_length=30,
+        do_lower_case=True,
+        version_2_with_negative=True,
+    )
     (null_entry,) = [n for n in nbest["a"] if n["text"] == ""]
     assert null_entry["start_logit"] + null_entry["end_logit"] == -1.0
     best = max(n["start_logit"] + n["end_logit"] for n in nbest["a"] if n["text"])
@@ -361,7 +421,9 @@ def test_no_valid_span_does_not_crash():
 
 def test_answers_come_from_all_windows_of_a_question(tmp_path):
     (example,) = window_case(tmp_path)
-    features = squad.convert_examples_to_features([example], WordTokenizer(), 13, 3, 64)
+    features = squad.convert_examples_to_features(
+        [example], WordTokenizer(), max_seq_length=13, doc_stride=3, max_query_length=64
+    )
     results = []
     for f in features:
         position = {v: k for k, v in f.token_to_orig_map.items()}
@@ -373,13 +435,21 @@ def test_answers_come_from_all_windows_of_a_question(tmp_path):
         if f.doc_span_index == 4:
             start, end = {position[16]: 1.0}, {position[17]: 1.0}
         results.append(squad.RawResult(f.unique_id, logits(start, 13), logits(end, 13)))
-    predictions, nbest, _ = squad.get_answers([example], features, reversed(results), 3, 30)
+    predictions, nbest, _ = squad.get_answers(
+        [example], features, reversed(results), n_best_size=3, max_answer_length=30
+    )
     assert predictions == {"a": "w10 w11"}
     assert [n["text"] for n in nbest["a"]][:2] == ["w10 w11", "w16 w17"]
     # Features without a result are skipped; a question with none is left out.
-    predictions, _, _ = squad.get_answers([example], features, results[4:], 3, 30)
+    predictions, _, _ = squad.get_answers(
+        [example], features, results[4:], n_best_size=3, max_answer_length=30
+    )
     assert predictions == {"a": "w16 w17"}
-    assert squad.get_answers([example], features, [], 3, 30) == ({}, {}, {})
+    assert squad.get_answers([example], features, [], n_best_size=3, max_answer_length=30) == (
+        {},
+        {},
+        {},
+    )
 
 
 def test_get_final_text_projects_onto_the_original_words():
@@ -519,7 +589,9 @@ def test_full_dev_set_features(dev_file, uncased):
     examples = squad.read_squad_examples(dev_file, is_training=False)
     read_s = time.perf_counter() - started
     started = time.perf_counter()
-    features = squad.convert_examples_to_features(examples, uncased, 384, 128, 64)
+    features = squad.convert_examples_to_features(
+        examples, uncased, max_seq_length=384, doc_stride=128, max_query_length=64
+    )
     build_s = time.perf_counter() - started
     windows = collections.Counter(f.doc_span_index for f in features)
     print(
@@ -564,7 +636,15 @@ def test_features_equal_a_plain_rederivation(dev_json, tmp_path, uncased, settin
         examples = squad.read_squad_examples(path, is_training)
         assert examples == plain_read_examples(path, is_training)
         examples = examples[::7]  # keep the test fast; every paragraph still appears
-        got = squad.convert_examples_to_features(examples, uncased, *settings, is_training)
+        length, stride, query = settings
+        got = squad.convert_examples_to_features(
+            examples,
+            uncased,
+            max_seq_length=length,
+            doc_stride=stride,
+            max_query_length=query,
+            is_training=is_training,
+        )
         assert got == plain_features(examples, uncased, *settings, is_training)
 
 
@@ -572,7 +652,9 @@ def test_features_equal_a_plain_rederivation(dev_json, tmp_path, uncased, settin
 def test_answers_equal_a_plain_rederivation(dev_json, tmp_path, uncased, version_2):
     path = first_answer_training_file(dev_json, tmp_path, num_articles=2)
     examples = squad.read_squad_examples(path, False)[::3]
-    features = squad.convert_examples_to_features(examples, uncased, 96, 32, 32)
+    features = squad.convert_examples_to_features(
+        examples, uncased, max_seq_length=96, doc_stride=32, max_query_length=32
+    )
     rng = np.random.default_rng(3)
     results = []
     for f in features:
@@ -627,8 +709,10 @@ def test_bundled_samples_read():
 def run_cli(*args, cwd=REPO_ROOT):
     return subprocess.run(
         [sys.executable, str(REPO_ROOT / "evaluate_squad.py"), *map(str, args)],
-        capture_output=True, text=True, cwd=cwd,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+    )
 
 
 def gold_predictions(path: Path) -> dict[str, str]:
@@ -693,9 +777,23 @@ def test_cli_bad_files_exit_1_with_one_line(tmp_path, case):
 def test_feature_cache_round_trip(tmp_path, uncased):
     for is_training in (True, False):
         examples = squad.read_squad_examples(TRAIN_SAMPLE, is_training)
-        features = squad.convert_examples_to_features(examples, uncased, 128, 64, 32, is_training)
+        features = squad.convert_examples_to_features(
+            examples,
+            uncased,
+            max_seq_length=128,
+            doc_stride=64,
+            max_query_length=32,
+            is_training=is_training,
+        )
         path = squad.cache_path(
-            TRAIN_SAMPLE, tmp_path, UNCASED_VOCAB, True, 128, 64, 32, is_training
+            TRAIN_SAMPLE,
+            cache_dir=tmp_path,
+            vocab_file=UNCASED_VOCAB,
+            do_lower_case=True,
+            max_seq_length=128,
+            doc_stride=64,
+            max_query_length=32,
+            is_training=is_training,
         )
         assert squad.load_feature_cache(path) is None
         squad.save_feature_cache(path, features)
@@ -787,10 +885,12 @@ def test_v11_training_question_needs_exactly_one_answer(tmp_path):
 def two_questions_with_one_id(tmp_path, version="1.1") -> Path:
     """Two paragraphs whose questions share the id "q" (a merged or hand-edited file)."""
     data = dataset(
-        [("Paris is in France.", [("q", "Where is Paris?", "France", False)]),
-         ("Rome is in Italy.", [("q", "Where is Rome?", "Italy", False)])],
+        [
+            ("Paris is in France.", [("q", "Where is Paris?", "France", False)]),
+            ("Rome is in Italy.", [("q", "Where is Rome?", "Italy", False)]),
+        ],
         version,
-    )  # fmt: skip
+    )
     return write_json(tmp_path / "dup.json", data)
 
 
@@ -849,15 +949,21 @@ def test_features_need_cls_and_sep_in_the_vocabulary(tmp_path):
         [("Paris is in France.", [("a", "Where is Paris?", "France", False)])]
     )), is_training=False)  # fmt: skip
     with pytest.raises(VocabError, match=rf"{vocab} has no \[CLS\] token, needed by SQuAD"):
-        squad.convert_examples_to_features(examples, BertTokenizer(vocab), 64, 32, 16)
+        squad.convert_examples_to_features(
+            examples, BertTokenizer(vocab), max_seq_length=64, doc_stride=32, max_query_length=16
+        )
 
 
 def test_the_share_of_unknown_tokens_shows_a_casing_mismatch(uncased, caplog):
     examples = squad.read_squad_examples(DEV_SAMPLE, is_training=False)[:40]
-    right = squad.convert_examples_to_features(examples, uncased, 256, 128, 64)
+    right = squad.convert_examples_to_features(
+        examples, uncased, max_seq_length=256, doc_stride=128, max_query_length=64
+    )
     with caplog.at_level("WARNING", logger="tokenization"):
         unlowered = BertTokenizer(UNCASED_VOCAB, do_lower_case=False)
-    wrong = squad.convert_examples_to_features(examples, unlowered, 256, 128, 64)
+    wrong = squad.convert_examples_to_features(
+        examples, unlowered, max_seq_length=256, doc_stride=128, max_query_length=64
+    )
     unknown, total = squad.unknown_token_share(right)
     assert unknown == 0 and total == sum(len(f.tokens) - 3 for f in right)
     unknown, total = squad.unknown_token_share(wrong)
