@@ -10,6 +10,7 @@ temporary entry, so a half-written output never appears under its real name.
 - `atomic_path(path)`: a temporary file name for writers that want a name, not a handle (h5py).
 - `atomic_folder(path)`: a temporary folder, filled by the caller, that becomes `path`.
 - `remove_stale_temporaries(path)`: clears what a killed writer (SIGKILL, power loss) left.
+- `probe_writable(folder)`: a real write test (a temporary file, removed at once).
 
 `safe_join` is the one place where a name that came from outside data (an S3 key, an archive
 member, a file name read from a download) becomes a local path: it only ever returns a path
@@ -170,6 +171,12 @@ def atomic_folder(path: str | os.PathLike, replace: bool = False) -> Iterator[Pa
     _fsync(path.parent)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def probe_writable(folder: str | os.PathLike) -> None:
+    """Create a temporary file in the existing `folder` and remove it again: the OSError a real
+    write there would meet (read-only, no permission, no space for a name), before any work."""
+    _temporary_sibling(Path(folder) / "write-probe", folder=False).unlink()
 
 
 def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
