@@ -246,6 +246,8 @@ class GlueProcessor:
             examples.append(self._example(path, line, row, split, layout))
         if skipped:
             self._report_skipped(path, skipped, len(rows), num_columns)
+        if not examples:  # training or scoring on nothing would "succeed" with useless results
+            raise GlueError(f"{path}: no {self.task_name} examples (only a header line?)")
         return examples
 
     def _check_header(
