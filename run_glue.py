@@ -40,6 +40,7 @@ from fileio import atomic_write_json
 from finetuning import (
     TrainOptions,
     add_common_arguments,
+    check_common_arguments,
     load_init_checkpoint,
     predict,
     save_fine_tuned,
@@ -57,7 +58,7 @@ logger = logging.getLogger("run_glue")
 
 
 def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = runtime.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = runtime.ArgumentParser(prog="run_glue.py", description=__doc__.split("\n\n")[0])
     add_common_arguments(parser, seed=1, log_freq=50)
     add = parser.add_argument
     add("--data_dir", required=True, help="the task's GLUE folder (train.tsv, dev.tsv, ...)")
@@ -72,14 +73,27 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def check_arguments(args: argparse.Namespace) -> glue.GlueProcessor:
+def check_arguments(args: argparse.Namespace) -> tuple[glue.GlueProcessor, BertConfig]:
+    """Every flag and path before any data is read: the task's processor and the model config."""
     if not (args.do_train or args.do_eval or args.do_predict):
         raise UsageError("at least one of --do_train, --do_eval or --do_predict is required")
     if args.gradient_accumulation_steps > args.train_batch_size:
         raise UsageError("--gradient_accumulation_steps must not exceed --train_batch_size")
-    if not Path(args.data_dir).is_dir():
-        raise UsageError(f"--data_dir {args.data_dir}: no such folder")
-    return glue.get_processor(args.task_name)
+    if args.max_seq_length < 3:  # [CLS] and two [SEP]
+        raise UsageError(f"--max_seq_length {args.max_seq_length} is too short: 3 at least")
+    processor = glue.get_processor(args.task_name)
+    data = runtime.check_input_dir(args.data_dir, "--data_dir")
+    files = {"train": processor.train_file, "dev": processor.dev_file, "test": processor.test_file}
+    wanted = {"train": args.do_train, "dev": args.do_eval, "test": args.do_predict}
+    inputs = {f"--data_dir {split} file": data / files[split] for split in files if wanted[split]}
+    if processor.task_name == "mnli" and args.do_eval:  # the mismatched dev set is scored too
+        inputs["--data_dir mismatched dev file"] = data / glue.get_processor("mnli-mm").dev_file
+    for label, path in inputs.items():
+        runtime.check_input_file(path, label)
+    outputs = ["results.txt"]
+    if args.do_predict:
+        outputs += ["predictions.json", processor.submission_file]
+    return processor, check_common_arguments(args, inputs, outputs)
 
 
 def features(processor, examples, tokenizer, args) -> list[glue.InputFeatures]:
@@ -175,10 +189,9 @@ def log_results(results: dict, run: Run, output_dir: str) -> None:
 
 def execute(args: argparse.Namespace) -> None:
     """The steps of a run: check, set up, build the model, load weights, train, evaluate."""
-    processor = check_arguments(args)
+    processor, config = check_arguments(args)
     run = setup(args)
     tokenizer = BertTokenizer(args.vocab_file, do_lower_case=args.do_lower_case)
-    config = BertConfig.from_json_file(args.config_file)
     model = BertForSequenceClassification(config, processor.num_labels)
     run.metrics.log("PARAMETER", {"num_parameters": sum(p.numel() for p in model.parameters())})
     load_init_checkpoint(model, args.init_checkpoint, run.metrics)

@@ -40,6 +40,7 @@ from finetuning import (
     ArrayDataset,
     TrainOptions,
     add_common_arguments,
+    check_common_arguments,
     load_init_checkpoint,
     predict,
     save_fine_tuned,
@@ -57,7 +58,7 @@ logger = logging.getLogger("run_squad")
 
 
 def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = runtime.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = runtime.ArgumentParser(prog="run_squad.py", description=__doc__.split("\n\n")[0])
     add_common_arguments(parser, seed=42, log_freq=50)
     add = parser.add_argument
     add("--train_file", help="SQuAD json for training")
@@ -93,7 +94,8 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def check_arguments(args: argparse.Namespace) -> None:
+def check_arguments(args: argparse.Namespace) -> BertConfig:
+    """Every flag and path before any data is read (the model config is returned)."""
     if not (args.do_train or args.do_predict):
         raise UsageError("at least one of --do_train or --do_predict is required")
     if args.do_train and not args.train_file:
@@ -102,8 +104,21 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise UsageError("--do_predict/--do_eval need --predict_file")
     if args.do_eval and not args.do_predict:
         raise UsageError("--do_eval scores the predictions of --do_predict; pass both")
-    if args.run_eval_script and not (args.eval_script and Path(args.eval_script).is_file()):
-        raise UsageError(f"--run_eval_script: no such --eval_script file: {args.eval_script}")
+    if args.run_eval_script and not args.eval_script:
+        raise UsageError("--run_eval_script needs --eval_script")
+    squad.check_window_flags(args.max_seq_length, args.doc_stride, args.max_query_length)
+    inputs = {
+        "--train_file": args.train_file if args.do_train else None,
+        "--predict_file": args.predict_file if args.do_predict else None,
+        "--eval_script": args.eval_script if args.run_eval_script else None,
+    }
+    for flag, path in inputs.items():
+        if path:
+            runtime.check_input_file(path, flag)
+    if args.cache_dir and not args.skip_cache:
+        runtime.check_output_dir(args.cache_dir, "--cache_dir")
+    outputs = ["predictions.json", "nbest_predictions.json", "null_odds.json"]
+    return check_common_arguments(args, inputs, outputs if args.do_predict else [])
 
 
 def warn_on_version(path: str, args: argparse.Namespace) -> None:
@@ -242,10 +257,9 @@ def run_eval_script(args: argparse.Namespace) -> dict:
 
 def execute(args: argparse.Namespace) -> None:
     """The steps of a run: check, set up, build the model, load weights, train, predict, score."""
-    check_arguments(args)
+    config = check_arguments(args)
     run = setup(args)
     tokenizer = BertTokenizer(args.vocab_file, do_lower_case=args.do_lower_case)
-    config = BertConfig.from_json_file(args.config_file)
     model = BertForQuestionAnswering(config)
     load_init_checkpoint(model, args.init_checkpoint, run.metrics)
     model.to(run.device)

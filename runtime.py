@@ -269,6 +269,17 @@ def _probe(folder: Path, label: str) -> None:
         raise UsageError(f"{label}: cannot write in {folder} ({err.strerror or err})") from None
 
 
+def check_weights_path(path: str | os.PathLike, flag: str) -> None:
+    """Weights in any format the loaders read: a file, a folder (Hugging Face, Google TF), a TF
+    checkpoint prefix (`model.ckpt` beside `model.ckpt.index`), or s3:// (checked when fetched)."""
+    if storage.is_remote(path):
+        return
+    path = Path(path)
+    label = _label(flag, path)
+    if _stat(path, label) is None and _stat(Path(f"{path}.index"), label) is None:
+        raise UsageError(f"{label}: no such file or folder")
+
+
 def check_output_dir(path: str | os.PathLike, flag: str) -> Path:
     """`path` is a folder, or can be made one, and a file can be written in it (tried for real
     with a temporary file, removed at once). Creates nothing."""
