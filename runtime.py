@@ -441,12 +441,10 @@ def choose_precision(args: argparse.Namespace, device: torch.device) -> tuple[st
     return name, tf32 and not args.no_tf32
 
 
-def check_fp16_device(device: torch.device) -> None:
+def check_fp16_device(device: torch.device, hint: str = "use --bf16 or fp32 on a CPU") -> None:
     """fp16 runs only on a CUDA GPU (CPUs have no fp16 kernels for most of the model)."""
     if device.type != "cuda":
-        raise UsageError(
-            "--fp16 needs a CUDA GPU and none is in use here; use --bf16 or fp32 on a CPU"
-        )
+        raise UsageError(f"--fp16 needs a CUDA GPU and none is in use here; {hint}")
 
 
 def setup_run(
