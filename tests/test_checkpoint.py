@@ -386,12 +386,10 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 
 def test_cli_errors_are_one_clear_line(tmp_path, pretraining_model):
     result = run_cli("--input", str(tmp_path / "missing.pt"), "--output", str(tmp_path / "o"))
-    assert result.returncode == 1
-    assert (
-        result.stderr.strip()
-        .splitlines()[-1]
-        .endswith(f"checkpoint not found: {tmp_path / 'missing.pt'}")
-    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"convert_checkpoint.py: error: --input {tmp_path / 'missing.pt'}: no such file or folder"
+    ]
     torch.save({"model": pretraining_model.state_dict()}, tmp_path / "ngc.pt")
     result = run_cli("--input", str(tmp_path / "ngc.pt"), "--output", str(tmp_path / "hf"))
     assert result.returncode == 1 and "pass --config_file" in result.stderr
