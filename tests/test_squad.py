@@ -683,8 +683,8 @@ def test_cli_bad_files_exit_1_with_one_line(tmp_path, case):
         "list": (DEV_SAMPLE, write_json(tmp_path / "l.json", ["a"])),
     }[case]
     run = run_cli(data, pred)
-    assert run.returncode == 1 and run.stdout == ""
-    assert len(run.stderr.strip().splitlines()) == 1 and "evaluate_squad.py: " in run.stderr
+    assert run.returncode == (2 if case.startswith("missing") else 1) and run.stdout == ""
+    assert len(run.stderr.strip().splitlines()) == 1 and "evaluate_squad.py: error: " in run.stderr
 
 
 # ----------------------------------------------------------------------------- feature cache
