@@ -58,12 +58,13 @@ def test_plot_of_a_log_without_losses_is_one_error_naming_it(tmp_path, capsys):
     log.close()
     output = tmp_path / "loss.png"
     assert plot_loss.main([str(tmp_path / "empty.json"), "-o", str(output)]) == 1
-    assert plot_loss.main([str(tmp_path / "missing.json"), "-o", str(output)]) == 1
-    assert plot_loss.main([str(tmp_path / "empty.json"), "-o", str(tmp_path / "x.jpg")]) == 1
+    assert plot_loss.main([str(tmp_path / "missing.json"), "-o", str(output)]) == 2
+    assert plot_loss.main([str(tmp_path / "empty.json"), "-o", str(tmp_path / "x.jpg")]) == 2
     err = capsys.readouterr().err.splitlines()
     assert "empty.json: no training records" in err[0]
-    assert "missing.json: cannot read" in err[1]
+    assert f"log {tmp_path / 'missing.json'}: no such file" in err[1]
     assert "expected a .png" in err[2]
+    assert not output.exists()
     assert not output.exists()
 
 
