@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import logging
 import math
 import os
@@ -40,10 +41,11 @@ import sys
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, NoReturn
 
 import storage
-from errors import BertError, UsageError
+from errors import BertError, MissingDependency, UsageError
 from fileio import probe_writable
 
 if TYPE_CHECKING:
@@ -382,6 +384,7 @@ def check_model_files(
     max_seq_length: int | None = None,
     *,
     seq_flag: str = "--max_seq_length",
+    config_flag: str = "--config_file",
 ) -> BertConfig:
     """The model config of `--config_file` (read and validated: a ConfigError names the field),
     checked against the vocabulary and the sequence length the run will use: every token id of
@@ -389,7 +392,7 @@ def check_model_files(
     model is built), and `max_seq_length` positions need as many position embeddings."""
     from modeling import BertConfig
 
-    check_input_file(config_file, "--config_file")
+    check_input_file(config_file, config_flag)
     config = BertConfig.from_json_file(config_file)
     if vocab_file is not None:
         from tokenization import load_vocab
@@ -399,14 +402,14 @@ def check_model_files(
         if tokens > config.padded_vocab_size:
             raise UsageError(
                 f"--vocab_file {vocab_file} has {tokens} tokens, more than the "
-                f"{config.padded_vocab_size} embedding rows of --config_file {config_file} "
+                f"{config.padded_vocab_size} embedding rows of {config_flag} {config_file} "
                 f"(vocab_size {config.vocab_size}); use the vocabulary the model was made for"
             )
     if max_seq_length is not None and max_seq_length > config.max_position_embeddings:
         raise UsageError(
             f"{seq_flag} {max_seq_length} is longer than the model's "
             f"{config.max_position_embeddings} positions (max_position_embeddings of "
-            f"--config_file {config_file})"
+            f"{config_flag} {config_file})"
         )
     return config
 
@@ -441,10 +444,22 @@ def choose_precision(args: argparse.Namespace, device: torch.device) -> tuple[st
     return name, tf32 and not args.no_tf32
 
 
-def check_fp16_device(device: torch.device, hint: str = "use --bf16 or fp32 on a CPU") -> None:
+def check_fp16_device(
+    device: torch.device, hint: str = "use --bf16 or fp32 on a CPU", flag: str = "--fp16"
+) -> None:
     """fp16 runs only on a CUDA GPU (CPUs have no fp16 kernels for most of the model)."""
     if device.type != "cuda":
-        raise UsageError(f"--fp16 needs a CUDA GPU and none is in use here; {hint}")
+        raise UsageError(f"{flag} needs a CUDA GPU and none is in use here; {hint}")
+
+
+def require(module: str, install: str) -> ModuleType:
+    """Import an optional package, or raise a MissingDependency saying how to install it."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as err:
+        if err.name != module.split(".")[0]:
+            raise  # the package is there but broken: a bug to see with --debug
+        raise MissingDependency(f"needs the {module} package ({install})") from None
 
 
 def setup_run(
