@@ -96,16 +96,30 @@ def check_arguments(args: argparse.Namespace) -> tuple[glue.GlueProcessor, BertC
     return processor, check_common_arguments(args, inputs, outputs)
 
 
+def read_examples(processor: glue.GlueProcessor, args: argparse.Namespace) -> dict[str, list]:
+    """The examples of every file this run uses ("train", "dev", "dev-mm" for MNLI's mismatched
+    set, "test"), read before anything is created, so a file without examples (a header only)
+    stops the run with nothing written."""
+    examples = {}
+    if args.do_train:
+        examples["train"] = processor.get_train_examples(args.data_dir)
+    if args.do_eval:
+        examples["dev"] = processor.get_dev_examples(args.data_dir)
+        if processor.task_name == "mnli":  # the mismatched dev set, as GLUE reports both
+            examples["dev-mm"] = glue.get_processor("mnli-mm").get_dev_examples(args.data_dir)
+    if args.do_predict:
+        examples["test"] = processor.get_test_examples(args.data_dir)
+    return examples
+
+
 def features(processor, examples, tokenizer, args) -> list[glue.InputFeatures]:
     return glue.convert_examples_to_features(
         examples, processor.get_labels(), args.max_seq_length, tokenizer, processor.is_regression
     )
 
 
-def do_train(model, processor, tokenizer, args, run: Run) -> dict:
-    train_features = features(
-        processor, processor.get_train_examples(args.data_dir), tokenizer, args
-    )
+def do_train(model, processor, examples, tokenizer, args, run: Run) -> dict:
+    train_features = features(processor, examples, tokenizer, args)
     options = TrainOptions.from_args(args)
     ddp_model = wrap_for_training(model, options, run)
     micro_batch = micro_batch_size(args.train_batch_size, args.gradient_accumulation_steps)
@@ -152,8 +166,7 @@ def evaluate(model, processor, tokenizer, args, run: Run, examples, task: str) -
     }
 
 
-def do_predict(model, processor, tokenizer, args, run: Run) -> None:
-    examples = processor.get_test_examples(args.data_dir)
+def do_predict(model, processor, examples, tokenizer, args, run: Run) -> None:
     unlabelled = features(processor, examples, tokenizer, args)
     arrays = glue.features_to_arrays(unlabelled, args.max_seq_length)
     result = predict(model, arrays, args.eval_batch_size, glue.logits_forward, run)
@@ -188,8 +201,9 @@ def log_results(results: dict, run: Run, output_dir: str) -> None:
 
 
 def execute(args: argparse.Namespace) -> None:
-    """The steps of a run: check, set up, build the model, load weights, train, evaluate."""
+    """The steps of a run: check, read, set up, build the model, load weights, train, evaluate."""
     processor, config = check_arguments(args)
+    examples = read_examples(processor, args)
     run = setup(args)
     tokenizer = BertTokenizer(args.vocab_file, do_lower_case=args.do_lower_case)
     model = BertForSequenceClassification(config, processor.num_labels)
@@ -198,17 +212,18 @@ def execute(args: argparse.Namespace) -> None:
     model.to(run.device)
     results: dict = {}
     if args.do_train:
-        results |= do_train(model, processor, tokenizer, args, run)
+        results |= do_train(model, processor, examples["train"], tokenizer, args, run)
     if args.do_eval:
-        dev = processor.get_dev_examples(args.data_dir)
+        dev = examples["dev"]
         results |= evaluate(model, processor, tokenizer, args, run, dev, processor.task_name)
-        if processor.task_name == "mnli":  # the mismatched dev set, as GLUE reports both
+        if "dev-mm" in examples:
             mismatched = glue.get_processor("mnli-mm")
-            mm = evaluate(model, mismatched, tokenizer, args, run,
-                          mismatched.get_dev_examples(args.data_dir), "mnli-mm")  # fmt: skip
+            mm = evaluate(
+                model, mismatched, tokenizer, args, run, examples["dev-mm"], "mnli-mm"
+            )
             results["mnli-mm_acc"] = mm["acc"]
     if args.do_predict:
-        do_predict(model, processor, tokenizer, args, run)
+        do_predict(model, processor, examples["test"], tokenizer, args, run)
     log_results(results, run, args.output_dir)
     run.metrics.close()
 

@@ -130,14 +130,34 @@ def warn_on_version(path: str, args: argparse.Namespace) -> None:
         logger.warning("%s looks like SQuAD v1.1 but --version_2_with_negative is set", path)
 
 
+def read_examples(args: argparse.Namespace) -> dict[str, list[squad.SquadExample]]:
+    """The examples of the files this run uses ("train", "predict"), read before anything is
+    created, so that a file without usable questions stops the run with nothing written."""
+    examples = {}
+    if args.do_train:
+        examples["train"] = squad.read_squad_examples(
+            args.train_file, True, args.version_2_with_negative
+        )
+    if args.do_predict:
+        warn_on_version(args.predict_file, args)
+        examples["predict"] = squad.read_squad_examples(
+            args.predict_file, False, args.version_2_with_negative
+        )
+    return examples
+
+
 def features_for(
-    path: str, is_training: bool, tokenizer: BertTokenizer, args: argparse.Namespace, run: Run
-) -> tuple[list[squad.SquadExample], list[squad.SquadFeature]]:
-    """(examples, features) of a SQuAD file, through the feature cache.
+    path: str,
+    examples: list[squad.SquadExample],
+    is_training: bool,
+    tokenizer: BertTokenizer,
+    args: argparse.Namespace,
+    run: Run,
+) -> list[squad.SquadFeature]:
+    """The features of a SQuAD file's examples, through the feature cache.
 
     Every rank builds the features itself (no rank waits behind a barrier for another);
     rank 0 writes the cache, atomically."""
-    examples = squad.read_squad_examples(path, is_training, args.version_2_with_negative)
     cache = squad.cache_path(
         path, args.cache_dir, args.vocab_file, args.do_lower_case, args.max_seq_length,
         args.doc_stride, args.max_query_length, is_training, args.version_2_with_negative,
@@ -150,11 +170,11 @@ def features_for(
         )  # fmt: skip
         if not args.skip_cache and run.dist.is_main_process:
             squad.save_feature_cache(cache, features)
-    return examples, features
+    return features
 
 
-def do_train(model, tokenizer, args: argparse.Namespace, run: Run) -> None:
-    examples, features = features_for(args.train_file, True, tokenizer, args, run)
+def do_train(model, tokenizer, examples, args: argparse.Namespace, run: Run) -> None:
+    features = features_for(args.train_file, examples, True, tokenizer, args, run)
     arrays = squad.features_to_arrays(features)
     run.metrics.log("PARAMETER", {
         "training_samples": len(examples), "training_features": len(features),
@@ -174,9 +194,8 @@ def do_train(model, tokenizer, args: argparse.Namespace, run: Run) -> None:
         save_fine_tuned(model, args.output_dir)
 
 
-def do_predict(model, tokenizer, args: argparse.Namespace, run: Run) -> dict[str, str]:
-    warn_on_version(args.predict_file, args)
-    examples, features = features_for(args.predict_file, False, tokenizer, args, run)
+def do_predict(model, tokenizer, examples, args: argparse.Namespace, run: Run) -> dict[str, str]:
+    features = features_for(args.predict_file, examples, False, tokenizer, args, run)
     arrays = squad.features_to_arrays(features)
     run.metrics.log("PARAMETER", {
         "infer_start": True, "eval_samples": len(examples), "eval_features": len(features),
@@ -256,16 +275,20 @@ def run_eval_script(args: argparse.Namespace) -> dict:
 
 
 def execute(args: argparse.Namespace) -> None:
-    """The steps of a run: check, set up, build the model, load weights, train, predict, score."""
+    """The steps of a run: check, read, set up, build the model, load weights, train, predict,
+    score."""
     config = check_arguments(args)
+    examples = read_examples(args)
     run = setup(args)
     tokenizer = BertTokenizer(args.vocab_file, do_lower_case=args.do_lower_case)
     model = BertForQuestionAnswering(config)
     load_init_checkpoint(model, args.init_checkpoint, run.metrics)
     model.to(run.device)
     if args.do_train:
-        do_train(model, tokenizer, args, run)
-    predictions = do_predict(model, tokenizer, args, run) if args.do_predict else {}
+        do_train(model, tokenizer, examples["train"], args, run)
+    predictions = {}
+    if args.do_predict:
+        predictions = do_predict(model, tokenizer, examples["predict"], args, run)
     if args.do_eval and run.dist.is_main_process:
         scores = do_eval(args, run, predictions)
         exact = scores.get("exact_match", scores.get("exact"))
