@@ -84,7 +84,11 @@ def evaluate(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     """The scores and the dataset's version ("1.1" or "2.0")."""
     check_arguments(args)
     dataset = squad.load_squad_json(args.data_file)
+    if not any(p["qas"] for article in dataset["data"] for p in article["paragraphs"]):
+        raise squad.SquadError(f"{args.data_file}: the dataset holds no questions to score")
     predictions = _load_mapping(args.pred_file, "predictions file", str)
+    if not predictions:  # every question would score 0: a wrong file, not a result
+        raise squad.SquadError(f"predictions file {args.pred_file} holds no predictions")
     if args.out_image_dir:
         print(f"{PROG}: --out-image-dir is not supported; no plots drawn", file=sys.stderr)
     if squad.detect_version(dataset) == "2.0":

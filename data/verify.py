@@ -287,6 +287,8 @@ def check_arguments(args: argparse.Namespace) -> None:
     for path in args.paths:
         if not Path(path).exists():
             raise UsageError(f"{path}: no such shard file or folder")
+    if not is_parquet(args.paths) and not shard_files(args.paths):
+        raise ShardError(f"no .hdf5 shards in {', '.join(map(str, args.paths))}")
     for flag, path in (("--vocab_file", args.vocab_file), ("--config_file", args.config_file)):
         if path is not None:
             runtime.check_input_file(path, flag)
