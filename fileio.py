@@ -91,22 +91,48 @@ def _fsync_tree(folder: Path) -> None:
         _fsync(Path(root))
 
 
+def _make_folders(folder: Path) -> list[Path]:
+    """Create `folder` with its missing parents; returns the ones made, deepest first."""
+    made = []
+    for parent in (folder, *folder.parents):
+        if parent.exists():
+            break
+        made.append(parent)
+    folder.mkdir(parents=True, exist_ok=True)
+    return made
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove the folders a failed write made, deepest first, while they are empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary file beside `path` (empty, closed) for the block to write by name.
 
     When the block ends normally the file is fsynced and renamed to `path`; on any exception,
-    KeyboardInterrupt included, it is removed and `path` is left untouched. Close the file
-    inside the block."""
+    KeyboardInterrupt included, it is removed and `path` is left untouched, and so are the
+    folders above it (any that were made for it are removed again). Close the file inside the
+    block."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temporary_sibling(path, folder=False)
+    made = _make_folders(path.parent)
+    try:
+        tmp = _temporary_sibling(path, folder=False)
+    except BaseException:
+        _remove_empty(made)
+        raise
     try:
         yield tmp
         _fsync(tmp)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
+        _remove_empty(made)
         raise
     _fsync(path.parent)  # the rename itself
 
@@ -144,8 +170,12 @@ def atomic_folder(path: str | os.PathLike, replace: bool = False) -> Iterator[Pa
     path = Path(path)
     if not replace and _non_empty_folder(path):
         raise FileExistsError(f"{path}: a non-empty folder is in the way")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temporary_sibling(path, folder=True)
+    made = _make_folders(path.parent)
+    try:
+        tmp = _temporary_sibling(path, folder=True)
+    except BaseException:
+        _remove_empty(made)
+        raise
     old = None
     try:
         yield tmp
@@ -167,6 +197,7 @@ def atomic_folder(path: str | os.PathLike, replace: bool = False) -> Iterator[Pa
         shutil.rmtree(tmp, ignore_errors=True)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
+        _remove_empty(made)
         raise
     _fsync(path.parent)
     if old is not None:
