@@ -527,14 +527,17 @@ def run_main(
         status = body(args)
         return 0 if status is None else int(status)
     except BertError as err:
+        _end_progress_bars()
         if debug:
             traceback.print_exc()
         print(f"{prog}: error: {err}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
+        _end_progress_bars()
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
     except Exception as err:
+        _end_progress_bars()
         if debug:
             traceback.print_exc()
             hint = ""
@@ -546,6 +549,13 @@ def run_main(
         return 1
     finally:
         _destroy_process_group()
+
+
+def _end_progress_bars() -> None:
+    """Close the tqdm bars an error left open, so the error starts a line of its own."""
+    tqdm = sys.modules.get("tqdm")
+    for bar in list(getattr(getattr(tqdm, "tqdm", None), "_instances", ())):
+        bar.close()
 
 
 def _destroy_process_group() -> None:

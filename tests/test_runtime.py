@@ -273,3 +273,17 @@ def test_the_cli_part_loads_without_torch():
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True,
                             text=True, timeout=60)  # fmt: skip
     assert result.stdout.strip() == "False", result.stderr
+
+
+def test_an_error_under_a_progress_bar_starts_a_line_of_its_own(capsys, monkeypatch):
+    from tqdm import tqdm
+
+    monkeypatch.delenv(runtime.DEBUG_ENV, raising=False)
+
+    def body(args):
+        for _ in tqdm(range(3), desc="work"):  # left open by the error, as a real loop's bar
+            raise BertError("x.json: broken")
+
+    assert run(body) == 1
+    err = capsys.readouterr().err
+    assert "work" in err and err.endswith("\nprog.py: error: x.json: broken\n")
