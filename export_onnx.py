@@ -35,7 +35,6 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -236,7 +235,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     add("--config_file", required=True)
     add("--task", choices=tuple(OUTPUT_NAMES), required=True)
     add("--num_labels", type=runtime.positive_int, default=2, help="classification only")
-    add("--output", type=Path, required=True, help="the .onnx file to write")
+    add("--output", required=True, help="the .onnx file to write")
     add("--opset", type=runtime.positive_int, default=18)
     add("--tolerance", type=runtime.non_negative_float, default=1e-4,
         help="max abs difference from PyTorch")  # fmt: skip
@@ -245,7 +244,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="timed runs per shape (median; after a warm-up)")  # fmt: skip
     add("--threads", type=runtime.positive_int,
         help="CPU threads for both runtimes (default: torch's default)")  # fmt: skip
-    add("--json", type=Path, help="also write the check and timings to this JSON file")
+    add("--json", help="also write the check and timings to this JSON file")
     add("--debug", action="store_true", help="print the full traceback of an unexpected error")
     return parser.parse_args(argv)
 

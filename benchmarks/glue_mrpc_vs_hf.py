@@ -51,7 +51,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--lr", type=runtime.positive_float, default=5e-5)
     parser.add_argument("--seed", type=runtime.seed_value, default=42)
     parser.add_argument("--max_seq_length", type=runtime.positive_int, default=128)
-    parser.add_argument("--json", type=Path)
+    parser.add_argument("--json")
     parser.add_argument("--debug", action="store_true", help="print the traceback of a bug")
     return parser.parse_args(argv)
 

@@ -58,7 +58,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--hf", action="store_true", help="add the transformers row")
     parser.add_argument("--skip_padded", action="store_true", help="skip our padded row")
     parser.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), default="fp32")
-    parser.add_argument("--json", type=Path)
+    parser.add_argument("--json")
     parser.add_argument("--debug", action="store_true", help="print the traceback of a bug")
     return parser.parse_args(argv)
 
@@ -127,6 +127,8 @@ def limited_file(args: argparse.Namespace, tmp: Path) -> Path:
             paragraphs.append({"context": paragraph["context"], "qas": qas})
         if paragraphs:
             kept.append({"title": article.get("title", ""), "paragraphs": paragraphs})
+    if not kept:  # named here: the subset file is temporary
+        raise squad.SquadError(f"{args.predict_file}: no questions (an empty dataset?)")
     path = tmp / "subset.json"
     path.write_text(json.dumps({"version": data.get("version", "1.1"), "data": kept}))
     return path

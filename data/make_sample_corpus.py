@@ -73,7 +73,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         prog="data.make_sample_corpus", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("--input", type=Path, default=DEFAULT_INPUT)
-    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
+    parser.add_argument("--output", default=str(DEFAULT_OUTPUT))
     parser.add_argument("--debug", action="store_true", help="print the traceback of a bug")
     return parser.parse_args(argv)
 
@@ -82,8 +82,8 @@ def execute(args: argparse.Namespace) -> None:
     runtime.check_input_file(args.input, "--input")
     runtime.check_output_file(args.output, "--output")
     runtime.check_not_overwriting({"--input": args.input}, {"--output": args.output})
-    documents, sentences = build(args.input, args.output)
-    size = args.output.stat().st_size
+    documents, sentences = build(args.input, Path(args.output))
+    size = Path(args.output).stat().st_size
     print(f"wrote {args.output}: {documents} documents, {sentences} sentences, {size:,} bytes")
 
 

@@ -144,30 +144,30 @@ def plot(
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = runtime.ArgumentParser(prog="plot_loss.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("logs", nargs="+", type=Path, help="dllogger JSON log files")
-    parser.add_argument("--output", "-o", type=Path, default=Path("loss.png"))
+    parser.add_argument("--output", "-o", default="loss.png")  # a str: "x/" stays a folder name
     parser.add_argument("--metrics", nargs="+", help="keys to plot (default: every *loss* key)")
     parser.add_argument("--title")
     parser.add_argument("--debug", action="store_true", help="print the traceback of a bug")
     return parser.parse_args(argv)
 
 
-def check_logs_and_output(logs: Sequence[Path], output: Path | None, suffix: str = "") -> None:
+def check_logs_and_output(logs: Sequence[Path], output: str | None, suffix: str = "") -> None:
     """The logs are readable files and `output` (when given) can be written and is none of them;
     `suffix` is the file type the output must have (".png")."""
     for log in logs:
         runtime.check_input_file(log, "log")
     if output is None:
         return
-    if suffix and output.suffix.lower() != suffix:
-        raise UsageError(f"--output {output}: expected a {suffix} file name")
     runtime.check_output_file(output, "--output")
+    if suffix and Path(output).suffix.lower() != suffix:
+        raise UsageError(f"--output {output}: expected a {suffix} file name")
     for log in logs:
         runtime.check_not_overwriting({"log": log}, {"--output": output})
 
 
 def execute(args: argparse.Namespace) -> None:
     check_logs_and_output(args.logs, args.output, ".png")
-    plot(args.logs, args.output, args.metrics, args.title)
+    plot(args.logs, Path(args.output), args.metrics, args.title)
     print(f"wrote {args.output}")
 
 

@@ -123,7 +123,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--glue", type=Path, help="run_glue's dllogger JSON")
     parser.add_argument("--seconds", type=runtime.non_negative_float,
                         help="wall time of the whole run, to report")  # fmt: skip
-    parser.add_argument("--output", type=Path, help="also write the table here (Markdown)")
+    parser.add_argument("--output", help="also write the table here (Markdown)")
     parser.add_argument("--debug", action="store_true", help="print the traceback of a bug")
     return parser.parse_args(argv)
 
