@@ -121,7 +121,7 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     add("--train_batch_size", type=runtime.positive_int, default=32,
         help="per process per optimizer step")  # fmt: skip
     add("--learning_rate", type=runtime.positive_float, default=5e-5)
-    add("--num_train_epochs", type=float, default=3.0, help="accepted; unused")
+    add("--num_train_epochs", type=runtime.finite_float, default=3.0, help="accepted; unused")
     add("--max_steps", type=runtime.positive_steps, default=1000,
         help="optimizer steps of this phase's schedule")  # fmt: skip
     add("--warmup_proportion", type=runtime.proportion, default=0.01)
