@@ -346,7 +346,6 @@ def check_not_overwriting(
     inputs: Mapping[str, PathArg],
     outputs: Mapping[str, PathArg],
     folders: Mapping[str, PathArg] | None = None,
-    why: str = "",
 ) -> None:
     """A UsageError when an output file is one of the inputs (compared as files: links and other
     spellings are caught), or an input lies in an output folder that the run replaces whole.
@@ -357,7 +356,7 @@ def check_not_overwriting(
             if _local(output) and same_path(output, source):
                 raise UsageError(
                     f"{_label(out_label, output)} is {_label(in_label, source)}: writing it "
-                    f"would overwrite an input{why}; choose another output"
+                    "would overwrite an input; choose another output"
                 )
     for out_label, folder in (folders or {}).items():
         for in_label, source in inputs.items():
