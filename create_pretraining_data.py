@@ -103,8 +103,7 @@ def jobs_from_args(args: argparse.Namespace) -> list[ShardJob]:
         runtime.check_input_file(args.vocab_file, "--vocab_file")
     vocab_file = Path(args.vocab_file)
     BertTokenizer(vocab_file, do_lower_case=args.do_lower_case)  # fail fast on a bad vocab
-    if not Path(args.input_file).exists():
-        raise UsageError(f"--input_file {args.input_file}: no such file or folder")
+    runtime.check_input_path(args.input_file, "--input_file")
     files = input_files(args.input_file)
     common = {
         "vocab_file": vocab_file,

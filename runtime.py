@@ -211,6 +211,15 @@ def _label(flag: str, path: str | os.PathLike) -> str:
     return f"{flag} {os.fspath(path)}" if flag else os.fspath(path)
 
 
+def _path(path: str | os.PathLike, flag: str) -> tuple[Path, str]:
+    """(`path` as a Path, how to name it in a message); an empty path (`--x=""`, or `--x=$UNSET`
+    in a launcher) is refused instead of meaning the current folder."""
+    text = os.fspath(path)
+    if not text.strip():
+        raise UsageError(f"{flag or 'a path'}: empty path (an unset variable?)")
+    return Path(text), _label(flag, text)
+
+
 def _stat(path: Path, label: str) -> os.stat_result | None:
     """os.stat of `path` (links followed); None when nothing is there. A path the system cannot
     even look up (a NUL byte, a name too long, a link loop, no permission) is a UsageError."""
@@ -226,8 +235,7 @@ def _stat(path: Path, label: str) -> os.stat_result | None:
 
 def check_input_file(path: str | os.PathLike, flag: str) -> Path:
     """`path` must be a readable regular file."""
-    path = Path(path)
-    label = _label(flag, path)
+    path, label = _path(path, flag)
     status = _stat(path, label)
     if status is None:
         raise UsageError(f"{label}: no such file")
@@ -242,13 +250,20 @@ def check_input_file(path: str | os.PathLike, flag: str) -> Path:
 
 def check_input_dir(path: str | os.PathLike, flag: str) -> Path:
     """`path` must be an existing folder."""
-    path = Path(path)
-    label = _label(flag, path)
+    path, label = _path(path, flag)
     status = _stat(path, label)
     if status is None:
         raise UsageError(f"{label}: no such folder")
     if not stat.S_ISDIR(status.st_mode):
         raise UsageError(f"{label}: is a file, expected a folder")
+    return path
+
+
+def check_input_path(path: str | os.PathLike, flag: str) -> Path:
+    """`path` must exist: a file or a folder (a folder of inputs)."""
+    path, label = _path(path, flag)
+    if _stat(path, label) is None:
+        raise UsageError(f"{label}: no such file or folder")
     return path
 
 
@@ -276,8 +291,7 @@ def check_weights_path(path: str | os.PathLike, flag: str) -> None:
     checkpoint prefix (`model.ckpt` beside `model.ckpt.index`), or s3:// (checked when fetched)."""
     if storage.is_remote(path):
         return
-    path = Path(path)
-    label = _label(flag, path)
+    path, label = _path(path, flag)
     if _stat(path, label) is None and _stat(Path(f"{path}.index"), label) is None:
         raise UsageError(f"{label}: no such file or folder")
 
@@ -285,8 +299,7 @@ def check_weights_path(path: str | os.PathLike, flag: str) -> None:
 def check_output_dir(path: str | os.PathLike, flag: str) -> Path:
     """`path` is a folder, or can be made one, and a file can be written in it (tried for real
     with a temporary file, removed at once). Creates nothing."""
-    path = Path(path)
-    label = _label(flag, path)
+    path, label = _path(path, flag)
     status = _stat(path, label)
     if status is not None and not stat.S_ISDIR(status.st_mode):
         raise UsageError(f"{label}: exists and is not a folder")
@@ -299,11 +312,10 @@ def check_output_file(path: str | os.PathLike, flag: str, *, append: bool = Fals
     parent a folder or makeable, and writable (tried for real). With `append` (a log), an
     existing file is written in place, so a device such as /dev/null is fine too; otherwise an
     existing non-regular file is refused (the atomic rename would replace the device node)."""
-    text = os.fspath(path)
-    label = _label(flag, text)
-    if text.endswith(("/", os.sep)) or Path(text).name in ("", ".", ".."):
+    text = os.fspath(path)  # as typed: Path() would drop a trailing separator
+    path, label = _path(text, flag)
+    if text.endswith(("/", os.sep)) or path.name in ("", ".", ".."):
         raise UsageError(f"{label}: names a folder, expected a file name")
-    path = Path(text)
     status = _stat(path, label)
     if status is not None:
         if stat.S_ISDIR(status.st_mode):

@@ -27,7 +27,6 @@ import numpy as np
 
 import lddl_data
 import runtime
-from errors import UsageError
 from fileio import sha256_file
 from modeling import BertConfig
 from pretraining_data import ShardError
@@ -285,8 +284,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def check_arguments(args: argparse.Namespace) -> None:
     """The paths before any shard is opened (a missing one would otherwise be found last)."""
     for path in args.paths:
-        if not Path(path).exists():
-            raise UsageError(f"{path}: no such shard file or folder")
+        runtime.check_input_path(path, "")
     if not is_parquet(args.paths) and not shard_files(args.paths):
         raise ShardError(f"no .hdf5 shards in {', '.join(map(str, args.paths))}")
     for flag, path in (("--vocab_file", args.vocab_file), ("--config_file", args.config_file)):

@@ -158,6 +158,11 @@ def test_input_paths(tmp_path):
         (runtime.check_input_dir, tmp_path / "no", "--data_dir", "no: no such folder"),
         (runtime.check_input_dir, tmp_path / "f.txt", "--data_dir", "is a file, expected a fold"),
         (runtime.check_input_file, "x" * 5000, "--vocab_file", "File name too long"),
+        (runtime.check_input_file, "", "--vocab_file", "empty path (an unset variable?)"),
+        (runtime.check_input_dir, " ", "--data_dir", "empty path"),
+        (runtime.check_output_dir, "", "--output_dir", "empty path"),
+        (runtime.check_output_file, "", "--output_file", "empty path"),
+        (runtime.check_input_path, tmp_path / "gone", "--input_file", "no such file or folder"),
     ]
     for check, path, flag, message in cases:
         with pytest.raises(UsageError, match="^" + flag) as info:
