@@ -76,7 +76,6 @@ from optimization import (
 from pretraining_data import (
     DynamicMasking,
     PretrainingDataLoader,
-    shard_shape,
     training_files,
 )
 from schedulers import WarmupScheduler
@@ -213,12 +212,16 @@ def check_arguments(args: argparse.Namespace) -> CheckpointFolder:
             f"--output_dir {output} already holds checkpoints ({existing[0]}, ...); pass "
             "--resume_from_checkpoint to continue, or choose an empty folder"
         )
+    chosen = args.resume_step if args.resume_from_checkpoint and not args.init_checkpoint else -1
+    if chosen >= 0 and chosen not in output.numbers():
+        raise UsageError(f"--resume_step {chosen}: no ckpt_{chosen}.pt in --output_dir {output}")
     return output
 
 
 def check_shards(args: argparse.Namespace, config: BertConfig) -> None:
-    """The shards before anything is created: HDF5 shards named with 'training' exist, each holds
-    instances, none longer than the model's positions (LDDL parquet: the vocabulary is given)."""
+    """The shards before anything is created, as the loader will see them: HDF5 shards named
+    with 'training' exist, each holds instances of one shape that matches the flags, none longer
+    than the model's positions (LDDL parquet: the vocabulary is given). Only metadata is read."""
     if lddl_data.is_parquet_folder(args.input_dir):
         if not args.vocab_file:
             raise UsageError(
@@ -226,13 +229,15 @@ def check_shards(args: argparse.Namespace, config: BertConfig) -> None:
                 "WordPiece strings: pass --vocab_file"
             )
         return
-    files = training_files(args.input_dir)  # a ShardError when no name has 'training' in it
-    longest = max(shard_shape(path)[1] for path in files)  # a ShardError: empty or unreadable
-    if args.max_seq_length is None and longest > config.max_position_embeddings:
+    shards = PretrainingDataLoader(  # a ShardError names the file at fault; nothing is read yet
+        training_files(args.input_dir), 1, max_seq_length=args.max_seq_length,
+        max_predictions_per_seq=args.max_predictions_per_seq, prefetch=False,
+    )  # fmt: skip
+    if shards.seq_length > config.max_position_embeddings:
         raise UsageError(
-            f"--input_dir {args.input_dir} holds sequences of {longest} tokens, more than the "
-            f"model's {config.max_position_embeddings} positions (max_position_embeddings of "
-            f"--config_file {args.config_file})"
+            f"--input_dir {args.input_dir} holds sequences of {shards.seq_length} tokens, more "
+            f"than the model's {config.max_position_embeddings} positions "
+            f"(max_position_embeddings of --config_file {args.config_file})"
         )
 
 
