@@ -422,8 +422,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def add_count_arguments(parser: argparse.ArgumentParser, defaults: Settings) -> None:
-    """The numeric flags of the shard and hdf5 stages, with types that refuse impossible values
-    (NVIDIA's names, shared with data/bertPrep.py)."""
+    """The numeric flags of the shard and hdf5 stages (NVIDIA's names), with types that refuse
+    impossible values while parsing."""
     types = {
         "n_training_shards": runtime.positive_int, "n_test_shards": runtime.non_negative_int,
         "fraction_test_set": runtime.proportion, "n_processes": runtime.positive_int,

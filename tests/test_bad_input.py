@@ -47,11 +47,12 @@ class Case:
     argv: tuple[str, ...]  # "{name}" is replaced by that path of the test folder
     status: int
     names: str  # the error line holds this (the flag or file), after the same replacement
+    extra: str = ""  # what this case adds to the script's base command line (its test id)
     subprocess: bool = False
 
     @property
     def id(self) -> str:
-        return f"{self.script}-{self.kind}-{' '.join(self.argv)[:60]}"
+        return f"{self.script}-{self.kind}-{self.extra[:70]}"
 
 
 def cases(script: str, base: str, table: list[tuple]) -> list[Case]:
@@ -60,7 +61,7 @@ def cases(script: str, base: str, table: list[tuple]) -> list[Case]:
     for kind, extra, status, names, *via in table:
         assert kind in KINDS, kind
         argv = tuple(base.split() + extra.split())
-        out.append(Case(script, kind, argv, status, names, subprocess=bool(via)))
+        out.append(Case(script, kind, argv, status, names, extra, subprocess=bool(via)))
     return out
 
 
@@ -85,6 +86,8 @@ CASES = [
         ("missing", "--config_file={w}/nope.json", 2, "--config_file {w}/nope.json"),
         ("missing", "--resume_from_checkpoint --init_checkpoint={w}/no.pt", 2,
          "--init_checkpoint {w}/no.pt"),
+        ("missing", "--resume_from_checkpoint --resume_step=5", 2, "--resume_step 5"),
+        ("missing", "--output_dir=", 2, "--output_dir: empty path"),
         ("kind", "--output_dir={text}", 2, "--output_dir {text}"),
         ("kind", "--json-summary={folder}", 2, "--json-summary {folder}"),
         ("kind", "--vocab_file={folder}", 2, "--vocab_file {folder}"),
@@ -108,6 +111,8 @@ CASES = [
         ("conflict", "--gradient_accumulation_steps=3", 2, "--gradient_accumulation_steps"),
         ("conflict", "--max_seq_length=8 --max_predictions_per_seq=9", 2,
          "--max_predictions_per_seq 9"),
+        ("conflict", "--max_seq_length=16", 1, "{shards}/s_training_0.hdf5"),
+        ("conflict", "--max_predictions_per_seq=7", 1, "--max_predictions_per_seq is 7"),
         ("conflict", "--fp16", 2, "--fp16"),
     ]),
     *cases("run_squad", SQUAD + " --do_predict --predict_file={squad}", [
@@ -165,6 +170,7 @@ CASES = [
         ("number", "--dupe_factor=x", 2, "--dupe_factor"),
         ("missing", "--vocab_file={w}/nope", 2, "--vocab_file {w}/nope"),
         ("missing", "--input_file={w}/nope.txt", 2, "--input_file {w}/nope.txt"),
+        ("missing", "--input_file=", 2, "--input_file: empty path"),
         ("kind", "--output_file={folder}", 2, "--output_file {folder}"),
         ("kind", "--output_file={text}/x.hdf5", 2, "{text} is a file"),
         ("unwritable", "--output_file={ro}/x.hdf5", 2, "--output_file {ro}/x.hdf5"),
