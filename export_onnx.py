@@ -41,7 +41,7 @@ import torch
 from torch import nn
 
 import runtime
-from checkpoint import CheckpointError, load_model_weights
+from checkpoint import check_head_loaded, load_model_weights
 from errors import BertError, MissingDependency, UsageError
 from fileio import atomic_write, atomic_write_json
 from modeling import BertConfig, BertForQuestionAnswering, BertForSequenceClassification
@@ -87,12 +87,10 @@ def build_model(args: argparse.Namespace, config: BertConfig) -> nn.Module:
         logger.warning("no --init_checkpoint: exporting random weights (for timing only)")
         return model.eval()
     report = load_model_weights(model, args.init_checkpoint)
-    missing_head = [key for key in report.missing if key.startswith(HEAD_PREFIXES[args.task])]
-    if missing_head:
-        raise CheckpointError(
-            f"{args.init_checkpoint}: no {args.task} head weights ({', '.join(missing_head)}); "
-            f"export needs a checkpoint fine-tuned for {args.task}"
-        )
+    check_head_loaded(
+        report, HEAD_PREFIXES[args.task], args.init_checkpoint,
+        f"export needs a checkpoint fine-tuned for {args.task}",
+    )  # fmt: skip
     return model.eval()
 
 

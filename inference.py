@@ -8,11 +8,12 @@ Prints the answer, then the n-best list as JSON (`--n_best_size`, default 1 as N
 
 Differences from NVIDIA's inference.py: a long context is covered by doc-stride windows like in
 run_squad.py (the reference truncated it to one window); `--init_checkpoint` takes any checkpoint
-format and loading reports missing weights instead of failing on NVIDIA-only names; the v2.0
-null-answer decision is run_squad.py's (the reference used a different test); features, the
-model call (`squad.qa_forward`) and post-processing are squad.py's, so both scripts agree; bad
-flags and files (a window with no room for context, a vocabulary larger than the model's
-embeddings, `--fp16` without a GPU, ...) are refused in one line before the model is built.
+format and loading reports missing weights instead of failing on NVIDIA-only names (a checkpoint
+without the QA head is refused: its answers would be random); the v2.0 null-answer decision is
+run_squad.py's (the reference used a different test); features, the model call
+(`squad.qa_forward`) and post-processing are squad.py's, so both scripts agree; bad flags and
+files (a window with no room for context, a vocabulary larger than the model's embeddings,
+`--fp16` without a GPU, ...) are refused in one line before the model is built.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import torch
 
 import runtime
 import squad
-from checkpoint import load_model_weights
+from checkpoint import check_head_loaded, load_model_weights
 from distributed import DistState
 from errors import UsageError
 from finetuning import predict
@@ -91,7 +92,11 @@ def answer(args: argparse.Namespace) -> tuple[str, list[dict]]:
     torch.manual_seed(args.seed)
     tokenizer = BertTokenizer(args.vocab_file, do_lower_case=args.do_lower_case)
     model = BertForQuestionAnswering(config)
-    load_model_weights(model, args.init_checkpoint)
+    report = load_model_weights(model, args.init_checkpoint)
+    check_head_loaded(
+        report, ("qa_outputs.",), args.init_checkpoint,
+        "inference needs a checkpoint fine-tuned on SQuAD (run_squad.py --do_train)",
+    )  # fmt: skip
     model.to(device).eval()
     if args.fp16:
         model.half()

@@ -32,6 +32,8 @@ import pytest
 import torch
 
 import runtime
+from checkpoint import save_nvidia_checkpoint
+from modeling import BertConfig, BertForPreTraining
 from shard_format import SHARD_DTYPES
 from tests.conftest import REPO_ROOT, TINY_CONFIG, UNCASED_VOCAB
 
@@ -196,6 +198,7 @@ CASES = [
         ("empty", "--question=   ", 2, "--question"),
         ("malformed", "--config_file={bad_config}", 1, "{bad_config}"),
         ("malformed", "--init_checkpoint={junk_pt}", 1, "{junk_pt}"),
+        ("malformed", "--init_checkpoint={pretrained_pt}", 1, "{pretrained_pt}: no qa_outputs"),
         ("conflict", "--max_seq_length=64", 2, "--max_seq_length 64"),
         ("conflict", "--doc_stride=500", 2, "--doc_stride 500"),
         ("conflict", "--config_file={small_config}", 2, "--vocab_file {vocab}"),
@@ -490,6 +493,9 @@ def world(tmp_path_factory) -> dict[str, str]:
     paths["ckpt"] = str(w / "ft" / "pytorch_model.bin")
     (w / "junk.pt").write_bytes(b"not a checkpoint at all")
     paths["junk_pt"] = str(w / "junk.pt")
+    model = BertForPreTraining(BertConfig.from_json_file(TINY_CONFIG))  # no QA or other head
+    save_nvidia_checkpoint(w / "pretrained.pt", model.state_dict(), model.config)
+    paths["pretrained_pt"] = str(w / "pretrained.pt")
     return paths
 
 
