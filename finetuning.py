@@ -97,6 +97,11 @@ def check_common_arguments(
     script's data files (label -> path) and `outputs` the names it writes in `--output_dir`
     besides the model files; no output may be one of the inputs. Returns the model config."""
     micro_batch_size(args.train_batch_size, args.gradient_accumulation_steps)
+    if not args.do_train and not args.init_checkpoint:  # NVIDIA's scripts required it always
+        raise UsageError(
+            "evaluating or predicting without --do_train needs --init_checkpoint (fine-tuned "
+            "weights): random weights give random answers"
+        )
     config = runtime.check_model_files(args.config_file, args.vocab_file, args.max_seq_length)
     if args.init_checkpoint:
         runtime.check_weights_path(args.init_checkpoint, "--init_checkpoint")

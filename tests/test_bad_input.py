@@ -70,9 +70,9 @@ def cases(script: str, base: str, table: list[tuple]) -> list[Case]:
 PRETRAIN = ("--do_train --input_dir={shards} --config_file={config} --output_dir={out} "
             "--json-summary={out}/log.json --train_batch_size=4 --no_cuda")  # fmt: skip
 SQUAD = ("--vocab_file={vocab} --config_file={config} --output_dir={out} "
-         "--json-summary={out}/log.json --no_cuda")  # fmt: skip
+         "--json-summary={out}/log.json --no_cuda --init_checkpoint={pretrained_pt}")  # fmt: skip
 GLUE = ("--task_name=mrpc --vocab_file={vocab} --config_file={config} --output_dir={out} "
-        "--json-summary={out}/log.json --no_cuda")  # fmt: skip
+        "--json-summary={out}/log.json --no_cuda --init_checkpoint={pretrained_pt}")  # fmt: skip
 CPD = "--vocab_file={vocab} --input_file={text}"
 INFER = "--vocab_file={vocab} --config_file={config} --init_checkpoint={ckpt}"
 ONNX = "--config_file={config} --task=qa"
@@ -141,6 +141,7 @@ CASES = [
         ("conflict", "--doc_stride=400", 2, "--doc_stride 400"),
         ("conflict", "--max_seq_length=1024", 2, "--max_seq_length 1024"),
         ("conflict", "--do_eval --predict_file=", 2, "--predict_file"),
+        ("conflict", "--init_checkpoint=", 2, "without --do_train needs --init_checkpoint"),
         ("conflict", "--config_file={small_config}", 2, "--vocab_file {vocab}"),
         ("conflict", "--fp16", 2, "--fp16"),
     ]),
@@ -161,6 +162,7 @@ CASES = [
         ("malformed", "--data_dir={glue_bad}", 1, "{glue_bad}/dev.tsv"),
         ("conflict", "--task_name=squad", 1, "squad"),
         ("conflict", "--max_seq_length=2", 2, "--max_seq_length 2"),
+        ("conflict", "--init_checkpoint=", 2, "without --do_train needs --init_checkpoint"),
         ("conflict", "--train_batch_size=2 --gradient_accumulation_steps=4 --do_train", 2,
          "--gradient_accumulation_steps"),
     ]),

@@ -150,7 +150,7 @@ def test_tensorboard_without_the_package_is_one_error_line(tmp_path, monkeypatch
     status = run_glue.main([
         "--task_name=mrpc", f"--data_dir={repo}/data/sample/glue/MRPC",
         f"--vocab_file={repo}/vocab/vocab", f"--config_file={repo}/bert_configs/tiny.json",
-        "--do_lower_case", "--do_eval", f"--output_dir={tmp_path}",
+        "--do_lower_case", "--do_train", f"--output_dir={tmp_path}",
         f"--json-summary={tmp_path / 'log.json'}", f"--tensorboard={tmp_path / 'tb'}",
     ])  # fmt: skip
     assert status == 1

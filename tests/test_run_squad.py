@@ -213,7 +213,10 @@ def test_bad_input(pretrained, tmp_path):
                            f"--init_checkpoint={pretrained}"), 2)  # fmt: skip
     assert f"--predict_file {tmp_path / 'none.json'}: no such file" in line
     (tmp_path / "bad.json").write_text("{not json")
-    line = error(run_squad(*out, "--do_predict", f"--predict_file={tmp_path / 'bad.json'}"))
+    line = error(run_squad(*out, "--do_predict", f"--predict_file={tmp_path / 'bad.json'}"), 2)
+    assert "without --do_train needs --init_checkpoint" in line
+    line = error(run_squad(*out, "--do_predict", f"--predict_file={tmp_path / 'bad.json'}",
+                           f"--init_checkpoint={pretrained}"))  # fmt: skip
     assert "is not valid JSON" in line
     batch = ["--train_batch_size=10", "--gradient_accumulation_steps=3"]
     train_file = SAMPLE / "v1.1/train-v1.1.json"
@@ -258,6 +261,7 @@ def eval_args(tmp_path, *extra: str):
     return squad_script.parse_arguments([
         f"--vocab_file={UNCASED_VOCAB}", f"--config_file={TINY_CONFIG}", "--do_predict",
         "--do_eval", f"--output_dir={tmp_path}", f"--predict_file={tmp_path / 'dev.json'}",
+        f"--init_checkpoint={tmp_path / 'dev.json'}",  # checked to exist, never loaded here
         *extra,
     ])  # fmt: skip
 
