@@ -24,13 +24,13 @@ from pathlib import Path
 import runtime
 from checkpoint import (
     HF_ARCHITECTURES,
-    CheckpointError,
     fit_state_dict,
     model_for_weights,
     read_weights,
     save_hf_folder,
     save_nvidia_checkpoint,
 )
+from errors import UsageError
 from modeling import BertConfig, ConfigError
 from tokenization import load_vocab
 
@@ -93,22 +93,27 @@ def resolve_config(args: argparse.Namespace, embedded: BertConfig | None) -> Ber
 
 def check_arguments(args: argparse.Namespace) -> None:
     """The paths before any weights are read: the input exists, the config and vocabulary are
-    files (and fit each other), the output can be written and is not the input."""
+    files (and fit each other), the output can be written, is not the input and replaces
+    nothing (a file there, or a folder with something in it)."""
     runtime.check_weights_path(args.input, "--input")
     if args.config_file:
         runtime.check_model_files(args.config_file, args.vocab_file)
     elif args.vocab_file:
         runtime.check_input_file(args.vocab_file, "--vocab_file")
-    output = Path(args.output)
     inputs = {
         "--input": args.input, "--config_file": args.config_file, "--vocab_file": args.vocab_file,
     }  # fmt: skip
+    output = Path(args.output)
     if output_format(args) == "nvidia":
-        runtime.check_output_file(output, "--output")
+        runtime.check_output_file(args.output, "--output")
         runtime.check_not_overwriting(inputs, {"--output": output})
+        if output.exists():
+            raise UsageError(f"--output {output}: exists; remove it or pick another name")
     else:  # a new folder; an input inside it would be in the way
         runtime.check_output_dir(output, "--output")
         runtime.check_not_overwriting(inputs, {"--output": output}, folders={"--output": output})
+        if output.is_dir() and any(output.iterdir()):
+            raise UsageError(f"--output {output}: a folder with files in it; pick a new one")
 
 
 def convert(args: argparse.Namespace) -> Path:
@@ -121,8 +126,6 @@ def convert(args: argparse.Namespace) -> Path:
     report.log()
     output = Path(args.output)
     if output_format(args) == "nvidia":
-        if output.exists():
-            raise CheckpointError(f"{output}: output file exists; remove it or pick another name")
         save_nvidia_checkpoint(output, state_dict, config)
     else:
         save_hf_folder(

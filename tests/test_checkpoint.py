@@ -420,7 +420,7 @@ def test_cli_nvidia_to_hf_with_config_and_vocab(tmp_path, pretraining_model):
         "--input", str(tmp_path / "ckpt_8601.pt"), "--output", str(tmp_path / "hf"),
         "--config_file", str(TINY_CONFIG),
     )  # fmt: skip
-    assert result.returncode == 1 and "output exists" in result.stderr
+    assert result.returncode == 2 and "a folder with files in it" in result.stderr
 
 
 def test_hf_folder_of_another_model_type_is_refused(tmp_path, minilm_dir):
