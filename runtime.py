@@ -523,7 +523,9 @@ def run_main(
 
     0 on success (or what `body` returns); 2 for a bad flag (argparse or `UsageError`); 1 for
     an expected error (`BertError`), one line on stderr; 130 on Ctrl-C; 1 for anything else,
-    one line plus how to see the traceback. The process group is destroyed in every case.
+    one line plus how to see the traceback (not for a FileNotFoundError: a missing file, not a
+    bug). Progress bars left open are closed first, so the line starts a line of its own. The
+    process group is destroyed in every case.
     `log_level` is where logging starts (a quiet CLI passes logging.WARNING)."""
     configure_logging(log_level)
     try:
