@@ -385,6 +385,17 @@ class LoadReport:
             )
 
 
+def check_head_loaded(
+    report: LoadReport, prefixes: tuple[str, ...], path: str | os.PathLike, purpose: str
+) -> None:
+    """A CheckpointError when the weights under `prefixes` (a task head) were not in the
+    checkpoint at `path`: a head left at its random initialisation makes every output
+    meaningless, so the run stops instead of answering."""
+    missing = [key for key in report.missing if key.startswith(prefixes)]
+    if missing:
+        raise CheckpointError(f"{path}: no {', '.join(missing)} in it; {purpose}")
+
+
 def _summarise(keys: list[str], limit: int = 6) -> str:
     shown = ", ".join(keys[:limit])
     return shown + (f", ... (+{len(keys) - limit} more)" if len(keys) > limit else "")

@@ -17,25 +17,28 @@ formats directly, so converting is only needed to hand weights to other tools.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
+import runtime
 from checkpoint import (
     HF_ARCHITECTURES,
-    CheckpointError,
     fit_state_dict,
     model_for_weights,
     read_weights,
     save_hf_folder,
     save_nvidia_checkpoint,
 )
+from errors import UsageError
 from modeling import BertConfig, ConfigError
-from tokenization import VocabError, load_vocab
+from tokenization import load_vocab
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = runtime.ArgumentParser(
+        prog="convert_checkpoint.py", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--input", required=True, help="NVIDIA/our .pt, HF folder, or TF ckpt")
     parser.add_argument("--output", required=True, help="*.pt / *.bin, or an HF folder to create")
     parser.add_argument(
@@ -60,6 +63,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="auto",
         help="output format (default: from the --output name)",
     )
+    parser.add_argument("--debug", action="store_true", help="print the traceback of a bug")
     return parser.parse_args(argv)
 
 
@@ -87,7 +91,33 @@ def resolve_config(args: argparse.Namespace, embedded: BertConfig | None) -> Ber
     return config
 
 
+def check_arguments(args: argparse.Namespace) -> None:
+    """The paths before any weights are read: the input exists, the config and vocabulary are
+    files (and fit each other), the output can be written, is not the input and replaces
+    nothing (a file there, or a folder with something in it)."""
+    runtime.check_weights_path(args.input, "--input")
+    if args.config_file:
+        runtime.check_model_files(args.config_file, args.vocab_file)
+    elif args.vocab_file:
+        runtime.check_input_file(args.vocab_file, "--vocab_file")
+    inputs = {
+        "--input": args.input, "--config_file": args.config_file, "--vocab_file": args.vocab_file,
+    }  # fmt: skip
+    output = Path(args.output)
+    if output_format(args) == "nvidia":
+        runtime.check_output_file(args.output, "--output")
+        runtime.check_not_overwriting(inputs, {"--output": output})
+        if output.exists():
+            raise UsageError(f"--output {output}: exists; remove it or pick another name")
+    else:  # a new folder; an input inside it would be in the way
+        runtime.check_output_dir(output, "--output")
+        runtime.check_not_overwriting(inputs, {"--output": output}, folders={"--output": output})
+        if output.is_dir() and any(output.iterdir()):
+            raise UsageError(f"--output {output}: a folder with files in it; pick a new one")
+
+
 def convert(args: argparse.Namespace) -> Path:
+    check_arguments(args)
     weights = read_weights(args.input)
     config = resolve_config(args, weights.config)
     # Checked against a model of this config built on the meta device: shapes, depth, vocab.
@@ -96,8 +126,6 @@ def convert(args: argparse.Namespace) -> Path:
     report.log()
     output = Path(args.output)
     if output_format(args) == "nvidia":
-        if output.exists():
-            raise CheckpointError(f"{output}: output file exists; remove it or pick another name")
         save_nvidia_checkpoint(output, state_dict, config)
     else:
         save_hf_folder(
@@ -111,16 +139,12 @@ def convert(args: argparse.Namespace) -> Path:
     return output
 
 
-def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    args = parse_args(argv)
-    try:
-        output = convert(args)
-    except (CheckpointError, ConfigError, VocabError, FileNotFoundError) as err:
-        print(f"convert_checkpoint.py: error: {err}", file=sys.stderr)
-        return 1
-    print(f"wrote {output}")
-    return 0
+def execute(args: argparse.Namespace) -> None:
+    print(f"wrote {convert(args)}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return runtime.run_main("convert_checkpoint.py", parse_args, execute, argv)
 
 
 if __name__ == "__main__":

@@ -14,25 +14,27 @@ one-line errors on bad input, atomic output and the settings stored in each shar
 
 Differences from NVIDIA's flags: `--do_lower_case` can be turned off (`--do_lower_case 0` or
 `--no_lower_case`), where NVIDIA's was store_true with default True, so cased shards could not be
-made; `--output_dir`, `--processes` and `--tokenizer_backend` are new.
+made; `--output_dir`, `--processes`, `--tokenizer_backend` and `--config_file` (check that the
+shards fit a model) are new. Every flag and path is checked before any text is read.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
+import runtime
+from errors import UsageError
 from pretraining_instances import (
     DataError,
     InstanceOptions,
     ShardJob,
-    check_writable,
     create_shards,
     input_files,
 )
-from tokenization import BertTokenizer, VocabError
+from tokenization import BertTokenizer
 
 
 def str_to_bool(value: str) -> bool:
@@ -44,19 +46,21 @@ def str_to_bool(value: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected a boolean (1/0, true/false), got {value!r}")
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = runtime.ArgumentParser(
+        prog="create_pretraining_data.py", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--vocab_file", required=True, help="vocabulary (one token per line)")
     parser.add_argument("--input_file", required=True, help="a .txt file or a folder of them")
     output = parser.add_mutually_exclusive_group(required=True)
     output.add_argument("--output_file", help="the .hdf5 shard to write")
     output.add_argument("--output_dir", help="write one <input name>.hdf5 per input file here")
     parser.add_argument("--bert_model", help="accepted; unused")
-    parser.add_argument("--max_seq_length", type=int, default=128)
-    parser.add_argument("--dupe_factor", type=int, default=10)
-    parser.add_argument("--max_predictions_per_seq", type=int, default=20)
-    parser.add_argument("--masked_lm_prob", type=float, default=0.15)
-    parser.add_argument("--short_seq_prob", type=float, default=0.1)
+    parser.add_argument("--max_seq_length", type=runtime.positive_int, default=128)
+    parser.add_argument("--dupe_factor", type=runtime.positive_int, default=10)
+    parser.add_argument("--max_predictions_per_seq", type=runtime.positive_int, default=20)
+    parser.add_argument("--masked_lm_prob", type=runtime.proportion, default=0.15)
+    parser.add_argument("--short_seq_prob", type=runtime.proportion, default=0.1)
     parser.add_argument(
         "--do_lower_case",
         type=str_to_bool,
@@ -68,22 +72,38 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--no_lower_case", dest="do_lower_case", action="store_false", help="keep the case"
     )
-    parser.add_argument("--random_seed", type=int, default=12345)
+    parser.add_argument("--random_seed", type=runtime.seed_value, default=12345)
     parser.add_argument(
         "--tokenizer_backend",
         choices=("python", "fast"),
         default="python",
         help="python (default) or fast (HF tokenizers); both give identical tokens",
     )
-    parser.add_argument("--processes", type=int, default=1, help="shards built at a time")
+    parser.add_argument(
+        "--processes", type=runtime.positive_int, default=1, help="shards built at a time"
+    )
     parser.add_argument("--disable_progress_bar", action="store_true")
+    parser.add_argument(
+        "--config_file",
+        help="the model the shards are for: --max_seq_length and the vocabulary must fit it",
+    )
+    parser.add_argument("--debug", action="store_true", help="print the traceback of a bug")
     return parser.parse_args(argv)
 
 
 def jobs_from_args(args: argparse.Namespace) -> list[ShardJob]:
-    options = InstanceOptions.from_settings(args)
+    """The shard jobs, every flag and path checked before any text is read."""
+    try:
+        options = InstanceOptions.from_settings(args)
+    except DataError as err:  # settings that cannot make an instance are flag errors
+        raise UsageError(str(err)) from None
+    if args.config_file:
+        runtime.check_model_files(args.config_file, args.vocab_file, args.max_seq_length)
+    else:
+        runtime.check_input_file(args.vocab_file, "--vocab_file")
     vocab_file = Path(args.vocab_file)
     BertTokenizer(vocab_file, do_lower_case=args.do_lower_case)  # fail fast on a bad vocab
+    runtime.check_input_path(args.input_file, "--input_file")
     files = input_files(args.input_file)
     common = {
         "vocab_file": vocab_file,
@@ -92,26 +112,32 @@ def jobs_from_args(args: argparse.Namespace) -> list[ShardJob]:
         "tokenizer_backend": args.tokenizer_backend,
     }
     if args.output_file:
-        output = Path(args.output_file)
-        check_writable(output)
-        return [ShardJob(tuple(files), output, progress=not args.disable_progress_bar, **common)]
-    out_dir = Path(args.output_dir)
-    jobs = [ShardJob((path,), out_dir / f"{path.stem}.hdf5", **common) for path in files]
-    check_writable(jobs[0].output)
+        output = runtime.check_output_file(args.output_file, "--output_file")
+        jobs = [ShardJob(tuple(files), output, progress=not args.disable_progress_bar, **common)]
+    else:
+        out_dir = runtime.check_output_dir(args.output_dir, "--output_dir")
+        jobs = [ShardJob((path,), out_dir / f"{path.stem}.hdf5", **common) for path in files]
+    for job in jobs:
+        check_job(job, args)
     return jobs
 
 
-def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    args = parse_args(argv)
-    try:
-        jobs = jobs_from_args(args)
-        if args.processes < 1:
-            raise DataError(f"--processes must be at least 1, got {args.processes}")
-        results = create_shards(jobs, args.processes, progress=not args.disable_progress_bar)
-    except (DataError, VocabError, FileNotFoundError) as err:
-        print(f"create_pretraining_data.py: error: {err}", file=sys.stderr)
-        return 1
+def check_job(job: ShardJob, args: argparse.Namespace) -> None:
+    """A job's output is none of its inputs, and it has some text to read."""
+    output = {"--output_file" if args.output_file else "--output_dir": job.output}
+    runtime.check_not_overwriting(
+        {"--vocab_file": args.vocab_file, "--config_file": args.config_file}, output
+    )
+    for path in job.inputs:
+        runtime.check_not_overwriting({"--input_file": path}, output)
+    if all(path.stat().st_size == 0 for path in job.inputs):
+        names = ", ".join(str(path) for path in job.inputs)
+        raise DataError(f"{names}: empty, no text to make instances from")
+
+
+def execute(args: argparse.Namespace) -> None:
+    jobs = jobs_from_args(args)
+    results = create_shards(jobs, args.processes, progress=not args.disable_progress_bar)
     for result in results:
         megabytes = result["input_bytes"] / 1e6
         print(
@@ -119,7 +145,10 @@ def main(argv: list[str] | None = None) -> int:
             f"{result['documents']} documents ({megabytes:.2f} MB of text) "
             f"in {result['seconds']:.1f} s"
         )
-    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return runtime.run_main("create_pretraining_data.py", parse_args, execute, argv)
 
 
 if __name__ == "__main__":

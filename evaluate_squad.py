@@ -8,8 +8,10 @@ v2.0 data (detected from the file's "version" or its ``is_impossible`` fields) p
 v2.0 script's JSON (indent 2) and accepts its options ``--na-prob-file``, ``--na-prob-thresh``
 and ``--out-file`` (which writes the JSON there instead of printing it). The scoring lives in
 ``squad.py``. Differences from the official scripts: unreadable or malformed files give one line
-on stderr and exit status 1; the v2.0 precision-recall plots (``--out-image-dir``) are not drawn;
-a question without a prediction scores 0 in v2.0 too (the official v2.0 script stops).
+on stderr and exit status 1 (a missing file, or an ``--out-file`` that cannot be written or is
+one of the inputs: status 2, before anything is read); the v2.0 precision-recall plots
+(``--out-image-dir``) are not drawn; a question without a prediction scores 0 in v2.0 too (the
+official v2.0 script stops).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+import runtime
 import squad
 from fileio import atomic_write_text
 
@@ -28,7 +31,7 @@ PROG = "evaluate_squad.py"
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = runtime.ArgumentParser(
         prog=PROG, description="Official SQuAD v1.1/v2.0 evaluation of a predictions file."
     )
     parser.add_argument("data_file", metavar="data.json", help="SQuAD dataset file")
@@ -40,13 +43,28 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--na-prob-thresh",
         "-t",
-        type=float,
+        type=runtime.finite_float,
         default=1.0,
         help="v2.0: answer '' where the na-prob is above this (default 1.0)",
     )
     parser.add_argument("--out-image-dir", "-p", metavar="out_images", help="not supported")
     parser.add_argument("--verbose", "-v", action="store_true", help="accepted; unused")
+    parser.add_argument("--debug", action="store_true", help="print the traceback of a bug")
     return parser.parse_args(argv)
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    """The files before any is read; the scores file is none of them."""
+    inputs = {
+        "data.json": args.data_file, "pred.json": args.pred_file,
+        "--na-prob-file": args.na_prob_file,
+    }  # fmt: skip
+    for label, path in inputs.items():
+        if path is not None:
+            runtime.check_input_file(path, label)
+    if args.out_file:
+        runtime.check_output_file(args.out_file, "--out-file")
+        runtime.check_not_overwriting(inputs, {"--out-file": args.out_file})
 
 
 def _load_mapping(path: str, what: str, value_type: type | tuple[type, ...]) -> dict[str, Any]:
@@ -64,8 +82,13 @@ def _load_mapping(path: str, what: str, value_type: type | tuple[type, ...]) -> 
 
 def evaluate(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     """The scores and the dataset's version ("1.1" or "2.0")."""
+    check_arguments(args)
     dataset = squad.load_squad_json(args.data_file)
+    if not any(p["qas"] for article in dataset["data"] for p in article["paragraphs"]):
+        raise squad.SquadError(f"{args.data_file}: the dataset holds no questions to score")
     predictions = _load_mapping(args.pred_file, "predictions file", str)
+    if not predictions:  # every question would score 0: a wrong file, not a result
+        raise squad.SquadError(f"predictions file {args.pred_file} holds no predictions")
     if args.out_image_dir:
         print(f"{PROG}: --out-image-dir is not supported; no plots drawn", file=sys.stderr)
     if squad.detect_version(dataset) == "2.0":
@@ -83,19 +106,16 @@ def evaluate(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     return squad.evaluate_v1(dataset, predictions), "1.1"
 
 
+def execute(args: argparse.Namespace) -> None:
+    result, version = evaluate(args)
+    if args.out_file:  # the official v2.0 script writes the file without indent
+        atomic_write_text(args.out_file, json.dumps(result))
+    else:
+        print(json.dumps(result, indent=2 if version == "2.0" else None))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format=f"{PROG}: %(message)s")
-    try:
-        result, version = evaluate(args)
-        if args.out_file:  # the official v2.0 script writes the file without indent
-            atomic_write_text(args.out_file, json.dumps(result))
-        else:
-            print(json.dumps(result, indent=2 if version == "2.0" else None))
-    except (squad.SquadError, OSError) as err:
-        print(f"{PROG}: {err}", file=sys.stderr)
-        return 1
-    return 0
+    return runtime.run_main(PROG, parse_args, execute, argv, log_level=logging.WARNING)
 
 
 if __name__ == "__main__":

@@ -34,22 +34,17 @@ import logging
 import sys
 import time
 import warnings
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from checkpoint import CheckpointError, load_model_weights
-from errors import BertError
+import runtime
+from checkpoint import check_head_loaded, load_model_weights
+from errors import BertError, MissingDependency, UsageError
 from fileio import atomic_write, atomic_write_json
-from modeling import (
-    BertConfig,
-    BertForQuestionAnswering,
-    BertForSequenceClassification,
-    ConfigError,
-)
+from modeling import BertConfig, BertForQuestionAnswering, BertForSequenceClassification
 
 logger = logging.getLogger(__name__)
 
@@ -92,12 +87,10 @@ def build_model(args: argparse.Namespace, config: BertConfig) -> nn.Module:
         logger.warning("no --init_checkpoint: exporting random weights (for timing only)")
         return model.eval()
     report = load_model_weights(model, args.init_checkpoint)
-    missing_head = [key for key in report.missing if key.startswith(HEAD_PREFIXES[args.task])]
-    if missing_head:
-        raise CheckpointError(
-            f"{args.init_checkpoint}: no {args.task} head weights ({', '.join(missing_head)}); "
-            f"export needs a checkpoint fine-tuned for {args.task}"
-        )
+    check_head_loaded(
+        report, HEAD_PREFIXES[args.task], args.init_checkpoint,
+        f"export needs a checkpoint fine-tuned for {args.task}",
+    )  # fmt: skip
     return model.eval()
 
 
@@ -224,65 +217,64 @@ def parse_shapes(text: str, max_sequence: int) -> list[tuple[int, int]]:
         try:
             batch, seq = (int(value) for value in item.strip().lower().split("x"))
         except ValueError:
-            raise ValueError(f"--check_shapes: {item!r} is not BATCHxSEQUENCE") from None
+            raise UsageError(f"--check_shapes: {item!r} is not BATCHxSEQUENCE") from None
         if batch < 1 or not 1 <= seq <= max_sequence:
-            raise ValueError(
+            raise UsageError(
                 f"--check_shapes: {item!r} needs batch >= 1 and 1 <= sequence <= {max_sequence}"
             )
         shapes.append((batch, seq))
     return shapes
 
 
-def check_output_path(path: Path, flag: str) -> None:
-    """Fail before the slow work if `path` cannot become a file."""
-    if path.is_dir():
-        raise ExportError(f"{flag} {path}: is a folder, expected a file name")
-    parent = next((p for p in path.parents if p.exists()), Path("."))
-    if not parent.is_dir():
-        raise ExportError(f"{flag} {path}: {parent} is a file, not a folder")
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = runtime.ArgumentParser(prog="export_onnx.py", description=__doc__.split("\n\n")[0])
     add = parser.add_argument
     add("--init_checkpoint", help="fine-tuned weights, any format (random weights without it)")
     add("--config_file", required=True)
     add("--task", choices=tuple(OUTPUT_NAMES), required=True)
-    add("--num_labels", type=int, default=2, help="classification only")
-    add("--output", type=Path, required=True, help="the .onnx file to write")
-    add("--opset", type=int, default=18)
-    add("--tolerance", type=float, default=1e-4, help="max abs difference from PyTorch")
+    add("--num_labels", type=runtime.positive_int, default=2, help="classification only")
+    add("--output", required=True, help="the .onnx file to write")
+    add("--opset", type=runtime.positive_int, default=18)
+    add("--tolerance", type=runtime.non_negative_float, default=1e-4,
+        help="max abs difference from PyTorch")  # fmt: skip
     add("--check_shapes", default="1x8,3x37,8x128", help="BATCHxSEQUENCE,... to check and time")
-    add("--repeats", type=int, default=5, help="timed runs per shape (median; after a warm-up)")
-    add("--threads", type=int, help="CPU threads for both runtimes (default: torch's default)")
-    add("--json", type=Path, help="also write the check and timings to this JSON file")
+    add("--repeats", type=runtime.positive_int, default=5,
+        help="timed runs per shape (median; after a warm-up)")  # fmt: skip
+    add("--threads", type=runtime.positive_int,
+        help="CPU threads for both runtimes (default: torch's default)")  # fmt: skip
+    add("--json", help="also write the check and timings to this JSON file")
+    add("--debug", action="store_true", help="print the full traceback of an unexpected error")
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.WARNING, format="export_onnx.py: %(levelname)s: %(message)s")
-    args = parse_args(argv)
-    try:
-        missing = [
-            m for m in ("onnx", "onnxscript", "onnxruntime") if not importlib.util.find_spec(m)
-        ]
-        if missing:
-            raise ExportError(
-                f"needs {', '.join(missing)} (pip install onnx onnxscript onnxruntime)"
-            )
-        check_output_path(args.output, "--output")
-        if args.json:
-            check_output_path(args.json, "--json")
-        if args.threads is not None:
-            torch.set_num_threads(max(args.threads, 1))
-        config = BertConfig.from_json_file(args.config_file)
-        shapes = parse_shapes(args.check_shapes, config.max_position_embeddings)
-        model = build_model(args, config)
-        onnx_model = export(model, args.task, args.opset)
-        rows = compare(model, args.task, onnx_model, shapes, max(args.repeats, 1))
-    except (ExportError, CheckpointError, ConfigError, OSError, ValueError) as err:
-        print(f"export_onnx.py: error: {err}", file=sys.stderr)
-        return 1
+def check_arguments(args: argparse.Namespace) -> tuple[BertConfig, list[tuple[int, int]]]:
+    """Packages, files, shapes and output paths before the model is built: the config and the
+    shapes to check."""
+    missing = [m for m in ("onnx", "onnxscript", "onnxruntime") if not importlib.util.find_spec(m)]
+    if missing:
+        raise MissingDependency(
+            f"needs {', '.join(missing)} (pip install onnx onnxscript onnxruntime)"
+        )
+    config = runtime.check_model_files(args.config_file)
+    shapes = parse_shapes(args.check_shapes, config.max_position_embeddings)
+    if args.init_checkpoint:
+        runtime.check_weights_path(args.init_checkpoint, "--init_checkpoint")
+    runtime.check_output_file(args.output, "--output")
+    if args.json:
+        runtime.check_output_file(args.json, "--json")
+    inputs = {"--init_checkpoint": args.init_checkpoint, "--config_file": args.config_file}
+    runtime.check_not_overwriting(inputs, {"--output": args.output, "--json": args.json})
+    runtime.check_not_overwriting({"--output": args.output}, {"--json": args.json})
+    return config, shapes
+
+
+def execute(args: argparse.Namespace) -> None:
+    config, shapes = check_arguments(args)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    model = build_model(args, config)
+    onnx_model = export(model, args.task, args.opset)
+    rows = compare(model, args.task, onnx_model, shapes, args.repeats)
     max_diff = max(row["max_abs_diff"] for row in rows)
     passed = max_diff <= args.tolerance
     for row in rows:
@@ -295,20 +287,19 @@ def main(argv: list[str] | None = None) -> int:
         "threads": torch.get_num_threads(), "repeats": args.repeats, "tolerance": args.tolerance,
         "max_abs_diff": max_diff, "passed": passed, "shapes": rows,
     }  # fmt: skip
-    try:
-        if args.json:
-            atomic_write_json(args.json, report, indent=2)
-        if not passed:
-            raise ExportError(
-                f"onnxruntime differs from PyTorch by {max_diff:.2e} > --tolerance "
-                f"{args.tolerance:g}; {args.output} not written"
-            )
-        atomic_write(args.output, lambda handle: handle.write(onnx_model))
-    except (ExportError, OSError) as err:
-        print(f"export_onnx.py: error: {err}", file=sys.stderr)
-        return 1
+    if args.json:
+        atomic_write_json(args.json, report, indent=2)
+    if not passed:
+        raise ExportError(
+            f"onnxruntime differs from PyTorch by {max_diff:.2e} > --tolerance "
+            f"{args.tolerance:g}; {args.output} not written"
+        )
+    atomic_write(args.output, lambda handle: handle.write(onnx_model))
     print(f"wrote {args.output} ({len(onnx_model) / 1e6:.1f} MB)")
-    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return runtime.run_main("export_onnx.py", parse_args, execute, argv, log_level=logging.WARNING)
 
 
 if __name__ == "__main__":

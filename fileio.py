@@ -10,6 +10,7 @@ temporary entry, so a half-written output never appears under its real name.
 - `atomic_path(path)`: a temporary file name for writers that want a name, not a handle (h5py).
 - `atomic_folder(path)`: a temporary folder, filled by the caller, that becomes `path`.
 - `remove_stale_temporaries(path)`: clears what a killed writer (SIGKILL, power loss) left.
+- `probe_writable(folder)`: a real write test (a temporary file, removed at once).
 
 `safe_join` is the one place where a name that came from outside data (an S3 key, an archive
 member, a file name read from a download) becomes a local path: it only ever returns a path
@@ -98,22 +99,48 @@ def replace_durably(source: str | os.PathLike, target: str | os.PathLike) -> Non
     _fsync(Path(target).parent)
 
 
+def _make_folders(folder: Path) -> list[Path]:
+    """Create `folder` with its missing parents; returns the ones made, deepest first."""
+    made = []
+    for parent in (folder, *folder.parents):
+        if parent.exists():
+            break
+        made.append(parent)
+    folder.mkdir(parents=True, exist_ok=True)
+    return made
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove the folders a failed write made, deepest first, while they are empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary file beside `path` (empty, closed) for the block to write by name.
 
     When the block ends normally the file is fsynced and renamed to `path`; on any exception,
-    KeyboardInterrupt included, it is removed and `path` is left untouched. Close the file
-    inside the block."""
+    KeyboardInterrupt included, it is removed and `path` is left untouched, and so are the
+    folders above it (any that were made for it are removed again). Close the file inside the
+    block."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temporary_sibling(path, folder=False)
+    made = _make_folders(path.parent)
+    try:
+        tmp = _temporary_sibling(path, folder=False)
+    except BaseException:
+        _remove_empty(made)
+        raise
     try:
         yield tmp
         _fsync(tmp)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
+        _remove_empty(made)
         raise
     _fsync(path.parent)  # the rename itself
 
@@ -151,8 +178,12 @@ def atomic_folder(path: str | os.PathLike, replace: bool = False) -> Iterator[Pa
     path = Path(path)
     if not replace and _non_empty_folder(path):
         raise FileExistsError(f"{path}: a non-empty folder is in the way")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temporary_sibling(path, folder=True)
+    made = _make_folders(path.parent)
+    try:
+        tmp = _temporary_sibling(path, folder=True)
+    except BaseException:
+        _remove_empty(made)
+        raise
     old = None
     try:
         yield tmp
@@ -174,10 +205,17 @@ def atomic_folder(path: str | os.PathLike, replace: bool = False) -> Iterator[Pa
         shutil.rmtree(tmp, ignore_errors=True)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
+        _remove_empty(made)
         raise
     _fsync(path.parent)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def probe_writable(folder: str | os.PathLike) -> None:
+    """Create a temporary file in the existing `folder` and remove it again: the OSError a real
+    write there would meet (read-only, no permission, no space for a name), before any work."""
+    _temporary_sibling(Path(folder) / "write-probe", folder=False).unlink()
 
 
 def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:

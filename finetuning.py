@@ -24,7 +24,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +34,11 @@ from torch import nn
 
 import distributed
 import runtime
-import storage
 from checkpoint import load_model_weights, save_nvidia_checkpoint
 from errors import UsageError
 from fileio import atomic_write_text
 from logger import MetricLogger
+from modeling import BertConfig
 from optimization import make_adamw, parameter_groups
 from runtime import Run
 from schedulers import WarmupScheduler
@@ -87,19 +87,49 @@ def add_common_arguments(parser: argparse.ArgumentParser, seed: int, log_freq: i
         help="global gradient clipping (0: off)")  # fmt: skip
 
 
-def check_common_arguments(args: argparse.Namespace) -> None:
+#: What training writes in --output_dir (unless --skip_checkpoint).
+MODEL_FILES = ("pytorch_model.bin", "config.json", "bert_config.json")
+
+
+def check_common_arguments(
+    args: argparse.Namespace, inputs: Mapping[str, str | None], outputs: Sequence[str]
+) -> BertConfig:
+    """The shared flags before any data is read: the batch split, the model files against each
+    other and `--max_seq_length`, `--init_checkpoint`, and the output paths. `inputs` are the
+    script's data files (label -> path) and `outputs` the names it writes in `--output_dir`
+    besides the model files; no output may be one of the inputs. Returns the model config."""
     micro_batch_size(args.train_batch_size, args.gradient_accumulation_steps)
-    for name in ("vocab_file", "config_file"):
-        if not os.path.isfile(getattr(args, name)):
-            raise UsageError(f"--{name} {getattr(args, name)}: no such file")
-    remote = storage.is_remote(args.init_checkpoint)  # s3://: checked when it is fetched
-    if args.init_checkpoint and not remote and not os.path.exists(args.init_checkpoint):
-        raise UsageError(f"--init_checkpoint {args.init_checkpoint}: no such file or folder")
+    if not args.do_train and not args.init_checkpoint:  # NVIDIA's scripts required it always
+        raise UsageError(
+            "evaluating or predicting without --do_train needs --init_checkpoint (fine-tuned "
+            "weights): random weights give random answers"
+        )
+    config = runtime.check_model_files(args.config_file, args.vocab_file, args.max_seq_length)
+    if args.init_checkpoint:
+        runtime.check_weights_path(args.init_checkpoint, "--init_checkpoint")
+    runtime.check_output_dir(args.output_dir, "--output_dir")
+    output = Path(args.output_dir)
+    saves_model = args.do_train and not args.skip_checkpoint
+    weights = output / MODEL_FILES[0]
+    if saves_model and args.init_checkpoint and runtime.same_path(weights, args.init_checkpoint):
+        raise UsageError(
+            f"--output_dir {args.output_dir}: training writes {weights}, which is "
+            f"--init_checkpoint {args.init_checkpoint}; it would overwrite the weights it starts "
+            "from, so choose another --output_dir"
+        )
+    inputs = {
+        "--init_checkpoint": args.init_checkpoint, "--config_file": args.config_file,
+        "--vocab_file": args.vocab_file, **inputs,
+    }  # fmt: skip
+    runtime.check_run_outputs(args, inputs)
+    for name in [*(MODEL_FILES if saves_model else ()), *outputs]:
+        runtime.check_not_overwriting(inputs, {"--output_dir": output / name})
+    return config
 
 
 def setup(args: argparse.Namespace) -> Run:
-    """The shared run setup (ranks, seeds, precision, logger) after the shared flag checks."""
-    check_common_arguments(args)
+    """The shared run setup (ranks, seeds, precision, logger); the flags are checked first
+    (`check_common_arguments`)."""
     run = runtime.setup_run(args, init_loss_scale=2**16)
     if run.dist.is_main_process:
         os.makedirs(args.output_dir, exist_ok=True)

@@ -249,6 +249,8 @@ class GlueProcessor:
             examples.append(self._example(path, line, row, split, layout))
         if skipped:
             self._report_skipped(path, skipped, len(rows), num_columns)
+        if not examples:  # training or scoring on nothing would "succeed" with useless results
+            raise GlueError(f"{path}: no {self.task_name} examples (only a header line?)")
         if layout.label is not None:
             _warn_on_one_label(path, examples, split == "train")
         return examples

@@ -8,9 +8,12 @@ Prints the answer, then the n-best list as JSON (`--n_best_size`, default 1 as N
 
 Differences from NVIDIA's inference.py: a long context is covered by doc-stride windows like in
 run_squad.py (the reference truncated it to one window); `--init_checkpoint` takes any checkpoint
-format and loading reports missing weights instead of failing on NVIDIA-only names; the v2.0
-null-answer decision is run_squad.py's (the reference used a different test); features, the
-model call (`squad.qa_forward`) and post-processing are squad.py's, so both scripts agree.
+format and loading reports missing weights instead of failing on NVIDIA-only names (a checkpoint
+without the QA head is refused: its answers would be random); the v2.0 null-answer decision is
+run_squad.py's (the reference used a different test); features, the model call
+(`squad.qa_forward`) and post-processing are squad.py's, so both scripts agree; bad flags and
+files (a window with no room for context, a vocabulary larger than the model's embeddings,
+`--fp16` without a GPU, ...) are refused in one line before the model is built.
 """
 
 from __future__ import annotations
@@ -19,17 +22,20 @@ import argparse
 import json
 import logging
 import sys
+from collections.abc import Sequence
 
 import torch
 
+import runtime
 import squad
-from checkpoint import CheckpointError, load_model_weights
+from checkpoint import check_head_loaded, load_model_weights
 from distributed import DistState
+from errors import UsageError
 from finetuning import predict
 from logger import MetricLogger
-from modeling import BertConfig, BertForQuestionAnswering, ConfigError
+from modeling import BertConfig, BertForQuestionAnswering
 from runtime import Run
-from tokenization import BertTokenizer, VocabError
+from tokenization import BertTokenizer
 from training import make_precision
 
 SAMPLE_QUESTION = "What food does Harry like?"
@@ -39,8 +45,8 @@ SAMPLE_CONTEXT = (
 )
 
 
-def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = runtime.ArgumentParser(prog="inference.py", description=__doc__.split("\n\n")[0])
     add = parser.add_argument
     add("--bert_model", default="bert-large-uncased", help="accepted; unused")
     add("--init_checkpoint", required=True)
@@ -48,35 +54,53 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     add("--config_file", required=True)
     add("--question", default=SAMPLE_QUESTION)
     add("--context", default=SAMPLE_CONTEXT)
-    add("--max_seq_length", type=int, default=384)
-    add("--doc_stride", type=int, default=128)
-    add("--max_query_length", type=int, default=64)
-    add("--n_best_size", type=int, default=1)
-    add("--max_answer_length", type=int, default=30)
+    add("--max_seq_length", type=runtime.positive_int, default=384)
+    add("--doc_stride", type=runtime.positive_int, default=128)
+    add("--max_query_length", type=runtime.positive_int, default=64)
+    add("--n_best_size", type=runtime.positive_int, default=1)
+    add("--max_answer_length", type=runtime.positive_int, default=30)
     add("--do_lower_case", action="store_true")
     add("--version_2_with_negative", action="store_true")
-    add("--null_score_diff_threshold", type=float, default=-11.0)
+    add("--null_score_diff_threshold", type=runtime.finite_float, default=-11.0)
     add("--no_cuda", action="store_true")
-    add("--fp16", action="store_true", help="run the model in half precision (GPU)")
-    add("--seed", type=int, default=1)
+    add("--fp16", action="store_true", help="run the model in half precision (needs a GPU)")
+    add("--seed", type=runtime.seed_value, default=1)
     add("--verbose_logging", action="store_true")
     add("--local_rank", type=int, default=-1, help="accepted; unused")  # one process
+    add("--debug", action="store_true", help="print the full traceback of an unexpected error")
     return parser.parse_args(argv)
+
+
+def check_arguments(args: argparse.Namespace) -> tuple[BertConfig, torch.device]:
+    """Every flag and file before the model is built: the model config and the device."""
+    if not args.question.strip():
+        raise UsageError("--question must not be empty")
+    if not squad.split_context(args.context)[0]:
+        raise UsageError("--context must not be empty")
+    squad.check_window_flags(args.max_seq_length, args.doc_stride, args.max_query_length)
+    config = runtime.check_model_files(args.config_file, args.vocab_file, args.max_seq_length)
+    runtime.check_weights_path(args.init_checkpoint, "--init_checkpoint")
+    device = torch.device("cuda" if torch.cuda.is_available() and not args.no_cuda else "cpu")
+    if args.fp16:
+        runtime.check_fp16_device(device, hint="leave it out on a CPU")
+    return config, device
 
 
 def answer(args: argparse.Namespace) -> tuple[str, list[dict]]:
     """The best answer and the n-best list for `args.question` about `args.context`."""
+    config, device = check_arguments(args)
     torch.manual_seed(args.seed)
-    device = torch.device("cuda" if torch.cuda.is_available() and not args.no_cuda else "cpu")
     tokenizer = BertTokenizer(args.vocab_file, do_lower_case=args.do_lower_case)
-    model = BertForQuestionAnswering(BertConfig.from_json_file(args.config_file))
-    load_model_weights(model, args.init_checkpoint)
+    model = BertForQuestionAnswering(config)
+    report = load_model_weights(model, args.init_checkpoint)
+    check_head_loaded(
+        report, ("qa_outputs.",), args.init_checkpoint,
+        "inference needs a checkpoint fine-tuned on SQuAD (run_squad.py --do_train)",
+    )  # fmt: skip
     model.to(device).eval()
-    if args.fp16 and device.type == "cuda":
+    if args.fp16:
         model.half()
     doc_tokens, _ = squad.split_context(args.context)
-    if not doc_tokens or not args.question.strip():
-        raise squad.SquadError("--question and --context must not be empty")
     example = squad.SquadExample("question", args.question, doc_tokens)
     features = squad.convert_examples_to_features(
         [example],
@@ -106,18 +130,18 @@ def answer(args: argparse.Namespace) -> tuple[str, list[dict]]:
     return predictions["question"], nbest["question"]
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_arguments(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose_logging else logging.WARNING)
-    try:
-        best, nbest = answer(args)
-    except (squad.SquadError, CheckpointError, ConfigError, VocabError, FileNotFoundError) as err:
-        print(f"inference.py: error: {err}", file=sys.stderr)
-        return 1
+def execute(args: argparse.Namespace) -> None:
+    if args.verbose_logging:
+        logging.getLogger().setLevel(logging.INFO)
+    best, nbest = answer(args)
     print(f"question: {args.question}")
     print(f"answer: {best}")
     print(json.dumps(nbest, indent=4))
-    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    quiet = logging.WARNING  # the answer is the output; --verbose_logging shows the rest
+    return runtime.run_main("inference.py", parse_arguments, execute, argv, log_level=quiet)
 
 
 if __name__ == "__main__":

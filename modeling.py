@@ -73,6 +73,11 @@ class ConfigError(BertError, ValueError):
     """An invalid or inconsistent model configuration (the message names the file and field)."""
 
 
+def _is_number(value: Any) -> bool:
+    """An int or float from JSON; true/false are not numbers here (Python counts bools as ints)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def round_up(value: int, multiple: int) -> int:
     """Smallest multiple of `multiple` that is >= `value`."""
     return ((value + multiple - 1) // multiple) * multiple
@@ -132,23 +137,23 @@ class BertConfig:
                 raise ConfigError(f"'{name}' must be a positive integer, got {value!r}")
         for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+            if not _is_number(value) or not 0 <= value < 1:
                 raise ConfigError(f"'{name}' must be a number in [0, 1), got {value!r}")
         for name in ("initializer_range", "layer_norm_eps"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-                raise ConfigError(f"'{name}' must be a positive number, got {value!r}")
+            if not _is_number(value) or not 0 < value < math.inf:
+                raise ConfigError(f"'{name}' must be a positive finite number, got {value!r}")
         if self.hidden_size % self.num_attention_heads:
             raise ConfigError(
                 f"hidden_size {self.hidden_size} is not divisible by "
                 f"num_attention_heads {self.num_attention_heads}"
             )
-        if self.hidden_act not in ACT2FN:
+        if not isinstance(self.hidden_act, str) or self.hidden_act not in ACT2FN:
             raise ConfigError(
                 f"unsupported hidden_act {self.hidden_act!r} "
                 f"(supported: {', '.join(sorted(ACT2FN))})"
             )
-        if self.attention_impl not in ATTENTION_IMPLS:
+        if not isinstance(self.attention_impl, str) or self.attention_impl not in ATTENTION_IMPLS:
             raise ConfigError(
                 f"attention_impl must be one of {ATTENTION_IMPLS}, got {self.attention_impl!r}"
             )
@@ -190,6 +195,8 @@ class BertConfig:
     def from_json_file(cls, path: str | os.PathLike) -> BertConfig:
         """Read a config JSON file; one clear `ConfigError` (or FileNotFoundError) if it is bad."""
         path = Path(path)
+        if path.is_dir():
+            raise ConfigError(f"{path}: is a folder, expected a model config JSON file")
         if not path.is_file():
             raise FileNotFoundError(f"config file not found: {path}")
         try:

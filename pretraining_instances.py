@@ -36,8 +36,9 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
+import runtime
 import shard_format
-from errors import BertError
+from errors import BertError, UsageError
 from fileio import atomic_path, sha256_file
 from shard_format import SHARD_DTYPES
 from tokenization import BertTokenizer
@@ -330,14 +331,12 @@ def create_instances(
 
 
 def check_writable(output: Path) -> None:
-    """Fail before any work if `output`'s folder cannot be created or written."""
+    """Fail before any work if `output` cannot be written (a real write test in the folder it
+    goes to, or the nearest one that exists; nothing is created)."""
     try:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        probe = output.parent / f".{output.name}.probe"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as err:
-        raise DataError(f"cannot write {output}: {err.strerror or err}") from None
+        runtime.check_output_file(output, "")
+    except UsageError as err:
+        raise DataError(f"cannot write {err}") from None
 
 
 class ShardFile:

@@ -40,6 +40,7 @@ from fileio import atomic_write_json
 from finetuning import (
     TrainOptions,
     add_common_arguments,
+    check_common_arguments,
     load_init_checkpoint,
     predict,
     save_fine_tuned,
@@ -57,7 +58,7 @@ logger = logging.getLogger("run_glue")
 
 
 def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = runtime.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = runtime.ArgumentParser(prog="run_glue.py", description=__doc__.split("\n\n")[0])
     add_common_arguments(parser, seed=1, log_freq=50)
     add = parser.add_argument
     add("--data_dir", required=True, help="the task's GLUE folder (train.tsv, dev.tsv, ...)")
@@ -72,14 +73,43 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def check_arguments(args: argparse.Namespace) -> glue.GlueProcessor:
+def check_arguments(args: argparse.Namespace) -> tuple[glue.GlueProcessor, BertConfig]:
+    """Every flag and path before any data is read: the task's processor and the model config."""
     if not (args.do_train or args.do_eval or args.do_predict):
         raise UsageError("at least one of --do_train, --do_eval or --do_predict is required")
     if args.gradient_accumulation_steps > args.train_batch_size:
         raise UsageError("--gradient_accumulation_steps must not exceed --train_batch_size")
-    if not Path(args.data_dir).is_dir():
-        raise UsageError(f"--data_dir {args.data_dir}: no such folder")
-    return glue.get_processor(args.task_name)
+    if args.max_seq_length < 3:  # [CLS] and two [SEP]
+        raise UsageError(f"--max_seq_length {args.max_seq_length} is too short: 3 at least")
+    processor = glue.get_processor(args.task_name)
+    data = runtime.check_input_dir(args.data_dir, "--data_dir")
+    files = {"train": processor.train_file, "dev": processor.dev_file, "test": processor.test_file}
+    wanted = {"train": args.do_train, "dev": args.do_eval, "test": args.do_predict}
+    inputs = {f"--data_dir {split} file": data / files[split] for split in files if wanted[split]}
+    if processor.task_name == "mnli" and args.do_eval:  # the mismatched dev set is scored too
+        inputs["--data_dir mismatched dev file"] = data / glue.get_processor("mnli-mm").dev_file
+    for label, path in inputs.items():
+        runtime.check_input_file(path, label)
+    outputs = ["results.txt"]
+    if args.do_predict:
+        outputs += ["predictions.json", processor.submission_file]
+    return processor, check_common_arguments(args, inputs, outputs)
+
+
+def read_examples(processor: glue.GlueProcessor, args: argparse.Namespace) -> dict[str, list]:
+    """The examples of every file this run uses ("train", "dev", "dev-mm" for MNLI's mismatched
+    set, "test"), read before anything is created, so a file without examples (a header only)
+    stops the run with nothing written."""
+    examples = {}
+    if args.do_train:
+        examples["train"] = processor.get_train_examples(args.data_dir)
+    if args.do_eval:
+        examples["dev"] = processor.get_dev_examples(args.data_dir)
+        if processor.task_name == "mnli":  # the mismatched dev set, as GLUE reports both
+            examples["dev-mm"] = glue.get_processor("mnli-mm").get_dev_examples(args.data_dir)
+    if args.do_predict:
+        examples["test"] = processor.get_test_examples(args.data_dir)
+    return examples
 
 
 def features(processor, examples, tokenizer, args) -> list[glue.InputFeatures]:
@@ -89,10 +119,8 @@ def features(processor, examples, tokenizer, args) -> list[glue.InputFeatures]:
     )  # fmt: skip
 
 
-def do_train(model, processor, tokenizer, args, run: Run) -> dict:
-    train_features = features(
-        processor, processor.get_train_examples(args.data_dir), tokenizer, args
-    )
+def do_train(model, processor, examples, tokenizer, args, run: Run) -> dict:
+    train_features = features(processor, examples, tokenizer, args)
     options = TrainOptions.from_args(args)
     ddp_model = wrap_for_training(model, options, run)
     micro_batch = micro_batch_size(args.train_batch_size, args.gradient_accumulation_steps)
@@ -139,8 +167,7 @@ def evaluate(model, processor, tokenizer, args, run: Run, examples, task: str) -
     }
 
 
-def do_predict(model, processor, tokenizer, args, run: Run) -> None:
-    examples = processor.get_test_examples(args.data_dir)
+def do_predict(model, processor, examples, tokenizer, args, run: Run) -> None:
     unlabelled = features(processor, examples, tokenizer, args)
     arrays = glue.features_to_arrays(unlabelled, args.max_seq_length)
     result = predict(model, arrays, args.eval_batch_size, glue.logits_forward, run)
@@ -175,28 +202,29 @@ def log_results(results: dict, run: Run, output_dir: str) -> None:
 
 
 def execute(args: argparse.Namespace) -> None:
-    """The steps of a run: check, set up, build the model, load weights, train, evaluate."""
-    processor = check_arguments(args)
+    """The steps of a run: check, read, set up, build the model, load weights, train, evaluate."""
+    processor, config = check_arguments(args)
+    examples = read_examples(processor, args)
     run = setup(args)
     tokenizer = BertTokenizer(args.vocab_file, do_lower_case=args.do_lower_case)
-    config = BertConfig.from_json_file(args.config_file)
     model = BertForSequenceClassification(config, processor.num_labels)
     run.metrics.log("PARAMETER", {"num_parameters": sum(p.numel() for p in model.parameters())})
     load_init_checkpoint(model, args.init_checkpoint, run.metrics)
     model.to(run.device)
     results: dict = {}
     if args.do_train:
-        results |= do_train(model, processor, tokenizer, args, run)
+        results |= do_train(model, processor, examples["train"], tokenizer, args, run)
     if args.do_eval:
-        dev = processor.get_dev_examples(args.data_dir)
+        dev = examples["dev"]
         results |= evaluate(model, processor, tokenizer, args, run, dev, processor.task_name)
-        if processor.task_name == "mnli":  # the mismatched dev set, as GLUE reports both
+        if "dev-mm" in examples:
             mismatched = glue.get_processor("mnli-mm")
-            mm = evaluate(model, mismatched, tokenizer, args, run,
-                          mismatched.get_dev_examples(args.data_dir), "mnli-mm")  # fmt: skip
+            mm = evaluate(
+                model, mismatched, tokenizer, args, run, examples["dev-mm"], "mnli-mm"
+            )
             results["mnli-mm_acc"] = mm["acc"]
     if args.do_predict:
-        do_predict(model, processor, tokenizer, args, run)
+        do_predict(model, processor, examples["test"], tokenizer, args, run)
     log_results(results, run, args.output_dir)
     run.metrics.close()
 

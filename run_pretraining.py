@@ -106,7 +106,7 @@ KEEP_CHECKPOINTS = 3
 
 
 def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = runtime.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = runtime.ArgumentParser(prog="run_pretraining.py", description=__doc__.split("\n\n")[0])
     runtime.add_runtime_arguments(parser, seed=42)
     add = parser.add_argument
     add("--input_dir", required=True, help="HDF5 shards ('training' in the name) or LDDL parquet")
@@ -128,7 +128,7 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     add("--train_batch_size", type=runtime.positive_int, default=32,
         help="per process per optimizer step")  # fmt: skip
     add("--learning_rate", type=runtime.positive_float, default=5e-5)
-    add("--num_train_epochs", type=float, default=3.0, help="accepted; unused")
+    add("--num_train_epochs", type=runtime.finite_float, default=3.0, help="accepted; unused")
     add("--max_steps", type=runtime.positive_steps, default=1000,
         help="optimizer steps of this phase's schedule")  # fmt: skip
     add("--warmup_proportion", type=runtime.proportion, default=0.01)
@@ -184,7 +184,9 @@ class RunState:
 
 def check_arguments(args: argparse.Namespace) -> CheckpointFolder:
     """NVIDIA's setup rules and our flag checks, each failing with one line naming the flag,
-    before any data is read; returns the checkpoint folder (not created yet)."""
+    before any data is read: the flags against each other, the model files against each other,
+    the shards (listed, and each one's shape read from its metadata) against the model, and the
+    output paths; returns the checkpoint folder (not created yet)."""
     if not args.do_train:
         raise UsageError("--do_train is required (as in NVIDIA's run_pretraining.py)")
     micro_batch_size(args.train_batch_size, args.gradient_accumulation_steps)
@@ -195,20 +197,58 @@ def check_arguments(args: argparse.Namespace) -> CheckpointFolder:
         )
     if args.dynamic_masking and not args.vocab_file:
         raise UsageError("--dynamic_masking needs --vocab_file")
-    if not Path(args.input_dir).is_dir():
-        raise UsageError(f"--input_dir {args.input_dir}: no such folder")
-    if not Path(args.config_file).is_file():
-        raise UsageError(f"--config_file {args.config_file}: no such file")
+    seq, predictions = args.max_seq_length, args.max_predictions_per_seq
+    if seq is not None and predictions is not None and predictions > seq:
+        raise UsageError(
+            f"--max_predictions_per_seq {predictions} is more than --max_seq_length {seq}"
+        )
+    runtime.check_input_dir(args.input_dir, "--input_dir")
+    config = runtime.check_model_files(args.config_file, args.vocab_file, seq)
+    weights = {"--init_weights": args.init_weights}
+    if args.resume_from_checkpoint:  # NVIDIA's script ignores --init_checkpoint without it
+        weights["--init_checkpoint"] = args.init_checkpoint
+    for flag, path in weights.items():
+        if path:
+            runtime.check_weights_path(path, flag)
+    check_shards(args, config)
     output = CheckpointFolder(args.output_dir)
-    if not output.remote and Path(args.output_dir).exists() and not Path(args.output_dir).is_dir():
-        raise UsageError(f"--output_dir {output} exists and is not a folder")
+    if not output.remote:
+        runtime.check_output_dir(args.output_dir, "--output_dir")
+    inputs = {"--config_file": args.config_file, "--vocab_file": args.vocab_file, **weights}
+    runtime.check_run_outputs(args, inputs)
     existing = [name for name in output.names() if name.startswith("ckpt")]  # s3: the bucket's
     if existing and not args.resume_from_checkpoint and not args.skip_checkpoint:
         raise UsageError(
             f"--output_dir {output} already holds checkpoints ({existing[0]}, ...); pass "
             "--resume_from_checkpoint to continue, or choose an empty folder"
         )
+    chosen = args.resume_step if args.resume_from_checkpoint and not args.init_checkpoint else -1
+    if chosen >= 0 and chosen not in output.numbers():
+        raise UsageError(f"--resume_step {chosen}: no ckpt_{chosen}.pt in --output_dir {output}")
     return output
+
+
+def check_shards(args: argparse.Namespace, config: BertConfig) -> None:
+    """The shards before anything is created, as the loader will see them: HDF5 shards named
+    with 'training' exist, each holds instances of one shape that matches the flags, none longer
+    than the model's positions (LDDL parquet: the vocabulary is given). Only metadata is read."""
+    if lddl_data.is_parquet_folder(args.input_dir):
+        if not args.vocab_file:
+            raise UsageError(
+                f"--input_dir {args.input_dir} holds LDDL parquet shards, whose samples are "
+                "WordPiece strings: pass --vocab_file"
+            )
+        return
+    shards = PretrainingDataLoader(  # a ShardError names the file at fault; nothing is read yet
+        training_files(args.input_dir), 1, max_seq_length=args.max_seq_length,
+        max_predictions_per_seq=args.max_predictions_per_seq, prefetch=False,
+    )  # fmt: skip
+    if shards.seq_length > config.max_position_embeddings:
+        raise UsageError(
+            f"--input_dir {args.input_dir} holds sequences of {shards.seq_length} tokens, more "
+            f"than the model's {config.max_position_embeddings} positions "
+            f"(max_position_embeddings of --config_file {args.config_file})"
+        )
 
 
 def build_model(args: argparse.Namespace, device: torch.device) -> BertForPreTraining:

@@ -43,6 +43,7 @@ from finetuning import (
     ArrayDataset,
     TrainOptions,
     add_common_arguments,
+    check_common_arguments,
     load_init_checkpoint,
     predict,
     save_fine_tuned,
@@ -60,7 +61,7 @@ logger = logging.getLogger("run_squad")
 
 
 def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = runtime.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = runtime.ArgumentParser(prog="run_squad.py", description=__doc__.split("\n\n")[0])
     add_common_arguments(parser, seed=42, log_freq=50)
     add = parser.add_argument
     add("--train_file", help="SQuAD json for training")
@@ -96,7 +97,8 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def check_arguments(args: argparse.Namespace) -> None:
+def check_arguments(args: argparse.Namespace) -> BertConfig:
+    """Every flag and path before any data is read (the model config is returned)."""
     if not (args.do_train or args.do_predict):
         raise UsageError("at least one of --do_train or --do_predict is required")
     if args.do_train and not args.train_file:
@@ -105,18 +107,50 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise UsageError("--do_predict/--do_eval need --predict_file")
     if args.do_eval and not args.do_predict:
         raise UsageError("--do_eval scores the predictions of --do_predict; pass both")
-    if args.run_eval_script and not (args.eval_script and Path(args.eval_script).is_file()):
-        raise UsageError(f"--run_eval_script: no such --eval_script file: {args.eval_script}")
+    if args.run_eval_script and not args.eval_script:
+        raise UsageError("--run_eval_script needs --eval_script")
+    squad.check_window_flags(args.max_seq_length, args.doc_stride, args.max_query_length)
+    inputs = {
+        "--train_file": args.train_file if args.do_train else None,
+        "--predict_file": args.predict_file if args.do_predict else None,
+        "--eval_script": args.eval_script if args.run_eval_script else None,
+    }
+    for flag, path in inputs.items():
+        if path:
+            runtime.check_input_file(path, flag)
+    if args.cache_dir and not args.skip_cache:
+        runtime.check_output_dir(args.cache_dir, "--cache_dir")
+    outputs = ["predictions.json", "nbest_predictions.json", "null_odds.json"]
+    return check_common_arguments(args, inputs, outputs if args.do_predict else [])
+
+
+def read_examples(args: argparse.Namespace) -> dict[str, list[squad.SquadExample]]:
+    """The examples of the files this run uses ("train", "predict"), read before anything is
+    created, so that a file without usable questions stops the run with nothing written."""
+    examples = {}
+    if args.do_train:
+        examples["train"] = squad.read_squad_examples(
+            args.train_file, True, args.version_2_with_negative
+        )
+    if args.do_predict:
+        examples["predict"] = squad.read_squad_examples(
+            args.predict_file, False, args.version_2_with_negative
+        )
+    return examples
 
 
 def features_for(
-    path: str, is_training: bool, tokenizer: BertTokenizer, args: argparse.Namespace, run: Run
-) -> tuple[list[squad.SquadExample], list[squad.SquadFeature]]:
-    """(examples, features) of a SQuAD file, through the feature cache.
+    path: str,
+    examples: list[squad.SquadExample],
+    is_training: bool,
+    tokenizer: BertTokenizer,
+    args: argparse.Namespace,
+    run: Run,
+) -> list[squad.SquadFeature]:
+    """The features of a SQuAD file's examples, through the feature cache.
 
     Every rank builds the features itself (no rank waits behind a barrier for another);
     rank 0 writes the cache, atomically, and warns when the text is mostly [UNK]."""
-    examples = squad.read_squad_examples(path, is_training, args.version_2_with_negative)
     lengths = {
         "max_seq_length": args.max_seq_length,
         "doc_stride": args.doc_stride,
@@ -141,11 +175,11 @@ def features_for(
     if run.dist.is_main_process:
         unknown, total = squad.unknown_token_share(features)
         warn_if_mostly_unknown(path, unknown, total, args.vocab_file, args.do_lower_case)
-    return examples, features
+    return features
 
 
-def do_train(model, tokenizer, args: argparse.Namespace, run: Run) -> None:
-    examples, features = features_for(args.train_file, True, tokenizer, args, run)
+def do_train(model, tokenizer, examples, args: argparse.Namespace, run: Run) -> None:
+    features = features_for(args.train_file, examples, True, tokenizer, args, run)
     arrays = squad.features_to_arrays(features)
     run.metrics.log("PARAMETER", {
         "training_samples": len(examples), "training_features": len(features),
@@ -167,8 +201,8 @@ def do_train(model, tokenizer, args: argparse.Namespace, run: Run) -> None:
         save_fine_tuned(model, args.output_dir)
 
 
-def do_predict(model, tokenizer, args: argparse.Namespace, run: Run) -> dict[str, str]:
-    examples, features = features_for(args.predict_file, False, tokenizer, args, run)
+def do_predict(model, tokenizer, examples, args: argparse.Namespace, run: Run) -> dict[str, str]:
+    features = features_for(args.predict_file, examples, False, tokenizer, args, run)
     arrays = squad.features_to_arrays(features)
     run.metrics.log("PARAMETER", {
         "infer_start": True, "eval_samples": len(examples), "eval_features": len(features),
@@ -254,17 +288,20 @@ def run_eval_script(args: argparse.Namespace) -> dict:
 
 
 def execute(args: argparse.Namespace) -> None:
-    """The steps of a run: check, set up, build the model, load weights, train, predict, score."""
-    check_arguments(args)
+    """The steps of a run: check, read, set up, build the model, load weights, train, predict,
+    score."""
+    config = check_arguments(args)
+    examples = read_examples(args)
     run = setup(args)
     tokenizer = BertTokenizer(args.vocab_file, do_lower_case=args.do_lower_case)
-    config = BertConfig.from_json_file(args.config_file)
     model = BertForQuestionAnswering(config)
     load_init_checkpoint(model, args.init_checkpoint, run.metrics)
     model.to(run.device)
     if args.do_train:
-        do_train(model, tokenizer, args, run)
-    predictions = do_predict(model, tokenizer, args, run) if args.do_predict else {}
+        do_train(model, tokenizer, examples["train"], args, run)
+    predictions = {}
+    if args.do_predict:
+        predictions = do_predict(model, tokenizer, examples["predict"], args, run)
     if args.do_eval and run.dist.is_main_process:
         scores = do_eval(args, run, predictions)
         exact = scores.get("exact_match", scores.get("exact"))

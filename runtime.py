@@ -14,35 +14,47 @@ otherwise each write again:
   exit status 1 (2 for a `UsageError`); any other exception one line too, with a pointer to
   `--debug` / `BERT_DEBUG=1` for the traceback; the process group is always torn down.
 
+- the path checks every CLI runs before it reads data or takes a step: `check_input_file`,
+  `check_input_dir`, `check_output_file`, `check_output_dir` (a file where a folder is needed
+  or the reverse, a parent that is a file, a folder that cannot be written: tried with a real
+  temporary file, then removed), `check_not_overwriting` (an output that is one of the inputs),
+  and `check_model_files` (the config is valid, the vocabulary fits its embedding rows,
+  `--max_seq_length` fits its positions).
+
 Precision without a flag is NVIDIA's: fp32 with TF32 matmuls allowed (their containers allow
 TF32); `--precision auto` (bf16 on A100/H100-class GPUs) and `--no_tf32` (exact fp32) are ours.
+
+torch and the modules built on it are imported only by the functions that use them, so the
+data-preparation CLIs (download, pipeline, bertPrep) parse and report errors without loading it.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import logging
 import math
 import os
+import stat
 import sys
 import traceback
-from collections.abc import Callable, Sequence
-from typing import NoReturn
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, NoReturn
 
-import torch
+import storage
+from errors import BertError, MissingDependency, UsageError
+from fileio import probe_writable
 
-import distributed
-from errors import BertError, UsageError
-from logger import MetricLogger
-from training import (
-    PRECISION_CHOICES,
-    PrecisionStack,
-    configure_tf32,
-    fp8_unavailable,
-    make_precision,
-    resolve_precision,
-)
+if TYPE_CHECKING:
+    import torch
+
+    import distributed
+    from logger import MetricLogger
+    from modeling import BertConfig
+    from training import PrecisionStack
 
 DEBUG_ENV = "BERT_DEBUG"
 
@@ -162,6 +174,8 @@ def env_local_rank() -> int:
 
 def add_runtime_arguments(parser: argparse.ArgumentParser, *, seed: int) -> None:
     """The runtime flags every training script takes, with NVIDIA's names and defaults."""
+    from training import PRECISION_CHOICES
+
     add = parser.add_argument
     add("--local_rank", type=int, default=None,
         help="rank on this node (torchrun sets LOCAL_RANK; kept for older launchers)")  # fmt: skip
@@ -186,6 +200,232 @@ def add_runtime_arguments(parser: argparse.ArgumentParser, *, seed: int) -> None
         help=f"print the full traceback of an unexpected error (or set {DEBUG_ENV}=1)")  # fmt: skip
 
 
+# ------------------------------------------------------------------------------- paths
+# Every path a CLI takes is checked before it reads data or takes a step. A path that cannot
+# work (missing, a file where a folder is needed or the reverse, not writable, one of the run's
+# own inputs) is a flag value that cannot work: a UsageError naming the flag, exit status 2.
+
+PathArg = str | os.PathLike | None
+
+
+def _label(flag: str, path: str | os.PathLike) -> str:
+    return f"{flag} {os.fspath(path)}" if flag else os.fspath(path)
+
+
+def _path(path: str | os.PathLike, flag: str) -> tuple[Path, str]:
+    """(`path` as a Path, how to name it in a message); an empty path (`--x=""`, or `--x=$UNSET`
+    in a launcher) is refused instead of meaning the current folder."""
+    text = os.fspath(path)
+    if not text.strip():
+        raise UsageError(f"{flag or 'a path'}: empty path (an unset variable?)")
+    return Path(text), _label(flag, text)
+
+
+def _stat(path: Path, label: str) -> os.stat_result | None:
+    """os.stat of `path` (links followed); None when nothing is there. A path the system cannot
+    even look up (a NUL byte, a name too long, a link loop, no permission) is a UsageError."""
+    try:
+        return path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except ValueError:  # an embedded NUL byte
+        raise UsageError(f"{label}: not a usable path (it holds a NUL byte)") from None
+    except OSError as err:
+        raise UsageError(f"{label}: {err.strerror or err}") from None
+
+
+def check_input_file(path: str | os.PathLike, flag: str) -> Path:
+    """`path` must be a readable regular file."""
+    path, label = _path(path, flag)
+    status = _stat(path, label)
+    if status is None:
+        raise UsageError(f"{label}: no such file")
+    if stat.S_ISDIR(status.st_mode):
+        raise UsageError(f"{label}: is a folder, expected a file")
+    if not stat.S_ISREG(status.st_mode):
+        raise UsageError(f"{label}: not a regular file")
+    if not os.access(path, os.R_OK):
+        raise UsageError(f"{label}: cannot be read (permission denied)")
+    return path
+
+
+def check_input_dir(path: str | os.PathLike, flag: str) -> Path:
+    """`path` must be an existing folder."""
+    path, label = _path(path, flag)
+    status = _stat(path, label)
+    if status is None:
+        raise UsageError(f"{label}: no such folder")
+    if not stat.S_ISDIR(status.st_mode):
+        raise UsageError(f"{label}: is a file, expected a folder")
+    return path
+
+
+def check_input_path(path: str | os.PathLike, flag: str) -> Path:
+    """`path` must exist: a file or a folder (a folder of inputs)."""
+    path, label = _path(path, flag)
+    if _stat(path, label) is None:
+        raise UsageError(f"{label}: no such file or folder")
+    return path
+
+
+def _existing_parent(path: Path, label: str) -> Path:
+    """The nearest existing folder above `path`: where its missing folders would be made."""
+    for parent in path.absolute().parents:
+        status = _stat(parent, label)
+        if status is None:
+            continue
+        if not stat.S_ISDIR(status.st_mode):
+            raise UsageError(f"{label}: {parent} is a file, not a folder")
+        return parent
+    raise UsageError(f"{label}: no existing folder above it")  # only on a vanished root
+
+
+def _probe(folder: Path, label: str) -> None:
+    try:
+        probe_writable(folder)
+    except OSError as err:
+        raise UsageError(f"{label}: cannot write in {folder} ({err.strerror or err})") from None
+
+
+def check_weights_path(path: str | os.PathLike, flag: str) -> None:
+    """Weights in any format the loaders read: a file, a folder (Hugging Face, Google TF), a TF
+    checkpoint prefix (`model.ckpt` beside `model.ckpt.index`), or s3:// (checked when fetched)."""
+    if storage.is_remote(path):
+        return
+    path, label = _path(path, flag)
+    if _stat(path, label) is None and _stat(Path(f"{path}.index"), label) is None:
+        raise UsageError(f"{label}: no such file or folder")
+
+
+def check_output_dir(path: str | os.PathLike, flag: str) -> Path:
+    """`path` is a folder, or can be made one, and a file can be written in it (tried for real
+    with a temporary file, removed at once). Creates nothing."""
+    path, label = _path(path, flag)
+    status = _stat(path, label)
+    if status is not None and not stat.S_ISDIR(status.st_mode):
+        raise UsageError(f"{label}: exists and is not a folder")
+    _probe(path if status is not None else _existing_parent(path, label), label)
+    return path
+
+
+def check_output_file(path: str | os.PathLike, flag: str, *, append: bool = False) -> Path:
+    """`path` can be written as a file: not a folder (nor a name ending in a separator), its
+    parent a folder or makeable, and writable (tried for real). With `append` (a log), an
+    existing file is written in place, so a device such as /dev/null is fine too; otherwise an
+    existing non-regular file is refused (the atomic rename would replace the device node)."""
+    text = os.fspath(path)  # as typed: Path() would drop a trailing separator
+    path, label = _path(text, flag)
+    if text.endswith(("/", os.sep)) or path.name in ("", ".", ".."):
+        raise UsageError(f"{label}: names a folder, expected a file name")
+    status = _stat(path, label)
+    if status is not None:
+        if stat.S_ISDIR(status.st_mode):
+            raise UsageError(f"{label}: is a folder, expected a file name")
+        if append:
+            if not os.access(path, os.W_OK):
+                raise UsageError(f"{label}: cannot be written (permission denied)")
+            return path
+        if not stat.S_ISREG(status.st_mode):
+            raise UsageError(f"{label}: exists and is not a regular file")
+    _probe(_existing_parent(path, label), label)
+    return path
+
+
+def _local(path: PathArg) -> bool:
+    return path is not None and os.fspath(path) != "" and not storage.is_remote(path)
+
+
+def same_path(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether `a` and `b` name one file: the same inode when both exist (symbolic and hard
+    links), else the same resolved path (`./x/../y` spellings, links above a missing file)."""
+    try:
+        return os.path.samefile(a, b)
+    except (OSError, ValueError):
+        pass
+    try:
+        return Path(a).resolve() == Path(b).resolve()
+    except (OSError, RuntimeError, ValueError):  # a link loop: not comparable, so not the same
+        return False
+
+
+def _inside(path: str | os.PathLike, folder: str | os.PathLike) -> bool:
+    try:
+        return Path(path).resolve().is_relative_to(Path(folder).resolve())
+    except (OSError, RuntimeError, ValueError):
+        return False
+
+
+def check_not_overwriting(
+    inputs: Mapping[str, PathArg],
+    outputs: Mapping[str, PathArg],
+    folders: Mapping[str, PathArg] | None = None,
+) -> None:
+    """A UsageError when an output file is one of the inputs (compared as files: links and other
+    spellings are caught), or an input lies in an output folder that the run replaces whole.
+    Keys are how the user named each path (a flag); None values and s3:// URLs are skipped."""
+    inputs = {label: path for label, path in inputs.items() if _local(path)}
+    for out_label, output in outputs.items():
+        for in_label, source in inputs.items():
+            if _local(output) and same_path(output, source):
+                raise UsageError(
+                    f"{_label(out_label, output)} is {_label(in_label, source)}: writing it "
+                    "would overwrite an input; choose another output"
+                )
+    for out_label, folder in (folders or {}).items():
+        for in_label, source in inputs.items():
+            if _local(folder) and _inside(source, folder):
+                raise UsageError(
+                    f"{_label(in_label, source)} lies in {_label(out_label, folder)}, which the "
+                    f"run replaces whole; move the input or choose another output"
+                )
+
+
+def check_run_outputs(args: argparse.Namespace, inputs: Mapping[str, PathArg]) -> None:
+    """The outputs `add_runtime_arguments` declares: `--json-summary` (a log, appended to) and
+    `--tensorboard` (a folder) can be written, and the log is none of the run's `inputs`."""
+    if args.json_summary:
+        check_output_file(args.json_summary, "--json-summary", append=True)
+    if args.tensorboard:
+        check_output_dir(args.tensorboard, "--tensorboard")
+    check_not_overwriting(inputs, {"--json-summary": args.json_summary})
+
+
+def check_model_files(
+    config_file: str | os.PathLike,
+    vocab_file: PathArg = None,
+    max_seq_length: int | None = None,
+    *,
+    seq_flag: str = "--max_seq_length",
+    config_flag: str = "--config_file",
+) -> BertConfig:
+    """The model config of `--config_file` (read and validated: a ConfigError names the field),
+    checked against the vocabulary and the sequence length the run will use: every token id of
+    `--vocab_file` needs an embedding row (`vocab_size` padded up to a multiple of 8, as the
+    model is built), and `max_seq_length` positions need as many position embeddings."""
+    from modeling import BertConfig
+
+    check_input_file(config_file, config_flag)
+    config = BertConfig.from_json_file(config_file)
+    if vocab_file is not None:
+        from tokenization import load_vocab
+
+        check_input_file(vocab_file, "--vocab_file")
+        tokens = max(load_vocab(vocab_file).values()) + 1  # ids are line numbers
+        if tokens > config.padded_vocab_size:
+            raise UsageError(
+                f"--vocab_file {vocab_file} has {tokens} tokens, more than the "
+                f"{config.padded_vocab_size} embedding rows of {config_flag} {config_file} "
+                f"(vocab_size {config.vocab_size}); use the vocabulary the model was made for"
+            )
+    if max_seq_length is not None and max_seq_length > config.max_position_embeddings:
+        raise UsageError(
+            f"{seq_flag} {max_seq_length} is longer than the model's "
+            f"{config.max_position_embeddings} positions (max_position_embeddings of "
+            f"{config_flag} {config_file})"
+        )
+    return config
+
+
 # ------------------------------------------------------------------------------- setup
 
 
@@ -205,23 +445,45 @@ class Run:
 def choose_precision(args: argparse.Namespace, device: torch.device) -> tuple[str, bool]:
     """(autocast precision, TF32 allowed) from the precision flags; a UsageError on conflicts,
     on fp16 without a GPU and on fp8 without a Hopper-class GPU and torchao."""
+    from training import fp8_unavailable, resolve_precision
+
     try:
         name, tf32 = resolve_precision(args.fp16, args.bf16, args.precision, device)
     except ValueError as err:
         raise UsageError(str(err)) from None
-    if name == "fp16" and device.type != "cuda":
-        raise UsageError(
-            "--fp16 needs a CUDA GPU and none is in use here; use --bf16 or fp32 on a CPU"
-        )
+    if name == "fp16":
+        check_fp16_device(device)
     if name == "fp8" and (reason := fp8_unavailable(device)):
         raise UsageError(f"--precision fp8 {reason}; use --bf16 instead")
     return name, tf32 and not args.no_tf32
+
+
+def check_fp16_device(
+    device: torch.device, hint: str = "use --bf16 or fp32 on a CPU", flag: str = "--fp16"
+) -> None:
+    """fp16 runs only on a CUDA GPU (CPUs have no fp16 kernels for most of the model)."""
+    if device.type != "cuda":
+        raise UsageError(f"{flag} needs a CUDA GPU and none is in use here; {hint}")
+
+
+def require(module: str, install: str) -> ModuleType:
+    """Import an optional package, or raise a MissingDependency saying how to install it."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as err:
+        if err.name != module.split(".")[0]:
+            raise  # the package is there but broken: a bug to see with --debug
+        raise MissingDependency(f"needs the {module} package ({install})") from None
 
 
 def setup_run(
     args: argparse.Namespace, *, init_loss_scale: float, tensorboard_step_offset: int = 0
 ) -> Run:
     """Distributed init, seeding by global rank, precision and TF32, then the rank-0 logger."""
+    import distributed
+    from logger import MetricLogger
+    from training import configure_tf32, make_precision
+
     local_rank = env_local_rank() if args.local_rank is None else args.local_rank
     dist = distributed.init_distributed(local_rank, use_cuda=not args.no_cuda)
     distributed.seed_everything(args.seed, dist.rank)
@@ -238,16 +500,16 @@ def setup_run(
 # ------------------------------------------------------------------------------- main
 
 
-def configure_logging() -> None:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+def configure_logging(level: int = logging.INFO) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 def describe(err: BaseException) -> str:
     """An unexpected exception in one line: its type and message (an OSError with its file)."""
     if isinstance(err, OSError) and err.filename is not None and err.strerror:
         return f"{err.filename}: {err.strerror}"
+    if isinstance(err, FileNotFoundError) and str(err):  # ours: "checkpoint not found: PATH"
+        return str(err)
     text = str(err).strip().splitlines()
     return f"{type(err).__name__}: {text[0] if text else 'no message'}"
 
@@ -257,13 +519,18 @@ def run_main(
     parse: Callable[[Sequence[str] | None], argparse.Namespace],
     body: Callable[[argparse.Namespace], int | None],
     argv: Sequence[str] | None = None,
+    *,
+    log_level: int = logging.INFO,
 ) -> int:
     """Parse, run `body(args)`, and turn whatever ends it into an exit status.
 
     0 on success (or what `body` returns); 2 for a bad flag (argparse or `UsageError`); 1 for
     an expected error (`BertError`), one line on stderr; 130 on Ctrl-C; 1 for anything else,
-    one line plus how to see the traceback. The process group is destroyed in every case."""
-    configure_logging()
+    one line plus how to see the traceback (not for a FileNotFoundError: a missing file, not a
+    bug). Progress bars left open are closed first, so the line starts a line of its own. The
+    process group is destroyed in every case.
+    `log_level` is where logging starts (a quiet CLI passes logging.WARNING)."""
+    configure_logging(log_level)
     try:
         args = parse(argv)
     except SystemExit as exit_:  # argparse: --help (0) or a bad flag (2), already printed
@@ -276,20 +543,40 @@ def run_main(
         status = body(args)
         return 0 if status is None else int(status)
     except BertError as err:
+        _end_progress_bars()
         if debug:
             traceback.print_exc()
         print(f"{prog}: error: {err}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
+        _end_progress_bars()
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
     except Exception as err:
+        _end_progress_bars()
         if debug:
             traceback.print_exc()
+            hint = ""
+        elif isinstance(err, FileNotFoundError):  # a missing file, not a bug to debug
             hint = ""
         else:
             hint = f" (rerun with --debug or {DEBUG_ENV}=1 for the traceback)"
         print(f"{prog}: error: {describe(err)}{hint}", file=sys.stderr)
         return 1
     finally:
+        _destroy_process_group()
+
+
+def _end_progress_bars() -> None:
+    """Close the tqdm bars an error left open, so the error starts a line of its own."""
+    tqdm = sys.modules.get("tqdm")
+    for bar in list(getattr(getattr(tqdm, "tqdm", None), "_instances", ())):
+        bar.close()
+
+
+def _destroy_process_group() -> None:
+    """Tear down the process group, if the run made one (only a run that imported torch can)."""
+    if "torch" in sys.modules:
+        import distributed
+
         distributed.cleanup()

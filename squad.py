@@ -60,7 +60,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import numpy as np
 
-from errors import BertError
+from errors import BertError, UsageError
 from fileio import atomic_write, atomic_write_json, sha256_file
 from tokenization import BasicTokenizer, require_tokens
 
@@ -446,6 +446,23 @@ def _token_answer_span(
     return _improve_answer_span(
         doc.tokens, tok_start, tok_end, tokenizer, example.orig_answer_text or ""
     )
+
+
+def check_window_flags(max_seq_length: int, doc_stride: int, max_query_length: int) -> None:
+    """The window flags against each other, before any data is read. A window is [CLS] question
+    [SEP] context [SEP]: a question of `max_query_length` tokens must leave room for context, and
+    a stride longer than the most context a window can hold cannot be a stride."""
+    if max_seq_length <= max_query_length + 3:
+        raise UsageError(
+            f"--max_seq_length {max_seq_length} leaves no room for context after a question of "
+            f"--max_query_length {max_query_length} tokens and [CLS], [SEP], [SEP]; use "
+            f"--max_seq_length > {max_query_length + 3} or a smaller --max_query_length"
+        )
+    if doc_stride > max_seq_length - 3:
+        raise UsageError(
+            f"--doc_stride {doc_stride} is longer than any window's context: --max_seq_length "
+            f"{max_seq_length} holds at most {max_seq_length - 3} context tokens"
+        )
 
 
 def convert_examples_to_features(

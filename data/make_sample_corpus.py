@@ -14,15 +14,22 @@ from __future__ import annotations
 
 import argparse
 import re
-from collections.abc import Iterable, Iterator
+import sys
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
+import runtime
 from data.segmentation import split_sentences
+from errors import BertError
 from fileio import atomic_write_text
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_INPUT = REPO_ROOT.parent / "shared" / "data" / "text" / "wiki.valid.raw"
 DEFAULT_OUTPUT = REPO_ROOT / "data" / "sample" / "wikitext2_valid_sentences.txt"
+
+class CorpusError(BertError, ValueError):
+    """Input that gives no corpus; the message names the file."""
+
 
 _ARTICLE_TITLE = re.compile(r"= [^=].* =")
 _ESCAPES = {" @-@ ": "-", " @,@ ": ",", " @.@ ": "."}
@@ -49,22 +56,40 @@ def wikitext_documents(lines: Iterable[str]) -> Iterator[list[str]]:
 
 def build(input_file: Path, output_file: Path) -> tuple[int, int]:
     """Write the corpus; returns (documents, sentences)."""
-    lines = input_file.read_text(encoding="utf-8").splitlines()
+    try:
+        lines = input_file.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as err:
+        raise CorpusError(f"{input_file}: not UTF-8 text (byte {err.start})") from None
     documents = list(wikitext_documents(lines))
+    if not documents:
+        raise CorpusError(f"{input_file}: no WikiText article (' = Title = ' and its text) found")
     text = "\n\n".join("\n".join(sentences) for sentences in documents) + "\n"
     atomic_write_text(output_file, text)
     return len(documents), sum(map(len, documents))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = runtime.ArgumentParser(
+        prog="data.make_sample_corpus", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--input", type=Path, default=DEFAULT_INPUT)
-    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
-    args = parser.parse_args()
-    documents, sentences = build(args.input, args.output)
-    size = args.output.stat().st_size
+    parser.add_argument("--output", default=str(DEFAULT_OUTPUT))
+    parser.add_argument("--debug", action="store_true", help="print the traceback of a bug")
+    return parser.parse_args(argv)
+
+
+def execute(args: argparse.Namespace) -> None:
+    runtime.check_input_file(args.input, "--input")
+    runtime.check_output_file(args.output, "--output")
+    runtime.check_not_overwriting({"--input": args.input}, {"--output": args.output})
+    documents, sentences = build(args.input, Path(args.output))
+    size = Path(args.output).stat().st_size
     print(f"wrote {args.output}: {documents} documents, {sentences} sentences, {size:,} bytes")
 
 
+def main(argv: Sequence[str] | None = None) -> int:
+    return runtime.run_main("data.make_sample_corpus", parse_args, execute, argv)
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -36,14 +36,17 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import runtime
+from data.download import DATASETS as DATASETS_TO_DOWNLOAD
 from data.download import download_dataset, download_wikipedia
 from data.sharding import shard_articles
 from data.stages import PipelineError
 from data.wikipedia import extract, format_articles
+from errors import UsageError
 from fileio import atomic_path, atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -348,11 +351,53 @@ def run_pipeline(s: Settings, stages: list[str], force: bool = False) -> None:
         run_stage(s, stage, force)
 
 
-def parse_args(argv: list[str] | None = None) -> tuple[Settings, list[str], bool]:
+def check_settings(s: Settings, stages: list[str], working_dir_flag: str = "--working_dir") -> None:
+    """The settings the chosen stages use, before any stage runs: flag combinations, the instance
+    options, input files and folders, a writable working dir, and no stage output that replaces
+    an input (each stage replaces its output folder whole). UsageErrors name the flag."""
+    known = sorted({*DATASETS_TO_DOWNLOAD, *GLUE_TASK_DATASETS})
+    unknown = [name for name in s.downloads if name not in known] if "download" in stages else []
+    if unknown:
+        raise UsageError(f"--downloads: unknown {unknown[0]!r}; choose from {', '.join(known)}")
+    if not 0 <= s.fraction_test_set < 1:
+        raise UsageError(f"--fraction_test_set must be below 1, got {s.fraction_test_set}")
+    if s.fraction_test_set > 0 and s.n_test_shards < 1:
+        raise UsageError(
+            f"--fraction_test_set {s.fraction_test_set} puts articles in test shards: "
+            "--n_test_shards must be at least 1"
+        )
+    if "hdf5" in stages:
+        from pretraining_instances import DataError, InstanceOptions
+
+        try:
+            InstanceOptions.from_settings(s)
+        except DataError as err:
+            raise UsageError(str(err)) from None
+    inputs = {
+        "--dump": s.dump if {"download", "extract"} & set(stages) else None,
+        "--vocab_file": s.vocab_file if {"hdf5", "verify"} & set(stages) else None,
+        "--config_file": s.config_file if "verify" in stages else None,
+    }
+    if "shard" in stages:
+        inputs |= {f"--input_files ({i + 1})": path for i, path in enumerate(s.input_files)}
+    for flag, path in inputs.items():
+        if path is not None:
+            runtime.check_input_file(path, flag)
+    if s.books_dir is not None and "format" in stages and "bookscorpus" in s.corpora:
+        runtime.check_input_dir(s.books_dir, "--books_dir")
+        inputs["--books_dir"] = s.books_dir
+    runtime.check_output_dir(s.working_dir, working_dir_flag)
+    replaced = {"extract": s.extracted_dir, "shard": s.sharded_dir, "hdf5": s.hdf5_dir}
+    folders = {f"the {name} stage's folder": replaced[name] for name in stages if name in replaced}
+    runtime.check_not_overwriting(inputs, {}, folders=folders)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     defaults = Settings(working_dir=Path("."))
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = runtime.ArgumentParser(
+        prog="data.pipeline", description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
     parser.add_argument("stages", nargs="+", choices=(*STAGES, "all"))
     parser.add_argument("--working_dir", type=Path, help="default: $BERT_PREP_WORKING_DIR, data/")
     parser.add_argument("--force", action="store_true", help="redo stages already done")
@@ -366,17 +411,31 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, list[str], bool
     parser.add_argument("--wiki_date", help="pinned dump date, e.g. 20240601")
     parser.add_argument("--mirror", dest="mirrors", action="append", default=[])
     parser.add_argument("--dump", type=Path, help="a local pages-articles dump (offline)")
-    parser.add_argument("--books_dir", type=Path, default=os.environ.get("BOOKS_DIR"))
-    for name in ("n_training_shards", "n_test_shards", "n_processes", "max_seq_length",
-                 "max_predictions_per_seq", "random_seed", "dupe_factor"):  # fmt: skip
-        parser.add_argument(f"--{name}", type=int, default=getattr(defaults, name))
-    for name in ("fraction_test_set", "masked_lm_prob", "short_seq_prob"):
-        parser.add_argument(f"--{name}", type=float, default=getattr(defaults, name))
+    parser.add_argument("--books_dir", type=Path, default=os.environ.get("BOOKS_DIR") or None)
+    add_count_arguments(parser, defaults)
     parser.add_argument("--vocab_file", type=Path, default=defaults.vocab_file)
     parser.add_argument("--do_lower_case", type=int, choices=(0, 1), default=1)
     parser.add_argument("--tokenizer_backend", choices=("python", "fast"), default="python")
     parser.add_argument("--config_file", type=Path, help="verify: the model config to match")
-    args = parser.parse_args(argv)
+    parser.add_argument("--debug", action="store_true", help="print the traceback of a bug")
+    return parser.parse_args(argv)
+
+
+def add_count_arguments(parser: argparse.ArgumentParser, defaults: Settings) -> None:
+    """The numeric flags of the shard and hdf5 stages (NVIDIA's names), with types that refuse
+    impossible values while parsing."""
+    types = {
+        "n_training_shards": runtime.positive_int, "n_test_shards": runtime.non_negative_int,
+        "fraction_test_set": runtime.proportion, "n_processes": runtime.positive_int,
+        "random_seed": runtime.seed_value, "dupe_factor": runtime.positive_int,
+        "masked_lm_prob": runtime.proportion, "max_seq_length": runtime.positive_int,
+        "max_predictions_per_seq": runtime.positive_int, "short_seq_prob": runtime.proportion,
+    }  # fmt: skip
+    for name, kind in types.items():
+        parser.add_argument(f"--{name}", type=kind, default=getattr(defaults, name))
+
+
+def settings_from(args: argparse.Namespace) -> tuple[Settings, list[str]]:
     working_dir = args.working_dir or Path(
         os.environ.get("BERT_PREP_WORKING_DIR") or REPO_ROOT / "data"
     )
@@ -386,18 +445,17 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, list[str], bool
     values["mirrors"] = tuple(args.mirrors)
     values["do_lower_case"] = bool(args.do_lower_case)
     stages = list(STAGES) if "all" in args.stages else args.stages
-    return Settings(working_dir=working_dir, **values), stages, args.force
+    return Settings(working_dir=working_dir, **values), stages
 
 
-def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    settings, stages, force = parse_args(argv)
-    try:
-        run_pipeline(settings, stages, force)
-    except PipelineError as err:
-        print(f"data.pipeline: error: {err}", file=sys.stderr)
-        return 1
-    return 0
+def execute(args: argparse.Namespace) -> None:
+    settings, stages = settings_from(args)
+    check_settings(settings, stages)
+    run_pipeline(settings, stages, args.force)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return runtime.run_main("data.pipeline", parse_args, execute, argv)
 
 
 if __name__ == "__main__":

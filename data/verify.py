@@ -26,11 +26,12 @@ import h5py
 import numpy as np
 
 import lddl_data
+import runtime
 from fileio import sha256_file
-from modeling import BertConfig, ConfigError
+from modeling import BertConfig
 from pretraining_data import ShardError
 from shard_format import SHARD_DTYPES, SHARD_NDIMS, VOCAB_SHA256
-from tokenization import VocabError, load_vocab
+from tokenization import load_vocab
 
 BLOCK_ROWS = 8192
 
@@ -273,15 +274,33 @@ def is_parquet(paths: Sequence[str | Path]) -> bool:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = runtime.ArgumentParser(prog="verify", description=__doc__.split("\n\n")[0])
     parser.add_argument("paths", nargs="+", help="shard folders or files")
-    parser.add_argument("--max_seq_length", type=int)
-    parser.add_argument("--max_predictions_per_seq", type=int)
+    parser.add_argument("--max_seq_length", type=runtime.positive_int)
+    parser.add_argument("--max_predictions_per_seq", type=runtime.positive_int)
     parser.add_argument("--vocab_file", type=Path)
     parser.add_argument("--config_file", type=Path)
-    parser.add_argument("--expected_shards", type=int)
-    args = parser.parse_args(argv)
+    parser.add_argument("--expected_shards", type=runtime.positive_int)
+    parser.add_argument("--debug", action="store_true", help="print the traceback of a bug")
+    return parser.parse_args(argv)
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    """The paths before any shard is opened (a missing one would otherwise be found last)."""
+    for path in args.paths:
+        runtime.check_input_path(path, "")
+    if not is_parquet(args.paths) and not shard_files(args.paths):
+        raise ShardError(f"no .hdf5 shards in {', '.join(map(str, args.paths))}")
+    for flag, path in (("--vocab_file", args.vocab_file), ("--config_file", args.config_file)):
+        if path is not None:
+            runtime.check_input_file(path, flag)
+
+
+def execute(args: argparse.Namespace) -> int:
+    """Check the shards; the report on stdout, each problem on its own stderr line; status 1 when
+    there is any."""
+    check_arguments(args)
     expect = Expectations(
         args.max_seq_length,
         args.max_predictions_per_seq,
@@ -290,11 +309,7 @@ def main(argv: list[str] | None = None) -> int:
         args.expected_shards,
     )
     parquet = is_parquet(args.paths)
-    try:
-        report = (verify_parquet if parquet else verify_shards)(args.paths, expect)
-    except (FileNotFoundError, VocabError, ConfigError, ImportError) as err:
-        print(f"verify: error: {err}", file=sys.stderr)
-        return 1
+    report = (verify_parquet if parquet else verify_shards)(args.paths, expect)
     kind = "LDDL parquet shards" if parquet else "shards"
     print(f"{report.shards} {kind}, {report.instances:,} instances, {report.tokens:,} tokens")
     for problem in report.problems:
@@ -302,6 +317,10 @@ def main(argv: list[str] | None = None) -> int:
     if report.ok:
         print("verify: all checks passed")
     return 0 if report.ok else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return runtime.run_main("verify", parse_args, execute, argv)
 
 
 if __name__ == "__main__":

@@ -19,10 +19,12 @@ import json
 import math
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from errors import BertError
+import runtime
+from errors import BertError, UsageError
 from fileio import atomic_write
 
 
@@ -139,23 +141,38 @@ def plot(
     plt.close(figure)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = runtime.ArgumentParser(prog="plot_loss.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("logs", nargs="+", type=Path, help="dllogger JSON log files")
-    parser.add_argument("--output", "-o", type=Path, default=Path("loss.png"))
+    parser.add_argument("--output", "-o", default="loss.png")  # a str: "x/" stays a folder name
     parser.add_argument("--metrics", nargs="+", help="keys to plot (default: every *loss* key)")
     parser.add_argument("--title")
-    args = parser.parse_args(argv)
-    if args.output.suffix.lower() != ".png":
-        print(f"plot_loss.py: --output {args.output}: expected a .png file name", file=sys.stderr)
-        return 1
-    try:
-        plot(args.logs, args.output, args.metrics, args.title)
-    except LogError as err:
-        print(f"plot_loss.py: {err}", file=sys.stderr)
-        return 1
+    parser.add_argument("--debug", action="store_true", help="print the traceback of a bug")
+    return parser.parse_args(argv)
+
+
+def check_logs_and_output(logs: Sequence[Path], output: str | None, suffix: str = "") -> None:
+    """The logs are readable files and `output` (when given) can be written and is none of them;
+    `suffix` is the file type the output must have (".png")."""
+    for log in logs:
+        runtime.check_input_file(log, "log")
+    if output is None:
+        return
+    runtime.check_output_file(output, "--output")
+    if suffix and Path(output).suffix.lower() != suffix:
+        raise UsageError(f"--output {output}: expected a {suffix} file name")
+    for log in logs:
+        runtime.check_not_overwriting({"log": log}, {"--output": output})
+
+
+def execute(args: argparse.Namespace) -> None:
+    check_logs_and_output(args.logs, args.output, ".png")
+    plot(args.logs, Path(args.output), args.metrics, args.title)
     print(f"wrote {args.output}")
-    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return runtime.run_main("plot_loss.py", parse_args, execute, argv)
 
 
 if __name__ == "__main__":

@@ -18,10 +18,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
+import runtime
+from errors import UsageError
 from fileio import atomic_write_text
-from scripts.plot_loss import LogError, read_records
+from scripts.plot_loss import LogError, check_logs_and_output, read_records
 
 
 def summaries(path: Path) -> list[tuple[dict, dict]]:
@@ -110,26 +113,34 @@ def markdown(table: list[list[str]], seconds: float | None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = runtime.ArgumentParser(
+        prog="summarize_runs.py", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--pretraining", type=Path, nargs="+",
                         help="run_pretraining's dllogger JSON logs, phase 1 first")  # fmt: skip
     parser.add_argument("--squad", type=Path, help="run_squad's dllogger JSON")
     parser.add_argument("--glue", type=Path, help="run_glue's dllogger JSON")
-    parser.add_argument("--seconds", type=float, help="wall time of the whole run, to report")
-    parser.add_argument("--output", type=Path, help="also write the table here (Markdown)")
-    args = parser.parse_args(argv)
-    if not (args.pretraining or args.squad or args.glue):
-        parser.error("name at least one log: --pretraining, --squad or --glue")
-    try:
-        text = markdown(rows(args.pretraining, args.squad, args.glue), args.seconds)
-    except LogError as err:
-        print(f"summarize_runs.py: {err}", file=sys.stderr)
-        return 1
+    parser.add_argument("--seconds", type=runtime.non_negative_float,
+                        help="wall time of the whole run, to report")  # fmt: skip
+    parser.add_argument("--output", help="also write the table here (Markdown)")
+    parser.add_argument("--debug", action="store_true", help="print the traceback of a bug")
+    return parser.parse_args(argv)
+
+
+def execute(args: argparse.Namespace) -> None:
+    logs = [*(args.pretraining or []), *(log for log in (args.squad, args.glue) if log)]
+    if not logs:
+        raise UsageError("name at least one log: --pretraining, --squad or --glue")
+    check_logs_and_output(logs, args.output)
+    text = markdown(rows(args.pretraining, args.squad, args.glue), args.seconds)
     print(text, end="")
     if args.output:
         atomic_write_text(args.output, text)
-    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return runtime.run_main("summarize_runs.py", parse_args, execute, argv)
 
 
 if __name__ == "__main__":

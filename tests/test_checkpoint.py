@@ -386,12 +386,10 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 
 def test_cli_errors_are_one_clear_line(tmp_path, pretraining_model):
     result = run_cli("--input", str(tmp_path / "missing.pt"), "--output", str(tmp_path / "o"))
-    assert result.returncode == 1
-    assert (
-        result.stderr.strip()
-        .splitlines()[-1]
-        .endswith(f"checkpoint not found: {tmp_path / 'missing.pt'}")
-    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"convert_checkpoint.py: error: --input {tmp_path / 'missing.pt'}: no such file or folder"
+    ]
     torch.save({"model": pretraining_model.state_dict()}, tmp_path / "ngc.pt")
     result = run_cli("--input", str(tmp_path / "ngc.pt"), "--output", str(tmp_path / "hf"))
     assert result.returncode == 1 and "pass --config_file" in result.stderr
@@ -422,7 +420,7 @@ def test_cli_nvidia_to_hf_with_config_and_vocab(tmp_path, pretraining_model):
         "--input", str(tmp_path / "ckpt_8601.pt"), "--output", str(tmp_path / "hf"),
         "--config_file", str(TINY_CONFIG),
     )  # fmt: skip
-    assert result.returncode == 1 and "output exists" in result.stderr
+    assert result.returncode == 2 and "a folder with files in it" in result.stderr
 
 
 def test_hf_folder_of_another_model_type_is_refused(tmp_path, minilm_dir):

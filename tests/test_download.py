@@ -707,9 +707,9 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_cli_bad_dataset_name_exits_1_with_one_line(tmp_path):
+def test_cli_bad_dataset_name_exits_2_with_one_line(tmp_path):
     result = run_cli("--dataset", "bookscorpus", "--download_dir", str(tmp_path))
-    assert result.returncode == 1
+    assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "unknown dataset 'bookscorpus'" in lines[0]
 
@@ -722,10 +722,12 @@ def test_cli_download_error_exits_1_with_one_line(server, tmp_path):
     )
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ")
+    assert len(lines) == 1 and lines[0].startswith("data.download: error: ")
     assert f"not found: {source}/enwiki/{DATE}/{SUMS_NAME}" in lines[0]
 
 
 def test_cli_refuses_a_flag_for_another_dataset(tmp_path, capsys):
-    assert dl.main(["--dataset", "squad", "--download_dir", str(tmp_path), "--tasks", "MRPC"]) == 1
-    assert capsys.readouterr().err.strip() == "error: --tasks applies only to --dataset glue"
+    assert dl.main(["--dataset", "squad", "--download_dir", str(tmp_path), "--tasks", "MRPC"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "data.download: error: --tasks applies only to --dataset glue"
+    )

@@ -41,6 +41,21 @@ def test_a_failing_file_writer_leaves_the_target_untouched(tmp_path, error):
     assert entries(tmp_path) == ["out.bin"]
 
 
+def test_a_failed_write_removes_the_folders_it_made(tmp_path):
+    (tmp_path / "kept").mkdir()
+
+    def write(handle):
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        fileio.atomic_write(tmp_path / "kept" / "new" / "deeper" / "out.bin", write)
+    with pytest.raises(KeyboardInterrupt), fileio.atomic_folder(tmp_path / "a" / "b" / "c"):
+        raise KeyboardInterrupt
+    assert entries(tmp_path) == ["kept"] and entries(tmp_path / "kept") == []
+    fileio.probe_writable(tmp_path / "kept")  # a write test that leaves nothing either
+    assert entries(tmp_path / "kept") == []
+
+
 def test_atomic_path_renames_and_syncs(tmp_path, monkeypatch):
     synced = []
     real_fsync = os.fsync

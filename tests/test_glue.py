@@ -466,6 +466,12 @@ def test_another_tasks_file_fails_on_its_header(tmp_path):
     (sst2 / "dev.tsv").write_text("")
     with pytest.raises(GlueError, match="empty file"):
         glue.Sst2Processor().get_dev_examples(sst2)
+    (sst2 / "dev.tsv").write_text("sentence\tlabel\n")  # the header only
+    with pytest.raises(GlueError, match=r"dev\.tsv: no sst-2 examples \(only a header line\?\)"):
+        glue.Sst2Processor().get_dev_examples(sst2)
+    (sst2 / "test.tsv").write_text("index\tsentence\n")  # nothing to predict either
+    with pytest.raises(GlueError, match=r"test\.tsv: no sst-2 examples"):
+        glue.Sst2Processor().get_test_examples(sst2)
 
 
 def test_not_utf8(tmp_path):

@@ -90,6 +90,20 @@ def test_config_file_errors_name_the_file(tmp_path, text, message):
         ({"hidden_dropout_prob": 1.5}, "'hidden_dropout_prob' must be a number in [0, 1)"),
         ({"position_embedding_type": "relative_key"}, "position_embedding_type"),
         ({"attention_impl": "flash3"}, "attention_impl must be one of"),
+        ({"hidden_size": 128.0}, "'hidden_size' must be a positive integer"),
+        ({"vocab_size": True}, "'vocab_size' must be a positive integer"),
+        ({"max_position_embeddings": 0}, "'max_position_embeddings' must be a positive integer"),
+        ({"type_vocab_size": -2}, "'type_vocab_size' must be a positive integer"),
+        ({"attention_probs_dropout_prob": float("nan")}, "must be a number in [0, 1)"),
+        ({"hidden_dropout_prob": 1.0}, "'hidden_dropout_prob' must be a number in [0, 1)"),
+        ({"hidden_dropout_prob": False}, "'hidden_dropout_prob' must be a number in [0, 1)"),
+        ({"initializer_range": 0}, "'initializer_range' must be a positive finite number"),
+        ({"initializer_range": float("nan")}, "'initializer_range' must be a positive finite"),
+        ({"initializer_range": float("inf")}, "'initializer_range' must be a positive finite"),
+        ({"layer_norm_eps": "1e-12"}, "'layer_norm_eps' must be a positive finite number"),
+        ({"hidden_act": ["gelu"]}, "unsupported hidden_act ['gelu']"),
+        ({"hidden_act": None}, "unsupported hidden_act None"),
+        ({"output_all_encoded_layers": 1}, "'output_all_encoded_layers' must be true or false"),
     ],
 )
 def test_config_invalid_fields(tmp_path, change, message):
@@ -104,6 +118,8 @@ def test_config_invalid_fields(tmp_path, change, message):
 def test_config_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="config file not found"):
         BertConfig.from_json_file(tmp_path / "nope.json")
+    with pytest.raises(ConfigError, match="is a folder, expected a model config JSON file"):
+        BertConfig.from_json_file(tmp_path)
 
 
 # ----------------------------------------------------------------------------- structure

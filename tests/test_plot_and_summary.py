@@ -58,12 +58,13 @@ def test_plot_of_a_log_without_losses_is_one_error_naming_it(tmp_path, capsys):
     log.close()
     output = tmp_path / "loss.png"
     assert plot_loss.main([str(tmp_path / "empty.json"), "-o", str(output)]) == 1
-    assert plot_loss.main([str(tmp_path / "missing.json"), "-o", str(output)]) == 1
-    assert plot_loss.main([str(tmp_path / "empty.json"), "-o", str(tmp_path / "x.jpg")]) == 1
+    assert plot_loss.main([str(tmp_path / "missing.json"), "-o", str(output)]) == 2
+    assert plot_loss.main([str(tmp_path / "empty.json"), "-o", str(tmp_path / "x.jpg")]) == 2
     err = capsys.readouterr().err.splitlines()
     assert "empty.json: no training records" in err[0]
-    assert "missing.json: cannot read" in err[1]
+    assert f"log {tmp_path / 'missing.json'}: no such file" in err[1]
     assert "expected a .png" in err[2]
+    assert not output.exists()
     assert not output.exists()
 
 
@@ -149,7 +150,7 @@ def test_tensorboard_without_the_package_is_one_error_line(tmp_path, monkeypatch
     status = run_glue.main([
         "--task_name=mrpc", f"--data_dir={repo}/data/sample/glue/MRPC",
         f"--vocab_file={repo}/vocab/vocab", f"--config_file={repo}/bert_configs/tiny.json",
-        "--do_lower_case", "--do_eval", f"--output_dir={tmp_path}",
+        "--do_lower_case", "--do_train", f"--output_dir={tmp_path}",
         f"--json-summary={tmp_path / 'log.json'}", f"--tensorboard={tmp_path / 'tb'}",
     ])  # fmt: skip
     assert status == 1

@@ -183,3 +183,155 @@ def test_argparse_errors_and_help_come_back_as_statuses(capsys):
     err = capsys.readouterr().err.splitlines()
     assert err == ["prog.py: error: the following arguments are required: --n (see --help)"]
     assert runtime.run_main("prog.py", parse, lambda args: None, ["--help"]) == 0
+
+
+# ----------------------------------------------------------------------------- paths
+
+
+def test_input_paths(tmp_path):
+    (tmp_path / "f.txt").write_text("x")
+    assert runtime.check_input_file(tmp_path / "f.txt", "--vocab_file") == tmp_path / "f.txt"
+    assert runtime.check_input_dir(tmp_path, "--data_dir") == tmp_path
+    cases = [
+        (runtime.check_input_file, tmp_path / "no.txt", "--vocab_file", "no.txt: no such file"),
+        (runtime.check_input_file, tmp_path, "--vocab_file", "is a folder, expected a file"),
+        (runtime.check_input_file, tmp_path / "f.txt" / "x", "--vocab_file", "no such file"),
+        (runtime.check_input_file, f"{tmp_path}/a\0b", "--vocab_file", "holds a NUL byte"),
+        (runtime.check_input_file, "/dev/null", "--config_file", "not a regular file"),
+        (runtime.check_input_dir, tmp_path / "no", "--data_dir", "no: no such folder"),
+        (runtime.check_input_dir, tmp_path / "f.txt", "--data_dir", "is a file, expected a fold"),
+        (runtime.check_input_file, "x" * 5000, "--vocab_file", "File name too long"),
+        (runtime.check_input_file, "", "--vocab_file", "empty path (an unset variable?)"),
+        (runtime.check_input_dir, " ", "--data_dir", "empty path"),
+        (runtime.check_output_dir, "", "--output_dir", "empty path"),
+        (runtime.check_output_file, "", "--output_file", "empty path"),
+        (runtime.check_input_path, tmp_path / "gone", "--input_file", "no such file or folder"),
+    ]
+    for check, path, flag, message in cases:
+        with pytest.raises(UsageError, match="^" + flag) as info:
+            check(path, flag)
+        assert message in str(info.value)
+
+
+def test_output_paths_are_checked_without_creating_anything(tmp_path):
+    (tmp_path / "file").write_text("x")
+    assert runtime.check_output_dir(tmp_path / "new" / "deeper", "--output_dir")
+    assert runtime.check_output_dir(tmp_path, "--output_dir")
+    assert runtime.check_output_file(tmp_path / "new" / "log.json", "--json-summary")
+    assert runtime.check_output_file(tmp_path / "file", "--output_file")  # replaced: fine
+    assert runtime.check_output_file("/dev/null", "--json-summary", append=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]  # the write probe is gone
+    cases = [
+        (runtime.check_output_dir, tmp_path / "file", "exists and is not a folder"),
+        (runtime.check_output_dir, tmp_path / "file" / "sub", f"{tmp_path / 'file'} is a file"),
+        (runtime.check_output_file, tmp_path, "is a folder, expected a file name"),
+        (runtime.check_output_file, f"{tmp_path}/out/", "names a folder, expected a file name"),
+        (runtime.check_output_file, tmp_path / "file" / "x.json", "is a file, not a folder"),
+        (runtime.check_output_file, "/dev/null", "exists and is not a regular file"),
+    ]
+    for check, path, message in cases:
+        with pytest.raises(UsageError, match=r"^--out ") as info:
+            check(path, "--out")
+        assert message in str(info.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+def test_an_unwritable_folder_is_found_by_a_real_write(tmp_path, monkeypatch):
+    def refuse(folder):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(runtime, "probe_writable", refuse)
+    with pytest.raises(UsageError, match=r"--output_dir .*: cannot write in .*Permission denied"):
+        runtime.check_output_dir(tmp_path / "o", "--output_dir")
+    with pytest.raises(UsageError, match=r"--json-summary .*: cannot write in .*Permission"):
+        runtime.check_output_file(tmp_path / "log.json", "--json-summary", append=True)
+
+
+def test_a_read_only_folder_cannot_be_written(tmp_path):
+    import os
+
+    if os.geteuid() == 0:
+        pytest.skip("root writes into read-only folders; the probe is tested with a stand-in")
+    folder = tmp_path / "ro"
+    folder.mkdir(mode=0o500)
+    with pytest.raises(UsageError, match="cannot write in"):
+        runtime.check_output_dir(folder, "--output_dir")
+
+
+def test_an_output_that_is_an_input_is_refused(tmp_path):
+    import os
+
+    (tmp_path / "a").mkdir()
+    data = tmp_path / "a" / "train.json"
+    data.write_text("{}")
+    (tmp_path / "link.json").symlink_to(data)
+    os.link(data, tmp_path / "hard.json")
+    spellings = [
+        data, tmp_path / "link.json", tmp_path / "hard.json", f"{tmp_path}/a/../a/./train.json",
+    ]  # fmt: skip
+    for spelling in spellings:
+        with pytest.raises(UsageError) as info:
+            runtime.check_not_overwriting({"--train_file": data}, {"--json-summary": spelling})
+        assert str(info.value).startswith(f"--json-summary {spelling} is --train_file {data}")
+        assert "would overwrite an input" in str(info.value)
+    runtime.check_not_overwriting(
+        {"--train_file": data, "--init_checkpoint": None, "--cache": "s3://b/k"},
+        {"--json-summary": tmp_path / "log.json", "--output": None},
+    )
+    missing = tmp_path / "b" / "x.pt"  # neither exists: the resolved paths decide
+    with pytest.raises(UsageError, match="would overwrite an input"):
+        runtime.check_not_overwriting({"--input": missing}, {"--output": tmp_path / "b/../b/x.pt"})
+    with pytest.raises(UsageError, match=r"lies in --working_dir .*, which the run replaces"):
+        runtime.check_not_overwriting({"--dump": data}, {}, folders={"--working_dir": tmp_path})
+
+
+def test_model_files_against_each_other(tmp_path):
+    from modeling import ConfigError
+    from tests.conftest import TINY_CONFIG, UNCASED_VOCAB
+
+    config = runtime.check_model_files(TINY_CONFIG, UNCASED_VOCAB, 512)
+    assert config.padded_vocab_size == 30528
+    small = tmp_path / "small.json"
+    small.write_text(TINY_CONFIG.read_text().replace('"vocab_size": 30522', '"vocab_size": 100'))
+    with pytest.raises(UsageError) as info:
+        runtime.check_model_files(small, UNCASED_VOCAB)
+    assert str(info.value) == (
+        f"--vocab_file {UNCASED_VOCAB} has 30522 tokens, more than the 104 embedding rows of "
+        f"--config_file {small} (vocab_size 100); use the vocabulary the model was made for"
+    )
+    with pytest.raises(UsageError, match="--max_seq_length 513 is longer than the model's 512"):
+        runtime.check_model_files(TINY_CONFIG, None, 513)
+    with pytest.raises(UsageError, match=r"--config_file .*: is a folder"):
+        runtime.check_model_files(tmp_path)
+    with pytest.raises(UsageError, match=r"--vocab_file .*nope: no such file"):
+        runtime.check_model_files(TINY_CONFIG, tmp_path / "nope")
+    (tmp_path / "bad.json").write_text('{"vocab_size": 10, "hidden_size": NaN}')
+    with pytest.raises(ConfigError, match=r"bad\.json"):
+        runtime.check_model_files(tmp_path / "bad.json")
+
+
+def test_the_cli_part_loads_without_torch():
+    """The data-preparation CLIs parse and report errors through runtime without loading torch."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO_ROOT
+
+    code = "import runtime, sys; print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True,
+                            text=True, timeout=60)  # fmt: skip
+    assert result.stdout.strip() == "False", result.stderr
+
+
+def test_an_error_under_a_progress_bar_starts_a_line_of_its_own(capsys, monkeypatch):
+    from tqdm import tqdm
+
+    monkeypatch.delenv(runtime.DEBUG_ENV, raising=False)
+
+    def body(args):
+        for _ in tqdm(range(3), desc="work"):  # left open by the error, as a real loop's bar
+            raise BertError("x.json: broken")
+
+    assert run(body) == 1
+    err = capsys.readouterr().err
+    assert "work" in err and err.endswith("\nprog.py: error: x.json: broken\n")

