@@ -14,16 +14,20 @@ one-line errors on bad input, atomic output and the settings stored in each shar
 
 Differences from NVIDIA's flags: `--do_lower_case` can be turned off (`--do_lower_case 0` or
 `--no_lower_case`), where NVIDIA's was store_true with default True, so cased shards could not be
-made; `--output_dir`, `--processes` and `--tokenizer_backend` are new.
+made; `--output_dir`, `--processes` and `--tokenizer_backend` are new; a second run writing the
+same `--output_dir` is refused while the first holds its lock (`output_lock.py`).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 from pathlib import Path
 
+from errors import BertError
+from output_lock import claim_output
 from pretraining_instances import (
     DataError,
     InstanceOptions,
@@ -32,7 +36,7 @@ from pretraining_instances import (
     create_shards,
     input_files,
 )
-from tokenization import BertTokenizer, VocabError
+from tokenization import BertTokenizer
 
 
 def str_to_bool(value: str) -> bool:
@@ -108,8 +112,12 @@ def main(argv: list[str] | None = None) -> int:
         jobs = jobs_from_args(args)
         if args.processes < 1:
             raise DataError(f"--processes must be at least 1, got {args.processes}")
-        results = create_shards(jobs, args.processes, progress=not args.disable_progress_bar)
-    except (DataError, VocabError, FileNotFoundError) as err:
+        held = contextlib.nullcontext()  # one --output_file is written atomically: no lock
+        if args.output_dir:  # a folder of shards is held for this run (see output_lock.py)
+            held = claim_output(args.output_dir, "create_pretraining_data.py")
+        with held:
+            results = create_shards(jobs, args.processes, progress=not args.disable_progress_bar)
+    except (BertError, FileNotFoundError) as err:
         print(f"create_pretraining_data.py: error: {err}", file=sys.stderr)
         return 1
     for result in results:
