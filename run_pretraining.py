@@ -887,6 +887,14 @@ def apply_elastic_restart(args: argparse.Namespace) -> None:
         raise UsageError(f"TORCHELASTIC_RESTART_COUNT (set by torchrun) is not a number: {text!r}")
     args.elastic_restart = int(text)
     args.resume_implied = False
+    shared_store = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
+    restarts = os.environ.get("TORCHELASTIC_MAX_RESTARTS", "0").strip()
+    if shared_store and restarts not in ("", "0") and os.environ.get("RANK", "0") == "0":
+        logger.warning(
+            "torchrun --max-restarts with its rendezvous store shared by the workers: restarted "
+            "workers can fail to connect or hang on keys of the failed attempt (PyTorch issue "
+            "135712); export TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 before torchrun"
+        )
     if args.elastic_restart == 0 or args.skip_checkpoint:
         return
     if not args.resume_from_checkpoint:

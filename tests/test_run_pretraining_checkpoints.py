@@ -11,6 +11,9 @@ import logging
 import os
 import shutil
 import signal
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,7 +22,7 @@ import torch
 import fileio
 import run_pretraining
 from checkpoint import torch_load
-from tests.conftest import TINY_CONFIG
+from tests.conftest import REPO_ROOT, TINY_CONFIG
 from tests.test_nvidia_compat import write_shards
 from tests.test_output_lock import plant
 
@@ -326,3 +329,85 @@ def test_a_restarted_torchrun_worker_resumes_from_the_newest(shards, reference, 
     shutil.rmtree(output)
     assert pretrain(shards, output, "--steps_this_run=2", *extra) == 0  # none yet: from scratch
     assert names(output) == ["ckpt_1.pt", "ckpt_2.pt"]
+
+
+# ------------------------------------------------------------------------------- real torchrun
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def torchrun(shards, output, *launch: str, env: dict | None = None) -> subprocess.Popen:
+    """run_pretraining.py under torchrun with 2 gloo processes per job, 6 steps."""
+    clean = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    return subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", *launch, "run_pretraining.py",
+         "--do_train", "--disable_progress_bar", "--no_cuda", f"--input_dir={shards}",
+         f"--output_dir={output}", f"--config_file={shards / 'config.json'}",
+         f"--json-summary={output}.log.json", *ARGS, "--steps_this_run=6",
+         "--num_steps_per_checkpoint=2"],
+        cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        env=clean | {"OMP_NUM_THREADS": "1"} | (env or {}), start_new_session=True,
+    )  # fmt: skip
+
+
+def finish(*processes: subprocess.Popen, timeout: float = 180) -> list[str]:
+    """Wait for every process; their stderr (each must have succeeded). torchrun and its
+    workers are killed as a group if they overrun."""
+    outputs = []
+    for process in processes:
+        try:
+            _, err = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            _, err = process.communicate()
+            pytest.fail(f"torchrun did not finish in {timeout} s: {err[-3000:]}")
+        assert process.returncode == 0, err[-3000:]
+        outputs.append(err)
+    return outputs
+
+
+@pytest.fixture(scope="module")
+def one_node(shards, tmp_path_factory):
+    """An uninterrupted run, one node with two processes."""
+    output = tmp_path_factory.mktemp("one_node") / "out"
+    finish(torchrun(shards, output, "--standalone", "--nproc_per_node=2"))
+    assert names(output) == ["ckpt_2.pt", "ckpt_4.pt", "ckpt_6.pt"]
+    return output
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("rank", [0, 1])
+def test_torchrun_restarts_a_killed_worker_and_ends_where_an_uninterrupted_run_does(
+    shards, one_node, tmp_path, rank
+):
+    """A worker kills itself (SIGKILL) after step 3; torchrun restarts both, which resume from
+    ckpt_2 by themselves (TORCHELASTIC_RESTART_COUNT), redo step 3 and end with the weights of
+    a run that was never interrupted."""
+    output = tmp_path / "out"
+    # Without the variable, PyTorch's restarted workers can meet keys of the failed attempt in
+    # torchrun's shared store and fail to connect or hang (PyTorch issue 135712).
+    env = {"TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"}
+    process = torchrun(shards, output, "--standalone", "--nproc_per_node=2", "--max-restarts=1",
+                       env=env | {run_pretraining.KILL_FOR_TEST_ENV: f"3:{rank}"})  # fmt: skip
+    (err,) = finish(process)
+    assert "torchrun restart 1: resuming from the newest checkpoint" in err
+    assert names(output) == ["ckpt_2.pt", "ckpt_4.pt", "ckpt_6.pt"]
+    assert same_weights(output / "ckpt_6.pt", one_node / "ckpt_6.pt")
+
+
+@pytest.mark.slow
+def test_two_nodes_meeting_at_a_c10d_rendezvous_equal_one_node(shards, one_node, tmp_path):
+    output, port = tmp_path / "out", free_port()
+    nodes = [
+        torchrun(shards, output, "--nnodes=2", f"--node_rank={node}", "--nproc_per_node=1",
+                 "--rdzv_backend=c10d", f"--rdzv_endpoint=localhost:{port}",
+                 "--rdzv_id=two-nodes", f"--rdzv_conf=is_host={int(node == 0)}")
+        for node in (0, 1)
+    ]  # fmt: skip
+    finish(*nodes)
+    assert names(output) == ["ckpt_2.pt", "ckpt_4.pt", "ckpt_6.pt"]
+    assert same_weights(output / "ckpt_6.pt", one_node / "ckpt_6.pt")
