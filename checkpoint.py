@@ -484,11 +484,11 @@ def fit_state_dict(
             f"unexpected {_summarise(unexpected) or 'none'}"
         )
     fitted = {key: value for key, value in state_dict.items() if key in expected}
-    check_finite(fitted, source)
+    check_weights_finite(fitted, source)
     return fitted, LoadReport(source, missing, unexpected, resized)
 
 
-def check_finite(state_dict: Mapping[str, torch.Tensor], source: str) -> None:
+def check_weights_finite(state_dict: Mapping[str, torch.Tensor], source: str) -> None:
     """Refuse weights holding NaN or infinity (a diverged run's), naming the first such tensor:
     loaded, they would train or predict nothing but NaN, far from where they came from."""
     for key, tensor in state_dict.items():

@@ -10,7 +10,8 @@ temporary entry, so a half-written output never appears under its real name.
 - `atomic_path(path)`: a temporary file name for writers that want a name, not a handle (h5py).
 - `atomic_folder(path)`: a temporary folder, filled by the caller, that becomes `path`.
 - `remove_stale_temporaries(path)`: clears what a killed writer (SIGKILL, power loss) left;
-  `remove_stale_temporaries_in(folder)` does it for every output of a folder one run owns.
+  `remove_stale_temporaries_in(folder)` does it for every output of a folder one run owns;
+  `temporary_target(name)` says whose temporary entry a name is.
 - `create_new_file(path, data)`: creates a file with its whole content at once, only if no file
   of that name exists (lock files).
 - `os_error_in(err)`: the OSError behind an exception that a library wrapped (torch.save).
@@ -67,7 +68,7 @@ def _temporary_sibling(path: Path, folder: bool) -> Path:
 _TEMPORARY_NAME = re.compile(r"\.(.+)\.[0-9a-f]{8}\.tmp", re.DOTALL)
 
 
-def _temporary_target(name: str) -> str | None:
+def temporary_target(name: str) -> str | None:
     """The target name of a `_temporary_sibling` named `name`, or None if it is not one."""
     match = _TEMPORARY_NAME.fullmatch(name)
     return match.group(1) if match else None
@@ -75,7 +76,7 @@ def _temporary_target(name: str) -> str | None:
 
 def _is_temporary_of(entry: Path, path: Path) -> bool:
     """Whether `entry` is named like a `_temporary_sibling` of `path`."""
-    return _temporary_target(entry.name) == path.name
+    return temporary_target(entry.name) == path.name
 
 
 def _fsync(path: Path) -> None:
@@ -191,14 +192,21 @@ def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
     return stale
 
 
-def remove_stale_temporaries_in(folder: str | os.PathLike) -> list[Path]:
+def remove_stale_temporaries_in(
+    folder: str | os.PathLike, keep: Callable[[Path, str], bool] | None = None
+) -> list[Path]:
     """Delete every temporary file and folder directly in `folder` (whatever its target name)
     and return them sorted: for a folder that one run owns, under a lock, where a temporary
-    entry can only be left by a writer that was killed."""
+    entry can only be left by a writer that was killed. `keep(entry, target name)` spares
+    entries that may still be in use (another process's lock file being created)."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    stale = sorted(entry for entry in folder.iterdir() if _temporary_target(entry.name))
+    stale = []
+    for entry in sorted(folder.iterdir()):
+        target = temporary_target(entry.name)
+        if target is not None and not (keep and keep(entry, target)):
+            stale.append(entry)
     _remove_entries(stale)
     return stale
 

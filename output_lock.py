@@ -418,7 +418,7 @@ def clean_and_test(location: str, flag: str = "--output_dir") -> None:
             )  # fmt: skip
         return  # the lock object was the test write
     folder = Path(location)
-    stale = fileio.remove_stale_temporaries_in(folder)
+    stale = fileio.remove_stale_temporaries_in(folder, keep=_lock_file_in_use)
     if stale:
         logger.warning(
             "%s %s: removed temporary files a killed run left: %s", flag, location,
@@ -430,6 +430,15 @@ def clean_and_test(location: str, flag: str = "--output_dir") -> None:
     except OSError as err:
         detail = err.strerror or err
         raise OutputError(f"{flag} {location}: cannot write there ({detail})") from None
+
+
+def _lock_file_in_use(entry: Path, target: str) -> bool:
+    """A temporary file of the lock itself, made in the last minute: another run may be about
+    to link it into place (and be refused) or setting a dead lock aside."""
+    try:
+        return target == LOCK_NAME and time.time() - entry.lstat().st_mtime < 60
+    except OSError:
+        return False
 
 
 @contextlib.contextmanager

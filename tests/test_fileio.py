@@ -121,6 +121,11 @@ def test_remove_stale_temporaries_in_clears_every_target_of_a_folder(tmp_path):
     assert [p.name for p in removed] == names
     assert entries(tmp_path) == sorted(keep)
     assert fileio.remove_stale_temporaries_in(tmp_path / "missing") == []
+    (tmp_path / ".a.0123abcd.tmp").write_text("in use")
+    (tmp_path / ".b.0123abcd.tmp").write_text("stale")
+    removed = fileio.remove_stale_temporaries_in(tmp_path, keep=lambda entry, name: name == "a")
+    assert [p.name for p in removed] == [".b.0123abcd.tmp"]
+    assert entries(tmp_path) == sorted([*keep, ".a.0123abcd.tmp"])
 
 
 def test_create_new_file_never_replaces_and_leaves_no_temporary(tmp_path):

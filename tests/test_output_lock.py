@@ -192,3 +192,14 @@ def test_an_output_that_is_a_file_is_refused(tmp_path):
         claim_output(tmp_path / "out", "run_glue.py"),
     ):
         pass
+
+
+def test_claim_spares_a_lock_file_another_run_is_creating_right_now(tmp_path):
+    fresh, old = tmp_path / f".{LOCK_NAME}.0123abcd.tmp", tmp_path / f".{LOCK_NAME}.89abcdef.tmp"
+    for entry in (fresh, old):
+        entry.write_bytes(b"{}")
+    then = time.time() - 120
+    os.utime(old, (then, then))
+    with claim_output(tmp_path, "run_pretraining.py"):
+        pass
+    assert [p.name for p in tmp_path.iterdir()] == [fresh.name]
