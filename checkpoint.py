@@ -11,7 +11,8 @@ code; this module only writes them atomically and reads them back safely.
 
 Differences from NVIDIA: `torch.load(..., weights_only=True)` always (pickled objects such as the
 21.11 `data_loader` are replaced by inert stubs, never executed); missing encoder weights, extra
-encoder layers and shape mismatches are errors instead of a silent `strict=False`; HF and Google
+encoder layers and shape mismatches are errors instead of a silent `strict=False`, and so are
+weights holding NaN or infinity (a diverged run's), wherever weights are loaded; HF and Google
 checkpoints load without a separate conversion step, with or without vocabulary padding.
 """
 
@@ -437,7 +438,8 @@ def fit_state_dict(
     Returns the weights under the model's own keys (vocabulary padded or trimmed, tied decoder
     filled in) and a report. Always an error (CheckpointError naming `source`): a shape
     mismatch, any missing encoder weight, any encoder weight the model has no place for
-    (another size or depth). With `strict`, missing or unused head weights are errors too;
+    (another size or depth), a weight with NaN or infinite values. With `strict`, missing or
+    unused head weights are errors too;
     otherwise they are reported. `model` may live on the meta device.
     """
     state_dict = canonical_state_dict(state_dict, source)
@@ -493,7 +495,20 @@ def fit_state_dict(
             f"unexpected {_summarise(unexpected) or 'none'}"
         )
     fitted = {key: value for key, value in state_dict.items() if key in expected}
+    check_weights_finite(fitted, source)
     return fitted, LoadReport(source, missing, unexpected, resized)
+
+
+def check_weights_finite(state_dict: Mapping[str, torch.Tensor], source: str) -> None:
+    """Refuse weights holding NaN or infinity (a diverged run's), naming the first such tensor:
+    loaded, they would train or predict nothing but NaN, far from where they came from."""
+    for key, tensor in state_dict.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            count = int((~torch.isfinite(tensor)).sum())
+            raise CheckpointError(
+                f"{source}: {key} holds {count} non-finite values (NaN or infinity); refusing "
+                "weights from a diverged run"
+            )
 
 
 def load_state_dict_into(
@@ -570,8 +585,9 @@ class CheckpointFolder:
         return sorted(key[len(self.prefix) :] for key in keys if not key.endswith("/"))
 
     def numbers(self) -> list[int]:
-        """The N of every `ckpt_N.pt`, ascending."""
-        matches = (re.fullmatch(r"ckpt_(\d+)\.pt", name) for name in self.names())
+        """The N of every `ckpt_N.pt`, ascending. Only names as they are written count (no
+        leading zeros), so that `ckpt_{N}.pt` names the file: `ckpt_007.pt` is not step 7."""
+        matches = (re.fullmatch(r"ckpt_(0|[1-9][0-9]*)\.pt", name) for name in self.names())
         return sorted(int(m.group(1)) for m in matches if m)
 
     def url(self, name: str) -> str:

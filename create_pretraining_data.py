@@ -16,17 +16,21 @@ Differences from NVIDIA's flags: `--do_lower_case` can be turned off (`--do_lowe
 `--no_lower_case`), where NVIDIA's was store_true with default True, so cased shards could not be
 made; `--output_dir`, `--processes`, `--tokenizer_backend` and `--config_file` (check that the
 shards fit a model) are new. Every flag and path is checked before any text is read.
+A second run writing the same `--output_dir` is refused while the first holds its lock
+(`output_lock.py`).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import runtime
 from errors import UsageError
+from output_lock import claim_output
 from pretraining_instances import (
     DataError,
     InstanceOptions,
@@ -137,7 +141,11 @@ def check_job(job: ShardJob, args: argparse.Namespace) -> None:
 
 def execute(args: argparse.Namespace) -> None:
     jobs = jobs_from_args(args)
-    results = create_shards(jobs, args.processes, progress=not args.disable_progress_bar)
+    held = contextlib.nullcontext()  # one --output_file is written atomically: no lock
+    if args.output_dir:  # a folder of shards is held for this run (see output_lock.py)
+        held = claim_output(args.output_dir, "create_pretraining_data.py")
+    with held:
+        results = create_shards(jobs, args.processes, progress=not args.disable_progress_bar)
     for result in results:
         megabytes = result["input_bytes"] / 1e6
         print(

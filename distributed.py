@@ -106,6 +106,22 @@ def timeout_minutes() -> float:
     return minutes
 
 
+def restarted_attempt_store(world_size: int, timeout: datetime.timedelta) -> dist.Store | None:
+    """The rendezvous store for workers that `torchrun --max-restarts` restarted, else None.
+
+    torchrun lends its agent's TCPStore to the workers (TORCHELASTIC_USE_AGENT_STORE) and keeps
+    it across restarts, so a restarted worker could read the failed attempt's keys and connect
+    to dead peers or wait forever. Each attempt therefore works under its own key prefix."""
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "").strip()
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True" or attempt in ("", "0"):
+        return None
+    agent = dist.TCPStore(
+        os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world_size,
+        is_master=False, timeout=timeout,
+    )  # fmt: skip
+    return dist.PrefixStore(f"bert/restart_{attempt}/", agent)
+
+
 def init_distributed(local_rank_arg: int = -1, use_cuda: bool = True) -> DistState:
     """Join the process group when launched as several processes; pick this process's device."""
     world_size, rank, local_rank = launch_environment()
@@ -125,10 +141,13 @@ def init_distributed(local_rank_arg: int = -1, use_cuda: bool = True) -> DistSta
                 f"rank {rank} of {world_size}: MASTER_ADDR is not set; launch with torchrun, or "
                 "export MASTER_ADDR/MASTER_PORT (run.sub does this under SLURM)"
             )
+        timeout = datetime.timedelta(minutes=timeout_minutes())
+        store = restarted_attempt_store(world_size, timeout)
         dist.init_process_group(
             backend="nccl" if cuda else "gloo",
-            timeout=datetime.timedelta(minutes=timeout_minutes()),
+            timeout=timeout,
             device_id=device if cuda else None,
+            **({"store": store, "rank": rank, "world_size": world_size} if store else {}),
         )
         logger.info("rank %d of %d on %s (%s)", rank, world_size, device, dist.get_backend())
     return DistState(rank, world_size, local_rank, device)

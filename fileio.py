@@ -9,7 +9,12 @@ temporary entry, so a half-written output never appears under its real name.
   `atomic_write_json` build on it.
 - `atomic_path(path)`: a temporary file name for writers that want a name, not a handle (h5py).
 - `atomic_folder(path)`: a temporary folder, filled by the caller, that becomes `path`.
-- `remove_stale_temporaries(path)`: clears what a killed writer (SIGKILL, power loss) left.
+- `remove_stale_temporaries(path)`: clears what a killed writer (SIGKILL, power loss) left;
+  `remove_stale_temporaries_in(folder)` does it for every output of a folder one run owns;
+  `temporary_target(name)` says whose temporary entry a name is.
+- `create_new_file(path, data)`: creates a file with its whole content at once, only if no file
+  of that name exists (lock files).
+- `os_error_in(err)`: the OSError behind an exception that a library wrapped (torch.save).
 - `probe_writable(folder)`: a real write test (a temporary file, removed at once).
 
 `safe_join` is the one place where a name that came from outside data (an S3 key, an archive
@@ -20,6 +25,7 @@ inside the given root.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -60,16 +66,18 @@ def _temporary_sibling(path: Path, folder: bool) -> Path:
             continue
 
 
+_TEMPORARY_NAME = re.compile(r"\.(.+)\.[0-9a-f]{8}\.tmp", re.DOTALL)
+
+
+def temporary_target(name: str) -> str | None:
+    """The target name of a `_temporary_sibling` named `name`, or None if it is not one."""
+    match = _TEMPORARY_NAME.fullmatch(name)
+    return match.group(1) if match else None
+
+
 def _is_temporary_of(entry: Path, path: Path) -> bool:
     """Whether `entry` is named like a `_temporary_sibling` of `path`."""
-    prefix, suffix = f".{path.name}.", ".tmp"
-    middle = entry.name[len(prefix) : -len(suffix)]
-    return (
-        entry.name.startswith(prefix)
-        and entry.name.endswith(suffix)
-        and len(middle) == 8
-        and all(c in "0123456789abcdef" for c in middle)
-    )
+    return temporary_target(entry.name) == path.name
 
 
 def _fsync(path: Path) -> None:
@@ -226,12 +234,92 @@ def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
     if not path.parent.is_dir():
         return []
     stale = sorted(entry for entry in path.parent.iterdir() if _is_temporary_of(entry, path))
-    for entry in stale:
+    _remove_entries(stale)
+    return stale
+
+
+def remove_stale_temporaries_in(
+    folder: str | os.PathLike, keep: Callable[[Path, str], bool] | None = None
+) -> list[Path]:
+    """Delete every temporary file and folder directly in `folder` (whatever its target name)
+    and return them sorted: for a folder that one run owns, under a lock, where a temporary
+    entry can only be left by a writer that was killed. `keep(entry, target name)` spares
+    entries that may still be in use (another process's lock file being created)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    stale = []
+    for entry in sorted(folder.iterdir()):
+        target = temporary_target(entry.name)
+        if target is not None and not (keep and keep(entry, target)):
+            stale.append(entry)
+    _remove_entries(stale)
+    return stale
+
+
+def _remove_entries(entries: list[Path]) -> None:
+    for entry in entries:
         if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry, ignore_errors=True)
         else:
             entry.unlink(missing_ok=True)
-    return stale
+
+
+#: errno values of a file system that has no hard links (some FUSE, SMB and object-store mounts).
+_NO_HARD_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK}
+
+
+def create_new_file(path: str | os.PathLike, data: bytes) -> bool:
+    """Create `path` holding `data`, unless a file of that name exists; True if it was created.
+
+    Readers never see the file empty or part-written: the data goes into a temporary file,
+    which is flushed and then hard-linked to `path`. A link fails if the name exists, and NFS
+    and Lustre perform it atomically on the server, where `O_EXCL` was not always atomic
+    (NFSv2). On a file system without hard links the file is created with `O_CREAT | O_EXCL`
+    and then written, so a reader may briefly find it empty."""
+    path = Path(path)
+    tmp = _temporary_sibling(path, folder=False)
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+        except OSError as err:
+            if err.errno not in _NO_HARD_LINKS:
+                raise
+            return _create_exclusive(path, data)
+    finally:
+        tmp.unlink(missing_ok=True)
+    _fsync(path.parent)
+    return True
+
+
+def _create_exclusive(path: Path, data: bytes) -> bool:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return True
+
+
+def os_error_in(err: BaseException | None) -> OSError | None:
+    """`err` if it is an OSError, else the first OSError it was raised from or during (torch.save
+    reports a failed write of its file handle as a RuntimeError raised during the OSError)."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, OSError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
 
 
 class UnsafePathError(BertError, ValueError):

@@ -18,7 +18,8 @@ training ran unclipped); metrics are logged under their own names (`acc`, `f1`, 
 ...) and NVIDIA's parser keys are kept too (`exact_match` holds the accuracy, `F1` the F1);
 `train:loss` is the mean micro-batch loss of the last epoch before division by the accumulation
 steps (NVIDIA's was divided); `eval:loss` is the mean over examples (NVIDIA's averaged batch
-means); no scikit-learn needed.
+means); no scikit-learn needed; a second run on the same `--output_dir` is refused while the
+first holds its lock (`output_lock.py`).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from finetuning import (
     wrap_for_training,
 )
 from modeling import BertConfig, BertForSequenceClassification
+from output_lock import claim_output
 from runtime import Run
 from tokenization import BertTokenizer
 from training import micro_batch_size, padding_multiple
@@ -202,31 +204,33 @@ def log_results(results: dict, run: Run, output_dir: str) -> None:
 
 
 def execute(args: argparse.Namespace) -> None:
-    """The steps of a run: check, read, set up, build the model, load weights, train, evaluate."""
+    """The steps of a run: check, read, set up, hold the output folder (see output_lock.py),
+    build the model, load weights, train, evaluate."""
     processor, config = check_arguments(args)
     examples = read_examples(processor, args)
     run = setup(args)
-    tokenizer = BertTokenizer(args.vocab_file, do_lower_case=args.do_lower_case)
-    model = BertForSequenceClassification(config, processor.num_labels)
-    run.metrics.log("PARAMETER", {"num_parameters": sum(p.numel() for p in model.parameters())})
-    load_init_checkpoint(model, args.init_checkpoint, run.metrics)
-    model.to(run.device)
-    results: dict = {}
-    if args.do_train:
-        results |= do_train(model, processor, examples["train"], tokenizer, args, run)
-    if args.do_eval:
-        dev = examples["dev"]
-        results |= evaluate(model, processor, tokenizer, args, run, dev, processor.task_name)
-        if "dev-mm" in examples:
-            mismatched = glue.get_processor("mnli-mm")
-            mm = evaluate(
-                model, mismatched, tokenizer, args, run, examples["dev-mm"], "mnli-mm"
-            )
-            results["mnli-mm_acc"] = mm["acc"]
-    if args.do_predict:
-        do_predict(model, processor, examples["test"], tokenizer, args, run)
-    log_results(results, run, args.output_dir)
-    run.metrics.close()
+    with claim_output(args.output_dir, "run_glue.py", is_main=run.dist.is_main_process):
+        tokenizer = BertTokenizer(args.vocab_file, do_lower_case=args.do_lower_case)
+        model = BertForSequenceClassification(config, processor.num_labels)
+        run.metrics.log("PARAMETER", {"num_parameters": sum(p.numel() for p in model.parameters())})
+        load_init_checkpoint(model, args.init_checkpoint, run.metrics)
+        model.to(run.device)
+        results: dict = {}
+        if args.do_train:
+            results |= do_train(model, processor, examples["train"], tokenizer, args, run)
+        if args.do_eval:
+            dev = examples["dev"]
+            results |= evaluate(model, processor, tokenizer, args, run, dev, processor.task_name)
+            if "dev-mm" in examples:
+                mismatched = glue.get_processor("mnli-mm")
+                mm = evaluate(
+                    model, mismatched, tokenizer, args, run, examples["dev-mm"], "mnli-mm"
+                )
+                results["mnli-mm_acc"] = mm["acc"]
+        if args.do_predict:
+            do_predict(model, processor, examples["test"], tokenizer, args, run)
+        log_results(results, run, args.output_dir)
+        run.metrics.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -25,9 +25,18 @@ Differences from NVIDIA's script, on purpose:
 - resume is exact: optimizer, scaler, schedule, RNG states and every rank's data position are in
   the checkpoint, and an interrupted phase 2 resumes its schedule (HEAD reset it unless
   `--resume_phase2`, which is still accepted); a missing checkpoint starts fresh with a warning;
-- checkpoints are atomic, the last three of this run are kept, SIGTERM/SIGUSR1 save one and exit
-  0 at the next optimizer step; a persistent non-finite loss stops the run with a clear message
-  and writes no checkpoint of broken weights;
+- checkpoints are atomic; the newest three of the phase on disk are kept (NVIDIA: the newest
+  three this process wrote, so every resumed run left three more), deleted only once the new
+  one is in place; a run locks its output folder against a second run (also on Lustre/NFS),
+  clears what a killed run left there, and tests a write before training; a checkpoint that
+  cannot be written (full or read-only disk) ends the run with one line, older ones kept;
+- resume takes the newest checkpoint that loads: a corrupt one (truncated, unreadable, without
+  `model`, non-finite weights) is skipped with a warning; `--resume_step N` never falls back;
+  `--phase2 --resume_from_checkpoint` with no checkpoint to start from is an error (NVIDIA's
+  crashed on `max()` of nothing); workers restarted by `torchrun --max-restarts` resume by
+  themselves;
+- SIGTERM/SIGUSR1 save a checkpoint and exit 0 at the next optimizer step; a persistent
+  non-finite loss stops the run with a clear message and writes no checkpoint of broken weights;
 - `--init_weights` (new) starts from weights in any format (NGC, ours, Hugging Face, Google TF,
   s3://) with a fresh optimizer and schedule;
 - logs: dllogger's JSON lines and stdout lines (dllogger itself not required) with NVIDIA's keys
@@ -39,9 +48,13 @@ Differences from NVIDIA's script, on purpose:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import errno
 import logging
+import os
 import random
+import shutil
 import signal
 import sys
 import time
@@ -56,6 +69,7 @@ from tqdm import tqdm
 import distributed
 import lddl_data
 import runtime
+import storage
 from checkpoint import (
     CheckpointError,
     CheckpointFolder,
@@ -66,6 +80,7 @@ from checkpoint import (
     torch_load,
 )
 from errors import BertError, UsageError
+from fileio import os_error_in
 from logger import MetricLogger
 from modeling import BertConfig, BertForPreTraining
 from optimization import (
@@ -76,6 +91,7 @@ from optimization import (
     nvidia_lamb_state_dict,
     parameter_groups,
 )
+from output_lock import claim_output
 from pretraining_data import (
     DynamicMasking,
     PretrainingDataLoader,
@@ -102,7 +118,12 @@ logger = logging.getLogger("run_pretraining")
 
 #: Consecutive fp16 overflow steps after which the run is declared diverged.
 MAX_CONSECUTIVE_SKIPS = 64
+#: Checkpoints kept in the output folder: the newest of the phase being trained (see
+#: `prune_checkpoints`), as NVIDIA keeps three.
 KEEP_CHECKPOINTS = 3
+#: Test-only: "STEP:RANK" makes that rank SIGKILL itself after optimizer step STEP of a
+#: torchrun job's first attempt (see `kill_for_test`).
+KILL_FOR_TEST_ENV = "BERT_TEST_SIGKILL_AFTER_STEP"
 
 
 def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -176,7 +197,6 @@ class RunState:
     skipped_steps: int = 0
     consecutive_skips: int = 0
     start_step: int = 0
-    checkpoints_written: list[str] = dataclasses.field(default_factory=list)
     final_loss: float = float("nan")
     raw_train_time: float = 0.0
     stop_requested: str | None = None
@@ -223,7 +243,8 @@ def check_arguments(args: argparse.Namespace) -> CheckpointFolder:
             "--resume_from_checkpoint to continue, or choose an empty folder"
         )
     chosen = args.resume_step if args.resume_from_checkpoint and not args.init_checkpoint else -1
-    if chosen >= 0 and chosen not in output.numbers():
+    restarted = getattr(args, "elastic_restart", 0) > 0  # takes the newest, not --resume_step's
+    if chosen >= 0 and not restarted and chosen not in output.numbers():
         raise UsageError(f"--resume_step {chosen}: no ckpt_{chosen}.pt in --output_dir {output}")
     return output
 
@@ -332,7 +353,9 @@ def save_checkpoint(t: Training) -> str:
     positions = [entry[0] if entry else None for entry in gathered]
     rngs = distributed.all_gather_object(rng_state())
     folder = CheckpointFolder(t.args.output_dir)
-    name = f"ckpt_{t.state.step + t.step_offset}.pt"
+    number = t.state.step + t.step_offset
+    name = f"ckpt_{number}.pt"
+    failure = None
     if t.dist.is_main_process:
         payload = {
             "model": nvidia_state_dict(t.model),
@@ -355,13 +378,58 @@ def save_checkpoint(t: Training) -> str:
                 k: v for k, v in vars(t.args).items() if isinstance(v, (str, int, float, bool))
             },
         }
-        folder.save(payload, name)
-        t.state.checkpoints_written.append(name)
-        while len(t.state.checkpoints_written) > KEEP_CHECKPOINTS:
-            folder.delete(t.state.checkpoints_written.pop(0))
-        t.metrics.log("PARAMETER", {"checkpoint_step": t.state.step})  # phase step, as NVIDIA
-    distributed.barrier()
+        failure = write_checkpoint(folder, payload, name)
+        if failure is None:
+            prune_checkpoints(folder, number, t.args.phase1_end_step if t.args.phase2 else None)
+            t.metrics.log("PARAMETER", {"checkpoint_step": t.state.step})  # phase step, as NVIDIA
+    failure = distributed.all_gather_object(failure)[0]  # every rank stops on a failed save
+    if failure is not None:
+        raise CheckpointError(failure)
     return folder.url(name)
+
+
+def write_checkpoint(folder: CheckpointFolder, payload: dict, name: str) -> str | None:
+    """Save one checkpoint; None, or why it could not be written (one line).
+
+    The file is written under a temporary name and renamed only when complete, so a full,
+    read-only or failing disk (ENOSPC, EDQUOT, EROFS, EIO) leaves no partial file and the older
+    checkpoints as they were; the run then stops rather than train on without checkpoints."""
+    kept = "the run stops here; the older checkpoints are kept"
+    try:
+        folder.save(payload, name)
+    except CheckpointError as err:  # s3://: the upload failed
+        return f"{err}; {kept}"
+    except Exception as err:
+        failure = os_error_in(err)  # torch.save reports a failed write as a RuntimeError
+        if failure is None:
+            raise
+        code = errno.errorcode.get(failure.errno or 0)
+        detail = f"{failure.strerror or failure}{f' ({code})' if code else ''}"
+        if folder.remote:
+            detail += ", in its local scratch copy for the upload"
+        return f"--output_dir {folder}: cannot write {name}: {detail}; {kept}"
+    return None
+
+
+def prune_checkpoints(folder: CheckpointFolder, written: int, phase1_end_step: int | None) -> None:
+    """Delete all but the newest KEEP_CHECKPOINTS checkpoints of the phase, `written` included,
+    after `written` is safely in place.
+
+    Counted in the folder, not per process: NVIDIA kept the newest three its own process wrote,
+    so every resumed run left three more behind. Phase 2 (`phase1_end_step` given) counts and
+    deletes only its own checkpoints, numbered above phase1_end_step: phase 1's stay, the one
+    phase 2 started from among them, as they stay after NVIDIA's two phases. Checkpoints
+    numbered above `written` (left by a run rewound with --resume_step) are not touched; this
+    run overwrites each when it reaches its step."""
+    older = [
+        n for n in folder.numbers()
+        if n < written and (phase1_end_step is None or n > phase1_end_step)
+    ]  # fmt: skip
+    for number in older[: max(len(older) - (KEEP_CHECKPOINTS - 1), 0)]:
+        try:
+            folder.delete(f"ckpt_{number}.pt")
+        except (OSError, CheckpointError) as err:
+            logger.warning("%s: cannot delete ckpt_%d.pt (%s); kept", folder, number, err)
 
 
 def grad_scaler_state(t: Training) -> dict[str, Any]:
@@ -412,13 +480,18 @@ def load_for_resume(t: Training) -> Resume:
 
     - `--resume_from_checkpoint --init_checkpoint X`: the model and optimizer moments from X,
       phase step 0, step counts and schedule restarted (NVIDIA's meaning of the pair);
-    - `--resume_from_checkpoint`: `--resume_step`'s or the newest ckpt_N.pt of output_dir;
+    - `--resume_from_checkpoint --resume_step N`: ckpt_N.pt of output_dir, which must load;
+    - `--resume_from_checkpoint`: the newest ckpt_N.pt of output_dir that loads; a corrupt one
+      is skipped with a warning naming it and why, and if none loads the error lists them all;
       phase 2 from a phase-1 checkpoint keeps the moments and restarts the step count and
       schedule, as NVIDIA's does; anything else continues exactly where the run stopped;
     - `--init_weights X` (ours): weights only, fresh optimizer and schedule, when there is
       nothing to resume. `--init_checkpoint` alone is ignored with a warning, as NVIDIA's
-      script ignores it."""
-    args, output = t.args, CheckpointFolder(t.args.output_dir)
+      script ignores it.
+
+    A worker that torchrun restarted (see `apply_elastic_restart`) takes the newest checkpoint
+    even with --resume_step, and --init_checkpoint only while the phase has none of its own."""
+    args = t.args
     if args.init_checkpoint and not args.resume_from_checkpoint:
         logger.warning(
             "--init_checkpoint %s is ignored without --resume_from_checkpoint, as in NVIDIA's "
@@ -426,33 +499,138 @@ def load_for_resume(t: Training) -> Resume:
             args.init_checkpoint, args.init_checkpoint,
         )  # fmt: skip
     if not args.resume_from_checkpoint:
-        return start_from_weights(t)
-    if args.init_checkpoint:
-        path, number = local_path(args.init_checkpoint), 0
-    else:
-        numbers = output.numbers()
-        number = args.resume_step if args.resume_step >= 0 else max(numbers, default=None)
-        if number is None:
+        if args.phase2 and not args.init_weights:
             logger.warning(
-                "--resume_from_checkpoint: no checkpoint in %s; starting %s", output,
-                f"from --init_weights {args.init_weights}" if args.init_weights else "fresh",
+                "--phase2 without --resume_from_checkpoint: phase 2 starts from random weights, "
+                "as NVIDIA's script does, which is almost always a mistake; pass "
+                "--resume_from_checkpoint to start from phase 1's newest checkpoint in %s",
+                args.output_dir,
             )  # fmt: skip
-            return start_from_weights(t)
+        return start_from_weights(t)
+    output = CheckpointFolder(args.output_dir)
+    numbers = output.numbers()
+    restarted = getattr(args, "elastic_restart", 0) > 0
+    own = [n for n in numbers if not args.phase2 or n > args.phase1_end_step]
+    if args.init_checkpoint and not (restarted and own):
+        path = local_path(args.init_checkpoint)
+        if not path.is_file():
+            load_model_weights(t.model, path)  # a folder (Hugging Face, TF): weights only
+            return Resume()
+        return resume_from(t, read_checkpoint(t, path), path, 0, from_init_checkpoint=True)
+    if args.resume_step >= 0 and not restarted:
+        number = args.resume_step
         if number not in numbers:
             raise CheckpointError(f"{output}/ckpt_{number}.pt: --resume_step names no checkpoint")
+        newer = [n for n in numbers if n > number]
+        if newer and t.dist.is_main_process:
+            logger.warning(
+                "--resume_step %d: %s also holds newer checkpoints (up to ckpt_%d.pt), which a "
+                "resume without --resume_step would take until this run overwrites them",
+                number, output, newer[-1],
+            )  # fmt: skip
         path = output.path(f"ckpt_{number}.pt")
-    if args.init_checkpoint and not path.is_file():
-        load_model_weights(t.model, path)  # a folder (Hugging Face, TF): weights only
-        return Resume()
+        return resume_from(t, read_checkpoint(t, path), path, number)
+    if not numbers:
+        return start_without_checkpoint(t, output)
+    number, path, checkpoint = newest_loadable(t, output, numbers)
+    return resume_from(t, checkpoint, path, number)
+
+
+def read_checkpoint(t: Training, path: Path) -> dict:
+    """A training checkpoint whose weights are now in the model; a CheckpointError, before
+    the model changes, if it is unreadable, has no 'model', or its weights do not fit or hold
+    NaN or infinity."""
     checkpoint = torch_load(path)
-    if not isinstance(checkpoint, dict) or "model" not in checkpoint:
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("model"), dict):
         raise CheckpointError(f"{path}: not a training checkpoint (no 'model' entry)")
     load_state_dict_into(t.model, checkpoint["model"], str(path))
+    return checkpoint
+
+
+def newest_loadable(
+    t: Training, output: CheckpointFolder, numbers: list[int]
+) -> tuple[int, Path, dict]:
+    """(N, path, checkpoint) of the newest ckpt_N.pt that loads, the model holding its weights.
+
+    Each one skipped is one warning naming the file and why; if none loads, one error lists
+    them. A download that fails (s3://) is an error, not a reason to take an older one. Every
+    rank reads the same files, so all make the same choice (checked)."""
+    skipped = []
+    for number in reversed(numbers):
+        name = f"ckpt_{number}.pt"
+        loaded = try_checkpoint(t, output, name)
+        if not isinstance(loaded, str):
+            path, checkpoint = loaded
+            break
+        reason = loaded
+        skipped.append(f"{name}: {reason}")
+        if t.dist.is_main_process:
+            logger.warning("%s: skipping %s, it cannot be resumed from: %s", output, name, reason)
+    else:
+        raise CheckpointError(
+            f"--resume_from_checkpoint: no checkpoint in {output} can be resumed from: "
+            + "; ".join(skipped)
+        )
+    chosen = distributed.all_gather_object(number)
+    if len(set(chosen)) > 1:
+        raise CheckpointError(
+            f"ranks found different newest checkpoints in {output} ({sorted(set(chosen))}); "
+            "do all nodes see the same folder?"
+        )
+    return number, path, checkpoint
+
+
+def try_checkpoint(t: Training, output: CheckpointFolder, name: str) -> tuple[Path, dict] | str:
+    """(path, checkpoint) with its weights in the model, or why it cannot be resumed from."""
+    gone = "deleted while this run started"
+    try:
+        path = output.path(name)  # s3://: a failed download raises; it is no reason to skip
+    except FileNotFoundError:
+        return gone
+    try:
+        return path, read_checkpoint(t, path)
+    except FileNotFoundError:
+        return gone
+    except CheckpointError as err:
+        return str(err).removeprefix(f"{path}: ")
+
+
+def start_without_checkpoint(t: Training, output: CheckpointFolder) -> Resume:
+    """--resume_from_checkpoint and an output folder without checkpoints.
+
+    Phase 2 is refused (unless --init_weights names its start): from random weights it is
+    almost always a mistake, such as phase 1 writing to another folder; NVIDIA's script
+    crashed there on max() of an empty list. Phase 1 starts fresh with a warning, and so does
+    a torchrun restart of a run that had not written its first checkpoint yet."""
+    args = t.args
+    if getattr(args, "resume_implied", False):
+        logger.info("torchrun restart: no checkpoint in %s yet; starting from the start", output)
+        return start_from_weights(t)
+    if args.phase2 and not args.init_weights:
+        raise CheckpointError(
+            f"--phase2 --resume_from_checkpoint: {output} holds no checkpoint to start phase 2 "
+            "from, and phase 2 from random weights is almost always a mistake; point "
+            "--output_dir at phase 1's folder, or name the weights with --init_checkpoint or "
+            "--init_weights (or leave out --resume_from_checkpoint to start from random weights)"
+        )
+    logger.warning(
+        "--resume_from_checkpoint: no checkpoint in %s; starting %s", output,
+        f"from --init_weights {args.init_weights}" if args.init_weights else "fresh",
+    )  # fmt: skip
+    return start_from_weights(t)
+
+
+def resume_from(
+    t: Training, checkpoint: dict, path: Path, number: int, from_init_checkpoint: bool = False
+) -> Resume:
+    """Optimizer, step count and (for an exact resume) scaler, data position and RNG states
+    from a checkpoint whose weights are already in the model."""
+    args = t.args
     phase = checkpoint.get("phase") or (2 if number > args.phase1_end_step else 1)
     starting_phase2 = (
-        args.phase2 and (args.init_checkpoint or phase == 1) and not args.resume_phase2
+        args.phase2 and (from_init_checkpoint or phase == 1) and not args.resume_phase2
     )
-    if args.init_checkpoint or starting_phase2:
+    if from_init_checkpoint or starting_phase2:
         step, full = 0, False  # NVIDIA: moments kept, step count and schedule restart
     else:
         step = number - (args.phase1_end_step if args.phase2 else 0)
@@ -689,17 +867,22 @@ def summarise(t: Training, started: float) -> None:
 # ------------------------------------------------------------------------------- main
 
 
-def setup(args: argparse.Namespace, state: RunState) -> Training:
+def setup(args: argparse.Namespace, state: RunState, resources: contextlib.ExitStack) -> Training:
     """The steps before training: flag checks, the shared run setup (ranks, seed, precision,
-    logger), the model, LAMB and its schedule, the weights to resume from, DDP, the data."""
+    logger), the output folder held for this run (released by `resources`), the model, LAMB
+    and its schedule, the weights to resume from, DDP, the data."""
     output = check_arguments(args)
     run = runtime.setup_run(
         args, init_loss_scale=args.init_loss_scale,
         tensorboard_step_offset=args.phase1_end_step if args.phase2 else 0,
     )  # fmt: skip
-    if run.dist.is_main_process:
-        output.create()
-    distributed.barrier()
+    if args.skip_checkpoint:  # nothing is written there: no lock, so benchmarks may share it
+        if run.dist.is_main_process:
+            output.create()
+        distributed.barrier()
+    else:  # locked, cleared of what a killed run left, and tested for a write
+        main = run.dist.is_main_process
+        resources.enter_context(claim_output(args.output_dir, "run_pretraining.py", is_main=main))
     model = build_model(args, run.device)
     optimizer = make_lamb(parameter_groups(model, 0.01), args.learning_rate, args.optimizer_impl)
     scheduler = WarmupScheduler(
@@ -719,7 +902,71 @@ def setup(args: argparse.Namespace, state: RunState) -> Training:
     if resume.rng is not None:
         set_rng_state(resume.rng)
     log_configuration(t, run.precision.precision)
+    warn_if_short_of_space(t)
+    kill_for_test(t)
     return t
+
+
+def warn_if_short_of_space(t: Training) -> None:
+    """Warn before training when the output folder has less room than one checkpoint (fp32
+    weights, master copy and two moments: 16 bytes a parameter); a full disk would otherwise
+    show only at the first checkpoint, perhaps hours in."""
+    if t.args.skip_checkpoint or not t.dist.is_main_process or storage.is_remote(t.args.output_dir):
+        return
+    needed = 16 * sum(p.numel() for p in t.model.parameters())
+    free = shutil.disk_usage(t.args.output_dir).free
+    if free < needed:
+        logger.warning(
+            "--output_dir %s: %.2f GB free, but a checkpoint takes about %.2f GB; saving it will "
+            "fail and stop the run (the older checkpoints are kept)",
+            t.args.output_dir, free / 1e9, needed / 1e9,
+        )  # fmt: skip
+
+
+def apply_elastic_restart(args: argparse.Namespace) -> None:
+    """Workers that `torchrun --max-restarts N` restarted after a failure resume by themselves.
+
+    torchrun restarts every worker of the job with TORCHELASTIC_RESTART_COUNT > 0 and the same
+    command line; such a worker behaves as if --resume_from_checkpoint were given and takes the
+    newest checkpoint of --output_dir (not --resume_step's, nor --init_checkpoint's once the
+    phase has checkpoints of its own). Checkpoints hold every rank's data position and RNG
+    state, so the restarted job trains on exactly the samples the failed one had not
+    checkpointed: none lost, none repeated. With --skip_checkpoint it starts over."""
+    text = os.environ.get("TORCHELASTIC_RESTART_COUNT", "").strip() or "0"
+    if not text.isdigit():
+        raise UsageError(f"TORCHELASTIC_RESTART_COUNT (set by torchrun) is not a number: {text!r}")
+    args.elastic_restart = int(text)
+    args.resume_implied = False
+    if args.elastic_restart == 0 or args.skip_checkpoint:
+        return
+    if not args.resume_from_checkpoint:
+        args.resume_implied = True
+        args.resume_from_checkpoint = True
+        args.init_checkpoint = None  # the first attempt ignored it (no --resume_from_checkpoint)
+    logger.warning(
+        "torchrun restart %d: resuming from the newest checkpoint in %s",
+        args.elastic_restart, args.output_dir,
+    )  # fmt: skip
+
+
+def kill_for_test(t: Training) -> None:
+    """Test-only: with BERT_TEST_SIGKILL_AFTER_STEP="STEP:RANK", rank RANK kills itself with
+    SIGKILL right after optimizer step STEP, in a torchrun job's first attempt only, so tests
+    can check that a restarted job ends where an uninterrupted one does. Unset: nothing."""
+    spec = os.environ.get(KILL_FOR_TEST_ENV, "")
+    if not spec or getattr(t.args, "elastic_restart", 0) > 0:
+        return
+    step, _, rank = spec.partition(":")
+    if int(rank or 0) != t.dist.rank:
+        return
+    scheduler_step = t.scheduler.step  # called once after each optimizer step
+
+    def step_then_die() -> None:
+        scheduler_step()
+        if t.state.step >= int(step):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    t.scheduler.step = step_then_die
 
 
 def build_loader(
@@ -781,11 +1028,13 @@ def execute(args: argparse.Namespace) -> None:
     started = time.time()  # e2e_train_time counts from here, as NVIDIA's from process start
     state = RunState()
     install_signal_handlers(state)  # before the set-up, which can take long on a big dataset
-    t = setup(args, state)
-    train(t)
-    summarise(t, started)
-    log_peak_memory(t.metrics, t.dist.device)
-    t.metrics.close()
+    apply_elastic_restart(args)
+    with contextlib.ExitStack() as resources:  # the output folder's lock, however the run ends
+        t = setup(args, state, resources)
+        train(t)
+        summarise(t, started)
+        log_peak_memory(t.metrics, t.dist.device)
+        t.metrics.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -23,7 +23,9 @@ optimizer steps (NVIDIA's counted examples and reached LR 0 early);
 prediction runs on every rank with length-sorted batches trimmed to their longest sequence
 (identical logits to padding to 384), and n-best candidates are taken among a feature's real
 tokens only, so predictions do not depend on the padding; the feature cache is keyed by data,
-vocabulary, case and lengths and never pickled; `--init_checkpoint` takes any checkpoint format.
+vocabulary, case and lengths and never pickled; `--init_checkpoint` takes any checkpoint format;
+a second run on the same `--output_dir` is refused while the first holds its lock
+(`output_lock.py`).
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ from finetuning import (
     wrap_for_training,
 )
 from modeling import BertConfig, BertForQuestionAnswering
+from output_lock import claim_output
 from runtime import Run
 from tokenization import BertTokenizer, warn_if_mostly_unknown
 from training import log_peak_memory, micro_batch_size
@@ -288,26 +291,27 @@ def run_eval_script(args: argparse.Namespace) -> dict:
 
 
 def execute(args: argparse.Namespace) -> None:
-    """The steps of a run: check, read, set up, build the model, load weights, train, predict,
-    score."""
+    """The steps of a run: check, read, set up, hold the output folder (see output_lock.py),
+    build the model, load weights, train, predict, score."""
     config = check_arguments(args)
     examples = read_examples(args)
     run = setup(args)
-    tokenizer = BertTokenizer(args.vocab_file, do_lower_case=args.do_lower_case)
-    model = BertForQuestionAnswering(config)
-    load_init_checkpoint(model, args.init_checkpoint, run.metrics)
-    model.to(run.device)
-    if args.do_train:
-        do_train(model, tokenizer, examples["train"], args, run)
-    predictions = {}
-    if args.do_predict:
-        predictions = do_predict(model, tokenizer, examples["predict"], args, run)
-    if args.do_eval and run.dist.is_main_process:
-        scores = do_eval(args, run, predictions)
-        exact = scores.get("exact_match", scores.get("exact"))
-        print(json.dumps({"exact_match": exact, "f1": scores["f1"]}))
-    log_peak_memory(run.metrics, run.device)
-    run.metrics.close()
+    with claim_output(args.output_dir, "run_squad.py", is_main=run.dist.is_main_process):
+        tokenizer = BertTokenizer(args.vocab_file, do_lower_case=args.do_lower_case)
+        model = BertForQuestionAnswering(config)
+        load_init_checkpoint(model, args.init_checkpoint, run.metrics)
+        model.to(run.device)
+        if args.do_train:
+            do_train(model, tokenizer, examples["train"], args, run)
+        predictions = {}
+        if args.do_predict:
+            predictions = do_predict(model, tokenizer, examples["predict"], args, run)
+        if args.do_eval and run.dist.is_main_process:
+            scores = do_eval(args, run, predictions)
+            exact = scores.get("exact_match", scores.get("exact"))
+            print(json.dumps({"exact_match": exact, "f1": scores["f1"]}))
+        log_peak_memory(run.metrics, run.device)
+        run.metrics.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

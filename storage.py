@@ -398,14 +398,97 @@ def put(local: str | os.PathLike, url: str) -> None:
 
 
 def upload(url: str, write: Callable[[IO[bytes]], None]) -> None:
-    """Call `write(handle)` on a scratch file in the cache, upload it to `url`, delete it."""
+    """Call `write(handle)` on a scratch file in the cache, upload it to `url`, delete it.
+
+    On POSIX systems the scratch file loses its name as soon as it is open, so even a writer
+    killed with SIGKILL leaves no checkpoint-sized file behind in the cache; what a killed
+    multipart upload leaves on the server, `abort_incomplete_uploads` removes."""
     partial = _partial_file(".upload")
     try:
-        with open(partial, "wb") as handle:
+        with open(partial, "w+b") as handle:
+            if os.name != "nt":  # Windows cannot delete an open file
+                partial.unlink()
             write(handle)
-        put(partial, url)
+            handle.flush()
+            handle.seek(0)
+            bucket, key = split_url(url)
+            try:
+                _client(url).upload_fileobj(handle, bucket, key)
+            except _errors() as err:
+                if _code(err) == "NoSuchBucket":
+                    raise FileNotFoundError(f"{url}: no such bucket: {bucket}") from None
+                raise StorageError(f"{url}: cannot upload: {err}") from None
     finally:
         partial.unlink(missing_ok=True)
+
+
+class ConditionalWritesUnsupported(StorageError):
+    """The S3 store rejects `If-None-Match` on PUT (it predates S3's conditional writes)."""
+
+
+#: Error codes of a store that does not implement a request header.
+NOT_IMPLEMENTED = ("NotImplemented", "501")
+
+
+def put_bytes(url: str, data: bytes, only_if_absent: bool = False) -> bool:
+    """Write a small object; with `only_if_absent`, only if no object has that key (a PUT with
+    `If-None-Match: *`, which S3 decides atomically). False when the object already existed."""
+    bucket, key = split_url(url)
+    extra = {"IfNoneMatch": "*"} if only_if_absent else {}
+    try:
+        _client(url).put_object(Bucket=bucket, Key=key, Body=data, **extra)
+    except _errors() as err:
+        code = _code(err)
+        if only_if_absent and code in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+            return False
+        if only_if_absent and code in NOT_IMPLEMENTED:
+            raise ConditionalWritesUnsupported(
+                f"{url}: this S3 store does not support conditional writes (If-None-Match)"
+            ) from None
+        if code == "NoSuchBucket":
+            raise FileNotFoundError(f"{url}: no such bucket: {bucket}") from None
+        raise StorageError(f"{url}: cannot write: {err}") from None
+    return True
+
+
+def get_bytes(url: str) -> tuple[bytes, float] | None:
+    """A small object's content and last-modified time (seconds since the epoch, the store's
+    clock), or None when there is no such object."""
+    bucket, key = split_url(url)
+    try:
+        response = _client(url).get_object(Bucket=bucket, Key=key)
+        return response["Body"].read(), response["LastModified"].timestamp()
+    except _errors() as err:
+        if _code(err) in NOT_FOUND:
+            return None
+        raise StorageError(f"{url}: cannot read: {err}") from None
+
+
+def abort_incomplete_uploads(url: str) -> list[str]:
+    """Abort the unfinished multipart uploads of keys directly under the prefix `url` (what a
+    writer killed during a large upload leaves: parts that are stored, and billed, but never
+    become an object); returns their keys. Only for a prefix one writer owns, under a lock."""
+    bucket, key = split_url(url)
+    prefix = _prefix(key)
+    client = _client(url)
+    aborted = []
+    try:
+        pages = client.get_paginator("list_multipart_uploads").paginate(
+            Bucket=bucket, Prefix=prefix
+        )
+        uploads = [upload for page in pages for upload in page.get("Uploads", [])]
+        for upload in uploads:
+            if "/" in upload["Key"][len(prefix) :]:
+                continue  # a deeper key: not this folder's
+            client.abort_multipart_upload(
+                Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+            )
+            aborted.append(upload["Key"])
+    except _errors() as err:
+        if _code(err) in NOT_IMPLEMENTED:
+            return aborted  # a store without multipart listing has nothing to clean here
+        raise StorageError(f"{url}: cannot list or abort unfinished uploads: {err}") from None
+    return sorted(aborted)
 
 
 def delete(url: str) -> None:

@@ -356,6 +356,34 @@ def test_other_architecture_or_size_is_refused(tmp_path, pretraining_model):
         load_model_weights(qa, tmp_path / "two_layers.pt", strict=True)
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_weights_are_refused_wherever_weights_load(tmp_path, pretraining_model, bad,
+                                                               capsys):  # fmt: skip
+    state = {k: v.clone() for k, v in pretraining_model.state_dict().items()}
+    state["bert.encoder.layer.1.output.dense.weight"][3, 4] = bad  # the first one in key order
+    state["cls.seq_relationship.bias"] = state["cls.seq_relationship.bias"].half()
+    state["cls.seq_relationship.bias"][0] = bad
+    atomic_torch_save({"model": state}, tmp_path / "diverged.pt")
+    first = r"diverged\.pt: bert\.encoder\.layer\.1\.output\.dense\.weight holds 1 non-finite"
+    for model in (BertForPreTraining(tiny_config()), BertForQuestionAnswering(tiny_config())):
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        with pytest.raises(CheckpointError, match=first):
+            load_model_weights(model, tmp_path / "diverged.pt")
+        with pytest.raises(CheckpointError, match="diverged run"):
+            load_state_dict_into(model, state, str(tmp_path / "diverged.pt"))
+        after = model.state_dict()  # refused before anything was loaded
+        assert all(torch.equal(before[k], after[k]) for k in before)
+    save_hf_folder(tmp_path / "hf", state, tiny_config())  # exporting is not loading
+    with pytest.raises(CheckpointError, match="non-finite"):
+        load_model_weights(BertModel(tiny_config()), tmp_path / "hf")
+    assert convert_checkpoint.main(["--input", str(tmp_path / "diverged.pt"), "--output",
+                                    str(tmp_path / "out.pt"), "--config_file",
+                                    str(TINY_CONFIG)]) == 1  # fmt: skip
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 1 and "layer.1.output.dense.weight holds 1 non-finite" in errors[0]
+    assert not (tmp_path / "out.pt").exists()
+
+
 def test_save_is_atomic(tmp_path, monkeypatch):
     target = tmp_path / "ckpt_1.pt"
     atomic_torch_save({"a": torch.ones(2)}, target)

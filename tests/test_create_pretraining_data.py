@@ -13,10 +13,13 @@ import h5py
 import numpy as np
 import pytest
 
+import create_pretraining_data
 import pretraining_instances as cpd  # the library create_pretraining_data.py runs
 from fileio import sha256_file
+from output_lock import LOCK_NAME
 from pretraining_data import PretrainingShard, masked_lm_labels
 from tests.conftest import CASED_VOCAB, REPO_ROOT, UNCASED_VOCAB
+from tests.test_output_lock import plant
 from tokenization import BertTokenizer, fast_backend_available
 
 SAMPLE_CORPUS = REPO_ROOT / "data" / "sample" / "wikitext2_valid_sentences.txt"
@@ -429,6 +432,22 @@ def test_bad_input_is_one_clear_line(tmp_path):
                                   "--output_file", str(out)), 2)  # fmt: skip
     assert "no such file or folder" in line
     assert not out.exists() and not list(tmp_path.glob(".*.tmp"))  # nothing half-written
+
+
+def test_an_output_dir_another_run_holds_is_refused(tmp_path, capsys):
+    (tmp_path / "text").mkdir()
+    (tmp_path / "text" / "a.txt").write_text("One sentence .\nTwo sentences .\n")
+    args = ["--vocab_file", str(UNCASED_VOCAB), "--input_file", str(tmp_path / "text"),
+            "--output_dir", str(tmp_path / "out"), "--dupe_factor", "1",
+            "--disable_progress_bar"]  # fmt: skip
+    plant(tmp_path / "out", pid=1, program="create_pretraining_data.py")  # PID 1 always runs
+    assert create_pretraining_data.main(args) == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "is in use by create_pretraining_data.py (pid 1 on" in errors[0]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [LOCK_NAME]
+    (tmp_path / "out" / LOCK_NAME).unlink()
+    assert create_pretraining_data.main(args) == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.hdf5"]  # lock released
 
 
 def test_an_interrupted_run_leaves_no_shard(tmp_path, monkeypatch):

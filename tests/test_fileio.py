@@ -3,6 +3,7 @@ temporary entry behind, also when the writer raises or is interrupted (KeyboardI
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 
@@ -122,3 +123,54 @@ def test_remove_stale_temporaries(tmp_path):
     removed = fileio.remove_stale_temporaries(tmp_path / "out")
     assert sorted(p.name for p in removed) == [".out.0123abcd.tmp", ".out.89abcdef.tmp"]
     assert entries(tmp_path) == sorted(keep)
+
+
+def test_remove_stale_temporaries_in_clears_every_target_of_a_folder(tmp_path):
+    (tmp_path / ".ckpt_5.pt.0123abcd.tmp").write_bytes(b"half a checkpoint")
+    (tmp_path / ".pytorch_model.bin.89abcdef.tmp").mkdir()
+    keep = ["ckpt_4.pt", ".ckpt_5.pt.0123abcd.tmp.bak", ".x.0123ABCD.tmp", ".hidden", "a.tmp"]
+    for name in keep:
+        (tmp_path / name).write_text("keep")
+    removed = fileio.remove_stale_temporaries_in(tmp_path)
+    names = [".ckpt_5.pt.0123abcd.tmp", ".pytorch_model.bin.89abcdef.tmp"]
+    assert [p.name for p in removed] == names
+    assert entries(tmp_path) == sorted(keep)
+    assert fileio.remove_stale_temporaries_in(tmp_path / "missing") == []
+    (tmp_path / ".a.0123abcd.tmp").write_text("in use")
+    (tmp_path / ".b.0123abcd.tmp").write_text("stale")
+    removed = fileio.remove_stale_temporaries_in(tmp_path, keep=lambda entry, name: name == "a")
+    assert [p.name for p in removed] == [".b.0123abcd.tmp"]
+    assert entries(tmp_path) == sorted([*keep, ".a.0123abcd.tmp"])
+
+
+def test_create_new_file_never_replaces_and_leaves_no_temporary(tmp_path):
+    lock = tmp_path / "run.lock"
+    assert fileio.create_new_file(lock, b"first")
+    assert not fileio.create_new_file(lock, b"second")
+    assert lock.read_bytes() == b"first" and entries(tmp_path) == ["run.lock"]
+
+
+def test_create_new_file_without_hard_links(tmp_path, monkeypatch):
+    """File systems without hard links (some FUSE and SMB mounts) get O_CREAT | O_EXCL."""
+
+    def no_links(src, dst):
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    assert fileio.create_new_file(tmp_path / "run.lock", b"first")
+    assert not fileio.create_new_file(tmp_path / "run.lock", b"second")
+    assert (tmp_path / "run.lock").read_bytes() == b"first" and entries(tmp_path) == ["run.lock"]
+
+
+def test_os_error_in_finds_the_cause_a_library_wrapped():
+    disk_full = OSError(errno.ENOSPC, "No space left on device")
+    try:
+        try:
+            raise disk_full
+        except OSError:
+            raise RuntimeError("[enforce fail at inline_container.cc] unexpected pos")  # noqa: B904
+    except RuntimeError as err:
+        wrapped = err  # as torch.save reports a failed write of its file handle
+    assert fileio.os_error_in(wrapped) is disk_full
+    assert fileio.os_error_in(RuntimeError("no cause")) is None
+    assert fileio.os_error_in(disk_full) is disk_full

@@ -15,6 +15,7 @@ from checkpoint import save_nvidia_checkpoint
 from logger import read_dllogger_file
 from modeling import BertConfig, BertForPreTraining
 from tests.conftest import REPO_ROOT, TINY_CONFIG, UNCASED_VOCAB
+from tests.test_output_lock import plant
 
 pytestmark = pytest.mark.slow
 
@@ -121,3 +122,8 @@ def test_bad_input(pretrained, tmp_path):
     line = error(run_glue(*out, "--task_name=mrpc", f"--data_dir={sample}",
                           "--do_train", *batch), 2)
     assert "--gradient_accumulation_steps" in line
+    plant(tmp_path / "o", pid=1, program="run_glue.py")  # another run, alive, holds it
+    line = error(run_glue(*out, "--task_name=mrpc", f"--data_dir={sample}", "--do_eval",
+                          f"--init_checkpoint={pretrained}"))  # fmt: skip
+    assert f"--output_dir {tmp_path / 'o'} is in use by run_glue.py (pid 1 on" in line
+    assert not (tmp_path / "o" / "results.txt").exists()

@@ -4,6 +4,7 @@ a Hugging Face prefix, clear errors, and pre-training that saves to, and resumes
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -12,6 +13,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import time
 import types
 import uuid
 from pathlib import Path
@@ -21,6 +23,7 @@ import numpy as np
 import pytest
 import torch
 
+import output_lock
 import run_pretraining
 import storage
 from checkpoint import (
@@ -124,6 +127,86 @@ def test_uploads_leave_no_scratch_files_and_delete_forgets_the_copy(s3, tmp_path
     assert list((tmp_path / "cache" / "partial").iterdir()) == []
     with pytest.raises(FileNotFoundError, match=f"{url}"):
         storage.fetch(url)
+
+
+def test_an_upload_in_progress_has_no_name_a_kill_could_leave(s3, tmp_path):
+    """The scratch copy of an upload is nameless while written (POSIX), so SIGKILL can leave no
+    checkpoint-sized file in the cache."""
+    seen = []
+
+    def write(handle):
+        seen.extend((tmp_path / "cache" / "partial").iterdir())
+        handle.write(b"x")
+
+    storage.upload(f"{s3.url}/a/b.bin", write)
+    assert seen == [] and keys(s3) == ["a/b.bin"]
+
+
+def test_small_objects_conditional_put_and_get(s3):
+    url = f"{s3.url}/run/.lock"
+    assert storage.get_bytes(url) is None
+    assert storage.put_bytes(url, b"first", only_if_absent=True)
+    assert not storage.put_bytes(url, b"second", only_if_absent=True)  # S3 decides atomically
+    data, modified = storage.get_bytes(url)
+    assert data == b"first" and abs(modified - time.time()) < 300
+    storage.put_bytes(url, b"third")
+    assert storage.get_bytes(url)[0] == b"third"
+
+
+def test_unfinished_multipart_uploads_of_the_folder_are_aborted(s3):
+    for key in ("run/ckpt_5.pt", "run/deeper/ckpt_1.pt", "other/ckpt_1.pt"):
+        s3.client.create_multipart_upload(Bucket=s3.bucket, Key=key)
+    assert storage.abort_incomplete_uploads(f"{s3.url}/run") == ["run/ckpt_5.pt"]
+    left = s3.client.list_multipart_uploads(Bucket=s3.bucket).get("Uploads", [])
+    assert sorted(u["Key"] for u in left) == ["other/ckpt_1.pt", "run/deeper/ckpt_1.pt"]
+
+
+def test_the_lock_of_an_s3_output_is_a_conditional_object(s3, monkeypatch, caplog):
+    run = f"{s3.url}/run"
+    s3.client.create_multipart_upload(Bucket=s3.bucket, Key="run/ckpt_9.pt")  # a killed upload
+    with caplog.at_level(logging.WARNING), output_lock.claim_output(run, "run_pretraining.py"):
+        assert keys(s3) == [f"run/{output_lock.LOCK_NAME}"]
+        with pytest.raises(output_lock.OutputError, match=f"--output_dir {run} is in use by "
+                                                          "run_pretraining.py"):  # fmt: skip
+            output_lock.OutputLock(run, "run_glue.py").acquire()
+    assert keys(s3) == []  # released
+    assert s3.client.list_multipart_uploads(Bucket=s3.bucket).get("Uploads") is None
+    assert any("aborted unfinished uploads" in r.getMessage() and "ckpt_9.pt" in r.getMessage()
+               for r in caplog.records)  # fmt: skip
+    stale = dataclasses.replace(output_lock.Holder.this_process("killed.py"), pid=2**22 + 1)
+    put_object(s3, f"run/{output_lock.LOCK_NAME}", stale.to_bytes())
+    with output_lock.OutputLock(run, "run_pretraining.py") as lock:  # a dead holder: taken over
+        assert storage.get_bytes(lock.store.where)[0] == lock.data
+
+
+def test_a_store_without_conditional_writes_still_locks_with_a_warning(s3, monkeypatch, caplog):
+    real_client = storage._client
+
+    def client(url):
+        inner = real_client(url)
+        put = inner.put_object
+
+        def put_object(**kwargs):
+            if "IfNoneMatch" in kwargs:
+                from botocore.exceptions import ClientError
+
+                error = {"Error": {"Code": "NotImplemented", "Message": "If-None-Match"}}
+                raise ClientError(error, "PutObject")
+            return put(**kwargs)
+
+        inner.put_object = put_object
+        return inner
+
+    monkeypatch.setattr(storage, "_client", client)
+    run = f"{s3.url}/run"
+    with (
+        caplog.at_level(logging.WARNING),
+        output_lock.OutputLock(run, "run_pretraining.py"),
+        pytest.raises(output_lock.OutputError, match="is in use by"),
+    ):
+        output_lock.OutputLock(run, "run_glue.py").acquire()
+    assert any("does not support conditional writes" in r.getMessage() for r in caplog.records)
+    assert keys(s3) == []
 
 
 def put_object(s3, key: str, body: bytes = b"data") -> None:
@@ -442,7 +525,7 @@ def test_pretraining_saves_to_and_resumes_from_s3(s3, shards, tmp_path, monkeypa
     assert f"--output_dir {run} already holds checkpoints (ckpt_2.pt" in capsys.readouterr().err
     monkeypatch.setenv("BERT_S3_CACHE", str(tmp_path / "fresh_cache"))  # only the bucket has them
     assert pretrain(shards, f"{run}/", tmp_path / "second.json", "--resume_from_checkpoint") == 0
-    assert keys(s3) == [f"run/ckpt_{n}.pt" for n in (2, 3, 4, 5, 6)]  # this run wrote two
+    assert keys(s3) == [f"run/ckpt_{n}.pt" for n in (4, 5, 6)]  # the newest three in the bucket
     full, resumed = losses(tmp_path / "full.json"), losses(tmp_path / "second.json")
     assert sorted(resumed) == [5, 6]  # continued after step 4 ...
     assert [resumed[s] for s in (5, 6)] == [full[s] for s in (5, 6)]  # ... exactly
