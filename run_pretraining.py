@@ -58,7 +58,7 @@ import shutil
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -693,9 +693,12 @@ class Terminated(BertError):
     exit_code = 128 + signal.SIGTERM
 
 
-def install_signal_handlers(state: RunState) -> None:
+@contextlib.contextmanager
+def signal_handlers(state: RunState) -> Iterator[None]:
     """SIGTERM/SIGUSR1 (SLURM pre-emption) ask for a checkpoint at the next optimizer step and a
-    clean exit (status 0); a second one stops the run at once, so a signal always ends it."""
+    clean exit (status 0); a second one stops the run at once, so a signal always ends it. The
+    previous handlers come back when the block ends (`main(argv)` can run inside a larger
+    program, whose later children must not inherit these)."""
 
     def request(signum: int, frame: Any) -> None:
         name = signal.Signals(signum).name
@@ -703,9 +706,13 @@ def install_signal_handlers(state: RunState) -> None:
             raise Terminated(f"{name} received again: stopping now, without a new checkpoint")
         state.stop_requested = name
 
-    for name in ("SIGTERM", "SIGUSR1"):
-        if hasattr(signal, name):
-            signal.signal(getattr(signal, name), request)
+    signals = [getattr(signal, name) for name in ("SIGTERM", "SIGUSR1") if hasattr(signal, name)]
+    previous = {number: signal.signal(number, request) for number in signals}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def step_target(args: argparse.Namespace) -> int:
@@ -1027,9 +1034,9 @@ def execute(args: argparse.Namespace) -> None:
     """The steps of a run: set up, train (checkpoints on the way), log the summary."""
     started = time.time()  # e2e_train_time counts from here, as NVIDIA's from process start
     state = RunState()
-    install_signal_handlers(state)  # before the set-up, which can take long on a big dataset
     apply_elastic_restart(args)
     with contextlib.ExitStack() as resources:  # the output folder's lock, however the run ends
+        resources.enter_context(signal_handlers(state))  # before the set-up, which can be long
         t = setup(args, state, resources)
         train(t)
         summarise(t, started)
