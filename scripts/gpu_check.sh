@@ -199,7 +199,8 @@ squad() {  # precision path train|infer
       "${squad_train[@]}"
   else
     entry "squad_infer_${precision}_$path" squad_infer "$precision" "$path" 200 "${common[@]}" \
-      --do_predict --predict_file "$dev" --predict_batch_size "$predict_batch"
+      --do_predict --predict_file "$dev" --predict_batch_size "$predict_batch" \
+      --init_checkpoint "$qa_weights"
   fi
 }
 
@@ -227,6 +228,20 @@ run_stage "gpu tests" "$tests_timeout" "$PYTHON" -m pytest -q -p no:cacheprovide
 tests_status=$stage_status
 grep -E "passed|failed|skipped|error" "$log" | tail -1 | tee "$out/gpu_tests.txt"
 [ "$tests_status" = ok ] || status=1
+
+# Random QA weights for the prediction rows (speed does not depend on the values; run_squad.py
+# refuses to predict without a checkpoint, since random weights give random answers).
+qa_weights=$work/random_qa_weights.pt
+run_stage "random QA weights" 120 "$PYTHON" - "$config" "$qa_weights" <<'PY'
+import sys
+
+from checkpoint import save_nvidia_checkpoint
+from modeling import BertConfig, BertForQuestionAnswering
+
+config = BertConfig.from_json_file(sys.argv[1])
+model = BertForQuestionAnswering(config)
+save_nvidia_checkpoint(sys.argv[2], model.state_dict(), config)
+PY
 
 # 3-4. The workloads in priority order, the harness after the bf16 runs.
 workloads bf16 fast
