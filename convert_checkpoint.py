@@ -101,8 +101,10 @@ def check_arguments(args: argparse.Namespace) -> None:
     elif args.vocab_file:
         runtime.check_input_file(args.vocab_file, "--vocab_file")
     inputs = {
-        "--input": args.input, "--config_file": args.config_file, "--vocab_file": args.vocab_file,
-    }  # fmt: skip
+        "--input": args.input,
+        "--config_file": args.config_file,
+        "--vocab_file": args.vocab_file,
+    }
     output = Path(args.output)
     if output_format(args) == "nvidia":
         runtime.check_output_file(args.output, "--output")

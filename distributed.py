@@ -82,8 +82,10 @@ def launch_environment() -> tuple[int, int, int | None]:
     wait forever for the others."""
     if os.environ.get("WORLD_SIZE", "").strip():
         world_size, rank, local_rank = (
-            _env_int("WORLD_SIZE"), _env_int("RANK") or 0, _env_int("LOCAL_RANK"),
-        )  # fmt: skip
+            _env_int("WORLD_SIZE"),
+            _env_int("RANK") or 0,
+            _env_int("LOCAL_RANK"),
+        )
     elif (_env_int("SLURM_STEP_NUM_TASKS") or 1) > 1:
         world_size = _env_int("SLURM_STEP_NUM_TASKS")
         rank, local_rank = _env_int("SLURM_PROCID") or 0, _env_int("SLURM_LOCALID")
@@ -116,9 +118,12 @@ def restarted_attempt_store(world_size: int, timeout: datetime.timedelta) -> dis
     if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True" or attempt in ("", "0"):
         return None
     agent = dist.TCPStore(
-        os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world_size,
-        is_master=False, timeout=timeout,
-    )  # fmt: skip
+        os.environ["MASTER_ADDR"],
+        int(os.environ["MASTER_PORT"]),
+        world_size,
+        is_master=False,
+        timeout=timeout,
+    )
     return dist.PrefixStore(f"bert/restart_{attempt}/", agent)
 
 

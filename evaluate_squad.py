@@ -56,9 +56,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def check_arguments(args: argparse.Namespace) -> None:
     """The files before any is read; the scores file is none of them."""
     inputs = {
-        "data.json": args.data_file, "pred.json": args.pred_file,
+        "data.json": args.data_file,
+        "pred.json": args.pred_file,
         "--na-prob-file": args.na_prob_file,
-    }  # fmt: skip
+    }
     for label, path in inputs.items():
         if path is not None:
             runtime.check_input_file(path, label)

@@ -88,9 +88,11 @@ def build_model(args: argparse.Namespace, config: BertConfig) -> nn.Module:
         return model.eval()
     report = load_model_weights(model, args.init_checkpoint)
     check_head_loaded(
-        report, HEAD_PREFIXES[args.task], args.init_checkpoint,
+        report,
+        HEAD_PREFIXES[args.task],
+        args.init_checkpoint,
         f"export needs a checkpoint fine-tuned for {args.task}",
-    )  # fmt: skip
+    )
     return model.eval()
 
 
@@ -149,10 +151,15 @@ def export(model: nn.Module, task: str, opset: int = 18) -> bytes:
             warnings.filterwarnings("ignore", message=".*axis name.*will not be used")
             warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
             program = torch.onnx.export(
-                exported, inputs, input_names=list(INPUT_NAMES),
-                output_names=list(OUTPUT_NAMES[task]), dynamic_shapes=shapes,
-                opset_version=opset, dynamo=True, verbose=False,
-            )  # fmt: skip
+                exported,
+                inputs,
+                input_names=list(INPUT_NAMES),
+                output_names=list(OUTPUT_NAMES[task]),
+                dynamic_shapes=shapes,
+                opset_version=opset,
+                dynamo=True,
+                verbose=False,
+            )
         return program.model_proto.SerializeToString()
     except Exception as err:  # the exporter raises many kinds; one line for the user
         detail = str(err).strip().splitlines()[0] if str(err).strip() else ""
@@ -200,13 +207,17 @@ def compare(
             torch_time, onnx_time = median_seconds(
                 [lambda x=inputs: exported(*x), lambda f=feed: session.run(None, f)], repeats
             )
-        rows.append({
-            "batch": batch, "sequence": seq,
-            "padded_fraction": round(1 - float(inputs[2].float().mean()), 3),
-            "max_abs_diff": diff,
-            "torch_seq_per_s": batch / torch_time, "onnxruntime_seq_per_s": batch / onnx_time,
-            "speedup": torch_time / onnx_time,
-        })  # fmt: skip
+        rows.append(
+            {
+                "batch": batch,
+                "sequence": seq,
+                "padded_fraction": round(1 - float(inputs[2].float().mean()), 3),
+                "max_abs_diff": diff,
+                "torch_seq_per_s": batch / torch_time,
+                "onnxruntime_seq_per_s": batch / onnx_time,
+                "speedup": torch_time / onnx_time,
+            }
+        )
     return rows
 
 
@@ -235,13 +246,24 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     add("--num_labels", type=runtime.positive_int, default=2, help="classification only")
     add("--output", required=True, help="the .onnx file to write")
     add("--opset", type=runtime.positive_int, default=18)
-    add("--tolerance", type=runtime.non_negative_float, default=1e-4,
-        help="max abs difference from PyTorch")  # fmt: skip
+    add(
+        "--tolerance",
+        type=runtime.non_negative_float,
+        default=1e-4,
+        help="max abs difference from PyTorch",
+    )
     add("--check_shapes", default="1x8,3x37,8x128", help="BATCHxSEQUENCE,... to check and time")
-    add("--repeats", type=runtime.positive_int, default=5,
-        help="timed runs per shape (median; after a warm-up)")  # fmt: skip
-    add("--threads", type=runtime.positive_int,
-        help="CPU threads for both runtimes (default: torch's default)")  # fmt: skip
+    add(
+        "--repeats",
+        type=runtime.positive_int,
+        default=5,
+        help="timed runs per shape (median; after a warm-up)",
+    )
+    add(
+        "--threads",
+        type=runtime.positive_int,
+        help="CPU threads for both runtimes (default: torch's default)",
+    )
     add("--json", help="also write the check and timings to this JSON file")
     add("--debug", action="store_true", help="print the full traceback of an unexpected error")
     return parser.parse_args(argv)
@@ -278,15 +300,24 @@ def execute(args: argparse.Namespace) -> None:
     max_diff = max(row["max_abs_diff"] for row in rows)
     passed = max_diff <= args.tolerance
     for row in rows:
-        print(f"{row['batch']}x{row['sequence']}: max |diff| {row['max_abs_diff']:.2e}, "
-              f"PyTorch {row['torch_seq_per_s']:.2f} seq/s, onnxruntime "
-              f"{row['onnxruntime_seq_per_s']:.2f} seq/s ({row['speedup']:.2f}x)")  # fmt: skip
+        print(
+            f"{row['batch']}x{row['sequence']}: max |diff| {row['max_abs_diff']:.2e}, "
+            f"PyTorch {row['torch_seq_per_s']:.2f} seq/s, onnxruntime "
+            f"{row['onnxruntime_seq_per_s']:.2f} seq/s ({row['speedup']:.2f}x)"
+        )
     report = {
-        "task": args.task, "config_file": str(args.config_file),
-        "init_checkpoint": args.init_checkpoint, "output": str(args.output), "opset": args.opset,
-        "threads": torch.get_num_threads(), "repeats": args.repeats, "tolerance": args.tolerance,
-        "max_abs_diff": max_diff, "passed": passed, "shapes": rows,
-    }  # fmt: skip
+        "task": args.task,
+        "config_file": str(args.config_file),
+        "init_checkpoint": args.init_checkpoint,
+        "output": str(args.output),
+        "opset": args.opset,
+        "threads": torch.get_num_threads(),
+        "repeats": args.repeats,
+        "tolerance": args.tolerance,
+        "max_abs_diff": max_diff,
+        "passed": passed,
+        "shapes": rows,
+    }
     if args.json:
         atomic_write_json(args.json, report, indent=2)
     if not passed:

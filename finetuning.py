@@ -72,19 +72,35 @@ def add_common_arguments(parser: argparse.ArgumentParser, seed: int, log_freq: i
     add("--vocab_file", required=True)
     add("--config_file", required=True)
     add("--do_lower_case", action="store_true", help="lower-case the text (uncased models)")
-    add("--train_batch_size", type=runtime.positive_int, default=32,
-        help="per process per optimizer step")  # fmt: skip
+    add(
+        "--train_batch_size",
+        type=runtime.positive_int,
+        default=32,
+        help="per process per optimizer step",
+    )
     add("--learning_rate", type=runtime.positive_float, default=5e-5)
     add("--num_train_epochs", type=runtime.positive_float, default=3.0)
-    add("--max_steps", type=runtime.steps_or_minus_one, default=-1.0,
-        help="> 0: stop after this many optimizer steps")  # fmt: skip
+    add(
+        "--max_steps",
+        type=runtime.steps_or_minus_one,
+        default=-1.0,
+        help="> 0: stop after this many optimizer steps",
+    )
     add("--warmup_proportion", type=runtime.proportion, default=0.1)
     add("--gradient_accumulation_steps", type=runtime.positive_int, default=1)
     add("--skip_checkpoint", action="store_true", help="do not save the fine-tuned weights")
-    add("--log_freq", type=runtime.positive_int, default=log_freq,
-        help="log every N optimizer steps")  # fmt: skip
-    add("--max_grad_norm", type=runtime.non_negative_float, default=1.0,
-        help="global gradient clipping (0: off)")  # fmt: skip
+    add(
+        "--log_freq",
+        type=runtime.positive_int,
+        default=log_freq,
+        help="log every N optimizer steps",
+    )
+    add(
+        "--max_grad_norm",
+        type=runtime.non_negative_float,
+        default=1.0,
+        help="global gradient clipping (0: off)",
+    )
 
 
 #: What training writes in --output_dir (unless --skip_checkpoint).
@@ -118,9 +134,11 @@ def check_common_arguments(
             "from, so choose another --output_dir"
         )
     inputs = {
-        "--init_checkpoint": args.init_checkpoint, "--config_file": args.config_file,
-        "--vocab_file": args.vocab_file, **inputs,
-    }  # fmt: skip
+        "--init_checkpoint": args.init_checkpoint,
+        "--config_file": args.config_file,
+        "--vocab_file": args.vocab_file,
+        **inputs,
+    }
     runtime.check_run_outputs(args, inputs)
     for name in [*(MODEL_FILES if saves_model else ()), *outputs]:
         runtime.check_not_overwriting(inputs, {"--output_dir": output / name})
@@ -144,11 +162,14 @@ def load_init_checkpoint(model: nn.Module, path: str | None, metrics: MetricLogg
         return
     metrics.log("PARAMETER", {"loading_checkpoint": True})
     report = load_model_weights(model, path)
-    metrics.log("PARAMETER", {
-        "loaded_checkpoint": True,
-        "missing_keys": len(report.missing),
-        "unexpected_keys": len(report.unexpected),
-    })  # fmt: skip
+    metrics.log(
+        "PARAMETER",
+        {
+            "loaded_checkpoint": True,
+            "missing_keys": len(report.missing),
+            "unexpected_keys": len(report.unexpected),
+        },
+    )
 
 
 def save_fine_tuned(model: nn.Module, output_dir: str | os.PathLike) -> None:
@@ -252,13 +273,18 @@ def train(
     total_steps = total_optimizer_steps(len(loader), options)
     groups = parameter_groups(model, 0.01, exclude=options.exclude)
     optimizer = make_adamw(groups, options.learning_rate, run.device)
-    scheduler = WarmupScheduler(optimizer, options.learning_rate, total_steps,
-                                options.warmup_proportion, "linear")  # fmt: skip
+    scheduler = WarmupScheduler(
+        optimizer, options.learning_rate, total_steps, options.warmup_proportion, "linear"
+    )
     parameters = [p for group in groups for p in group["params"]]
     micro_batch = loader.batch_size or 0
-    run.metrics.log("PARAMETER", {
-        "train_batch_size": micro_batch * grad_accum_steps, "steps": total_steps,
-    })  # fmt: skip
+    run.metrics.log(
+        "PARAMETER",
+        {
+            "train_batch_size": micro_batch * grad_accum_steps,
+            "steps": total_steps,
+        },
+    )
     clip = options.max_grad_norm if options.max_grad_norm > 0 else None
     step, sequences, final_loss = 0, 0, float("nan")
     window = torch.zeros((), device=run.device)
@@ -312,11 +338,14 @@ def train(
                         f"non-finite loss at step {step}; try a lower --learning_rate or --bf16"
                     )
                 now = time.perf_counter()
-                run.metrics.log((epoch, step), {
-                    "step_loss": final_loss,
-                    "learning_rate": scheduler.lr_at(step),
-                    "training_sequences_per_second": window_sequences / (now - window_start),
-                })  # fmt: skip
+                run.metrics.log(
+                    (epoch, step),
+                    {
+                        "step_loss": final_loss,
+                        "learning_rate": scheduler.lr_at(step),
+                        "training_sequences_per_second": window_sequences / (now - window_start),
+                    },
+                )
                 window.zero_()
                 window_count, window_sequences, window_start = 0, 0, now
             if step >= total_steps:
@@ -359,9 +388,12 @@ def train_loader(
         generator = torch.Generator().manual_seed(seed)
         sampler = torch.utils.data.RandomSampler(dataset, generator=generator)
     return torch.utils.data.DataLoader(
-        dataset, batch_size=micro_batch, sampler=sampler, collate_fn=collate_fn,
+        dataset,
+        batch_size=micro_batch,
+        sampler=sampler,
+        collate_fn=collate_fn,
         pin_memory=run.device.type == "cuda",
-    )  # fmt: skip
+    )
 
 
 # ------------------------------------------------------------------------------- prediction
@@ -453,6 +485,10 @@ def predict(
     for part in distributed.all_gather_object(outputs):
         gathered.update(part)
     return PredictResult(
-        [gathered[i] for i in range(len(lengths))], seconds, batch_seconds, len(mine),
-        warm_rows * run.dist.world_size, warm_seconds,
-    )  # fmt: skip
+        [gathered[i] for i in range(len(lengths))],
+        seconds,
+        batch_seconds,
+        len(mine),
+        warm_rows * run.dist.world_size,
+        warm_seconds,
+    )

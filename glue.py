@@ -333,8 +333,11 @@ def _warn_on_one_label(path: Path, examples: Sequence[InputExample], training: b
     )
     logger.warning(
         "%s: all %d examples have the label %r; %s (a wrong file or label column?)",
-        path, len(examples), label, consequence,
-    )  # fmt: skip
+        path,
+        len(examples),
+        label,
+        consequence,
+    )
 
 
 def _nli_layouts(first: str, second: str) -> tuple[_Layout, _Layout]:
@@ -685,8 +688,9 @@ def inference_results(batch_seconds: list[float], batch_size: int) -> dict[str, 
     def percentile(q: float) -> float:
         return latencies[min(max(int(len(latencies) * q) - 1, 0), len(latencies) - 1)]
 
-    results = {f"infer:latency(ms):{int(q * 100)}%": percentile(q)
-               for q in (0.5, 0.9, 0.95, 0.99, 1.0)}  # fmt: skip
+    results = {
+        f"infer:latency(ms):{int(q * 100)}%": percentile(q) for q in (0.5, 0.9, 0.95, 0.99, 1.0)
+    }
     mean = float(np.mean(latencies))
     results |= {
         "infer:latency(ms):avg": mean,

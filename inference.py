@@ -94,9 +94,11 @@ def answer(args: argparse.Namespace) -> tuple[str, list[dict]]:
     model = BertForQuestionAnswering(config)
     report = load_model_weights(model, args.init_checkpoint)
     check_head_loaded(
-        report, ("qa_outputs.",), args.init_checkpoint,
+        report,
+        ("qa_outputs.",),
+        args.init_checkpoint,
         "inference needs a checkpoint fine-tuned on SQuAD (run_squad.py --do_train)",
-    )  # fmt: skip
+    )
     model.to(device).eval()
     if args.fp16:
         model.half()

@@ -255,8 +255,10 @@ class ParquetShard:
         if unknown:
             logger.warning(
                 "%s: %d token(s) are not in %s and become [UNK]; was another vocabulary used?",
-                self.path, unknown, vocab.path,
-            )  # fmt: skip
+                self.path,
+                unknown,
+                vocab.path,
+            )
         if checks is not None:  # [UNK] from the text itself or from tokens missing above
             unknown_ids = int(np.count_nonzero(self.tokens == vocab.unk_id))
             words = len(self.tokens) - 3 * len(self.lengths)  # [CLS] and two [SEP] aside

@@ -318,12 +318,14 @@ class CompiledLamb(Lamb):
                 if not state:
                     state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                     state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            groups.append((
-                params,
-                [p.grad for p in params],
-                [self.state[p]["exp_avg"] for p in params],
-                [self.state[p]["exp_avg_sq"] for p in params],
-            ))  # fmt: skip
+            groups.append(
+                (
+                    params,
+                    [p.grad for p in params],
+                    [self.state[p]["exp_avg"] for p in params],
+                    [self.state[p]["exp_avg_sq"] for p in params],
+                )
+            )
             options.append(self._group_options(group))
             values.append(self._group_scalars(group))
         if not groups:

@@ -132,9 +132,15 @@ class Holder:
     def this_process(cls, program: str) -> Holder:
         job, restart = _torchrun_job()
         return cls(
-            socket.gethostname(), machine_id(), os.getpid(), time.time(), program,
-            secrets.token_hex(16), job, restart,
-        )  # fmt: skip
+            socket.gethostname(),
+            machine_id(),
+            os.getpid(),
+            time.time(),
+            program,
+            secrets.token_hex(16),
+            job,
+            restart,
+        )
 
     def to_bytes(self) -> bytes:
         values = dataclasses.asdict(self)
@@ -330,9 +336,13 @@ class OutputLock:
             if reason is None:
                 raise OutputError(self._held_message(holder, age))
             logger.warning(
-                "%s %s: taking over the lock %s of %s: %s", self.flag, self.location,
-                self.store.where, holder.describe() if holder else "an unreadable lock", reason,
-            )  # fmt: skip
+                "%s %s: taking over the lock %s of %s: %s",
+                self.flag,
+                self.location,
+                self.store.where,
+                holder.describe() if holder else "an unreadable lock",
+                reason,
+            )
             self._guard(lambda data=data: self.store.remove(data))
         raise OutputError(
             f"{self.flag} {self.location}: other runs keep taking its lock {self.store.where}; "
@@ -376,8 +386,11 @@ class OutputLock:
                 if not self.store.refresh(self.data):
                     logger.error(
                         "%s %s: the lock %s was taken by another run; this run no longer "
-                        "holds the folder", self.flag, self.location, self.store.where,
-                    )  # fmt: skip
+                        "holds the folder",
+                        self.flag,
+                        self.location,
+                        self.store.where,
+                    )
                     return
             except (OSError, storage.StorageError) as err:
                 logger.warning("%s: cannot refresh the lock (%s)", self.store.where, err)
@@ -413,17 +426,21 @@ def clean_and_test(location: str, flag: str = "--output_dir") -> None:
             raise OutputError(f"{flag} {location}: {err}") from None
         if aborted:
             logger.warning(
-                "%s %s: aborted unfinished uploads of a killed run: %s", flag, location,
+                "%s %s: aborted unfinished uploads of a killed run: %s",
+                flag,
+                location,
                 ", ".join(key.rsplit("/", 1)[-1] for key in aborted),
-            )  # fmt: skip
+            )
         return  # the lock object was the test write
     folder = Path(location)
     stale = fileio.remove_stale_temporaries_in(folder, keep=_lock_file_in_use)
     if stale:
         logger.warning(
-            "%s %s: removed temporary files a killed run left: %s", flag, location,
+            "%s %s: removed temporary files a killed run left: %s",
+            flag,
+            location,
             ", ".join(entry.name for entry in stale),
-        )  # fmt: skip
+        )
     try:
         fileio.atomic_write(folder / TEST_WRITE_NAME, lambda handle: handle.write(b"test\n"))
         (folder / TEST_WRITE_NAME).unlink()

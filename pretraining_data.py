@@ -138,8 +138,10 @@ class ShardChecks:
                 self.noted_unrecorded = True
                 logger.info(
                     "%s (and maybe other shards) records no vocabulary, as NVIDIA's shards do; "
-                    "it is not compared with --vocab_file %s", path, self.vocab_file,
-                )  # fmt: skip
+                    "it is not compared with --vocab_file %s",
+                    path,
+                    self.vocab_file,
+                )
             return
         if isinstance(recorded, bytes | np.bytes_):
             recorded = recorded.decode("utf-8", "replace")
@@ -207,9 +209,13 @@ def check_shard(path: Path, arrays: dict[str, np.ndarray], checks: ShardChecks) 
     real = np.cumprod(positions != 0, axis=1).astype(bool)  # [N, P]: NVIDIA's entries
     seq_length = input_ids.shape[1]
     _refuse_outside(
-        path, "masked_lm_positions", np.where(real, positions, 1), 0, seq_length,
+        path,
+        "masked_lm_positions",
+        np.where(real, positions, 1),
+        0,
+        seq_length,
         f"is not a position in a sequence of {seq_length} tokens",
-    )  # fmt: skip
+    )
     rows = np.broadcast_to(np.arange(len(positions))[:, None], positions.shape)
     on_padding = real & (input_mask[rows, np.where(real, positions, 0)] != 1)
     if on_padding.any():

@@ -116,9 +116,13 @@ def read_examples(processor: glue.GlueProcessor, args: argparse.Namespace) -> di
 
 def features(processor, examples, tokenizer, args) -> list[glue.InputFeatures]:
     return glue.convert_examples_to_features(
-        examples, processor.get_labels(), args.max_seq_length, tokenizer, processor.is_regression,
+        examples,
+        processor.get_labels(),
+        args.max_seq_length,
+        tokenizer,
+        processor.is_regression,
         source=f"{args.data_dir} ({processor.task_name})",
-    )  # fmt: skip
+    )
 
 
 def do_train(model, processor, examples, tokenizer, args, run: Run) -> dict:
@@ -158,8 +162,9 @@ def evaluate(model, processor, tokenizer, args, run: Run, examples, task: str) -
         logger.warning(  # the symptom users saw when weights silently failed to load (DLE#1154)
             "%s: every prediction is class %s; the model learned nothing beyond the majority "
             "class (check --init_checkpoint, the learning rate and the number of steps)",
-            task, processor.get_labels()[int(preds[0])],
-        )  # fmt: skip
+            task,
+            processor.get_labels()[int(preds[0])],
+        )
     return {
         "eval:num_samples_per_gpu": result.rows_here,
         "eval:num_steps": len(result.batch_seconds),

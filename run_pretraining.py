@@ -102,6 +102,7 @@ from schedulers import WarmupScheduler
 from training import (
     PRETRAINING_ROW_FILLS,
     DivergenceError,
+    PrecisionStack,
     log_peak_memory,
     maybe_compile,
     maybe_float8,
@@ -135,31 +136,54 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     add("--output_dir", required=True, help="folder or s3://bucket/prefix for ckpt_<step>.pt")
     add("--vocab_file", help="vocabulary; needed for --dynamic_masking, recorded otherwise")
     add("--bert_model", default="bert-large-uncased", help="accepted; unused")
-    add("--init_checkpoint",
+    add(
+        "--init_checkpoint",
         help="with --resume_from_checkpoint: resume the model and optimizer moments from this "
-             "file (or s3://) instead of output_dir, with the step count and schedule restarted; "
-             "ignored without it, as in NVIDIA's script")  # fmt: skip
-    add("--init_weights", metavar="PATH",
+        "file (or s3://) instead of output_dir, with the step count and schedule restarted; "
+        "ignored without it, as in NVIDIA's script",
+    )
+    add(
+        "--init_weights",
+        metavar="PATH",
         help="start from these weights (any format: NGC/NVIDIA .pt, ours, Hugging Face folder, "
-             "Google TF, s3://) with a fresh optimizer and schedule")  # fmt: skip
-    add("--max_seq_length", type=runtime.positive_int,
-        help="must match the shards (default: theirs)")  # fmt: skip
-    add("--max_predictions_per_seq", type=runtime.positive_int,
-        help="must match the shards (default: theirs)")  # fmt: skip
-    add("--train_batch_size", type=runtime.positive_int, default=32,
-        help="per process per optimizer step")  # fmt: skip
+        "Google TF, s3://) with a fresh optimizer and schedule",
+    )
+    add(
+        "--max_seq_length",
+        type=runtime.positive_int,
+        help="must match the shards (default: theirs)",
+    )
+    add(
+        "--max_predictions_per_seq",
+        type=runtime.positive_int,
+        help="must match the shards (default: theirs)",
+    )
+    add(
+        "--train_batch_size",
+        type=runtime.positive_int,
+        default=32,
+        help="per process per optimizer step",
+    )
     add("--learning_rate", type=runtime.positive_float, default=5e-5)
     add("--num_train_epochs", type=runtime.finite_float, default=3.0, help="accepted; unused")
-    add("--max_steps", type=runtime.positive_steps, default=1000,
-        help="optimizer steps of this phase's schedule")  # fmt: skip
+    add(
+        "--max_steps",
+        type=runtime.positive_steps,
+        default=1000,
+        help="optimizer steps of this phase's schedule",
+    )
     add("--warmup_proportion", type=runtime.proportion, default=0.01)
     add("--gradient_accumulation_steps", type=runtime.positive_int, default=1)
     add("--init_loss_scale", type=runtime.positive_float, default=2**20)
     add("--log_freq", type=runtime.positive_steps, default=1.0, help="log every N optimizer steps")
     add("--checkpoint_activations", action="store_true")
     add("--resume_from_checkpoint", action="store_true")
-    add("--resume_step", type=runtime.step_or_minus_one, default=-1,
-        help="-1: the newest ckpt_<N>.pt in output_dir")  # fmt: skip
+    add(
+        "--resume_step",
+        type=runtime.step_or_minus_one,
+        default=-1,
+        help="-1: the newest ckpt_<N>.pt in output_dir",
+    )
     add("--num_steps_per_checkpoint", type=runtime.positive_int, default=100)
     add("--skip_checkpoint", action="store_true")
     add("--phase2", action="store_true")
@@ -170,21 +194,37 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     add("--phase1_end_step", type=runtime.non_negative_int, default=7038)
     add("--do_train", action="store_true", help="required, as in NVIDIA's script")
     add("--disable_progress_bar", action="store_true")
-    add("--steps_this_run", type=runtime.positive_int_or_minus_one, default=-1,
-        help="stop at this phase step (-1: max_steps)")  # fmt: skip
+    add(
+        "--steps_this_run",
+        type=runtime.positive_int_or_minus_one,
+        default=-1,
+        help="stop at this phase step (-1: max_steps)",
+    )
     # Shards are read by one background thread, not DataLoader worker processes.
     add("--num_workers", type=runtime.non_negative_int, default=4, help="accepted; unused")
     add("--no_dense_sequence_output", action="store_true", help="score every position")
-    add("--no_trim_padding", "--no_trim", dest="no_trim_padding", action="store_true",
+    add(
+        "--no_trim_padding",
+        "--no_trim",
+        dest="no_trim_padding",
+        action="store_true",
         help="train on full-width batches (the plain path); default: cut each batch to its "
-             "longest sequence")  # fmt: skip
+        "longest sequence",
+    )
     add("--dynamic_masking", action="store_true", help="re-mask every batch (needs --vocab_file)")
     add("--data_sharding", choices=("files", "interleaved"), default="files")
-    add("--bin_size", type=runtime.positive_int,
-        help="draw each batch from one bin of lengths (HEAD's LDDL bins)")  # fmt: skip
-    add("--optimizer_impl", choices=LAMB_IMPLS, default="auto",
+    add(
+        "--bin_size",
+        type=runtime.positive_int,
+        help="draw each batch from one bin of lengths (HEAD's LDDL bins)",
+    )
+    add(
+        "--optimizer_impl",
+        choices=LAMB_IMPLS,
+        default="auto",
         help="LAMB: torch (multi-tensor), compiled (one torch.compile graph per step), apex "
-             "(FusedLAMB); auto: apex, else compiled on a GPU, torch on a CPU")  # fmt: skip
+        "(FusedLAMB); auto: apex, else compiled on a GPU, torch on a CPU",
+    )
     add("--profile", action="store_true", help="accepted; unused")
     return parser.parse_args(argv)
 
@@ -261,9 +301,12 @@ def check_shards(args: argparse.Namespace, config: BertConfig) -> None:
             )
         return
     shards = PretrainingDataLoader(  # a ShardError names the file at fault; nothing is read yet
-        training_files(args.input_dir), 1, max_seq_length=args.max_seq_length,
-        max_predictions_per_seq=args.max_predictions_per_seq, prefetch=False,
-    )  # fmt: skip
+        training_files(args.input_dir),
+        1,
+        max_seq_length=args.max_seq_length,
+        max_predictions_per_seq=args.max_predictions_per_seq,
+        prefetch=False,
+    )
     if shards.seq_length > config.max_position_embeddings:
         raise UsageError(
             f"--input_dir {args.input_dir} holds sequences of {shards.seq_length} tokens, more "
@@ -324,7 +367,7 @@ class Training:
     ddp_model: torch.nn.Module
     optimizer: torch.optim.Optimizer
     scheduler: WarmupScheduler
-    stack: Any
+    precision: PrecisionStack
     loader: PretrainingDataLoader | None
     metrics: MetricLogger
     state: RunState
@@ -336,7 +379,7 @@ class Training:
         return self.args.phase1_end_step if self.args.phase2 else 0
 
 
-def save_checkpoint(t: Training) -> str:
+def save_checkpoint(training: Training) -> str:
     """Write ckpt_<step>.pt atomically on rank 0 with every rank's data position and RNG state;
     returns where it went (a local path or an s3:// URL).
 
@@ -344,7 +387,7 @@ def save_checkpoint(t: Training) -> str:
     (NVIDIA's names, fp32), `optimizer` (FusedLAMB / FusedLAMBAMP layout), `master params`,
     `files`, `epoch` and `grad_scaler` are what their resume code reads; the other keys are
     ours, for an exact resume here. Nothing in it needs unpickling of classes."""
-    loader = t.loader
+    loader = training.loader
     mine = None
     if loader is not None:
         position = loader.state()
@@ -352,36 +395,44 @@ def save_checkpoint(t: Training) -> str:
     gathered = distributed.all_gather_object(mine)
     positions = [entry[0] if entry else None for entry in gathered]
     rngs = distributed.all_gather_object(rng_state())
-    folder = CheckpointFolder(t.args.output_dir)
-    number = t.state.step + t.step_offset
+    folder = CheckpointFolder(training.args.output_dir)
+    number = training.state.step + training.step_offset
     name = f"ckpt_{number}.pt"
     failure = None
-    if t.dist.is_main_process:
+    if training.dist.is_main_process:
         payload = {
-            "model": nvidia_state_dict(t.model),
-            "optimizer": nvidia_lamb_state_dict(t.optimizer, t.model, t.state.step),
-            "master params": master_params(t.model),
-            "grad_scaler": grad_scaler_state(t),
-            "scheduler": t.scheduler.state_dict(),
+            "model": nvidia_state_dict(training.model),
+            "optimizer": nvidia_lamb_state_dict(
+                training.optimizer, training.model, training.state.step
+            ),
+            "master params": master_params(training.model),
+            "grad_scaler": grad_scaler_state(training),
+            "scheduler": training.scheduler.state_dict(),
             "epoch": positions[0]["epoch"] if positions[0] else 0,
             "files": nvidia_files(gathered),
             "data_position": positions,
             "rng_state": rngs,
-            "phase": 2 if t.args.phase2 else 1,
-            "global_step": t.state.step,
-            "skipped_steps": t.state.skipped_steps,
-            "world_size": t.dist.world_size,
-            "precision": t.stack.precision,
-            "config": t.model.config.to_dict(),
-            "param_names": [name for name, _ in t.model.named_parameters()],
+            "phase": 2 if training.args.phase2 else 1,
+            "global_step": training.state.step,
+            "skipped_steps": training.state.skipped_steps,
+            "world_size": training.dist.world_size,
+            "precision": training.precision.precision,
+            "config": training.model.config.to_dict(),
+            "param_names": [name for name, _ in training.model.named_parameters()],
             "args": {
-                k: v for k, v in vars(t.args).items() if isinstance(v, (str, int, float, bool))
+                k: v
+                for k, v in vars(training.args).items()
+                if isinstance(v, (str, int, float, bool))
             },
         }
         failure = write_checkpoint(folder, payload, name)
         if failure is None:
-            prune_checkpoints(folder, number, t.args.phase1_end_step if t.args.phase2 else None)
-            t.metrics.log("PARAMETER", {"checkpoint_step": t.state.step})  # phase step, as NVIDIA
+            prune_checkpoints(
+                folder, number, training.args.phase1_end_step if training.args.phase2 else None
+            )
+            training.metrics.log(
+                "PARAMETER", {"checkpoint_step": training.state.step}
+            )  # phase step, as NVIDIA
     failure = distributed.all_gather_object(failure)[0]  # every rank stops on a failed save
     if failure is not None:
         raise CheckpointError(failure)
@@ -422,9 +473,10 @@ def prune_checkpoints(folder: CheckpointFolder, written: int, phase1_end_step: i
     numbered above `written` (left by a run rewound with --resume_step) are not touched; this
     run overwrites each when it reaches its step."""
     older = [
-        n for n in folder.numbers()
+        n
+        for n in folder.numbers()
         if n < written and (phase1_end_step is None or n > phase1_end_step)
-    ]  # fmt: skip
+    ]
     for number in older[: max(len(older) - (KEEP_CHECKPOINTS - 1), 0)]:
         try:
             folder.delete(f"ckpt_{number}.pt")
@@ -432,12 +484,12 @@ def prune_checkpoints(folder: CheckpointFolder, written: int, phase1_end_step: i
             logger.warning("%s: cannot delete ckpt_%d.pt (%s); kept", folder, number, err)
 
 
-def grad_scaler_state(t: Training) -> dict[str, Any]:
+def grad_scaler_state(training: Training) -> dict[str, Any]:
     """The loss scaler's state; for bf16 and fp32 runs, that of a fresh fp16 scaler, because
     HEAD's fp16 resume loads whatever `grad_scaler` holds into its GradScaler (None or {} fail)."""
-    if t.stack.scaler is not None:
-        return t.stack.scaler.state_dict()
-    initial = t.args.loss_scale or t.args.init_loss_scale
+    if training.precision.scaler is not None:
+        return training.precision.scaler.state_dict()
+    initial = training.args.loss_scale or training.args.init_loss_scale
     return torch.amp.GradScaler("cpu", init_scale=float(initial)).state_dict()
 
 
@@ -475,7 +527,7 @@ class Resume:
     epoch: int = 0
 
 
-def load_for_resume(t: Training) -> Resume:
+def load_for_resume(training: Training) -> Resume:
     """Where training starts: NVIDIA's resume rules, with exact continuation of our own runs.
 
     - `--resume_from_checkpoint --init_checkpoint X`: the model and optimizer moments from X,
@@ -491,13 +543,14 @@ def load_for_resume(t: Training) -> Resume:
 
     A worker that torchrun restarted (see `apply_elastic_restart`) takes the newest checkpoint
     even with --resume_step, and --init_checkpoint only while the phase has none of its own."""
-    args = t.args
+    args = training.args
     if args.init_checkpoint and not args.resume_from_checkpoint:
         logger.warning(
             "--init_checkpoint %s is ignored without --resume_from_checkpoint, as in NVIDIA's "
             "run_pretraining.py; to start from these weights pass --init_weights %s",
-            args.init_checkpoint, args.init_checkpoint,
-        )  # fmt: skip
+            args.init_checkpoint,
+            args.init_checkpoint,
+        )
     if not args.resume_from_checkpoint:
         if args.phase2 and not args.init_weights:
             logger.warning(
@@ -505,8 +558,8 @@ def load_for_resume(t: Training) -> Resume:
                 "as NVIDIA's script does, which is almost always a mistake; pass "
                 "--resume_from_checkpoint to start from phase 1's newest checkpoint in %s",
                 args.output_dir,
-            )  # fmt: skip
-        return start_from_weights(t)
+            )
+        return start_from_weights(training)
     output = CheckpointFolder(args.output_dir)
     numbers = output.numbers()
     restarted = getattr(args, "elastic_restart", 0) > 0
@@ -514,41 +567,45 @@ def load_for_resume(t: Training) -> Resume:
     if args.init_checkpoint and not (restarted and own):
         path = local_path(args.init_checkpoint)
         if not path.is_file():
-            load_model_weights(t.model, path)  # a folder (Hugging Face, TF): weights only
+            load_model_weights(training.model, path)  # a folder (Hugging Face, TF): weights only
             return Resume()
-        return resume_from(t, read_checkpoint(t, path), path, 0, from_init_checkpoint=True)
+        return resume_from(
+            training, read_checkpoint(training, path), path, 0, from_init_checkpoint=True
+        )
     if args.resume_step >= 0 and not restarted:
         number = args.resume_step
         if number not in numbers:
             raise CheckpointError(f"{output}/ckpt_{number}.pt: --resume_step names no checkpoint")
         newer = [n for n in numbers if n > number]
-        if newer and t.dist.is_main_process:
+        if newer and training.dist.is_main_process:
             logger.warning(
                 "--resume_step %d: %s also holds newer checkpoints (up to ckpt_%d.pt), which a "
                 "resume without --resume_step would take until this run overwrites them",
-                number, output, newer[-1],
-            )  # fmt: skip
+                number,
+                output,
+                newer[-1],
+            )
         path = output.path(f"ckpt_{number}.pt")
-        return resume_from(t, read_checkpoint(t, path), path, number)
+        return resume_from(training, read_checkpoint(training, path), path, number)
     if not numbers:
-        return start_without_checkpoint(t, output)
-    number, path, checkpoint = newest_loadable(t, output, numbers)
-    return resume_from(t, checkpoint, path, number)
+        return start_without_checkpoint(training, output)
+    number, path, checkpoint = newest_loadable(training, output, numbers)
+    return resume_from(training, checkpoint, path, number)
 
 
-def read_checkpoint(t: Training, path: Path) -> dict:
+def read_checkpoint(training: Training, path: Path) -> dict:
     """A training checkpoint whose weights are now in the model; a CheckpointError, before
     the model changes, if it is unreadable, has no 'model', or its weights do not fit or hold
     NaN or infinity."""
     checkpoint = torch_load(path)
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("model"), dict):
         raise CheckpointError(f"{path}: not a training checkpoint (no 'model' entry)")
-    load_state_dict_into(t.model, checkpoint["model"], str(path))
+    load_state_dict_into(training.model, checkpoint["model"], str(path))
     return checkpoint
 
 
 def newest_loadable(
-    t: Training, output: CheckpointFolder, numbers: list[int]
+    training: Training, output: CheckpointFolder, numbers: list[int]
 ) -> tuple[int, Path, dict]:
     """(N, path, checkpoint) of the newest ckpt_N.pt that loads, the model holding its weights.
 
@@ -558,13 +615,13 @@ def newest_loadable(
     skipped = []
     for number in reversed(numbers):
         name = f"ckpt_{number}.pt"
-        loaded = try_checkpoint(t, output, name)
+        loaded = try_checkpoint(training, output, name)
         if not isinstance(loaded, str):
             path, checkpoint = loaded
             break
         reason = loaded
         skipped.append(f"{name}: {reason}")
-        if t.dist.is_main_process:
+        if training.dist.is_main_process:
             logger.warning("%s: skipping %s, it cannot be resumed from: %s", output, name, reason)
     else:
         raise CheckpointError(
@@ -580,7 +637,9 @@ def newest_loadable(
     return number, path, checkpoint
 
 
-def try_checkpoint(t: Training, output: CheckpointFolder, name: str) -> tuple[Path, dict] | str:
+def try_checkpoint(
+    training: Training, output: CheckpointFolder, name: str
+) -> tuple[Path, dict] | str:
     """(path, checkpoint) with its weights in the model, or why it cannot be resumed from."""
     gone = "deleted while this run started"
     try:
@@ -588,24 +647,24 @@ def try_checkpoint(t: Training, output: CheckpointFolder, name: str) -> tuple[Pa
     except FileNotFoundError:
         return gone
     try:
-        return path, read_checkpoint(t, path)
+        return path, read_checkpoint(training, path)
     except FileNotFoundError:
         return gone
     except CheckpointError as err:
         return str(err).removeprefix(f"{path}: ")
 
 
-def start_without_checkpoint(t: Training, output: CheckpointFolder) -> Resume:
+def start_without_checkpoint(training: Training, output: CheckpointFolder) -> Resume:
     """--resume_from_checkpoint and an output folder without checkpoints.
 
     Phase 2 is refused (unless --init_weights names its start): from random weights it is
     almost always a mistake, such as phase 1 writing to another folder; NVIDIA's script
     crashed there on max() of an empty list. Phase 1 starts fresh with a warning, and so does
     a torchrun restart of a run that had not written its first checkpoint yet."""
-    args = t.args
+    args = training.args
     if getattr(args, "resume_implied", False):
         logger.info("torchrun restart: no checkpoint in %s yet; starting from the start", output)
-        return start_from_weights(t)
+        return start_from_weights(training)
     if args.phase2 and not args.init_weights:
         raise CheckpointError(
             f"--phase2 --resume_from_checkpoint: {output} holds no checkpoint to start phase 2 "
@@ -614,18 +673,23 @@ def start_without_checkpoint(t: Training, output: CheckpointFolder) -> Resume:
             "--init_weights (or leave out --resume_from_checkpoint to start from random weights)"
         )
     logger.warning(
-        "--resume_from_checkpoint: no checkpoint in %s; starting %s", output,
+        "--resume_from_checkpoint: no checkpoint in %s; starting %s",
+        output,
         f"from --init_weights {args.init_weights}" if args.init_weights else "fresh",
-    )  # fmt: skip
-    return start_from_weights(t)
+    )
+    return start_from_weights(training)
 
 
 def resume_from(
-    t: Training, checkpoint: dict, path: Path, number: int, from_init_checkpoint: bool = False
+    training: Training,
+    checkpoint: dict,
+    path: Path,
+    number: int,
+    from_init_checkpoint: bool = False,
 ) -> Resume:
     """Optimizer, step count and (for an exact resume) scaler, data position and RNG states
     from a checkpoint whose weights are already in the model."""
-    args = t.args
+    args = training.args
     phase = checkpoint.get("phase") or (2 if number > args.phase1_end_step else 1)
     starting_phase2 = (
         args.phase2 and (from_init_checkpoint or phase == 1) and not args.resume_phase2
@@ -635,7 +699,7 @@ def resume_from(
     else:
         step = number - (args.phase1_end_step if args.phase2 else 0)
         step, full = checkpoint.get("global_step", step), True
-    load_optimizer_state(t, checkpoint, path, step)
+    load_optimizer_state(training, checkpoint, path, step)
     logger.info(
         "resumed from %s at phase step %d (%s)", path, step, "exact" if full else "new phase"
     )
@@ -644,44 +708,44 @@ def resume_from(
     # bf16 and fp32 runs save a fresh scaler's state, for NVIDIA's code only.
     scaler_state = checkpoint.get("grad_scaler")
     from_fp16 = checkpoint.get("precision", "fp16") == "fp16"
-    if t.stack.scaler is not None and scaler_state and from_fp16:
-        t.stack.scaler.load_state_dict(scaler_state)
+    if training.precision.scaler is not None and scaler_state and from_fp16:
+        training.precision.scaler.load_state_dict(scaler_state)
     positions = checkpoint.get("data_position") or []
     rngs = checkpoint.get("rng_state") or []
-    same_world = checkpoint.get("world_size") == t.dist.world_size
-    t.state.skipped_steps = int(checkpoint.get("skipped_steps", 0))
+    same_world = checkpoint.get("world_size") == training.dist.world_size
+    training.state.skipped_steps = int(checkpoint.get("skipped_steps", 0))
     return Resume(
         step=step,
         full=True,
-        data_position=positions[t.dist.rank] if same_world and positions else None,
-        rng=rngs[t.dist.rank] if same_world and rngs else None,
+        data_position=positions[training.dist.rank] if same_world and positions else None,
+        rng=rngs[training.dist.rank] if same_world and rngs else None,
         epoch=int(checkpoint.get("epoch", 0)),
     )
 
 
-def start_from_weights(t: Training) -> Resume:
+def start_from_weights(training: Training) -> Resume:
     """A fresh start, from `--init_weights` (any format our loader reads) when given."""
-    if t.args.init_weights:
-        load_model_weights(t.model, t.args.init_weights)
+    if training.args.init_weights:
+        load_model_weights(training.model, training.args.init_weights)
     return Resume()
 
 
-def load_optimizer_state(t: Training, checkpoint: dict, path: Path, step: int) -> None:
+def load_optimizer_state(training: Training, checkpoint: dict, path: Path, step: int) -> None:
     """Moments from the checkpoint (ours, 21.11's or HEAD's layout) when they fit our
     parameters; the step count set to `step`."""
     state = checkpoint.get("optimizer")
     names = checkpoint.get("param_names")
-    ours = [name for name, _ in t.model.named_parameters()]
+    ours = [name for name, _ in training.model.named_parameters()]
     if state and (names is None or names == ours):
         try:
-            load_lamb_state(t.optimizer, state)
+            load_lamb_state(training.optimizer, state)
         except (ValueError, KeyError, RuntimeError) as err:
             logger.warning("%s: optimizer state not usable (%s); fresh moments", path, err)
     elif state:
         logger.warning("%s: optimizer state is for other parameters; fresh moments", path)
-    for group in t.optimizer.param_groups:
+    for group in training.optimizer.param_groups:
         group["step"] = step
-    t.scheduler.load_state_dict({"last_step": step})  # also writes the LR of the next step
+    training.scheduler.load_state_dict({"last_step": step})  # also writes the LR of the next step
 
 
 # ------------------------------------------------------------------------------- training
@@ -747,7 +811,9 @@ class Window:
         return values[:3], values[3]
 
 
-def log_progress(t: Training, window: Window, grad_norm: torch.Tensor | None, rate: float) -> None:
+def log_progress(
+    training: Training, window: Window, grad_norm: torch.Tensor | None, rate: float
+) -> None:
     """One per-step record at (epoch, phase step), NVIDIA's keys first.
 
     21.11 logged `average_loss`, `step_loss` and `learning_rate`, HEAD `skipped_steps` too; the
@@ -755,24 +821,26 @@ def log_progress(t: Training, window: Window, grad_norm: torch.Tensor | None, ra
     division by the accumulation steps (what 21.11's `loss * GA / divisor` comes to) on this
     rank; `average_loss` is averaged over the window's micro-batches and over ranks."""
     (average, mlm, nsp), last = window.means()
-    t.state.final_loss = average
+    training.state.final_loss = average
     data = {
         "average_loss": average,
         "step_loss": last,
-        "learning_rate": t.scheduler.lr_at(t.state.step),
-        "skipped_steps": t.state.skipped_steps,
+        "learning_rate": training.scheduler.lr_at(training.state.step),
+        "skipped_steps": training.state.skipped_steps,
         "mlm_loss": mlm,
         "nsp_loss": nsp,
         "grad_norm": float(grad_norm) if grad_norm is not None else float("nan"),
         "training_sequences_per_second": rate,
     }
-    if t.stack.scaler is not None:
-        data["loss_scale"] = t.stack.loss_scale
-    t.metrics.log((t.loader.epoch if t.loader else 0, t.state.step), data)
-    check_finite(t, torch.tensor(average), grad_norm)
+    if training.precision.scaler is not None:
+        data["loss_scale"] = training.precision.loss_scale
+    training.metrics.log(
+        (training.loader.epoch if training.loader else 0, training.state.step), data
+    )
+    check_finite(training, torch.tensor(average), grad_norm)
 
 
-def check_finite(t: Training, values: torch.Tensor, grad_norm: torch.Tensor | None) -> None:
+def check_finite(training: Training, values: torch.Tensor, grad_norm: torch.Tensor | None) -> None:
     """Stop on non-finite losses, weights or gradient norm, so no checkpoint holds them."""
     values = [values.detach().float().flatten().cpu()]
     if grad_norm is not None:
@@ -780,31 +848,34 @@ def check_finite(t: Training, values: torch.Tensor, grad_norm: torch.Tensor | No
     if not torch.isfinite(torch.cat(values)).all():
         raise DivergenceError(
             f"the loss, weights or gradient norm became non-finite at step "
-            f"{t.state.step}{' of phase 2' if t.args.phase2 else ''}; "
+            f"{training.state.step}{' of phase 2' if training.args.phase2 else ''}; "
             "stopping without a checkpoint of these weights (the last good one is kept). "
             "Try a lower --learning_rate, --bf16, or a smaller --init_loss_scale"
         )
 
 
-def train(t: Training) -> None:
-    args, state = t.args, t.state
-    ga = args.gradient_accumulation_steps
-    micro_batch = micro_batch_size(args.train_batch_size, ga)
+def train(training: Training) -> None:
+    args, state = training.args, training.state
+    grad_accum_steps = args.gradient_accumulation_steps
+    micro_batch = micro_batch_size(args.train_batch_size, grad_accum_steps)
     target = step_target(args)
-    parameters = [p for group in t.optimizer.param_groups for p in group["params"]]
+    parameters = [p for group in training.optimizer.param_groups for p in group["params"]]
     log_freq = max(int(args.log_freq), 1)
-    window = Window(t.dist.device)
+    window = Window(training.dist.device)
     state.start_step = state.step
     raw_start = time.perf_counter()
     window_start, window_rows = raw_start, 0
     progress = tqdm(
-        total=target, initial=state.step, desc="pre-training", unit="step",
-        disable=args.disable_progress_bar or not t.dist.is_main_process,
-    )  # fmt: skip
-    t.ddp_model.train()
-    multiple = trim_multiple(t.dist.device, args.compile)
+        total=target,
+        initial=state.step,
+        desc="pre-training",
+        unit="step",
+        disable=args.disable_progress_bar or not training.dist.is_main_process,
+    )
+    training.ddp_model.train()
+    multiple = trim_multiple(training.dist.device, args.compile)
     micro_step = 0
-    batches = iter(t.loader)
+    batches = iter(training.loader)
     while state.step < target and state.stop_requested is None:
         cpu_batch = next(batches)
         window_rows += len(cpu_batch[0])  # real rows: a shard's short last batch counts less
@@ -813,62 +884,71 @@ def train(t: Training) -> None:
         if args.compile:  # a shard's short last batch keeps the compiled layers' shape
             cpu_batch = pad_rows(cpu_batch, micro_batch, PRETRAINING_ROW_FILLS)
         num_masked = int((cpu_batch[3] != -1).sum())  # counted on the host: the head needs no sync
-        batch = [tensor.to(t.dist.device, non_blocking=True) for tensor in cpu_batch]
+        batch = [tensor.to(training.dist.device, non_blocking=True) for tensor in cpu_batch]
         micro_step += 1
-        last = micro_step % ga == 0
-        with no_sync_unless(t.ddp_model, sync=last):
-            with t.stack.autocast():
-                total, mlm, nsp = t.ddp_model(*batch, num_masked=num_masked)
-            t.stack.backward(total / ga)
+        last = micro_step % grad_accum_steps == 0
+        with no_sync_unless(training.ddp_model, sync=last):
+            with training.precision.autocast():
+                total, mlm, nsp = training.ddp_model(*batch, num_masked=num_masked)
+            training.precision.backward(total / grad_accum_steps)
         window.add(total, mlm, nsp)
         if not last:
             continue
-        outcome = optimizer_step(t.optimizer, t.stack, parameters)
+        outcome = optimizer_step(training.optimizer, training.precision, parameters)
         if outcome.skipped:
             state.skipped_steps += 1
             state.consecutive_skips += 1
             if state.consecutive_skips >= MAX_CONSECUTIVE_SKIPS:
                 raise DivergenceError(
                     f"{MAX_CONSECUTIVE_SKIPS} consecutive fp16 steps overflowed (loss scale now "
-                    f"{t.stack.loss_scale:g}); the run is diverging. Stopping; the last good "
-                    "checkpoint is kept. Try --bf16 or a lower --learning_rate"
+                    f"{training.precision.loss_scale:g}); the run is diverging. Stopping; the "
+                    "last good checkpoint is kept. Try --bf16 or a lower --learning_rate"
                 )
-            t.metrics.log("PARAMETER", {"loss_scale": t.stack.loss_scale}, verbose=False)
+            training.metrics.log(
+                "PARAMETER", {"loss_scale": training.precision.loss_scale}, verbose=False
+            )
             continue
         state.consecutive_skips = 0
         state.step += 1
-        t.scheduler.step()
+        training.scheduler.step()
         progress.update()
         if state.step % log_freq == 0 or state.step == target or state.stop_requested:
-            rate = window_rows * t.dist.world_size / (time.perf_counter() - window_start)
-            log_progress(t, window, outcome.grad_norm, rate)
+            rate = window_rows * training.dist.world_size / (time.perf_counter() - window_start)
+            log_progress(training, window, outcome.grad_norm, rate)
             window.reset()
             window_start, window_rows = time.perf_counter(), 0
         due = state.step % args.num_steps_per_checkpoint == 0 or state.step == target
         if not args.skip_checkpoint and (due or state.stop_requested):
             norms = torch.stack(torch._foreach_norm(parameters))  # the weights to be saved
-            check_finite(t, norms, outcome.grad_norm)
-            save_checkpoint(t)
+            check_finite(training, norms, outcome.grad_norm)
+            save_checkpoint(training)
     state.raw_train_time = time.perf_counter() - raw_start
     # NVIDIA's last per-step record, before the summary at step ().
-    t.metrics.log((t.loader.epoch, state.step), {"final_loss": state.final_loss})
+    training.metrics.log((training.loader.epoch, state.step), {"final_loss": state.final_loss})
     if state.stop_requested and not args.skip_checkpoint:
         logger.info("%s received: checkpoint written, exiting", state.stop_requested)
     progress.close()
 
 
-def summarise(t: Training, started: float) -> None:
+def summarise(training: Training, started: float) -> None:
     """The final summary; `e2e_train_time` counts from `started` (NVIDIA's: from process start)."""
-    steps = t.state.step - t.state.start_step + t.state.skipped_steps
-    micro_batch = micro_batch_size(t.args.train_batch_size, t.args.gradient_accumulation_steps)
-    sequences = micro_batch * t.args.gradient_accumulation_steps * t.dist.world_size * steps
-    raw = t.state.raw_train_time
-    t.metrics.log((), {
-        "e2e_train_time": time.time() - started,
-        "training_sequences_per_second": sequences / raw if raw > 0 else 0.0,
-        "final_loss": t.state.final_loss,
-        "raw_train_time": raw,
-    })  # fmt: skip
+    steps = training.state.step - training.state.start_step + training.state.skipped_steps
+    micro_batch = micro_batch_size(
+        training.args.train_batch_size, training.args.gradient_accumulation_steps
+    )
+    sequences = (
+        micro_batch * training.args.gradient_accumulation_steps * training.dist.world_size * steps
+    )
+    raw = training.state.raw_train_time
+    training.metrics.log(
+        (),
+        {
+            "e2e_train_time": time.time() - started,
+            "training_sequences_per_second": sequences / raw if raw > 0 else 0.0,
+            "final_loss": training.state.final_loss,
+            "raw_train_time": raw,
+        },
+    )
 
 
 # ------------------------------------------------------------------------------- main
@@ -880,9 +960,10 @@ def setup(args: argparse.Namespace, state: RunState, resources: contextlib.ExitS
     and its schedule, the weights to resume from, DDP, the data."""
     output = check_arguments(args)
     run = runtime.setup_run(
-        args, init_loss_scale=args.init_loss_scale,
+        args,
+        init_loss_scale=args.init_loss_scale,
         tensorboard_step_offset=args.phase1_end_step if args.phase2 else 0,
-    )  # fmt: skip
+    )
     if args.skip_checkpoint:  # nothing is written there: no lock, so benchmarks may share it
         if run.dist.is_main_process:
             output.create()
@@ -895,39 +976,45 @@ def setup(args: argparse.Namespace, state: RunState, resources: contextlib.ExitS
     scheduler = WarmupScheduler(
         optimizer, args.learning_rate, int(args.max_steps), args.warmup_proportion, "poly"
     )
-    t = Training(
+    training = Training(
         args, run.dist, model, model, optimizer, scheduler, run.precision, None, run.metrics, state
     )
-    resume = load_for_resume(t)
-    t.state.step = resume.step
+    resume = load_for_resume(training)
+    training.state.step = resume.step
     compiled = maybe_compile(maybe_float8(model, run.precision.precision), args.compile)
     compression = distributed.allreduce_compression(
         run.precision.precision, args.allreduce_post_accumulation_fp16
     )
-    t.ddp_model = distributed.wrap_ddp(compiled, run.dist, compression=compression)
-    t.loader = build_loader(args, run.dist, resume)
+    training.ddp_model = distributed.wrap_ddp(compiled, run.dist, compression=compression)
+    training.loader = build_loader(args, run.dist, resume)
     if resume.rng is not None:
         set_rng_state(resume.rng)
-    log_configuration(t, run.precision.precision)
-    warn_if_short_of_space(t)
-    kill_for_test(t)
-    return t
+    log_configuration(training, run.precision.precision)
+    warn_if_short_of_space(training)
+    kill_for_test(training)
+    return training
 
 
-def warn_if_short_of_space(t: Training) -> None:
+def warn_if_short_of_space(training: Training) -> None:
     """Warn before training when the output folder has less room than one checkpoint (fp32
     weights, master copy and two moments: 16 bytes a parameter); a full disk would otherwise
     show only at the first checkpoint, perhaps hours in."""
-    if t.args.skip_checkpoint or not t.dist.is_main_process or storage.is_remote(t.args.output_dir):
+    if (
+        training.args.skip_checkpoint
+        or not training.dist.is_main_process
+        or storage.is_remote(training.args.output_dir)
+    ):
         return
-    needed = 16 * sum(p.numel() for p in t.model.parameters())
-    free = shutil.disk_usage(t.args.output_dir).free
+    needed = 16 * sum(p.numel() for p in training.model.parameters())
+    free = shutil.disk_usage(training.args.output_dir).free
     if free < needed:
         logger.warning(
             "--output_dir %s: %.2f GB free, but a checkpoint takes about %.2f GB; saving it will "
             "fail and stop the run (the older checkpoints are kept)",
-            t.args.output_dir, free / 1e9, needed / 1e9,
-        )  # fmt: skip
+            training.args.output_dir,
+            free / 1e9,
+            needed / 1e9,
+        )
 
 
 def apply_elastic_restart(args: argparse.Namespace) -> None:
@@ -952,28 +1039,29 @@ def apply_elastic_restart(args: argparse.Namespace) -> None:
         args.init_checkpoint = None  # the first attempt ignored it (no --resume_from_checkpoint)
     logger.warning(
         "torchrun restart %d: resuming from the newest checkpoint in %s",
-        args.elastic_restart, args.output_dir,
-    )  # fmt: skip
+        args.elastic_restart,
+        args.output_dir,
+    )
 
 
-def kill_for_test(t: Training) -> None:
+def kill_for_test(training: Training) -> None:
     """Test-only: with BERT_TEST_SIGKILL_AFTER_STEP="STEP:RANK", rank RANK kills itself with
     SIGKILL right after optimizer step STEP, in a torchrun job's first attempt only, so tests
     can check that a restarted job ends where an uninterrupted one does. Unset: nothing."""
     spec = os.environ.get(KILL_FOR_TEST_ENV, "")
-    if not spec or getattr(t.args, "elastic_restart", 0) > 0:
+    if not spec or getattr(training.args, "elastic_restart", 0) > 0:
         return
     step, _, rank = spec.partition(":")
-    if int(rank or 0) != t.dist.rank:
+    if int(rank or 0) != training.dist.rank:
         return
-    scheduler_step = t.scheduler.step  # called once after each optimizer step
+    scheduler_step = training.scheduler.step  # called once after each optimizer step
 
     def step_then_die() -> None:
         scheduler_step()
-        if t.state.step >= int(step):
+        if training.state.step >= int(step):
             os.kill(os.getpid(), signal.SIGKILL)
 
-    t.scheduler.step = step_then_die
+    training.scheduler.step = step_then_die
 
 
 def build_loader(
@@ -998,9 +1086,12 @@ def build_loader(
     }
     if lddl_data.is_parquet_folder(args.input_dir):  # NVIDIA HEAD's data: LDDL parquet shards
         return lddl_data.parquet_loader(
-            args.input_dir, micro_batch, args.vocab_file, max_seq_length=args.max_seq_length,
+            args.input_dir,
+            micro_batch,
+            args.vocab_file,
+            max_seq_length=args.max_seq_length,
             **options,
-        )  # fmt: skip
+        )
     return PretrainingDataLoader(
         training_files(args.input_dir),
         micro_batch,
@@ -1010,24 +1101,27 @@ def build_loader(
     )
 
 
-def log_configuration(t: Training, precision: str) -> None:
+def log_configuration(training: Training, precision: str) -> None:
     """The effective configuration, printed and logged before training, so that no batch or LR
     scaling happens silently."""
-    args = t.args
+    args = training.args
     micro_batch = micro_batch_size(args.train_batch_size, args.gradient_accumulation_steps)
-    t.metrics.log("PARAMETER", {"Config": [str(args)], "SEED": args.seed})
-    t.metrics.log("PARAMETER", {
-        "train_start": True,
-        "batch_size_per_gpu": micro_batch,
-        "gradient_accumulation_steps": args.gradient_accumulation_steps,
-        "global_batch_size": args.train_batch_size * t.dist.world_size,
-        "world_size": t.dist.world_size,
-        "precision": precision,
-        "learning_rate": args.learning_rate,
-        "device": str(t.dist.device),
-        "shards": len(t.loader.files),
-        "seq_length": t.loader.seq_length,
-    })  # fmt: skip
+    training.metrics.log("PARAMETER", {"Config": [str(args)], "SEED": args.seed})
+    training.metrics.log(
+        "PARAMETER",
+        {
+            "train_start": True,
+            "batch_size_per_gpu": micro_batch,
+            "gradient_accumulation_steps": args.gradient_accumulation_steps,
+            "global_batch_size": args.train_batch_size * training.dist.world_size,
+            "world_size": training.dist.world_size,
+            "precision": precision,
+            "learning_rate": args.learning_rate,
+            "device": str(training.dist.device),
+            "shards": len(training.loader.files),
+            "seq_length": training.loader.seq_length,
+        },
+    )
 
 
 def execute(args: argparse.Namespace) -> None:
@@ -1037,11 +1131,11 @@ def execute(args: argparse.Namespace) -> None:
     apply_elastic_restart(args)
     with contextlib.ExitStack() as resources:  # the output folder's lock, however the run ends
         resources.enter_context(signal_handlers(state))  # before the set-up, which can be long
-        t = setup(args, state, resources)
-        train(t)
-        summarise(t, started)
-        log_peak_memory(t.metrics, t.dist.device)
-        t.metrics.close()
+        training = setup(args, state, resources)
+        train(training)
+        summarise(training, started)
+        log_peak_memory(training.metrics, training.dist.device)
+        training.metrics.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -81,14 +81,26 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     add("--verbose_logging", action="store_true", help="accepted; unused")
     add("--version_2_with_negative", action="store_true")
     add("--null_score_diff_threshold", type=runtime.finite_float, default=0.0)
-    add("--eval_script", help="an external evaluation script such as <squad_dir>/evaluate-v1.1.py "
+    add(
+        "--eval_script",
+        help="an external evaluation script such as <squad_dir>/evaluate-v1.1.py "
         "(NVIDIA's launcher passes one); it is run only with --run_eval_script, otherwise the "
-        "built-in official EM/F1 scorer is used and the script is left alone")  # fmt: skip
-    add("--run_eval_script", action="store_true", help="run --eval_script (with this Python) "
+        "built-in official EM/F1 scorer is used and the script is left alone",
+    )
+    add(
+        "--run_eval_script",
+        action="store_true",
+        help="run --eval_script (with this Python) "
         "instead of the built-in scorer; it executes the code in that file, so pass this only "
-        "for a script you trust")  # fmt: skip
-    add("--disable-progress-bar", "--disable_progress_bar", dest="disable_progress_bar",
-        action="store_true", help="accepted; unused")  # fmt: skip
+        "for a script you trust",
+    )
+    add(
+        "--disable-progress-bar",
+        "--disable_progress_bar",
+        dest="disable_progress_bar",
+        action="store_true",
+        help="accepted; unused",
+    )
     add("--skip_cache", action="store_true", help="do not write the feature cache")
     add("--cache_dir", help="where feature caches go (default: beside the data file)")
     add(
@@ -184,9 +196,13 @@ def features_for(
 def do_train(model, tokenizer, examples, args: argparse.Namespace, run: Run) -> None:
     features = features_for(args.train_file, examples, True, tokenizer, args, run)
     arrays = squad.features_to_arrays(features)
-    run.metrics.log("PARAMETER", {
-        "training_samples": len(examples), "training_features": len(features),
-    })  # fmt: skip
+    run.metrics.log(
+        "PARAMETER",
+        {
+            "training_samples": len(examples),
+            "training_features": len(features),
+        },
+    )
     model.bert.pooler.requires_grad_(False)  # never reaches the QA loss (NVIDIA drops it too)
     options = TrainOptions.from_args(
         args, exclude=("pooler",), trim=not args.no_trim, row_fills=squad.QA_ROW_FILLS
@@ -195,11 +211,14 @@ def do_train(model, tokenizer, examples, args: argparse.Namespace, run: Run) -> 
     micro_batch = micro_batch_size(args.train_batch_size, args.gradient_accumulation_steps)
     loader = train_loader(ArrayDataset(arrays), micro_batch, run, args.seed)
     result = train(model, ddp_model, loader, squad.qa_loss, options, run)
-    run.metrics.log((), {
-        "e2e_train_time": result.seconds,
-        "training_sequences_per_second": result.sequences_per_second,
-        "final_loss": result.final_loss,
-    })  # fmt: skip
+    run.metrics.log(
+        (),
+        {
+            "e2e_train_time": result.seconds,
+            "training_sequences_per_second": result.sequences_per_second,
+            "final_loss": result.final_loss,
+        },
+    )
     if run.dist.is_main_process and not args.skip_checkpoint:
         save_fine_tuned(model, args.output_dir)
 
@@ -207,13 +226,25 @@ def do_train(model, tokenizer, examples, args: argparse.Namespace, run: Run) -> 
 def do_predict(model, tokenizer, examples, args: argparse.Namespace, run: Run) -> dict[str, str]:
     features = features_for(args.predict_file, examples, False, tokenizer, args, run)
     arrays = squad.features_to_arrays(features)
-    run.metrics.log("PARAMETER", {
-        "infer_start": True, "eval_samples": len(examples), "eval_features": len(features),
-        "predict_batch_size": args.predict_batch_size,
-    })  # fmt: skip
+    run.metrics.log(
+        "PARAMETER",
+        {
+            "infer_start": True,
+            "eval_samples": len(examples),
+            "eval_features": len(features),
+            "predict_batch_size": args.predict_batch_size,
+        },
+    )
     inputs = {key: arrays[key] for key in ("input_ids", "segment_ids", "input_mask")}
-    result = predict(model, inputs, args.predict_batch_size, squad.qa_forward, run,
-                     trim=not args.no_trim, compile=args.compile)  # fmt: skip
+    result = predict(
+        model,
+        inputs,
+        args.predict_batch_size,
+        squad.qa_forward,
+        run,
+        trim=not args.no_trim,
+        compile=args.compile,
+    )
     raw = [
         squad.RawResult(int(uid), start, end)
         for uid, (start, end) in zip(arrays["unique_ids"], result.outputs, strict=True)
@@ -232,11 +263,16 @@ def do_predict(model, tokenizer, examples, args: argparse.Namespace, run: Run) -
         squad.write_predictions(
             args.output_dir, predictions, nbest, null_odds if args.version_2_with_negative else None
         )
-    run.metrics.log((), {
-        "e2e_inference_time": result.seconds,
-        "inference_sequences_per_second": len(features) / result.seconds if result.seconds else 0,
-        "inference_sequences_per_second_warm": result.warm_sequences_per_second,
-    })  # fmt: skip
+    run.metrics.log(
+        (),
+        {
+            "e2e_inference_time": result.seconds,
+            "inference_sequences_per_second": len(features) / result.seconds
+            if result.seconds
+            else 0,
+            "inference_sequences_per_second_warm": result.warm_sequences_per_second,
+        },
+    )
     empty = sum(1 for text in predictions.values() if text in ("", "empty"))
     if predictions and empty == len(predictions):
         logger.warning("every prediction is empty: is the checkpoint a fine-tuned SQuAD model?")
@@ -255,8 +291,9 @@ def do_eval(args: argparse.Namespace, run: Run, predictions: dict[str, str]) -> 
         if args.eval_script:
             logger.info(
                 "--eval_script %s not run (--run_eval_script runs it); scoring with the "
-                "built-in official EM/F1", args.eval_script,
-            )  # fmt: skip
+                "built-in official EM/F1",
+                args.eval_script,
+            )
         if args.version_2_with_negative:
             odds = json.loads((Path(args.output_dir) / "null_odds.json").read_text())
             scores = squad.evaluate_v2(dataset, predictions, odds)
@@ -269,8 +306,12 @@ def do_eval(args: argparse.Namespace, run: Run, predictions: dict[str, str]) -> 
 
 def run_eval_script(args: argparse.Namespace) -> dict:
     """The JSON scores that `--eval_script` prints for the predictions."""
-    command = [sys.executable, args.eval_script, args.predict_file,
-               str(Path(args.output_dir) / "predictions.json")]  # fmt: skip
+    command = [
+        sys.executable,
+        args.eval_script,
+        args.predict_file,
+        str(Path(args.output_dir) / "predictions.json"),
+    ]
     if args.version_2_with_negative:
         command += ["--na-prob-file", str(Path(args.output_dir) / "null_odds.json")]
     logger.info("running --eval_script %s", args.eval_script)

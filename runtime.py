@@ -177,27 +177,47 @@ def add_runtime_arguments(parser: argparse.ArgumentParser, *, seed: int) -> None
     from training import PRECISION_CHOICES
 
     add = parser.add_argument
-    add("--local_rank", type=int, default=None,
-        help="rank on this node (torchrun sets LOCAL_RANK; kept for older launchers)")  # fmt: skip
+    add(
+        "--local_rank",
+        type=int,
+        default=None,
+        help="rank on this node (torchrun sets LOCAL_RANK; kept for older launchers)",
+    )
     add("--seed", type=seed_value, default=seed, help="seeds python, numpy and torch (+ rank)")
     add("--no_cuda", action="store_true", help="run on the CPU even if a GPU is present")
     add("--fp16", "--amp", dest="fp16", action="store_true", help="fp16 autocast + loss scaling")
     add("--bf16", action="store_true", help="bf16 autocast (Ampere and newer GPUs, or CPU)")
-    add("--precision", choices=PRECISION_CHOICES, default=None,
+    add(
+        "--precision",
+        choices=PRECISION_CHOICES,
+        default=None,
         help="default (no flag): fp32 with TF32 matmuls allowed, as NVIDIA's scripts run; "
-             "auto: bf16 on A100/H100-class GPUs, else the default; tf32: the default; "
-             "fp32: exact fp32 (TF32 off); bf16; fp16 (= --fp16); fp8: the encoder's linear "
-             "layers in float8 (H100/H200 with torchao), the rest bf16")  # fmt: skip
+        "auto: bf16 on A100/H100-class GPUs, else the default; tf32: the default; "
+        "fp32: exact fp32 (TF32 off); bf16; fp16 (= --fp16); fp8: the encoder's linear "
+        "layers in float8 (H100/H200 with torchao), the rest bf16",
+    )
     add("--no_tf32", action="store_true", help="exact fp32 matmuls (TF32 off)")
-    add("--loss_scale", type=non_negative_float, default=0.0,
-        help="fp16: the initial loss scale when > 0 (dynamic scaling either way)")  # fmt: skip
-    add("--json-summary", "--json_summary", dest="json_summary", default="results/dllogger.json",
-        help="dllogger-format JSON log file")  # fmt: skip
+    add(
+        "--loss_scale",
+        type=non_negative_float,
+        default=0.0,
+        help="fp16: the initial loss scale when > 0 (dynamic scaling either way)",
+    )
+    add(
+        "--json-summary",
+        "--json_summary",
+        dest="json_summary",
+        default="results/dllogger.json",
+        help="dllogger-format JSON log file",
+    )
     add("--tensorboard", metavar="DIR", help="also write the logged scalars for TensorBoard here")
     add("--compile", action="store_true", help="torch.compile the model (optional fast path)")
     add("--use_env", action="store_true", help="accepted; unused")
-    add("--debug", action="store_true",
-        help=f"print the full traceback of an unexpected error (or set {DEBUG_ENV}=1)")  # fmt: skip
+    add(
+        "--debug",
+        action="store_true",
+        help=f"print the full traceback of an unexpected error (or set {DEBUG_ENV}=1)",
+    )
 
 
 # ------------------------------------------------------------------------------- paths
@@ -491,9 +511,11 @@ def setup_run(
     configure_tf32(tf32)
     precision = make_precision(name, dist.device, args.loss_scale or init_loss_scale)
     metrics = MetricLogger(
-        args.json_summary, dist.is_main_process, tensorboard_dir=args.tensorboard,
+        args.json_summary,
+        dist.is_main_process,
+        tensorboard_dir=args.tensorboard,
         tensorboard_step_offset=tensorboard_step_offset,
-    )  # fmt: skip
+    )
     return Run(dist, precision, metrics)
 
 

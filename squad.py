@@ -289,8 +289,11 @@ def read_squad_examples(
     if skipped:
         logger.warning(
             "%s: %d of %d training questions skipped (answer text not found where "
-            "answer_start points)", path, skipped, skipped + len(examples),
-        )  # fmt: skip
+            "answer_start points)",
+            path,
+            skipped,
+            skipped + len(examples),
+        )
     if not examples:
         raise SquadError(f"{path}: no usable questions (an empty dataset?)")
     return examples
@@ -615,17 +618,24 @@ def features_to_arrays(features: Sequence[SquadFeature]) -> dict[str, np.ndarray
 #: A short last training batch is filled up with these rows under --compile: no tokens, and
 #: positions past every width, which the QA loss clamps to its ignored index.
 QA_ROW_FILLS = (
-    ("input_ids", 0), ("input_mask", 0), ("segment_ids", 0), ("unique_ids", 0),
-    ("start_positions", 2**30), ("end_positions", 2**30),
-)  # fmt: skip
+    ("input_ids", 0),
+    ("input_mask", 0),
+    ("segment_ids", 0),
+    ("unique_ids", 0),
+    ("start_positions", 2**30),
+    ("end_positions", 2**30),
+)
 
 
 def qa_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """The QA model's training loss on a batch of ``features_to_arrays`` columns."""
     return model(
-        batch["input_ids"], batch["segment_ids"], batch["input_mask"],
-        start_positions=batch["start_positions"], end_positions=batch["end_positions"],
-    )[0]  # fmt: skip
+        batch["input_ids"],
+        batch["segment_ids"],
+        batch["input_mask"],
+        start_positions=batch["start_positions"],
+        end_positions=batch["end_positions"],
+    )[0]
 
 
 def qa_forward(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> list:

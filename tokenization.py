@@ -150,7 +150,7 @@ def require_tokens(
 
 
 def vocab_casing(tokens: Iterable[str]) -> str | None:
-    """"cased" or "uncased" when the vocabulary clearly is one, else None.
+    """ "cased" or "uncased" when the vocabulary clearly is one, else None.
 
     Counts the tokens holding a letter that has case, special tokens like [CLS] aside: none of
     the 26,930 in Google's uncased vocabulary has a capital, 8,366 of the 26,955 in the cased one
@@ -199,8 +199,12 @@ def warn_if_mostly_unknown(
         )
     logger.warning(
         "%s: %.0f%% of the tokens are [UNK] (%d of %d); %s",
-        where, 100 * unknown / total, unknown, total, advice,
-    )  # fmt: skip
+        where,
+        100 * unknown / total,
+        unknown,
+        total,
+        advice,
+    )
     return True
 
 

@@ -336,8 +336,9 @@ def maybe_compile(model: nn.Module, enabled: bool, backend: str | None = None) -
         for layer in encoder.layer:
             if getattr(layer, "_compiled_call_impl", None) is None:
                 layer.compile(backend=backend, dynamic=False)
-    logger.info("torch.compile (%s) on each encoder layer; the first step of each shape is "
-                "slow", backend)  # fmt: skip
+    logger.info(
+        "torch.compile (%s) on each encoder layer; the first step of each shape is slow", backend
+    )
     return model
 
 

@@ -82,13 +82,20 @@ def check_arguments(args: argparse.Namespace) -> Path:
 
 
 def hf_loss(model, batch):
-    return model(input_ids=batch["input_ids"], token_type_ids=batch["segment_ids"],
-                 attention_mask=batch["input_mask"], labels=batch["labels"]).loss  # fmt: skip
+    return model(
+        input_ids=batch["input_ids"],
+        token_type_ids=batch["segment_ids"],
+        attention_mask=batch["input_mask"],
+        labels=batch["labels"],
+    ).loss
 
 
 def hf_forward(model, batch):
-    logits = model(input_ids=batch["input_ids"], token_type_ids=batch["segment_ids"],
-                   attention_mask=batch["input_mask"]).logits  # fmt: skip
+    logits = model(
+        input_ids=batch["input_ids"],
+        token_type_ids=batch["segment_ids"],
+        attention_mask=batch["input_mask"],
+    ).logits
     return list(logits.float().numpy())
 
 
@@ -122,12 +129,17 @@ def execute(args: argparse.Namespace) -> None:
 
     run = Run(DistState(), make_precision("fp32", torch.device("cpu")), MetricLogger(None, False))
     options = TrainOptions(
-        learning_rate=args.lr, num_train_epochs=args.epochs, warmup_proportion=0.1,
+        learning_rate=args.lr,
+        num_train_epochs=args.epochs,
+        warmup_proportion=0.1,
         log_freq=10**9,
     )
-    results = {"settings": {k: str(v) for k, v in vars(args).items()},
-               "threads": torch.get_num_threads(), "train_pairs": len(train_features),
-               "dev_pairs": len(dev_features)}  # fmt: skip
+    results = {
+        "settings": {k: str(v) for k, v in vars(args).items()},
+        "threads": torch.get_num_threads(),
+        "train_pairs": len(train_features),
+        "dev_pairs": len(dev_features),
+    }
     runs = (
         ("ours", ours, glue.classification_loss, glue.logits_forward),
         ("transformers", reference, hf_loss, hf_forward),
@@ -140,8 +152,12 @@ def execute(args: argparse.Namespace) -> None:
         seconds = time.perf_counter() - started
         logits = predict(model, dev_arrays, 64, forward, run).outputs
         metrics = glue.compute_metrics("mrpc", np.stack(logits).argmax(1), dev_labels)
-        results[name] = {**metrics, "final_loss": outcome.final_loss, "train_seconds": seconds,
-                         "steps": outcome.steps}  # fmt: skip
+        results[name] = {
+            **metrics,
+            "final_loss": outcome.final_loss,
+            "train_seconds": seconds,
+            "steps": outcome.steps,
+        }
         print(
             f"{name:13s} dev acc {100 * metrics['acc']:.2f}  F1 {100 * metrics['f1']:.2f}  "
             f"final loss {outcome.final_loss:.4f}  train {seconds:.0f} s ({outcome.steps} steps)"

@@ -76,9 +76,12 @@ def windows(events: list[dict], key: str) -> list[float]:
     return [
         float(e["data"]["training_sequences_per_second"])
         for e in events
-        if e.get("type") == "LOG" and isinstance(e.get("step"), list) and len(e["step"]) == 2
-        and key in e.get("data", {}) and "training_sequences_per_second" in e["data"]
-    ]  # fmt: skip
+        if e.get("type") == "LOG"
+        and isinstance(e.get("step"), list)
+        and len(e["step"]) == 2
+        and key in e.get("data", {})
+        and "training_sequences_per_second" in e["data"]
+    ]
 
 
 def summary(events: list[dict]) -> dict:
@@ -120,9 +123,18 @@ def build_rows(manifest: Path, config: BertConfig, device: str, skip: dict[str, 
     with manifest.open(newline="") as handle:
         for name, workload, precision, path, status, log in csv.reader(handle, delimiter="\t"):
             _, _, _, target, what = WORKLOADS[workload]
-            row = {"name": name, "workload": workload, "what": what, "precision": precision,
-                   "path": path, "status": status, "target": target, "rate": None, "mfu": None,
-                   "peak_gib": None}  # fmt: skip
+            row = {
+                "name": name,
+                "workload": workload,
+                "what": what,
+                "precision": precision,
+                "path": path,
+                "status": status,
+                "target": target,
+                "rate": None,
+                "mfu": None,
+                "peak_gib": None,
+            }
             if status == "ok":
                 try:
                     row |= measure(workload, Path(log), skip.get(workload, 1))
@@ -146,16 +158,20 @@ def format_table(rows: list[dict], device: str) -> str:
     header = ("workload", "precision", "path", "seq/s", "MFU", "peak GiB", "target", "met/missed")
     lines = [header]
     for r in rows:
-        lines.append((
-            r["what"], r["precision"], r["path"],
-            f"{r['rate']:,.1f}" if r["rate"] is not None else "-",
-            f"{r['mfu']:.1%}" if r["mfu"] is not None else "-",
-            f"{r['peak_gib']:.1f}" if r["peak_gib"] is not None else "-",
-            f"{r['target']:,}", r["verdict"],
-        ))  # fmt: skip
+        lines.append(
+            (
+                r["what"],
+                r["precision"],
+                r["path"],
+                f"{r['rate']:,.1f}" if r["rate"] is not None else "-",
+                f"{r['mfu']:.1%}" if r["mfu"] is not None else "-",
+                f"{r['peak_gib']:.1f}" if r["peak_gib"] is not None else "-",
+                f"{r['target']:,}",
+                r["verdict"],
+            )
+        )
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    text = [f"device: {device}; peak dense bf16: "
-            f"{peak_tflops(device) or 'unknown'} TFLOP/s"]  # fmt: skip
+    text = [f"device: {device}; peak dense bf16: {peak_tflops(device) or 'unknown'} TFLOP/s"]
     for k, line in enumerate(lines):
         text.append("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)))
         if k == 0:
@@ -178,8 +194,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     config = BertConfig.from_json_file(args.config)
-    skip = {"pretrain_p1": args.skip_windows, "pretrain_p2": args.skip_windows,
-            "squad_train": args.skip_squad_windows}  # fmt: skip
+    skip = {
+        "pretrain_p1": args.skip_windows,
+        "pretrain_p2": args.skip_windows,
+        "squad_train": args.skip_squad_windows,
+    }
     rows = build_rows(args.manifest, config, args.device, skip)
     table = format_table(rows, args.device)
     print(table, end="")

@@ -72,15 +72,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--bin_size", type=int, help="phase 2: batches from bins of lengths")
     parser.add_argument(
-        "--compile", action="store_true",
-        help="pretrain: add rows for ours with compiled layers (AdamW, and the compiled LAMB)"
+        "--compile",
+        action="store_true",
+        help="pretrain: add rows for ours with compiled layers (AdamW, and the compiled LAMB)",
     )
     parser.add_argument("--json", type=Path)
     parser.add_argument(
         "--profile", type=Path, help="write a torch.profiler table of ours' phase-1 step here"
     )
-    parser.add_argument("--profile_row", default="ours + AdamW",
-                        help="the phase-1 row --profile profiles")  # fmt: skip
+    parser.add_argument(
+        "--profile_row", default="ours + AdamW", help="the phase-1 row --profile profiles"
+    )
     return parser.parse_args(argv)
 
 
@@ -95,8 +97,13 @@ class Bench:
         self.config = BertConfig.from_json_file(args.config).replace(vocab_pad_multiple=1)
         self.rows: list[dict] = []
         name = torch.cuda.get_device_name() if self.device.type == "cuda" else "cpu"
-        self.info = {"device": name, "torch": torch.__version__, "threads": torch.get_num_threads(),
-                     "config": args.config, "dtype": args.dtype}  # fmt: skip
+        self.info = {
+            "device": name,
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "config": args.config,
+            "dtype": args.dtype,
+        }
 
     def sync(self) -> None:
         if self.device.type == "cuda":
@@ -178,8 +185,11 @@ class Bench:
 
 def ensure_sample_shards(folder: Path) -> Path:
     if not (folder / "phase1").is_dir() or not (folder / "phase2").is_dir():
-        subprocess.run(["bash", str(REPO / "scripts" / "make_sample_shards.sh"), str(folder)],
-                       check=True, capture_output=True)  # fmt: skip
+        subprocess.run(
+            ["bash", str(REPO / "scripts" / "make_sample_shards.sh"), str(folder)],
+            check=True,
+            capture_output=True,
+        )
     return folder
 
 
@@ -241,9 +251,15 @@ def pretrain_section(bench: Bench) -> None:
             step = bench.step_fn(model, bench.optimizer(model, lamb), loss_of)
             seconds, peak = bench.time(step)
             bench.add(
-                f"pretrain {phase}", name, batch_size / seconds, "seq/s", peak,
-                batch=batch_size, mean_real_tokens=tokens, mean_trimmed_width=width,
-            )  # fmt: skip
+                f"pretrain {phase}",
+                name,
+                batch_size / seconds,
+                "seq/s",
+                peak,
+                batch=batch_size,
+                mean_real_tokens=tokens,
+                mean_trimmed_width=width,
+            )
             if bench.args.profile and phase == "phase1" and name == bench.args.profile_row:
                 profile(bench, step, bench.args.profile)
         bench.ratio(f"pretrain {phase}", "ours + AdamW", "transformers + AdamW")
@@ -286,8 +302,10 @@ def squad_train_section(bench: Bench) -> None:
     arrays = {k: torch.from_numpy(v) for k, v in squad.features_to_arrays(features).items()}
     generator = torch.Generator().manual_seed(0)
     count = bench.args.warmup + bench.args.steps
-    rows = [torch.randperm(len(features), generator=generator)[: bench.args.batch_squad]
-            for _ in range(count)]  # fmt: skip
+    rows = [
+        torch.randperm(len(features), generator=generator)[: bench.args.batch_squad]
+        for _ in range(count)
+    ]
     keys = ("input_ids", "segment_ids", "input_mask", "start_positions", "end_positions")
     padded = [[arrays[k][r].to(bench.device) for k in keys] for r in rows]
     multiple = padding_multiple(bench.device)
@@ -299,15 +317,22 @@ def squad_train_section(bench: Bench) -> None:
 
     def hf_loss(i):
         ids, seg, mask, start, end = padded[i]
-        return hf(input_ids=ids, token_type_ids=seg, attention_mask=mask,
-                  start_positions=start, end_positions=end).loss  # fmt: skip
+        return hf(
+            input_ids=ids,
+            token_type_ids=seg,
+            attention_mask=mask,
+            start_positions=start,
+            end_positions=end,
+        ).loss
 
     def ours_loss(i):
         ids, seg, mask, start, end = trimmed[i]
         return ours(ids, seg, mask, start_positions=start, end_positions=end)[0]
 
-    for name, model, loss_of in (("transformers (padded 384)", hf, hf_loss),
-                                 ("ours (trimmed)", ours, ours_loss)):  # fmt: skip
+    for name, model, loss_of in (
+        ("transformers (padded 384)", hf, hf_loss),
+        ("ours (trimmed)", ours, ours_loss),
+    ):
         step = bench.step_fn(model, bench.optimizer(model), loss_of)
         seconds, peak = bench.time(step)
         bench.add("squad_train", name, bench.args.batch_squad / seconds, "seq/s", peak)
@@ -320,14 +345,31 @@ def squad_infer_section(bench: Bench) -> None:
     if not bench.args.squad_dev.is_file():
         print(f"squad_infer: {bench.args.squad_dev} not found; skipped")
         return
-    argv = ["--predict_file", str(bench.args.squad_dev), "--model", "random",
-            "--config", bench.args.config, "--hf", "--skip_padded",
-            "--limit", str(bench.args.squad_questions), "--dtype", bench.args.dtype,
-            "--batch", str(bench.args.batch_squad)]  # fmt: skip
+    argv = [
+        "--predict_file",
+        str(bench.args.squad_dev),
+        "--model",
+        "random",
+        "--config",
+        bench.args.config,
+        "--hf",
+        "--skip_padded",
+        "--limit",
+        str(bench.args.squad_questions),
+        "--dtype",
+        bench.args.dtype,
+        "--batch",
+        str(bench.args.batch_squad),
+    ]
     results = squad_inference.run(squad_inference.parse_args(argv))
     for name in ("ours (trimmed)", "transformers (padded 384)"):
-        bench.add("squad_infer", name, results[name]["sequences_per_second"], "seq/s",
-                  identical=results[name]["identical_predictions"])  # fmt: skip
+        bench.add(
+            "squad_infer",
+            name,
+            results[name]["sequences_per_second"],
+            "seq/s",
+            identical=results[name]["identical_predictions"],
+        )
     bench.ratio("squad_infer", "ours (trimmed)", "transformers (padded 384)")
 
 
@@ -366,9 +408,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     bench = Bench(args)
     print(json.dumps(bench.info))
-    sections = {"pretrain": pretrain_section, "squad_train": squad_train_section,
-                "squad_infer": squad_infer_section, "loader": loader_section,
-                "tokenizer": tokenizer_section}  # fmt: skip
+    sections = {
+        "pretrain": pretrain_section,
+        "squad_train": squad_train_section,
+        "squad_infer": squad_infer_section,
+        "loader": loader_section,
+        "tokenizer": tokenizer_section,
+    }
     for name in args.sections:
         sections[name](bench)
     if args.json:

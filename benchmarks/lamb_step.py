@@ -70,17 +70,23 @@ def main(argv: list[str] | None = None) -> None:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(0)
     model = BertForPreTraining(BertConfig.from_json_file(args.config)).to(device)
-    info = {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
-            "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "config": args.config}  # fmt: skip
+    info = {
+        "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "config": args.config,
+    }
     print(json.dumps(info))
     rows = []
     for impl in args.impls:
         row = measure(impl, model, args)
         rows.append(row)
-        print(f"{impl:10s} first step {row['first_step_s']:8.2f} s   median "
-              f"{row['median_step_s'] * 1e3:9.1f} ms   ({row['tensors']} tensors, "
-              f"{row['parameters'] / 1e6:.1f}M parameters)", flush=True)  # fmt: skip
+        print(
+            f"{impl:10s} first step {row['first_step_s']:8.2f} s   median "
+            f"{row['median_step_s'] * 1e3:9.1f} ms   ({row['tensors']} tensors, "
+            f"{row['parameters'] / 1e6:.1f}M parameters)",
+            flush=True,
+        )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"info": info, "rows": rows}, indent=2))

@@ -52,8 +52,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--predict_file", type=Path, default=DEFAULT_DEV)
     parser.add_argument("--model", choices=("minilm", "random"), default="minilm")
     parser.add_argument("--config", default=str(REPO / "bert_configs" / "base.json"))
-    parser.add_argument("--limit", type=runtime.non_negative_int, default=0,
-                        help="first N questions (0: all)")  # fmt: skip
+    parser.add_argument(
+        "--limit", type=runtime.non_negative_int, default=0, help="first N questions (0: all)"
+    )
     parser.add_argument("--batch", type=runtime.positive_int, default=8)
     parser.add_argument("--hf", action="store_true", help="add the transformers row")
     parser.add_argument("--skip_padded", action="store_true", help="skip our padded row")
@@ -68,9 +69,12 @@ def check_arguments(args: argparse.Namespace) -> torch.device:
     runtime.check_input_file(args.predict_file, "--predict_file")
     if args.model == "random":
         runtime.check_model_files(
-            args.config, REPO / "vocab" / "vocab", SEQ, seq_flag="the benchmark's sequence length",
+            args.config,
+            REPO / "vocab" / "vocab",
+            SEQ,
+            seq_flag="the benchmark's sequence length",
             config_flag="--config",
-        )  # fmt: skip
+        )
     if args.json:
         runtime.check_output_file(args.json, "--json")
         inputs = {"--predict_file": args.predict_file, "--config": args.config}
@@ -100,12 +104,16 @@ def build_models(args: argparse.Namespace):
         vocab = folder / "vocab.txt"
     else:
         config = BertConfig.from_json_file(args.config)
-        hf = transformers.BertForQuestionAnswering(transformers.BertConfig(
-            vocab_size=config.vocab_size, hidden_size=config.hidden_size,
-            num_hidden_layers=config.num_hidden_layers,
-            num_attention_heads=config.num_attention_heads,
-            intermediate_size=config.intermediate_size, attn_implementation="sdpa",
-        ))  # fmt: skip
+        hf = transformers.BertForQuestionAnswering(
+            transformers.BertConfig(
+                vocab_size=config.vocab_size,
+                hidden_size=config.hidden_size,
+                num_hidden_layers=config.num_hidden_layers,
+                num_attention_heads=config.num_attention_heads,
+                intermediate_size=config.intermediate_size,
+                attn_implementation="sdpa",
+            )
+        )
         vocab = REPO / "vocab" / "vocab"
     ours = BertForQuestionAnswering(config)
     load_state_dict_into(ours, hf.state_dict(), "hf")
@@ -158,12 +166,18 @@ def run(args: argparse.Namespace) -> dict:
     inputs = {k: arrays[k] for k in ("input_ids", "segment_ids", "input_mask")}
     ours.to(device)
     hf.to(device)
-    setup = Run(DistState(device=device), make_precision(args.dtype, device),
-                  MetricLogger(None, False))  # fmt: skip
+    setup = Run(
+        DistState(device=device), make_precision(args.dtype, device), MetricLogger(None, False)
+    )
     name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
-    results = {"device": name, "threads": torch.get_num_threads(), "dtype": args.dtype,
-               "questions": len(examples), "features": len(features),
-               "feature_seconds": feature_seconds}  # fmt: skip
+    results = {
+        "device": name,
+        "threads": torch.get_num_threads(),
+        "dtype": args.dtype,
+        "questions": len(examples),
+        "features": len(features),
+        "feature_seconds": feature_seconds,
+    }
 
     def answers(outputs) -> dict[str, str]:
         pairs = zip(arrays["unique_ids"], outputs, strict=True)
@@ -171,8 +185,11 @@ def run(args: argparse.Namespace) -> dict:
         return squad.get_answers(examples, features, raw)[0]
 
     def hf_forward(model, batch):
-        out = model(input_ids=batch["input_ids"], token_type_ids=batch["segment_ids"],
-                    attention_mask=batch["input_mask"])  # fmt: skip
+        out = model(
+            input_ids=batch["input_ids"],
+            token_type_ids=batch["segment_ids"],
+            attention_mask=batch["input_mask"],
+        )
         lengths = batch["input_mask"].sum(1).tolist()
         s, e = out.start_logits.float().cpu().numpy(), out.end_logits.float().cpu().numpy()
         return [(s[i, :n], e[i, :n]) for i, n in enumerate(lengths)]
@@ -187,8 +204,10 @@ def run(args: argparse.Namespace) -> dict:
         with torch.inference_mode():
             result = predict(model, inputs, args.batch, forward, setup, trim=trim)
         predictions[name] = answers(result.outputs)
-        results[name] = {"seconds": result.seconds,
-                         "sequences_per_second": len(features) / result.seconds}  # fmt: skip
+        results[name] = {
+            "seconds": result.seconds,
+            "sequences_per_second": len(features) / result.seconds,
+        }
         print(f"{name:28s} {len(features) / result.seconds:8.2f} seq/s ({result.seconds:.1f} s)")
     reference = predictions["ours (trimmed)"]
     for name, preds in predictions.items():

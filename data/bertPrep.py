@@ -81,8 +81,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     add("--n_training_shards", type=runtime.positive_int, default=256)
     add("--n_test_shards", type=runtime.non_negative_int, default=256)
     add("--fraction_test_set", type=runtime.proportion, default=0.1)
-    add("--segmentation_method", choices=("nltk",), default="nltk",
-        help="accepted; data/segmentation.py splits sentences (no NLTK download)")  # fmt: skip
+    add(
+        "--segmentation_method",
+        choices=("nltk",),
+        default="nltk",
+        help="accepted; data/segmentation.py splits sentences (no NLTK download)",
+    )
     add("--n_processes", type=runtime.positive_int, default=4, help="worker processes")
     add("--random_seed", type=runtime.seed_value, default=12345)
     add("--dupe_factor", type=runtime.positive_int, default=5)
@@ -91,14 +95,23 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     add("--max_predictions_per_seq", type=runtime.positive_int, default=20)
     add("--do_lower_case", type=int, choices=(0, 1), default=1)
     add("--vocab_file", help="default: vocab/vocab (vocab/vocab_cased with --do_lower_case 0)")
-    add("--skip_wikiextractor", type=int, choices=(0, 1), default=0,
-        help="1: format an earlier extraction in extracted/wikicorpus_en")  # fmt: skip
+    add(
+        "--skip_wikiextractor",
+        type=int,
+        choices=(0, 1),
+        default=0,
+        help="1: format an earlier extraction in extracted/wikicorpus_en",
+    )
     add("--interactive_json_config_generator", help="accepted; unused, as in NVIDIA's")
     add("--dump", type=Path, help="a local Wikipedia pages-articles dump instead of downloading")
     add("--wiki_date", help="Wikipedia dump date YYYYMMDD to download")
     add("--mirror", dest="mirrors", action="append", default=[], help="Wikipedia mirror URL")
-    add("--books_dir", type=Path, default=os.environ.get("BOOKS_DIR") or None,
-        help="BookCorpus .txt files (default: $BOOKS_DIR, else download/bookscorpus)")  # fmt: skip
+    add(
+        "--books_dir",
+        type=Path,
+        default=os.environ.get("BOOKS_DIR") or None,
+        help="BookCorpus .txt files (default: $BOOKS_DIR, else download/bookscorpus)",
+    )
     add("--force", action="store_true", help="redo stages already done with the same settings")
     add("--debug", action="store_true", help="print the traceback of a bug")
     return parser.parse_args(argv)

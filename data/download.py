@@ -578,8 +578,10 @@ def _extract(
     if skipped:
         logger.info(
             "%s: skipped %d member(s) without a published checksum: %s",
-            archive.name, len(skipped), ", ".join(skipped[:5]),
-        )  # fmt: skip
+            archive.name,
+            len(skipped),
+            ", ".join(skipped[:5]),
+        )
     paths = [targets[m.name] for m in files]
     if all(
         path.is_file() and not path.is_symlink() and path.stat().st_size == member.size

@@ -27,6 +27,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_INPUT = REPO_ROOT.parent / "shared" / "data" / "text" / "wiki.valid.raw"
 DEFAULT_OUTPUT = REPO_ROOT / "data" / "sample" / "wikitext2_valid_sentences.txt"
 
+
 class CorpusError(BertError, ValueError):
     """Input that gives no corpus; the message names the file."""
 

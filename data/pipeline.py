@@ -159,8 +159,9 @@ def wikipedia_dump(s: Settings) -> Path:
     folder = s.download_dir / "wikicorpus_en"
     dumps = sorted(folder.glob("enwiki-*-pages-articles*.xml*"))
     # NVIDIA's downloader saved the latest dump as wikicorpus_en.xml.bz2 and unpacked it beside.
-    dumps = dumps or [p for p in (folder / "wikicorpus_en.xml.bz2", folder / "wikicorpus_en.xml")
-                      if p.is_file()]  # fmt: skip
+    dumps = dumps or [
+        p for p in (folder / "wikicorpus_en.xml.bz2", folder / "wikicorpus_en.xml") if p.is_file()
+    ]
     if not dumps:
         raise PipelineError(
             f"extract: no Wikipedia dump in {s.download_dir / 'wikicorpus_en'}; run the download "
@@ -395,9 +396,10 @@ def check_settings(s: Settings, stages: list[str], working_dir_flag: str = "--wo
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     defaults = Settings(working_dir=Path("."))
     parser = runtime.ArgumentParser(
-        prog="data.pipeline", description=__doc__.split("\n\n")[0],
+        prog="data.pipeline",
+        description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
-    )  # fmt: skip
+    )
     parser.add_argument("stages", nargs="+", choices=(*STAGES, "all"))
     parser.add_argument("--working_dir", type=Path, help="default: $BERT_PREP_WORKING_DIR, data/")
     parser.add_argument("--force", action="store_true", help="redo stages already done")
@@ -425,12 +427,17 @@ def add_count_arguments(parser: argparse.ArgumentParser, defaults: Settings) -> 
     """The numeric flags of the shard and hdf5 stages (NVIDIA's names), with types that refuse
     impossible values while parsing."""
     types = {
-        "n_training_shards": runtime.positive_int, "n_test_shards": runtime.non_negative_int,
-        "fraction_test_set": runtime.proportion, "n_processes": runtime.positive_int,
-        "random_seed": runtime.seed_value, "dupe_factor": runtime.positive_int,
-        "masked_lm_prob": runtime.proportion, "max_seq_length": runtime.positive_int,
-        "max_predictions_per_seq": runtime.positive_int, "short_seq_prob": runtime.proportion,
-    }  # fmt: skip
+        "n_training_shards": runtime.positive_int,
+        "n_test_shards": runtime.non_negative_int,
+        "fraction_test_set": runtime.proportion,
+        "n_processes": runtime.positive_int,
+        "random_seed": runtime.seed_value,
+        "dupe_factor": runtime.positive_int,
+        "masked_lm_prob": runtime.proportion,
+        "max_seq_length": runtime.positive_int,
+        "max_predictions_per_seq": runtime.positive_int,
+        "short_seq_prob": runtime.proportion,
+    }
     for name, kind in types.items():
         parser.add_argument(f"--{name}", type=kind, default=getattr(defaults, name))
 
@@ -439,8 +446,11 @@ def settings_from(args: argparse.Namespace) -> tuple[Settings, list[str]]:
     working_dir = args.working_dir or Path(
         os.environ.get("BERT_PREP_WORKING_DIR") or REPO_ROOT / "data"
     )
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(Settings)
-              if f.name != "working_dir" and hasattr(args, f.name)}  # fmt: skip
+    values = {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(Settings)
+        if f.name != "working_dir" and hasattr(args, f.name)
+    }
     values["downloads"] = tuple(args.downloads)
     values["mirrors"] = tuple(args.mirrors)
     values["do_lower_case"] = bool(args.do_lower_case)

@@ -146,8 +146,12 @@ def _check_block(
     fail("padding is not zero", ((input_ids != 0) & (mask == 0)).any(1))
     fail("token id outside the vocabulary", ((input_ids < 0) | (input_ids >= vocab_size)).any(1))
     decreasing = (np.diff(segments, axis=1) < 0) & (mask[:, 1:] == 1)
-    fail("segment ids are not 0 then 1", ((segments < 0) | (segments > 1)).any(1)
-         | decreasing.any(1) | ((segments == 1) & (mask == 0)).any(1))  # fmt: skip
+    fail(
+        "segment ids are not 0 then 1",
+        ((segments < 0) | (segments > 1)).any(1)
+        | decreasing.any(1)
+        | ((segments == 1) & (mask == 0)).any(1),
+    )
     counts = real.sum(1)
     fail("no masked position", counts == 0)
     fail("masked positions after the first 0 are not 0", ((positions != 0) & ~real).any(1))

@@ -123,8 +123,14 @@ def plot(
             for key, (steps, values) in sorted(run.series.items()):
                 name = key if len(runs) == 1 else f"{key} ({run.label})"
                 marker = "o" if len(steps) <= 20 else None  # few points: show each one
-                ax.plot([s + shift for s in steps], values, label=name, linewidth=1.2,
-                        marker=marker, markersize=3)  # fmt: skip
+                ax.plot(
+                    [s + shift for s in steps],
+                    values,
+                    label=name,
+                    linewidth=1.2,
+                    marker=marker,
+                    markersize=3,
+                )
             last = max(steps[-1] for steps, _ in run.series.values()) + shift
             if index + 1 < len(runs):
                 ax.axvline(last, color="grey", linestyle=":", linewidth=0.8)

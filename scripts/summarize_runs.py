@@ -58,14 +58,21 @@ def _fmt(value, digits: int = 4) -> str:
 
 
 def _train_row(name: str, final: dict) -> list[str]:
-    return [name, f"final loss {_fmt(final.get('final_loss'))}",
-            f"{_fmt(final.get('training_sequences_per_second'))} seq/s",
-            f"{_fmt(final.get('e2e_train_time'), 3)} s"]  # fmt: skip
+    return [
+        name,
+        f"final loss {_fmt(final.get('final_loss'))}",
+        f"{_fmt(final.get('training_sequences_per_second'))} seq/s",
+        f"{_fmt(final.get('e2e_train_time'), 3)} s",
+    ]
 
 
 def _infer_row(name: str, scores: str, final: dict) -> list[str]:
-    return [name, scores, f"{_fmt(final.get('inference_sequences_per_second'))} seq/s",
-            f"{_fmt(final.get('e2e_inference_time'), 3)} s"]  # fmt: skip
+    return [
+        name,
+        scores,
+        f"{_fmt(final.get('inference_sequences_per_second'))} seq/s",
+        f"{_fmt(final.get('e2e_inference_time'), 3)} s",
+    ]
 
 
 def _merged(path: Path) -> dict:
@@ -114,15 +121,18 @@ def markdown(table: list[list[str]], seconds: float | None) -> str:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = runtime.ArgumentParser(
-        prog="summarize_runs.py", description=__doc__.split("\n\n")[0]
+    parser = runtime.ArgumentParser(prog="summarize_runs.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--pretraining",
+        type=Path,
+        nargs="+",
+        help="run_pretraining's dllogger JSON logs, phase 1 first",
     )
-    parser.add_argument("--pretraining", type=Path, nargs="+",
-                        help="run_pretraining's dllogger JSON logs, phase 1 first")  # fmt: skip
     parser.add_argument("--squad", type=Path, help="run_squad's dllogger JSON")
     parser.add_argument("--glue", type=Path, help="run_glue's dllogger JSON")
-    parser.add_argument("--seconds", type=runtime.non_negative_float,
-                        help="wall time of the whole run, to report")  # fmt: skip
+    parser.add_argument(
+        "--seconds", type=runtime.non_negative_float, help="wall time of the whole run, to report"
+    )
     parser.add_argument("--output", help="also write the table here (Markdown)")
     parser.add_argument("--debug", action="store_true", help="print the traceback of a bug")
     return parser.parse_args(argv)

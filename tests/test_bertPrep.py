@@ -15,8 +15,16 @@ from data import bertPrep, pipeline
 from tests.conftest import REPO_ROOT
 from tests.test_pipeline import TOPICS, needs_wikiextractor, tiny_dump
 
-SMALL = ["--n_training_shards", "2", "--n_test_shards", "1", "--fraction_test_set", "0.3",
-         "--n_processes", "1"]  # fmt: skip
+SMALL = [
+    "--n_training_shards",
+    "2",
+    "--n_test_shards",
+    "1",
+    "--fraction_test_set",
+    "0.3",
+    "--n_processes",
+    "1",
+]
 
 
 @pytest.fixture
@@ -51,16 +59,37 @@ def test_each_action_writes_nvidias_folders(tmp_path, work):
     assert run("--action", "sharding", "--dataset", "wikicorpus_en", *SMALL) == 0
     sharded = work / "sharded_training_shards_2_test_shards_1_fraction_0.3" / "wikicorpus_en"
     assert sorted(p.name for p in sharded.iterdir()) == [
-        "wikicorpus_en_test_0.txt", "wikicorpus_en_training_0.txt", "wikicorpus_en_training_1.txt",
-    ]  # fmt: skip
+        "wikicorpus_en_test_0.txt",
+        "wikicorpus_en_training_0.txt",
+        "wikicorpus_en_training_1.txt",
+    ]
 
     # The file form, run from the repository root as NVIDIA's users call it.
     result = subprocess.run(
-        [sys.executable, "data/bertPrep.py", "--action", "create_hdf5_files", "--dataset",
-         "wikicorpus_en", *SMALL, "--max_seq_length", "32", "--max_predictions_per_seq", "5",
-         "--dupe_factor", "2", "--vocab_file", "vocab/vocab", "--do_lower_case", "1"],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "data/bertPrep.py",
+            "--action",
+            "create_hdf5_files",
+            "--dataset",
+            "wikicorpus_en",
+            *SMALL,
+            "--max_seq_length",
+            "32",
+            "--max_predictions_per_seq",
+            "5",
+            "--dupe_factor",
+            "2",
+            "--vocab_file",
+            "vocab/vocab",
+            "--do_lower_case",
+            "1",
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     assert f"Working Directory: {work}" in result.stdout
     hdf5 = work / (
@@ -68,9 +97,10 @@ def test_each_action_writes_nvidias_folders(tmp_path, work):
         "dupe_factor_2"
     )
     assert sorted(p.name for p in (hdf5 / "wikicorpus_en").iterdir()) == [
-        "wikicorpus_en_test_0.hdf5", "wikicorpus_en_training_0.hdf5",
+        "wikicorpus_en_test_0.hdf5",
+        "wikicorpus_en_training_0.hdf5",
         "wikicorpus_en_training_1.hdf5",
-    ]  # fmt: skip
+    ]
     with h5py.File(hdf5 / "wikicorpus_en" / "wikicorpus_en_training_0.hdf5") as shard:
         assert shard["input_ids"].shape[1] == 32 and shard["masked_lm_positions"].shape[1] == 5
 
@@ -86,8 +116,21 @@ def test_bookscorpus_from_nvidias_download_folder(work):
         "Chapter one. It was a dark night. The end came.",
         "A second book. It has two sentences.",
     ]
-    assert run("--action", "sharding", "--dataset", "bookscorpus", "--n_training_shards", "1",
-               "--n_test_shards", "0", "--fraction_test_set", "0") == 0  # fmt: skip
+    assert (
+        run(
+            "--action",
+            "sharding",
+            "--dataset",
+            "bookscorpus",
+            "--n_training_shards",
+            "1",
+            "--n_test_shards",
+            "0",
+            "--fraction_test_set",
+            "0",
+        )
+        == 0
+    )
     shard = work / "sharded_training_shards_1_test_shards_0_fraction_0.0" / "bookscorpus"
     assert (shard / "bookscorpus_training_0.txt").read_text() == (
         "Chapter one.\nIt was a dark night.\nThe end came.\n\n"
@@ -99,8 +142,18 @@ def test_input_files_are_a_comma_separated_list(tmp_path, work):
     first, second = tmp_path / "a.txt", tmp_path / "b.txt"
     first.write_text("First article. It is short.\n")
     second.write_text("Second article. Also short.\n")
-    argv = ["--action", "sharding", "--dataset", "wikicorpus_en", "--n_training_shards", "1",
-            "--n_test_shards", "0", "--fraction_test_set", "0"]  # fmt: skip
+    argv = [
+        "--action",
+        "sharding",
+        "--dataset",
+        "wikicorpus_en",
+        "--n_training_shards",
+        "1",
+        "--n_test_shards",
+        "0",
+        "--fraction_test_set",
+        "0",
+    ]
     assert run(*argv, "--input_files", f"{first},{second}") == 0
     shard = work / "sharded_training_shards_1_test_shards_0_fraction_0.0" / "wikicorpus_en"
     assert (shard / "wikicorpus_en_training_0.txt").read_text() == (
@@ -117,8 +170,9 @@ def test_nvidias_defaults():
     assert args.vocab_file is None and args.input_files is None
     settings = bertPrep.settings_from(args, "wikicorpus_en", ())
     assert settings.vocab_file == REPO_ROOT / "vocab" / "vocab"
-    cased = bertPrep.parse_args(["--action", "sharding", "--dataset", "wikicorpus_en",
-                                 "--do_lower_case", "0"])  # fmt: skip
+    cased = bertPrep.parse_args(
+        ["--action", "sharding", "--dataset", "wikicorpus_en", "--do_lower_case", "0"]
+    )
     assert bertPrep.settings_from(cased, "wikicorpus_en", ()).vocab_file.name == "vocab_cased"
     plan = bertPrep.plan(bertPrep.parse_args(["--action", "download", "--dataset", "all"]))
     assert plan[1] == ("wikicorpus_en", "google_pretrained_weights", "squad", "mrpc", "sst-2")
@@ -138,23 +192,37 @@ def test_glue_task_downloads_fetch_only_that_task(tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--action", "create_tfrecord_files", "--dataset", "wikicorpus_en"],
-         "create_tfrecord_files is not supported"),
-        (["--action", "text_formatting", "--dataset", "wikicorpus_zh"],
-         "wikicorpus_zh is not supported"),
-        (["--action", "download", "--dataset", "nvidia_pretrained_weights"],
-         "nvidia_pretrained_weights is not implemented"),
-        (["--action", "download", "--dataset", "bookscorpus"],
-         "BookCorpus can no longer be downloaded"),
-        (["--action", "sharding", "--dataset", "squad"],
-         "--action sharding works on --dataset wikicorpus_en, bookscorpus, books_wiki_en_corpus"),
-        (["--action", "shard", "--dataset", "wikicorpus_en"],
-         "argument --action: invalid choice: 'shard'"),
+        (
+            ["--action", "create_tfrecord_files", "--dataset", "wikicorpus_en"],
+            "create_tfrecord_files is not supported",
+        ),
+        (
+            ["--action", "text_formatting", "--dataset", "wikicorpus_zh"],
+            "wikicorpus_zh is not supported",
+        ),
+        (
+            ["--action", "download", "--dataset", "nvidia_pretrained_weights"],
+            "nvidia_pretrained_weights is not implemented",
+        ),
+        (
+            ["--action", "download", "--dataset", "bookscorpus"],
+            "BookCorpus can no longer be downloaded",
+        ),
+        (
+            ["--action", "sharding", "--dataset", "squad"],
+            "--action sharding works on --dataset wikicorpus_en, bookscorpus, books_wiki_en_corpus",
+        ),
+        (
+            ["--action", "shard", "--dataset", "wikicorpus_en"],
+            "argument --action: invalid choice: 'shard'",
+        ),
         (["--action", "sharding", "--dataset", "wiki"], "argument --dataset: invalid choice"),
-        (["--action", "sharding", "--dataset", "wikicorpus_en", "--do_lower_case", "2"],
-         "argument --do_lower_case: invalid choice: 2"),
+        (
+            ["--action", "sharding", "--dataset", "wikicorpus_en", "--do_lower_case", "2"],
+            "argument --do_lower_case: invalid choice: 2",
+        ),
     ],
-)  # fmt: skip
+)
 def test_unsupported_combinations_exit_2_in_one_line(work, capsys, argv, message):
     try:
         code = run(*argv)
@@ -169,10 +237,20 @@ def test_unsupported_combinations_exit_2_in_one_line(work, capsys, argv, message
 
 def test_module_form_refuses_in_one_line(work):
     result = subprocess.run(
-        [sys.executable, "-m", "data.bertPrep", "--action", "create_tfrecord_files",
-         "--dataset", "wikicorpus_en"],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "data.bertPrep",
+            "--action",
+            "create_tfrecord_files",
+            "--dataset",
+            "wikicorpus_en",
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "bertPrep.py: error: --action create_tfrecord_files is not supported (TFRecords are "
@@ -190,12 +268,20 @@ def test_create_datasets_from_start_runs_nvidias_steps(tmp_path, corpus):
     work = tmp_path / "work"
     (work / "download" / "bookscorpus").mkdir(parents=True)
     (work / "download" / "bookscorpus" / "book.txt").write_text("A book.\n")
-    env = {"PATH": "/usr/bin:/bin", "PYTHON": str(fake), "BERT_PREP_WORKING_DIR": str(work),
-           "N_PROCESSES": "3"}  # fmt: skip
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "PYTHON": str(fake),
+        "BERT_PREP_WORKING_DIR": str(work),
+        "N_PROCESSES": "3",
+    }
     result = subprocess.run(
         ["bash", "data/create_datasets_from_start.sh", corpus],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=60, env=env,
-    )  # fmt: skip
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
     assert result.returncode == 0, result.stderr
     dataset = "wikicorpus_en" if corpus == "wiki_only" else "books_wiki_en_corpus"
     vocab = f"{work}/download/google_pretrained_weights/uncased_L-24_H-1024_A-16/vocab.txt"
@@ -222,8 +308,12 @@ def test_wiki_books_without_books_stops_before_any_download(tmp_path):
     env = {"PATH": "/usr/bin:/bin", "PYTHON": "false", "BERT_PREP_WORKING_DIR": str(tmp_path)}
     result = subprocess.run(
         ["bash", "data/create_datasets_from_start.sh", "wiki_books"],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=60, env=env,
-    )  # fmt: skip
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1
     assert "wiki_books needs BookCorpus as .txt books in" in result.stderr

@@ -55,20 +55,26 @@ def pretraining_model() -> BertForPreTraining:
     ("key", "expected"),
     [
         ("embeddings.word_embeddings.weight", "bert.embeddings.word_embeddings.weight"),
-        ("module.bert.encoder.layer.3.intermediate.dense.weight",
-         "bert.encoder.layer.3.intermediate.dense_act.weight"),
+        (
+            "module.bert.encoder.layer.3.intermediate.dense.weight",
+            "bert.encoder.layer.3.intermediate.dense_act.weight",
+        ),
         ("_orig_mod.bert.pooler.dense.bias", "bert.pooler.dense_act.bias"),
         ("pooler.dense.weight", "bert.pooler.dense_act.weight"),
         ("cls.predictions.transform.dense.weight", "cls.predictions.transform.dense_act.weight"),
-        ("bert.encoder.layer.0.attention.output.LayerNorm.gamma",
-         "bert.encoder.layer.0.attention.output.LayerNorm.weight"),
+        (
+            "bert.encoder.layer.0.attention.output.LayerNorm.gamma",
+            "bert.encoder.layer.0.attention.output.LayerNorm.weight",
+        ),
         ("bert.embeddings.LayerNorm.beta", "bert.embeddings.LayerNorm.bias"),
         ("bert.encoder.layer.0.output.dense.weight", "bert.encoder.layer.0.output.dense.weight"),
-        ("bert.encoder.layer.1.intermediate.dense_act.bias",
-         "bert.encoder.layer.1.intermediate.dense_act.bias"),
+        (
+            "bert.encoder.layer.1.intermediate.dense_act.bias",
+            "bert.encoder.layer.1.intermediate.dense_act.bias",
+        ),
         ("qa_outputs.weight", "qa_outputs.weight"),
     ],
-)  # fmt: skip
+)
 def test_canonical_key(key, expected):
     assert canonical_key(key) == expected
     assert canonical_key(expected) == expected  # idempotent
@@ -256,11 +262,17 @@ def test_hf_folder_round_trip_is_identical(tmp_path, minilm_dir):
     )
     assert (
         convert_checkpoint.main(
-            ["--input", str(tmp_path / "m.pt"), "--output", str(tmp_path / "hf"),
-             "--vocab_file", str(minilm_dir / "vocab.txt")]
+            [
+                "--input",
+                str(tmp_path / "m.pt"),
+                "--output",
+                str(tmp_path / "hf"),
+                "--vocab_file",
+                str(minilm_dir / "vocab.txt"),
+            ]
         )
         == 0
-    )  # fmt: skip
+    )
     original = load_file(str(minilm_dir / "model.safetensors"))
     exported = load_file(str(tmp_path / "hf" / "model.safetensors"))
     position_ids = original.pop("embeddings.position_ids")  # a buffer, not a weight
@@ -357,8 +369,9 @@ def test_other_architecture_or_size_is_refused(tmp_path, pretraining_model):
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
-def test_non_finite_weights_are_refused_wherever_weights_load(tmp_path, pretraining_model, bad,
-                                                               capsys):  # fmt: skip
+def test_non_finite_weights_are_refused_wherever_weights_load(
+    tmp_path, pretraining_model, bad, capsys
+):
     state = {k: v.clone() for k, v in pretraining_model.state_dict().items()}
     state["bert.encoder.layer.1.output.dense.weight"][3, 4] = bad  # the first one in key order
     state["cls.seq_relationship.bias"] = state["cls.seq_relationship.bias"].half()
@@ -376,9 +389,19 @@ def test_non_finite_weights_are_refused_wherever_weights_load(tmp_path, pretrain
     save_hf_folder(tmp_path / "hf", state, tiny_config())  # exporting is not loading
     with pytest.raises(CheckpointError, match="non-finite"):
         load_model_weights(BertModel(tiny_config()), tmp_path / "hf")
-    assert convert_checkpoint.main(["--input", str(tmp_path / "diverged.pt"), "--output",
-                                    str(tmp_path / "out.pt"), "--config_file",
-                                    str(TINY_CONFIG)]) == 1  # fmt: skip
+    assert (
+        convert_checkpoint.main(
+            [
+                "--input",
+                str(tmp_path / "diverged.pt"),
+                "--output",
+                str(tmp_path / "out.pt"),
+                "--config_file",
+                str(TINY_CONFIG),
+            ]
+        )
+        == 1
+    )
     errors = capsys.readouterr().err.strip().splitlines()
     assert len(errors) == 1 and "layer.1.output.dense.weight holds 1 non-finite" in errors[0]
     assert not (tmp_path / "out.pt").exists()
@@ -423,9 +446,13 @@ def test_cli_errors_are_one_clear_line(tmp_path, pretraining_model):
     assert result.returncode == 1 and "pass --config_file" in result.stderr
     (tmp_path / "bad.json").write_text("{")
     result = run_cli(
-        "--input", str(tmp_path / "ngc.pt"), "--output", str(tmp_path / "hf"),
-        "--config_file", str(tmp_path / "bad.json"),
-    )  # fmt: skip
+        "--input",
+        str(tmp_path / "ngc.pt"),
+        "--output",
+        str(tmp_path / "hf"),
+        "--config_file",
+        str(tmp_path / "bad.json"),
+    )
     assert result.returncode == 1 and f"{tmp_path / 'bad.json'}: not valid JSON" in result.stderr
     assert not (tmp_path / "hf").exists()  # nothing half-written
 
@@ -433,21 +460,34 @@ def test_cli_errors_are_one_clear_line(tmp_path, pretraining_model):
 def test_cli_nvidia_to_hf_with_config_and_vocab(tmp_path, pretraining_model):
     torch.save({"model": pretraining_model.state_dict()}, tmp_path / "ckpt_8601.pt")
     result = run_cli(
-        "--input", str(tmp_path / "ckpt_8601.pt"), "--output", str(tmp_path / "hf"),
-        "--config_file", str(TINY_CONFIG), "--vocab_file", str(UNCASED_VOCAB),
-    )  # fmt: skip
+        "--input",
+        str(tmp_path / "ckpt_8601.pt"),
+        "--output",
+        str(tmp_path / "hf"),
+        "--config_file",
+        str(TINY_CONFIG),
+        "--vocab_file",
+        str(UNCASED_VOCAB),
+    )
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in (tmp_path / "hf").iterdir()) == [
-        "config.json", "model.safetensors", "tokenizer_config.json", "vocab.txt",
-    ]  # fmt: skip
+        "config.json",
+        "model.safetensors",
+        "tokenizer_config.json",
+        "vocab.txt",
+    ]
     back = BertForPreTraining(BertConfig.from_json_file(TINY_CONFIG))
     report = load_model_weights(back, tmp_path / "hf", strict=True)
     assert report.vocab_resized == (30522, 30528)  # trimmed on export, padded again on load
     outputs_equal(back, pretraining_model, columns=30522)
     result = run_cli(
-        "--input", str(tmp_path / "ckpt_8601.pt"), "--output", str(tmp_path / "hf"),
-        "--config_file", str(TINY_CONFIG),
-    )  # fmt: skip
+        "--input",
+        str(tmp_path / "ckpt_8601.pt"),
+        "--output",
+        str(tmp_path / "hf"),
+        "--config_file",
+        str(TINY_CONFIG),
+    )
     assert result.returncode == 2 and "a folder with files in it" in result.stderr
 
 

@@ -28,8 +28,16 @@ SAMPLE_CORPUS = REPO_ROOT / "data" / "sample" / "wikitext2_valid_sentences.txt"
 # ----------------------------------------------------------------------------- reference
 
 
-def reference_instances(lines, tokenizer, max_seq_length, dupe_factor, short_seq_prob,
-                        masked_lm_prob, max_predictions_per_seq, seed):  # fmt: skip
+def reference_instances(
+    lines,
+    tokenizer,
+    max_seq_length,
+    dupe_factor,
+    short_seq_prob,
+    masked_lm_prob,
+    max_predictions_per_seq,
+    seed,
+):
     """Google's create_pretraining_data (with NVIDIA's same-document rule) transcribed
     literally, on token strings, and written as NVIDIA's write_instance_to_example_file does."""
     rng = random.Random(seed)
@@ -121,9 +129,14 @@ def reference_instances(lines, tokenizer, max_seq_length, dupe_factor, short_seq
                             masked_lms.append((index, tokens[index]))
                         masked_lms.sort(key=lambda x: x[0])
                         instances.append(
-                            (output_tokens, segment_ids, is_random_next,
-                             [p for p, _ in masked_lms], [label for _, label in masked_lms])
-                        )  # fmt: skip
+                            (
+                                output_tokens,
+                                segment_ids,
+                                is_random_next,
+                                [p for p, _ in masked_lms],
+                                [label for _, label in masked_lms],
+                            )
+                        )
                     current_chunk, current_length = [], 0
                 i += 1
     rng.shuffle(instances)
@@ -150,8 +163,11 @@ def reference_instances(lines, tokenizer, max_seq_length, dupe_factor, short_seq
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "create_pretraining_data.py", "--disable_progress_bar", *args],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def read(path: Path) -> dict[str, np.ndarray]:
@@ -169,9 +185,15 @@ def sample_shard(tmp_path_factory) -> dict[str, np.ndarray]:
     """The bundled corpus at the phase-1 shape, dupe factor 3 (about 7,400 instances)."""
     output = tmp_path_factory.mktemp("shard") / "sample.hdf5"
     result = run_cli(
-        "--vocab_file", str(UNCASED_VOCAB), "--input_file", str(SAMPLE_CORPUS),
-        "--output_file", str(output), "--dupe_factor", "3",
-    )  # fmt: skip
+        "--vocab_file",
+        str(UNCASED_VOCAB),
+        "--input_file",
+        str(SAMPLE_CORPUS),
+        "--output_file",
+        str(output),
+        "--dupe_factor",
+        "3",
+    )
     assert result.returncode == 0, result.stderr
     return read(output)
 
@@ -200,10 +222,12 @@ def test_same_document_rule_and_next_sentence_labels():
     """Documents of disjoint id ranges show where each B came from."""
     vocab = cpd.Vocabulary(cls_id=1, sep_id=2, mask_id=3, word_ids=list(range(5000, 6000)))
     documents = [
-        [np.arange(100 * d + 10 * s + 1000, 100 * d + 10 * s + 1005, dtype=np.int32)
-         for s in range(8)]
+        [
+            np.arange(100 * d + 10 * s + 1000, 100 * d + 10 * s + 1005, dtype=np.int32)
+            for s in range(8)
+        ]
         for d in range(6)
-    ]  # fmt: skip
+    ]
     options = cpd.InstanceOptions(max_seq_length=32, dupe_factor=40, masked_lm_prob=0.01)
     arrays = cpd.create_instances(documents, options, vocab, random.Random(3))
     doc_of_a, doc_of_b = [], []
@@ -274,8 +298,16 @@ def test_instance_statistics_on_the_sample(sample_shard):
 
 def test_deterministic_by_seed(tmp_path, sample_shard):
     output = tmp_path / "again.hdf5"
-    args = ["--vocab_file", str(UNCASED_VOCAB), "--input_file", str(SAMPLE_CORPUS),
-            "--output_file", str(output), "--dupe_factor", "3"]  # fmt: skip
+    args = [
+        "--vocab_file",
+        str(UNCASED_VOCAB),
+        "--input_file",
+        str(SAMPLE_CORPUS),
+        "--output_file",
+        str(output),
+        "--dupe_factor",
+        "3",
+    ]
     assert run_cli(*args).returncode == 0
     for key, array in read(output).items():
         np.testing.assert_array_equal(array, sample_shard[key], err_msg=key)
@@ -288,10 +320,13 @@ def test_deterministic_by_seed(tmp_path, sample_shard):
 
 def test_layout_is_nvidias_and_our_loader_reads_a_hand_written_shard(tmp_path, sample_shard):
     assert {k: (v.dtype.str[1:], v.ndim) for k, v in sample_shard.items()} == {
-        "input_ids": ("i4", 2), "input_mask": ("i1", 2), "segment_ids": ("i1", 2),
-        "masked_lm_positions": ("i4", 2), "masked_lm_ids": ("i4", 2),
+        "input_ids": ("i4", 2),
+        "input_mask": ("i1", 2),
+        "segment_ids": ("i1", 2),
+        "masked_lm_positions": ("i4", 2),
+        "masked_lm_ids": ("i4", 2),
         "next_sentence_labels": ("i1", 1),
-    }  # fmt: skip
+    }
     # Written by hand exactly as NVIDIA's write_instance_to_example_file does (no attributes).
     path = tmp_path / "nvidia_training_0.hdf5"
     input_ids = np.zeros((2, 8), "int32")
@@ -334,8 +369,17 @@ def test_lower_casing_can_be_turned_off(tmp_path):
     outputs = {}
     for flag in (["--do_lower_case", "0"], ["--no_lower_case"], ["--do_lower_case"]):
         output = tmp_path / f"{'_'.join(flag)}.hdf5"
-        result = run_cli("--vocab_file", str(CASED_VOCAB), "--input_file", str(tmp_path / "in.txt"),
-                         "--output_file", str(output), "--dupe_factor", "1", *flag)  # fmt: skip
+        result = run_cli(
+            "--vocab_file",
+            str(CASED_VOCAB),
+            "--input_file",
+            str(tmp_path / "in.txt"),
+            "--output_file",
+            str(output),
+            "--dupe_factor",
+            "1",
+            *flag,
+        )
         assert result.returncode == 0, result.stderr
         outputs[flag[-1]] = read(output)
     tokenizer = BertTokenizer(CASED_VOCAB, do_lower_case=False)
@@ -350,9 +394,18 @@ def test_lower_casing_can_be_turned_off(tmp_path):
 @pytest.mark.skipif(not fast_backend_available(), reason="pip install tokenizers")
 def test_fast_tokenizer_backend_gives_identical_shards(tmp_path, sample_shard):
     output = tmp_path / "fast.hdf5"
-    result = run_cli("--vocab_file", str(UNCASED_VOCAB), "--input_file", str(SAMPLE_CORPUS),
-                     "--output_file", str(output), "--dupe_factor", "3",
-                     "--tokenizer_backend", "fast")  # fmt: skip
+    result = run_cli(
+        "--vocab_file",
+        str(UNCASED_VOCAB),
+        "--input_file",
+        str(SAMPLE_CORPUS),
+        "--output_file",
+        str(output),
+        "--dupe_factor",
+        "3",
+        "--tokenizer_backend",
+        "fast",
+    )
     assert result.returncode == 0, result.stderr
     for key, array in read(output).items():
         np.testing.assert_array_equal(array, sample_shard[key], err_msg=key)
@@ -367,8 +420,9 @@ def test_folder_input_in_parallel_processes(tmp_path, sample_lines):
     (folder / "notes.md").write_text("not a .txt file: ignored")
     base = ["--vocab_file", str(UNCASED_VOCAB), "--input_file", str(folder), "--dupe_factor", "1"]
     for processes in ("1", "2"):
-        result = run_cli(*base, "--output_dir", str(tmp_path / f"out{processes}"),
-                         "--processes", processes)  # fmt: skip
+        result = run_cli(
+            *base, "--output_dir", str(tmp_path / f"out{processes}"), "--processes", processes
+        )
         assert result.returncode == 0, result.stderr
     names = sorted(p.name for p in (tmp_path / "out2").iterdir())
     assert names == [f"part_training_{i}.hdf5" for i in range(3)]
@@ -413,23 +467,38 @@ def test_bad_input_is_one_clear_line(tmp_path):
     line = one_line_error(run_cli(*vocab, "--input_file", str(empty), "--output_file", str(out)))
     assert f"{empty}: no text found" in line
 
-    line = one_line_error(run_cli("--vocab_file", str(tmp_path / "nope"), "--input_file",
-                                  str(good), "--output_file", str(out)), 2)  # fmt: skip
+    line = one_line_error(
+        run_cli(
+            "--vocab_file",
+            str(tmp_path / "nope"),
+            "--input_file",
+            str(good),
+            "--output_file",
+            str(out),
+        ),
+        2,
+    )
     assert f"--vocab_file {tmp_path / 'nope'}: no such file" in line
 
-    line = one_line_error(run_cli(*vocab, "--input_file", str(good), "--output_file", str(out),
-                                  "--max_seq_length", "4"), 2)  # fmt: skip
+    line = one_line_error(
+        run_cli(
+            *vocab, "--input_file", str(good), "--output_file", str(out), "--max_seq_length", "4"
+        ),
+        2,
+    )
     assert "--max_seq_length 4 is too small" in line
 
     blocker = tmp_path / "a_file"
     blocker.write_text("")
     target = blocker / "out.hdf5"  # its folder is a file: cannot be created
-    line = one_line_error(run_cli(*vocab, "--input_file", str(good), "--output_file", str(target)),
-                          2)  # fmt: skip
+    line = one_line_error(
+        run_cli(*vocab, "--input_file", str(good), "--output_file", str(target)), 2
+    )
     assert f"--output_file {target}: {blocker} is a file, not a folder" in line
 
-    line = one_line_error(run_cli(*vocab, "--input_file", str(tmp_path / "missing.txt"),
-                                  "--output_file", str(out)), 2)  # fmt: skip
+    line = one_line_error(
+        run_cli(*vocab, "--input_file", str(tmp_path / "missing.txt"), "--output_file", str(out)), 2
+    )
     assert "no such file or folder" in line
     assert not out.exists() and not list(tmp_path.glob(".*.tmp"))  # nothing half-written
 
@@ -437,9 +506,17 @@ def test_bad_input_is_one_clear_line(tmp_path):
 def test_an_output_dir_another_run_holds_is_refused(tmp_path, capsys):
     (tmp_path / "text").mkdir()
     (tmp_path / "text" / "a.txt").write_text("One sentence .\nTwo sentences .\n")
-    args = ["--vocab_file", str(UNCASED_VOCAB), "--input_file", str(tmp_path / "text"),
-            "--output_dir", str(tmp_path / "out"), "--dupe_factor", "1",
-            "--disable_progress_bar"]  # fmt: skip
+    args = [
+        "--vocab_file",
+        str(UNCASED_VOCAB),
+        "--input_file",
+        str(tmp_path / "text"),
+        "--output_dir",
+        str(tmp_path / "out"),
+        "--dupe_factor",
+        "1",
+        "--disable_progress_bar",
+    ]
     plant(tmp_path / "out", pid=1, program="create_pretraining_data.py")  # PID 1 always runs
     assert create_pretraining_data.main(args) == 1
     errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]

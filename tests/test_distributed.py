@@ -8,9 +8,16 @@ import distributed
 from distributed import DistributedError, launch_environment
 
 LAUNCH_VARIABLES = (
-    "WORLD_SIZE", "RANK", "LOCAL_RANK", "SLURM_NTASKS", "SLURM_PROCID", "SLURM_LOCALID",
-    "SLURM_STEP_NUM_TASKS", "SLURM_JOB_ID", distributed.TIMEOUT_ENV,
-)  # fmt: skip
+    "WORLD_SIZE",
+    "RANK",
+    "LOCAL_RANK",
+    "SLURM_NTASKS",
+    "SLURM_PROCID",
+    "SLURM_LOCALID",
+    "SLURM_STEP_NUM_TASKS",
+    "SLURM_JOB_ID",
+    distributed.TIMEOUT_ENV,
+)
 
 
 @pytest.fixture

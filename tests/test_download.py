@@ -638,8 +638,11 @@ def test_an_archive_with_member_checksums_unpacks_only_those(server, tmp_path):
     )
     fetch_and_extract(source, tmp_path / "dl", **FAST)
     assert tree(tmp_path / "dl" / "weights") == {
-        "model.zip", "model", "model/vocab.txt", "model/bert_config.json"
-    }  # fmt: skip
+        "model.zip",
+        "model",
+        "model/vocab.txt",
+        "model/bert_config.json",
+    }
 
 
 def test_build_mrpc_reproduces_the_staged_glue_files(shared_data, tmp_path):

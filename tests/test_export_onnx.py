@@ -32,9 +32,21 @@ def _checkpoint(model: torch.nn.Module, folder) -> str:
 def _export(tmp_path_factory, task: str, model: torch.nn.Module, *extra: str) -> dict:
     folder = tmp_path_factory.mktemp(task)
     checkpoint, output = _checkpoint(model, folder), folder / "out" / "bert.onnx"
-    argv = ["--init_checkpoint", checkpoint, "--config_file", str(TINY_CONFIG), "--task", task,
-            "--output", str(output), "--json", str(folder / "report.json"), "--repeats", "1",
-            *extra]  # fmt: skip
+    argv = [
+        "--init_checkpoint",
+        checkpoint,
+        "--config_file",
+        str(TINY_CONFIG),
+        "--task",
+        task,
+        "--output",
+        str(output),
+        "--json",
+        str(folder / "report.json"),
+        "--repeats",
+        "1",
+        *extra,
+    ]
     assert export_onnx.main(argv) == 0
     return {"checkpoint": checkpoint, "output": output, "report": folder / "report.json"}
 
@@ -162,7 +174,13 @@ def test_failed_check_writes_no_file(qa_export, capsys, tmp_path, monkeypatch):
 
     monkeypatch.setattr(export_onnx, "compare", off_by_one)
     line = _run_failing(
-        capsys, tmp_path, "--init_checkpoint", qa_export["checkpoint"], "--check_shapes", "2x8",
-        "--repeats", "1",
-    )  # fmt: skip
+        capsys,
+        tmp_path,
+        "--init_checkpoint",
+        qa_export["checkpoint"],
+        "--check_shapes",
+        "2x8",
+        "--repeats",
+        "1",
+    )
     assert "differs from PyTorch" in line

@@ -858,10 +858,13 @@ def test_submission_rejects_bad_predictions(tmp_path):
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("file_name", "consequence"), [
-    ("train.tsv", "a model trained on it can only learn to predict that"),
-    ("dev.tsv", "its metrics say nothing beyond the share of that one label"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("file_name", "consequence"),
+    [
+        ("train.tsv", "a model trained on it can only learn to predict that"),
+        ("dev.tsv", "its metrics say nothing beyond the share of that one label"),
+    ],
+)
 def test_a_file_whose_examples_all_have_one_label_is_warned_about(
     tmp_path, caplog, file_name, consequence
 ):

@@ -90,9 +90,13 @@ def test_question_answering_matches_hugging_face_on_gpu():
     torch.manual_seed(0)
     config = base_config(vocab_pad_multiple=1)
     hf_config = transformers.BertConfig(
-        vocab_size=config.vocab_size, hidden_size=768, num_hidden_layers=12,
-        num_attention_heads=12, intermediate_size=3072, attn_implementation="sdpa",
-    )  # fmt: skip
+        vocab_size=config.vocab_size,
+        hidden_size=768,
+        num_hidden_layers=12,
+        num_attention_heads=12,
+        intermediate_size=3072,
+        attn_implementation="sdpa",
+    )
     reference = transformers.BertForQuestionAnswering(hf_config).cuda().eval()
     ours = BertForQuestionAnswering(config).cuda().eval()
     load_state_dict_into(ours, reference.state_dict(), "hf")
@@ -112,8 +116,10 @@ def test_compiled_lamb_equals_lamb_on_the_gpu():
     model = BertForPreTraining(base_config()).cuda()
     twin = BertForPreTraining(base_config()).cuda()
     twin.load_state_dict(model.state_dict())
-    optimizers = [Lamb(parameter_groups(model), lr=1e-3),
-                  CompiledLamb(parameter_groups(twin), lr=1e-3)]  # fmt: skip
+    optimizers = [
+        Lamb(parameter_groups(model), lr=1e-3),
+        CompiledLamb(parameter_groups(twin), lr=1e-3),
+    ]
     for step in range(4):
         generator = torch.Generator(device="cuda").manual_seed(step)
         for a, b in zip(model.parameters(), twin.parameters(), strict=True):
@@ -135,24 +141,44 @@ def test_fp8_training_tracks_bf16(tmp_path):
     both fall by more than 1.0 from the start."""
     shards = tmp_path / "shards"
     env = os.environ | {"DUPE_FACTOR": "1"}
-    subprocess.run(["bash", "scripts/make_sample_shards.sh", str(shards)], cwd=REPO_ROOT,
-                   check=True, capture_output=True, env=env)  # fmt: skip
+    subprocess.run(
+        ["bash", "scripts/make_sample_shards.sh", str(shards)],
+        cwd=REPO_ROOT,
+        check=True,
+        capture_output=True,
+        env=env,
+    )
     curves = {}
     for precision in ("bf16", "fp8"):
         out = tmp_path / precision
         result = subprocess.run(
-            [sys.executable, "run_pretraining.py", "--do_train", "--disable_progress_bar",
-             f"--input_dir={shards / 'phase1'}", f"--output_dir={out}",
-             f"--config_file={REPO_ROOT / 'bert_configs' / 'base.json'}",
-             f"--json-summary={out}/log.json", "--train_batch_size=32", "--max_steps=300",
-             "--learning_rate=2e-3", "--warmup_proportion=0.1", "--log_freq=10",
-             "--skip_checkpoint", f"--precision={precision}"],
-            cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "run_pretraining.py",
+                "--do_train",
+                "--disable_progress_bar",
+                f"--input_dir={shards / 'phase1'}",
+                f"--output_dir={out}",
+                f"--config_file={REPO_ROOT / 'bert_configs' / 'base.json'}",
+                f"--json-summary={out}/log.json",
+                "--train_batch_size=32",
+                "--max_steps=300",
+                "--learning_rate=2e-3",
+                "--warmup_proportion=0.1",
+                "--log_freq=10",
+                "--skip_checkpoint",
+                f"--precision={precision}",
+            ],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert result.returncode == 0, result.stderr[-3000:]
         events = read_dllogger_file(out / "log.json")
-        curves[precision] = [e["data"]["average_loss"] for e in events
-                             if "average_loss" in e.get("data", {})]  # fmt: skip
+        curves[precision] = [
+            e["data"]["average_loss"] for e in events if "average_loss" in e.get("data", {})
+        ]
     bf16, fp8 = (sum(c[-5:]) / 5 for c in (curves["bf16"], curves["fp8"]))
     assert abs(fp8 - bf16) <= 0.03 * bf16, curves
     assert all(c[-1] < c[0] - 1.0 for c in curves.values()), curves

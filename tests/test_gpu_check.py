@@ -20,17 +20,36 @@ def test_dry_run_produces_the_table_with_every_row(tmp_path):
     env = os.environ | {"DRY_RUN": "1", "WORK": str(work), "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
         ["bash", "scripts/gpu_check.sh", str(out)],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600, env=env,
-    )  # fmt: skip
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     names = {p.name for p in out.iterdir()}
-    assert names == {"table.txt", "summary.json", "gpu_check.log", "gpu_tests.txt", "runs.txt",
-                     "harness.json", "profile_p1.txt"}  # fmt: skip  (at most 8 files come back)
+    assert names == {
+        "table.txt",
+        "summary.json",
+        "gpu_check.log",
+        "gpu_tests.txt",
+        "runs.txt",
+        "harness.json",
+        "profile_p1.txt",
+    }  # at most 8 files come back
     rows = json.loads((out / "summary.json").read_text())["rows"]
     combinations = {(r["workload"], r["precision"], r["path"]) for r in rows}
-    expected = {(w, p, path) for w in WORKLOADS for p, path in
-                [("bf16", "fast"), ("bf16", "eager"), ("fp16", "fast"), ("fp16", "eager"),
-                 ("fp8", "fast")]}  # fmt: skip
+    expected = {
+        (w, p, path)
+        for w in WORKLOADS
+        for p, path in [
+            ("bf16", "fast"),
+            ("bf16", "eager"),
+            ("fp16", "fast"),
+            ("fp16", "eager"),
+            ("fp8", "fast"),
+        ]
+    }
     assert combinations == expected and len(rows) == len(expected)
     for row in rows:
         if row["precision"] == "bf16":  # ran on the CPU through the entry scripts
@@ -41,9 +60,10 @@ def test_dry_run_produces_the_table_with_every_row(tmp_path):
     table = (out / "table.txt").read_text().splitlines()
     assert table[1].split()[:4] == ["workload", "precision", "path", "seq/s"]
     assert len(table) == 3 + len(expected)
-    assert "passed" in (out / "gpu_tests.txt").read_text() or "skipped" in (
-        out / "gpu_tests.txt"
-    ).read_text()
+    assert (
+        "passed" in (out / "gpu_tests.txt").read_text()
+        or "skipped" in (out / "gpu_tests.txt").read_text()
+    )
     harness = json.loads((out / "harness.json").read_text())["rows"]
     assert any(r["name"] == "ours compiled + compiled LAMB" for r in harness)
     assert "aten::" in (out / "profile_p1.txt").read_text()

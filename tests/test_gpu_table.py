@@ -43,15 +43,37 @@ def dllogger(path, events) -> None:
 
 def test_rates_leave_warm_up_out_and_verdicts(tmp_path):
     windows = [100.0, 1500.0, 1300.0, 1450.0]  # the first window holds compilation
-    dllogger(tmp_path / "p1.json", [
-        *({"type": "LOG", "step": [0, k + 1], "data": {"average_loss": 9.0,
-          "training_sequences_per_second": r}} for k, r in enumerate(windows)),
-        {"type": "LOG", "step": [], "data": {"training_sequences_per_second": 90.0,
-                                             "peak_memory_gib": 41.5}},
-    ])  # fmt: skip
-    dllogger(tmp_path / "infer.json", [{"type": "LOG", "step": [], "data": {
-        "inference_sequences_per_second": 800.0, "inference_sequences_per_second_warm": 2600.0,
-    }}])  # fmt: skip
+    dllogger(
+        tmp_path / "p1.json",
+        [
+            *(
+                {
+                    "type": "LOG",
+                    "step": [0, k + 1],
+                    "data": {"average_loss": 9.0, "training_sequences_per_second": r},
+                }
+                for k, r in enumerate(windows)
+            ),
+            {
+                "type": "LOG",
+                "step": [],
+                "data": {"training_sequences_per_second": 90.0, "peak_memory_gib": 41.5},
+            },
+        ],
+    )
+    dllogger(
+        tmp_path / "infer.json",
+        [
+            {
+                "type": "LOG",
+                "step": [],
+                "data": {
+                    "inference_sequences_per_second": 800.0,
+                    "inference_sequences_per_second_warm": 2600.0,
+                },
+            }
+        ],
+    )
     manifest = tmp_path / "manifest.tsv"
     manifest.write_text(
         f"a\tpretrain_p1\tbf16\tfast\tok\t{tmp_path / 'p1.json'}\n"

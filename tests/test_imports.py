@@ -13,10 +13,17 @@ from pathlib import Path
 
 from tests.conftest import REPO_ROOT
 
-ENTRY_SCRIPTS = frozenset({
-    "run_pretraining", "run_squad", "run_glue", "create_pretraining_data", "inference",
-    "export_onnx", "convert_checkpoint",
-})  # fmt: skip
+ENTRY_SCRIPTS = frozenset(
+    {
+        "run_pretraining",
+        "run_squad",
+        "run_glue",
+        "create_pretraining_data",
+        "inference",
+        "export_onnx",
+        "convert_checkpoint",
+    }
+)
 
 PACKAGES = ("data", "benchmarks", "scripts")
 
@@ -128,9 +135,15 @@ def test_the_walk_sees_every_import_form():
         "        from . import convert_checkpoint\n"
     )
     assert imported_names(source, "sample") >= {
-        "run_squad", "run_glue", "inference", "os", "data", "data.pipeline", "export_onnx.sub",
+        "run_squad",
+        "run_glue",
+        "inference",
+        "os",
+        "data",
+        "data.pipeline",
+        "export_onnx.sub",
         "convert_checkpoint",
-    }  # fmt: skip
+    }
 
 
 def test_the_import_graph_has_no_cycle():

@@ -30,20 +30,30 @@ from tests.conftest import REPO_ROOT, TINY_CONFIG
 CODE = "<CODE>"  # /workspace/bert: NVIDIA's CODEDIR and working directory; here the checkout
 PREP = "<PREP>"  # $BERT_PREP_WORKING_DIR
 GOOGLE_VOCAB = f"{PREP}/download/google_pretrained_weights/uncased_L-24_H-1024_A-16/vocab.txt"
-HDF5 = ("hdf5_lower_case_1_seq_len_{}_max_pred_{}_masked_lm_prob_0.15_random_seed_12345_"
-        "dupe_factor_5")
+HDF5 = (
+    "hdf5_lower_case_1_seq_len_{}_max_pred_{}_masked_lm_prob_0.15_random_seed_12345_dupe_factor_5"
+)
 NVIDIA_21_11_PRESET_DATA = f"{PREP}/{HDF5}_shard_1472_test_split_10/books_wiki_en_corpus/training/"
 
 # Deliberate differences in values: (NVIDIA's value, ours, why).
 PATH_MAP = [
-    (GOOGLE_VOCAB, f"{CODE}/vocab/vocab",
-     "the bundled copy of the same file (same sha256; see test_paths_the_documented_lines_use)"),
-    (NVIDIA_21_11_PRESET_DATA.format(128, 20), f"{PREP}/{HDF5.format(128, 20)}/wikicorpus_en/",
-     "NVIDIA's 21.11 presets named a folder its data scripts never wrote; ours name the folder "
-     "data/create_datasets_from_start.sh writes"),
-    (NVIDIA_21_11_PRESET_DATA.format(512, 80), f"{PREP}/{HDF5.format(512, 80)}/wikicorpus_en/",
-     "as above, phase 2"),
-]  # fmt: skip
+    (
+        GOOGLE_VOCAB,
+        f"{CODE}/vocab/vocab",
+        "the bundled copy of the same file (same sha256; see test_paths_the_documented_lines_use)",
+    ),
+    (
+        NVIDIA_21_11_PRESET_DATA.format(128, 20),
+        f"{PREP}/{HDF5.format(128, 20)}/wikicorpus_en/",
+        "NVIDIA's 21.11 presets named a folder its data scripts never wrote; ours name the folder "
+        "data/create_datasets_from_start.sh writes",
+    ),
+    (
+        NVIDIA_21_11_PRESET_DATA.format(512, 80),
+        f"{PREP}/{HDF5.format(512, 80)}/wikicorpus_en/",
+        "as above, phase 2",
+    ),
+]
 # Flags our launchers add on purpose, with why; no other flag may differ from NVIDIA's.
 ADDED_FLAGS = {
     "--json-summary": "SQuAD/GLUE: dllogger's JSON goes into the output folder, not ./results",
@@ -55,6 +65,7 @@ ADDED_FLAGS = {
 FIXED_PRESETS = {
     ("squad", "dgx2_16gpu_fp32"): (4, "fp32", "NVIDIA's preset passed fp16 despite its name"),
 }
+
 
 def _words(text: str) -> list[str]:
     return text.split()
@@ -96,23 +107,35 @@ def nvidia_squad(version: str, args: list[str]) -> tuple[int, list[str]]:
     arg = _positional(SQUAD_21_11 if version == "21.11" else SQUAD_HEAD, args)
     squad_dir = arg("squad_dir", f"{PREP}/download/squad/v1.1")
     batch = arg("batch_size", "4")
-    train = ["--do_train", f"--train_file={squad_dir}/train-v1.1.json",
-             f"--train_batch_size={batch}"]  # fmt: skip
-    predict = ["--do_predict", f"--predict_file={squad_dir}/dev-v1.1.json",
-               f"--predict_batch_size={batch}"]  # fmt: skip
+    train = [
+        "--do_train",
+        f"--train_file={squad_dir}/train-v1.1.json",
+        f"--train_batch_size={batch}",
+    ]
+    predict = [
+        "--do_predict",
+        f"--predict_file={squad_dir}/dev-v1.1.json",
+        f"--predict_batch_size={batch}",
+    ]
     evaluate = [*predict, f"--eval_script={squad_dir}/evaluate-v1.1.py", "--do_eval"]
     mode = arg("mode", "train eval")
     mode_flags = {"train": train, "eval": evaluate, "prediction": predict}.get(mode)
     config = f"{CODE}/bert_config.json" if version == "21.11" else f"{CODE}/bert_configs/large.json"
-    flags = [f"--init_checkpoint={arg('init_checkpoint', f'{CODE}/checkpoints/bert_uncased.pt')}",
-             *(mode_flags or [*train, *evaluate]), "--do_lower_case",
-             "--bert_model=bert-large-uncased", f"--learning_rate={arg('learning_rate', '3e-5')}",
-             f"--seed={arg('seed', '1')}", f"--num_train_epochs={arg('epochs', '2.0')}",
-             "--max_seq_length=384", "--doc_stride=128",
-             f"--output_dir={arg('OUT_DIR', f'{CODE}/results/SQuAD')}",
-             f"--vocab_file={arg('vocab_file', GOOGLE_VOCAB)}",
-             f"--config_file={arg('CONFIG_FILE', config)}",
-             f"--max_steps={arg('max_steps', '-1')}"]  # fmt: skip
+    flags = [
+        f"--init_checkpoint={arg('init_checkpoint', f'{CODE}/checkpoints/bert_uncased.pt')}",
+        *(mode_flags or [*train, *evaluate]),
+        "--do_lower_case",
+        "--bert_model=bert-large-uncased",
+        f"--learning_rate={arg('learning_rate', '3e-5')}",
+        f"--seed={arg('seed', '1')}",
+        f"--num_train_epochs={arg('epochs', '2.0')}",
+        "--max_seq_length=384",
+        "--doc_stride=128",
+        f"--output_dir={arg('OUT_DIR', f'{CODE}/results/SQuAD')}",
+        f"--vocab_file={arg('vocab_file', GOOGLE_VOCAB)}",
+        f"--config_file={arg('CONFIG_FILE', config)}",
+        f"--max_steps={arg('max_steps', '-1')}",
+    ]
     if version == "HEAD":
         flags.append(f"--warmup_proportion={arg('warmup_proportion', '0.1')}")
     if arg("precision", "fp16") == "fp16":
@@ -134,16 +157,32 @@ def nvidia_glue(version: str, args: list[str]) -> tuple[int, list[str]]:
         flags.append("--do_predict")
     if "eval" in mode or "prediction" in mode:
         flags.append(f"--eval_batch_size={batch}")
-    flags += [f"--gradient_accumulation_steps={arg('gradient_accumulation_steps', '1')}",
-              "--do_lower_case", "--data_dir", arg("data_dir", f"{PREP}/download/glue/MRPC/"),
-              "--bert_model", "bert-large-uncased", "--seed", arg("seed", "2"),
-              "--init_checkpoint", arg("init_checkpoint", f"{CODE}/checkpoints/bert_uncased.pt"),
-              "--warmup_proportion", arg("warmup_proportion", "0.1"), "--max_seq_length", "128",
-              "--learning_rate", arg("learning_rate", "2.4e-5"),
-              "--num_train_epochs", arg("epochs", "3"), "--max_steps", arg("max_steps", "-1.0"),
-              f"--vocab_file={arg('vocab_file', GOOGLE_VOCAB)}",
-              f"--config_file={arg('config_file', config)}",
-              "--output_dir", arg("out_dir", f"{CODE}/results/MRPC")]  # fmt: skip
+    flags += [
+        f"--gradient_accumulation_steps={arg('gradient_accumulation_steps', '1')}",
+        "--do_lower_case",
+        "--data_dir",
+        arg("data_dir", f"{PREP}/download/glue/MRPC/"),
+        "--bert_model",
+        "bert-large-uncased",
+        "--seed",
+        arg("seed", "2"),
+        "--init_checkpoint",
+        arg("init_checkpoint", f"{CODE}/checkpoints/bert_uncased.pt"),
+        "--warmup_proportion",
+        arg("warmup_proportion", "0.1"),
+        "--max_seq_length",
+        "128",
+        "--learning_rate",
+        arg("learning_rate", "2.4e-5"),
+        "--num_train_epochs",
+        arg("epochs", "3"),
+        "--max_steps",
+        arg("max_steps", "-1.0"),
+        f"--vocab_file={arg('vocab_file', GOOGLE_VOCAB)}",
+        f"--config_file={arg('config_file', config)}",
+        "--output_dir",
+        arg("out_dir", f"{CODE}/results/MRPC"),
+    ]
     if arg("precision", "fp16") == "fp16":
         flags.append("--fp16")
     gpus = 1 if mode == "eval" else int(arg("num_gpu", "8"))
@@ -161,14 +200,22 @@ def nvidia_pretraining(version: str, args: list[str]) -> tuple[int, list[str], l
     else:
         data1 = f"{PREP}/pretrain/phase1/unbinned/parquet/"
         data2 = f"{PREP}/pretrain/phase2/bin_size_64/parquet/"
-        config, model = arg("BERT_CONFIG", "bert_configs/large.json"), [
-            f"--vocab_file={CODE}/vocab/vocab"]  # fmt: skip
-        summary = ["--json-summary", f"{arg('CODEDIR', CODE)}/results/dllogger.json",
-                   "--disable_progress_bar",
-                   f"--num_workers={arg('num_workers', '4')}"]  # fmt: skip
+        config, model = (
+            arg("BERT_CONFIG", "bert_configs/large.json"),
+            [f"--vocab_file={CODE}/vocab/vocab"],
+        )
+        summary = [
+            "--json-summary",
+            f"{arg('CODEDIR', CODE)}/results/dllogger.json",
+            "--disable_progress_bar",
+            f"--num_workers={arg('num_workers', '4')}",
+        ]
     codedir = arg("CODEDIR", CODE)
-    shared = [f"--output_dir={codedir}/results/checkpoints",
-              f"--config_file={_in_code_dir(config)}", *model]  # fmt: skip
+    shared = [
+        f"--output_dir={codedir}/results/checkpoints",
+        f"--config_file={_in_code_dir(config)}",
+        *model,
+    ]
     tail = ["--fp16"] if arg("precision", "fp16") == "fp16" else []
     if arg("resume_training", "false") == "true":
         tail.append("--resume_from_checkpoint")
@@ -177,33 +224,53 @@ def nvidia_pretraining(version: str, args: list[str]) -> tuple[int, list[str], l
     if arg("allreduce_post_accumulation_fp16", "true") == "true":
         tail.append("--allreduce_post_accumulation_fp16")
     accumulate = arg("accumulate_gradients", "true") == "true"
-    steps, save, seed = arg("train_steps", "7038"), arg("save_checkpoint_steps", "200"), arg(
-        "seed", "12439")  # fmt: skip
-    phase1 = [f"--input_dir={arg('DATA_DIR_PHASE1', data1)}", *shared,
-              f"--train_batch_size={arg('train_batch_size', '8192')}", "--max_seq_length=128",
-              "--max_predictions_per_seq=20", f"--max_steps={steps}",
-              f"--warmup_proportion={arg('warmup_proportion', '0.2843')}",
-              f"--num_steps_per_checkpoint={save}",
-              f"--learning_rate={arg('learning_rate', '6e-3')}", f"--seed={seed}",
-              *tail]  # fmt: skip
+    steps, save, seed = (
+        arg("train_steps", "7038"),
+        arg("save_checkpoint_steps", "200"),
+        arg("seed", "12439"),
+    )
+    phase1 = [
+        f"--input_dir={arg('DATA_DIR_PHASE1', data1)}",
+        *shared,
+        f"--train_batch_size={arg('train_batch_size', '8192')}",
+        "--max_seq_length=128",
+        "--max_predictions_per_seq=20",
+        f"--max_steps={steps}",
+        f"--warmup_proportion={arg('warmup_proportion', '0.2843')}",
+        f"--num_steps_per_checkpoint={save}",
+        f"--learning_rate={arg('learning_rate', '6e-3')}",
+        f"--seed={seed}",
+        *tail,
+    ]
     if accumulate:
         phase1.append(f"--gradient_accumulation_steps={arg('gradient_accumulation_steps', '128')}")
     if arg("init_checkpoint", "None") != "None":
         phase1.append(f"--init_checkpoint={arg('init_checkpoint', 'None')}")
     phase1 += ["--do_train", *summary]
-    phase2 = [f"--input_dir={arg('DATA_DIR_PHASE2', data2)}", *shared,
-              f"--train_batch_size={arg('train_batch_size_phase2', '4096')}",
-              "--max_seq_length=512", "--max_predictions_per_seq=80",
-              f"--max_steps={arg('train_steps_phase2', '1563')}",
-              f"--warmup_proportion={arg('warmup_proportion_phase2', '0.128')}",
-              f"--num_steps_per_checkpoint={save}",
-              f"--learning_rate={arg('learning_rate_phase2', '4e-3')}", f"--seed={seed}",
-              *tail]  # fmt: skip
+    phase2 = [
+        f"--input_dir={arg('DATA_DIR_PHASE2', data2)}",
+        *shared,
+        f"--train_batch_size={arg('train_batch_size_phase2', '4096')}",
+        "--max_seq_length=512",
+        "--max_predictions_per_seq=80",
+        f"--max_steps={arg('train_steps_phase2', '1563')}",
+        f"--warmup_proportion={arg('warmup_proportion_phase2', '0.128')}",
+        f"--num_steps_per_checkpoint={save}",
+        f"--learning_rate={arg('learning_rate_phase2', '4e-3')}",
+        f"--seed={seed}",
+        *tail,
+    ]
     if accumulate:
         phase2.append(
-            f"--gradient_accumulation_steps={arg('gradient_accumulation_steps_phase2', '512')}")
-    phase2 += ["--do_train", "--phase2", "--resume_from_checkpoint",
-               f"--phase1_end_step={steps}", *summary]  # fmt: skip
+            f"--gradient_accumulation_steps={arg('gradient_accumulation_steps_phase2', '512')}"
+        )
+    phase2 += [
+        "--do_train",
+        "--phase2",
+        "--resume_from_checkpoint",
+        f"--phase1_end_step={steps}",
+        *summary,
+    ]
     return int(arg("num_gpus", "8")), phase1, phase2
 
 
@@ -255,24 +322,68 @@ def squad_preset_args(version, name, batch, lr, warmup, precision, gpus) -> list
     fixed = FIXED_PRESETS.get(("squad", name))
     if fixed:
         precision = fixed[1]
-    args = [f"{CODE}/checkpoints/bert_uncased.pt", "2.0", str(batch), lr, precision, str(gpus), "1",
-            f"{PREP}/download/squad/v1.1", GOOGLE_VOCAB, f"{CODE}/results/SQuAD"]  # fmt: skip
+    args = [
+        f"{CODE}/checkpoints/bert_uncased.pt",
+        "2.0",
+        str(batch),
+        lr,
+        precision,
+        str(gpus),
+        "1",
+        f"{PREP}/download/squad/v1.1",
+        GOOGLE_VOCAB,
+        f"{CODE}/results/SQuAD",
+    ]
     if version == "HEAD":
         args.insert(4, warmup)
     return args
 
 
 def pretrain_preset_args(version, name, bs, bs2, gpus, precision, ga1, ga2, ar16) -> list[str]:
-    args = [str(bs), "6e-3", precision, str(gpus), "0.2843", "7038", "200", "false", "true",
-            "true", str(ga1), "42", "bert_lamb_pretraining", "true", ar16, str(bs2), "4e-3",
-            "0.128", "1563", str(ga2)]  # fmt: skip
+    args = [
+        str(bs),
+        "6e-3",
+        precision,
+        str(gpus),
+        "0.2843",
+        "7038",
+        "200",
+        "false",
+        "true",
+        "true",
+        str(ga1),
+        "42",
+        "bert_lamb_pretraining",
+        "true",
+        ar16,
+        str(bs2),
+        "4e-3",
+        "0.128",
+        "1563",
+        str(ga2),
+    ]
     if version == "21.11":
-        return [*args, NVIDIA_21_11_PRESET_DATA.format(128, 20),
-                NVIDIA_21_11_PRESET_DATA.format(512, 80), CODE]  # fmt: skip
-    return [*args, f"{PREP}/pretrain/phase1/unbinned/parquet/",
-            f"{PREP}/pretrain/phase2/bin_size_64/parquet/", CODE, "None",
-            f"{PREP}/wikipedia/source/", "128", "128", "4", "0.9", "64", "static",
-            "bert_configs/large.json"]  # fmt: skip
+        return [
+            *args,
+            NVIDIA_21_11_PRESET_DATA.format(128, 20),
+            NVIDIA_21_11_PRESET_DATA.format(512, 80),
+            CODE,
+        ]
+    return [
+        *args,
+        f"{PREP}/pretrain/phase1/unbinned/parquet/",
+        f"{PREP}/pretrain/phase2/bin_size_64/parquet/",
+        CODE,
+        "None",
+        f"{PREP}/wikipedia/source/",
+        "128",
+        "128",
+        "4",
+        "0.9",
+        "64",
+        "static",
+        "bert_configs/large.json",
+    ]
 
 
 def glue_presets():
@@ -288,10 +399,26 @@ def glue_presets():
                 while batch // accumulation > capacity:
                     accumulation *= 2
                 folder = task.upper()
-                yield version, f"{task}_{machine}_{gpus}gpu_{precision}", [
-                    f"{CODE}/checkpoints/bert_uncased.pt", f"{PREP}/download/glue/{folder}/",
-                    GOOGLE_VOCAB, f"{CODE}/{config}", f"{CODE}/results/{folder}", task, str(gpus),
-                    str(batch), str(accumulation), lr, warmup, "3", "-1.0", precision]  # fmt: skip
+                yield (
+                    version,
+                    f"{task}_{machine}_{gpus}gpu_{precision}",
+                    [
+                        f"{CODE}/checkpoints/bert_uncased.pt",
+                        f"{PREP}/download/glue/{folder}/",
+                        GOOGLE_VOCAB,
+                        f"{CODE}/{config}",
+                        f"{CODE}/results/{folder}",
+                        task,
+                        str(gpus),
+                        str(batch),
+                        str(accumulation),
+                        lr,
+                        warmup,
+                        "3",
+                        "-1.0",
+                        precision,
+                    ],
+                )
 
 
 # --------------------------------------------------------------------------------------------
@@ -304,26 +431,41 @@ def world(tmp_path_factory):
     GPUs (NVIDIA's default GPU count), and the environment for dry runs."""
     root = tmp_path_factory.mktemp("launchers")
     prep = root / "prep"
-    folders = (f"{HDF5.format(128, 20)}/wikicorpus_en", f"{HDF5.format(512, 80)}/wikicorpus_en",
-               "pretrain/phase1/unbinned/parquet", "pretrain/phase2/bin_size_64/parquet")
+    folders = (
+        f"{HDF5.format(128, 20)}/wikicorpus_en",
+        f"{HDF5.format(512, 80)}/wikicorpus_en",
+        "pretrain/phase1/unbinned/parquet",
+        "pretrain/phase2/bin_size_64/parquet",
+    )
     for folder in folders:
         (prep / folder).mkdir(parents=True)
         (prep / folder / "part_0").write_text("x")
     bin_dir = root / "bin"
     bin_dir.mkdir()
     fake_smi = bin_dir / "nvidia-smi"
-    fake_smi.write_text("#!/bin/sh\nfor i in 0 1 2 3 4 5 6 7; do echo \"GPU $i: fake\"; done\n")
+    fake_smi.write_text('#!/bin/sh\nfor i in 0 1 2 3 4 5 6 7; do echo "GPU $i: fake"; done\n')
     fake_smi.chmod(0o755)
-    drop = ("RESULTS_DIR", "BERT_CONFIG", "VOCAB_FILE", "EXTRA_ARGS", "LOG_FREQ", "INIT_CHECKPOINT",
-            "OUT_DIR", "SAMPLE_SHARDS", "BERT_PREP_WORKING_DIR", "DRY_RUN")  # fmt: skip
+    drop = (
+        "RESULTS_DIR",
+        "BERT_CONFIG",
+        "VOCAB_FILE",
+        "EXTRA_ARGS",
+        "LOG_FREQ",
+        "INIT_CHECKPOINT",
+        "OUT_DIR",
+        "SAMPLE_SHARDS",
+        "BERT_PREP_WORKING_DIR",
+        "DRY_RUN",
+    )
     env = {k: v for k, v in os.environ.items() if k not in drop}
     env |= {"PATH": f"{bin_dir}:{env['PATH']}", "BERT_PREP_WORKING_DIR": str(prep), "DRY_RUN": "1"}
     return {"root": root, "prep": prep, "bin": bin_dir, "env": env}
 
 
 def run(command: list[str], world, cwd=REPO_ROOT, **env) -> subprocess.CompletedProcess:
-    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=120,
-                          env=world["env"] | env)  # fmt: skip
+    return subprocess.run(
+        command, cwd=cwd, capture_output=True, text=True, timeout=120, env=world["env"] | env
+    )
 
 
 def launch(script: str, args, world, **env) -> subprocess.CompletedProcess:
@@ -385,8 +527,11 @@ def assert_same_command(ours, expected_processes: int, script: str, nvidia_flags
     actual = {k: (os.path.normpath(v) if v and "/" in v else v) for k, v in flags.items()}
     missing = sorted(expected.keys() - actual.keys())
     unexpected = sorted(actual.keys() - expected.keys() - ADDED_FLAGS.keys())
-    differing = {k: (expected[k], actual[k]) for k in expected.keys() & actual.keys()
-                 if expected[k] != actual[k]}  # fmt: skip
+    differing = {
+        k: (expected[k], actual[k])
+        for k in expected.keys() & actual.keys()
+        if expected[k] != actual[k]
+    }
     assert not (missing or unexpected or differing), (missing, unexpected, differing)
     if "--json-summary" in actual and script != "run_pretraining.py":
         assert actual["--json-summary"] == os.path.join(actual["--output_dir"], "dllogger.json")
@@ -421,23 +566,113 @@ def _squad_expected(version, args):
 
 DOCUMENTED_LINES = [  # launcher, version, arguments
     ("run_squad.sh", "21.11", []),
-    ("run_squad.sh", "HEAD", ["/workspace/bert/checkpoints/bert_uncased.pt", "2.0", "32", "4.6e-5",
-                              "0.2", "tf32", "8", "1", "/workspace/bert/data/squad/v1.1",
-                              "/workspace/bert/vocab/vocab", "/workspace/bert/results/SQuAD",
-                              "train eval", "/workspace/bert/bert_configs/large.json", "-1"]),
-    ("run_squad.sh", "21.11", ["/ckpt.pt", "1.0", "8", "5e-5", "fp32", "1", "7", "/squad/v1.1",
-                               "/vocab.txt", "/out", "prediction", "/cfg.json", "100"]),
+    (
+        "run_squad.sh",
+        "HEAD",
+        [
+            "/workspace/bert/checkpoints/bert_uncased.pt",
+            "2.0",
+            "32",
+            "4.6e-5",
+            "0.2",
+            "tf32",
+            "8",
+            "1",
+            "/workspace/bert/data/squad/v1.1",
+            "/workspace/bert/vocab/vocab",
+            "/workspace/bert/results/SQuAD",
+            "train eval",
+            "/workspace/bert/bert_configs/large.json",
+            "-1",
+        ],
+    ),
+    (
+        "run_squad.sh",
+        "21.11",
+        [
+            "/ckpt.pt",
+            "1.0",
+            "8",
+            "5e-5",
+            "fp32",
+            "1",
+            "7",
+            "/squad/v1.1",
+            "/vocab.txt",
+            "/out",
+            "prediction",
+            "/cfg.json",
+            "100",
+        ],
+    ),
     ("run_glue.sh", "21.11", []),
-    ("run_glue.sh", "21.11", ["/ckpt.pt", "/glue/MRPC/", "/vocab.txt", "/cfg.json", "/out", "mrpc",
-                              "4", "32", "2", "2e-5", "0.1", "3", "-1.0", "tf32", "5",
-                              "train eval prediction"]),
-    ("run_glue.sh", "21.11", ["/ckpt.pt", "/glue/SST-2/", "/vocab.txt", "/cfg.json", "/out",
-                              "sst-2", "8", "32", "1", "2e-5", "0.1", "3", "-1.0", "fp16", "5",
-                              "eval"]),
+    (
+        "run_glue.sh",
+        "21.11",
+        [
+            "/ckpt.pt",
+            "/glue/MRPC/",
+            "/vocab.txt",
+            "/cfg.json",
+            "/out",
+            "mrpc",
+            "4",
+            "32",
+            "2",
+            "2e-5",
+            "0.1",
+            "3",
+            "-1.0",
+            "tf32",
+            "5",
+            "train eval prediction",
+        ],
+    ),
+    (
+        "run_glue.sh",
+        "21.11",
+        [
+            "/ckpt.pt",
+            "/glue/SST-2/",
+            "/vocab.txt",
+            "/cfg.json",
+            "/out",
+            "sst-2",
+            "8",
+            "32",
+            "1",
+            "2e-5",
+            "0.1",
+            "3",
+            "-1.0",
+            "fp16",
+            "5",
+            "eval",
+        ],
+    ),
     ("run_pretraining.sh", "21.11", []),
-    ("run_pretraining.sh", "21.11", ["64", "1e-3", "fp32", "2", "0.1", "100", "50", "true", "false",
-                                     "false", "4", "3", "job", "false", "false"]),
-]  # fmt: skip
+    (
+        "run_pretraining.sh",
+        "21.11",
+        [
+            "64",
+            "1e-3",
+            "fp32",
+            "2",
+            "0.1",
+            "100",
+            "50",
+            "true",
+            "false",
+            "false",
+            "4",
+            "3",
+            "job",
+            "false",
+            "false",
+        ],
+    ),
+]
 
 
 @pytest.mark.parametrize("launcher, version, args", DOCUMENTED_LINES)
@@ -484,8 +719,10 @@ def test_glue_presets(world):
     presets = list(glue_presets())
     assert len(presets) == 68
     names = " ".join(name for _, name, _ in presets)
-    script = ('for name in "$@"; do bash scripts/run_glue.sh'
-              ' $(source scripts/configs/glue_config.sh && "$name") || echo "FAILED $name"; done')
+    script = (
+        'for name in "$@"; do bash scripts/run_glue.sh'
+        ' $(source scripts/configs/glue_config.sh && "$name") || echo "FAILED $name"; done'
+    )
     result = run(["bash", "-c", script, "glue", *names.split()], world)
     assert "FAILED" not in result.stdout, result.stderr
     ours = commands(result)
@@ -499,10 +736,11 @@ def test_glue_presets(world):
 
 
 def test_our_presets_run_through_the_launchers(world):
-    for launcher, config, preset in (("run_squad.sh", "squad_config.sh", "dgxh100_8gpu_bf16"),
-                                     ("run_glue.sh", "glue_config.sh", "mrpc_dgxh100_8gpu_bf16"),
-                                     ("run_pretraining.sh", "pretrain_config.sh",
-                                      "dgxh100_8gpu_bf16")):  # fmt: skip
+    for launcher, config, preset in (
+        ("run_squad.sh", "squad_config.sh", "dgxh100_8gpu_bf16"),
+        ("run_glue.sh", "glue_config.sh", "mrpc_dgxh100_8gpu_bf16"),
+        ("run_pretraining.sh", "pretrain_config.sh", "dgxh100_8gpu_bf16"),
+    ):
         for _, _, flags in commands(with_preset(launcher, config, preset, world)):
             assert "--bf16" in flags and "--fp16" not in flags
 
@@ -522,12 +760,15 @@ def one_error_line(result: subprocess.CompletedProcess) -> str:
 SQUAD_13 = ["/c.pt", "2.0", "4", "3e-5", "fp16", "8", "1", "/s", "/v", "/o", "train", "/cfg", "-1"]
 
 
-@pytest.mark.parametrize("args, problem", [
-    ([*SQUAD_13[:4], "0.1", *SQUAD_13[5:]], "13 arguments are 21.11's order"),
-    ([*SQUAD_13[:4], "fp16", *SQUAD_13[4:]], "14 arguments are HEAD's order"),
-    ([*SQUAD_13[:4], "half"], "argument 5 'half' is neither"),
-    ([*SQUAD_13, "x", "y"], "15 arguments are too many"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "args, problem",
+    [
+        ([*SQUAD_13[:4], "0.1", *SQUAD_13[5:]], "13 arguments are 21.11's order"),
+        ([*SQUAD_13[:4], "fp16", *SQUAD_13[4:]], "14 arguments are HEAD's order"),
+        ([*SQUAD_13[:4], "half"], "argument 5 'half' is neither"),
+        ([*SQUAD_13, "x", "y"], "15 arguments are too many"),
+    ],
+)
 def test_squad_refuses_a_call_that_fits_neither_order(args, problem, world):
     line = one_error_line(launch("run_squad.sh", args, world))
     assert problem in line
@@ -546,10 +787,16 @@ def test_squad_decides_the_order_by_the_fifth_argument(world):
     assert short[2]["--config_file"] == str(REPO_ROOT / "bert_config.json")  # 21.11's
 
 
-@pytest.mark.parametrize("precision, flags", [
-    ("fp16", {"--fp16": None}), ("fp32", {}), ("tf32", {}), ("bf16", {"--bf16": None}),
-    ("fp32_strict", {"--precision": "fp32"}),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "precision, flags",
+    [
+        ("fp16", {"--fp16": None}),
+        ("fp32", {}),
+        ("tf32", {}),
+        ("bf16", {"--bf16": None}),
+        ("fp32_strict", {"--precision": "fp32"}),
+    ],
+)
 def test_precision_words(precision, flags, world):
     chosen = {"--fp16", "--bf16", "--precision"}
     (squad,) = commands(launch("run_squad.sh", [*SQUAD_13[:4], precision, "1"], world))
@@ -560,32 +807,57 @@ def test_precision_words(precision, flags, world):
         assert {k: v for k, v in phase[2].items() if k in chosen} == flags
 
 
-@pytest.mark.parametrize("launcher, args, expected", [
-    ("run_squad.sh", [*SQUAD_13[:4], "fp8"], "argument 5 'fp8' is neither"),
-    ("run_squad.sh", [*SQUAD_13[:5], "0"], "argument 6 num_gpu: '0' is not a positive integer"),
-    ("run_squad.sh", [*SQUAD_13[:10], "evaluate"], "argument 11 mode: 'evaluate' is not train"),
-    ("run_squad.sh", [*SQUAD_13[:4], "0.1", "fp16", "1", "x"],
-     "argument 8 seed: 'x' is not a non-negative integer"),
-    ("run_squad.sh", ["/c.pt", "--fp16"], "argument 2 '--fp16' looks like a flag"),
-    ("run_glue.sh", [""] * 6 + ["eight"], "argument 7 num_gpu: 'eight' is not a positive integer"),
-    ("run_glue.sh", [""] * 15 + ["train evaluate"], "argument 16 mode: 'train evaluate' holds"),
-    ("run_glue.sh", [""] * 13 + ["half"], "argument 14 precision: 'half' is not fp16"),
-    ("run_glue.sh", [""] * 17, "17 arguments are too many"),
-    ("run_pretraining.sh", ["8", "1e-3", "fp16", "1", "0.1", "10", "5", "yes"],
-     "argument 8 resume_training: 'yes' is not true or false"),
-    ("run_pretraining.sh", ["8"] + [""] * 28 + ["48"],
-     "argument 30 phase2_bin_size: '48' is not one of: none 32 64 128 256 512"),
-    ("run_pretraining.sh", ["8"] + [""] * 29 + ["random"],
-     "argument 31 masking: 'random' is not one of: static dynamic"),
-    ("run_pretraining.sh", ["8"] + [""] * 28 + ["1.5"], "argument 30 phase2_bin_size"),
-    ("run_pretraining.sh", ["8"] + [""] * 27 + ["2"], "argument 29 sample_ratio: '2' is not"),
-    ("run_pretraining.sh", ["8"] + [""] * 11 + ["a/b"], "argument 13 job_name: 'a/b' must be"),
-    ("run_pretraining.sh", ["8"] + [""] * 21 + ["/nowhere"],
-     "argument 23 CODEDIR: '/nowhere' holds no run_pretraining.py"),
-    ("run_pretraining.sh", ["8"] + [""] * 30 + ["/nowhere.json"],
-     "argument 32 BERT_CONFIG: model config /nowhere.json not found"),
-    ("run_pretraining.sh", ["8"] * 33, "33 arguments are too many"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "launcher, args, expected",
+    [
+        ("run_squad.sh", [*SQUAD_13[:4], "fp8"], "argument 5 'fp8' is neither"),
+        ("run_squad.sh", [*SQUAD_13[:5], "0"], "argument 6 num_gpu: '0' is not a positive integer"),
+        ("run_squad.sh", [*SQUAD_13[:10], "evaluate"], "argument 11 mode: 'evaluate' is not train"),
+        (
+            "run_squad.sh",
+            [*SQUAD_13[:4], "0.1", "fp16", "1", "x"],
+            "argument 8 seed: 'x' is not a non-negative integer",
+        ),
+        ("run_squad.sh", ["/c.pt", "--fp16"], "argument 2 '--fp16' looks like a flag"),
+        (
+            "run_glue.sh",
+            [""] * 6 + ["eight"],
+            "argument 7 num_gpu: 'eight' is not a positive integer",
+        ),
+        ("run_glue.sh", [""] * 15 + ["train evaluate"], "argument 16 mode: 'train evaluate' holds"),
+        ("run_glue.sh", [""] * 13 + ["half"], "argument 14 precision: 'half' is not fp16"),
+        ("run_glue.sh", [""] * 17, "17 arguments are too many"),
+        (
+            "run_pretraining.sh",
+            ["8", "1e-3", "fp16", "1", "0.1", "10", "5", "yes"],
+            "argument 8 resume_training: 'yes' is not true or false",
+        ),
+        (
+            "run_pretraining.sh",
+            ["8"] + [""] * 28 + ["48"],
+            "argument 30 phase2_bin_size: '48' is not one of: none 32 64 128 256 512",
+        ),
+        (
+            "run_pretraining.sh",
+            ["8"] + [""] * 29 + ["random"],
+            "argument 31 masking: 'random' is not one of: static dynamic",
+        ),
+        ("run_pretraining.sh", ["8"] + [""] * 28 + ["1.5"], "argument 30 phase2_bin_size"),
+        ("run_pretraining.sh", ["8"] + [""] * 27 + ["2"], "argument 29 sample_ratio: '2' is not"),
+        ("run_pretraining.sh", ["8"] + [""] * 11 + ["a/b"], "argument 13 job_name: 'a/b' must be"),
+        (
+            "run_pretraining.sh",
+            ["8"] + [""] * 21 + ["/nowhere"],
+            "argument 23 CODEDIR: '/nowhere' holds no run_pretraining.py",
+        ),
+        (
+            "run_pretraining.sh",
+            ["8"] + [""] * 30 + ["/nowhere.json"],
+            "argument 32 BERT_CONFIG: model config /nowhere.json not found",
+        ),
+        ("run_pretraining.sh", ["8"] * 33, "33 arguments are too many"),
+    ],
+)
 def test_bad_values_are_one_line_naming_the_argument(launcher, args, expected, world):
     assert expected in one_error_line(launch(launcher, args, world))
 
@@ -606,8 +878,12 @@ def test_lddl_only_arguments_get_a_note_when_the_data_exists(world):
     result = launch("run_pretraining.sh", args, world)
     phase1, phase2 = commands(result)
     assert result.stderr.count("\n") == 1 and "note:" in result.stderr
-    for expected in ("25 wikipedia_source=/wiki", "26 num_dask_workers=3",
-                     "27 num_shards_per_worker=16", "29 sample_ratio=0.5"):  # fmt: skip
+    for expected in (
+        "25 wikipedia_source=/wiki",
+        "26 num_dask_workers=3",
+        "27 num_shards_per_worker=16",
+        "29 sample_ratio=0.5",
+    ):
         assert expected in result.stderr
     assert phase1[2]["--num_workers"] == "2" and "--bin_size" not in phase2[2]
     assert "--vocab_file" in phase1[2] and "--bert_model" not in phase1[2]  # HEAD's form
@@ -623,11 +899,19 @@ def test_parquet_folders_in_the_21_11_form_get_the_vocabulary(world, tmp_path):
         assert flags["--bert_model"] == "bert-large-uncased"  # still 21.11's form
 
 
-@pytest.mark.parametrize("launcher, position", [
-    ("run_squad.sh", 3), ("run_squad.sh", 6), ("run_glue.sh", 7), ("run_glue.sh", 9),
-    ("run_pretraining.sh", 1), ("run_pretraining.sh", 4), ("run_pretraining.sh", 11),
-    ("run_pretraining.sh", 28),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "launcher, position",
+    [
+        ("run_squad.sh", 3),
+        ("run_squad.sh", 6),
+        ("run_glue.sh", 7),
+        ("run_glue.sh", 9),
+        ("run_pretraining.sh", 1),
+        ("run_pretraining.sh", 4),
+        ("run_pretraining.sh", 11),
+        ("run_pretraining.sh", 28),
+    ],
+)
 def test_a_command_hidden_in_a_numeric_argument_never_runs(launcher, position, world, tmp_path):
     marker = tmp_path / "ran"
     args = [""] * (position - 1) + [f"a[$(touch {marker})]"]
@@ -652,8 +936,20 @@ def test_dry_run_creates_nothing(world, tmp_path):
 
 def test_relative_paths_look_in_the_current_directory_then_the_repository(world, tmp_path):
     (tmp_path / "bert_config.json").write_text("{}")
-    args = ["ckpt.pt", "1.0", "8", "1e-5", "fp16", "1", "1", "squad", "vocab/vocab", "out", "train",
-            "bert_config.json"]  # fmt: skip
+    args = [
+        "ckpt.pt",
+        "1.0",
+        "8",
+        "1e-5",
+        "fp16",
+        "1",
+        "1",
+        "squad",
+        "vocab/vocab",
+        "out",
+        "train",
+        "bert_config.json",
+    ]
     result = run(["bash", str(REPO_ROOT / "scripts/run_squad.sh"), *args], world, cwd=tmp_path)
     (ours,) = commands(result)
     assert ours[2]["--vocab_file"] == str(REPO_ROOT / "vocab/vocab")  # only in the repository
@@ -667,8 +963,13 @@ def test_relative_paths_look_in_the_current_directory_then_the_repository(world,
 
 def test_a_preset_that_cannot_echo_a_path_stops_the_launcher(world, tmp_path):
     spaced = tmp_path / "my data"
-    result = with_preset("run_squad.sh", "squad_config.sh", "dgx1_8gpu_fp16", world,
-                         BERT_PREP_WORKING_DIR=str(spaced))  # fmt: skip
+    result = with_preset(
+        "run_squad.sh",
+        "squad_config.sh",
+        "dgx1_8gpu_fp16",
+        world,
+        BERT_PREP_WORKING_DIR=str(spaced),
+    )
     assert result.returncode == 2 and result.stdout == ""
     first, second = result.stderr.strip().splitlines()
     assert "holds whitespace" in first and str(spaced) in first
@@ -678,16 +979,29 @@ def test_a_preset_that_cannot_echo_a_path_stops_the_launcher(world, tmp_path):
 def test_paths_the_documented_lines_use():
     config = json.loads((REPO_ROOT / "bert_config.json").read_text())
     assert config == {  # NVIDIA 21.11's bert_config.json (BERT-large)
-        "attention_probs_dropout_prob": 0.1, "hidden_act": "gelu", "hidden_dropout_prob": 0.1,
-        "hidden_size": 1024, "initializer_range": 0.02, "intermediate_size": 4096,
-        "max_position_embeddings": 512, "num_attention_heads": 16, "num_hidden_layers": 24,
-        "type_vocab_size": 2, "vocab_size": 30522}  # fmt: skip
+        "attention_probs_dropout_prob": 0.1,
+        "hidden_act": "gelu",
+        "hidden_dropout_prob": 0.1,
+        "hidden_size": 1024,
+        "initializer_range": 0.02,
+        "intermediate_size": 4096,
+        "max_position_embeddings": 512,
+        "num_attention_heads": 16,
+        "num_hidden_layers": 24,
+        "type_vocab_size": 2,
+        "vocab_size": 30522,
+    }
     link = REPO_ROOT / "scripts" / "vocab" / "vocab"
     assert link.is_symlink() and os.readlink(link) == "../../vocab/vocab"
     assert link.read_bytes() == (REPO_ROOT / "vocab" / "vocab").read_bytes()
     if (REPO_ROOT / ".git").exists():
-        listed = subprocess.run(["git", "ls-files", "-s", "scripts/vocab/vocab"], cwd=REPO_ROOT,
-                                capture_output=True, text=True, check=True).stdout  # fmt: skip
+        listed = subprocess.run(
+            ["git", "ls-files", "-s", "scripts/vocab/vocab"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         assert listed.startswith("120000 ")  # git stores it as a link, so clones keep it
     # NVIDIA's presets name Google's uncased vocab.txt; the pipeline checks the download against
     # this digest, the bundled file's.
@@ -709,7 +1023,7 @@ def fake_command(folder: Path, name: str, log: Path, stdout: str = "") -> None:
         f"    f.write(json.dumps({{'argv': sys.argv[1:], "
         f"'env': {{k: os.environ.get(k) for k in keep}}}}) + '\\n')\n"
         f"sys.stdout.write({stdout!r})\n"
-    )  # fmt: skip
+    )
     (folder / name).chmod(0o755)
 
 
@@ -729,16 +1043,41 @@ def fakes(tmp_path, world):
     return {"log": log, "env": env}
 
 
-@pytest.mark.parametrize("args, expected", [
-    ([], {"--net": "host", "image": "bert", "cmd": ["/bin/bash"], "gpus": "device=all"}),
-    (["python run.py *", "0,1", "bridge"],  # 21.11: CMD NV_VISIBLE_DEVICES DOCKER_BRIDGE
-     {"--net": "bridge", "image": "bert", "cmd": ["python", "run.py", "*"],
-      "gpus": '"device=0,1"'}),
-    (["bash", "2", "-v /d:/d"],  # HEAD's EXTRA_MOUNTS as third
-     {"--net": "host", "image": "bert", "cmd": ["bash"], "gpus": "device=2", "mounts": ["/d:/d"]}),
-    (["bash", "all", "", "my/image:1", "none"],  # HEAD: CMD DEVICES EXTRA_MOUNTS IMAGE BRIDGE
-     {"--net": "none", "image": "my/image:1", "cmd": ["bash"], "gpus": "device=all"}),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        ([], {"--net": "host", "image": "bert", "cmd": ["/bin/bash"], "gpus": "device=all"}),
+        (
+            ["python run.py *", "0,1", "bridge"],  # 21.11: CMD NV_VISIBLE_DEVICES DOCKER_BRIDGE
+            {
+                "--net": "bridge",
+                "image": "bert",
+                "cmd": ["python", "run.py", "*"],
+                "gpus": '"device=0,1"',
+            },
+        ),
+        (
+            ["bash", "2", "-v /d:/d"],  # HEAD's EXTRA_MOUNTS as third
+            {
+                "--net": "host",
+                "image": "bert",
+                "cmd": ["bash"],
+                "gpus": "device=2",
+                "mounts": ["/d:/d"],
+            },
+        ),
+        (
+            [
+                "bash",
+                "all",
+                "",
+                "my/image:1",
+                "none",
+            ],  # HEAD: CMD DEVICES EXTRA_MOUNTS IMAGE BRIDGE
+            {"--net": "none", "image": "my/image:1", "cmd": ["bash"], "gpus": "device=all"},
+        ),
+    ],
+)
 def test_docker_launch_takes_both_generations_arguments(args, expected, fakes, world):
     result = run(["bash", "scripts/docker/launch.sh", *args], world, **fakes["env"])
     assert result.returncode == 0, result.stderr
@@ -762,8 +1101,13 @@ def test_docker_launch_refuses_bad_arguments(fakes, world):
 
 
 def run_sub(world, fakes, tmp_path, **env) -> subprocess.CompletedProcess:
-    base = {"SLURM_JOB_NODELIST": "node-[a-b]", "SLURM_JOB_NUM_NODES": "2", "REPO": str(REPO_ROOT),
-            "RESULTS_DIR": str(tmp_path / "res"), **fakes["env"]}  # fmt: skip
+    base = {
+        "SLURM_JOB_NODELIST": "node-[a-b]",
+        "SLURM_JOB_NUM_NODES": "2",
+        "REPO": str(REPO_ROOT),
+        "RESULTS_DIR": str(tmp_path / "res"),
+        **fakes["env"],
+    }
     return run(["bash", "run.sub"], world, **(base | env))
 
 
@@ -772,8 +1116,12 @@ def srun_command(fakes) -> tuple[list[str], list[str], dict]:
     (call,) = calls(fakes["log"])
     argv = call["argv"]
     start = argv.index("bash")
-    assert argv[start : start + 4] == ["bash", "-c", 'exec "$@" --local_rank="$SLURM_LOCALID"',
-                                       "run.sub"]  # fmt: skip
+    assert argv[start : start + 4] == [
+        "bash",
+        "-c",
+        'exec "$@" --local_rank="$SLURM_LOCALID"',
+        "run.sub",
+    ]
     return argv[:start], argv[start + 4 :], call["env"]
 
 
@@ -791,8 +1139,13 @@ def test_run_sub_one_task_per_gpu_with_hostile_results_dir(world, fakes, tmp_pat
     assert flags["--json-summary"] == f"{hostile}/dllogger_phase1.json"
     assert not marker.exists() and (hostile / "checkpoints").is_dir()
     # NVIDIA's defaults: fp16 with the fp16 all-reduce, batch 8192 / accumulation 32, bins of 64
-    assert {"--fp16", "--allreduce_post_accumulation_fp16", "--allreduce_post_accumulation",
-            "--disable_progress_bar", "--do_train"} <= flags.keys()  # fmt: skip
+    assert {
+        "--fp16",
+        "--allreduce_post_accumulation_fp16",
+        "--allreduce_post_accumulation",
+        "--disable_progress_bar",
+        "--do_train",
+    } <= flags.keys()
     assert (flags["--train_batch_size"], flags["--gradient_accumulation_steps"]) == ("8192", "32")
     assert (flags["--bin_size"], flags["--num_workers"], flags["--seed"]) == ("64", "4", "42")
     assert flags["--input_dir"] == str(world["prep"] / HDF5.format(128, 20) / "wikicorpus_en")
@@ -800,41 +1153,70 @@ def test_run_sub_one_task_per_gpu_with_hostile_results_dir(world, fakes, tmp_pat
 
 
 def test_run_sub_reads_both_generations_variables(world, fakes, tmp_path):
-    result = run_sub(world, fakes, tmp_path, PHASE="2", BATCHSIZE="64", GRADIENT_STEPS="4",
-                     LR="1e-3", WARMUP_UPDATES="0.5", PRECISION="tf32", BIN_SIZE="none",
-                     MASKING="dynamic", STEPS_THIS_RUN="10", GPUS="2", CONFIG="base",
-                     USE_JEMALLOC="true", DASK_TASKS_PER_NODE="64")  # fmt: skip
+    result = run_sub(
+        world,
+        fakes,
+        tmp_path,
+        PHASE="2",
+        BATCHSIZE="64",
+        GRADIENT_STEPS="4",
+        LR="1e-3",
+        WARMUP_UPDATES="0.5",
+        PRECISION="tf32",
+        BIN_SIZE="none",
+        MASKING="dynamic",
+        STEPS_THIS_RUN="10",
+        GPUS="2",
+        CONFIG="base",
+        USE_JEMALLOC="true",
+        DASK_TASKS_PER_NODE="64",
+    )
     assert result.returncode == 0, result.stderr
     assert "DASK_TASKS_PER_NODE=64 USE_JEMALLOC=true: only steer LDDL" in result.stderr
     options, command, _ = srun_command(fakes)
     flags = parse_flags(command[3:])
     assert "--ntasks-per-node=2" in options
-    assert {k: flags[k] for k in ("--train_batch_size", "--gradient_accumulation_steps",
-                                  "--learning_rate", "--warmup_proportion", "--steps_this_run",
-                                  "--json-summary")} == {
-        "--train_batch_size": "64", "--gradient_accumulation_steps": "4", "--learning_rate": "1e-3",
-        "--warmup_proportion": "0.5", "--steps_this_run": "10",
-        "--json-summary": f"{tmp_path}/res/dllogger.json"}  # fmt: skip
+    assert {
+        k: flags[k]
+        for k in (
+            "--train_batch_size",
+            "--gradient_accumulation_steps",
+            "--learning_rate",
+            "--warmup_proportion",
+            "--steps_this_run",
+            "--json-summary",
+        )
+    } == {
+        "--train_batch_size": "64",
+        "--gradient_accumulation_steps": "4",
+        "--learning_rate": "1e-3",
+        "--warmup_proportion": "0.5",
+        "--steps_this_run": "10",
+        "--json-summary": f"{tmp_path}/res/dllogger.json",
+    }
     assert {"--phase2", "--resume_from_checkpoint", "--dynamic_masking"} <= flags.keys()
     assert not {"--fp16", "--allreduce_post_accumulation_fp16", "--bin_size"} & flags.keys()
     assert flags["--config_file"] == f"{REPO_ROOT}/bert_configs/base.json"
 
 
-@pytest.mark.parametrize("env, expected", [
-    ({"BATCHSIZE": "64", "TRAIN_BATCH_SIZE": "128"}, "BATCHSIZE=64 and TRAIN_BATCH_SIZE=128"),
-    ({"GRADIENT_STEPS": "2", "GRADIENT_ACCUMULATION_STEPS": "4"}, "GRADIENT_STEPS=2 and"),
-    ({"RERUN_DASK": "true"}, "RERUN_DASK=true rebuilds the data"),
-    ({"RERUN_DASK": "maybe"}, "RERUN_DASK: 'maybe' is not true or false"),
-    ({"GPUS": "a[$(touch {marker})]"}, "GPUS: 'a[$(touch"),
-    ({"PHASE": "3"}, "PHASE: '3' is not one of: 1 2"),
-    ({"PRECISION": "fp8"}, "PRECISION: 'fp8' is not fp16"),
-    ({"CONFIG": "../x"}, "CONFIG=../x: no bert_configs/../x.json"),
-    ({"BIN_SIZE": "48"}, "BIN_SIZE: '48' is not one of"),
-    ({"DATA_DIR_PHASE1": "/nowhere"}, "DATA_DIR_PHASE1: /nowhere is missing or empty"),
-    ({"IMAGE_VERSION": "21.11-py3", "CONTAINER_IMAGE": "other"}, "name different images"),
-    ({"CONTAINER_IMAGE": "img", "RESULTS_DIR": "/tmp/a,b"}, "holds ',' or ':'"),
-    ({"SLURM_JOB_NODELIST": ""}, "SLURM_JOB_NODELIST is not set"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "env, expected",
+    [
+        ({"BATCHSIZE": "64", "TRAIN_BATCH_SIZE": "128"}, "BATCHSIZE=64 and TRAIN_BATCH_SIZE=128"),
+        ({"GRADIENT_STEPS": "2", "GRADIENT_ACCUMULATION_STEPS": "4"}, "GRADIENT_STEPS=2 and"),
+        ({"RERUN_DASK": "true"}, "RERUN_DASK=true rebuilds the data"),
+        ({"RERUN_DASK": "maybe"}, "RERUN_DASK: 'maybe' is not true or false"),
+        ({"GPUS": "a[$(touch {marker})]"}, "GPUS: 'a[$(touch"),
+        ({"PHASE": "3"}, "PHASE: '3' is not one of: 1 2"),
+        ({"PRECISION": "fp8"}, "PRECISION: 'fp8' is not fp16"),
+        ({"CONFIG": "../x"}, "CONFIG=../x: no bert_configs/../x.json"),
+        ({"BIN_SIZE": "48"}, "BIN_SIZE: '48' is not one of"),
+        ({"DATA_DIR_PHASE1": "/nowhere"}, "DATA_DIR_PHASE1: /nowhere is missing or empty"),
+        ({"IMAGE_VERSION": "21.11-py3", "CONTAINER_IMAGE": "other"}, "name different images"),
+        ({"CONTAINER_IMAGE": "img", "RESULTS_DIR": "/tmp/a,b"}, "holds ',' or ':'"),
+        ({"SLURM_JOB_NODELIST": ""}, "SLURM_JOB_NODELIST is not set"),
+    ],
+)
 def test_run_sub_refuses_with_one_line(env, expected, world, fakes, tmp_path):
     marker = tmp_path / "ran"
     env = {k: v.format(marker=marker) for k, v in env.items()}
@@ -846,16 +1228,21 @@ def test_run_sub_in_a_container(world, fakes, tmp_path):
     ckpt = tmp_path / "init" / "ckpt_7038.pt"
     ckpt.parent.mkdir()
     ckpt.write_bytes(b"x")
-    result = run_sub(world, fakes, tmp_path, IMAGE_VERSION="21.11-py3", PHASE="2",
-                     INIT_CHECKPOINT=str(ckpt))  # fmt: skip
+    result = run_sub(
+        world, fakes, tmp_path, IMAGE_VERSION="21.11-py3", PHASE="2", INIT_CHECKPOINT=str(ckpt)
+    )
     assert result.returncode == 0, result.stderr
     options, command, _ = srun_command(fakes)
     data = world["prep"] / HDF5.format(512, 80) / "wikicorpus_en"
     assert "--container-image=bert:21.11-py3" in options
     assert "--container-workdir=/workspace/bert" in options
     mounts = next(o for o in options if o.startswith("--container-mounts=")).split("=", 1)[1]
-    assert mounts.split(",") == [f"{REPO_ROOT}:/workspace/bert", f"{tmp_path}/res:{tmp_path}/res",
-                                 f"{data}:{data}", f"{ckpt.parent}:{ckpt.parent}"]  # fmt: skip
+    assert mounts.split(",") == [
+        f"{REPO_ROOT}:/workspace/bert",
+        f"{tmp_path}/res:{tmp_path}/res",
+        f"{data}:{data}",
+        f"{ckpt.parent}:{ckpt.parent}",
+    ]
     flags = parse_flags(command[3:])
     assert command[2] == "/workspace/bert/run_pretraining.py"
     assert flags["--init_checkpoint"] == str(ckpt)
@@ -870,8 +1257,12 @@ def test_run_sub_in_a_container(world, fakes, tmp_path):
 def spaced_checkout(tmp_path_factory):
     """A copy of this checkout's files (links kept as links) under a path with spaces."""
     root = tmp_path_factory.mktemp("spaces") / "my bert checkout"
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                            cwd=REPO_ROOT, capture_output=True, check=True).stdout  # fmt: skip
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        check=True,
+    ).stdout
     for name in filter(None, listed.decode().split("\0")):
         source, target = REPO_ROOT / name, root / name
         if not source.exists() and not source.is_symlink():
@@ -892,15 +1283,21 @@ def test_presets_from_a_checkout_whose_path_has_spaces(spaced_checkout, world):
         (data / phase / "part_0").write_text("x")
     lines = {
         "squad": "bash scripts/run_squad.sh $(source scripts/configs/squad_config.sh && "
-                 "dgxa100_8gpu_fp16)",
+        "dgxa100_8gpu_fp16)",
         "glue": "bash scripts/run_glue.sh $(source scripts/configs/glue_config.sh && "
-                "sst-2_dgx1-32g_8gpu_fp32)",
+        "sst-2_dgx1-32g_8gpu_fp32)",
         "pretrain": "bash scripts/run_pretraining.sh $(source "
-                    "scripts/configs/pretrain_config.sh && dgxa100-80g_8gpu_fp16)",
-    }  # fmt: skip
+        "scripts/configs/pretrain_config.sh && dgxa100-80g_8gpu_fp16)",
+    }
     for name, line in lines.items():
-        result = subprocess.run(["bash", "-c", line], cwd=spaced_checkout, capture_output=True,
-                                text=True, timeout=60, env=env)  # fmt: skip
+        result = subprocess.run(
+            ["bash", "-c", line],
+            cwd=spaced_checkout,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+        )
         for _, script, flags in commands(result):
             assert Path(flags["--config_file"]).is_file(), (name, flags)
             assert Path(flags["--vocab_file"]).is_file(), (name, flags)
@@ -912,8 +1309,14 @@ def test_presets_from_a_checkout_whose_path_has_spaces(spaced_checkout, world):
 def test_quickstart_first_stages_from_a_checkout_whose_path_has_spaces(spaced_checkout, world):
     env = {k: v for k, v in world["env"].items() if k != "BERT_PREP_WORKING_DIR"}
     env |= {"QUICKSTART_STOP_AFTER": "3", "DRY_RUN": "1", "DUPE_FACTOR": "1"}
-    result = subprocess.run(["bash", "scripts/quickstart.sh"], cwd=spaced_checkout,
-                            capture_output=True, text=True, timeout=900, env=env)  # fmt: skip
+    result = subprocess.run(
+        ["bash", "scripts/quickstart.sh"],
+        cwd=spaced_checkout,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=env,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "stopped after stage 3" in result.stdout
     out = spaced_checkout / "results" / "quickstart"
@@ -954,8 +1357,21 @@ def test_squad_21_11_form_trains_then_evaluates_for_real(world, tmp_path):
     out = tmp_path / "out"
 
     def squad(checkpoint, mode):
-        args = [checkpoint, "1.0", "8", "1e-3", "fp32", "1", "1", squad_dir, "vocab/vocab", out,
-                mode, TINY_CONFIG, "-1"]  # fmt: skip
+        args = [
+            checkpoint,
+            "1.0",
+            "8",
+            "1e-3",
+            "fp32",
+            "1",
+            "1",
+            squad_dir,
+            "vocab/vocab",
+            out,
+            mode,
+            TINY_CONFIG,
+            "-1",
+        ]
         assert len(args) == 13  # NVIDIA 21.11's form
         result = launch("run_squad.sh", args, world, DRY_RUN="0", OMP_NUM_THREADS="1")
         assert result.returncode == 0, result.stderr[-3000:]
@@ -965,6 +1381,10 @@ def test_squad_21_11_form_trains_then_evaluates_for_real(world, tmp_path):
     assert (out / "pytorch_model.bin").is_file() and (out / "logfile.txt").is_file()
     squad(out / "pytorch_model.bin", "eval")
     assert len(json.loads((out / "predictions.json").read_text())) == 8
-    finals = {k: v for e in read_dllogger_file(out / "dllogger.json") if e.get("step") == []
-              for k, v in e["data"].items()}  # fmt: skip
+    finals = {
+        k: v
+        for e in read_dllogger_file(out / "dllogger.json")
+        if e.get("step") == []
+        for k, v in e["data"].items()
+    }
     assert {"final_loss", "training_sequences_per_second", "exact_match", "F1"} <= finals.keys()

@@ -103,8 +103,12 @@ def write_lddl(
     each bin spread over that many files whose counts differ by at most one (its output). Binned
     files (`bin_size`) hold one bin each and a bin_id column."""
     folder.mkdir(parents=True, exist_ok=True)
-    schema = {"A": pa.string(), "B": pa.string(), "is_random_next": pa.bool_(),
-              "num_tokens": pa.uint16()}  # fmt: skip
+    schema = {
+        "A": pa.string(),
+        "B": pa.string(),
+        "is_random_next": pa.bool_(),
+        "num_tokens": pa.uint16(),
+    }
     if masked:
         schema |= {"masked_lm_positions": pa.binary(), "masked_lm_labels": pa.string()}
     if bin_size:
@@ -113,8 +117,10 @@ def write_lddl(
     bins: list[int | None] = [None]
     if bin_size:
         bins = list(range(SEQ // bin_size))
-        shards = [[row | {"bin_id": min((row["num_tokens"] - 1) // bin_size, bins[-1])}
-                   for row in rows] for rows in shards]  # fmt: skip
+        shards = [
+            [row | {"bin_id": min((row["num_tokens"] - 1) // bin_size, bins[-1])} for row in rows]
+            for rows in shards
+        ]
     num_samples = {}
     for b in bins:
         of_bin = [[row for row in rows if row.get("bin_id") == b] for rows in shards]
@@ -145,13 +151,22 @@ def loader_for(folder, micro_batch=8, **options):
 
 
 def test_file_names_and_bins(tmp_path):
-    for name in ("shard-0.parquet", "shard-0.parquet_0", "shard-1.parquet_1", "_metadata",
-                 ".num_samples.json", "part.0.parquet"):  # fmt: skip
+    for name in (
+        "shard-0.parquet",
+        "shard-0.parquet_0",
+        "shard-1.parquet_1",
+        "_metadata",
+        ".num_samples.json",
+        "part.0.parquet",
+    ):
         (tmp_path / name).write_bytes(b"")
     files = lddl_data.parquet_files(tmp_path)
     assert [p.name for p in files] == [
-        "part.0.parquet", "shard-0.parquet", "shard-0.parquet_0", "shard-1.parquet_1",
-    ]  # fmt: skip
+        "part.0.parquet",
+        "shard-0.parquet",
+        "shard-0.parquet_0",
+        "shard-1.parquet_1",
+    ]
     assert [lddl_data.bin_id(p) for p in files] == [None, None, 0, 1]
     with pytest.raises(ShardError, match=r"binned .* and unbinned .* shards mixed"):
         lddl_data.files_by_bin(files)
@@ -160,8 +175,9 @@ def test_file_names_and_bins(tmp_path):
     assert lddl_data.is_parquet_folder(tmp_path) and not lddl_data.is_parquet_folder(tmp_path / "x")
 
 
-@pytest.mark.parametrize(("world_size", "sharding"), [(1, "files"), (2, "files"),
-                                                      (2, "interleaved")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("world_size", "sharding"), [(1, "files"), (2, "files"), (2, "interleaved")]
+)
 def test_parquet_batches_equal_the_hdf5_batches(hdf5_dir, tmp_path, world_size, sharding):
     files = training_files(hdf5_dir)
     parquet = write_lddl(files, tmp_path / "parquet")
@@ -205,8 +221,7 @@ def test_binned_batches_come_from_one_bin_drawn_by_remaining_samples(
     everything = collections.Counter(
         key for batch in epoch(PretrainingDataLoader(files, 8)) for key in sample_keys(batch)
     )
-    ranks = [loader_for(parquet, rank=r, world_size=world_size, seed=11)
-             for r in range(world_size)]  # fmt: skip
+    ranks = [loader_for(parquet, rank=r, world_size=world_size, seed=11) for r in range(world_size)]
     assert all(isinstance(loader, lddl_data.BinnedParquetLoader) for loader in ranks)
     seen, plans = collections.Counter(), []
     for loader in ranks:
@@ -247,15 +262,20 @@ def test_binned_interleaved_ranks_split_the_single_stream(hdf5_dir, tmp_path):
     parquet = write_lddl(training_files(hdf5_dir), tmp_path / "binned", bin_size=16)
     single = [sample_keys(b) for b in itertools.islice(iter(loader_for(parquet, seed=2)), 20)]
     ranks = [
-        [sample_keys(b) for b in itertools.islice(
-            iter(loader_for(parquet, rank=r, world_size=2, seed=2, sharding="interleaved")), 10)]
+        [
+            sample_keys(b)
+            for b in itertools.islice(
+                iter(loader_for(parquet, rank=r, world_size=2, seed=2, sharding="interleaved")), 10
+            )
+        ]
         for r in range(2)
-    ]  # fmt: skip
+    ]
     assert single[0::2] == ranks[0] and single[1::2] == ranks[1]
 
 
-@pytest.mark.parametrize(("bin_size", "sharding"), [(None, "files"), (16, "files"),
-                                                    (16, "interleaved")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("bin_size", "sharding"), [(None, "files"), (16, "files"), (16, "interleaved")]
+)
 def test_resume_continues_at_the_exact_next_batch(hdf5_dir, tmp_path, bin_size, sharding):
     parquet = write_lddl(training_files(hdf5_dir), tmp_path / "p", bin_size=bin_size)
     options = {"rank": 1, "world_size": 2, "seed": 5, "sharding": sharding}
@@ -290,8 +310,12 @@ def test_bad_folders_are_one_clear_error(hdf5_dir, tmp_path):
     typed = folder_with("typed", lambda p: pq.write_table(wrong_type, p))
     with pytest.raises(ShardError, match="column is_random_next has type int64, expected bool"):
         loader_for(typed)
-    dynamic = folder_with("mixed", lambda p: pq.write_table(
-        table.drop_columns(["masked_lm_positions", "masked_lm_labels"]), p))  # fmt: skip
+    dynamic = folder_with(
+        "mixed",
+        lambda p: pq.write_table(
+            table.drop_columns(["masked_lm_positions", "masked_lm_labels"]), p
+        ),
+    )
     with pytest.raises(ShardError, match="static and dynamic masking are mixed"):
         loader_for(dynamic)
 
@@ -310,8 +334,9 @@ def test_bad_folders_are_one_clear_error(hdf5_dir, tmp_path):
         epoch(loader_for(good, max_seq_length=16, prefetch=False))
 
     stale = write_lddl(files[:2], tmp_path / "stale")
-    (stale / ".num_samples.json").write_text(json.dumps({"shard-0.parquet": 3,
-                                                         "shard-1.parquet": 3}))  # fmt: skip
+    (stale / ".num_samples.json").write_text(
+        json.dumps({"shard-0.parquet": 3, "shard-1.parquet": 3})
+    )
     with pytest.raises(ShardError, match=r"samples, but .*\.num_samples\.json says 3"):
         epoch(loader_for(stale, prefetch=False))
     with pytest.raises(ShardError, match="pass --vocab_file"):
@@ -380,11 +405,21 @@ def test_run_pretraining_trains_on_parquet_like_on_hdf5(hdf5_dir, tmp_path):
     for name, folder in (("hdf5", hdf5_dir), ("parquet", parquet)):
         out = tmp_path / name
         code = run_pretraining.main(
-            [f"--input_dir={folder}", f"--output_dir={out}", f"--config_file={TINY_CONFIG}",
-             f"--vocab_file={UNCASED_VOCAB}", f"--json-summary={out}/log.json", "--do_train",
-             "--disable_progress_bar", "--train_batch_size=8", "--max_steps=2",
-             "--skip_checkpoint", "--no_cuda", "--precision=fp32"]
-        )  # fmt: skip
+            [
+                f"--input_dir={folder}",
+                f"--output_dir={out}",
+                f"--config_file={TINY_CONFIG}",
+                f"--vocab_file={UNCASED_VOCAB}",
+                f"--json-summary={out}/log.json",
+                "--do_train",
+                "--disable_progress_bar",
+                "--train_batch_size=8",
+                "--max_steps=2",
+                "--skip_checkpoint",
+                "--no_cuda",
+                "--precision=fp32",
+            ]
+        )
         assert code == 0
         losses[name] = [
             event["data"]["average_loss"]

@@ -14,8 +14,10 @@ def test_dllogger_json_lines(tmp_path, capsys):
     path = tmp_path / "results" / "dllogger.json"  # the parent folder is created
     metrics = MetricLogger(path, use_dllogger=False)  # our writer, even where dllogger exists
     metrics.log("PARAMETER", {"SEED": 42, "Config": ["Namespace(...)"]})
-    metrics.log((0, 10), {"average_loss": 7.5, "learning_rate": 1e-4, "nan": float("nan"),
-                          "inf": float("inf")})  # fmt: skip
+    metrics.log(
+        (0, 10),
+        {"average_loss": 7.5, "learning_rate": 1e-4, "nan": float("nan"), "inf": float("inf")},
+    )
     metrics.log((), {"e2e_train_time": 12.0, "final_loss": 7.5})
     metrics.close()
     lines = path.read_text().splitlines()
@@ -35,8 +37,10 @@ def test_dllogger_json_lines(tmp_path, capsys):
     assert len(read_dllogger_file(path)) == len(records)
     out = capsys.readouterr().out.splitlines()  # stdout, not only the logging module
     assert len(out) == 3 and all(re.match(r"DLL \d{4}-\d\d-\d\d \d\d:\d\d:\d\d", o) for o in out)
-    assert out[1].endswith(" - Training Epoch: 0 Training Iteration: 10  average_loss : 7.5  "
-                           "learning_rate : 0.0001  nan : nan  inf : inf ")  # fmt: skip
+    assert out[1].endswith(
+        " - Training Epoch: 0 Training Iteration: 10  average_loss : 7.5  "
+        "learning_rate : 0.0001  nan : nan  inf : inf "
+    )
     assert out[2].endswith(" -  e2e_train_time : 12.0 s final_loss : 7.5 None")
 
 

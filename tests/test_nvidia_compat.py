@@ -98,17 +98,33 @@ def nvidia_groups(model: nn.Module) -> list[dict]:
     """run_pretraining.py's optimizer_grouped_parameters (both versions)."""
     named = list(model.named_parameters())
     return [
-        {"params": [p for n, p in named if not any(nd in n for nd in NO_DECAY)],
-         "weight_decay": 0.01},
+        {
+            "params": [p for n, p in named if not any(nd in n for nd in NO_DECAY)],
+            "weight_decay": 0.01,
+        },
         {"params": [p for n, p in named if any(nd in n for nd in NO_DECAY)], "weight_decay": 0.0},
-    ]  # fmt: skip
+    ]
 
 
 # ------------------------------------------------------------------------ NVIDIA's optimizers
 
 
-def lamb_kernel(params, grads, moments, lr, beta1, beta2, eps, step, bias_correction,
-                weight_decay, grad_averaging, global_norm, max_norm, use_nvlamb):  # fmt: skip
+def lamb_kernel(
+    params,
+    grads,
+    moments,
+    lr,
+    beta1,
+    beta2,
+    eps,
+    step,
+    bias_correction,
+    weight_decay,
+    grad_averaging,
+    global_norm,
+    max_norm,
+    use_nvlamb,
+):
     """The fused LAMB kernels' arithmetic (adam_w mode), per tensor, in float64."""
     clip = global_norm / max_norm if global_norm > max_norm else 1.0
     beta3 = 1 - beta1 if grad_averaging else 1.0
@@ -134,12 +150,30 @@ class FusedLAMB(torch.optim.Optimizer):
     """apex.optimizers.FusedLAMB (21.11): its defaults, and the group keys step() reads. The
     kernel takes `const float lr` and `const int step`, converted as pybind11 converts them."""
 
-    def __init__(self, params, lr=1e-3, bias_correction=True, betas=(0.9, 0.999), eps=1e-6,
-                 weight_decay=0.01, amsgrad=False, adam_w_mode=True, grad_averaging=True,
-                 set_grad_none=True, max_grad_norm=1.0, use_nvlamb=False):  # fmt: skip
-        defaults = dict(lr=lr, bias_correction=bias_correction, betas=betas, eps=eps,
-                        weight_decay=weight_decay, grad_averaging=grad_averaging,
-                        max_grad_norm=max_grad_norm)  # fmt: skip
+    def __init__(
+        self,
+        params,
+        lr=1e-3,
+        bias_correction=True,
+        betas=(0.9, 0.999),
+        eps=1e-6,
+        weight_decay=0.01,
+        amsgrad=False,
+        adam_w_mode=True,
+        grad_averaging=True,
+        set_grad_none=True,
+        max_grad_norm=1.0,
+        use_nvlamb=False,
+    ):
+        defaults = dict(
+            lr=lr,
+            bias_correction=bias_correction,
+            betas=betas,
+            eps=eps,
+            weight_decay=weight_decay,
+            grad_averaging=grad_averaging,
+            max_grad_norm=max_grad_norm,
+        )
         super().__init__(params, defaults)
         self.adam_w_mode = 1 if adam_w_mode else 0
         self.use_nvlamb = use_nvlamb
@@ -162,10 +196,22 @@ class FusedLAMB(torch.optim.Optimizer):
                     self.state[p]["exp_avg"] = torch.zeros_like(p)
                     self.state[p]["exp_avg_sq"] = torch.zeros_like(p)
             moments = [(self.state[p]["exp_avg"], self.state[p]["exp_avg_sq"]) for p in params]
-            lamb_kernel(params, [p.grad for p in params], moments, float(group["lr"]), beta1,
-                        beta2, float(group["eps"]), operator.index(group["step"]),
-                        bias_correction, float(group["weight_decay"]), grad_averaging,
-                        global_norm, max_grad_norm, self.use_nvlamb)  # fmt: skip
+            lamb_kernel(
+                params,
+                [p.grad for p in params],
+                moments,
+                float(group["lr"]),
+                beta1,
+                beta2,
+                float(group["eps"]),
+                operator.index(group["step"]),
+                bias_correction,
+                float(group["weight_decay"]),
+                grad_averaging,
+                global_norm,
+                max_grad_norm,
+                self.use_nvlamb,
+            )
 
 
 class FusedLAMBAMP(torch.optim.Optimizer):
@@ -173,15 +219,32 @@ class FusedLAMBAMP(torch.optim.Optimizer):
     load_state_dict replaces the groups and casts nothing; the kernel reads `lr` and `step`
     through data_ptr<float>() and data_ptr<int>(), so they must be float32 and int32 tensors."""
 
-    def __init__(self, params, lr=1e-3, step=0, bias_correction=True, betas=(0.9, 0.999),
-                 eps=1e-6, weight_decay=0.01, amsgrad=False, adam_w_mode=True,
-                 grad_averaging=True, set_grad_none=True, max_grad_norm=1.0,
-                 use_nvlamb=False):  # fmt: skip
-        defaults = dict(lr=torch.tensor(lr, dtype=torch.float32),
-                        step=torch.tensor([step], dtype=torch.int),
-                        bias_correction=bias_correction, betas=betas, eps=eps,
-                        weight_decay=weight_decay, grad_averaging=grad_averaging,
-                        max_grad_norm=max_grad_norm)  # fmt: skip
+    def __init__(
+        self,
+        params,
+        lr=1e-3,
+        step=0,
+        bias_correction=True,
+        betas=(0.9, 0.999),
+        eps=1e-6,
+        weight_decay=0.01,
+        amsgrad=False,
+        adam_w_mode=True,
+        grad_averaging=True,
+        set_grad_none=True,
+        max_grad_norm=1.0,
+        use_nvlamb=False,
+    ):
+        defaults = dict(
+            lr=torch.tensor(lr, dtype=torch.float32),
+            step=torch.tensor([step], dtype=torch.int),
+            bias_correction=bias_correction,
+            betas=betas,
+            eps=eps,
+            weight_decay=weight_decay,
+            grad_averaging=grad_averaging,
+            max_grad_norm=max_grad_norm,
+        )
         super().__init__(params, defaults)
         self._dummy_overflow_buf = torch.tensor([0], dtype=torch.int)
         self.param_groups_fp32 = []
@@ -216,10 +279,14 @@ class FusedLAMBAMP(torch.optim.Optimizer):
 
     def setup_fp32_params(self):
         for group in self.param_groups:
-            self.param_groups_fp32.append({"params": [
-                p.clone().detach().float() if p.dtype == torch.half else None
-                for p in group["params"]
-            ]})  # fmt: skip
+            self.param_groups_fp32.append(
+                {
+                    "params": [
+                        p.clone().detach().float() if p.dtype == torch.half else None
+                        for p in group["params"]
+                    ]
+                }
+            )
 
     @torch.no_grad()
     def step(self, closure=None, grad_scaler=None):
@@ -242,10 +309,22 @@ class FusedLAMBAMP(torch.optim.Optimizer):
                     self.state[p]["exp_avg"] = torch.zeros_like(p, dtype=torch.float)
                     self.state[p]["exp_avg_sq"] = torch.zeros_like(p, dtype=torch.float)
             moments = [(self.state[p]["exp_avg"], self.state[p]["exp_avg_sq"]) for p in params]
-            lamb_kernel(params, [p.grad for p in params], moments, float(lr.reshape(-1)[0]),
-                        beta1, beta2, group["eps"], int(step.reshape(-1)[0]), bias_correction,
-                        group["weight_decay"], grad_averaging, global_norm,
-                        self.defaults["max_grad_norm"], self.use_nvlamb)  # fmt: skip
+            lamb_kernel(
+                params,
+                [p.grad for p in params],
+                moments,
+                float(lr.reshape(-1)[0]),
+                beta1,
+                beta2,
+                group["eps"],
+                int(step.reshape(-1)[0]),
+                bias_correction,
+                group["weight_decay"],
+                grad_averaging,
+                global_norm,
+                self.defaults["max_grad_norm"],
+                self.use_nvlamb,
+            )
 
 
 class PolyWarmUp2111:
@@ -253,7 +332,11 @@ class PolyWarmUp2111:
 
     def __init__(self, optimizer, warmup, total_steps, degree=0.5):
         self.optimizer, self.warmup, self.total_steps, self.degree = (
-            optimizer, warmup, total_steps, degree)  # fmt: skip
+            optimizer,
+            warmup,
+            total_steps,
+            degree,
+        )
         self.base_lrs = [group["lr"] for group in optimizer.param_groups]
 
     def step(self):
@@ -279,8 +362,11 @@ class PolyWarmUpHead:
         group = self.optimizer.param_groups[0]
         last_epoch = group["step"] + 1 if "step" in group else torch.tensor(1.0)
         progress = last_epoch / self.total_steps
-        lr = torch.where(progress < self.warmup, self.base_lr * progress / self.warmup,
-                         self.base_lr * ((1.0 - progress) ** self.degree))  # fmt: skip
+        lr = torch.where(
+            progress < self.warmup,
+            self.base_lr * progress / self.warmup,
+            self.base_lr * ((1.0 - progress) ** self.degree),
+        )
         for group in self.optimizer.param_groups:
             group["lr"] = lr
 
@@ -296,11 +382,21 @@ def nvidia_lr(step: int) -> float:
 
 
 def nvidia_args(**changes) -> types.SimpleNamespace:
-    values = dict(resume_from_checkpoint=True, resume_step=-1, init_checkpoint=None, phase2=False,
-                  resume_phase2=False, phase1_end_step=PHASE1_END, fp16=False,
-                  allreduce_post_accumulation_fp16=False, learning_rate=LEARNING_RATE,
-                  max_steps=MAX_STEPS, warmup_proportion=WARMUP, init_loss_scale=2**20,
-                  seed=42)  # fmt: skip
+    values = dict(
+        resume_from_checkpoint=True,
+        resume_step=-1,
+        init_checkpoint=None,
+        phase2=False,
+        resume_phase2=False,
+        phase1_end_step=PHASE1_END,
+        fp16=False,
+        allreduce_post_accumulation_fp16=False,
+        learning_rate=LEARNING_RATE,
+        max_steps=MAX_STEPS,
+        warmup_proportion=WARMUP,
+        init_loss_scale=2**20,
+        seed=42,
+    )
     return types.SimpleNamespace(**(values | changes))
 
 
@@ -351,10 +447,19 @@ def resume_2111(output_dir, args, input_dir, world_size=1, rank=0) -> types.Simp
         restored = checkpoint.get("data_loader", None)
     data_file = files[(f_start_id * world_size + rank) % len(files)]
     return types.SimpleNamespace(
-        checkpoint=checkpoint, global_step=global_step, model=model, loaded=loaded,
-        optimizer=optimizer, scheduler=scheduler, masters=masters, files=files,
-        f_start_id=f_start_id, data_file=data_file, epoch=epoch, restored=restored,
-    )  # fmt: skip
+        checkpoint=checkpoint,
+        global_step=global_step,
+        model=model,
+        loaded=loaded,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        masters=masters,
+        files=files,
+        f_start_id=f_start_id,
+        data_file=data_file,
+        epoch=epoch,
+        restored=restored,
+    )
 
 
 def resume_head(output_dir, args) -> types.SimpleNamespace:
@@ -367,8 +472,9 @@ def resume_head(output_dir, args) -> types.SimpleNamespace:
     if args.fp16 and args.allreduce_post_accumulation_fp16:
         model.half()
     optimizer = FusedLAMBAMP(nvidia_groups(model), lr=args.learning_rate)
-    scheduler = PolyWarmUpHead(optimizer, args.warmup_proportion, args.max_steps,
-                               base_lr=args.learning_rate)  # fmt: skip
+    scheduler = PolyWarmUpHead(
+        optimizer, args.warmup_proportion, args.max_steps, base_lr=args.learning_rate
+    )
     grad_scaler = torch.amp.GradScaler("cpu", init_scale=args.init_loss_scale, enabled=args.fp16)
     if (args.phase2 and not args.resume_phase2) or args.init_checkpoint:
         for group in checkpoint["optimizer"]["param_groups"]:
@@ -382,10 +488,15 @@ def resume_head(output_dir, args) -> types.SimpleNamespace:
     if (not args.phase2) or args.resume_phase2 or args.init_checkpoint:
         start_epoch = checkpoint.get("epoch", 0)
     return types.SimpleNamespace(
-        checkpoint=checkpoint, global_resume_step=global_step, model=model, loaded=loaded,
-        optimizer=optimizer, scheduler=scheduler, grad_scaler=grad_scaler,
+        checkpoint=checkpoint,
+        global_resume_step=global_step,
+        model=model,
+        loaded=loaded,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        grad_scaler=grad_scaler,
         start_epoch=start_epoch,
-    )  # fmt: skip
+    )
 
 
 def one_step(resumed, seed=0) -> dict:
@@ -429,14 +540,24 @@ def pretrain(shards, output, *extra: str) -> int:
     """run_pretraining.main in this process, its signal handlers restored afterwards."""
     handlers = {name: signal.getsignal(name) for name in (signal.SIGTERM, signal.SIGUSR1)}
     try:
-        return run_pretraining.main([
-            "--do_train", "--disable_progress_bar", "--no_cuda", f"--input_dir={shards}",
-            f"--output_dir={output}", f"--config_file={TINY_CONFIG}",
-            f"--json-summary={output}/log.json", "--train_batch_size=8",
-            "--gradient_accumulation_steps=2", f"--learning_rate={LEARNING_RATE}",
-            f"--max_steps={MAX_STEPS}", f"--warmup_proportion={WARMUP}",
-            "--num_steps_per_checkpoint=1", *extra,
-        ])  # fmt: skip
+        return run_pretraining.main(
+            [
+                "--do_train",
+                "--disable_progress_bar",
+                "--no_cuda",
+                f"--input_dir={shards}",
+                f"--output_dir={output}",
+                f"--config_file={TINY_CONFIG}",
+                f"--json-summary={output}/log.json",
+                "--train_batch_size=8",
+                "--gradient_accumulation_steps=2",
+                f"--learning_rate={LEARNING_RATE}",
+                f"--max_steps={MAX_STEPS}",
+                f"--warmup_proportion={WARMUP}",
+                "--num_steps_per_checkpoint=1",
+                *extra,
+            ]
+        )
     finally:
         for name, handler in handlers.items():
             signal.signal(name, handler)
@@ -450,8 +571,14 @@ def runs(tmp_path_factory):
     write_shards(root / "shards")
     assert pretrain(root / "shards", root / "phase1", f"--steps_this_run={PHASE1_END}") == 0
     shutil.copytree(root / "phase1", root / "phase2")
-    status = pretrain(root / "shards", root / "phase2", "--phase2", "--resume_from_checkpoint",
-                      f"--phase1_end_step={PHASE1_END}", "--steps_this_run=2")  # fmt: skip
+    status = pretrain(
+        root / "shards",
+        root / "phase2",
+        "--phase2",
+        "--resume_from_checkpoint",
+        f"--phase1_end_step={PHASE1_END}",
+        "--steps_this_run=2",
+    )
     assert status == 0
     return root
 
@@ -469,8 +596,17 @@ def test_checkpoint_has_nvidia_entries_and_nothing_pickled(runs):
     assert all(tuple(model[k].shape) == shape for k, shape in shapes.items())
     assert all(t.dtype == torch.float32 for t in model.values())
     groups = checkpoint["optimizer"]["param_groups"]
-    keys = {"lr", "bias_correction", "betas", "eps", "weight_decay", "grad_averaging",
-            "max_grad_norm", "step", "params"}  # fmt: skip
+    keys = {
+        "lr",
+        "bias_correction",
+        "betas",
+        "eps",
+        "weight_decay",
+        "grad_averaging",
+        "max_grad_norm",
+        "step",
+        "params",
+    }
     assert all(keys <= set(group) for group in groups)
     assert [group["weight_decay"] for group in groups] == [0.01, 0.0]
     names = [name for name, _ in shapes.items()]
@@ -505,8 +641,9 @@ def test_saved_moments_are_nvidias_parameter_order(runs):
             if group["weight_decay"] != 0:
                 ratio = lr * before.norm() / update.norm()
             expected = before - ratio * update
-            torch.testing.assert_close(checkpoint["model"][name].double(), expected,
-                                       rtol=1e-4, atol=1e-7, msg=name)  # fmt: skip
+            torch.testing.assert_close(
+                checkpoint["model"][name].double(), expected, rtol=1e-4, atol=1e-7, msg=name
+            )
 
 
 @pytest.mark.parametrize("init_checkpoint", [False, True])
@@ -524,8 +661,12 @@ def test_2111_starts_phase2_or_an_init_checkpoint_from_ours(runs, init_checkpoin
         assert group["step"] == 0 and group["lr"] == LEARNING_RATE
         assert group["t_total"] == MAX_STEPS and group["warmup"] == WARMUP
     weights = dict(resumed.model.named_parameters())
-    order = [n for g in nvidia_groups(resumed.model) for n, p in weights.items()
-             if any(p is q for q in g["params"])]  # fmt: skip
+    order = [
+        n
+        for g in nvidia_groups(resumed.model)
+        for n, p in weights.items()
+        if any(p is q for q in g["params"])
+    ]
     for name, master in zip(order, resumed.masters, strict=True):  # amp's masters, copied
         assert torch.equal(master, resumed.checkpoint["model"][name])
     assert resumed.epoch == 0 and resumed.f_start_id == 0  # files listed afresh
@@ -586,8 +727,9 @@ def test_head_resumes_phase1_of_ours(runs, fp16):
 @pytest.mark.parametrize("how", ["phase2", "init_checkpoint", "resume_phase2"])
 def test_head_starts_phase2_or_an_init_checkpoint_from_ours(runs, how):
     output = runs / ("phase2" if how == "resume_phase2" else "phase1")
-    args = nvidia_args(phase2=how != "init_checkpoint", resume_phase2=how == "resume_phase2",
-                       fp16=True)  # fmt: skip
+    args = nvidia_args(
+        phase2=how != "init_checkpoint", resume_phase2=how == "resume_phase2", fp16=True
+    )
     if how == "init_checkpoint":
         args.init_checkpoint = str(output / f"ckpt_{PHASE1_END}.pt")
     resumed = resume_head(output, args)
@@ -620,11 +762,11 @@ def test_grad_scaler_entry_loads_into_a_grad_scaler(precision):
     if precision == "fp16":
         scaler = torch.amp.GradScaler("cpu", init_scale=2.0**16)
         scaler.scale(torch.ones(1))  # the scale now lives in a tensor, as during training
-    t = types.SimpleNamespace(
-        stack=types.SimpleNamespace(scaler=scaler, precision=precision),
+    training = types.SimpleNamespace(
+        precision=types.SimpleNamespace(scaler=scaler, precision=precision),
         args=types.SimpleNamespace(loss_scale=0.0, init_loss_scale=2**20),
     )
-    state = run_pretraining.grad_scaler_state(t)
+    state = run_pretraining.grad_scaler_state(training)
     head = torch.amp.GradScaler("cpu", init_scale=1.0, enabled=True)
     head.load_state_dict(state)  # what HEAD does with an fp16 run (None or {} would raise)
     assert head.get_scale() == (2.0**16 if precision == "fp16" else 2.0**20)
@@ -644,18 +786,26 @@ def test_init_checkpoint_needs_resume_and_init_weights_loads_weights(runs, tmp_p
 
     extra = ["--steps_this_run=1", "--learning_rate=1e-30"]  # far below float32 resolution:
     # the weights stay as loaded
-    assert pretrain(runs / "shards", tmp_path / "ignored", f"--init_checkpoint={source}",
-                    *extra) == 0  # fmt: skip
+    assert (
+        pretrain(runs / "shards", tmp_path / "ignored", f"--init_checkpoint={source}", *extra) == 0
+    )
     warnings = [r.getMessage() for r in caplog.records if "--init_checkpoint" in r.getMessage()]
     assert len(warnings) == 1 and "ignored" in warnings[0] and "--init_weights" in warnings[0]
     assert not torch.equal(first_weights(tmp_path / "ignored"), weights[key])  # not loaded
-    assert pretrain(runs / "shards", tmp_path / "weights", f"--init_weights={source}",
-                    *extra) == 0  # fmt: skip
+    assert pretrain(runs / "shards", tmp_path / "weights", f"--init_weights={source}", *extra) == 0
     assert torch.equal(first_weights(tmp_path / "weights"), weights[key])
     fresh = torch.load(tmp_path / "weights" / "ckpt_1.pt", weights_only=True)["optimizer"]
     assert fresh["param_groups"][0]["step"].tolist() == [1]  # a fresh optimizer
-    assert pretrain(runs / "shards", tmp_path / "resumed", "--resume_from_checkpoint",
-                    f"--init_checkpoint={source}", *extra) == 0  # fmt: skip
+    assert (
+        pretrain(
+            runs / "shards",
+            tmp_path / "resumed",
+            "--resume_from_checkpoint",
+            f"--init_checkpoint={source}",
+            *extra,
+        )
+        == 0
+    )
     resumed = torch.load(tmp_path / "resumed" / "ckpt_1.pt", weights_only=True)
     assert resumed["global_step"] == 1  # NVIDIA's meaning: step count restarted ...
     assert torch.equal(resumed["model"][key], weights[key])  # ... from that file's weights
@@ -663,8 +813,13 @@ def test_init_checkpoint_needs_resume_and_init_weights_loads_weights(runs, tmp_p
 
 def test_init_weights_with_resume_from_an_init_checkpoint_is_one_error(runs, tmp_path, capsys):
     source = runs / "phase1" / f"ckpt_{PHASE1_END}.pt"
-    status = pretrain(runs / "shards", tmp_path / "both", "--resume_from_checkpoint",
-                      f"--init_checkpoint={source}", f"--init_weights={source}")  # fmt: skip
+    status = pretrain(
+        runs / "shards",
+        tmp_path / "both",
+        "--resume_from_checkpoint",
+        f"--init_checkpoint={source}",
+        f"--init_weights={source}",
+    )
     assert status == 2  # a usage error
     errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
     assert len(errors) == 1 and "--init_weights" in errors[0] and "pass one" in errors[0]
@@ -710,8 +865,9 @@ def parse_stdout(text: str) -> list[tuple[tuple[int, int], dict[str, str]]]:
 
 
 def run_script(*command: str) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, *command], cwd=REPO_ROOT, capture_output=True,
-                            text=True, timeout=600)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, *command], cwd=REPO_ROOT, capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 
@@ -719,22 +875,41 @@ def run_script(*command: str) -> subprocess.CompletedProcess:
 @pytest.mark.slow
 def test_nvidia_log_parser_reads_our_pretraining_logs_and_glue_results(tmp_path):
     env = os.environ | {"DUPE_FACTOR": "1"}
-    subprocess.run(["bash", "scripts/make_sample_shards.sh", str(tmp_path / "shards")],
-                   cwd=REPO_ROOT, check=True, capture_output=True, env=env)  # fmt: skip
+    subprocess.run(
+        ["bash", "scripts/make_sample_shards.sh", str(tmp_path / "shards")],
+        cwd=REPO_ROOT,
+        check=True,
+        capture_output=True,
+        env=env,
+    )
     out = tmp_path / "pretraining"
-    common = ["run_pretraining.py", "--do_train", "--disable_progress_bar", "--no_cuda",
-              f"--output_dir={out}", f"--config_file={TINY_CONFIG}", "--train_batch_size=8",
-              "--gradient_accumulation_steps=2", "--learning_rate=2e-2", "--max_steps=4",
-              "--warmup_proportion=0.5", "--num_steps_per_checkpoint=4"]  # fmt: skip
-    phase1 = run_script(*common, f"--input_dir={tmp_path / 'shards' / 'phase1'}",
-                        f"--json-summary={tmp_path / 'phase1.json'}")  # fmt: skip
+    common = [
+        "run_pretraining.py",
+        "--do_train",
+        "--disable_progress_bar",
+        "--no_cuda",
+        f"--output_dir={out}",
+        f"--config_file={TINY_CONFIG}",
+        "--train_batch_size=8",
+        "--gradient_accumulation_steps=2",
+        "--learning_rate=2e-2",
+        "--max_steps=4",
+        "--warmup_proportion=0.5",
+        "--num_steps_per_checkpoint=4",
+    ]
+    phase1 = run_script(
+        *common,
+        f"--input_dir={tmp_path / 'shards' / 'phase1'}",
+        f"--json-summary={tmp_path / 'phase1.json'}",
+    )
     parameters, steps, summary = parse_dllogger(tmp_path / "phase1.json")
     assert [step for step, _ in steps] == [(0, 1), (0, 2), (0, 3), (0, 4), (0, 4)]
     for (_, iteration), data in steps[:-1]:
         assert {"average_loss", "step_loss", "learning_rate", "skipped_steps"} <= set(data)
         assert abs(data["step_loss"] - data["average_loss"]) < 1.0  # not divided by GA (2)
-        expected = 2e-2 * (iteration / 4 / 0.5 if iteration / 4 < 0.5 else (1 - iteration / 4)
-                           ** 0.5)  # fmt: skip
+        expected = 2e-2 * (
+            iteration / 4 / 0.5 if iteration / 4 < 0.5 else (1 - iteration / 4) ** 0.5
+        )
         assert data["learning_rate"] == pytest.approx(expected)
         assert data["skipped_steps"] == 0
     assert steps[-1][1] == {"final_loss": steps[-2][1]["average_loss"]}
@@ -747,20 +922,37 @@ def test_nvidia_log_parser_reads_our_pretraining_logs_and_glue_results(tmp_path)
     assert float(printed[0][1]["average_loss"]) == steps[0][1]["average_loss"]
     assert float(printed[-1][1]["final_loss"]) == steps[-1][1]["final_loss"]
 
-    phase2 = run_script(*common, "--max_steps=2", "--phase2", "--resume_from_checkpoint",
-                        "--phase1_end_step=4", f"--input_dir={tmp_path / 'shards' / 'phase2'}",
-                        f"--json-summary={tmp_path / 'phase2.json'}")  # fmt: skip
+    phase2 = run_script(
+        *common,
+        "--max_steps=2",
+        "--phase2",
+        "--resume_from_checkpoint",
+        "--phase1_end_step=4",
+        f"--input_dir={tmp_path / 'shards' / 'phase2'}",
+        f"--json-summary={tmp_path / 'phase2.json'}",
+    )
     parameters, steps, summary = parse_dllogger(tmp_path / "phase2.json")
     assert [step[1] for step, _ in steps] == [1, 2, 2]  # counted within phase 2
     assert parameters["checkpoint_step"] == 2 and (out / "ckpt_6.pt").is_file()  # name: offset
     assert len(parse_stdout(phase2.stdout)) == 3
 
     glue = tmp_path / "glue"
-    run_script("run_glue.py", "--task_name=mrpc", f"--data_dir={REPO_ROOT}/data/sample/glue/MRPC",
-               f"--vocab_file={UNCASED_VOCAB}", f"--config_file={TINY_CONFIG}", "--do_lower_case",
-               "--do_train", "--do_eval", "--max_steps=2", "--train_batch_size=8",
-               "--eval_batch_size=16", "--no_cuda", f"--output_dir={glue}",
-               f"--json-summary={glue / 'dllogger.json'}")  # fmt: skip
+    run_script(
+        "run_glue.py",
+        "--task_name=mrpc",
+        f"--data_dir={REPO_ROOT}/data/sample/glue/MRPC",
+        f"--vocab_file={UNCASED_VOCAB}",
+        f"--config_file={TINY_CONFIG}",
+        "--do_lower_case",
+        "--do_train",
+        "--do_eval",
+        "--max_steps=2",
+        "--train_batch_size=8",
+        "--eval_batch_size=16",
+        "--no_cuda",
+        f"--output_dir={glue}",
+        f"--json-summary={glue / 'dllogger.json'}",
+    )
     results = json.loads((glue / "results.txt").read_text())
     assert results["global_step"] == 2 and results["train:num_samples_per_gpu"] == 16
     assert results["train:num_steps"] == 2  # micro-batches of the last epoch

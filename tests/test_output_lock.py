@@ -22,8 +22,12 @@ from output_lock import LOCK_NAME, Holder, OutputError, OutputLock, claim_output
 
 def dead_pid() -> int:
     """The PID of a process that has exited (and been reaped)."""
-    process = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                             capture_output=True, text=True, check=True)  # fmt: skip
+    process = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return int(process.stdout)
 
 
@@ -60,8 +64,9 @@ def test_a_live_holder_refuses_a_second_run_in_one_line(tmp_path):
         ({"torchrun_job": "job-1", "restart": 0}, 0, "attempt 0 of this torchrun job"),
     ],
 )
-def test_a_dead_holder_is_taken_over_with_a_warning(tmp_path, monkeypatch, caplog, changes, age,
-                                                    reason):  # fmt: skip
+def test_a_dead_holder_is_taken_over_with_a_warning(
+    tmp_path, monkeypatch, caplog, changes, age, reason
+):
     monkeypatch.setenv("TORCHELASTIC_RUN_ID", "job-1")
     monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "1")
     if changes.get("pid") == "dead":

@@ -66,10 +66,17 @@ def small_settings(tmp_path, **changes) -> Settings:
     if not dump.exists():
         tiny_dump(dump)
     values = dict(
-        working_dir=tmp_path / "work", dump=dump, n_training_shards=2, n_test_shards=1,
-        fraction_test_set=0.3, n_processes=1, max_seq_length=32, max_predictions_per_seq=5,
-        dupe_factor=2, vocab_file=UNCASED_VOCAB,
-    )  # fmt: skip
+        working_dir=tmp_path / "work",
+        dump=dump,
+        n_training_shards=2,
+        n_test_shards=1,
+        fraction_test_set=0.3,
+        n_processes=1,
+        max_seq_length=32,
+        max_predictions_per_seq=5,
+        dupe_factor=2,
+        vocab_file=UNCASED_VOCAB,
+    )
     return Settings(**(values | changes))
 
 
@@ -82,8 +89,10 @@ def test_all_stages_offline_end_to_end(tmp_path):
     assert len(articles) == len(TOPICS) and "Lobster is the subject" in articles[0]
     sharded = work / "sharded_training_shards_2_test_shards_1_fraction_0.3" / "wikicorpus_en"
     assert sorted(p.name for p in sharded.iterdir()) == [
-        "wikicorpus_en_test_0.txt", "wikicorpus_en_training_0.txt", "wikicorpus_en_training_1.txt",
-    ]  # fmt: skip
+        "wikicorpus_en_test_0.txt",
+        "wikicorpus_en_training_0.txt",
+        "wikicorpus_en_training_1.txt",
+    ]
     hdf5 = (
         work
         / (
@@ -150,20 +159,38 @@ def test_a_dump_without_articles_fails_at_extract(tmp_path):
 def test_command_line_errors(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "data.pipeline", "hdf5", "--working_dir", str(tmp_path)],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1].startswith("data.pipeline: error: hdf5: no text")
     result = subprocess.run(
-        [sys.executable, "-m", "data.pipeline", "format", "--dataset", "books_wiki_en_corpus",
-         "--working_dir", str(tmp_path)],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, env={"PATH": "/usr/bin:/bin"},
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "data.pipeline",
+            "format",
+            "--dataset",
+            "books_wiki_en_corpus",
+            "--working_dir",
+            str(tmp_path),
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin"},
+    )
     assert result.returncode == 1
     result = subprocess.run(
         ["bash", "data/create_datasets_from_start.sh", "wiki_and_more"],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2 and "expected wiki_only or wiki_books" in result.stderr
 
 

@@ -22,10 +22,23 @@ def pretraining_log(path: Path, phases=((128, 0, 5), (512, 5, 3))) -> None:
         log.log("PARAMETER", {"Config": ["Namespace(...)"], "SEED": 42})
         log.log("PARAMETER", {"train_start": True, "seq_length": seq})
         for step in range(first + 1, first + steps + 1):
-            log.log((0, step), {"average_loss": 10.0 - step, "mlm_loss": 9.0 - step,
-                                "nsp_loss": 0.69, "learning_rate": 1e-3})  # fmt: skip
-        log.log((), {"e2e_train_time": 12.5, "training_sequences_per_second": 321.0,
-                     "final_loss": 10.0 - first - steps})  # fmt: skip
+            log.log(
+                (0, step),
+                {
+                    "average_loss": 10.0 - step,
+                    "mlm_loss": 9.0 - step,
+                    "nsp_loss": 0.69,
+                    "learning_rate": 1e-3,
+                },
+            )
+        log.log(
+            (),
+            {
+                "e2e_train_time": 12.5,
+                "training_sequences_per_second": 321.0,
+                "final_loss": 10.0 - first - steps,
+            },
+        )
         log.close()
 
 
@@ -40,13 +53,23 @@ def test_runs_of_one_log_are_split_and_labelled(tmp_path):
 def test_plot_writes_a_png_for_our_and_nvidia_style_logs(tmp_path):
     pretraining_log(tmp_path / "ours.json")
     # NVIDIA's dllogger lines, with a fine-tuning step_loss, stdout noise and a cut-off last line.
-    records = [{"timestamp": "1", "type": "LOG", "step": [0, s], "data": {"step_loss": 2.0 / s}}
-               for s in range(1, 4)]  # fmt: skip
+    records = [
+        {"timestamp": "1", "type": "LOG", "step": [0, s], "data": {"step_loss": 2.0 / s}}
+        for s in range(1, 4)
+    ]
     lines = ["some stdout noise"] + [f"DLLL {json.dumps(r)}" for r in records] + ['DLLL {"type']
     (tmp_path / "nvidia.json").write_text("\n".join(lines) + "\n")
     output = tmp_path / "plots" / "loss.png"
-    status = plot_loss.main([str(tmp_path / "ours.json"), str(tmp_path / "nvidia.json"),
-                             "--output", str(output), "--title", "t"])  # fmt: skip
+    status = plot_loss.main(
+        [
+            str(tmp_path / "ours.json"),
+            str(tmp_path / "nvidia.json"),
+            "--output",
+            str(output),
+            "--title",
+            "t",
+        ]
+    )
     assert status == 0
     assert output.read_bytes().startswith(PNG_MAGIC)
     assert list(output.parent.iterdir()) == [output]  # no partial file left
@@ -77,15 +100,32 @@ def test_summary_table_of_pretraining_and_fine_tuning(tmp_path, capsys):
     squad.log((), {"exact_match": 12.5, "F1": 20.25})
     squad.close()
     glue = MetricLogger(tmp_path / "glue.json", use_dllogger=False)
-    glue.log((), {"final_loss": 0.6, "training_sequences_per_second": 8.0, "exact_match": 0.69,
-                  "F1": 0.8166, "inference_sequences_per_second": 180.0})  # fmt: skip
+    glue.log(
+        (),
+        {
+            "final_loss": 0.6,
+            "training_sequences_per_second": 8.0,
+            "exact_match": 0.69,
+            "F1": 0.8166,
+            "inference_sequences_per_second": 180.0,
+        },
+    )
     glue.close()
     capsys.readouterr()  # the loggers' own stdout lines
-    status = summarize_runs.main([
-        "--pretraining", str(tmp_path / "pretrain.json"), "--squad", str(tmp_path / "squad.json"),
-        "--glue", str(tmp_path / "glue.json"), "--seconds", "300",
-        "--output", str(tmp_path / "summary.md"),
-    ])  # fmt: skip
+    status = summarize_runs.main(
+        [
+            "--pretraining",
+            str(tmp_path / "pretrain.json"),
+            "--squad",
+            str(tmp_path / "squad.json"),
+            "--glue",
+            str(tmp_path / "glue.json"),
+            "--seconds",
+            "300",
+            "--output",
+            str(tmp_path / "summary.md"),
+        ]
+    )
     assert status == 0
     table = capsys.readouterr().out
     assert table == (tmp_path / "summary.md").read_text()
@@ -147,13 +187,22 @@ def test_tensorboard_without_the_package_is_one_error_line(tmp_path, monkeypatch
 
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails
     repo = Path(__file__).resolve().parent.parent
-    status = run_glue.main([
-        "--task_name=mrpc", f"--data_dir={repo}/data/sample/glue/MRPC",
-        f"--vocab_file={repo}/vocab/vocab", f"--config_file={repo}/bert_configs/tiny.json",
-        "--do_lower_case", "--do_train", f"--output_dir={tmp_path}",
-        f"--json-summary={tmp_path / 'log.json'}", f"--tensorboard={tmp_path / 'tb'}",
-    ])  # fmt: skip
+    status = run_glue.main(
+        [
+            "--task_name=mrpc",
+            f"--data_dir={repo}/data/sample/glue/MRPC",
+            f"--vocab_file={repo}/vocab/vocab",
+            f"--config_file={repo}/bert_configs/tiny.json",
+            "--do_lower_case",
+            "--do_train",
+            f"--output_dir={tmp_path}",
+            f"--json-summary={tmp_path / 'log.json'}",
+            f"--tensorboard={tmp_path / 'tb'}",
+        ]
+    )
     assert status == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"run_glue.py: error: --tensorboard {tmp_path / 'tb'}: needs the tensorboard "
-                   "package (pip install tensorboard)"]  # fmt: skip
+    assert err == [
+        f"run_glue.py: error: --tensorboard {tmp_path / 'tb'}: needs the tensorboard "
+        "package (pip install tensorboard)"
+    ]

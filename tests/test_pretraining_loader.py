@@ -119,9 +119,15 @@ def test_resume_continues_at_the_exact_next_sample(shards, sharding, bins):
         head = [sample_ids(next(stream)) for _ in range(stop)]
         position = loader.state()
         resumed = PretrainingDataLoader(
-            files, 6, rank=1, world_size=2, seed=5, sharding=sharding, position=position,
+            files,
+            6,
+            rank=1,
+            world_size=2,
+            seed=5,
+            sharding=sharding,
+            position=position,
             bin_size=bins,
-        )  # fmt: skip
+        )
         tail = [sample_ids(b) for b in itertools.islice(iter(resumed), 40 - stop)]
         assert head + tail == expected
 
@@ -225,8 +231,11 @@ def test_loader_speed_is_reported():
     """Not a timed assertion: prints samples/s at the phase-1 shape for the closing note."""
     result = subprocess.run(
         [sys.executable, "-c", "import benchmarks.loader_speed as b; b.main(['--rows', '4096'])"],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert "samples/s" in result.stdout
 
@@ -408,10 +417,15 @@ def test_run_pretraining_checks_shards_against_its_vocabulary_and_model(tmp_path
     edit_shard(tmp_path / "x_training_0.hdf5", "input_ids", 1, 2, 29000)  # in uncased, not cased
 
     def loader(*flags: str):
-        args = run_pretraining.parse_arguments([
-            f"--input_dir={tmp_path}", f"--output_dir={tmp_path / 'out'}",
-            f"--config_file={TINY_CONFIG}", "--train_batch_size=4", *flags,
-        ])  # fmt: skip
+        args = run_pretraining.parse_arguments(
+            [
+                f"--input_dir={tmp_path}",
+                f"--output_dir={tmp_path / 'out'}",
+                f"--config_file={TINY_CONFIG}",
+                "--train_batch_size=4",
+                *flags,
+            ]
+        )
         resume = run_pretraining.Resume()
         return next(iter(run_pretraining.build_loader(args, distributed.DistState(), resume)))
 

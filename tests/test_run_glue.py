@@ -31,23 +31,40 @@ def pretrained(tmp_path_factory):
 
 def run_glue(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "run_glue.py", f"--vocab_file={UNCASED_VOCAB}",
-         f"--config_file={TINY_CONFIG}", "--do_lower_case", *args],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "run_glue.py",
+            f"--vocab_file={UNCASED_VOCAB}",
+            f"--config_file={TINY_CONFIG}",
+            "--do_lower_case",
+            *args,
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_launcher_on_the_mrpc_sample(pretrained, tmp_path):
     env = os.environ | {"INIT_CHECKPOINT": str(pretrained), "OUT_DIR": str(tmp_path)}
     preset = subprocess.run(
         ["bash", "-c", "source scripts/configs/glue_config.sh && cpu_sample_tiny"],
-        cwd=REPO_ROOT, capture_output=True, text=True, env=env, check=True,
-    ).stdout.split()  # fmt: skip
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    ).stdout.split()
     assert len(preset) == 14
     result = subprocess.run(
         ["bash", "scripts/run_glue.sh", *preset, "1", "train eval prediction"],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600, env=env,
-    )  # fmt: skip
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     results = json.loads((tmp_path / "results.txt").read_text())
     assert {"global_step", "train:loss", "train:throughput", "eval:loss", "acc", "f1"} <= set(
@@ -58,8 +75,13 @@ def test_launcher_on_the_mrpc_sample(pretrained, tmp_path):
     summary = {k: v for e in events if e.get("step") == [] for k, v in e["data"].items()}
     assert summary["exact_match"] == summary["acc"] == results["acc"]  # NVIDIA's key kept
     assert summary["F1"] == summary["f1"]
-    assert {"e2e_train_time", "training_sequences_per_second", "final_loss",
-            "e2e_inference_time", "inference_sequences_per_second"} <= set(summary)  # fmt: skip
+    assert {
+        "e2e_train_time",
+        "training_sequences_per_second",
+        "final_loss",
+        "e2e_inference_time",
+        "inference_sequences_per_second",
+    } <= set(summary)
     submission = (tmp_path / "MRPC.tsv").read_text().splitlines()
     assert submission[0] == "index\tprediction" and len(submission) == 51
     assert all(line.split("\t")[1] in ("0", "1") for line in submission[1:])
@@ -77,14 +99,25 @@ def test_regression_task_sts_b(pretrained, tmp_path):
     header = (
         "index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\tscore"
     )
-    rows = [f"{i}\tmain-news\tf\t2012\t{i}\tnone\tnone\tA man plays guitar {i}.\t"
-            f"A person plays music {i % 3}.\t{(i % 6) * 0.9:.1f}" for i in range(40)]  # fmt: skip
+    rows = [
+        f"{i}\tmain-news\tf\t2012\t{i}\tnone\tnone\tA man plays guitar {i}.\t"
+        f"A person plays music {i % 3}.\t{(i % 6) * 0.9:.1f}"
+        for i in range(40)
+    ]
     (data / "train.tsv").write_text("\n".join([header, *rows]) + "\n")
     (data / "dev.tsv").write_text("\n".join([header, *rows[:20]]) + "\n")
-    result = run_glue("--task_name=sts-b", f"--data_dir={data}", f"--init_checkpoint={pretrained}",
-                      "--do_train", "--do_eval", f"--output_dir={tmp_path / 'out'}",
-                      "--train_batch_size=8", "--learning_rate=1e-3", "--num_train_epochs=1",
-                      f"--json-summary={tmp_path / 'out' / 'log.json'}")  # fmt: skip
+    result = run_glue(
+        "--task_name=sts-b",
+        f"--data_dir={data}",
+        f"--init_checkpoint={pretrained}",
+        "--do_train",
+        "--do_eval",
+        f"--output_dir={tmp_path / 'out'}",
+        "--train_batch_size=8",
+        "--learning_rate=1e-3",
+        "--num_train_epochs=1",
+        f"--json-summary={tmp_path / 'out' / 'log.json'}",
+    )
     assert result.returncode == 0, result.stderr
     results = json.loads((tmp_path / "out" / "results.txt").read_text())
     assert {"pearson", "spearmanr", "corr"} <= set(results) and results["global_step"] == 5
@@ -99,8 +132,10 @@ def test_bad_input(pretrained, tmp_path):
 
     out = [f"--output_dir={tmp_path / 'o'}", f"--json-summary={tmp_path / 'o' / 'l.json'}"]
     sample = REPO_ROOT / "data" / "sample" / "glue" / "MRPC"
-    assert "unknown" in error(run_glue(*out, "--task_name=squad", f"--data_dir={sample}",
-                                       "--do_eval")).lower()  # fmt: skip
+    assert (
+        "unknown"
+        in error(run_glue(*out, "--task_name=squad", f"--data_dir={sample}", "--do_eval")).lower()
+    )
     missing = tmp_path / "nope"
     line = error(run_glue(*out, "--task_name=mrpc", f"--data_dir={missing}", "--do_eval"), 2)
     assert "--data_dir" in line and "nope" in line
@@ -109,21 +144,43 @@ def test_bad_input(pretrained, tmp_path):
     text = (sample / "dev.tsv").read_text(encoding="utf-8-sig").splitlines()
     text[3] = text[3].replace("\t", " ", 1)  # one column too few on line 4
     (bad / "dev.tsv").write_text("\n".join(text) + "\n")
-    line = error(run_glue(*out, "--task_name=mrpc", f"--data_dir={bad}", "--do_eval",
-                          f"--init_checkpoint={pretrained}"))  # fmt: skip
+    line = error(
+        run_glue(
+            *out,
+            "--task_name=mrpc",
+            f"--data_dir={bad}",
+            "--do_eval",
+            f"--init_checkpoint={pretrained}",
+        )
+    )
     assert "dev.tsv" in line and "line 4" in line
     text = (sample / "dev.tsv").read_text(encoding="utf-8-sig").splitlines()
     text[2] = "7" + text[2][1:]  # label 7 is not a MRPC label
     (bad / "dev.tsv").write_text("\n".join(text) + "\n")
-    line = error(run_glue(*out, "--task_name=mrpc", f"--data_dir={bad}", "--do_eval",
-                          f"--init_checkpoint={pretrained}"))  # fmt: skip
+    line = error(
+        run_glue(
+            *out,
+            "--task_name=mrpc",
+            f"--data_dir={bad}",
+            "--do_eval",
+            f"--init_checkpoint={pretrained}",
+        )
+    )
     assert "'7'" in line
     batch = ["--train_batch_size=2", "--gradient_accumulation_steps=4"]
-    line = error(run_glue(*out, "--task_name=mrpc", f"--data_dir={sample}",
-                          "--do_train", *batch), 2)
+    line = error(
+        run_glue(*out, "--task_name=mrpc", f"--data_dir={sample}", "--do_train", *batch), 2
+    )
     assert "--gradient_accumulation_steps" in line
     plant(tmp_path / "o", pid=1, program="run_glue.py")  # another run, alive, holds it
-    line = error(run_glue(*out, "--task_name=mrpc", f"--data_dir={sample}", "--do_eval",
-                          f"--init_checkpoint={pretrained}"))  # fmt: skip
+    line = error(
+        run_glue(
+            *out,
+            "--task_name=mrpc",
+            f"--data_dir={sample}",
+            "--do_eval",
+            f"--init_checkpoint={pretrained}",
+        )
+    )
     assert f"--output_dir {tmp_path / 'o'} is in use by run_glue.py (pid 1 on" in line
     assert not (tmp_path / "o" / "results.txt").exists()

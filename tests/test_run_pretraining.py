@@ -25,9 +25,12 @@ def sample_shards(tmp_path_factory):
     out = tmp_path_factory.mktemp("sample_shards")
     result = subprocess.run(
         ["bash", "scripts/make_sample_shards.sh", str(out)],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
         env=os.environ | {"DUPE_FACTOR": "1"},
-    )  # fmt: skip
+    )
     assert result.returncode == 0, result.stderr
     return out
 
@@ -35,8 +38,12 @@ def sample_shards(tmp_path_factory):
 def pretrain(*args: str, timeout: float = 300, **popen) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "run_pretraining.py", "--do_train", "--disable_progress_bar", *args],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout, **popen,
-    )  # fmt: skip
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **popen,
+    )
 
 
 def common(shards, output, config=TINY_CONFIG, *extra: str) -> list[str]:
@@ -51,7 +58,7 @@ def common(shards, output, config=TINY_CONFIG, *extra: str) -> list[str]:
         "--max_predictions_per_seq=20",
         "--no_cuda",
         *extra,
-    ]  # fmt: skip  (CPU: gloo for torchrun, bit-exact resume)
+    ]  # CPU: gloo for torchrun, bit-exact resume
 
 
 def losses(log) -> dict[int, float]:
@@ -81,13 +88,21 @@ def test_launcher_runs_phase1_then_phase2_on_the_sample(sample_shards, tmp_path)
     env = os.environ | {"RESULTS_DIR": str(tmp_path), "SAMPLE_SHARDS": str(sample_shards)}
     preset = subprocess.run(
         ["bash", "-c", "source scripts/configs/pretrain_config.sh && cpu_sample_tiny"],
-        cwd=REPO_ROOT, capture_output=True, text=True, env=env, check=True,
-    ).stdout.split()  # fmt: skip
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    ).stdout.split()
     (tmp_path / "dllogger.json").write_text('DLLL {"earlier": "run"}\n')  # kept, not overwritten
     result = subprocess.run(
         ["bash", "scripts/run_pretraining.sh", *preset],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600, env=env,
-    )  # fmt: skip
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     (earlier,) = tmp_path.glob("dllogger.[0-9]*.json")
     assert earlier.read_text() == 'DLLL {"earlier": "run"}\n'
@@ -112,8 +127,12 @@ def test_launcher_runs_phase1_then_phase2_on_the_sample(sample_shards, tmp_path)
 
 def test_stop_and_resume_is_bit_identical(sample_shards, tmp_path):
     shards = sample_shards / "phase1"
-    args = ["--max_steps=12", "--gradient_accumulation_steps=2", "--warmup_proportion=0.2",
-            "--num_steps_per_checkpoint=100"]  # fmt: skip
+    args = [
+        "--max_steps=12",
+        "--gradient_accumulation_steps=2",
+        "--warmup_proportion=0.2",
+        "--num_steps_per_checkpoint=100",
+    ]
     full = pretrain(*common(shards, tmp_path / "full"), *args)
     assert full.returncode == 0, full.stderr
     first = pretrain(*common(shards, tmp_path / "split"), *args, "--steps_this_run=5")
@@ -138,12 +157,21 @@ def wait_for(path, process, seconds=120) -> None:
 
 @pytest.mark.parametrize("kill", [signal.SIGKILL, signal.SIGTERM])
 def test_killed_runs_keep_a_loadable_checkpoint(sample_shards, tmp_path, kill):
-    args = common(sample_shards / "phase1", tmp_path, TINY_CONFIG, "--max_steps=100000",
-                  "--num_steps_per_checkpoint=3", "--do_train")  # fmt: skip
+    args = common(
+        sample_shards / "phase1",
+        tmp_path,
+        TINY_CONFIG,
+        "--max_steps=100000",
+        "--num_steps_per_checkpoint=3",
+        "--do_train",
+    )
     process = subprocess.Popen(
         [sys.executable, "run_pretraining.py", *args],
-        cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        cwd=REPO_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         wait_for(tmp_path / "ckpt_3.pt", process)
         process.send_signal(kill)
@@ -159,31 +187,60 @@ def test_killed_runs_keep_a_loadable_checkpoint(sample_shards, tmp_path, kill):
         assert code == -signal.SIGKILL
     newest = torch_load(tmp_path / f"ckpt_{saved[-1]}.pt")
     assert newest["global_step"] == saved[-1]
-    resumed = pretrain(*common(sample_shards / "phase1", tmp_path), "--resume_from_checkpoint",
-                       f"--max_steps={saved[-1] + 2}")  # fmt: skip
+    resumed = pretrain(
+        *common(sample_shards / "phase1", tmp_path),
+        "--resume_from_checkpoint",
+        f"--max_steps={saved[-1] + 2}",
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert f"ckpt_{saved[-1] + 2}.pt" in os.listdir(tmp_path)
 
 
 def test_two_processes_equal_one_with_twice_the_accumulation(sample_shards, tmp_path):
     config = json.loads(TINY_CONFIG.read_text()) | {
-        "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}  # fmt: skip
+        "hidden_dropout_prob": 0.0,
+        "attention_probs_dropout_prob": 0.0,
+    }
     (tmp_path / "config.json").write_text(json.dumps(config))
     shards = sample_shards / "phase1"
-    extra = ["--max_steps=4", "--data_sharding=interleaved", "--num_steps_per_checkpoint=4",
-             "--warmup_proportion=0.25"]  # fmt: skip
-    single = pretrain(*common(shards, tmp_path / "one", tmp_path / "config.json"), *extra,
-                      "--train_batch_size=16", "--gradient_accumulation_steps=4")  # fmt: skip
+    extra = [
+        "--max_steps=4",
+        "--data_sharding=interleaved",
+        "--num_steps_per_checkpoint=4",
+        "--warmup_proportion=0.25",
+    ]
+    single = pretrain(
+        *common(shards, tmp_path / "one", tmp_path / "config.json"),
+        *extra,
+        "--train_batch_size=16",
+        "--gradient_accumulation_steps=4",
+    )
     assert single.returncode == 0, single.stderr
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
-                "run_pretraining.py", "--do_train", "--disable_progress_bar"]  # fmt: skip
+    torchrun = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--standalone",
+        "run_pretraining.py",
+        "--do_train",
+        "--disable_progress_bar",
+    ]
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
     double = subprocess.run(
-        [*torchrun, *common(shards, tmp_path / "two", tmp_path / "config.json"), *extra,
-         "--train_batch_size=8", "--gradient_accumulation_steps=2"],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+        [
+            *torchrun,
+            *common(shards, tmp_path / "two", tmp_path / "config.json"),
+            *extra,
+            "--train_batch_size=8",
+            "--gradient_accumulation_steps=2",
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
         env=env | {"OMP_NUM_THREADS": "1"},
-    )  # fmt: skip
+    )
     assert double.returncode == 0, double.stderr[-3000:]
     one = torch_load(tmp_path / "one/ckpt_4.pt")
     two = torch_load(tmp_path / "two/ckpt_4.pt")
@@ -191,8 +248,10 @@ def test_two_processes_equal_one_with_twice_the_accumulation(sample_shards, tmp_
     for key, value in one["model"].items():
         torch.testing.assert_close(two["model"][key], value, rtol=0, atol=1e-6, msg=key)
     start = one["model"]["bert.encoder.layer.0.output.dense.weight"]
-    assert not torch.equal(start, torch_load(tmp_path / "one/ckpt_4.pt")["model"][
-        "bert.encoder.layer.1.output.dense.weight"])  # fmt: skip
+    assert not torch.equal(
+        start,
+        torch_load(tmp_path / "one/ckpt_4.pt")["model"]["bert.encoder.layer.1.output.dense.weight"],
+    )
     l1, l2 = losses(tmp_path / "one/log.json"), losses(tmp_path / "two/log.json")
     assert all(abs(l1[s] - l2[s]) < 1e-5 for s in range(1, 5))
 
@@ -226,8 +285,14 @@ def test_bad_input_is_one_clear_line(sample_shards, tmp_path):
     (broken / "x_training_0.hdf5").write_bytes(data[: len(data) // 2])
     line = one_line(pretrain(*common(broken, tmp_path / "b"), "--max_steps=1"))
     assert "x_training_0.hdf5" in line
-    line = one_line(pretrain(*common(shards, tmp_path / "c"), "--max_steps=20",
-                             "--learning_rate=1e6", "--num_steps_per_checkpoint=1"))  # fmt: skip
+    line = one_line(
+        pretrain(
+            *common(shards, tmp_path / "c"),
+            "--max_steps=20",
+            "--learning_rate=1e6",
+            "--num_steps_per_checkpoint=1",
+        )
+    )
     assert "non-finite" in line and "the last good one is kept" in line
     for path in (tmp_path / "c").glob("ckpt_*.pt"):  # every checkpoint written holds finite weights
         model = torch_load(path)["model"]
@@ -237,14 +302,20 @@ def test_bad_input_is_one_clear_line(sample_shards, tmp_path):
 def test_trimmed_batches_train_like_padded_ones(sample_shards, tmp_path):
     """The fast path (each batch cut to its longest sequence) and the plain one agree."""
     config = json.loads(TINY_CONFIG.read_text()) | {
-        "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}  # fmt: skip
+        "hidden_dropout_prob": 0.0,
+        "attention_probs_dropout_prob": 0.0,
+    }
     (tmp_path / "config.json").write_text(json.dumps(config))
     shards = sample_shards / "phase2"  # real text: many sequences far shorter than 512
     for name, extra in (("trim", []), ("pad", ["--no_trim_padding"])):
         result = pretrain(
-            *common(shards, tmp_path / name, tmp_path / "config.json"), "--max_steps=3",
-            "--max_seq_length=512", "--max_predictions_per_seq=80", "--skip_checkpoint", *extra,
-        )  # fmt: skip
+            *common(shards, tmp_path / name, tmp_path / "config.json"),
+            "--max_steps=3",
+            "--max_seq_length=512",
+            "--max_predictions_per_seq=80",
+            "--skip_checkpoint",
+            *extra,
+        )
         assert result.returncode == 0, result.stderr
     trimmed, padded = losses(tmp_path / "trim/log.json"), losses(tmp_path / "pad/log.json")
     assert all(abs(trimmed[s] - padded[s]) < 1e-5 for s in (1, 2, 3)), (trimmed, padded)

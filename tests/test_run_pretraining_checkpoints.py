@@ -26,8 +26,14 @@ from tests.conftest import REPO_ROOT, TINY_CONFIG
 from tests.test_nvidia_compat import write_shards
 from tests.test_output_lock import plant
 
-ARGS = ["--train_batch_size=8", "--gradient_accumulation_steps=2", "--learning_rate=2e-2",
-        "--max_steps=100", "--warmup_proportion=0.5", "--num_steps_per_checkpoint=1"]  # fmt: skip
+ARGS = [
+    "--train_batch_size=8",
+    "--gradient_accumulation_steps=2",
+    "--learning_rate=2e-2",
+    "--max_steps=100",
+    "--warmup_proportion=0.5",
+    "--num_steps_per_checkpoint=1",
+]
 
 
 @pytest.fixture(scope="module")
@@ -45,11 +51,19 @@ def pretrain(shards, output, *extra: str) -> int:
     """run_pretraining.main in this process, its signal handlers restored afterwards."""
     handlers = {name: signal.getsignal(name) for name in (signal.SIGTERM, signal.SIGUSR1)}
     try:
-        return run_pretraining.main([
-            "--do_train", "--disable_progress_bar", "--no_cuda", f"--input_dir={shards}",
-            f"--output_dir={output}", f"--config_file={shards / 'config.json'}",
-            f"--json-summary={output}.log.json", *ARGS, *extra,
-        ])  # fmt: skip
+        return run_pretraining.main(
+            [
+                "--do_train",
+                "--disable_progress_bar",
+                "--no_cuda",
+                f"--input_dir={shards}",
+                f"--output_dir={output}",
+                f"--config_file={shards / 'config.json'}",
+                f"--json-summary={output}.log.json",
+                *ARGS,
+                *extra,
+            ]
+        )
     finally:
         for name, handler in handlers.items():
             signal.signal(name, handler)
@@ -115,12 +129,17 @@ def test_phase2_keeps_phase1s_checkpoints_and_three_of_its_own(shards, output):
     assert torch_load(output / "ckpt_8.pt")["global_step"] == 5
 
 
-def test_a_rewound_run_leaves_newer_checkpoints_until_it_overwrites_them(shards, reference,
-                                                                          tmp_path, caplog):
+def test_a_rewound_run_leaves_newer_checkpoints_until_it_overwrites_them(
+    shards, reference, tmp_path, caplog
+):
     output = Path(shutil.copytree(reference, tmp_path / "out"))  # ckpt_3..5
     with caplog.at_level(logging.WARNING):
-        assert pretrain(shards, output, "--resume_from_checkpoint", "--resume_step=3",
-                        "--steps_this_run=4") == 0  # fmt: skip
+        assert (
+            pretrain(
+                shards, output, "--resume_from_checkpoint", "--resume_step=3", "--steps_this_run=4"
+            )
+            == 0
+        )
     assert any("also holds newer checkpoints (up to ckpt_5.pt)" in w for w in warnings(caplog))
     assert names(output) == ["ckpt_3.pt", "ckpt_4.pt", "ckpt_5.pt"]  # 4 rewritten, 5 untouched
 
@@ -163,8 +182,9 @@ CORRUPTIONS = {
 
 
 @pytest.mark.parametrize("corrupt", list(CORRUPTIONS), ids=lambda f: f.__name__)
-def test_a_corrupt_newest_checkpoint_falls_back_to_the_one_before(shards, reference, output,
-                                                                   caplog, corrupt):
+def test_a_corrupt_newest_checkpoint_falls_back_to_the_one_before(
+    shards, reference, output, caplog, corrupt
+):
     corrupt(output / "ckpt_3.pt")
     with caplog.at_level(logging.WARNING):
         assert pretrain(shards, output, "--steps_this_run=5", "--resume_from_checkpoint") == 0
@@ -200,8 +220,12 @@ def test_resume_step_names_one_checkpoint_and_never_falls_back(shards, output, c
 
 @pytest.mark.parametrize(
     ("where", "code"),
-    [("write", errno.ENOSPC), ("write", errno.EDQUOT), ("fsync", errno.EIO),
-     ("rename", errno.EROFS)],
+    [
+        ("write", errno.ENOSPC),
+        ("write", errno.EDQUOT),
+        ("fsync", errno.EIO),
+        ("rename", errno.EROFS),
+    ],
 )
 def test_a_checkpoint_that_cannot_be_written_ends_the_run_keeping_the_older_ones(
     shards, output, monkeypatch, capsys, where, code
@@ -289,8 +313,9 @@ def test_a_killed_runs_lock_and_temporary_files_are_cleared(shards, output, capl
     (output / ".ckpt_3.pt.0123abcd.tmp").write_bytes(b"half a checkpoint")
     with caplog.at_level(logging.WARNING):
         assert pretrain(shards, output, "--steps_this_run=3", "--resume_from_checkpoint") == 0
-    assert any("taking over the lock" in w and "is no longer running" in w
-               for w in warnings(caplog))  # fmt: skip
+    assert any(
+        "taking over the lock" in w and "is no longer running" in w for w in warnings(caplog)
+    )
     assert any(".ckpt_3.pt.0123abcd.tmp" in w for w in warnings(caplog))
     assert names(output) == ["ckpt_1.pt", "ckpt_2.pt", "ckpt_3.pt"]
 
@@ -300,8 +325,9 @@ def test_a_killed_runs_lock_and_temporary_files_are_cleared(shards, output, capl
 
 def test_phase2_without_a_checkpoint_to_start_from(shards, tmp_path, capsys, caplog):
     capsys.readouterr()
-    status = pretrain(shards, tmp_path / "empty", "--phase2", "--resume_from_checkpoint",
-                      "--steps_this_run=1")  # fmt: skip
+    status = pretrain(
+        shards, tmp_path / "empty", "--phase2", "--resume_from_checkpoint", "--steps_this_run=1"
+    )
     assert status == 1
     (line,) = errors(capsys)
     assert "holds no checkpoint to start phase 2 from" in line and "almost always" in line
@@ -317,8 +343,9 @@ def test_phase2_without_a_checkpoint_to_start_from(shards, tmp_path, capsys, cap
 @pytest.mark.parametrize(
     "extra", [[], ["--resume_step=1"], ["--skip_checkpoint", "--steps_this_run=1"]]
 )
-def test_a_restarted_torchrun_worker_resumes_from_the_newest(shards, reference, output,
-                                                             monkeypatch, extra):
+def test_a_restarted_torchrun_worker_resumes_from_the_newest(
+    shards, reference, output, monkeypatch, extra
+):
     monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "1")  # the same command line, restarted
     assert pretrain(shards, output, "--steps_this_run=5", *extra) == 0
     if "--skip_checkpoint" in extra:  # nothing of this run to resume: it starts over
@@ -344,14 +371,30 @@ def torchrun(shards, output, *launch: str, env: dict | None = None) -> subproces
     """run_pretraining.py under torchrun with 2 gloo processes per job, 6 steps."""
     clean = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
     return subprocess.Popen(
-        [sys.executable, "-m", "torch.distributed.run", *launch, "run_pretraining.py",
-         "--do_train", "--disable_progress_bar", "--no_cuda", f"--input_dir={shards}",
-         f"--output_dir={output}", f"--config_file={shards / 'config.json'}",
-         f"--json-summary={output}.log.json", *ARGS, "--steps_this_run=6",
-         "--num_steps_per_checkpoint=2"],
-        cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        env=clean | {"OMP_NUM_THREADS": "1"} | (env or {}), start_new_session=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            *launch,
+            "run_pretraining.py",
+            "--do_train",
+            "--disable_progress_bar",
+            "--no_cuda",
+            f"--input_dir={shards}",
+            f"--output_dir={output}",
+            f"--config_file={shards / 'config.json'}",
+            f"--json-summary={output}.log.json",
+            *ARGS,
+            "--steps_this_run=6",
+            "--num_steps_per_checkpoint=2",
+        ],
+        cwd=REPO_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=clean | {"OMP_NUM_THREADS": "1"} | (env or {}),
+        start_new_session=True,
+    )
 
 
 def finish(*processes: subprocess.Popen, timeout: float = 180) -> list[str]:
@@ -391,8 +434,14 @@ def test_torchrun_restarts_a_killed_worker_and_ends_where_an_uninterrupted_run_d
     # torchrun's shared rendezvous store keeps the failed attempt's keys; the restarted
     # workers work under a prefix of their own (distributed.restarted_attempt_store).
     env = {}
-    process = torchrun(shards, output, "--standalone", "--nproc_per_node=2", "--max-restarts=1",
-                       env=env | {run_pretraining.KILL_FOR_TEST_ENV: f"3:{rank}"})  # fmt: skip
+    process = torchrun(
+        shards,
+        output,
+        "--standalone",
+        "--nproc_per_node=2",
+        "--max-restarts=1",
+        env=env | {run_pretraining.KILL_FOR_TEST_ENV: f"3:{rank}"},
+    )
     (err,) = finish(process)
     assert "torchrun restart 1: resuming from the newest checkpoint" in err
     assert names(output) == ["ckpt_2.pt", "ckpt_4.pt", "ckpt_6.pt"]
@@ -403,11 +452,19 @@ def test_torchrun_restarts_a_killed_worker_and_ends_where_an_uninterrupted_run_d
 def test_two_nodes_meeting_at_a_c10d_rendezvous_equal_one_node(shards, one_node, tmp_path):
     output, port = tmp_path / "out", free_port()
     nodes = [
-        torchrun(shards, output, "--nnodes=2", f"--node_rank={node}", "--nproc_per_node=1",
-                 "--rdzv_backend=c10d", f"--rdzv_endpoint=localhost:{port}",
-                 "--rdzv_id=two-nodes", f"--rdzv_conf=is_host={int(node == 0)}")
+        torchrun(
+            shards,
+            output,
+            "--nnodes=2",
+            f"--node_rank={node}",
+            "--nproc_per_node=1",
+            "--rdzv_backend=c10d",
+            f"--rdzv_endpoint=localhost:{port}",
+            "--rdzv_id=two-nodes",
+            f"--rdzv_conf=is_host={int(node == 0)}",
+        )
         for node in (0, 1)
-    ]  # fmt: skip
+    ]
     finish(*nodes)
     assert names(output) == ["ckpt_2.pt", "ckpt_4.pt", "ckpt_6.pt"]
     assert same_weights(output / "ckpt_6.pt", one_node / "ckpt_6.pt")

@@ -45,36 +45,67 @@ def fine_tuned(pretrained, tmp_path_factory):
     env = os.environ | {"INIT_CHECKPOINT": str(pretrained), "OUT_DIR": str(out)}
     preset = subprocess.run(
         ["bash", "-c", "source scripts/configs/squad_config.sh && cpu_sample_tiny"],
-        cwd=REPO_ROOT, capture_output=True, text=True, env=env, check=True,
-    ).stdout.split()  # fmt: skip
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    ).stdout.split()
     result = subprocess.run(
         ["bash", "scripts/run_squad.sh", *preset],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600, env=env,
-    )  # fmt: skip
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return out
 
 
 def run_squad(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "run_squad.py", f"--vocab_file={UNCASED_VOCAB}",
-         f"--config_file={TINY_CONFIG}", "--do_lower_case", *args],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "run_squad.py",
+            f"--vocab_file={UNCASED_VOCAB}",
+            f"--config_file={TINY_CONFIG}",
+            "--do_lower_case",
+            *args,
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_launcher_trains_predicts_and_scores(fine_tuned):
     names = {p.name for p in fine_tuned.iterdir()}
-    assert {"predictions.json", "nbest_predictions.json", "pytorch_model.bin", "config.json",
-            "bert_config.json", "dllogger.json", "logfile.txt"} <= names  # fmt: skip
+    assert {
+        "predictions.json",
+        "nbest_predictions.json",
+        "pytorch_model.bin",
+        "config.json",
+        "bert_config.json",
+        "dllogger.json",
+        "logfile.txt",
+    } <= names
     config = BertConfig.from_json_file(fine_tuned / "bert_config.json")  # 21.11's name
     assert (fine_tuned / "config.json").read_text() == (fine_tuned / "bert_config.json").read_text()
     assert config == BertConfig.from_json_file(TINY_CONFIG)
     assert not [p for p in fine_tuned.iterdir() if p.name.endswith(".tmp")]  # atomic writes
     events = read_dllogger_file(fine_tuned / "dllogger.json")
     summary = {k: v for e in events if e.get("step") == [] for k, v in e["data"].items()}
-    assert {"e2e_train_time", "training_sequences_per_second", "final_loss", "e2e_inference_time",
-            "inference_sequences_per_second", "exact_match", "F1"} <= set(summary)  # fmt: skip
+    assert {
+        "e2e_train_time",
+        "training_sequences_per_second",
+        "final_loss",
+        "e2e_inference_time",
+        "inference_sequences_per_second",
+        "exact_match",
+        "F1",
+    } <= set(summary)
     predictions = json.loads((fine_tuned / "predictions.json").read_text())
     dev = squad.load_squad_json(SAMPLE / "v1.1" / "dev-v1.1.json")
     assert len(predictions) == 290
@@ -97,11 +128,19 @@ def test_launcher_trains_predicts_and_scores(fine_tuned):
 
 def test_trimmed_batches_predict_like_padded_ones(fine_tuned, tmp_path):
     dev = SAMPLE / "v1.1" / "dev-v1.1.json"
-    common = [f"--init_checkpoint={fine_tuned / 'pytorch_model.bin'}", "--do_predict",
-              f"--predict_file={dev}", "--predict_batch_size=16"]  # fmt: skip
+    common = [
+        f"--init_checkpoint={fine_tuned / 'pytorch_model.bin'}",
+        "--do_predict",
+        f"--predict_file={dev}",
+        "--predict_batch_size=16",
+    ]
     for name, extra in (("trim", []), ("pad", ["--no_trim"])):
-        result = run_squad(*common, f"--output_dir={tmp_path / name}",
-                           f"--json-summary={tmp_path / name}/log.json", *extra)  # fmt: skip
+        result = run_squad(
+            *common,
+            f"--output_dir={tmp_path / name}",
+            f"--json-summary={tmp_path / name}/log.json",
+            *extra,
+        )
         assert result.returncode == 0, result.stderr
     trimmed = json.loads((tmp_path / "trim" / "predictions.json").read_text())
     padded = json.loads((tmp_path / "pad" / "predictions.json").read_text())
@@ -117,14 +156,29 @@ def test_trimmed_batches_predict_like_padded_ones(fine_tuned, tmp_path):
 def test_prediction_across_two_processes(fine_tuned, tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
     result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
-         "run_squad.py", f"--vocab_file={UNCASED_VOCAB}", f"--config_file={TINY_CONFIG}",
-         "--no_cuda", "--do_lower_case", f"--init_checkpoint={fine_tuned / 'pytorch_model.bin'}",
-         "--do_predict", f"--predict_file={SAMPLE / 'v1.1' / 'dev-v1.1.json'}",
-         f"--output_dir={tmp_path}", f"--json-summary={tmp_path}/log.json"],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node=2",
+            "--standalone",
+            "run_squad.py",
+            f"--vocab_file={UNCASED_VOCAB}",
+            f"--config_file={TINY_CONFIG}",
+            "--no_cuda",
+            "--do_lower_case",
+            f"--init_checkpoint={fine_tuned / 'pytorch_model.bin'}",
+            "--do_predict",
+            f"--predict_file={SAMPLE / 'v1.1' / 'dev-v1.1.json'}",
+            f"--output_dir={tmp_path}",
+            f"--json-summary={tmp_path}/log.json",
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
         env=env | {"OMP_NUM_THREADS": "1"},
-    )  # fmt: skip
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads((tmp_path / "predictions.json").read_text()) == json.loads(
         (fine_tuned / "predictions.json").read_text()
@@ -132,28 +186,46 @@ def test_prediction_across_two_processes(fine_tuned, tmp_path):
 
 
 def test_max_steps_is_exact_and_v2_runs(pretrained, tmp_path):
-    result = run_squad(f"--init_checkpoint={pretrained}", "--do_train", "--max_steps=3",
-                       f"--train_file={SAMPLE / 'v1.1' / 'train-v1.1.json'}",
-                       "--train_batch_size=8", "--log_freq=1", f"--output_dir={tmp_path / 'a'}",
-                       f"--json-summary={tmp_path / 'a' / 'log.json'}",
-                       "--skip_checkpoint")  # fmt: skip
+    result = run_squad(
+        f"--init_checkpoint={pretrained}",
+        "--do_train",
+        "--max_steps=3",
+        f"--train_file={SAMPLE / 'v1.1' / 'train-v1.1.json'}",
+        "--train_batch_size=8",
+        "--log_freq=1",
+        f"--output_dir={tmp_path / 'a'}",
+        f"--json-summary={tmp_path / 'a' / 'log.json'}",
+        "--skip_checkpoint",
+    )
     assert result.returncode == 0, result.stderr
-    logged = [e["step"] for e in read_dllogger_file(tmp_path / "a/log.json")
-              if isinstance(e.get("step"), list) and len(e["step"]) == 2]  # fmt: skip
+    logged = [
+        e["step"]
+        for e in read_dllogger_file(tmp_path / "a/log.json")
+        if isinstance(e.get("step"), list) and len(e["step"]) == 2
+    ]
     assert [step for _, step in logged] == [1, 2, 3]
     assert not (tmp_path / "a" / "pytorch_model.bin").exists()
     v2 = SAMPLE / "v2.0" / "dev-v2.0.json"
-    result = run_squad(f"--init_checkpoint={pretrained}", "--do_predict", "--do_eval",
-                       f"--predict_file={v2}", "--version_2_with_negative",
-                       f"--output_dir={tmp_path / 'b'}",
-                       f"--json-summary={tmp_path / 'b' / 'l.json'}")  # fmt: skip
+    result = run_squad(
+        f"--init_checkpoint={pretrained}",
+        "--do_predict",
+        "--do_eval",
+        f"--predict_file={v2}",
+        "--version_2_with_negative",
+        f"--output_dir={tmp_path / 'b'}",
+        f"--json-summary={tmp_path / 'b' / 'l.json'}",
+    )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "b" / "null_odds.json").exists()
     odds = json.loads((tmp_path / "b" / "null_odds.json").read_text())
     assert len(set(odds.values())) > 1  # each question its own null score (reference bug 25)
-    result = run_squad(f"--init_checkpoint={pretrained}", "--do_predict", f"--predict_file={v2}",
-                       f"--output_dir={tmp_path / 'c'}",
-                       f"--json-summary={tmp_path / 'c' / 'l.json'}")  # fmt: skip
+    result = run_squad(
+        f"--init_checkpoint={pretrained}",
+        "--do_predict",
+        f"--predict_file={v2}",
+        f"--output_dir={tmp_path / 'c'}",
+        f"--json-summary={tmp_path / 'c' / 'l.json'}",
+    )
     assert "looks like SQuAD v2.0: pass --version_2_with_negative" in result.stderr
 
 
@@ -162,12 +234,26 @@ def test_inference_uses_doc_stride_and_agrees_with_run_squad(fine_tuned, tmp_pat
     question = "What does Harry like?"
     checkpoint = fine_tuned / "pytorch_model.bin"
     result = subprocess.run(
-        [sys.executable, "inference.py", f"--init_checkpoint={checkpoint}",
-         f"--vocab_file={UNCASED_VOCAB}", f"--config_file={TINY_CONFIG}", "--do_lower_case",
-         "--question", question, "--context", context, "--n_best_size=3",
-         "--max_seq_length=128", "--doc_stride=64"],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "inference.py",
+            f"--init_checkpoint={checkpoint}",
+            f"--vocab_file={UNCASED_VOCAB}",
+            f"--config_file={TINY_CONFIG}",
+            "--do_lower_case",
+            "--question",
+            question,
+            "--context",
+            context,
+            "--n_best_size=3",
+            "--max_seq_length=128",
+            "--doc_stride=64",
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     answer = result.stdout.splitlines()[1].removeprefix("answer: ")
     nbest = json.loads(result.stdout[result.stdout.index("[") :])
@@ -193,10 +279,16 @@ def test_inference_uses_doc_stride_and_agrees_with_run_squad(fine_tuned, tmp_pat
         ],
     }
     (tmp_path / "one.json").write_text(json.dumps(data))
-    squad_run = run_squad(f"--init_checkpoint={checkpoint}", "--do_predict",
-                          f"--predict_file={tmp_path / 'one.json'}", "--max_seq_length=128",
-                          "--doc_stride=64", "--n_best_size=3", f"--output_dir={tmp_path}",
-                          f"--json-summary={tmp_path}/log.json")  # fmt: skip
+    squad_run = run_squad(
+        f"--init_checkpoint={checkpoint}",
+        "--do_predict",
+        f"--predict_file={tmp_path / 'one.json'}",
+        "--max_seq_length=128",
+        "--doc_stride=64",
+        "--n_best_size=3",
+        f"--output_dir={tmp_path}",
+        f"--json-summary={tmp_path}/log.json",
+    )
     assert squad_run.returncode == 0, squad_run.stderr
     assert json.loads((tmp_path / "predictions.json").read_text())["q"] == answer
 
@@ -206,23 +298,44 @@ def test_compiled_training_and_prediction_match_eager(pretrained, tmp_path):
     losses and predicts the same answers as the eager path, on the sample with the tiny model
     (dropout off, so both draw no random masks)."""
     config = json.loads(TINY_CONFIG.read_text()) | {
-        "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}  # fmt: skip
+        "hidden_dropout_prob": 0.0,
+        "attention_probs_dropout_prob": 0.0,
+    }
     (tmp_path / "config.json").write_text(json.dumps(config))
     runs = {}
     for name, extra in (("eager", []), ("compiled", ["--compile"])):
         out = tmp_path / name
         result = subprocess.run(
-            [sys.executable, "run_squad.py", f"--vocab_file={UNCASED_VOCAB}",
-             f"--config_file={tmp_path / 'config.json'}", "--do_lower_case", "--no_cuda",
-             f"--init_checkpoint={pretrained}", "--do_train", "--do_predict",
-             f"--train_file={SAMPLE / 'v1.1' / 'train-v1.1.json'}",
-             f"--predict_file={SAMPLE / 'v1.1' / 'dev-v1.1.json'}", f"--output_dir={out}",
-             f"--json-summary={out}/log.json", "--train_batch_size=8", "--max_steps=6",
-             "--log_freq=3", "--max_seq_length=128", "--doc_stride=64",
-             "--max_query_length=32", "--predict_batch_size=16", "--skip_cache",
-             "--skip_checkpoint", *extra],
-            cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "run_squad.py",
+                f"--vocab_file={UNCASED_VOCAB}",
+                f"--config_file={tmp_path / 'config.json'}",
+                "--do_lower_case",
+                "--no_cuda",
+                f"--init_checkpoint={pretrained}",
+                "--do_train",
+                "--do_predict",
+                f"--train_file={SAMPLE / 'v1.1' / 'train-v1.1.json'}",
+                f"--predict_file={SAMPLE / 'v1.1' / 'dev-v1.1.json'}",
+                f"--output_dir={out}",
+                f"--json-summary={out}/log.json",
+                "--train_batch_size=8",
+                "--max_steps=6",
+                "--log_freq=3",
+                "--max_seq_length=128",
+                "--doc_stride=64",
+                "--max_query_length=32",
+                "--predict_batch_size=16",
+                "--skip_cache",
+                "--skip_checkpoint",
+                *extra,
+            ],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert result.returncode == 0, result.stderr[-3000:]
         events = read_dllogger_file(out / "log.json")
         losses = [e["data"]["step_loss"] for e in events if "step_loss" in e.get("data", {})]
@@ -246,39 +359,76 @@ def test_bad_input(pretrained, tmp_path):
     out = [f"--output_dir={tmp_path}", f"--json-summary={tmp_path}/log.json"]
     assert "--do_train needs --train_file" in error(run_squad(*out, "--do_train"), 2)
     assert "at least one of --do_train or --do_predict" in error(run_squad(*out), 2)
-    line = error(run_squad(*out, "--do_predict", f"--predict_file={tmp_path / 'none.json'}",
-                           f"--init_checkpoint={pretrained}"), 2)  # fmt: skip
+    line = error(
+        run_squad(
+            *out,
+            "--do_predict",
+            f"--predict_file={tmp_path / 'none.json'}",
+            f"--init_checkpoint={pretrained}",
+        ),
+        2,
+    )
     assert f"--predict_file {tmp_path / 'none.json'}: no such file" in line
     (tmp_path / "bad.json").write_text("{not json")
     line = error(run_squad(*out, "--do_predict", f"--predict_file={tmp_path / 'bad.json'}"), 2)
     assert "without --do_train needs --init_checkpoint" in line
-    line = error(run_squad(*out, "--do_predict", f"--predict_file={tmp_path / 'bad.json'}",
-                           f"--init_checkpoint={pretrained}"))  # fmt: skip
+    line = error(
+        run_squad(
+            *out,
+            "--do_predict",
+            f"--predict_file={tmp_path / 'bad.json'}",
+            f"--init_checkpoint={pretrained}",
+        )
+    )
     assert "is not valid JSON" in line
     batch = ["--train_batch_size=10", "--gradient_accumulation_steps=3"]
     train_file = SAMPLE / "v1.1/train-v1.1.json"
     line = error(run_squad(*out, "--do_train", f"--train_file={train_file}", *batch), 2)
     assert "not divisible" in line
-    line = error(run_squad(*out, "--do_predict", f"--predict_file={SAMPLE / 'v1.1/dev-v1.1.json'}",
-                           f"--init_checkpoint={tmp_path / 'missing.pt'}"), 2)  # fmt: skip
+    line = error(
+        run_squad(
+            *out,
+            "--do_predict",
+            f"--predict_file={SAMPLE / 'v1.1/dev-v1.1.json'}",
+            f"--init_checkpoint={tmp_path / 'missing.pt'}",
+        ),
+        2,
+    )
     assert "missing.pt" in line
 
 
 def test_trimmed_training_batches_give_the_padded_loss(pretrained, tmp_path):
     config = json.loads(TINY_CONFIG.read_text()) | {
-        "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}  # fmt: skip
+        "hidden_dropout_prob": 0.0,
+        "attention_probs_dropout_prob": 0.0,
+    }
     (tmp_path / "config.json").write_text(json.dumps(config))
     logged = {}
     for name, extra in (("trim", []), ("pad", ["--no_trim"])):
         result = subprocess.run(
-            [sys.executable, "run_squad.py", f"--vocab_file={UNCASED_VOCAB}",
-             f"--config_file={tmp_path / 'config.json'}", "--do_lower_case",
-             f"--init_checkpoint={pretrained}", "--do_train", "--max_steps=2", "--log_freq=1",
-             f"--train_file={SAMPLE / 'v1.1' / 'train-v1.1.json'}", "--train_batch_size=8",
-             f"--output_dir={tmp_path / name}", f"--json-summary={tmp_path / name / 'l.json'}",
-             "--skip_checkpoint", "--skip_cache", *extra],
-            cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "run_squad.py",
+                f"--vocab_file={UNCASED_VOCAB}",
+                f"--config_file={tmp_path / 'config.json'}",
+                "--do_lower_case",
+                f"--init_checkpoint={pretrained}",
+                "--do_train",
+                "--max_steps=2",
+                "--log_freq=1",
+                f"--train_file={SAMPLE / 'v1.1' / 'train-v1.1.json'}",
+                "--train_batch_size=8",
+                f"--output_dir={tmp_path / name}",
+                f"--json-summary={tmp_path / name / 'l.json'}",
+                "--skip_checkpoint",
+                "--skip_cache",
+                *extra,
+            ],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert result.returncode == 0, result.stderr
         events = read_dllogger_file(tmp_path / name / "l.json")
         logged[name] = [e["data"]["step_loss"] for e in events if "step_loss" in e.get("data", {})]
@@ -288,19 +438,40 @@ def test_trimmed_training_batches_give_the_padded_loss(pretrained, tmp_path):
 
 def eval_args(tmp_path, *extra: str):
     """run_squad's arguments for scoring one question whose prediction is right."""
-    data = {"version": "1.1", "data": [{"title": "t", "paragraphs": [{
-        "context": "The Denver Broncos won.",
-        "qas": [{"id": "q1", "question": "Who won?",
-                 "answers": [{"text": "Denver Broncos", "answer_start": 4}]}],
-    }]}]}  # fmt: skip
+    data = {
+        "version": "1.1",
+        "data": [
+            {
+                "title": "t",
+                "paragraphs": [
+                    {
+                        "context": "The Denver Broncos won.",
+                        "qas": [
+                            {
+                                "id": "q1",
+                                "question": "Who won?",
+                                "answers": [{"text": "Denver Broncos", "answer_start": 4}],
+                            }
+                        ],
+                    }
+                ],
+            }
+        ],
+    }
     (tmp_path / "dev.json").write_text(json.dumps(data))
     (tmp_path / "predictions.json").write_text(json.dumps({"q1": "Denver Broncos"}))
-    return squad_script.parse_arguments([
-        f"--vocab_file={UNCASED_VOCAB}", f"--config_file={TINY_CONFIG}", "--do_predict",
-        "--do_eval", f"--output_dir={tmp_path}", f"--predict_file={tmp_path / 'dev.json'}",
-        f"--init_checkpoint={tmp_path / 'dev.json'}",  # checked to exist, never loaded here
-        *extra,
-    ])  # fmt: skip
+    return squad_script.parse_arguments(
+        [
+            f"--vocab_file={UNCASED_VOCAB}",
+            f"--config_file={TINY_CONFIG}",
+            "--do_predict",
+            "--do_eval",
+            f"--output_dir={tmp_path}",
+            f"--predict_file={tmp_path / 'dev.json'}",
+            f"--init_checkpoint={tmp_path / 'dev.json'}",  # checked to exist, never loaded here
+            *extra,
+        ]
+    )
 
 
 def score(args) -> dict:

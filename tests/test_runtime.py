@@ -267,8 +267,11 @@ def test_an_output_that_is_an_input_is_refused(tmp_path):
     (tmp_path / "link.json").symlink_to(data)
     os.link(data, tmp_path / "hard.json")
     spellings = [
-        data, tmp_path / "link.json", tmp_path / "hard.json", f"{tmp_path}/a/../a/./train.json",
-    ]  # fmt: skip
+        data,
+        tmp_path / "link.json",
+        tmp_path / "hard.json",
+        f"{tmp_path}/a/../a/./train.json",
+    ]
     for spelling in spellings:
         with pytest.raises(UsageError) as info:
             runtime.check_not_overwriting({"--train_file": data}, {"--json-summary": spelling})
@@ -318,8 +321,9 @@ def test_the_cli_part_loads_without_torch():
     from tests.conftest import REPO_ROOT
 
     code = "import runtime, sys; print('torch' in sys.modules)"
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True,
-                            text=True, timeout=60)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60
+    )
     assert result.stdout.strip() == "False", result.stderr
 
 

@@ -13,15 +13,22 @@ from tests.conftest import UNCASED_VOCAB
 def test_schema_is_nvidias_layout():
     # NVIDIA's write_instance_to_example_file, by hand: (dtype, number of dimensions).
     assert {d.name: (d.dtype, d.ndim) for d in shard_format.DATASETS} == {
-        "input_ids": ("i4", 2), "input_mask": ("i1", 2), "segment_ids": ("i1", 2),
-        "masked_lm_positions": ("i4", 2), "masked_lm_ids": ("i4", 2),
+        "input_ids": ("i4", 2),
+        "input_mask": ("i1", 2),
+        "segment_ids": ("i1", 2),
+        "masked_lm_positions": ("i4", 2),
+        "masked_lm_ids": ("i4", 2),
         "next_sentence_labels": ("i1", 1),
-    }  # fmt: skip
+    }
     assert list(shard_format.SHARD_DTYPES) == list(shard_format.SHARD_NDIMS)
     assert shard_format.shapes(5, 128, 20) == {
-        "input_ids": (5, 128), "input_mask": (5, 128), "segment_ids": (5, 128),
-        "masked_lm_positions": (5, 20), "masked_lm_ids": (5, 20), "next_sentence_labels": (5,),
-    }  # fmt: skip
+        "input_ids": (5, 128),
+        "input_mask": (5, 128),
+        "segment_ids": (5, 128),
+        "masked_lm_positions": (5, 20),
+        "masked_lm_ids": (5, 20),
+        "next_sentence_labels": (5,),
+    }
 
 
 def test_written_shard_matches_the_schema(tmp_path):

@@ -86,12 +86,24 @@ def test_context_words_split_on_nvidia_whitespace_including_u202f():
 
 def test_training_answers_map_characters_to_words(tmp_path, caplog):
     context = "Hello\u202fworld, said  the (1895-1943). man"
-    data = dataset([(context, [
-        ("a", "Who?", "world,", False),
-        ("b", "Part of a word?", "orld", False),  # inside a word: the whole word is the span
-        ("c", "Years?", "1895-1943", False),
-        ("d", "Spaces?", "said  the", False),  # cleaned to "said the"
-    ])])  # fmt: skip
+    data = dataset(
+        [
+            (
+                context,
+                [
+                    ("a", "Who?", "world,", False),
+                    (
+                        "b",
+                        "Part of a word?",
+                        "orld",
+                        False,
+                    ),  # inside a word: the whole word is the span
+                    ("c", "Years?", "1895-1943", False),
+                    ("d", "Spaces?", "said  the", False),  # cleaned to "said the"
+                ],
+            )
+        ]
+    )
     data["data"][0]["paragraphs"][0]["qas"].append(
         {"id": "e", "question": "Lost?", "answers": [{"text": "zebra", "answer_start": 0}]}
     )
@@ -108,10 +120,18 @@ def test_training_answers_map_characters_to_words(tmp_path, caplog):
 
 
 def test_v2_training_reads_is_impossible(tmp_path):
-    data = dataset([("Paris is in France.", [
-        ("a", "Where is Paris?", "France", False),
-        ("b", "Where is Rome?", None, True),
-    ])], version="v2.0")  # fmt: skip
+    data = dataset(
+        [
+            (
+                "Paris is in France.",
+                [
+                    ("a", "Where is Paris?", "France", False),
+                    ("b", "Where is Rome?", None, True),
+                ],
+            )
+        ],
+        version="v2.0",
+    )
     path = write_json(tmp_path / "v2.json", data)
     a, b = squad.read_squad_examples(path, True, version_2_with_negative=True)
     assert (a.is_impossible, a.start_position, a.end_position) == (False, 3, 3)
@@ -323,8 +343,11 @@ def test_nbest_order_probabilities_and_skipped_spans():
     texts = [(n["text"], n["start_logit"] + n["end_logit"]) for n in nbest["q0"]]
     # (gamma, beta) ends before it starts; [CLS]/question/padding/[SEP] are never used.
     assert texts == [
-        ("Alpha beta", 10), ("Alpha beta gamma delta", 8), ("gamma delta", 7), ("Alpha", 6),
-    ]  # fmt: skip
+        ("Alpha beta", 10),
+        ("Alpha beta gamma delta", 8),
+        ("gamma delta", 7),
+        ("Alpha", 6),
+    ]
     assert predictions == {"q0": "Alpha beta"} and null_odds == {}
     probabilities = [n["probability"] for n in nbest["q0"]]
     expected = np.exp([10, 8, 7, 6] - np.max([10, 8, 7, 6]))
@@ -512,13 +535,34 @@ def test_normalisation_exact_match_and_f1_by_hand():
 
 
 def test_evaluate_v1_by_hand(caplog):
-    data = {"version": "1.1", "data": [{"paragraphs": [{"context": "c", "qas": [
-        {"id": "1", "question": "q", "answers": [
-            {"text": "Denver Broncos"}, {"text": "The Broncos"}]},
-        {"id": "2", "question": "q", "answers": [
-            {"text": "Santa Clara, California"}, {"text": "Levi's Stadium"}]},
-        {"id": "3", "question": "q", "answers": [{"text": "gold"}]},
-    ]}]}]}  # fmt: skip
+    data = {
+        "version": "1.1",
+        "data": [
+            {
+                "paragraphs": [
+                    {
+                        "context": "c",
+                        "qas": [
+                            {
+                                "id": "1",
+                                "question": "q",
+                                "answers": [{"text": "Denver Broncos"}, {"text": "The Broncos"}],
+                            },
+                            {
+                                "id": "2",
+                                "question": "q",
+                                "answers": [
+                                    {"text": "Santa Clara, California"},
+                                    {"text": "Levi's Stadium"},
+                                ],
+                            },
+                            {"id": "3", "question": "q", "answers": [{"text": "gold"}]},
+                        ],
+                    }
+                ]
+            }
+        ],
+    }
     predictions = {"1": "broncos", "2": "Levi's Stadium in Santa Clara"}
     scores = squad.evaluate_v1(data, predictions)
     # 1: EM and F1 1 against "The Broncos". 2: F1 max(2*(2/5)(2/3)/(2/5+2/3), 2*(2/5)/(7/5)).
@@ -528,24 +572,53 @@ def test_evaluate_v1_by_hand(caplog):
     assert squad.evaluate_v1(data["data"], predictions) == scores  # the "data" list works too
 
 
-V2_DATA = {"version": "v2.0", "data": [{"paragraphs": [{"context": "c", "qas": [
-    {"id": "1", "question": "q", "answers": [{"text": "Normandy"}], "is_impossible": False},
-    {"id": "2", "question": "q", "answers": [{"text": "in the 10th century"},
-                                             {"text": "10th century"}], "is_impossible": False},
-    {"id": "3", "question": "q", "answers": [], "is_impossible": True},
-    {"id": "4", "question": "q", "answers": [], "is_impossible": True},
-]}]}]}  # fmt: skip
+V2_DATA = {
+    "version": "v2.0",
+    "data": [
+        {
+            "paragraphs": [
+                {
+                    "context": "c",
+                    "qas": [
+                        {
+                            "id": "1",
+                            "question": "q",
+                            "answers": [{"text": "Normandy"}],
+                            "is_impossible": False,
+                        },
+                        {
+                            "id": "2",
+                            "question": "q",
+                            "answers": [{"text": "in the 10th century"}, {"text": "10th century"}],
+                            "is_impossible": False,
+                        },
+                        {"id": "3", "question": "q", "answers": [], "is_impossible": True},
+                        {"id": "4", "question": "q", "answers": [], "is_impossible": True},
+                    ],
+                }
+            ]
+        }
+    ],
+}
 V2_PREDICTIONS = {"1": "normandy", "2": "10th and 11th centuries", "3": "", "4": "France"}
 
 
 def test_evaluate_v2_by_hand():
     scores = squad.evaluate_v2(V2_DATA, V2_PREDICTIONS)
     f1_2 = 1 / 3  # [10th, and, 11th, centuries] vs [10th, century]: P 1/4, R 1/2
-    assert scores == pytest.approx({
-        "exact": 50.0, "f1": 100 * (2 + f1_2) / 4, "total": 4,
-        "HasAns_exact": 50.0, "HasAns_f1": 100 * (1 + f1_2) / 2, "HasAns_total": 2,
-        "NoAns_exact": 50.0, "NoAns_f1": 50.0, "NoAns_total": 2,
-    })  # fmt: skip
+    assert scores == pytest.approx(
+        {
+            "exact": 50.0,
+            "f1": 100 * (2 + f1_2) / 4,
+            "total": 4,
+            "HasAns_exact": 50.0,
+            "HasAns_f1": 100 * (1 + f1_2) / 2,
+            "HasAns_total": 2,
+            "NoAns_exact": 50.0,
+            "NoAns_f1": 50.0,
+            "NoAns_total": 2,
+        }
+    )
     assert list(scores)[:3] == ["exact", "f1", "total"]
     na_probs = {"1": 0.1, "2": 0.2, "3": 0.9, "4": 0.3}
     scores = squad.evaluate_v2(V2_DATA, V2_PREDICTIONS, na_probs, na_prob_thresh=0.25)
@@ -556,16 +629,40 @@ def test_evaluate_v2_by_hand():
     assert scores["best_exact"] == 75.0 and scores["best_exact_thresh"] == 0.1
     assert scores["best_f1"] == pytest.approx(100 * (3 + f1_2) / 4)
     assert scores["best_f1_thresh"] == 0.2
-    only_answerable = {"version": "v2.0", "data": [{"paragraphs": [
-        {"context": "c", "qas": V2_DATA["data"][0]["paragraphs"][0]["qas"][:2]}]}]}  # fmt: skip
+    only_answerable = {
+        "version": "v2.0",
+        "data": [
+            {
+                "paragraphs": [
+                    {"context": "c", "qas": V2_DATA["data"][0]["paragraphs"][0]["qas"][:2]}
+                ]
+            }
+        ],
+    }
     assert "NoAns_total" not in squad.evaluate_v2(only_answerable, V2_PREDICTIONS)
     with pytest.raises(squad.SquadError, match="na_probs lacks 1"):
         squad.evaluate_v2(V2_DATA, V2_PREDICTIONS, {"1": 0.1, "2": 0.2, "3": 0.9})
 
 
 def test_evaluate_v2_gold_that_normalises_to_empty_becomes_the_empty_answer():
-    data = {"data": [{"paragraphs": [{"context": "c", "qas": [
-        {"id": "1", "question": "q", "answers": [{"text": "The"}, {"text": "a"}]}]}]}]}  # fmt: skip
+    data = {
+        "data": [
+            {
+                "paragraphs": [
+                    {
+                        "context": "c",
+                        "qas": [
+                            {
+                                "id": "1",
+                                "question": "q",
+                                "answers": [{"text": "The"}, {"text": "a"}],
+                            }
+                        ],
+                    }
+                ]
+            }
+        ]
+    }
     assert squad.evaluate_v2(data, {"1": ""})["exact"] == 100.0
     assert squad.evaluate_v2(data, {"1": "the"})["HasAns_f1"] == 100.0
     assert squad.evaluate_v2(data, {"1": "cat"})["f1"] == 0.0
@@ -608,8 +705,9 @@ def test_full_dev_set_features(dev_file, uncased):
 
 
 def test_dev_scores_of_gold_and_first_word_predictions(dev_json):
-    questions = [(qa, p["context"]) for a in dev_json["data"] for p in a["paragraphs"]
-                 for qa in p["qas"]]  # fmt: skip
+    questions = [
+        (qa, p["context"]) for a in dev_json["data"] for p in a["paragraphs"] for qa in p["qas"]
+    ]
     gold = {qa["id"]: qa["answers"][0]["text"] for qa, _ in questions}
     assert squad.evaluate_v1(dev_json, gold) == {"exact_match": 100.0, "f1": 100.0}
     first_word = {qa["id"]: context.split()[0] for qa, context in questions}
@@ -663,8 +761,13 @@ def test_answers_equal_a_plain_rederivation(dev_json, tmp_path, uncased, version
             (rng.normal(size=96) * 3).astype(np.float32),
         )
         results.append(squad.RawResult(f.unique_id, start, end.tolist()))
-    kwargs = {"n_best_size": 20, "max_answer_length": 30, "do_lower_case": True,
-              "version_2_with_negative": version_2, "null_score_diff_threshold": 0.5}  # fmt: skip
+    kwargs = {
+        "n_best_size": 20,
+        "max_answer_length": 30,
+        "do_lower_case": True,
+        "version_2_with_negative": version_2,
+        "null_score_diff_threshold": 0.5,
+    }
     got = squad.get_answers(examples, features, results, **kwargs)
     expected = plain_get_answers(examples, features, results, **kwargs)
     assert got[0] == expected[0] and got[1] == expected[1]
@@ -717,8 +820,12 @@ def run_cli(*args, cwd=REPO_ROOT):
 
 def gold_predictions(path: Path) -> dict[str, str]:
     data = json.loads(path.read_text(encoding="utf-8"))
-    return {qa["id"]: (qa["answers"][0]["text"] if qa["answers"] else "")
-            for a in data["data"] for p in a["paragraphs"] for qa in p["qas"]}  # fmt: skip
+    return {
+        qa["id"]: (qa["answers"][0]["text"] if qa["answers"] else "")
+        for a in data["data"]
+        for p in a["paragraphs"]
+        for qa in p["qas"]
+    }
 
 
 def test_cli_v1_prints_the_official_json(tmp_path):
@@ -742,9 +849,20 @@ def test_cli_v2_options(tmp_path):
     assert run.returncode == 0, run.stderr
     scores = json.loads(run.stdout)
     assert list(scores) == [
-        "exact", "f1", "total", "HasAns_exact", "HasAns_f1", "HasAns_total", "NoAns_exact",
-        "NoAns_f1", "NoAns_total", "best_exact", "best_exact_thresh", "best_f1", "best_f1_thresh",
-    ]  # fmt: skip
+        "exact",
+        "f1",
+        "total",
+        "HasAns_exact",
+        "HasAns_f1",
+        "HasAns_total",
+        "NoAns_exact",
+        "NoAns_f1",
+        "NoAns_total",
+        "best_exact",
+        "best_exact_thresh",
+        "best_f1",
+        "best_f1_thresh",
+    ]
     assert (scores["exact"], scores["HasAns_total"], scores["NoAns_total"]) == (100.0, 12, 7)
     out_file = tmp_path / "eval.json"
     run = run_cli(V2_SAMPLE, pred_file, "-o", out_file)
@@ -806,19 +924,31 @@ def test_feature_cache_round_trip(tmp_path, uncased):
 
 def test_cache_path_depends_on_vocab_case_and_settings(tmp_path):
     def path(**changes):
-        settings = {"data_file": DEV_SAMPLE, "cache_dir": tmp_path, "vocab_file": UNCASED_VOCAB,
-                    "do_lower_case": True, "max_seq_length": 384, "doc_stride": 128,
-                    "max_query_length": 64, "is_training": True}  # fmt: skip
+        settings = {
+            "data_file": DEV_SAMPLE,
+            "cache_dir": tmp_path,
+            "vocab_file": UNCASED_VOCAB,
+            "do_lower_case": True,
+            "max_seq_length": 384,
+            "doc_stride": 128,
+            "max_query_length": 64,
+            "is_training": True,
+        }
         return squad.cache_path(**{**settings, **changes})
 
     base = path()
     assert base.parent == tmp_path and base.name.startswith("dev-v1.1.json_uncased_384")
     assert base == path()
     variants = [
-        path(vocab_file=CASED_VOCAB), path(do_lower_case=False), path(max_seq_length=256),
-        path(doc_stride=64), path(max_query_length=32), path(is_training=False),
-        path(version_2_with_negative=True), path(data_file=TRAIN_SAMPLE),
-    ]  # fmt: skip
+        path(vocab_file=CASED_VOCAB),
+        path(do_lower_case=False),
+        path(max_seq_length=256),
+        path(doc_stride=64),
+        path(max_query_length=32),
+        path(is_training=False),
+        path(version_2_with_negative=True),
+        path(data_file=TRAIN_SAMPLE),
+    ]
     assert len({base, *variants}) == len(variants) + 1
     # Same vocabulary bytes under another name: the same cache.
     copy = tmp_path / "vocab_copy.txt"
@@ -945,9 +1075,13 @@ def test_a_version_mismatch_is_warned_at_training_as_at_prediction(tmp_path, cap
 def test_features_need_cls_and_sep_in_the_vocabulary(tmp_path):
     vocab = tmp_path / "vocab.txt"
     vocab.write_text("[PAD]\n[UNK]\n[SEP]\nparis\n", encoding="utf-8")
-    examples = squad.read_squad_examples(write_json(tmp_path / "d.json", dataset(
-        [("Paris is in France.", [("a", "Where is Paris?", "France", False)])]
-    )), is_training=False)  # fmt: skip
+    examples = squad.read_squad_examples(
+        write_json(
+            tmp_path / "d.json",
+            dataset([("Paris is in France.", [("a", "Where is Paris?", "France", False)])]),
+        ),
+        is_training=False,
+    )
     with pytest.raises(VocabError, match=rf"{vocab} has no \[CLS\] token, needed by SQuAD"):
         squad.convert_examples_to_features(
             examples, BertTokenizer(vocab), max_seq_length=64, doc_stride=32, max_query_length=16
@@ -1001,7 +1135,10 @@ def plain_read_examples(path, is_training):
                     if " ".join(words[start : end + 1]).find(" ".join(text.strip().split())) == -1:
                         continue
                     example.orig_answer_text, example.start_position, example.end_position = (
-                        text, start, end)  # fmt: skip
+                        text,
+                        start,
+                        end,
+                    )
                 examples.append(example)
     return examples
 
@@ -1043,7 +1180,8 @@ def plain_features(examples, tokenizer, max_seq_length, doc_stride, max_query_le
             else:
                 tok_end = len(doc) - 1
             tok_start, tok_end = plain_improve_answer_span(
-                doc, tok_start, tok_end, tokenizer, example.orig_answer_text)  # fmt: skip
+                doc, tok_start, tok_end, tokenizer, example.orig_answer_text
+            )
         room = max_seq_length - len(query) - 3
         spans, start = [], 0
         while start < len(doc):
@@ -1075,10 +1213,22 @@ def plain_features(examples, tokenizer, max_seq_length, doc_stride, max_query_le
                 if tok_start >= start and tok_end <= start + length - 1:
                     start_position = tok_start - start + len(query) + 2
                     end_position = tok_end - start + len(query) + 2
-            features.append(squad.SquadFeature(
-                1_000_000_000 + len(features), example_index, span_index, tokens, to_orig,
-                max_context, ids, mask, segments, start_position, end_position, False,
-            ))  # fmt: skip
+            features.append(
+                squad.SquadFeature(
+                    1_000_000_000 + len(features),
+                    example_index,
+                    span_index,
+                    tokens,
+                    to_orig,
+                    max_context,
+                    ids,
+                    mask,
+                    segments,
+                    start_position,
+                    end_position,
+                    False,
+                )
+            )
     return features
 
 

@@ -166,13 +166,16 @@ def test_the_lock_of_an_s3_output_is_a_conditional_object(s3, monkeypatch, caplo
     s3.client.create_multipart_upload(Bucket=s3.bucket, Key="run/ckpt_9.pt")  # a killed upload
     with caplog.at_level(logging.WARNING), output_lock.claim_output(run, "run_pretraining.py"):
         assert keys(s3) == [f"run/{output_lock.LOCK_NAME}"]
-        with pytest.raises(output_lock.OutputError, match=f"--output_dir {run} is in use by "
-                                                          "run_pretraining.py"):  # fmt: skip
+        with pytest.raises(
+            output_lock.OutputError, match=f"--output_dir {run} is in use by run_pretraining.py"
+        ):
             output_lock.OutputLock(run, "run_glue.py").acquire()
     assert keys(s3) == []  # released
     assert s3.client.list_multipart_uploads(Bucket=s3.bucket).get("Uploads") is None
-    assert any("aborted unfinished uploads" in r.getMessage() and "ckpt_9.pt" in r.getMessage()
-               for r in caplog.records)  # fmt: skip
+    assert any(
+        "aborted unfinished uploads" in r.getMessage() and "ckpt_9.pt" in r.getMessage()
+        for r in caplog.records
+    )
     stale = dataclasses.replace(output_lock.Holder.this_process("killed.py"), pid=2**22 + 1)
     put_object(s3, f"run/{output_lock.LOCK_NAME}", stale.to_bytes())
     with output_lock.OutputLock(run, "run_pretraining.py") as lock:  # a dead holder: taken over
@@ -488,12 +491,23 @@ def pretrain(shards, output: str, log, *extra: str) -> int:
     """run_pretraining.main in this process (the server is here), signal handlers restored."""
     handlers = {name: signal.getsignal(name) for name in (signal.SIGTERM, signal.SIGUSR1)}
     try:
-        return run_pretraining.main([
-            "--do_train", "--disable_progress_bar", "--no_cuda", f"--input_dir={shards}",
-            f"--output_dir={output}", f"--config_file={TINY_CONFIG}", f"--json-summary={log}",
-            "--train_batch_size=8", "--learning_rate=2e-2", "--max_steps=6",
-            "--warmup_proportion=0.2", "--num_steps_per_checkpoint=1", *extra,
-        ])  # fmt: skip
+        return run_pretraining.main(
+            [
+                "--do_train",
+                "--disable_progress_bar",
+                "--no_cuda",
+                f"--input_dir={shards}",
+                f"--output_dir={output}",
+                f"--config_file={TINY_CONFIG}",
+                f"--json-summary={log}",
+                "--train_batch_size=8",
+                "--learning_rate=2e-2",
+                "--max_steps=6",
+                "--warmup_proportion=0.2",
+                "--num_steps_per_checkpoint=1",
+                *extra,
+            ]
+        )
     finally:
         for name, handler in handlers.items():
             signal.signal(name, handler)
@@ -559,16 +573,19 @@ def test_only_the_main_process_uploads(s3, tmp_path):
     def training(is_main: bool) -> types.SimpleNamespace:
         model = BertForPreTraining(tiny_config())
         return types.SimpleNamespace(
-            args=types.SimpleNamespace(output_dir=f"{s3.url}/run", phase2=False, loss_scale=0.0,
-                                       init_loss_scale=2**20),
+            args=types.SimpleNamespace(
+                output_dir=f"{s3.url}/run", phase2=False, loss_scale=0.0, init_loss_scale=2**20
+            ),
             dist=types.SimpleNamespace(is_main_process=is_main, world_size=2),
             state=run_pretraining.RunState(step=7),
-            step_offset=0, loader=None, model=model,
+            step_offset=0,
+            loader=None,
+            model=model,
             optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
-            stack=types.SimpleNamespace(scaler=None, precision="fp32"),
+            precision=types.SimpleNamespace(scaler=None, precision="fp32"),
             scheduler=types.SimpleNamespace(state_dict=dict),
             metrics=types.SimpleNamespace(log=lambda *args, **kwargs: None),
-        )  # fmt: skip
+        )
 
     assert run_pretraining.save_checkpoint(training(False)) == f"{s3.url}/run/ckpt_7.pt"
     assert keys(s3) == []
@@ -585,13 +602,22 @@ def test_fine_tuning_starts_from_an_s3_checkpoint(s3, tmp_path):
     source = random_model(1)
     save_nvidia_checkpoint(tmp_path / "ckpt.pt", source.state_dict(), source.config)
     storage.put(tmp_path / "ckpt.pt", f"{s3.url}/pretrained/ckpt.pt")
-    status = run_glue.main([
-        f"--init_checkpoint={s3.url}/pretrained/ckpt.pt", "--task_name=mrpc",
-        f"--data_dir={repo}/data/sample/glue/MRPC", f"--vocab_file={repo}/vocab/vocab",
-        f"--config_file={repo}/bert_configs/tiny.json", "--do_lower_case", "--do_train",
-        "--train_batch_size=8", "--max_steps=2", f"--output_dir={tmp_path / 'out'}",
-        "--skip_checkpoint", f"--json-summary={tmp_path / 'log.json'}",
-    ])  # fmt: skip
+    status = run_glue.main(
+        [
+            f"--init_checkpoint={s3.url}/pretrained/ckpt.pt",
+            "--task_name=mrpc",
+            f"--data_dir={repo}/data/sample/glue/MRPC",
+            f"--vocab_file={repo}/vocab/vocab",
+            f"--config_file={repo}/bert_configs/tiny.json",
+            "--do_lower_case",
+            "--do_train",
+            "--train_batch_size=8",
+            "--max_steps=2",
+            f"--output_dir={tmp_path / 'out'}",
+            "--skip_checkpoint",
+            f"--json-summary={tmp_path / 'log.json'}",
+        ]
+    )
     assert status in (0, None)
     events = read_dllogger_file(tmp_path / "log.json")
     assert any(e["data"].get("loading_checkpoint") for e in events if e.get("step") == "PARAMETER")

@@ -34,12 +34,47 @@ BACKENDS = [
 
 LONG_WORD = "a" * 100
 TINY_VOCAB = [
-    "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]",
-    "un", "##want", "##ed", "runn", "##ing", "want", "wa", "##a",
-    "hello", "!", "how", "are", "you", "?", "HeLLo", "Are", "yoU",
-    "héllo", "Héllo", "world", "[", "]", "sep", "cls", "x", "y", "##y",
-    "中", "国", "ab", "cd", "한국", "οδος", "οδοσ", LONG_WORD,
-]  # fmt: skip
+    "[PAD]",
+    "[UNK]",
+    "[CLS]",
+    "[SEP]",
+    "[MASK]",
+    "un",
+    "##want",
+    "##ed",
+    "runn",
+    "##ing",
+    "want",
+    "wa",
+    "##a",
+    "hello",
+    "!",
+    "how",
+    "are",
+    "you",
+    "?",
+    "HeLLo",
+    "Are",
+    "yoU",
+    "héllo",
+    "Héllo",
+    "world",
+    "[",
+    "]",
+    "sep",
+    "cls",
+    "x",
+    "y",
+    "##y",
+    "中",
+    "国",
+    "ab",
+    "cd",
+    "한국",
+    "οδος",
+    "οδοσ",
+    LONG_WORD,
+]
 
 
 @pytest.fixture
@@ -96,8 +131,13 @@ def test_tokenize_batch_keeps_order_and_matches_tokenize(tiny_vocab, backend):
 
 def test_basic_tokenizer_steps():
     assert BasicTokenizer().tokenize(" \tHeLLo!how  \n Are yoU?  ") == [
-        "hello", "!", "how", "are", "you", "?",
-    ]  # fmt: skip
+        "hello",
+        "!",
+        "how",
+        "are",
+        "you",
+        "?",
+    ]
     assert BasicTokenizer(do_lower_case=False).tokenize("Crème brûlée") == ["Crème", "brûlée"]
     assert BasicTokenizer().tokenize("Crème brûlée") == ["creme", "brulee"]
     # "$", "^" and "`" are ASCII symbols but count as punctuation, "¿" and "—" by category.

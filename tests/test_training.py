@@ -86,8 +86,9 @@ def training_step_inputs(batch: list, micro_batch: int) -> tuple[list, int]:
 
 
 def test_rows_without_labels_leave_the_loss_unchanged():
-    model = modeling.BertForPreTraining(tiny_config(hidden_dropout_prob=0.0,
-                                                    attention_probs_dropout_prob=0.0))  # fmt: skip
+    model = modeling.BertForPreTraining(
+        tiny_config(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    )
     batch = pretraining_batch([30, 17, 9], 64, 10)
     padded = pad_rows(batch, 5, PRETRAINING_ROW_FILLS)
     assert [t.shape[0] for t in padded] == [5] * 5 and pad_rows(batch, 3, [0] * 5)[0] is batch[0]
@@ -114,11 +115,14 @@ def test_compiled_layers_do_not_recompile_after_warm_up():
     for seq, pred in ((128, 20), (512, 80)):
         widths = range(64, seq + 1, 64)
         warm_up = [pretraining_batch([w] * micro_batch, seq, pred, vocab=512) for w in widths]
-        lengths = [torch.randint(10, seq + 1, (micro_batch,), generator=generator).tolist()
-                   for _ in range(8)]  # fmt: skip
+        lengths = [
+            torch.randint(10, seq + 1, (micro_batch,), generator=generator).tolist()
+            for _ in range(8)
+        ]
         lengths += [[seq - 3, 40], [25]]  # short last batches of a shard
-        steps = [pretraining_batch(rows, seq, pred, seed=i, vocab=512)
-                 for i, rows in enumerate(lengths)]  # fmt: skip
+        steps = [
+            pretraining_batch(rows, seq, pred, seed=i, vocab=512) for i, rows in enumerate(lengths)
+        ]
         for batches in (warm_up, steps):
             before = counters["stats"]["unique_graphs"]
             seen = set()
@@ -156,7 +160,8 @@ def test_compiled_model_matches_the_eager_one():
             torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
         named = dict(plain_model.named_parameters())
         for name, parameter in model.named_parameters():
-            torch.testing.assert_close(parameter.grad, named[name].grad, rtol=1e-4, atol=1e-5,
-                                       msg=name)  # fmt: skip
+            torch.testing.assert_close(
+                parameter.grad, named[name].grad, rtol=1e-4, atol=1e-5, msg=name
+            )
         model.zero_grad()
         plain_model.zero_grad()

@@ -60,26 +60,46 @@ def replace(shard, key, array, dtype=None):
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda f: replace(f, "input_mask", f["input_mask"][()].astype("i4")),
-         "input_mask has dtype int32, NVIDIA's layout is i1"),
+        (
+            lambda f: replace(f, "input_mask", f["input_mask"][()].astype("i4")),
+            "input_mask has dtype int32, NVIDIA's layout is i1",
+        ),
         (lambda f: f.__delitem__("segment_ids"), "missing dataset(s) segment_ids"),
-        (lambda f: (f.__delitem__("segment_ids"), f.create_group("segment_ids")),
-         "segment_ids is an HDF5 group, not a dataset"),
+        (
+            lambda f: (f.__delitem__("segment_ids"), f.create_group("segment_ids")),
+            "segment_ids is an HDF5 group, not a dataset",
+        ),
         (lambda f: f.__setitem__("extra", np.zeros(3)), "unexpected dataset(s) extra"),
-        (lambda f: replace(f, "masked_lm_positions", f["masked_lm_positions"][()]
-                           * (np.arange(10) != 5)),  # a 0 in the middle of every row
-         "masked positions after the first 0 are not 0"),
-        (lambda f: replace(f, "input_ids", np.where(f["input_ids"][()] == 1996, 40000,
-                                                   f["input_ids"][()]).astype("i4")),
-         "token id outside the vocabulary"),
-        (lambda f: replace(f, "input_ids", np.roll(f["input_ids"][()], 1, axis=1)),
-         "first token is not [CLS]"),
-        (lambda f: replace(f, "next_sentence_labels", np.full(len(f["next_sentence_labels"]), 2),
-                           "i1"), "next_sentence_labels not 0/1"),
-        (lambda f: replace(f, "segment_ids", 1 - f["segment_ids"][()]),
-         "segment ids are not 0 then 1"),
+        (
+            lambda f: replace(
+                f, "masked_lm_positions", f["masked_lm_positions"][()] * (np.arange(10) != 5)
+            ),  # a 0 in the middle of every row
+            "masked positions after the first 0 are not 0",
+        ),
+        (
+            lambda f: replace(
+                f,
+                "input_ids",
+                np.where(f["input_ids"][()] == 1996, 40000, f["input_ids"][()]).astype("i4"),
+            ),
+            "token id outside the vocabulary",
+        ),
+        (
+            lambda f: replace(f, "input_ids", np.roll(f["input_ids"][()], 1, axis=1)),
+            "first token is not [CLS]",
+        ),
+        (
+            lambda f: replace(
+                f, "next_sentence_labels", np.full(len(f["next_sentence_labels"]), 2), "i1"
+            ),
+            "next_sentence_labels not 0/1",
+        ),
+        (
+            lambda f: replace(f, "segment_ids", 1 - f["segment_ids"][()]),
+            "segment ids are not 0 then 1",
+        ),
     ],
-)  # fmt: skip
+)
 def test_each_kind_of_damage_is_reported(good_shard, tmp_path, change, message):
     assert message in damaged(good_shard, tmp_path, change)
 
@@ -116,8 +136,10 @@ def test_settings_vocab_and_count_mismatches(good_shard, tmp_path):
     assert "max predictions 10, expected 20" in "\n".join(report.problems)
     report = verify_shards([good_shard], expect(vocab_file=CASED_VOCAB))
     assert "made with another vocabulary" in report.problems[0]
-    report = verify_shards([good_shard], expect(config_file=REPO_ROOT / "bert_configs/base.json",
-                                                vocab_file=CASED_VOCAB))  # fmt: skip
+    report = verify_shards(
+        [good_shard],
+        expect(config_file=REPO_ROOT / "bert_configs/base.json", vocab_file=CASED_VOCAB),
+    )
     assert "28996 tokens, but" in report.problems[0]
     report = verify_shards([good_shard.parent], expect(expected_shards=256))
     assert "1 shards found, expected 256" in report.problems
