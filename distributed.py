@@ -1,4 +1,5 @@
-"""Process groups, ranks, devices, seeding and the DDP wrapper shared by every entry script.
+"""Process groups, ranks, devices, seeding (and saving and restoring every RNG), and the DDP
+wrapper shared by every entry script.
 
 Ranks come from `torchrun` (RANK, WORLD_SIZE, LOCAL_RANK), from an `srun` job step with one
 process per task (SLURM_STEP_NUM_TASKS, SLURM_PROCID, SLURM_LOCALID), or from a legacy
@@ -201,6 +202,37 @@ def compressed_allreduce_hook(dtype: torch.dtype):
 
     hook.__name__ = f"{dtype}_allreduce_hook".replace("torch.", "")
     return hook
+
+
+def rng_state() -> dict[str, Any]:
+    """Every RNG this process draws from, as plain Python values (bytes, ints, lists), so it
+    can be gathered across ranks and loaded with weights_only."""
+    name, keys, *rest = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "numpy": [name, keys.tolist(), *rest],
+        "torch": bytes(torch.get_rng_state().numpy()),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = [bytes(s.numpy()) for s in torch.cuda.get_rng_state_all()]
+    return state
+
+
+def _byte_tensor(data: bytes) -> torch.Tensor:
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8)
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(_tuples(state["python"]))
+    name, keys, *rest = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), *rest))
+    torch.set_rng_state(_byte_tensor(state["torch"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([_byte_tensor(s) for s in state["cuda"]])
+
+
+def _tuples(value: Any) -> Any:
+    return tuple(_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
 
 
 def wrap_ddp(

@@ -63,6 +63,7 @@ from errors import MissingDependency
 from pretraining_data import (
     DynamicMasking,
     Piece,
+    PretrainingBatch,
     PretrainingDataLoader,
     ShardChecks,
     ShardError,
@@ -334,7 +335,7 @@ class ParquetShard:
     def __len__(self) -> int:
         return len(self.lengths)
 
-    def batch(self, indices: np.ndarray | list[int]) -> list[torch.Tensor]:
+    def batch(self, indices: np.ndarray | list[int]) -> PretrainingBatch:
         """The samples at `indices`: [B, S] x 4 and [B], S the longest rounded up to 8."""
         indices = np.asarray(indices, dtype=np.int64)
         longest = int(self.lengths[indices].max())
@@ -352,13 +353,13 @@ class ParquetShard:
             if self.static:
                 first, last = self.mask_offsets[row], self.mask_offsets[row + 1]
                 labels[i, self.mask_positions[first:last]] = self.mask_labels[first:last]
-        return [
+        return PretrainingBatch(
             torch.from_numpy(input_ids),
             torch.from_numpy(segment_ids),
             torch.from_numpy(input_mask),
             torch.from_numpy(labels),
             torch.from_numpy(self.next_sentence[indices]),
-        ]
+        )
 
 
 class ParquetShards:

@@ -31,7 +31,9 @@ import itertools
 import logging
 import os
 import random
+from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import h5py
 import numpy as np
@@ -247,6 +249,22 @@ def masked_lm_labels(positions: np.ndarray, ids: np.ndarray, seq_length: int) ->
     return labels
 
 
+class PretrainingBatch(NamedTuple):
+    """One micro-batch of pre-training inputs, in the order of NVIDIA's items and of the model's
+    `forward`: four [B, S] int64 tensors and the [B] next-sentence labels. Masked-LM labels are
+    -1 where nothing is predicted."""
+
+    input_ids: torch.Tensor
+    segment_ids: torch.Tensor
+    input_mask: torch.Tensor
+    masked_lm_labels: torch.Tensor
+    next_sentence_labels: torch.Tensor
+
+    def map(self, function: Callable[[torch.Tensor], torch.Tensor]) -> PretrainingBatch:
+        """The batch with `function` applied to every tensor (a device copy, a trim, ...)."""
+        return PretrainingBatch(*(function(tensor) for tensor in self))
+
+
 class PretrainingShard(Dataset):
     """One shard as a map-style dataset of NVIDIA's items, its content checked (`check_shard`).
 
@@ -265,20 +283,20 @@ class PretrainingShard(Dataset):
     def __len__(self) -> int:
         return len(self.arrays["next_sentence_labels"])
 
-    def batch(self, indices: np.ndarray | list[int]) -> list[torch.Tensor]:
+    def batch(self, indices: np.ndarray | list[int]) -> PretrainingBatch:
         """The items at `indices`, stacked: [B, S] x 4 and [B], in one numpy pass."""
         a = {key: value[indices] for key, value in self.arrays.items()}
         labels = masked_lm_labels(a["masked_lm_positions"], a["masked_lm_ids"], self.seq_length)
-        return [
+        return PretrainingBatch(
             torch.from_numpy(a["input_ids"].astype(np.int64)),
             torch.from_numpy(a["segment_ids"].astype(np.int64)),
             torch.from_numpy(a["input_mask"].astype(np.int64)),
             torch.from_numpy(labels),
             torch.from_numpy(a["next_sentence_labels"].astype(np.int64)),
-        ]
+        )
 
-    def __getitem__(self, index: int) -> list[torch.Tensor]:
-        return [tensor[0] for tensor in self.batch([index])]
+    def __getitem__(self, index: int) -> PretrainingBatch:
+        return self.batch([index]).map(lambda tensor: tensor[0])
 
 
 # --------------------------------------------------------------------------------------------
@@ -586,14 +604,14 @@ class PretrainingDataLoader:
 
     def _batch(
         self, shard: PretrainingShard, indices: np.ndarray, key: list[int]
-    ) -> list[torch.Tensor]:
+    ) -> PretrainingBatch:
         """The batch at `indices`, re-masked with a generator keyed by `key` and the rank."""
         batch = shard.batch(indices)
         if self.dynamic_masking is not None:
             rng = np.random.default_rng([*key, self.rank])
             batch = remask(batch, self.dynamic_masking, rng)
         if self.pin_memory:
-            batch = [tensor.pin_memory() for tensor in batch]
+            batch = batch.map(torch.Tensor.pin_memory)
         return batch
 
 
@@ -621,8 +639,8 @@ class ShardPrefetcher:
 
 
 def remask(
-    batch: list[torch.Tensor], masking: DynamicMasking, rng: np.random.Generator
-) -> list[torch.Tensor]:
+    batch: PretrainingBatch, masking: DynamicMasking, rng: np.random.Generator
+) -> PretrainingBatch:
     """Dynamic masking: restore the original tokens, then mask afresh (80% [MASK], 10% random,
     10% kept) at Bernoulli(`probability`) positions among real, non-special tokens."""
     input_ids, segment_ids, input_mask, labels, next_sentence = batch
@@ -635,10 +653,10 @@ def remask(
     randomise = chosen & (action >= 0.9)
     masked[randomise] = rng.integers(0, masking.vocab_size, int(randomise.sum()))
     new_labels = np.where(chosen, original, -1)
-    return [
+    return PretrainingBatch(
         torch.from_numpy(masked),
         segment_ids,
         input_mask,
         torch.from_numpy(new_labels),
         next_sentence,
-    ]
+    )

@@ -53,7 +53,6 @@ import dataclasses
 import errno
 import logging
 import os
-import random
 import shutil
 import signal
 import sys
@@ -62,7 +61,6 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -94,6 +92,7 @@ from optimization import (
 from output_lock import claim_output
 from pretraining_data import (
     DynamicMasking,
+    PretrainingBatch,
     PretrainingDataLoader,
     ShardChecks,
     training_files,
@@ -326,37 +325,6 @@ def build_model(args: argparse.Namespace, device: torch.device) -> BertForPreTra
 # ------------------------------------------------------------------------------- checkpoints
 
 
-def rng_state() -> dict[str, Any]:
-    """Every RNG this process draws from, as plain Python values (bytes, ints, lists), so it
-    can be gathered across ranks and loaded with weights_only."""
-    name, keys, *rest = np.random.get_state()
-    state = {
-        "python": random.getstate(),
-        "numpy": [name, keys.tolist(), *rest],
-        "torch": bytes(torch.get_rng_state().numpy()),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = [bytes(s.numpy()) for s in torch.cuda.get_rng_state_all()]
-    return state
-
-
-def _byte_tensor(data: bytes) -> torch.Tensor:
-    return torch.frombuffer(bytearray(data), dtype=torch.uint8)
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(_tuples(state["python"]))
-    name, keys, *rest = state["numpy"]
-    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), *rest))
-    torch.set_rng_state(_byte_tensor(state["torch"]))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([_byte_tensor(s) for s in state["cuda"]])
-
-
-def _tuples(value: Any) -> Any:
-    return tuple(_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
-
-
 @dataclasses.dataclass
 class Training:
     """Everything one run works with (built once in main)."""
@@ -394,7 +362,7 @@ def save_checkpoint(training: Training) -> str:
         mine = (position, [str(p.file) for p in loader.epoch_pieces(position["epoch"])])
     gathered = distributed.all_gather_object(mine)
     positions = [entry[0] if entry else None for entry in gathered]
-    rngs = distributed.all_gather_object(rng_state())
+    rngs = distributed.all_gather_object(distributed.rng_state())
     folder = CheckpointFolder(training.args.output_dir)
     number = training.state.step + training.step_offset
     name = f"ckpt_{number}.pt"
@@ -876,15 +844,20 @@ def train(training: Training) -> None:
     multiple = trim_multiple(training.dist.device, args.compile)
     micro_step = 0
     batches = iter(training.loader)
+
+    def to_device(tensor: torch.Tensor) -> torch.Tensor:
+        return tensor.to(training.dist.device, non_blocking=True)
+
     while state.step < target and state.stop_requested is None:
-        cpu_batch = next(batches)
-        window_rows += len(cpu_batch[0])  # real rows: a shard's short last batch counts less
+        cpu_batch: PretrainingBatch = next(batches)
+        window_rows += len(cpu_batch.input_ids)  # real rows: a short last batch counts less
         if not args.no_trim_padding:  # the fast path: no work on padding
-            cpu_batch = trim_padding(cpu_batch, cpu_batch[2], multiple)
+            cpu_batch = PretrainingBatch(*trim_padding(cpu_batch, cpu_batch.input_mask, multiple))
         if args.compile:  # a shard's short last batch keeps the compiled layers' shape
-            cpu_batch = pad_rows(cpu_batch, micro_batch, PRETRAINING_ROW_FILLS)
-        num_masked = int((cpu_batch[3] != -1).sum())  # counted on the host: the head needs no sync
-        batch = [tensor.to(training.dist.device, non_blocking=True) for tensor in cpu_batch]
+            cpu_batch = PretrainingBatch(*pad_rows(cpu_batch, micro_batch, PRETRAINING_ROW_FILLS))
+        # Counted on the host, so the masked-only head needs no device sync.
+        num_masked = int((cpu_batch.masked_lm_labels != -1).sum())
+        batch = cpu_batch.map(to_device)
         micro_step += 1
         last = micro_step % grad_accum_steps == 0
         with no_sync_unless(training.ddp_model, sync=last):
@@ -988,7 +961,7 @@ def setup(args: argparse.Namespace, state: RunState, resources: contextlib.ExitS
     training.ddp_model = distributed.wrap_ddp(compiled, run.dist, compression=compression)
     training.loader = build_loader(args, run.dist, resume)
     if resume.rng is not None:
-        set_rng_state(resume.rng)
+        distributed.set_rng_state(resume.rng)
     log_configuration(training, run.precision.precision)
     warn_if_short_of_space(training)
     kill_for_test(training)

@@ -143,3 +143,19 @@ def test_ddp_gradients_equal_one_process_with_and_without_compression(tmp_path):
     assert distributed.allreduce_compression("fp16", True) == "fp16"
     assert distributed.allreduce_compression("fp32", True) == "fp16"
     assert distributed.allreduce_compression("bf16", False) is None
+
+
+def test_rng_state_round_trips_through_plain_values():
+    import pickle
+    import random
+
+    import numpy as np
+    import torch
+
+    distributed.seed_everything(5, rank=1)
+    state = distributed.rng_state()
+    pickle.dumps(state)  # plain values only: gatherable and loadable with weights_only
+    first = (random.random(), float(np.random.rand()), float(torch.rand(())))
+    distributed.seed_everything(99)
+    distributed.set_rng_state(state)
+    assert (random.random(), float(np.random.rand()), float(torch.rand(()))) == first
