@@ -93,7 +93,7 @@ class Bench:
         self.args = args
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         configure_tf32(True)
-        self.stack = make_precision(args.dtype, self.device)
+        self.precision = make_precision(args.dtype, self.device)
         self.config = BertConfig.from_json_file(args.config).replace(vocab_pad_multiple=1)
         self.rows: list[dict] = []
         name = torch.cuda.get_device_name() if self.device.type == "cuda" else "cpu"
@@ -160,12 +160,12 @@ class Bench:
 
     def step_fn(self, model, optimizer, loss_of: Callable[[int], torch.Tensor]) -> Callable:
         def step(i: int) -> None:
-            with self.stack.autocast():
+            with self.precision.autocast():
                 loss = loss_of(i)
-            self.stack.backward(loss)
-            if self.stack.scaler:
-                self.stack.scaler.step(optimizer)
-                self.stack.scaler.update()
+            self.precision.backward(loss)
+            if self.precision.scaler:
+                self.precision.scaler.step(optimizer)
+                self.precision.scaler.update()
             else:
                 optimizer.step()
             optimizer.zero_grad(set_to_none=True)

@@ -1,4 +1,5 @@
-"""Shared test fixtures: paths to the bundled files, ../shared/data and the real MiniLM weights."""
+"""Shared test fixtures: real data beside the repository, real MiniLM weights, optional packages,
+and a tiny "pre-trained" checkpoint. Paths and plain helpers are in tests/support.py."""
 
 from __future__ import annotations
 
@@ -7,13 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from modeling import BertConfig
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
-UNCASED_VOCAB = REPO_ROOT / "vocab" / "vocab"
-CASED_VOCAB = REPO_ROOT / "vocab" / "vocab_cased"
-TINY_CONFIG = REPO_ROOT / "bert_configs" / "tiny.json"
+from tests.support import SHARED_DATA, TINY_CONFIG
 
 
 @pytest.fixture(autouse=True)
@@ -40,19 +35,21 @@ def minilm_dir() -> Path:
     return Path(module.get_model_path())
 
 
-def tiny_config(**changes) -> BertConfig:
-    """The 2-layer test config (`bert_configs/tiny.json`), with some fields changed."""
-    return BertConfig.from_json_file(TINY_CONFIG).replace(**changes)
+@pytest.fixture(scope="session")
+def transformers():
+    """Hugging Face `transformers`, the parity peer; only the tests that use it skip without it."""
+    return pytest.importorskip("transformers")
 
 
-def random_batch(batch: int = 3, seq: int = 24, vocab: int = 30522, seed: int = 1):
-    """(input_ids, token_type_ids, attention_mask) [B, S] of random ids, rows of mixed length."""
-    generator = torch.Generator().manual_seed(seed)
-    input_ids = torch.randint(1, vocab, (batch, seq), generator=generator)
-    token_type_ids = torch.zeros_like(input_ids)
-    token_type_ids[:, seq // 2 :] = 1
-    attention_mask = torch.ones_like(input_ids)
-    for row in range(1, batch):  # mixed lengths: row r has r * 5 padded positions
-        attention_mask[row, seq - 5 * row :] = 0
-        input_ids[row, seq - 5 * row :] = 0
-    return input_ids, token_type_ids, attention_mask
+@pytest.fixture(scope="session")
+def pretrained(tmp_path_factory) -> Path:
+    """A tiny "pre-trained" checkpoint (random weights of `bert_configs/tiny.json`) in NVIDIA's
+    layout, for fine-tuning tests."""
+    from checkpoint import save_nvidia_checkpoint
+    from modeling import BertConfig, BertForPreTraining
+
+    torch.manual_seed(0)
+    model = BertForPreTraining(BertConfig.from_json_file(TINY_CONFIG))
+    path = tmp_path_factory.mktemp("pretrained") / "ckpt_70.pt"
+    save_nvidia_checkpoint(path, model.state_dict(), model.config)
+    return path

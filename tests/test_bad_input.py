@@ -35,7 +35,7 @@ import runtime
 from checkpoint import save_nvidia_checkpoint
 from modeling import BertConfig, BertForPreTraining
 from shard_format import SHARD_DTYPES
-from tests.conftest import REPO_ROOT, TINY_CONFIG, UNCASED_VOCAB
+from tests.support import REPO_ROOT, TINY_CONFIG, UNCASED_VOCAB
 
 KINDS = (
     "number",

@@ -12,7 +12,7 @@ import h5py
 import pytest
 
 from data import bertPrep, pipeline
-from tests.conftest import REPO_ROOT
+from tests.support import REPO_ROOT
 from tests.test_pipeline import TOPICS, needs_wikiextractor, tiny_dump
 
 SMALL = [

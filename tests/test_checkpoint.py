@@ -25,9 +25,7 @@ from checkpoint import (
     tf_variable_to_key,
 )
 from modeling import BertConfig, BertForPreTraining, BertForQuestionAnswering, BertModel
-from tests.conftest import REPO_ROOT, TINY_CONFIG, UNCASED_VOCAB, random_batch, tiny_config
-
-transformers = pytest.importorskip("transformers")
+from tests.support import REPO_ROOT, TINY_CONFIG, UNCASED_VOCAB, random_batch, tiny_config
 
 
 def outputs_equal(a: torch.nn.Module, b: torch.nn.Module, columns: int | None = None) -> None:
@@ -287,7 +285,9 @@ def test_hf_folder_round_trip_is_identical(tmp_path, minilm_dir):
 
 
 @pytest.mark.parametrize("architecture", ["BertForPreTraining", "BertForQuestionAnswering"])
-def test_hf_export_loads_in_transformers_with_identical_outputs(tmp_path, architecture):
+def test_hf_export_loads_in_transformers_with_identical_outputs(
+    transformers, tmp_path, architecture
+):
     torch.manual_seed(2)
     config = tiny_config()
     ours = (

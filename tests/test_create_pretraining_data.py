@@ -18,7 +18,7 @@ import pretraining_instances as cpd  # the library create_pretraining_data.py ru
 from fileio import sha256_file
 from output_lock import LOCK_NAME
 from pretraining_data import PretrainingShard, masked_lm_labels
-from tests.conftest import CASED_VOCAB, REPO_ROOT, UNCASED_VOCAB
+from tests.support import CASED_VOCAB, REPO_ROOT, UNCASED_VOCAB
 from tests.test_output_lock import plant
 from tokenization import BertTokenizer, fast_backend_available
 

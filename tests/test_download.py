@@ -39,7 +39,7 @@ from data.download import (
     extract_zip,
     fetch_and_extract,
 )
-from tests.conftest import REPO_ROOT
+from tests.support import REPO_ROOT
 
 FAST = {"retries": 3, "backoff": 0.0, "timeout": 5, "progress": False}
 DATE = "20240601"

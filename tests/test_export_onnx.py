@@ -13,7 +13,7 @@ import torch
 import export_onnx
 from checkpoint import load_model_weights, save_nvidia_checkpoint
 from modeling import BertForPreTraining, BertForQuestionAnswering, BertForSequenceClassification
-from tests.conftest import TINY_CONFIG, random_batch, tiny_config
+from tests.support import TINY_CONFIG, random_batch, tiny_config
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxscript")

@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 
 import glue
 from glue import GlueError, InputExample, InputFeatures
-from tests.conftest import REPO_ROOT, UNCASED_VOCAB
+from tests.support import REPO_ROOT, UNCASED_VOCAB
 from tokenization import BertTokenizer, VocabError
 
 SAMPLE_MRPC = REPO_ROOT / "data" / "sample" / "glue" / "MRPC"

@@ -16,7 +16,7 @@ from checkpoint import load_state_dict_into
 from logger import read_dllogger_file
 from modeling import BertConfig, BertForPreTraining, BertForQuestionAnswering, BertModel
 from optimization import CompiledLamb, Lamb, parameter_groups
-from tests.conftest import REPO_ROOT, random_batch
+from tests.support import REPO_ROOT, random_batch
 from training import fp8_unavailable
 
 pytestmark = [

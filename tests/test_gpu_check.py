@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from benchmarks.gpu_table import WORKLOADS
-from tests.conftest import REPO_ROOT
+from tests.support import REPO_ROOT
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,7 @@ import pytest
 
 from benchmarks import gpu_table
 from modeling import BertConfig
-from tests.conftest import REPO_ROOT
+from tests.support import REPO_ROOT
 
 LARGE = BertConfig.from_json_file(REPO_ROOT / "bert_configs" / "large.json")
 

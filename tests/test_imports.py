@@ -11,7 +11,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from tests.conftest import REPO_ROOT
+from tests.support import REPO_ROOT
 
 ENTRY_SCRIPTS = frozenset(
     {

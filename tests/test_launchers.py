@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import REPO_ROOT, TINY_CONFIG
+from tests.support import REPO_ROOT, TINY_CONFIG
 
 # NVIDIA's container paths, as its launchers and presets spell them. Its launchers run in
 # /workspace/bert, where our container (scripts/docker/launch.sh) mounts this repository, so a

@@ -30,7 +30,7 @@ from pretraining_data import (
     training_files,
 )
 from pretraining_instances import InstanceOptions, ShardJob, create_shard
-from tests.conftest import REPO_ROOT, TINY_CONFIG, UNCASED_VOCAB
+from tests.support import REPO_ROOT, TINY_CONFIG, UNCASED_VOCAB
 from tokenization import load_vocab
 from training import trim_padding
 

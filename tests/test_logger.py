@@ -1,4 +1,5 @@
-"""logger.py writes dllogger's JSON and stdout layouts, so NVIDIA's log parsers read our logs."""
+"""logger.py writes dllogger's JSON and stdout layouts, so NVIDIA's log parsers read our logs;
+optional TensorBoard scalars."""
 
 from __future__ import annotations
 
@@ -6,8 +7,12 @@ import datetime
 import json
 import math
 import re
+import sys
+
+import pytest
 
 from logger import MetricLogger, format_step, read_dllogger_file, stdout_line
+from tests.support import REPO_ROOT
 
 
 def test_dllogger_json_lines(tmp_path, capsys):
@@ -66,3 +71,55 @@ def test_step_format_is_nvidias():
     assert format_step((1, 20)) == "Training Epoch: 1 Training Iteration: 20 "
     assert format_step((1, 20, 3)).endswith("Validation Iteration: 3 ")
     assert format_step(()) == ""
+
+
+def test_tensorboard_event_files_hold_the_logged_scalars(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    log = MetricLogger(tmp_path / "log.json", use_dllogger=False, tensorboard_dir=tmp_path / "tb")
+    for step in (1, 2, 3):
+        log.log((0, step), {"average_loss": 5.0 - step, "note": "text is skipped"})
+    log.log((), {"final_loss": 2.0})  # the summary has no step: not a TensorBoard point
+    log.close()
+    events = EventAccumulator(str(tmp_path / "tb"))
+    events.Reload()
+    assert events.Tags()["scalars"] == ["average_loss"]
+    points = events.Scalars("average_loss")
+    assert [(p.step, p.value) for p in points] == [(1, 4.0), (2, 3.0), (3, 2.0)]
+
+
+def test_entry_scripts_take_a_tensorboard_folder():
+    import run_pretraining
+    import run_squad
+
+    required = ["--input_dir", "i", "--config_file", "c", "--output_dir", "o"]
+    assert run_pretraining.parse_arguments([*required, "--tensorboard", "tb"]).tensorboard == "tb"
+    required = ["--output_dir", "o", "--vocab_file", "v", "--config_file", "c"]
+    assert run_squad.parse_arguments([*required, "--tensorboard", "tb"]).tensorboard == "tb"
+
+
+def test_tensorboard_without_the_package_is_one_error_line(tmp_path, monkeypatch, capsys):
+    import run_glue
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails
+    repo = REPO_ROOT
+    status = run_glue.main(
+        [
+            "--task_name=mrpc",
+            f"--data_dir={repo}/data/sample/glue/MRPC",
+            f"--vocab_file={repo}/vocab/vocab",
+            f"--config_file={repo}/bert_configs/tiny.json",
+            "--do_lower_case",
+            "--do_train",
+            f"--output_dir={tmp_path}",
+            f"--json-summary={tmp_path / 'log.json'}",
+            f"--tensorboard={tmp_path / 'tb'}",
+        ]
+    )
+    assert status == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"run_glue.py: error: --tensorboard {tmp_path / 'tb'}: needs the tensorboard "
+        "package (pip install tensorboard)"
+    ]

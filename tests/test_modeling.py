@@ -21,9 +21,7 @@ from modeling import (
     BertModel,
     ConfigError,
 )
-from tests.conftest import REPO_ROOT, TINY_CONFIG, random_batch, tiny_config
-
-transformers = pytest.importorskip("transformers")
+from tests.support import REPO_ROOT, TINY_CONFIG, random_batch, tiny_config
 
 SENTENCES = [
     "Super Bowl 50 was an American football game to determine the champion of the National "
@@ -357,7 +355,7 @@ def test_bf16_autocast_forward_backward_on_cpu():
 
 
 @pytest.fixture(scope="module")
-def hf_batch(minilm_dir):
+def hf_batch(transformers, minilm_dir):
     tokenizer = transformers.BertTokenizer(str(minilm_dir / "vocab.txt"), do_lower_case=True)
     pairs = [(SENTENCES[1], SENTENCES[0]), (SENTENCES[2], None), (SENTENCES[3], SENTENCES[2])]
     encoded = tokenizer(
@@ -375,7 +373,9 @@ def hf_model(cls, minilm_dir, seed=0, **kwargs):
 
 @pytest.mark.parametrize("attention_impl", modeling.ATTENTION_IMPLS)
 @pytest.mark.parametrize("vocab_pad_multiple", [1, 8])
-def test_encoder_parity_with_hugging_face(minilm_dir, hf_batch, attention_impl, vocab_pad_multiple):
+def test_encoder_parity_with_hugging_face(
+    transformers, minilm_dir, hf_batch, attention_impl, vocab_pad_multiple
+):
     config = BertConfig.from_json_file(minilm_dir / "config.json").replace(
         attention_impl=attention_impl, vocab_pad_multiple=vocab_pad_multiple
     )
@@ -393,7 +393,7 @@ def test_encoder_parity_with_hugging_face(minilm_dir, hf_batch, attention_impl, 
     assert (pooled_output - expected.pooler_output).abs().max() <= 1e-5
 
 
-def test_question_answering_and_classification_parity(minilm_dir, hf_batch):
+def test_question_answering_and_classification_parity(transformers, minilm_dir, hf_batch):
     config = BertConfig.from_json_file(minilm_dir / "config.json")
     input_ids, token_type_ids, attention_mask = hf_batch
     inputs = dict(input_ids=input_ids, token_type_ids=token_type_ids, attention_mask=attention_mask)
@@ -417,7 +417,7 @@ def test_question_answering_and_classification_parity(minilm_dir, hf_batch):
 
 
 @pytest.mark.parametrize("dense", [True, False])
-def test_pretraining_loss_parity(minilm_dir, hf_batch, dense):
+def test_pretraining_loss_parity(transformers, minilm_dir, hf_batch, dense):
     config = BertConfig.from_json_file(minilm_dir / "config.json")
     reference = hf_model(transformers.BertForPreTraining, minilm_dir)
     ours = BertForPreTraining(config, sequence_output_is_dense=dense).eval()

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 import run_pretraining
-from tests.conftest import REPO_ROOT, TINY_CONFIG, UNCASED_VOCAB
+from tests.support import REPO_ROOT, TINY_CONFIG, UNCASED_VOCAB
 
 CONFIG = json.loads(TINY_CONFIG.read_text())
 NO_DECAY = ("bias", "gamma", "beta", "LayerNorm")

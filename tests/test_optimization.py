@@ -10,7 +10,7 @@ from torch import nn
 
 from optimization import NO_DECAY, CompiledLamb, Lamb, make_lamb, parameter_groups
 from schedulers import WarmupScheduler, lr_factor
-from tests.conftest import tiny_config
+from tests.support import tiny_config
 
 
 def reference_lamb(
@@ -281,19 +281,3 @@ def test_phase1_worked_example():
     assert lr_factor("poly", 2001, 7038, 0.2843) == pytest.approx((1 - 2001 / 7038) ** 0.5)
     with pytest.raises(ValueError, match="warmup"):
         WarmupScheduler(Lamb([nn.Parameter(torch.ones(1))]), 1.0, 10, warmup=1.5)
-
-
-def test_precision_resolution():
-    from training import resolve_precision
-
-    cpu = torch.device("cpu")
-    assert resolve_precision(False, False, None, cpu) == ("fp32", True)  # NVIDIA: TF32 allowed
-    assert resolve_precision(False, False, "auto", cpu) == ("fp32", True)  # TF32 where it exists
-    assert resolve_precision(False, False, "fp32", cpu) == ("fp32", False)
-    assert resolve_precision(False, False, "tf32", cpu) == ("fp32", True)
-    assert resolve_precision(True, False, "auto", cpu) == ("fp16", True)
-    assert resolve_precision(False, True, "bf16", cpu) == ("bf16", True)
-    with pytest.raises(ValueError, match="conflicting precision flags: fp16, bf16"):
-        resolve_precision(True, True)
-    with pytest.raises(ValueError, match="conflicting"):
-        resolve_precision(False, True, "fp32")

@@ -13,7 +13,7 @@ import pytest
 
 from data import pipeline
 from data.pipeline import PipelineError, Settings, run_pipeline
-from tests.conftest import REPO_ROOT, UNCASED_VOCAB
+from tests.support import REPO_ROOT, UNCASED_VOCAB
 
 needs_wikiextractor = pytest.mark.skipif(
     importlib.util.find_spec("wikiextractor") is None, reason="pip install wikiextractor==3.1.0"

@@ -25,7 +25,7 @@ from pretraining_data import (
     training_files,
 )
 from shard_format import VOCAB_SHA256
-from tests.conftest import CASED_VOCAB, REPO_ROOT, TINY_CONFIG, UNCASED_VOCAB
+from tests.support import CASED_VOCAB, REPO_ROOT, TINY_CONFIG, UNCASED_VOCAB
 
 
 def write_shard(path, rows: int, seq: int = 16, pred: int = 3, first_id: int = 0) -> None:

@@ -9,24 +9,13 @@ import subprocess
 import sys
 
 import pytest
-import torch
 
-from checkpoint import save_nvidia_checkpoint
 from logger import read_dllogger_file
-from modeling import BertConfig, BertForPreTraining
-from tests.conftest import REPO_ROOT, TINY_CONFIG, UNCASED_VOCAB
+from modeling import BertConfig
+from tests.support import REPO_ROOT, TINY_CONFIG, UNCASED_VOCAB, one_error_line
 from tests.test_output_lock import plant
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def pretrained(tmp_path_factory):
-    torch.manual_seed(0)
-    model = BertForPreTraining(BertConfig.from_json_file(TINY_CONFIG))
-    path = tmp_path_factory.mktemp("ckpt") / "ckpt_70.pt"
-    save_nvidia_checkpoint(path, model.state_dict(), model.config)
-    return path
 
 
 def run_glue(*args: str) -> subprocess.CompletedProcess:
@@ -124,27 +113,25 @@ def test_regression_task_sts_b(pretrained, tmp_path):
 
 
 def test_bad_input(pretrained, tmp_path):
-    def error(result, status=1):
-        assert result.returncode == status, result.stderr
-        lines = [line for line in result.stderr.splitlines() if "error:" in line]
-        assert len(lines) == 1, result.stderr
-        return lines[0]
-
     out = [f"--output_dir={tmp_path / 'o'}", f"--json-summary={tmp_path / 'o' / 'l.json'}"]
     sample = REPO_ROOT / "data" / "sample" / "glue" / "MRPC"
     assert (
         "unknown"
-        in error(run_glue(*out, "--task_name=squad", f"--data_dir={sample}", "--do_eval")).lower()
+        in one_error_line(
+            run_glue(*out, "--task_name=squad", f"--data_dir={sample}", "--do_eval")
+        ).lower()
     )
     missing = tmp_path / "nope"
-    line = error(run_glue(*out, "--task_name=mrpc", f"--data_dir={missing}", "--do_eval"), 2)
+    line = one_error_line(
+        run_glue(*out, "--task_name=mrpc", f"--data_dir={missing}", "--do_eval"), 2
+    )
     assert "--data_dir" in line and "nope" in line
     bad = tmp_path / "MRPC"
     bad.mkdir()
     text = (sample / "dev.tsv").read_text(encoding="utf-8-sig").splitlines()
     text[3] = text[3].replace("\t", " ", 1)  # one column too few on line 4
     (bad / "dev.tsv").write_text("\n".join(text) + "\n")
-    line = error(
+    line = one_error_line(
         run_glue(
             *out,
             "--task_name=mrpc",
@@ -157,7 +144,7 @@ def test_bad_input(pretrained, tmp_path):
     text = (sample / "dev.tsv").read_text(encoding="utf-8-sig").splitlines()
     text[2] = "7" + text[2][1:]  # label 7 is not a MRPC label
     (bad / "dev.tsv").write_text("\n".join(text) + "\n")
-    line = error(
+    line = one_error_line(
         run_glue(
             *out,
             "--task_name=mrpc",
@@ -168,12 +155,12 @@ def test_bad_input(pretrained, tmp_path):
     )
     assert "'7'" in line
     batch = ["--train_batch_size=2", "--gradient_accumulation_steps=4"]
-    line = error(
+    line = one_error_line(
         run_glue(*out, "--task_name=mrpc", f"--data_dir={sample}", "--do_train", *batch), 2
     )
     assert "--gradient_accumulation_steps" in line
     plant(tmp_path / "o", pid=1, program="run_glue.py")  # another run, alive, holds it
-    line = error(
+    line = one_error_line(
         run_glue(
             *out,
             "--task_name=mrpc",
@@ -184,3 +171,30 @@ def test_bad_input(pretrained, tmp_path):
     )
     assert f"--output_dir {tmp_path / 'o'} is in use by run_glue.py (pid 1 on" in line
     assert not (tmp_path / "o" / "results.txt").exists()
+
+
+def test_main_in_process(pretrained, tmp_path):
+    """run_glue.main in this process: train, evaluate and predict on the MRPC sample."""
+    import run_glue as glue_script
+
+    status = glue_script.main(
+        [
+            "--task_name=mrpc",
+            f"--data_dir={REPO_ROOT / 'data' / 'sample' / 'glue' / 'MRPC'}",
+            f"--vocab_file={UNCASED_VOCAB}",
+            f"--config_file={TINY_CONFIG}",
+            "--do_lower_case",
+            f"--init_checkpoint={pretrained}",
+            "--do_train",
+            "--do_eval",
+            "--do_predict",
+            "--train_batch_size=16",
+            "--max_steps=2",
+            f"--output_dir={tmp_path}",
+            f"--json-summary={tmp_path / 'log.json'}",
+        ]
+    )
+    assert status == 0
+    results = json.loads((tmp_path / "results.txt").read_text())
+    assert results["global_step"] == 2 and "acc" in results and "eval:num_steps" in results
+    assert (tmp_path / "MRPC.tsv").is_file() and (tmp_path / "bert_config.json").is_file()

@@ -15,7 +15,7 @@ import torch
 
 from checkpoint import torch_load
 from logger import read_dllogger_file
-from tests.conftest import REPO_ROOT, TINY_CONFIG
+from tests.support import REPO_ROOT, TINY_CONFIG, one_error_line
 
 pytestmark = pytest.mark.slow
 
@@ -256,36 +256,31 @@ def test_two_processes_equal_one_with_twice_the_accumulation(sample_shards, tmp_
     assert all(abs(l1[s] - l2[s]) < 1e-5 for s in range(1, 5))
 
 
-def one_line(result: subprocess.CompletedProcess, status: int = 1) -> str:
-    assert result.returncode == status, result.stderr
-    errors = [line for line in result.stderr.splitlines() if "error:" in line]
-    assert len(errors) == 1, result.stderr
-    return errors[0]
-
-
 def test_bad_input_is_one_clear_line(sample_shards, tmp_path):
     shards = sample_shards / "phase1"
-    line = one_line(pretrain(*common(shards, tmp_path / "a"), "--gradient_accumulation_steps=3"), 2)
+    line = one_error_line(
+        pretrain(*common(shards, tmp_path / "a"), "--gradient_accumulation_steps=3"), 2
+    )
     assert "--train_batch_size 8 is not divisible by --gradient_accumulation_steps 3" in line
-    line = one_line(pretrain(*common(shards, tmp_path / "a"), "--precision=fp8"), 2)
+    line = one_error_line(pretrain(*common(shards, tmp_path / "a"), "--precision=fp8"), 2)
     assert "--precision fp8 needs a CUDA GPU of compute capability 9.0 or newer" in line
-    line = one_line(pretrain(*common(tmp_path / "missing", tmp_path / "a")), 2)
+    line = one_error_line(pretrain(*common(tmp_path / "missing", tmp_path / "a")), 2)
     assert "--input_dir" in line and "missing: no such folder" in line
-    line = one_line(pretrain(*common(sample_shards / "phase2", tmp_path / "a")))
+    line = one_error_line(pretrain(*common(sample_shards / "phase2", tmp_path / "a")))
     assert "sequences of 512 tokens, but --max_seq_length is 128" in line
     (tmp_path / "ckpts").mkdir()
     (tmp_path / "ckpts" / "ckpt_7.pt").write_bytes(b"x")
-    line = one_line(pretrain(*common(shards, tmp_path / "ckpts"), "--max_steps=1"), 2)
+    line = one_error_line(pretrain(*common(shards, tmp_path / "ckpts"), "--max_steps=1"), 2)
     assert "already holds checkpoints (ckpt_7.pt" in line
-    line = one_line(pretrain(*common(shards, tmp_path / "ckpts"), "--resume_from_checkpoint"))
+    line = one_error_line(pretrain(*common(shards, tmp_path / "ckpts"), "--resume_from_checkpoint"))
     assert "ckpt_7.pt: not a readable PyTorch checkpoint" in line
     broken = tmp_path / "broken"
     broken.mkdir()
     data = (shards / "sample_training_0.hdf5").read_bytes()
     (broken / "x_training_0.hdf5").write_bytes(data[: len(data) // 2])
-    line = one_line(pretrain(*common(broken, tmp_path / "b"), "--max_steps=1"))
+    line = one_error_line(pretrain(*common(broken, tmp_path / "b"), "--max_steps=1"))
     assert "x_training_0.hdf5" in line
-    line = one_line(
+    line = one_error_line(
         pretrain(
             *common(shards, tmp_path / "c"),
             "--max_steps=20",

@@ -22,7 +22,7 @@ import torch
 import fileio
 import run_pretraining
 from checkpoint import torch_load
-from tests.conftest import REPO_ROOT, TINY_CONFIG
+from tests.support import REPO_ROOT, TINY_CONFIG
 from tests.test_nvidia_compat import write_shards
 from tests.test_output_lock import plant
 

@@ -12,30 +12,19 @@ import sys
 import types
 
 import pytest
-import torch
 
 import run_squad as squad_script  # `run_squad` runs it in a subprocess below
 import squad
-from checkpoint import load_model_weights, save_nvidia_checkpoint
+from checkpoint import load_model_weights
 from errors import UsageError
 from logger import read_dllogger_file
-from modeling import BertConfig, BertForPreTraining, BertForQuestionAnswering
+from modeling import BertConfig, BertForQuestionAnswering
 from squad import SquadError
-from tests.conftest import REPO_ROOT, TINY_CONFIG, UNCASED_VOCAB
+from tests.support import REPO_ROOT, TINY_CONFIG, UNCASED_VOCAB, one_error_line
 from tokenization import BertTokenizer
 
 pytestmark = pytest.mark.slow
 SAMPLE = REPO_ROOT / "data" / "sample" / "squad"
-
-
-@pytest.fixture(scope="module")
-def pretrained(tmp_path_factory):
-    """A tiny 'pre-trained' checkpoint (random weights) in NVIDIA's layout."""
-    torch.manual_seed(0)
-    model = BertForPreTraining(BertConfig.from_json_file(TINY_CONFIG))
-    path = tmp_path_factory.mktemp("ckpt") / "ckpt_70.pt"
-    save_nvidia_checkpoint(path, model.state_dict(), model.config)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -350,16 +339,10 @@ def test_compiled_training_and_prediction_match_eager(pretrained, tmp_path):
 
 
 def test_bad_input(pretrained, tmp_path):
-    def error(result, status=1):
-        assert result.returncode == status, result.stderr
-        lines = [line for line in result.stderr.splitlines() if "error:" in line]
-        assert len(lines) == 1, result.stderr
-        return lines[0]
-
     out = [f"--output_dir={tmp_path}", f"--json-summary={tmp_path}/log.json"]
-    assert "--do_train needs --train_file" in error(run_squad(*out, "--do_train"), 2)
-    assert "at least one of --do_train or --do_predict" in error(run_squad(*out), 2)
-    line = error(
+    assert "--do_train needs --train_file" in one_error_line(run_squad(*out, "--do_train"), 2)
+    assert "at least one of --do_train or --do_predict" in one_error_line(run_squad(*out), 2)
+    line = one_error_line(
         run_squad(
             *out,
             "--do_predict",
@@ -370,9 +353,11 @@ def test_bad_input(pretrained, tmp_path):
     )
     assert f"--predict_file {tmp_path / 'none.json'}: no such file" in line
     (tmp_path / "bad.json").write_text("{not json")
-    line = error(run_squad(*out, "--do_predict", f"--predict_file={tmp_path / 'bad.json'}"), 2)
+    line = one_error_line(
+        run_squad(*out, "--do_predict", f"--predict_file={tmp_path / 'bad.json'}"), 2
+    )
     assert "without --do_train needs --init_checkpoint" in line
-    line = error(
+    line = one_error_line(
         run_squad(
             *out,
             "--do_predict",
@@ -383,9 +368,9 @@ def test_bad_input(pretrained, tmp_path):
     assert "is not valid JSON" in line
     batch = ["--train_batch_size=10", "--gradient_accumulation_steps=3"]
     train_file = SAMPLE / "v1.1/train-v1.1.json"
-    line = error(run_squad(*out, "--do_train", f"--train_file={train_file}", *batch), 2)
+    line = one_error_line(run_squad(*out, "--do_train", f"--train_file={train_file}", *batch), 2)
     assert "not divisible" in line
-    line = error(
+    line = one_error_line(
         run_squad(
             *out,
             "--do_predict",
@@ -531,3 +516,56 @@ def test_features_of_text_that_does_not_fit_the_vocabulary_are_warned_about(tmp_
         unknown = f"{args.predict_file}: 50% of the tokens are [UNK] (4 of 8)"
         assert (unknown in caplog.text) is warned, caplog.text
         assert "lower-casing off" in caplog.text if warned else caplog.text == ""
+
+
+def test_main_in_process_trains_predicts_scores_and_answers(pretrained, tmp_path, capsys):
+    """run_squad.main, inference.main and evaluate_squad.main in this process, one after the
+    other, as a user's script would call them."""
+    import evaluate_squad
+    import inference
+
+    out = tmp_path / "squad"
+    dev = SAMPLE / "v1.1" / "dev-v1.1.json"
+    status = squad_script.main(
+        [
+            f"--vocab_file={UNCASED_VOCAB}",
+            f"--config_file={TINY_CONFIG}",
+            "--do_lower_case",
+            f"--init_checkpoint={pretrained}",
+            "--do_train",
+            f"--train_file={SAMPLE / 'v1.1' / 'train-v1.1.json'}",
+            "--train_batch_size=8",
+            "--max_steps=2",
+            "--do_predict",
+            f"--predict_file={dev}",
+            "--predict_batch_size=64",
+            "--do_eval",
+            f"--output_dir={out}",
+            f"--json-summary={out / 'log.json'}",
+            "--skip_cache",
+        ]
+    )
+    assert status == 0
+    summary = {
+        k: v
+        for e in read_dllogger_file(out / "log.json")
+        if e.get("step") == []
+        for k, v in e["data"].items()
+    }
+    assert {"exact_match", "F1", "final_loss", "inference_sequences_per_second"} <= set(summary)
+    weights = out / "pytorch_model.bin"
+    assert weights.is_file() and (out / "bert_config.json").is_file()
+    capsys.readouterr()
+    assert evaluate_squad.main([str(dev), str(out / "predictions.json")]) == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert scores["exact_match"] == pytest.approx(summary["exact_match"])
+    args = [
+        f"--init_checkpoint={weights}",
+        f"--vocab_file={UNCASED_VOCAB}",
+        f"--config_file={TINY_CONFIG}",
+    ]
+    assert (
+        inference.main([*args, "--do_lower_case", "--question=Who?", "--context=Alice met Bob."])
+        == 0
+    )
+    assert "answer:" in capsys.readouterr().out

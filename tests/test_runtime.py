@@ -111,7 +111,7 @@ def test_fp8_refused_on_older_gpus_and_without_torchao(monkeypatch):
 def test_float8_layers_are_the_encoder_linears():
     import training
     from modeling import BertForPreTraining, BertForQuestionAnswering
-    from tests.conftest import tiny_config
+    from tests.support import tiny_config
 
     for model in (BertForPreTraining(tiny_config()), BertForQuestionAnswering(tiny_config())):
         chosen = [n for n, m in model.named_modules() if training.float8_layer(m, n)]
@@ -290,7 +290,7 @@ def test_an_output_that_is_an_input_is_refused(tmp_path):
 
 def test_model_files_against_each_other(tmp_path):
     from modeling import ConfigError
-    from tests.conftest import TINY_CONFIG, UNCASED_VOCAB
+    from tests.support import TINY_CONFIG, UNCASED_VOCAB
 
     config = runtime.check_model_files(TINY_CONFIG, UNCASED_VOCAB, 512)
     assert config.padded_vocab_size == 30528
@@ -318,7 +318,7 @@ def test_the_cli_part_loads_without_torch():
     import subprocess
     import sys
 
-    from tests.conftest import REPO_ROOT
+    from tests.support import REPO_ROOT
 
     code = "import runtime, sys; print('torch' in sys.modules)"
     result = subprocess.run(

@@ -7,7 +7,7 @@ import h5py
 
 import shard_format
 from pretraining_instances import InstanceOptions, ShardJob, create_shard
-from tests.conftest import UNCASED_VOCAB
+from tests.support import UNCASED_VOCAB
 
 
 def test_schema_is_nvidias_layout():

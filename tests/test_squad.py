@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import squad
-from tests.conftest import CASED_VOCAB, REPO_ROOT, UNCASED_VOCAB
+from tests.support import CASED_VOCAB, REPO_ROOT, UNCASED_VOCAB
 from tokenization import BasicTokenizer, BertTokenizer, VocabError
 
 SAMPLE_DIR = REPO_ROOT / "data" / "sample" / "squad"

@@ -38,7 +38,7 @@ from checkpoint import (
 )
 from logger import read_dllogger_file
 from modeling import BertForPreTraining
-from tests.conftest import TINY_CONFIG, tiny_config
+from tests.support import TINY_CONFIG, tiny_config
 
 boto3 = pytest.importorskip("boto3")
 moto_server = pytest.importorskip("moto.server", reason="pip install 'moto[server]'")

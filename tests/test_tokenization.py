@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CASED_VOCAB, UNCASED_VOCAB
+from tests.support import CASED_VOCAB, UNCASED_VOCAB
 from tokenization import (
     BasicTokenizer,
     BertTokenizer,

@@ -7,7 +7,7 @@ import torch
 
 import modeling
 from optimization import Lamb, parameter_groups
-from tests.conftest import random_batch, tiny_config
+from tests.support import random_batch, tiny_config
 from training import (
     PRETRAINING_ROW_FILLS,
     make_precision,
@@ -165,3 +165,19 @@ def test_compiled_model_matches_the_eager_one():
             )
         model.zero_grad()
         plain_model.zero_grad()
+
+
+def test_precision_resolution():
+    from training import resolve_precision
+
+    cpu = torch.device("cpu")
+    assert resolve_precision(False, False, None, cpu) == ("fp32", True)  # NVIDIA: TF32 allowed
+    assert resolve_precision(False, False, "auto", cpu) == ("fp32", True)  # TF32 where it exists
+    assert resolve_precision(False, False, "fp32", cpu) == ("fp32", False)
+    assert resolve_precision(False, False, "tf32", cpu) == ("fp32", True)
+    assert resolve_precision(True, False, "auto", cpu) == ("fp16", True)
+    assert resolve_precision(False, True, "bf16", cpu) == ("bf16", True)
+    with pytest.raises(ValueError, match="conflicting precision flags: fp16, bf16"):
+        resolve_precision(True, True)
+    with pytest.raises(ValueError, match="conflicting"):
+        resolve_precision(False, True, "fp32")

@@ -12,7 +12,7 @@ import pytest
 from data.make_sample_corpus import build
 from data.verify import Expectations, verify_shards
 from pretraining_instances import InstanceOptions, ShardJob, create_shard
-from tests.conftest import CASED_VOCAB, REPO_ROOT, UNCASED_VOCAB
+from tests.support import CASED_VOCAB, REPO_ROOT, UNCASED_VOCAB
 
 SAMPLE = REPO_ROOT / "data" / "sample" / "wikitext2_valid_sentences.txt"
 

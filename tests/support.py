@@ -1,0 +1,73 @@
+"""Paths and small helpers the tests share (fixtures are in conftest.py)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import torch
+
+from logger import MetricLogger
+from modeling import BertConfig
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+UNCASED_VOCAB = REPO_ROOT / "vocab" / "vocab"
+CASED_VOCAB = REPO_ROOT / "vocab" / "vocab_cased"
+TINY_CONFIG = REPO_ROOT / "bert_configs" / "tiny.json"
+SAMPLE_SQUAD = REPO_ROOT / "data" / "sample" / "squad"
+SAMPLE_MRPC = REPO_ROOT / "data" / "sample" / "glue" / "MRPC"
+
+
+def tiny_config(**changes) -> BertConfig:
+    """The 2-layer test config (`bert_configs/tiny.json`), with some fields changed."""
+    return BertConfig.from_json_file(TINY_CONFIG).replace(**changes)
+
+
+def random_batch(batch: int = 3, seq: int = 24, vocab: int = 30522, seed: int = 1):
+    """(input_ids, token_type_ids, attention_mask) [B, S] of random ids, rows of mixed length."""
+    generator = torch.Generator().manual_seed(seed)
+    input_ids = torch.randint(1, vocab, (batch, seq), generator=generator)
+    token_type_ids = torch.zeros_like(input_ids)
+    token_type_ids[:, seq // 2 :] = 1
+    attention_mask = torch.ones_like(input_ids)
+    for row in range(1, batch):  # mixed lengths: row r has r * 5 padded positions
+        attention_mask[row, seq - 5 * row :] = 0
+        input_ids[row, seq - 5 * row :] = 0
+    return input_ids, token_type_ids, attention_mask
+
+
+def one_error_line(result: subprocess.CompletedProcess, status: int = 1) -> str:
+    """The one `error:` line of a run that failed with `status`, and no traceback."""
+    assert result.returncode == status, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    errors = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1, result.stderr[-3000:]
+    return errors[0]
+
+
+def write_pretraining_log(path: Path, phases=((128, 0, 5), (512, 5, 3))) -> None:
+    """Runs appended to one file, as two entry-script runs sharing --json-summary write it."""
+    for seq, first, steps in phases:
+        log = MetricLogger(path, use_dllogger=False)
+        log.log("PARAMETER", {"Config": ["Namespace(...)"], "SEED": 42})
+        log.log("PARAMETER", {"train_start": True, "seq_length": seq})
+        for step in range(first + 1, first + steps + 1):
+            log.log(
+                (0, step),
+                {
+                    "average_loss": 10.0 - step,
+                    "mlm_loss": 9.0 - step,
+                    "nsp_loss": 0.69,
+                    "learning_rate": 1e-3,
+                },
+            )
+        log.log(
+            (),
+            {
+                "e2e_train_time": 12.5,
+                "training_sequences_per_second": 321.0,
+                "final_loss": 10.0 - first - steps,
+            },
+        )
+        log.close()
