@@ -72,13 +72,6 @@ def add_common_arguments(parser: argparse.ArgumentParser, seed: int, log_freq: i
     add("--vocab_file", required=True)
     add("--config_file", required=True)
     add("--do_lower_case", action="store_true", help="lower-case the text (uncased models)")
-    add(
-        "--train_batch_size",
-        type=runtime.positive_int,
-        default=32,
-        help="per process per optimizer step",
-    )
-    add("--learning_rate", type=runtime.positive_float, default=5e-5)
     add("--num_train_epochs", type=runtime.positive_float, default=3.0)
     add(
         "--max_steps",
@@ -87,7 +80,6 @@ def add_common_arguments(parser: argparse.ArgumentParser, seed: int, log_freq: i
         help="> 0: stop after this many optimizer steps",
     )
     add("--warmup_proportion", type=runtime.proportion, default=0.1)
-    add("--gradient_accumulation_steps", type=runtime.positive_int, default=1)
     add("--skip_checkpoint", action="store_true", help="do not save the fine-tuned weights")
     add(
         "--log_freq",

@@ -120,14 +120,7 @@ def answer(args: argparse.Namespace) -> tuple[str, list[dict]]:
         for f, (start, end) in zip(features, outputs, strict=True)
     ]
     predictions, nbest, _ = squad.get_answers(
-        [example],
-        features,
-        results,
-        n_best_size=args.n_best_size,
-        max_answer_length=args.max_answer_length,
-        do_lower_case=args.do_lower_case,
-        version_2_with_negative=args.version_2_with_negative,
-        null_score_diff_threshold=args.null_score_diff_threshold,
+        [example], features, results, **squad.answer_options(args)
     )
     return predictions["question"], nbest["question"]
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import torch
 from torch import nn
@@ -114,42 +114,40 @@ class Lamb(torch.optim.Optimizer):
         if not params:
             return
         group["step"] += 1
-        step = group["step"]
-        beta1, beta2 = group["betas"]
-        beta3 = 1 - beta1 if group["grad_averaging"] else 1.0
-        correction1 = 1 - beta1**step if group["bias_correction"] else 1.0
-        correction2 = 1 - beta2**step if group["bias_correction"] else 1.0
+        exp_avgs, exp_avg_sqs = self._moments(params)
+        grads = [p.grad for p in params]
+        _lamb_group_math(
+            params, grads, exp_avgs, exp_avg_sqs, clip, group_scalars(group), group_options(group)
+        )
+
+    def _moments(self, params: list[torch.Tensor]) -> tuple[list, list]:
+        """(exp_avg, exp_avg_sq) of `params`, created as zeros at their first step."""
         for p in params:
             state = self.state[p]
             if not state:
                 state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-        exp_avgs = [self.state[p]["exp_avg"] for p in params]
-        exp_avg_sqs = [self.state[p]["exp_avg_sq"] for p in params]
-        grads = [p.grad for p in params]
-        if clip is not None:
-            grads = torch._foreach_div(grads, clip)
-        torch._foreach_mul_(exp_avgs, beta1)
-        torch._foreach_add_(exp_avgs, grads, alpha=beta3)
-        torch._foreach_mul_(exp_avg_sqs, beta2)
-        torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1 - beta2)
-        denominators = torch._foreach_sqrt(exp_avg_sqs)
-        torch._foreach_div_(denominators, math.sqrt(correction2))
-        torch._foreach_add_(denominators, group["eps"])
-        updates = torch._foreach_div(exp_avgs, denominators)
-        torch._foreach_div_(updates, correction1)
-        weight_decay, lr = group["weight_decay"], group["lr"]
-        if weight_decay != 0:
-            torch._foreach_add_(updates, params, alpha=weight_decay)
-        if weight_decay != 0 or group["use_nvlamb"]:
-            param_norms = torch.stack(torch._foreach_norm(params))
-            update_norms = torch.stack(torch._foreach_norm(updates))
-            trusted = (param_norms > 0) & (update_norms > 0)
-            ratios = torch.where(trusted, lr * param_norms / update_norms, lr).neg_()
-            torch._foreach_mul_(updates, list(ratios.unbind()))
-            torch._foreach_add_(params, updates)
-        else:
-            torch._foreach_add_(params, updates, alpha=-lr)
+        states = [self.state[p] for p in params]
+        return [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states]
+
+
+def group_options(group: dict) -> tuple[float, float, float, float, float, bool]:
+    """A group's fixed LAMB settings: b1, b2, b3, eps, weight decay, trust ratio on."""
+    beta1, beta2 = group["betas"]
+    beta3 = 1 - beta1 if group["grad_averaging"] else 1.0
+    weight_decay = float(group["weight_decay"])
+    trust = weight_decay != 0 or bool(group["use_nvlamb"])
+    return float(beta1), float(beta2), float(beta3), float(group["eps"]), weight_decay, trust
+
+
+def group_scalars(group: dict) -> list[float]:
+    """A group's per-step numbers after its step count went up: lr, sqrt(1 - b2^t), 1 - b1^t
+    (1 and 1 without bias correction)."""
+    beta1, beta2 = group["betas"]
+    step = group["step"]
+    correction1 = 1 - beta1**step if group["bias_correction"] else 1.0
+    correction2 = 1 - beta2**step if group["bias_correction"] else 1.0
+    return [float(group["lr"]), math.sqrt(correction2), correction1]
 
 
 #: The group keys NVIDIA's pre-training LAMBs read in `step()` once `load_state_dict` has
@@ -226,14 +224,16 @@ def _lamb_group_math(
     exp_avgs: list[torch.Tensor],
     exp_avg_sqs: list[torch.Tensor],
     clip: torch.Tensor | None,
-    scalars: torch.Tensor,
+    scalars: Sequence[float | torch.Tensor],
     options: tuple[float, float, float, float, float, bool],
 ) -> None:
-    """One group's LAMB update, in place, with the operations of `Lamb._update_group` in the same
-    order; the learning rate and bias corrections come as a device tensor (`scalars`: lr,
-    sqrt(1 - b2^t), 1 - b1^t) so that a compiled graph never sees a changing Python number."""
+    """One group's LAMB update, in place (see the module docstring), for `Lamb` and, compiled,
+    for `CompiledLamb`. `scalars` are the learning rate, sqrt(1 - b2^t) and 1 - b1^t: Python
+    numbers in eager mode, 0-d device tensors in the compiled graph, which must never see a
+    changing Python number; `options` are b1, b2, b3 (1 - b1 with gradient averaging, else 1), eps,
+    the weight decay and whether the trust ratio applies."""
     beta1, beta2, beta3, eps, weight_decay, trust = options
-    lr, sqrt_correction2, correction1 = scalars.unbind()
+    lr, sqrt_correction2, correction1 = scalars
     if clip is not None:
         grads = torch._foreach_div(grads, clip)
     torch._foreach_mul_(exp_avgs, beta1)
@@ -254,7 +254,7 @@ def _lamb_group_math(
         ratios = torch.where(trusted, lr * param_norms / update_norms, lr).neg()
         torch._foreach_mul_(updates, list(ratios.unbind()))
     else:
-        torch._foreach_mul_(updates, lr.neg())
+        torch._foreach_mul_(updates, -lr)
     torch._foreach_add_(params, updates)
 
 
@@ -270,8 +270,8 @@ def _lamb_step_math(
     norms = torch._foreach_norm([g for group in groups for g in group[1]])
     global_norm = torch.linalg.vector_norm(torch.stack([n.float() for n in norms]))
     clip = (global_norm / max_grad_norm).clamp(min=1.0) if max_grad_norm > 0 else None
-    for tensors, row, group_options in zip(groups, scalars.unbind(), options, strict=True):
-        _lamb_group_math(*tensors, clip, row, group_options)
+    for tensors, row, settings in zip(groups, scalars.unbind(), options, strict=True):
+        _lamb_group_math(*tensors, clip, row.unbind(), settings)
     return global_norm
 
 
@@ -313,21 +313,10 @@ class CompiledLamb(Lamb):
             if any(p.grad.is_sparse for p in params):
                 raise RuntimeError("Lamb does not support sparse gradients")
             group["step"] += 1
-            for p in params:
-                state = self.state[p]
-                if not state:
-                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            groups.append(
-                (
-                    params,
-                    [p.grad for p in params],
-                    [self.state[p]["exp_avg"] for p in params],
-                    [self.state[p]["exp_avg_sq"] for p in params],
-                )
-            )
-            options.append(self._group_options(group))
-            values.append(self._group_scalars(group))
+            exp_avgs, exp_avg_sqs = self._moments(params)
+            groups.append((params, [p.grad for p in params], exp_avgs, exp_avg_sqs))
+            options.append(group_options(group))
+            values.append(group_scalars(group))
         if not groups:
             return loss
         scalars = torch.tensor(values, dtype=torch.float32)
@@ -339,22 +328,6 @@ class CompiledLamb(Lamb):
             groups, scalars, options, float(self.defaults["max_grad_norm"])
         )
         return loss
-
-    @staticmethod
-    def _group_options(group: dict) -> tuple[float, float, float, float, float, bool]:
-        beta1, beta2 = group["betas"]
-        beta3 = 1 - beta1 if group["grad_averaging"] else 1.0
-        weight_decay = float(group["weight_decay"])
-        trust = weight_decay != 0 or bool(group["use_nvlamb"])
-        return float(beta1), float(beta2), float(beta3), float(group["eps"]), weight_decay, trust
-
-    @staticmethod
-    def _group_scalars(group: dict) -> list[float]:
-        beta1, beta2 = group["betas"]
-        step = group["step"]
-        correction1 = 1 - beta1**step if group["bias_correction"] else 1.0
-        correction2 = 1 - beta2**step if group["bias_correction"] else 1.0
-        return [float(group["lr"]), math.sqrt(correction2), correction1]
 
 
 LAMB_IMPLS = ("auto", "torch", "compiled", "apex")

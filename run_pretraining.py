@@ -157,13 +157,6 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
         type=runtime.positive_int,
         help="must match the shards (default: theirs)",
     )
-    add(
-        "--train_batch_size",
-        type=runtime.positive_int,
-        default=32,
-        help="per process per optimizer step",
-    )
-    add("--learning_rate", type=runtime.positive_float, default=5e-5)
     add("--num_train_epochs", type=runtime.finite_float, default=3.0, help="accepted; unused")
     add(
         "--max_steps",
@@ -172,7 +165,6 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="optimizer steps of this phase's schedule",
     )
     add("--warmup_proportion", type=runtime.proportion, default=0.01)
-    add("--gradient_accumulation_steps", type=runtime.positive_int, default=1)
     add("--init_loss_scale", type=runtime.positive_float, default=2**20)
     add("--log_freq", type=runtime.positive_steps, default=1.0, help="log every N optimizer steps")
     add("--checkpoint_activations", action="store_true")

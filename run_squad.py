@@ -250,14 +250,7 @@ def do_predict(model, tokenizer, examples, args: argparse.Namespace, run: Run) -
         for uid, (start, end) in zip(arrays["unique_ids"], result.outputs, strict=True)
     ]
     predictions, nbest, null_odds = squad.get_answers(
-        examples,
-        features,
-        raw,
-        n_best_size=args.n_best_size,
-        max_answer_length=args.max_answer_length,
-        do_lower_case=args.do_lower_case,
-        version_2_with_negative=args.version_2_with_negative,
-        null_score_diff_threshold=args.null_score_diff_threshold,
+        examples, features, raw, **squad.answer_options(args)
     )
     if run.dist.is_main_process:
         squad.write_predictions(

@@ -173,7 +173,8 @@ def env_local_rank() -> int:
 
 
 def add_runtime_arguments(parser: argparse.ArgumentParser, *, seed: int) -> None:
-    """The runtime flags every training script takes, with NVIDIA's names and defaults."""
+    """The runtime flags every training script takes, with NVIDIA's names and defaults (the
+    batch flags too: `add_batch_arguments`)."""
     from training import PRECISION_CHOICES
 
     add = parser.add_argument
@@ -218,6 +219,7 @@ def add_runtime_arguments(parser: argparse.ArgumentParser, *, seed: int) -> None
         action="store_true",
         help=f"print the full traceback of an unexpected error (or set {DEBUG_ENV}=1)",
     )
+    add_batch_arguments(parser)
 
 
 # ------------------------------------------------------------------------------- paths
@@ -444,6 +446,21 @@ def check_model_files(
             f"{config_flag} {config_file})"
         )
     return config
+
+
+def add_batch_arguments(parser: argparse.ArgumentParser) -> None:
+    """The batch and step-size flags every training script takes, with NVIDIA's defaults:
+    `--train_batch_size` is per process per optimizer step and is split into
+    `--gradient_accumulation_steps` micro-batches (`training.micro_batch_size`)."""
+    add = parser.add_argument
+    add(
+        "--train_batch_size",
+        type=positive_int,
+        default=32,
+        help="per process per optimizer step",
+    )
+    add("--gradient_accumulation_steps", type=positive_int, default=1)
+    add("--learning_rate", type=positive_float, default=5e-5, help="peak learning rate")
 
 
 # ------------------------------------------------------------------------------- setup

@@ -927,6 +927,18 @@ def _softmax(scores: Sequence[float]) -> list[float]:
     return [x / total for x in exps]
 
 
+def answer_options(args: Any) -> dict[str, Any]:
+    """`get_answers`' settings from the flags of run_squad.py and inference.py (same names)."""
+    names = (
+        "n_best_size",
+        "max_answer_length",
+        "do_lower_case",
+        "version_2_with_negative",
+        "null_score_diff_threshold",
+    )
+    return {name: getattr(args, name) for name in names}
+
+
 def get_answers(
     examples: Sequence[SquadExample],
     features: Sequence[SquadFeature],

@@ -71,3 +71,21 @@ def write_pretraining_log(path: Path, phases=((128, 0, 5), (512, 5, 3))) -> None
             },
         )
         log.close()
+
+
+def pretrain_in_process(shards, output, config, log, *flags: str) -> int:
+    """`run_pretraining.main` in this process, on the CPU: the exit status."""
+    import run_pretraining
+
+    return run_pretraining.main(
+        [
+            "--do_train",
+            "--disable_progress_bar",
+            "--no_cuda",
+            f"--input_dir={shards}",
+            f"--output_dir={output}",
+            f"--config_file={config}",
+            f"--json-summary={log}",
+            *flags,
+        ]
+    )

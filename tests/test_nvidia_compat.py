@@ -19,7 +19,6 @@ import os
 import random
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import types
@@ -31,7 +30,7 @@ import torch
 from torch import nn
 
 import run_pretraining
-from tests.support import REPO_ROOT, TINY_CONFIG, UNCASED_VOCAB
+from tests.support import REPO_ROOT, TINY_CONFIG, UNCASED_VOCAB, pretrain_in_process
 
 CONFIG = json.loads(TINY_CONFIG.read_text())
 NO_DECAY = ("bias", "gamma", "beta", "LayerNorm")
@@ -537,30 +536,16 @@ def write_shards(folder) -> None:
 
 
 def pretrain(shards, output, *extra: str) -> int:
-    """run_pretraining.main in this process, its signal handlers restored afterwards."""
-    handlers = {name: signal.getsignal(name) for name in (signal.SIGTERM, signal.SIGUSR1)}
-    try:
-        return run_pretraining.main(
-            [
-                "--do_train",
-                "--disable_progress_bar",
-                "--no_cuda",
-                f"--input_dir={shards}",
-                f"--output_dir={output}",
-                f"--config_file={TINY_CONFIG}",
-                f"--json-summary={output}/log.json",
-                "--train_batch_size=8",
-                "--gradient_accumulation_steps=2",
-                f"--learning_rate={LEARNING_RATE}",
-                f"--max_steps={MAX_STEPS}",
-                f"--warmup_proportion={WARMUP}",
-                "--num_steps_per_checkpoint=1",
-                *extra,
-            ]
-        )
-    finally:
-        for name, handler in handlers.items():
-            signal.signal(name, handler)
+    """run_pretraining.main in this process (it restores its signal handlers itself)."""
+    flags = [
+        "--train_batch_size=8",
+        "--gradient_accumulation_steps=2",
+        f"--learning_rate={LEARNING_RATE}",
+        f"--max_steps={MAX_STEPS}",
+        f"--warmup_proportion={WARMUP}",
+        "--num_steps_per_checkpoint=1",
+    ]
+    return pretrain_in_process(shards, output, TINY_CONFIG, f"{output}/log.json", *flags, *extra)
 
 
 @pytest.fixture(scope="module")

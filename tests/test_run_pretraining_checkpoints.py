@@ -22,7 +22,7 @@ import torch
 import fileio
 import run_pretraining
 from checkpoint import torch_load
-from tests.support import REPO_ROOT, TINY_CONFIG
+from tests.support import REPO_ROOT, TINY_CONFIG, pretrain_in_process
 from tests.test_nvidia_compat import write_shards
 from tests.test_output_lock import plant
 
@@ -48,25 +48,9 @@ def shards(tmp_path_factory):
 
 
 def pretrain(shards, output, *extra: str) -> int:
-    """run_pretraining.main in this process, its signal handlers restored afterwards."""
-    handlers = {name: signal.getsignal(name) for name in (signal.SIGTERM, signal.SIGUSR1)}
-    try:
-        return run_pretraining.main(
-            [
-                "--do_train",
-                "--disable_progress_bar",
-                "--no_cuda",
-                f"--input_dir={shards}",
-                f"--output_dir={output}",
-                f"--config_file={shards / 'config.json'}",
-                f"--json-summary={output}.log.json",
-                *ARGS,
-                *extra,
-            ]
-        )
-    finally:
-        for name, handler in handlers.items():
-            signal.signal(name, handler)
+    """run_pretraining.main in this process (it restores its signal handlers itself)."""
+    config, log = shards / "config.json", f"{output}.log.json"
+    return pretrain_in_process(shards, output, config, log, *ARGS, *extra)
 
 
 @pytest.fixture(scope="module")
