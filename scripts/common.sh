@@ -133,3 +133,13 @@ print_command() {
   printf -v line '%q ' "$@"
   printf '%s\n' "${line% }"
 }
+
+# Prints the command to run; with DRY_RUN=1 stops the launcher there, else creates the output
+# folder that the command's log goes to.
+announce_command() {  # out_dir command...
+  local out_dir=$1
+  shift
+  print_command "$@"
+  [ "$DRY_RUN" = 1 ] && exit 0
+  mkdir -p "$out_dir" || die "cannot create the output folder '$out_dir'"
+}

@@ -94,10 +94,5 @@ CMD=("${LAUNCHER[@]}" "$repo/run_glue.py" --task_name="$task_name" "${flags[@]}"
   --output_dir="$out_dir" "${PRECISION_FLAGS[@]}" --json-summary="$out_dir/dllogger.json")
 [ -n "${LOG_FREQ:-}" ] && CMD+=(--log_freq="$LOG_FREQ")
 
-if [ "$DRY_RUN" = 1 ]; then
-  print_command "${CMD[@]}"
-  exit 0
-fi
-mkdir -p "$out_dir"
-print_command "${CMD[@]}"
+announce_command "$out_dir" "${CMD[@]}"
 "${CMD[@]}" 2>&1 | tee "$out_dir/logfile"

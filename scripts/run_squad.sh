@@ -126,10 +126,5 @@ CMD+=(--seed="$seed" --num_train_epochs="$epochs" --max_seq_length=384 --doc_str
   --json-summary="$OUT_DIR/dllogger.json")
 [ -n "${LOG_FREQ:-}" ] && CMD+=(--log_freq="$LOG_FREQ")
 
-if [ "$DRY_RUN" = 1 ]; then
-  print_command "${CMD[@]}"
-  exit 0
-fi
-mkdir -p "$OUT_DIR"
-print_command "${CMD[@]}"
+announce_command "$OUT_DIR" "${CMD[@]}"
 time "${CMD[@]}" 2>&1 | tee "$OUT_DIR/logfile.txt"
