@@ -18,7 +18,6 @@ import numpy as np
 import pytest
 import torch
 
-import run_pretraining
 from data import verify
 from logger import read_dllogger_file
 from pretraining_data import (
@@ -30,7 +29,7 @@ from pretraining_data import (
     training_files,
 )
 from pretraining_instances import InstanceOptions, ShardJob, create_shard
-from tests.support import REPO_ROOT, TINY_CONFIG, UNCASED_VOCAB
+from tests.support import REPO_ROOT, TINY_CONFIG, UNCASED_VOCAB, pretrain_in_process
 from tokenization import load_vocab
 from training import trim_padding
 
@@ -404,21 +403,16 @@ def test_run_pretraining_trains_on_parquet_like_on_hdf5(hdf5_dir, tmp_path):
     losses = {}
     for name, folder in (("hdf5", hdf5_dir), ("parquet", parquet)):
         out = tmp_path / name
-        code = run_pretraining.main(
-            [
-                f"--input_dir={folder}",
-                f"--output_dir={out}",
-                f"--config_file={TINY_CONFIG}",
-                f"--vocab_file={UNCASED_VOCAB}",
-                f"--json-summary={out}/log.json",
-                "--do_train",
-                "--disable_progress_bar",
-                "--train_batch_size=8",
-                "--max_steps=2",
-                "--skip_checkpoint",
-                "--no_cuda",
-                "--precision=fp32",
-            ]
+        code = pretrain_in_process(
+            folder,
+            out,
+            TINY_CONFIG,
+            f"{out}/log.json",
+            f"--vocab_file={UNCASED_VOCAB}",
+            "--train_batch_size=8",
+            "--max_steps=2",
+            "--skip_checkpoint",
+            "--precision=fp32",
         )
         assert code == 0
         losses[name] = [

@@ -10,7 +10,6 @@ import json
 import logging
 import os
 import shutil
-import signal
 import sys
 import tempfile
 import time
@@ -38,7 +37,7 @@ from checkpoint import (
 )
 from logger import read_dllogger_file
 from modeling import BertForPreTraining
-from tests.support import TINY_CONFIG, tiny_config
+from tests.support import TINY_CONFIG, pretrain_in_process, tiny_config
 
 boto3 = pytest.importorskip("boto3")
 moto_server = pytest.importorskip("moto.server", reason="pip install 'moto[server]'")
@@ -488,29 +487,15 @@ def shards(tmp_path):
 
 
 def pretrain(shards, output: str, log, *extra: str) -> int:
-    """run_pretraining.main in this process (the server is here), signal handlers restored."""
-    handlers = {name: signal.getsignal(name) for name in (signal.SIGTERM, signal.SIGUSR1)}
-    try:
-        return run_pretraining.main(
-            [
-                "--do_train",
-                "--disable_progress_bar",
-                "--no_cuda",
-                f"--input_dir={shards}",
-                f"--output_dir={output}",
-                f"--config_file={TINY_CONFIG}",
-                f"--json-summary={log}",
-                "--train_batch_size=8",
-                "--learning_rate=2e-2",
-                "--max_steps=6",
-                "--warmup_proportion=0.2",
-                "--num_steps_per_checkpoint=1",
-                *extra,
-            ]
-        )
-    finally:
-        for name, handler in handlers.items():
-            signal.signal(name, handler)
+    """run_pretraining.main in this process (the S3 server is here)."""
+    flags = [
+        "--train_batch_size=8",
+        "--learning_rate=2e-2",
+        "--max_steps=6",
+        "--warmup_proportion=0.2",
+        "--num_steps_per_checkpoint=1",
+    ]
+    return pretrain_in_process(shards, output, TINY_CONFIG, log, *flags, *extra)
 
 
 def losses(log) -> dict[int, float]:
