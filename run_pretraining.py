@@ -274,7 +274,7 @@ def check_arguments(args: argparse.Namespace) -> CheckpointFolder:
             "--resume_from_checkpoint to continue, or choose an empty folder"
         )
     chosen = args.resume_step if args.resume_from_checkpoint and not args.init_checkpoint else -1
-    restarted = getattr(args, "elastic_restart", 0) > 0  # takes the newest, not --resume_step's
+    restarted = is_restarted_worker(args)  # takes the newest, not --resume_step's
     if chosen >= 0 and not restarted and chosen not in output.numbers():
         raise UsageError(f"--resume_step {chosen}: no ckpt_{chosen}.pt in --output_dir {output}")
     return output
@@ -522,7 +522,7 @@ def load_for_resume(training: Training) -> Resume:
         return start_from_weights(training)
     output = CheckpointFolder(args.output_dir)
     numbers = output.numbers()
-    restarted = getattr(args, "elastic_restart", 0) > 0
+    restarted = is_restarted_worker(args)
     own = [n for n in numbers if not args.phase2 or n > args.phase1_end_step]
     if args.init_checkpoint and not (restarted and own):
         path = local_path(args.init_checkpoint)
@@ -1009,12 +1009,17 @@ def apply_elastic_restart(args: argparse.Namespace) -> None:
     )
 
 
+def is_restarted_worker(args: argparse.Namespace) -> bool:
+    """Whether this worker is one that torchrun restarted (`apply_elastic_restart`)."""
+    return getattr(args, "elastic_restart", 0) > 0
+
+
 def kill_for_test(training: Training) -> None:
     """Test-only: with BERT_TEST_SIGKILL_AFTER_STEP="STEP:RANK", rank RANK kills itself with
     SIGKILL right after optimizer step STEP, in a torchrun job's first attempt only, so tests
     can check that a restarted job ends where an uninterrupted one does. Unset: nothing."""
     spec = os.environ.get(KILL_FOR_TEST_ENV, "")
-    if not spec or getattr(training.args, "elastic_restart", 0) > 0:
+    if not spec or is_restarted_worker(training.args):
         return
     step, _, rank = spec.partition(":")
     if int(rank or 0) != training.dist.rank:
