@@ -214,7 +214,7 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
         choices=LAMB_IMPLS,
         default="auto",
         help="LAMB: torch (multi-tensor), compiled (one torch.compile graph per step), apex "
-        "(FusedLAMB); auto: apex, else compiled on a GPU, torch on a CPU",
+        "(FusedLAMB); auto: apex on a GPU when installed, else torch",
     )
     add("--profile", action="store_true", help="accepted; unused")
     return parser.parse_args(argv)
