@@ -11,7 +11,10 @@
 #      training at seq 384, batch 32, on the bundled sample, and prediction on the real SQuAD
 #      v1.1 dev set (10,570 questions), batch 256;
 #   4. the harness against Hugging Face transformers (benchmarks/harness.py, pre-training rows,
-#      with the compiled rows) with a torch.profiler table of one compiled phase-1 step;
+#      with the compiled rows) with a torch.profiler table of one compiled phase-1 step, then
+#      the attention backends on phase 2's padded batches and per length-bin width
+#      (benchmarks/attention_backends.py: which kernel SDPA picks, each backend's time and error,
+#      the first call per width apart);
 #   5. ONE table: workload, precision, path, seq/s, MFU (model FLOP/s over the card's dense bf16
 #      peak), peak memory, target, met/missed (benchmarks/gpu_table.py).
 # Rates leave warm-up out: pre-training and fine-tuning take the median of the logged
@@ -30,9 +33,10 @@
 # fp8 rows need torchao on the GPU machine: put its wheel (and nothing else) in .whl/ here and
 # carry .whl; without it those rows say "skipped: fp8 needs the torchao package".
 #
-# Outputs in OUT_DIR (7 files): table.txt, summary.json (rows with every window's rate),
-# gpu_check.log (every stage's output), gpu_tests.txt, runs.txt (the entry scripts' dllogger
-# lines), harness.json, profile_p1.txt. Entry-script working folders go to $WORK (default
+# Outputs in OUT_DIR (8 files, the most a device call brings back): table.txt, summary.json
+# (rows with every window's rate), gpu_check.log (every stage's output, the attention table
+# too), gpu_tests.txt, runs.txt (the entry scripts' dllogger lines), harness.json,
+# profile_p1.txt, attention.json. Entry-script working folders go to $WORK (default
 # results/gpu_check_work). Exit status: non-zero if a GPU test failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -89,6 +93,8 @@ if [ "$dry" = 1 ]; then  # CPU, tiny model, a few steps; compiled paths captured
   predict_batch=32
   dev=data/sample/squad/v1.1/dev-v1.1.json
   harness_args=(--batch_p1 4 --batch_p2 2 --steps 2 --warmup 1)
+  attention_args=(--batch 2 --seq 128 --heads 2 --head_size 16 --widths 64 128 --steps 2
+                  --warmup 1 --lengths_from results/sample_shards/phase1)
   tests_timeout=60
 else
   budget=${BUDGET_S:-470}
@@ -102,6 +108,7 @@ else
   dev=$dev_copy
   [ -f "$dev" ] || dev=data/sample/squad/v1.1/dev-v1.1.json
   harness_args=(--batch_p1 64 --batch_p2 16 --steps 5 --warmup 2)
+  attention_args=(--batch 32 --seq 512 --lengths_from results/sample_shards/phase2)
   tests_timeout=150
 fi
 shards=results/sample_shards
@@ -250,6 +257,8 @@ run_stage "harness" 150 "$PYTHON" -m benchmarks.harness --config "$config" --dty
   --sections pretrain --shards "$shards" --compile "${harness_args[@]}" \
   --json "$out/harness.json" --profile "$out/profile_p1.txt" \
   --profile_row "ours compiled + compiled LAMB"
+run_stage "attention backends" 60 "$PYTHON" -m benchmarks.attention_backends --dtype bf16 \
+  "${attention_args[@]}" --json "$out/attention.json"
 workloads fp16 fast
 workloads fp16 eager
 for kind in p1 p2; do pretrain fp8 fast "$kind"; done

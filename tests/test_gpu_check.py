@@ -36,6 +36,7 @@ def test_dry_run_produces_the_table_with_every_row(tmp_path):
         "runs.txt",
         "harness.json",
         "profile_p1.txt",
+        "attention.json",
     }  # at most 8 files come back
     rows = json.loads((out / "summary.json").read_text())["rows"]
     combinations = {(r["workload"], r["precision"], r["path"]) for r in rows}
@@ -67,3 +68,6 @@ def test_dry_run_produces_the_table_with_every_row(tmp_path):
     harness = json.loads((out / "harness.json").read_text())["rows"]
     assert any(r["name"] == "ours compiled + compiled LAMB" for r in harness)
     assert "aten::" in (out / "profile_p1.txt").read_text()
+    attention = json.loads((out / "attention.json").read_text())["rows"]
+    assert {r["backend"] for r in attention if r["status"] == "ok"} >= {"auto", "math", "eager"}
+    assert "part 1: one padded batch" in (out / "gpu_check.log").read_text()
