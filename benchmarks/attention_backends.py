@@ -49,6 +49,8 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from fileio import atomic_write_text
+
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 #: SDPA backends that can be forced alone, by the name this benchmark prints.
@@ -386,8 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     print("part 2: full batches per width (first call apart)")
     print("\n".join(format_rows(widths)), flush=True)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"info": info, "rows": rows + widths}, indent=2))
+        atomic_write_text(args.json, json.dumps({"info": info, "rows": rows + widths}, indent=2))
     return 0
 
 

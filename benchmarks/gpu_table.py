@@ -25,6 +25,7 @@ import statistics
 import sys
 from pathlib import Path
 
+from fileio import atomic_write_text
 from logger import read_dllogger_file
 from modeling import BertConfig
 
@@ -203,10 +204,10 @@ def main(argv: list[str] | None = None) -> int:
     table = format_table(rows, args.device)
     print(table, end="")
     if args.table:
-        args.table.write_text(table)
+        atomic_write_text(args.table, table)
     if args.json:
         payload = {"device": args.device, "config": str(args.config), "rows": rows}
-        args.json.write_text(json.dumps(payload, indent=2))
+        atomic_write_text(args.json, json.dumps(payload, indent=2))
     return 0
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from fileio import atomic_write_text
 from modeling import BertConfig, BertForPreTraining
 from optimization import LAMB_IMPLS, make_lamb, parameter_groups
 
@@ -88,8 +89,7 @@ def main(argv: list[str] | None = None) -> None:
             flush=True,
         )
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"info": info, "rows": rows}, indent=2))
+        atomic_write_text(args.json, json.dumps({"info": info, "rows": rows}, indent=2))
 
 
 if __name__ == "__main__":
