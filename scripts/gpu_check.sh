@@ -14,13 +14,14 @@
 #      with the compiled rows) with a torch.profiler table of one compiled phase-1 step, then
 #      the attention backends on phase 2's padded batches and per length-bin width
 #      (benchmarks/attention_backends.py: which kernel SDPA picks, each backend's time and error,
-#      the first call per width apart);
+#      the first call per width apart), and phase 2 through run_pretraining.py with HEAD's
+#      length bins of 64 (path "eager+bins");
 #   5. ONE table: workload, precision, path, seq/s, MFU (model FLOP/s over the card's dense bf16
 #      peak), peak memory, target, met/missed (benchmarks/gpu_table.py).
 # Rates leave warm-up out: pre-training and fine-tuning take the median of the logged
 # per-window training_sequences_per_second after the first window(s), prediction the rate over
 # every batch but each width's first. Runs go in priority order (bf16 fast, bf16 eager, the
-# harness, fp16, fp8) within a time budget (BUDGET_S, default 470 s); a run that would start
+# harness, the attention backends, phase 2 with bins, fp16, fp8) within a time budget (BUDGET_S, default 470 s); a run that would start
 # after it is listed as "not run: time budget" (BUDGET_S=3000 runs everything, ~20 minutes).
 #
 #   bash scripts/gpu_check.sh --prepare          # here, before the device call: copies the SQuAD
@@ -177,7 +178,7 @@ entry() {
     "$json" >>"$manifest"
 }
 
-pretrain() {  # precision path phase
+pretrain() {  # precision path phase; path eager, fast or eager+bins (HEAD's bins of 64)
   local precision=$1 path=$2 phase=$3 flags=(--optimizer_impl torch) steps=$steps_eager
   local shape=(--max_seq_length 128 --max_predictions_per_seq 20 "${p1[@]}" --max_steps 7038
                --warmup_proportion 0.2843 --learning_rate 6e-3)
@@ -186,6 +187,7 @@ pretrain() {  # precision path phase
            --warmup_proportion 0.128 --learning_rate 4e-3)
   fi
   if [ "$path" = fast ]; then flags=(--compile --optimizer_impl compiled); steps=$steps_fast; fi
+  [ "$path" = eager+bins ] && flags+=(--bin_size 64)
   local input=$shards/phase1
   [ "$phase" = p2 ] && input=$shards/phase2
   entry "pretrain_${phase}_${precision}_$path" "pretrain_$phase" "$precision" "$path" 200 \
@@ -259,6 +261,7 @@ run_stage "harness" 150 "$PYTHON" -m benchmarks.harness --config "$config" --dty
   --profile_row "ours compiled + compiled LAMB"
 run_stage "attention backends" 60 "$PYTHON" -m benchmarks.attention_backends --dtype bf16 \
   "${attention_args[@]}" --json "$out/attention.json"
+pretrain bf16 eager+bins p2  # length bins measured slower in the loop; this row re-measures them
 workloads fp16 fast
 workloads fp16 eager
 for kind in p1 p2; do pretrain fp8 fast "$kind"; done

@@ -51,6 +51,7 @@ def test_dry_run_produces_the_table_with_every_row(tmp_path):
             ("fp8", "fast"),
         ]
     }
+    expected.add(("pretrain_p2", "bf16", "eager+bins"))
     assert combinations == expected and len(rows) == len(expected)
     for row in rows:
         if row["precision"] == "bf16":  # ran on the CPU through the entry scripts
