@@ -21,8 +21,9 @@
 # Rates leave warm-up out: pre-training and fine-tuning take the median of the logged
 # per-window training_sequences_per_second after the first window(s), prediction the rate over
 # every batch but each width's first. Runs go in priority order (bf16 fast, bf16 eager, the
-# harness, the attention backends, phase 2 with bins, fp16, fp8) within a time budget (BUDGET_S, default 470 s); a run that would start
-# after it is listed as "not run: time budget" (BUDGET_S=3000 runs everything, ~20 minutes).
+# harness, the attention backends, phase 2 with bins, fp16, fp8) within a time budget
+# (BUDGET_S, default 470 s); a run that would start after it is listed as "not run: time
+# budget" (BUDGET_S=3000 runs everything, ~20 minutes).
 #
 #   bash scripts/gpu_check.sh --prepare          # here, before the device call: copies the SQuAD
 #                                                # dev set into results/gpu_inputs, builds shards
