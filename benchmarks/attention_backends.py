@@ -260,6 +260,23 @@ def first_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {lines[0] if lines else ''}"[:200]
 
 
+def timed_row(row: dict, name: str, inputs: Inputs, args, real_tokens: int) -> bool:
+    """Time backend `name` on `inputs` into `row` (status, first and median milliseconds, real
+    tokens per second); False, with the reason as status, if it cannot run here."""
+    try:
+        first, median = timed_calls(runner(name), inputs, args.steps, args.warmup)
+    except (RuntimeError, NotImplementedError, ImportError, TypeError) as error:
+        row["status"] = f"unavailable: {first_line(error)}"
+        return False
+    row |= {
+        "status": "ok",
+        "first_ms": first * 1e3,
+        "median_ms": median * 1e3,
+        "real_tokens_per_s": real_tokens / median,
+    }
+    return True
+
+
 def part1(args, lengths: list[int], dtype, device, generator) -> tuple[list[dict], str]:
     inputs = Inputs(lengths, args.seq, args, dtype, device, generator)
     reference_inputs = inputs.as_fp32()
@@ -279,24 +296,14 @@ def part1(args, lengths: list[int], dtype, device, generator) -> tuple[list[dict
         row: dict = {"part": 1, "backend": name, "width": args.seq, "batch": len(lengths)}
         if name == "auto":
             row["picked"] = picked
-        try:
-            first, median = timed_calls(runner(name), inputs, args.steps, args.warmup)
-            out = call(runner(name), inputs)
-        except (RuntimeError, NotImplementedError, ImportError, TypeError) as error:
-            row["status"] = f"unavailable: {first_line(error)}"
-            results.append(row)
+        results.append(row)
+        if not timed_row(row, name, inputs, args, real_tokens):
             continue
-        row |= {
-            "status": "ok",
-            "first_ms": first * 1e3,
-            "median_ms": median * 1e3,
-            "real_tokens_per_s": real_tokens / median,
-        }
+        out = call(runner(name), inputs)  # fresh gradients of one call, for the errors
         if name == "flash, no mask" and inputs.padded:
             row["errors"] = "not compared: attends to padding"
         else:
             row["errors"] = errors(out, inputs, reference)
-        results.append(row)
     return results, picked
 
 
@@ -308,25 +315,14 @@ def part2(args, dtype, device, generator) -> list[dict]:
         for width in args.widths:
             row: dict = {"part": 2, "backend": name, "width": width, "batch": args.batch}
             inputs = Inputs([width] * args.batch, width, args, dtype, device, generator)
-            if device.type == "cuda":
-                reserved = torch.cuda.memory_reserved()
-            try:
-                first, median = timed_calls(runner(name), inputs, args.steps, args.warmup)
-            except (RuntimeError, NotImplementedError, ImportError, TypeError) as error:
-                row["status"] = f"unavailable: {first_line(error)}"
-                results.append(row)
+            results.append(row)
+            reserved = torch.cuda.memory_reserved() if device.type == "cuda" else 0
+            if not timed_row(row, name, inputs, args, args.batch * width):
                 continue
-            row |= {
-                "status": "ok",
-                "first_ms": first * 1e3,
-                "median_ms": median * 1e3,
-                "real_tokens_per_s": args.batch * width / median,
-            }
             if name == "auto":
                 row["picked"] = auto_choice(inputs)
             if device.type == "cuda":
                 row["reserved_growth_mib"] = (torch.cuda.memory_reserved() - reserved) / 2**20
-            results.append(row)
     return results
 
 
