@@ -97,15 +97,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def shard_lengths(folder: Path, seq: int) -> list[int]:
     """Every row's real length (the sum of its input_mask) in the folder's HDF5 shards that
-    are `seq` wide; empty if none is."""
+    are `seq` wide; empty if none is. A file that is not such a shard is a ValueError."""
     import h5py
 
     lengths: list[int] = []
     for path in sorted(folder.glob("*.hdf5")):
-        with h5py.File(path, "r") as shard:
-            mask = shard["input_mask"]
-            if mask.ndim == 2 and mask.shape[1] == seq:
-                lengths.extend(int(n) for n in mask[:].sum(axis=1))
+        try:
+            with h5py.File(path, "r") as shard:
+                mask = shard["input_mask"]
+                if mask.ndim == 2 and mask.shape[1] == seq:
+                    lengths.extend(int(n) for n in mask[:].sum(axis=1))
+        except (OSError, KeyError) as error:
+            raise ValueError(f"{path}: not a shard with an input_mask ({error})") from None
     return lengths
 
 
@@ -360,7 +363,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     dtype = DTYPES[args.dtype]
     generator = torch.Generator().manual_seed(args.seed)
-    lengths, source = batch_lengths(args, generator)
+    try:
+        lengths, source = batch_lengths(args, generator)
+    except ValueError as error:
+        print(f"error: --lengths_from {error}", file=sys.stderr)
+        return 2
     info = {
         "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
         "torch": torch.__version__,

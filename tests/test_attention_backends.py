@@ -127,3 +127,10 @@ def test_bad_arguments_are_one_clear_line(argv, message, capsys):
         bench.parse_args(argv)
     assert stop.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_file_that_is_not_a_shard_is_one_clear_line(tmp_path, capsys):
+    (tmp_path / "broken.hdf5").write_bytes(b"not hdf5")
+    assert bench.main(["--lengths_from", str(tmp_path), "--batch", "1", "--seq", "8"]) == 2
+    err = capsys.readouterr().err
+    assert "broken.hdf5: not a shard with an input_mask" in err and "Traceback" not in err
