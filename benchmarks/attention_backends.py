@@ -49,6 +49,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from benchmarks import sync
 from fileio import atomic_write_text
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -223,11 +224,6 @@ def call(run: Callable[[Inputs], torch.Tensor], inputs: Inputs) -> torch.Tensor:
     return out.detach()
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
 def timed_calls(run, inputs: Inputs, steps: int, warmup: int) -> tuple[float, float]:
     """Seconds of the first call, and the median of `steps` calls after `warmup` more."""
     device = inputs.q.device
@@ -241,18 +237,23 @@ def timed_calls(run, inputs: Inputs, steps: int, warmup: int) -> tuple[float, fl
     return times[0], statistics.median(times[1 + warmup :])
 
 
-def errors(out: torch.Tensor, inputs: Inputs, reference: dict) -> dict[str, float]:
-    """Largest absolute error of the output (real query rows) and of dq, dk, dv against the fp32
-    reference, each relative to the reference's largest magnitude."""
+def compared(out: torch.Tensor, inputs: Inputs) -> dict[str, torch.Tensor]:
+    """What a call is judged on, in fp32: the output on real query rows (padded ones differ by
+    design) and the gradients of q, k and v."""
     rows = inputs.attention_mask[:, None, :, None]
-    found = {
-        "out": (out.float() * rows),
+    return {
+        "out": out.float() * rows,
         "dq": inputs.q.grad.float(),
         "dk": inputs.k.grad.float(),
         "dv": inputs.v.grad.float(),
     }
+
+
+def errors(out: torch.Tensor, inputs: Inputs, reference: dict) -> dict[str, float]:
+    """Largest absolute error of `compared` against the fp32 reference's, each relative to the
+    reference's largest magnitude."""
     relative = {}
-    for name, value in found.items():
+    for name, value in compared(out, inputs).items():
         scale = reference[name].abs().max().clamp_min(1e-30)
         relative[name] = float((value - reference[name]).abs().max() / scale)
     return relative
@@ -283,15 +284,8 @@ def timed_row(row: dict, name: str, inputs: Inputs, args, real_tokens: int) -> b
 def part1(args, lengths: list[int], dtype, device, generator) -> tuple[list[dict], str]:
     inputs = Inputs(lengths, args.seq, args, dtype, device, generator)
     reference_inputs = inputs.as_fp32()
-    with sdpa_kernel(SDPBackend.MATH):
-        out = call(lambda x: sdpa(x, None), reference_inputs)
-    rows = reference_inputs.attention_mask[:, None, :, None]
-    reference = {
-        "out": out * rows,
-        "dq": reference_inputs.q.grad,
-        "dk": reference_inputs.k.grad,
-        "dv": reference_inputs.v.grad,
-    }
+    out = call(runner("math"), reference_inputs)
+    reference = compared(out, reference_inputs)
     real_tokens = sum(lengths)
     picked = auto_choice(inputs)
     results = []

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from benchmarks import sync
 from fileio import atomic_write_text
 from modeling import BertConfig, BertForPreTraining
 from optimization import LAMB_IMPLS, make_lamb, parameter_groups
@@ -36,11 +37,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--json", type=Path)
     return parser.parse_args(argv)
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def measure(impl: str, model: torch.nn.Module, args: argparse.Namespace) -> dict:
