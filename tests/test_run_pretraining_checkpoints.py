@@ -5,6 +5,7 @@ and restarted torchrun workers resuming by themselves."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import logging
@@ -14,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -376,24 +378,33 @@ def torchrun(shards, output, *launch: str, env: dict | None = None) -> subproces
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
-        env=clean | {"OMP_NUM_THREADS": "1"} | (env or {}),
+        # a hung collective fails in 2 minutes with its traceback, inside finish()'s 180 s
+        env=clean | {"OMP_NUM_THREADS": "1", "BERT_DIST_TIMEOUT_MINUTES": "2"} | (env or {}),
         start_new_session=True,
     )
 
 
 def finish(*processes: subprocess.Popen, timeout: float = 180) -> list[str]:
-    """Wait for every process; their stderr (each must have succeeded). torchrun and its
-    workers are killed as a group if they overrun."""
-    outputs = []
+    """Wait for every process, `timeout` seconds for all together; their stderr (each must have
+    succeeded). If they overrun, every torchrun is killed with its workers and the failure
+    shows each one's stderr (a hang on one node is usually explained by the other's log)."""
+    deadline = time.monotonic() + timeout
+    outputs, overran = [], False
     for process in processes:
         try:
-            _, err = process.communicate(timeout=timeout)
+            _, err = process.communicate(timeout=max(deadline - time.monotonic(), 1))
         except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+            overran = True
+            for each in processes:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(each.pid, signal.SIGKILL)
             _, err = process.communicate()
-            pytest.fail(f"torchrun did not finish in {timeout} s: {err[-3000:]}")
-        assert process.returncode == 0, err[-3000:]
         outputs.append(err)
+    if overran:
+        logs = "\n".join(f"--- torchrun {n}:\n{err[-3000:]}" for n, err in enumerate(outputs))
+        pytest.fail(f"torchrun did not finish in {timeout} s:\n{logs}")
+    for process, err in zip(processes, outputs, strict=True):
+        assert process.returncode == 0, err[-3000:]
     return outputs
 
 
@@ -417,14 +428,13 @@ def test_torchrun_restarts_a_killed_worker_and_ends_where_an_uninterrupted_run_d
     output = tmp_path / "out"
     # torchrun's shared rendezvous store keeps the failed attempt's keys; the restarted
     # workers work under a prefix of their own (distributed.restarted_attempt_store).
-    env = {}
     process = torchrun(
         shards,
         output,
         "--standalone",
         "--nproc_per_node=2",
         "--max-restarts=1",
-        env=env | {run_pretraining.KILL_FOR_TEST_ENV: f"3:{rank}"},
+        env={run_pretraining.KILL_FOR_TEST_ENV: f"3:{rank}"},
     )
     (err,) = finish(process)
     assert "torchrun restart 1: resuming from the newest checkpoint" in err
