@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import gc
 import logging
 import os
 import random
@@ -128,6 +129,17 @@ def restarted_attempt_store(world_size: int, timeout: datetime.timedelta) -> dis
     return dist.PrefixStore(f"bert/restart_{attempt}/", agent)
 
 
+def import_before_init_process_group() -> None:
+    """Import torch.distributed.nn.functional now, while there is no process group.
+
+    Its functions take the default group as a default argument, bound when the module is
+    first imported (DDP's constructor imports it, through torch.distributed._shard). Imported
+    after init_process_group, it holds the group until the interpreter exits, so `cleanup`
+    could never free it nor stop gloo's worker threads; imported before, the defaults are
+    None (meaning the default group, looked up at each call)."""
+    import torch.distributed.nn.functional  # noqa: F401
+
+
 def init_distributed(local_rank_arg: int = -1, use_cuda: bool = True) -> DistState:
     """Join the process group when launched as several processes; pick this process's device."""
     world_size, rank, local_rank = launch_environment()
@@ -149,6 +161,7 @@ def init_distributed(local_rank_arg: int = -1, use_cuda: bool = True) -> DistSta
             )
         timeout = datetime.timedelta(minutes=timeout_minutes())
         store = restarted_attempt_store(world_size, timeout)
+        import_before_init_process_group()
         dist.init_process_group(
             backend="nccl" if cuda else "gloo",
             timeout=timeout,
@@ -302,5 +315,16 @@ def barrier(where: str = "a barrier") -> None:
 
 
 def cleanup() -> None:
+    """Destroy the process group and, with it, gloo's worker threads.
+
+    A gloo worker thread frees each collective it finished, and a collective launched during
+    backward (every DDP all-reduce) holds a Python object, so freeing it takes the GIL. If the
+    interpreter has begun to exit by then, the thread is stopped inside a C++ destructor and
+    the process aborts ("terminate called without an active exception", SIGABRT) after a run
+    that succeeded. The group's destructor waits for its queue and joins these threads with
+    the GIL released; it runs when the last reference goes, so the DDP models that hold the
+    group must be gone: callers drop theirs first, and the collection below frees any that
+    only a reference cycle still holds."""
     if dist.is_initialized():
+        gc.collect()
         dist.destroy_process_group()

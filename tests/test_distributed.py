@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 import distributed
@@ -82,14 +84,29 @@ def test_barrier_without_a_process_group_returns(env):
 
 
 def _ddp_worker(rank: int, init_file: str, out_dir: str) -> None:
-    """One of two gloo ranks: two micro-batches (the first under no_sync) per variant of
-    `wrap_ddp`; the averaged gradients are saved for the parent to compare."""
+    """One of two gloo ranks: the DDP gradients of `_ddp_gradients`, then `cleanup` as every
+    entry script ends; both, and the gloo threads left after it, are saved for the parent."""
     import torch
     import torch.distributed as dist
 
+    distributed.import_before_init_process_group()
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    results = _ddp_gradients(rank)  # the DDP models are gone when it returns
+    distributed.cleanup()
+    tasks = Path("/proc/self/task")  # Linux: one folder per thread, its name in "comm"
+    threads = None
+    if tasks.is_dir():
+        threads = [(task / "comm").read_text().strip() for task in tasks.iterdir()]
+    torch.save({"gradients": results, "threads": threads}, f"{out_dir}/rank{rank}.pt")
+
+
+def _ddp_gradients(rank: int) -> dict:
+    """Two micro-batches (the first under no_sync) per variant of `wrap_ddp`; the averaged
+    gradients by variant and parameter name."""
+    import torch
+
     import training
 
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
     state = distributed.DistState(rank=rank, world_size=2)
     inputs, targets = _ddp_data()
     results = {}
@@ -102,8 +119,7 @@ def _ddp_worker(rank: int, init_file: str, out_dir: str) -> None:
                 loss = torch.nn.functional.mse_loss(ddp(inputs[rows]), targets[rows])
                 (loss / 2).backward()
         results[str(compression)] = {n: p.grad.clone() for n, p in model.named_parameters()}
-    torch.save(results, f"{out_dir}/rank{rank}.pt")
-    dist.destroy_process_group()
+    return results
 
 
 def _ddp_model():
@@ -120,25 +136,46 @@ def _ddp_data():
     return torch.randn(8, 16, generator=generator), torch.randn(8, 4, generator=generator)
 
 
-def test_ddp_gradients_equal_one_process_with_and_without_compression(tmp_path):
-    """Two gloo ranks with no_sync accumulation give the single-process gradient of the whole
-    batch: exactly in fp32, to 16-bit rounding when compressed (fp16 or bf16)."""
+@pytest.fixture(scope="module")
+def ddp_ranks(tmp_path_factory):
+    """What each of the two gloo ranks of `_ddp_worker` saved."""
     import torch
     import torch.multiprocessing as mp
 
-    mp.spawn(_ddp_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    folder = tmp_path_factory.mktemp("ddp")
+    mp.spawn(_ddp_worker, args=(str(folder / "init"), str(folder)), nprocs=2, join=True)
+    return [torch.load(folder / f"rank{r}.pt") for r in range(2)]
+
+
+def test_ddp_gradients_equal_one_process_with_and_without_compression(ddp_ranks):
+    """Two gloo ranks with no_sync accumulation give the single-process gradient of the whole
+    batch: exactly in fp32, to 16-bit rounding when compressed (fp16 or bf16)."""
+    import torch
+
     model = _ddp_model()
     inputs, targets = _ddp_data()
     torch.nn.functional.mse_loss(model(inputs), targets).backward()
     expected = {n: p.grad for n, p in model.named_parameters()}
-    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
     tolerances = {"None": 1e-6, "fp16": 2e-3, "bf16": 2e-2}
     for compression, tolerance in tolerances.items():
         for name, grad in expected.items():
             scale = float(grad.abs().max())
-            for result in ranks:
-                error = float((result[compression][name] - grad).abs().max())
+            for rank in ddp_ranks:
+                error = float((rank["gradients"][compression][name] - grad).abs().max())
                 assert error <= tolerance * scale, (compression, name, error / scale)
+
+
+def test_cleanup_stops_the_gloo_worker_threads(ddp_ranks):
+    """After DDP backward passes (compressed ones too), `cleanup` destroys the process group
+    and joins gloo's worker threads, so none of them can still be freeing a collective, which
+    takes the GIL, while the interpreter exits (that aborted the process with SIGABRT)."""
+    for rank in ddp_ranks:
+        if rank["threads"] is None:
+            pytest.skip("needs /proc/self/task to list the threads")
+        assert not [name for name in rank["threads"] if "gloo" in name], rank["threads"]
+
+
+def test_allreduce_compression_follows_the_precision():
     assert distributed.allreduce_compression("bf16", True) == "bf16"
     assert distributed.allreduce_compression("fp16", True) == "fp16"
     assert distributed.allreduce_compression("fp32", True) == "fp16"
