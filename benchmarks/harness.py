@@ -36,6 +36,7 @@ from pathlib import Path
 
 import torch
 
+from benchmarks import sync
 from checkpoint import load_state_dict_into
 from fileio import atomic_write_text
 from modeling import BertConfig, BertForPreTraining, BertForQuestionAnswering
@@ -105,20 +106,16 @@ class Bench:
             "dtype": args.dtype,
         }
 
-    def sync(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
-
     def time(self, step: Callable[[int], None]) -> tuple[float, float | None]:
         """Median seconds of a step over the timed steps; peak GiB on CUDA."""
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
         times = []
         for i in range(self.args.warmup + self.args.steps):
-            self.sync()
+            sync(self.device)
             start = time.perf_counter()
             step(i)
-            self.sync()
+            sync(self.device)
             if i >= self.args.warmup:
                 times.append(time.perf_counter() - start)
         peak = torch.cuda.max_memory_allocated() / 2**30 if self.device.type == "cuda" else None
@@ -274,11 +271,11 @@ def profile(bench: Bench, step: Callable[[int], None], path: Path) -> None:
     activities = [ProfilerActivity.CPU]
     if bench.device.type == "cuda":
         activities.append(ProfilerActivity.CUDA)
-    bench.sync()
+    sync(bench.device)
     with torch_profile(activities=activities) as prof:
         for i in range(3):
             step(i)
-        bench.sync()
+        sync(bench.device)
     key = "self_cuda_time_total" if bench.device.type == "cuda" else "self_cpu_time_total"
     atomic_write_text(path, prof.key_averages().table(sort_by=key, row_limit=30))
 
