@@ -29,7 +29,7 @@ import pytest
 import torch
 from torch import nn
 
-import run_pretraining
+import pretraining_checkpoints
 from tests.support import REPO_ROOT, TINY_CONFIG, UNCASED_VOCAB, pretrain_in_process
 
 CONFIG = json.loads(TINY_CONFIG.read_text())
@@ -734,7 +734,7 @@ def test_files_entry_gives_every_rank_its_shard_by_21_11s_formula():
     that is the piece each of our ranks is reading (three ranks, seven shards, slot 1)."""
     world, pieces = 3, [f"/data/shard_{i}_training.hdf5" for i in range(7)]
     gathered = [({"sharding": "files", "piece": 1}, pieces[rank::world]) for rank in range(world)]
-    files = run_pretraining.nvidia_files(gathered)
+    files = pretraining_checkpoints.nvidia_files(gathered)
     slot, files = files[0], files[1:]
     assert sorted(files) == sorted(pieces)
     for rank in range(world):
@@ -751,7 +751,7 @@ def test_grad_scaler_entry_loads_into_a_grad_scaler(precision):
         precision=types.SimpleNamespace(scaler=scaler, precision=precision),
         args=types.SimpleNamespace(loss_scale=0.0, init_loss_scale=2**20),
     )
-    state = run_pretraining.grad_scaler_state(training)
+    state = pretraining_checkpoints.grad_scaler_state(training)
     head = torch.amp.GradScaler("cpu", init_scale=1.0, enabled=True)
     head.load_state_dict(state)  # what HEAD does with an fp16 run (None or {} would raise)
     assert head.get_scale() == (2.0**16 if precision == "fp16" else 2.0**20)

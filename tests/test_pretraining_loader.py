@@ -409,6 +409,7 @@ def test_as_many_ranks_as_the_layout_serves_all_get_batches(tmp_path, world_size
 
 def test_run_pretraining_checks_shards_against_its_vocabulary_and_model(tmp_path):
     import distributed
+    import pretraining_checkpoints
     import run_pretraining
 
     write_shard(tmp_path / "x_training_0.hdf5", 8)
@@ -426,7 +427,7 @@ def test_run_pretraining_checks_shards_against_its_vocabulary_and_model(tmp_path
                 *flags,
             ]
         )
-        resume = run_pretraining.Resume()
+        resume = pretraining_checkpoints.Resume()
         return next(iter(run_pretraining.build_loader(args, distributed.DistState(), resume)))
 
     assert len(loader(f"--vocab_file={UNCASED_VOCAB}")[0]) == 4

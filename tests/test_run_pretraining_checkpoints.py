@@ -22,7 +22,6 @@ import pytest
 import torch
 
 import fileio
-import run_pretraining
 from checkpoint import torch_load
 from tests.support import REPO_ROOT, TINY_CONFIG, pretrain_in_process
 from tests.test_nvidia_compat import write_shards
@@ -353,8 +352,10 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def torchrun(shards, output, *launch: str, env: dict | None = None) -> subprocess.Popen:
-    """run_pretraining.py under torchrun with 2 gloo processes per job, 6 steps."""
+def torchrun(
+    shards, output, *launch: str, script: tuple[str, ...] = ("run_pretraining.py",)
+) -> subprocess.Popen:
+    """`script` (run_pretraining.py) under torchrun with 2 gloo processes per job, 6 steps."""
     clean = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
     return subprocess.Popen(
         [
@@ -362,7 +363,7 @@ def torchrun(shards, output, *launch: str, env: dict | None = None) -> subproces
             "-m",
             "torch.distributed.run",
             *launch,
-            "run_pretraining.py",
+            *script,
             "--do_train",
             "--disable_progress_bar",
             "--no_cuda",
@@ -379,7 +380,8 @@ def torchrun(shards, output, *launch: str, env: dict | None = None) -> subproces
         stderr=subprocess.PIPE,
         text=True,
         # a hung collective fails in 2 minutes with its traceback, inside finish()'s 180 s
-        env=clean | {"OMP_NUM_THREADS": "1", "BERT_DIST_TIMEOUT_MINUTES": "2"} | (env or {}),
+        env=clean
+        | {"OMP_NUM_THREADS": "1", "BERT_DIST_TIMEOUT_MINUTES": "2", "PYTHONPATH": str(REPO_ROOT)},
         start_new_session=True,
     )
 
@@ -434,7 +436,7 @@ def test_torchrun_restarts_a_killed_worker_and_ends_where_an_uninterrupted_run_d
         "--standalone",
         "--nproc_per_node=2",
         "--max-restarts=1",
-        env={run_pretraining.KILL_FOR_TEST_ENV: f"3:{rank}"},
+        script=("tests/pretrain_then_die.py", f"3:{rank}"),
     )
     (err,) = finish(process)
     assert "torchrun restart 1: resuming from the newest checkpoint" in err

@@ -23,7 +23,7 @@ import pytest
 import torch
 
 import output_lock
-import run_pretraining
+import pretraining_checkpoints
 import storage
 from checkpoint import (
     VOCAB_KEYS,
@@ -562,7 +562,7 @@ def test_only_the_main_process_uploads(s3, tmp_path):
                 output_dir=f"{s3.url}/run", phase2=False, loss_scale=0.0, init_loss_scale=2**20
             ),
             dist=types.SimpleNamespace(is_main_process=is_main, world_size=2),
-            state=run_pretraining.RunState(step=7),
+            state=pretraining_checkpoints.RunState(step=7),
             step_offset=0,
             loader=None,
             model=model,
@@ -572,9 +572,9 @@ def test_only_the_main_process_uploads(s3, tmp_path):
             metrics=types.SimpleNamespace(log=lambda *args, **kwargs: None),
         )
 
-    assert run_pretraining.save_checkpoint(training(False)) == f"{s3.url}/run/ckpt_7.pt"
+    assert pretraining_checkpoints.save_checkpoint(training(False)) == f"{s3.url}/run/ckpt_7.pt"
     assert keys(s3) == []
-    run_pretraining.save_checkpoint(training(True))
+    pretraining_checkpoints.save_checkpoint(training(True))
     assert keys(s3) == ["run/ckpt_7.pt"]
     assert torch_load(storage.fetch(f"{s3.url}/run/ckpt_7.pt"))["global_step"] == 7
 

@@ -1,0 +1,455 @@
+"""Pre-training checkpoints: what one is made of, where it is written, which are kept, and
+how a run resumes from one.
+
+Owns the run's state (`RunState`, and `Training`: the pieces one run works with), writing
+`ckpt_<step>.pt` atomically with every rank's data position and RNG state in a layout that
+NVIDIA's 21.11 and HEAD resume code also reads, keeping the newest three of the phase, and
+NVIDIA's resume rules (`--resume_from_checkpoint`, `--resume_step`, `--init_checkpoint`,
+phase 2 from phase 1) with exact continuation of our own runs and a fallback past corrupt
+files. `run_pretraining.py` decides when to save and runs the steps; the weight formats and
+key map are `checkpoint.py`'s, the folder (local or s3://) is `checkpoint.CheckpointFolder`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import errno
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import distributed
+from checkpoint import (
+    CheckpointError,
+    CheckpointFolder,
+    load_model_weights,
+    load_state_dict_into,
+    local_path,
+    nvidia_state_dict,
+    torch_load,
+)
+from fileio import os_error_in
+from logger import MetricLogger
+from modeling import BertForPreTraining
+from optimization import load_lamb_state, master_params, nvidia_lamb_state_dict
+from pretraining_data import PretrainingDataLoader
+from schedulers import WarmupScheduler
+from training import PrecisionStack
+
+logger = logging.getLogger("run_pretraining")
+
+#: Checkpoints kept in the output folder: the newest of the phase being trained (see
+#: `prune_checkpoints`), as NVIDIA keeps three.
+KEEP_CHECKPOINTS = 3
+
+
+@dataclasses.dataclass
+class RunState:
+    """Counters of the run; `step` is the phase-local optimizer step."""
+
+    step: int = 0
+    skipped_steps: int = 0
+    consecutive_skips: int = 0
+    start_step: int = 0
+    final_loss: float = float("nan")
+    raw_train_time: float = 0.0
+    stop_requested: str | None = None
+
+
+@dataclasses.dataclass
+class Training:
+    """Everything one run works with (built once in main)."""
+
+    args: argparse.Namespace
+    dist: distributed.DistState
+    model: BertForPreTraining
+    ddp_model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: WarmupScheduler
+    precision: PrecisionStack
+    loader: PretrainingDataLoader | None
+    metrics: MetricLogger
+    state: RunState
+
+    @property
+    def step_offset(self) -> int:
+        """Added to the phase step in checkpoint names only (phase 2's files continue phase 1's;
+        its logs count from 1, as NVIDIA's do)."""
+        return self.args.phase1_end_step if self.args.phase2 else 0
+
+
+def save_checkpoint(training: Training) -> str:
+    """Write ckpt_<step>.pt atomically on rank 0 with every rank's data position and RNG state;
+    returns where it went (a local path or an s3:// URL).
+
+    The file is also one that NVIDIA's run_pretraining.py resumes (21.11 and HEAD): `model`
+    (NVIDIA's names, fp32), `optimizer` (FusedLAMB / FusedLAMBAMP layout), `master params`,
+    `files`, `epoch` and `grad_scaler` are what their resume code reads; the other keys are
+    ours, for an exact resume here. Nothing in it needs unpickling of classes."""
+    loader = training.loader
+    mine = None
+    if loader is not None:
+        position = loader.state()
+        mine = (position, [str(p.file) for p in loader.epoch_pieces(position["epoch"])])
+    gathered = distributed.all_gather_object(mine)
+    positions = [entry[0] if entry else None for entry in gathered]
+    rngs = distributed.all_gather_object(distributed.rng_state())
+    folder = CheckpointFolder(training.args.output_dir)
+    number = training.state.step + training.step_offset
+    name = f"ckpt_{number}.pt"
+    failure = None
+    if training.dist.is_main_process:
+        payload = {
+            "model": nvidia_state_dict(training.model),
+            "optimizer": nvidia_lamb_state_dict(
+                training.optimizer, training.model, training.state.step
+            ),
+            "master params": master_params(training.model),
+            "grad_scaler": grad_scaler_state(training),
+            "scheduler": training.scheduler.state_dict(),
+            "epoch": positions[0]["epoch"] if positions[0] else 0,
+            "files": nvidia_files(gathered),
+            "data_position": positions,
+            "rng_state": rngs,
+            "phase": 2 if training.args.phase2 else 1,
+            "global_step": training.state.step,
+            "skipped_steps": training.state.skipped_steps,
+            "world_size": training.dist.world_size,
+            "precision": training.precision.precision,
+            "config": training.model.config.to_dict(),
+            "param_names": [name for name, _ in training.model.named_parameters()],
+            "args": {
+                k: v
+                for k, v in vars(training.args).items()
+                if isinstance(v, (str, int, float, bool))
+            },
+        }
+        failure = write_checkpoint(folder, payload, name)
+        if failure is None:
+            prune_checkpoints(
+                folder, number, training.args.phase1_end_step if training.args.phase2 else None
+            )
+            training.metrics.log(
+                "PARAMETER", {"checkpoint_step": training.state.step}
+            )  # phase step, as NVIDIA
+    failure = distributed.all_gather_object(failure)[0]  # every rank stops on a failed save
+    if failure is not None:
+        raise CheckpointError(failure)
+    return folder.url(name)
+
+
+def write_checkpoint(folder: CheckpointFolder, payload: dict, name: str) -> str | None:
+    """Save one checkpoint; None, or why it could not be written (one line).
+
+    The file is written under a temporary name and renamed only when complete, so a full,
+    read-only or failing disk (ENOSPC, EDQUOT, EROFS, EIO) leaves no partial file and the older
+    checkpoints as they were; the run then stops rather than train on without checkpoints."""
+    kept = "the run stops here; the older checkpoints are kept"
+    try:
+        folder.save(payload, name)
+    except CheckpointError as err:  # s3://: the upload failed
+        return f"{err}; {kept}"
+    except Exception as err:
+        failure = os_error_in(err)  # torch.save reports a failed write as a RuntimeError
+        if failure is None:
+            raise
+        code = errno.errorcode.get(failure.errno or 0)
+        detail = f"{failure.strerror or failure}{f' ({code})' if code else ''}"
+        if folder.remote:
+            detail += ", in its local scratch copy for the upload"
+        return f"--output_dir {folder}: cannot write {name}: {detail}; {kept}"
+    return None
+
+
+def prune_checkpoints(folder: CheckpointFolder, written: int, phase1_end_step: int | None) -> None:
+    """Delete all but the newest KEEP_CHECKPOINTS checkpoints of the phase, `written` included,
+    after `written` is safely in place.
+
+    Counted in the folder, not per process: NVIDIA kept the newest three its own process wrote,
+    so every resumed run left three more behind. Phase 2 (`phase1_end_step` given) counts and
+    deletes only its own checkpoints, numbered above phase1_end_step: phase 1's stay, the one
+    phase 2 started from among them, as they stay after NVIDIA's two phases. Checkpoints
+    numbered above `written` (left by a run rewound with --resume_step) are not touched; this
+    run overwrites each when it reaches its step."""
+    older = [
+        n
+        for n in folder.numbers()
+        if n < written and (phase1_end_step is None or n > phase1_end_step)
+    ]
+    for number in older[: max(len(older) - (KEEP_CHECKPOINTS - 1), 0)]:
+        try:
+            folder.delete(f"ckpt_{number}.pt")
+        except (OSError, CheckpointError) as err:
+            logger.warning("%s: cannot delete ckpt_%d.pt (%s); kept", folder, number, err)
+
+
+def grad_scaler_state(training: Training) -> dict[str, Any]:
+    """The loss scaler's state; for bf16 and fp32 runs, that of a fresh fp16 scaler, because
+    HEAD's fp16 resume loads whatever `grad_scaler` holds into its GradScaler (None or {} fail)."""
+    if training.precision.scaler is not None:
+        return training.precision.scaler.state_dict()
+    initial = training.args.loss_scale or training.args.init_loss_scale
+    return torch.amp.GradScaler("cpu", init_scale=float(initial)).state_dict()
+
+
+def nvidia_files(gathered: list) -> list:
+    """21.11's `files` entry, `[slot] + files`: this epoch's shards as paths in the order 21.11
+    indexes them (rank r trains files[slot * W + r] at a slot), and the slot rank 0 is reading.
+
+    `gathered` holds every rank's (loader position, its pieces this epoch). 21.11 restarts that
+    slot's files from their beginning, so it repeats part of them (our own resume continues at
+    the exact sample). With `--data_sharding interleaved` every rank walks one list, which
+    21.11's slots cannot express: the list and slot are then rank 0's, an approximation."""
+    if not gathered or gathered[0] is None:
+        return []
+    position, first = gathered[0]
+    if position["sharding"] != "files":
+        return [position["piece"], *first]
+    lists = [entry[1] for entry in gathered]
+    order = [
+        lists[rank][slot]
+        for slot in range(max(map(len, lists)))
+        for rank in range(len(lists))
+        if slot < len(lists[rank])
+    ]
+    return [position["piece"], *order]
+
+
+@dataclasses.dataclass
+class Resume:
+    """What a checkpoint gives back beyond the weights."""
+
+    step: int = 0
+    full: bool = False  # optimizer step, scaler, schedule, data position and RNG restored
+    data_position: dict | None = None
+    rng: dict | None = None
+    epoch: int = 0
+
+
+def load_for_resume(training: Training) -> Resume:
+    """Where training starts: NVIDIA's resume rules, with exact continuation of our own runs.
+
+    - `--resume_from_checkpoint --init_checkpoint X`: the model and optimizer moments from X,
+      phase step 0, step counts and schedule restarted (NVIDIA's meaning of the pair);
+    - `--resume_from_checkpoint --resume_step N`: ckpt_N.pt of output_dir, which must load;
+    - `--resume_from_checkpoint`: the newest ckpt_N.pt of output_dir that loads; a corrupt one
+      is skipped with a warning naming it and why, and if none loads the error lists them all;
+      phase 2 from a phase-1 checkpoint keeps the moments and restarts the step count and
+      schedule, as NVIDIA's does; anything else continues exactly where the run stopped;
+    - `--init_weights X` (ours): weights only, fresh optimizer and schedule, when there is
+      nothing to resume. `--init_checkpoint` alone is ignored with a warning, as NVIDIA's
+      script ignores it.
+
+    A worker that torchrun restarted (see `apply_elastic_restart`) takes the newest checkpoint
+    even with --resume_step, and --init_checkpoint only while the phase has none of its own."""
+    args = training.args
+    if args.init_checkpoint and not args.resume_from_checkpoint:
+        logger.warning(
+            "--init_checkpoint %s is ignored without --resume_from_checkpoint, as in NVIDIA's "
+            "run_pretraining.py; to start from these weights pass --init_weights %s",
+            args.init_checkpoint,
+            args.init_checkpoint,
+        )
+    if not args.resume_from_checkpoint:
+        if args.phase2 and not args.init_weights:
+            logger.warning(
+                "--phase2 without --resume_from_checkpoint: phase 2 starts from random weights, "
+                "as NVIDIA's script does, which is almost always a mistake; pass "
+                "--resume_from_checkpoint to start from phase 1's newest checkpoint in %s",
+                args.output_dir,
+            )
+        return start_from_weights(training)
+    output = CheckpointFolder(args.output_dir)
+    numbers = output.numbers()
+    restarted = is_restarted_worker(args)
+    own = [n for n in numbers if not args.phase2 or n > args.phase1_end_step]
+    if args.init_checkpoint and not (restarted and own):
+        path = local_path(args.init_checkpoint)
+        if not path.is_file():
+            load_model_weights(training.model, path)  # a folder (Hugging Face, TF): weights only
+            return Resume()
+        return resume_from(
+            training, read_checkpoint(training, path), path, 0, from_init_checkpoint=True
+        )
+    if args.resume_step >= 0 and not restarted:
+        number = args.resume_step
+        if number not in numbers:
+            raise CheckpointError(f"{output}/ckpt_{number}.pt: --resume_step names no checkpoint")
+        newer = [n for n in numbers if n > number]
+        if newer and training.dist.is_main_process:
+            logger.warning(
+                "--resume_step %d: %s also holds newer checkpoints (up to ckpt_%d.pt), which a "
+                "resume without --resume_step would take until this run overwrites them",
+                number,
+                output,
+                newer[-1],
+            )
+        path = output.path(f"ckpt_{number}.pt")
+        return resume_from(training, read_checkpoint(training, path), path, number)
+    if not numbers:
+        return start_without_checkpoint(training, output)
+    number, path, checkpoint = newest_loadable(training, output, numbers)
+    return resume_from(training, checkpoint, path, number)
+
+
+def read_checkpoint(training: Training, path: Path) -> dict:
+    """A training checkpoint whose weights are now in the model; a CheckpointError, before
+    the model changes, if it is unreadable, has no 'model', or its weights do not fit or hold
+    NaN or infinity."""
+    checkpoint = torch_load(path)
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("model"), dict):
+        raise CheckpointError(f"{path}: not a training checkpoint (no 'model' entry)")
+    load_state_dict_into(training.model, checkpoint["model"], str(path))
+    return checkpoint
+
+
+def newest_loadable(
+    training: Training, output: CheckpointFolder, numbers: list[int]
+) -> tuple[int, Path, dict]:
+    """(N, path, checkpoint) of the newest ckpt_N.pt that loads, the model holding its weights.
+
+    Each one skipped is one warning naming the file and why; if none loads, one error lists
+    them. A download that fails (s3://) is an error, not a reason to take an older one. Every
+    rank reads the same files, so all make the same choice (checked)."""
+    skipped = []
+    for number in reversed(numbers):
+        name = f"ckpt_{number}.pt"
+        loaded = try_checkpoint(training, output, name)
+        if not isinstance(loaded, str):
+            path, checkpoint = loaded
+            break
+        reason = loaded
+        skipped.append(f"{name}: {reason}")
+        if training.dist.is_main_process:
+            logger.warning("%s: skipping %s, it cannot be resumed from: %s", output, name, reason)
+    else:
+        raise CheckpointError(
+            f"--resume_from_checkpoint: no checkpoint in {output} can be resumed from: "
+            + "; ".join(skipped)
+        )
+    chosen = distributed.all_gather_object(number)
+    if len(set(chosen)) > 1:
+        raise CheckpointError(
+            f"ranks found different newest checkpoints in {output} ({sorted(set(chosen))}); "
+            "do all nodes see the same folder?"
+        )
+    return number, path, checkpoint
+
+
+def try_checkpoint(
+    training: Training, output: CheckpointFolder, name: str
+) -> tuple[Path, dict] | str:
+    """(path, checkpoint) with its weights in the model, or why it cannot be resumed from."""
+    gone = "deleted while this run started"
+    try:
+        path = output.path(name)  # s3://: a failed download raises; it is no reason to skip
+    except FileNotFoundError:
+        return gone
+    try:
+        return path, read_checkpoint(training, path)
+    except FileNotFoundError:
+        return gone
+    except CheckpointError as err:
+        return str(err).removeprefix(f"{path}: ")
+
+
+def start_without_checkpoint(training: Training, output: CheckpointFolder) -> Resume:
+    """--resume_from_checkpoint and an output folder without checkpoints.
+
+    Phase 2 is refused (unless --init_weights names its start): from random weights it is
+    almost always a mistake, such as phase 1 writing to another folder; NVIDIA's script
+    crashed there on max() of an empty list. Phase 1 starts fresh with a warning, and so does
+    a torchrun restart of a run that had not written its first checkpoint yet."""
+    args = training.args
+    if getattr(args, "resume_implied", False):
+        logger.info("torchrun restart: no checkpoint in %s yet; starting from the start", output)
+        return start_from_weights(training)
+    if args.phase2 and not args.init_weights:
+        raise CheckpointError(
+            f"--phase2 --resume_from_checkpoint: {output} holds no checkpoint to start phase 2 "
+            "from, and phase 2 from random weights is almost always a mistake; point "
+            "--output_dir at phase 1's folder, or name the weights with --init_checkpoint or "
+            "--init_weights (or leave out --resume_from_checkpoint to start from random weights)"
+        )
+    logger.warning(
+        "--resume_from_checkpoint: no checkpoint in %s; starting %s",
+        output,
+        f"from --init_weights {args.init_weights}" if args.init_weights else "fresh",
+    )
+    return start_from_weights(training)
+
+
+def resume_from(
+    training: Training,
+    checkpoint: dict,
+    path: Path,
+    number: int,
+    from_init_checkpoint: bool = False,
+) -> Resume:
+    """Optimizer, step count and (for an exact resume) scaler, data position and RNG states
+    from a checkpoint whose weights are already in the model."""
+    args = training.args
+    phase = checkpoint.get("phase") or (2 if number > args.phase1_end_step else 1)
+    starting_phase2 = (
+        args.phase2 and (from_init_checkpoint or phase == 1) and not args.resume_phase2
+    )
+    if from_init_checkpoint or starting_phase2:
+        step, full = 0, False  # NVIDIA: moments kept, step count and schedule restart
+    else:
+        step = number - (args.phase1_end_step if args.phase2 else 0)
+        step, full = checkpoint.get("global_step", step), True
+    load_optimizer_state(training, checkpoint, path, step)
+    logger.info(
+        "resumed from %s at phase step %d (%s)", path, step, "exact" if full else "new phase"
+    )
+    if not full:
+        return Resume(step=step)
+    # bf16 and fp32 runs save a fresh scaler's state, for NVIDIA's code only.
+    scaler_state = checkpoint.get("grad_scaler")
+    from_fp16 = checkpoint.get("precision", "fp16") == "fp16"
+    if training.precision.scaler is not None and scaler_state and from_fp16:
+        training.precision.scaler.load_state_dict(scaler_state)
+    positions = checkpoint.get("data_position") or []
+    rngs = checkpoint.get("rng_state") or []
+    same_world = checkpoint.get("world_size") == training.dist.world_size
+    training.state.skipped_steps = int(checkpoint.get("skipped_steps", 0))
+    return Resume(
+        step=step,
+        full=True,
+        data_position=positions[training.dist.rank] if same_world and positions else None,
+        rng=rngs[training.dist.rank] if same_world and rngs else None,
+        epoch=int(checkpoint.get("epoch", 0)),
+    )
+
+
+def start_from_weights(training: Training) -> Resume:
+    """A fresh start, from `--init_weights` (any format our loader reads) when given."""
+    if training.args.init_weights:
+        load_model_weights(training.model, training.args.init_weights)
+    return Resume()
+
+
+def load_optimizer_state(training: Training, checkpoint: dict, path: Path, step: int) -> None:
+    """Moments from the checkpoint (ours, 21.11's or HEAD's layout) when they fit our
+    parameters; the step count set to `step`."""
+    state = checkpoint.get("optimizer")
+    names = checkpoint.get("param_names")
+    ours = [name for name, _ in training.model.named_parameters()]
+    if state and (names is None or names == ours):
+        try:
+            load_lamb_state(training.optimizer, state)
+        except (ValueError, KeyError, RuntimeError) as err:
+            logger.warning("%s: optimizer state not usable (%s); fresh moments", path, err)
+    elif state:
+        logger.warning("%s: optimizer state is for other parameters; fresh moments", path)
+    for group in training.optimizer.param_groups:
+        group["step"] = step
+    training.scheduler.load_state_dict({"last_step": step})  # also writes the LR of the next step
+
+
+def is_restarted_worker(args: argparse.Namespace) -> bool:
+    """Whether this worker is one that torchrun restarted (`apply_elastic_restart`)."""
+    return getattr(args, "elastic_restart", 0) > 0
