@@ -163,13 +163,23 @@ def init_distributed(local_rank_arg: int = -1, use_cuda: bool = True) -> DistSta
         store = restarted_attempt_store(world_size, timeout)
         import_before_init_process_group()
         dist.init_process_group(
-            backend="nccl" if cuda else "gloo",
+            backend=backend_for(device),
             timeout=timeout,
             device_id=device if cuda else None,
             **({"store": store, "rank": rank, "world_size": world_size} if store else {}),
         )
         logger.info("rank %d of %d on %s (%s)", rank, world_size, device, dist.get_backend())
     return DistState(rank, world_size, local_rank, device)
+
+
+def backend_for(device: torch.device) -> str:
+    """The process-group backend for ranks on `device`: NCCL on GPUs, gloo on CPU."""
+    return "nccl" if device.type == "cuda" else "gloo"
+
+
+def backend_name() -> str:
+    """The backend of this process's group ("nccl", "gloo"); "none" without one."""
+    return dist.get_backend() if dist.is_available() and dist.is_initialized() else "none"
 
 
 def seed_everything(seed: int, rank: int = 0) -> None:

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 
 import torch
 
+import environment
 import runtime
 import squad
 from checkpoint import check_head_loaded, load_model_weights
@@ -68,7 +69,26 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     add("--verbose_logging", action="store_true")
     add("--local_rank", type=int, default=-1, help="accepted; unused")  # one process
     add("--debug", action="store_true", help="print the full traceback of an unexpected error")
+    environment.add_print_env_argument(parser, describe_run)
     return parser.parse_args(argv)
+
+
+def run_choices(
+    args: argparse.Namespace, device: torch.device, config: BertConfig | None
+) -> environment.RunChoices:
+    """What this script runs with, for the environment report: fp16 weights (`--fp16`) or fp32,
+    TF32 as torch has it (this script leaves it alone), no optimizer, attention without dropout."""
+    precision = "fp16" if args.fp16 else "fp32"
+    tf32 = torch.backends.cuda.matmul.allow_tf32
+    return environment.RunChoices(device, precision, tf32, config=config, training=False)
+
+
+def describe_run(args: argparse.Namespace) -> environment.RunChoices:
+    """`run_choices` for these flags without loading anything (the report of `--print_env`)."""
+    device = environment.default_device(args.no_cuda)
+    if args.fp16:
+        runtime.check_fp16_device(device, hint="leave it out on a CPU")
+    return run_choices(args, device, environment.read_config(args.config_file))
 
 
 def check_arguments(args: argparse.Namespace) -> tuple[BertConfig, torch.device]:
@@ -80,7 +100,7 @@ def check_arguments(args: argparse.Namespace) -> tuple[BertConfig, torch.device]
     squad.check_window_flags(args.max_seq_length, args.doc_stride, args.max_query_length)
     config = runtime.check_model_files(args.config_file, args.vocab_file, args.max_seq_length)
     runtime.check_weights_path(args.init_checkpoint, "--init_checkpoint")
-    device = torch.device("cuda" if torch.cuda.is_available() and not args.no_cuda else "cpu")
+    device = environment.default_device(args.no_cuda)
     if args.fp16:
         runtime.check_fp16_device(device, hint="leave it out on a CPU")
     return config, device
@@ -89,6 +109,7 @@ def check_arguments(args: argparse.Namespace) -> tuple[BertConfig, torch.device]
 def answer(args: argparse.Namespace) -> tuple[str, list[dict]]:
     """The best answer and the n-best list for `args.question` about `args.context`."""
     config, device = check_arguments(args)
+    environment.log_environment(run_choices(args, device, config))  # seen with --verbose_logging
     torch.manual_seed(args.seed)
     tokenizer = BertTokenizer(args.vocab_file, do_lower_case=args.do_lower_case)
     model = BertForQuestionAnswering(config)

@@ -23,6 +23,7 @@ dtype; the global gradient norm of the last step is kept (`last_grad_norm`) for 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from collections.abc import Iterable, Sequence
@@ -333,41 +334,58 @@ class CompiledLamb(Lamb):
 LAMB_IMPLS = ("auto", "torch", "compiled", "apex")
 
 
-def make_lamb(
-    param_groups: list[dict], lr: float, impl: str = "auto", **kwargs
-) -> torch.optim.Optimizer:
-    """LAMB from `impl`: "torch" (`Lamb`), "compiled" (`CompiledLamb`), "apex" (FusedLAMB, CUDA),
-    or "auto": apex on CUDA when installed, else the multi-tensor `Lamb`. The compiled step is a
-    fast path chosen explicitly (`--optimizer_impl compiled`) until its GPU speed is measured.
-
-    Every choice keeps the same mathematics and state layout; the choice is logged once."""
+def lamb_impl(impl: str, cuda: bool, apex_available: bool) -> str:
+    """The LAMB implementation `make_lamb` builds for `--optimizer_impl impl` ("torch",
+    "compiled" or "apex"), for parameters on a CUDA device or not and with apex importable or not:
+    "auto" is apex on CUDA when installed, else the multi-tensor "torch". One rule for building
+    the optimizer and for reporting which one a run uses."""
     if impl not in LAMB_IMPLS:
         choices = ", ".join(LAMB_IMPLS)
         raise ValueError(f"LAMB implementation must be one of {choices}, got {impl!r}")
-    cuda = torch.cuda.is_available()
+    if impl == "apex" and not apex_available:
+        raise MissingDependency("--optimizer_impl apex needs NVIDIA apex installed")
+    if impl == "apex" and not cuda:
+        raise UsageError("--optimizer_impl apex: FusedLAMB needs a CUDA device")
+    if impl == "auto":
+        return "apex" if cuda and apex_available else "torch"
+    return impl
+
+
+def make_lamb(
+    param_groups: list[dict], lr: float, impl: str = "auto", **kwargs
+) -> torch.optim.Optimizer:
+    """LAMB from `impl` (`lamb_impl`): "torch" (`Lamb`), "compiled" (`CompiledLamb`), "apex"
+    (FusedLAMB, CUDA), or "auto": apex when installed and the parameters are on a GPU, else the
+    multi-tensor `Lamb`. The compiled step is a fast path chosen explicitly
+    (`--optimizer_impl compiled`) until its GPU speed is measured.
+
+    Every choice keeps the same mathematics and state layout; the choice is logged once."""
+    # the parameters' device, not torch.cuda.is_available(): a --no_cuda run on a GPU machine
+    # with apex installed must not get a CUDA-only optimizer
+    cuda = any(p.is_cuda for group in param_groups for p in group["params"])
+    fused_lamb = None
     if impl in ("auto", "apex"):
-        try:
-            from apex.optimizers import FusedLAMB
-        except ImportError:
-            if impl == "apex":
-                message = "--optimizer_impl apex needs NVIDIA apex installed"
-                raise MissingDependency(message) from None
-        else:
-            if cuda:
-                logger.info("optimizer: apex FusedLAMB")
-                return FusedLAMB(param_groups, lr=lr, **kwargs)
-            if impl == "apex":
-                raise UsageError("--optimizer_impl apex: FusedLAMB needs a CUDA device")
-    if impl == "compiled":
+        with contextlib.suppress(ImportError):  # optional: "auto" falls back to `Lamb`
+            from apex.optimizers import FusedLAMB as fused_lamb
+    chosen = lamb_impl(impl, cuda, fused_lamb is not None)
+    if chosen == "apex":
+        logger.info("optimizer: apex FusedLAMB")
+        return fused_lamb(param_groups, lr=lr, **kwargs)
+    if chosen == "compiled":
         logger.info("optimizer: LAMB (one torch.compile graph per step)")
         return CompiledLamb(param_groups, lr=lr, **kwargs)
     logger.info("optimizer: LAMB (torch multi-tensor)")
     return Lamb(param_groups, lr=lr, **kwargs)
 
 
+def adamw_fused(device: torch.device) -> bool:
+    """Whether fine-tuning's AdamW runs the fused kernel (CUDA) or the multi-tensor one."""
+    return device.type == "cuda"
+
+
 def make_adamw(param_groups: list[dict], lr: float, device: torch.device) -> torch.optim.Optimizer:
     """AdamW for fine-tuning: fused kernel on CUDA, multi-tensor on CPU; eps 1e-6 as BertAdam."""
-    fused = device.type == "cuda"
+    fused = adamw_fused(device)
     return torch.optim.AdamW(
         param_groups, lr=lr, betas=(0.9, 0.999), eps=1e-6, fused=fused, foreach=not fused
     )

@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     import torch
 
     import distributed
+    import environment
     from logger import MetricLogger
     from modeling import BertConfig
     from training import PrecisionStack
@@ -175,6 +176,7 @@ def env_local_rank() -> int:
 def add_runtime_arguments(parser: argparse.ArgumentParser, *, seed: int) -> None:
     """The runtime flags every training script takes, with NVIDIA's names and defaults (the
     batch flags too: `add_batch_arguments`)."""
+    import environment
     from training import PRECISION_CHOICES
 
     add = parser.add_argument
@@ -214,6 +216,7 @@ def add_runtime_arguments(parser: argparse.ArgumentParser, *, seed: int) -> None
     add("--tensorboard", metavar="DIR", help="also write the logged scalars for TensorBoard here")
     add("--compile", action="store_true", help="torch.compile the model (optional fast path)")
     add("--use_env", action="store_true", help="accepted; unused")
+    environment.add_print_env_argument(parser, describe_run)
     add(
         "--debug",
         action="store_true",
@@ -516,8 +519,10 @@ def require(module: str, install: str) -> ModuleType:
 def setup_run(
     args: argparse.Namespace, *, init_loss_scale: float, tensorboard_step_offset: int = 0
 ) -> Run:
-    """Distributed init, seeding by global rank, precision and TF32, then the rank-0 logger."""
+    """Distributed init, seeding by global rank, precision and TF32, then the rank-0 logger,
+    whose first record is the environment report."""
     import distributed
+    import environment
     from logger import MetricLogger
     from training import configure_tf32, make_precision
 
@@ -533,7 +538,26 @@ def setup_run(
         tensorboard_dir=args.tensorboard,
         tensorboard_step_offset=tensorboard_step_offset,
     )
+    if dist.is_main_process:
+        backend = distributed.backend_name()
+        choices = environment.training_choices(
+            args, dist.device, name, tf32, dist.world_size, backend
+        )
+        environment.log_environment(choices, metrics)
     return Run(dist, precision, metrics)
+
+
+def describe_run(args: argparse.Namespace) -> environment.RunChoices:
+    """What `setup_run` would choose for these flags, found without starting anything (the
+    report of `--print_env`)."""
+    import distributed
+    import environment
+
+    device = environment.default_device(args.no_cuda)
+    name, tf32 = choose_precision(args, device)
+    world_size = distributed.launch_environment()[0]
+    backend = distributed.backend_for(device) if world_size > 1 else "none"
+    return environment.training_choices(args, device, name, tf32, world_size, backend)
 
 
 # ------------------------------------------------------------------------------- main
@@ -579,6 +603,12 @@ def run_main(
         return err.exit_code
     debug = bool(getattr(args, "debug", False)) or os.environ.get(DEBUG_ENV, "") not in ("", "0")
     try:
+        describe_env = getattr(args, "print_env", None)  # set by --print_env, like --help
+        if describe_env is not None:
+            import environment
+
+            environment.print_report(describe_env(args))
+            return 0
         status = body(args)
         return 0 if status is None else int(status)
     except BertError as err:

@@ -228,6 +228,7 @@ say "== environment (dry run: $dry)"
   "$PYTHON" -c "import torch, transformers; print('torch', torch.__version__, 'cuda', torch.version.cuda, \
 'transformers', transformers.__version__, 'device', torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu')"
   "$PYTHON" -c "import torchao; print('torchao', torchao.__version__)" 2>/dev/null || echo "torchao: not installed"
+  "$PYTHON" run_pretraining.py --print_env --precision auto --config_file bert_configs/large.json
   echo "fp16: ${fp16_refused:-available}; fp8: ${fp8_refused:-available}; budget ${budget} s"
 } 2>&1 | tee -a "$log"
 device_name=$("$PYTHON" -c "import torch; print(torch.cuda.get_device_name() if torch.cuda.is_available() and '$dry' != '1' else 'cpu')")

@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import math
+import sys
+import types
 
 import pytest
 import torch
 from torch import nn
 
-from optimization import NO_DECAY, CompiledLamb, Lamb, make_lamb, parameter_groups
+from errors import MissingDependency, UsageError
+from optimization import (
+    NO_DECAY,
+    CompiledLamb,
+    Lamb,
+    lamb_impl,
+    make_lamb,
+    parameter_groups,
+)
 from schedulers import WarmupScheduler, lr_factor
 from tests.support import tiny_config
 
@@ -130,6 +140,38 @@ def test_no_decay_rule_and_groups():
         assert make_lamb(parameter_groups(model), lr=1e-3).__class__ is Lamb
     with pytest.raises(ValueError, match="auto, torch, compiled, apex"):
         make_lamb(parameter_groups(model), lr=1e-3, impl="fused")
+
+
+def test_lamb_impl_resolves_auto_and_refuses_what_cannot_run():
+    assert lamb_impl("auto", cuda=True, apex_available=True) == "apex"
+    assert lamb_impl("auto", cuda=False, apex_available=True) == "torch"
+    assert lamb_impl("auto", cuda=True, apex_available=False) == "torch"
+    assert lamb_impl("compiled", cuda=True, apex_available=True) == "compiled"
+    assert lamb_impl("torch", cuda=True, apex_available=True) == "torch"
+    assert lamb_impl("apex", cuda=True, apex_available=True) == "apex"
+    with pytest.raises(MissingDependency, match="needs NVIDIA apex installed"):
+        lamb_impl("apex", cuda=True, apex_available=False)
+    with pytest.raises(UsageError, match="FusedLAMB needs a CUDA device"):
+        lamb_impl("apex", cuda=False, apex_available=True)
+
+
+def test_auto_lamb_on_cpu_parameters_is_not_apex_even_on_a_gpu_machine(monkeypatch):
+    """apex installed and a GPU present, but the model on the CPU (--no_cuda): FusedLAMB, which
+    runs only on CUDA tensors, must not be chosen."""
+    fake_apex = types.ModuleType("apex")
+    fake_apex.optimizers = types.ModuleType("apex.optimizers")
+
+    class FusedLAMB(Lamb):
+        pass
+
+    fake_apex.optimizers.FusedLAMB = FusedLAMB
+    monkeypatch.setitem(sys.modules, "apex", fake_apex)
+    monkeypatch.setitem(sys.modules, "apex.optimizers", fake_apex.optimizers)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    params = [nn.Parameter(torch.ones(3))]
+    assert type(make_lamb([{"params": params}], lr=1e-3)) is Lamb
+    with pytest.raises(UsageError, match="needs a CUDA device"):
+        make_lamb([{"params": params}], lr=1e-3, impl="apex")
 
 
 def lamb_pair(dtype: torch.dtype, initial: list[torch.Tensor]):

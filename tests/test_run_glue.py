@@ -10,6 +10,7 @@ import sys
 
 import pytest
 
+import environment
 from logger import read_dllogger_file
 from modeling import BertConfig
 from tests.support import REPO_ROOT, TINY_CONFIG, UNCASED_VOCAB, one_error_line
@@ -198,3 +199,7 @@ def test_main_in_process(pretrained, tmp_path):
     results = json.loads((tmp_path / "results.txt").read_text())
     assert results["global_step"] == 2 and "acc" in results and "eval:num_steps" in results
     assert (tmp_path / "MRPC.tsv").is_file() and (tmp_path / "bert_config.json").is_file()
+    events = read_dllogger_file(tmp_path / "log.json")
+    reports = [e["data"] for e in events if "torch_version" in e.get("data", {})]
+    assert len(reports) == 1 and tuple(reports[0]) == environment.KEYS  # logged once, at the start
+    assert reports[0]["device"] == "cpu" and reports[0]["optimizer"] == "AdamW (foreach)"

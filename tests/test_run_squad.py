@@ -12,6 +12,7 @@ import sys
 import types
 
 import pytest
+import torch
 
 import run_squad as squad_script  # `run_squad` runs it in a subprocess below
 import squad
@@ -518,7 +519,7 @@ def test_features_of_text_that_does_not_fit_the_vocabulary_are_warned_about(tmp_
         assert "lower-casing off" in caplog.text if warned else caplog.text == ""
 
 
-def test_main_in_process_trains_predicts_scores_and_answers(pretrained, tmp_path, capsys):
+def test_main_in_process_trains_predicts_scores_and_answers(pretrained, tmp_path, capsys, caplog):
     """run_squad.main, inference.main and evaluate_squad.main in this process, one after the
     other, as a user's script would call them."""
     import evaluate_squad
@@ -569,3 +570,11 @@ def test_main_in_process_trains_predicts_scores_and_answers(pretrained, tmp_path
         == 0
     )
     assert "answer:" in capsys.readouterr().out
+    root = logging.getLogger()
+    level = root.level
+    try:  # --verbose_logging shows the environment report among the other log lines
+        assert inference.main([*args, "--do_lower_case", "--verbose_logging"]) == 0
+    finally:
+        root.setLevel(level)
+    assert "environment: optimizer: none" in caplog.messages
+    assert f"environment: torch_version: {torch.__version__}" in caplog.messages
