@@ -669,7 +669,7 @@ def remask(
     candidates = (input_mask.numpy() == 1) & ~np.isin(original, masking.special_ids)
     draws = rng.random(original.shape)
     if masking.whole_word:  # every piece takes the draw of its word's first piece
-        draws = np.take_along_axis(draws, word_starts(original, candidates, masking), axis=1)
+        draws = np.take(draws, word_starts(original, candidates, masking))
     chosen = candidates & (draws < masking.probability)
     action = rng.random(original.shape)
     masked = original.copy()
@@ -689,8 +689,8 @@ def remask(
 def word_starts(
     original: np.ndarray, candidates: np.ndarray, masking: DynamicMasking
 ) -> np.ndarray:
-    """[B, S] original ids and candidate flags -> [B, S] position of the first token of each
-    candidate's word (meaningless where not a candidate).
+    """[B, S] original ids and candidate flags -> [B, S] index, into the flattened batch, of the
+    first token of each candidate's word (meaningless where not a candidate).
 
     A candidate starts a word unless it is a "##" piece with a candidate before it in its row;
     a piece's word is then the one started last before it, specials and padding skipped.
@@ -699,5 +699,5 @@ def word_starts(
     piece = table[np.minimum(original, len(table) - 1)]
     earlier = np.cumsum(candidates, axis=1) > candidates  # a candidate before this one
     starts = candidates & ~(piece & earlier)
-    positions = np.where(starts, np.arange(original.shape[1]), 0)
-    return np.maximum.accumulate(positions, axis=1)
+    flat = np.arange(original.size).reshape(original.shape)
+    return np.maximum.accumulate(np.where(starts, flat, 0), axis=1)
