@@ -14,8 +14,9 @@ one-line errors on bad input, atomic output and the settings stored in each shar
 
 Differences from NVIDIA's flags: `--do_lower_case` can be turned off (`--do_lower_case 0` or
 `--no_lower_case`), where NVIDIA's was store_true with default True, so cased shards could not be
-made; `--output_dir`, `--processes`, `--tokenizer_backend` and `--config_file` (check that the
-shards fit a model) are new. Every flag and path is checked before any text is read.
+made; `--output_dir`, `--processes`, `--tokenizer_backend`, `--config_file` (check that the
+shards fit a model) and Google's `--do_whole_word_mask` (mask every piece of a word together)
+are new. Every flag and path is checked before any text is read.
 A second run writing the same `--output_dir` is refused while the first holds its lock
 (`output_lock.py`).
 """
@@ -77,6 +78,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--no_lower_case", dest="do_lower_case", action="store_false", help="keep the case"
     )
     parser.add_argument("--random_seed", type=runtime.seed_value, default=12345)
+    parser.add_argument(
+        "--do_whole_word_mask",
+        type=str_to_bool,
+        nargs="?",
+        const=True,
+        default=False,
+        help="mask all WordPieces of a word together (Google's flag and rules); default off",
+    )
     parser.add_argument(
         "--tokenizer_backend",
         choices=("python", "fast"),

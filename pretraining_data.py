@@ -358,21 +358,41 @@ class Piece:
 
 @dataclasses.dataclass
 class DynamicMasking:
-    """Re-mask each batch (Bernoulli 0.15 over the real, non-special tokens; 80/10/10)."""
+    """Re-mask each batch (Bernoulli 0.15 over the real, non-special tokens; 80/10/10).
+
+    With `whole_word`, the Bernoulli draw is per word instead of per token: a word is a token
+    and the "##" pieces after it (a piece joins the word of the real, non-special token before
+    it, across a [SEP] too, as Google's whole-word candidates do). `continuation` marks, per id,
+    the tokens that start with "##".
+    """
 
     vocab_size: int
     mask_id: int
     special_ids: tuple[int, ...]
     probability: float = 0.15
+    whole_word: bool = False
+    # [V] bool, needed with `whole_word`; left out of == and repr (an array of the vocabulary)
+    continuation: np.ndarray | None = dataclasses.field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.whole_word and self.continuation is None:
+            raise ValueError("whole-word masking needs `continuation`, the '##' pieces' ids")
 
     @classmethod
-    def from_vocab_file(cls, vocab_file: str | os.PathLike) -> DynamicMasking:
+    def from_vocab_file(
+        cls, vocab_file: str | os.PathLike, whole_word: bool = False
+    ) -> DynamicMasking:
         """Masking with the [MASK] id and the special ids of a vocabulary file."""
         vocab = load_vocab(vocab_file)
         if "[MASK]" not in vocab:
             raise ShardError(f"{vocab_file}: the vocabulary has no [MASK] token")
         specials = tuple(vocab[t] for t in ("[CLS]", "[SEP]", "[PAD]") if t in vocab)
-        return cls(max(vocab.values()) + 1, vocab["[MASK]"], specials)  # ids are line numbers
+        size = max(vocab.values()) + 1  # ids are line numbers
+        continuation = np.zeros(size, dtype=bool)
+        continuation[[i for token, i in vocab.items() if token.startswith("##")]] = True
+        return cls(
+            size, vocab["[MASK]"], specials, whole_word=whole_word, continuation=continuation
+        )
 
 
 class HDF5Shards:
@@ -642,11 +662,15 @@ def remask(
     batch: PretrainingBatch, masking: DynamicMasking, rng: np.random.Generator
 ) -> PretrainingBatch:
     """Dynamic masking: restore the original tokens, then mask afresh (80% [MASK], 10% random,
-    10% kept) at Bernoulli(`probability`) positions among real, non-special tokens."""
+    10% kept, drawn per token) at Bernoulli(`probability`) positions among real, non-special
+    tokens, or with `masking.whole_word` every token of the words drawn."""
     input_ids, segment_ids, input_mask, labels, next_sentence = batch
     original = torch.where(labels >= 0, labels, input_ids).numpy()
     candidates = (input_mask.numpy() == 1) & ~np.isin(original, masking.special_ids)
-    chosen = candidates & (rng.random(original.shape) < masking.probability)
+    draws = rng.random(original.shape)
+    if masking.whole_word:  # every piece takes the draw of its word's first piece
+        draws = np.take(draws, word_starts(original, candidates, masking))
+    chosen = candidates & (draws < masking.probability)
     action = rng.random(original.shape)
     masked = original.copy()
     masked[chosen & (action < 0.8)] = masking.mask_id
@@ -660,3 +684,20 @@ def remask(
         torch.from_numpy(new_labels),
         next_sentence,
     )
+
+
+def word_starts(
+    original: np.ndarray, candidates: np.ndarray, masking: DynamicMasking
+) -> np.ndarray:
+    """[B, S] original ids and candidate flags -> [B, S] index, into the flattened batch, of the
+    first token of each candidate's word (meaningless where not a candidate).
+
+    A candidate starts a word unless it is a "##" piece with a candidate before it in its row;
+    a piece's word is then the one started last before it, specials and padding skipped.
+    """
+    table = np.append(masking.continuation, False)  # ids past the table are not pieces
+    piece = table[np.minimum(original, len(table) - 1)]
+    earlier = np.cumsum(candidates, axis=1) > candidates  # a candidate before this one
+    starts = candidates & ~(piece & earlier)
+    flat = np.arange(original.size).reshape(original.shape)
+    return np.maximum.accumulate(np.where(starts, flat, 0), axis=1)

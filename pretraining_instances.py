@@ -20,6 +20,8 @@ Differences from NVIDIA's script, on purpose:
   one clear line; the output is written to a temporary file and renamed when complete.
 - Shards carry their settings and the vocabulary's sha256 as HDF5 attributes (readers that only
   read the six datasets, NVIDIA's included, ignore them); `data/verify.py` checks them.
+- `do_whole_word_mask` (Google's flag, absent from NVIDIA's script) masks every WordPiece of a
+  word together, with Google's candidate and cap rules; off, the draws are NVIDIA's.
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ class InstanceOptions:
     masked_lm_prob: float = 0.15
     short_seq_prob: float = 0.1
     random_seed: int = 12345
+    do_whole_word_mask: bool = False
 
     @classmethod
     def from_settings(cls, settings: object) -> InstanceOptions:
@@ -158,6 +161,8 @@ class Vocabulary:
     sep_id: int
     mask_id: int
     word_ids: list[int]  # id of each entry of list(vocab.keys()), for random replacements
+    # ids of the tokens that start with "##" (Google's test for a word's continuation piece)
+    continuation_ids: frozenset[int] = frozenset()
 
     @classmethod
     def from_tokenizer(cls, tokenizer: BertTokenizer) -> Vocabulary:
@@ -165,7 +170,8 @@ class Vocabulary:
         missing = [t for t in ("[CLS]", "[SEP]", "[MASK]") if t not in vocab]
         if missing:
             raise DataError(f"{tokenizer.vocab_file}: the vocabulary lacks {', '.join(missing)}")
-        return cls(vocab["[CLS]"], vocab["[SEP]"], vocab["[MASK]"], list(vocab.values()))
+        pieces = frozenset(i for token, i in vocab.items() if token.startswith("##"))
+        return cls(vocab["[CLS]"], vocab["[SEP]"], vocab["[MASK]"], list(vocab.values()), pieces)
 
 
 class InstanceWriter:
@@ -224,26 +230,48 @@ def _truncate_pair(len_a: int, len_b: int, max_tokens: int, rng: random.Random) 
     return tuple(cuts)
 
 
+def _mask_candidates(tokens: np.ndarray, whole_word: bool, vocab: Vocabulary) -> list[list[int]]:
+    """Google's candidate index lists: every token but [CLS] and [SEP] alone, or with
+    `whole_word` a "##" piece appended to the candidate before it (across a [SEP] too)."""
+    candidates: list[list[int]] = []
+    for i, token in enumerate(tokens.tolist()):
+        if token == vocab.cls_id or token == vocab.sep_id:
+            continue
+        if whole_word and candidates and token in vocab.continuation_ids:
+            candidates[-1].append(i)
+        else:
+            candidates.append([i])
+    return candidates
+
+
 def _mask_tokens(
     tokens: np.ndarray, options: InstanceOptions, vocab: Vocabulary, rng: random.Random
 ) -> tuple[list[int], list[int]]:
-    """Google's create_masked_lm_predictions; masks `tokens` in place, returns (positions, ids)."""
-    candidates = [
-        i for i, token in enumerate(tokens.tolist()) if token not in (vocab.cls_id, vocab.sep_id)
-    ]
-    rng.shuffle(candidates)
+    """Google's create_masked_lm_predictions; masks `tokens` in place, returns (positions, ids).
+
+    Without whole-word masking every candidate is one index, so the walk takes the first
+    `num_to_predict` of them: NVIDIA's draws exactly.
+    """
+    candidates = _mask_candidates(tokens, options.do_whole_word_mask, vocab)
+    rng.shuffle(candidates)  # the permutation depends only on the length, as with plain indexes
     num_to_predict = min(
         options.max_predictions_per_seq,
         max(1, round(len(tokens) * options.masked_lm_prob)),
     )
     masked = []
-    for index in candidates[:num_to_predict]:
-        original = int(tokens[index])
-        if rng.random() < 0.8:
-            tokens[index] = vocab.mask_id
-        elif rng.random() >= 0.5:  # else: 10% keep the original token
-            tokens[index] = vocab.word_ids[rng.randint(0, len(vocab.word_ids) - 1)]
-        masked.append((index, original))
+    for group in candidates:
+        if len(masked) >= num_to_predict:
+            break
+        if len(masked) + len(group) > num_to_predict:  # Google skips a word that would not fit
+            continue
+        # Google also skips a group holding an index already masked: the groups are disjoint.
+        for index in group:
+            original = int(tokens[index])
+            if rng.random() < 0.8:
+                tokens[index] = vocab.mask_id
+            elif rng.random() >= 0.5:  # else: 10% keep the original token
+                tokens[index] = vocab.word_ids[rng.randint(0, len(vocab.word_ids) - 1)]
+            masked.append((index, original))
     masked.sort()
     return [index for index, _ in masked], [original for _, original in masked]
 

@@ -188,6 +188,11 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "longest sequence",
     )
     add("--dynamic_masking", action="store_true", help="re-mask every batch (needs --vocab_file)")
+    add(
+        "--do_whole_word_mask",
+        action="store_true",
+        help="with --dynamic_masking: mask every WordPiece of a word together",
+    )
     add("--data_sharding", choices=("files", "interleaved"), default="files")
     add(
         "--bin_size",
@@ -220,6 +225,11 @@ def check_arguments(args: argparse.Namespace) -> CheckpointFolder:
         )
     if args.dynamic_masking and not args.vocab_file:
         raise UsageError("--dynamic_masking needs --vocab_file")
+    if args.do_whole_word_mask and not args.dynamic_masking:
+        raise UsageError(
+            "--do_whole_word_mask applies to --dynamic_masking; static shards keep the masks "
+            "they were made with (create_pretraining_data.py --do_whole_word_mask)"
+        )
     seq, predictions = args.max_seq_length, args.max_predictions_per_seq
     if seq is not None and predictions is not None and predictions > seq:
         raise UsageError(
@@ -589,7 +599,9 @@ def apply_elastic_restart(args: argparse.Namespace) -> None:
 def build_loader(
     args: argparse.Namespace, dist: distributed.DistState, resume: Resume
 ) -> PretrainingDataLoader:
-    masking = DynamicMasking.from_vocab_file(args.vocab_file) if args.dynamic_masking else None
+    masking = None
+    if args.dynamic_masking:
+        masking = DynamicMasking.from_vocab_file(args.vocab_file, args.do_whole_word_mask)
     position = resume.data_position
     if position is None and resume.full:
         position = {"epoch": resume.epoch}

@@ -70,6 +70,7 @@ SETTINGS_ATTRIBUTES = {
     "masked_lm_prob": "fraction of the tokens masked, up to P",
     "short_seq_prob": "probability of a shorter target length",
     "random_seed": "seed of the instance and masking draws",
+    "do_whole_word_mask": "whether every piece of a word was masked together (absent: no)",
 }
 
 

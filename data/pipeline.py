@@ -11,7 +11,8 @@ folder names:
   `--books_dir`, `$BOOKS_DIR`, else `download/bookscorpus/`, where NVIDIA's downloader put it);
 - shard: `sharded_training_shards_<N>_test_shards_<M>_fraction_<f>/<dataset>/`;
 - hdf5: `hdf5_lower_case_<l>_seq_len_<L>_max_pred_<P>_masked_lm_prob_<p>_random_seed_<s>_`
-  `dupe_factor_<d>/<dataset>/`;
+  `dupe_factor_<d>/<dataset>/` (`..._dupe_factor_<d>_whole_word_mask/` with
+  `--do_whole_word_mask`, ours);
 - verify: nothing; a report, and an error when a shard is wrong.
 
 Every stage writes a completion marker (`.stages/<stage>.json`, with its settings and a summary)
@@ -88,6 +89,7 @@ class Settings:
     random_seed: int = 12345
     dupe_factor: int = 5
     short_seq_prob: float = 0.1
+    do_whole_word_mask: bool = False
     tokenizer_backend: str = "python"
     config_file: Path | None = None
 
@@ -132,6 +134,8 @@ class Settings:
             f"{self.max_predictions_per_seq}_masked_lm_prob_{self.masked_lm_prob}_random_seed_"
             f"{self.random_seed}_dupe_factor_{self.dupe_factor}"
         )
+        if self.do_whole_word_mask:  # ours: NVIDIA's names never held whole-word shards
+            name += "_whole_word_mask"
         return self.working_dir / name / self.dataset
 
 
@@ -287,6 +291,7 @@ INSTANCE_SETTINGS = (
     "random_seed",
     "dupe_factor",
     "short_seq_prob",
+    "do_whole_word_mask",
 )
 
 #: Stage -> (function, the settings its output depends on).
@@ -306,8 +311,11 @@ STAGE_TABLE: dict[str, tuple[Callable[[Settings], dict], tuple[str, ...]]] = {
 def _marker(s: Settings, stage: str) -> tuple[Path, dict[str, Any]]:
     keys = STAGE_TABLE[stage][1]
     params = {key: _jsonable(getattr(s, key)) for key in keys}
-    if not s.input_files:  # left out when unset, so markers written before it existed still match
+    # Left out when unset, so that markers written before these settings existed still match.
+    if not s.input_files:
         params.pop("input_files", None)
+    if not s.do_whole_word_mask:
+        params.pop("do_whole_word_mask", None)
     suffix = ""
     if stage in ("hdf5", "verify"):
         suffix = f"-{s.hdf5_dir.parent.name}"
@@ -418,6 +426,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--vocab_file", type=Path, default=defaults.vocab_file)
     parser.add_argument("--do_lower_case", type=int, choices=(0, 1), default=1)
     parser.add_argument("--tokenizer_backend", choices=("python", "fast"), default="python")
+    parser.add_argument(
+        "--do_whole_word_mask",
+        action="store_true",
+        help="hdf5: mask all WordPieces of a word together (Google's rules)",
+    )
     parser.add_argument("--config_file", type=Path, help="verify: the model config to match")
     parser.add_argument("--debug", action="store_true", help="print the traceback of a bug")
     return parser.parse_args(argv)

@@ -37,6 +37,20 @@ def random_batch(batch: int = 3, seq: int = 24, vocab: int = 30522, seed: int = 
     return input_ids, token_type_ids, attention_mask
 
 
+def whole_words(tokens: list[str]) -> list[list[int]]:
+    """The words of one sequence's real tokens as position lists, from the token strings: a
+    "##" piece joins the word of the last token before it that is not [CLS], [SEP] or [PAD]."""
+    words: list[list[int]] = []
+    for position, token in enumerate(tokens):
+        if token in ("[CLS]", "[SEP]", "[PAD]"):
+            continue
+        if token.startswith("##") and words:
+            words[-1].append(position)
+        else:
+            words.append([position])
+    return words
+
+
 def one_error_line(result: subprocess.CompletedProcess, status: int = 1) -> str:
     """The one `error:` line of a run that failed with `status`, and no traceback."""
     assert result.returncode == status, result.stderr[-3000:]

@@ -138,6 +138,7 @@ CASES = [
                 "--vocab_file {vocab}",
             ),
             ("conflict", "--dynamic_masking", 2, "--vocab_file"),
+            ("conflict", "--do_whole_word_mask", 2, "--do_whole_word_mask applies to"),
             ("conflict", "--gradient_accumulation_steps=3", 2, "--gradient_accumulation_steps"),
             (
                 "conflict",

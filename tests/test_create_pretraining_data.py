@@ -28,6 +28,81 @@ SAMPLE_CORPUS = REPO_ROOT / "data" / "sample" / "wikitext2_valid_sentences.txt"
 # ----------------------------------------------------------------------------- reference
 
 
+def nvidia_masked_lm_predictions(tokens, masked_lm_prob, max_predictions_per_seq, vocab_words, rng):
+    """NVIDIA's create_masked_lm_predictions (Google's without whole-word masking), literally."""
+    cand_indexes = [k for k, t in enumerate(tokens) if t not in ("[CLS]", "[SEP]")]
+    rng.shuffle(cand_indexes)
+    output_tokens = list(tokens)
+    num_to_predict = min(
+        max_predictions_per_seq,
+        max(1, round(len(tokens) * masked_lm_prob)),
+    )
+    masked_lms = []
+    covered = set()
+    for index in cand_indexes:
+        if len(masked_lms) >= num_to_predict:
+            break
+        if index in covered:
+            continue
+        covered.add(index)
+        if rng.random() < 0.8:
+            masked_token = "[MASK]"
+        elif rng.random() < 0.5:
+            masked_token = tokens[index]
+        else:
+            masked_token = vocab_words[rng.randint(0, len(vocab_words) - 1)]
+        output_tokens[index] = masked_token
+        masked_lms.append((index, tokens[index]))
+    masked_lms.sort(key=lambda x: x[0])
+    return output_tokens, masked_lms
+
+
+def google_masked_lm_predictions(do_whole_word_mask):
+    """Google's create_masked_lm_predictions with its `do_whole_word_mask` flag, literally."""
+
+    def predictions(tokens, masked_lm_prob, max_predictions_per_seq, vocab_words, rng):
+        cand_indexes = []
+        for i, token in enumerate(tokens):
+            if token == "[CLS]" or token == "[SEP]":
+                continue
+            if do_whole_word_mask and len(cand_indexes) >= 1 and token.startswith("##"):
+                cand_indexes[-1].append(i)
+            else:
+                cand_indexes.append([i])
+        rng.shuffle(cand_indexes)
+        output_tokens = list(tokens)
+        num_to_predict = min(max_predictions_per_seq, max(1, round(len(tokens) * masked_lm_prob)))
+        masked_lms = []
+        covered_indexes = set()
+        for index_set in cand_indexes:
+            if len(masked_lms) >= num_to_predict:
+                break
+            if len(masked_lms) + len(index_set) > num_to_predict:
+                continue
+            is_any_index_covered = False
+            for index in index_set:
+                if index in covered_indexes:
+                    is_any_index_covered = True
+                    break
+            if is_any_index_covered:
+                continue
+            for index in index_set:
+                covered_indexes.add(index)
+                if rng.random() < 0.8:
+                    masked_token = "[MASK]"
+                elif rng.random() < 0.5:
+                    masked_token = tokens[index]
+                else:
+                    masked_token = vocab_words[rng.randint(0, len(vocab_words) - 1)]
+                output_tokens[index] = masked_token
+                masked_lms.append((index, tokens[index]))
+        assert len(masked_lms) <= num_to_predict
+        masked_lms.sort(key=lambda x: x[0])
+        return output_tokens, masked_lms
+
+    return predictions
+
+
 def reference_instances(
     lines,
     tokenizer,
@@ -37,9 +112,11 @@ def reference_instances(
     masked_lm_prob,
     max_predictions_per_seq,
     seed,
+    masking=nvidia_masked_lm_predictions,
 ):
     """Google's create_pretraining_data (with NVIDIA's same-document rule) transcribed
-    literally, on token strings, and written as NVIDIA's write_instance_to_example_file does."""
+    literally, on token strings, and written as NVIDIA's write_instance_to_example_file does;
+    `masking` is NVIDIA's create_masked_lm_predictions or Google's."""
     rng = random.Random(seed)
     all_documents = [[]]
     for line in lines:
@@ -102,32 +179,9 @@ def reference_instances(
                                 trunc.pop()
                         tokens = ["[CLS]", *tokens_a, "[SEP]", *tokens_b, "[SEP]"]
                         segment_ids = [0] * (len(tokens_a) + 2) + [1] * (len(tokens_b) + 1)
-                        cand_indexes = [
-                            k for k, t in enumerate(tokens) if t not in ("[CLS]", "[SEP]")
-                        ]
-                        rng.shuffle(cand_indexes)
-                        output_tokens = list(tokens)
-                        num_to_predict = min(
-                            max_predictions_per_seq,
-                            max(1, round(len(tokens) * masked_lm_prob)),
+                        output_tokens, masked_lms = masking(
+                            tokens, masked_lm_prob, max_predictions_per_seq, vocab_words, rng
                         )
-                        masked_lms = []
-                        covered = set()
-                        for index in cand_indexes:
-                            if len(masked_lms) >= num_to_predict:
-                                break
-                            if index in covered:
-                                continue
-                            covered.add(index)
-                            if rng.random() < 0.8:
-                                masked_token = "[MASK]"
-                            elif rng.random() < 0.5:
-                                masked_token = tokens[index]
-                            else:
-                                masked_token = vocab_words[rng.randint(0, len(vocab_words) - 1)]
-                            output_tokens[index] = masked_token
-                            masked_lms.append((index, tokens[index]))
-                        masked_lms.sort(key=lambda x: x[0])
                         instances.append(
                             (
                                 output_tokens,
@@ -216,6 +270,71 @@ def test_identical_to_the_reference_algorithm(tmp_path, sample_lines, seq, pred,
     assert len(expected["input_ids"]) > 100
     for key, array in expected.items():
         np.testing.assert_array_equal(ours[key], array, err_msg=key)
+
+
+@pytest.mark.parametrize(
+    ("vocab_file", "lower", "seq", "pred", "seed", "whole_word"),
+    [
+        (UNCASED_VOCAB, True, 128, 20, 12345, True),
+        (UNCASED_VOCAB, True, 64, 10, 7, True),
+        (CASED_VOCAB, False, 128, 20, 3, True),
+        (UNCASED_VOCAB, True, 128, 20, 12345, False),  # Google's walk without the flag
+    ],
+    ids=["uncased-128-seed12345", "uncased-64-seed7", "cased-128-seed3", "flag-off"],
+)
+def test_whole_word_masking_identical_to_googles(
+    tmp_path, sample_lines, vocab_file, lower, seq, pred, seed, whole_word
+):
+    lines = sample_lines[:1500]
+    (tmp_path / "in.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    tokenizer = BertTokenizer(vocab_file, do_lower_case=lower)
+    masking = google_masked_lm_predictions(whole_word)
+    expected = reference_instances(lines, tokenizer, seq, 2, 0.1, 0.15, pred, seed, masking)
+    output = tmp_path / "out.hdf5"
+    args = [
+        *("--vocab_file", str(vocab_file), "--input_file", str(tmp_path / "in.txt")),
+        *("--output_file", str(output), "--dupe_factor", "2", "--random_seed", str(seed)),
+        *("--max_seq_length", str(seq), "--max_predictions_per_seq", str(pred)),
+        *("--do_lower_case", str(int(lower)), "--disable_progress_bar"),
+    ]
+    assert create_pretraining_data.main(args + ["--do_whole_word_mask"] * whole_word) == 0
+    ours = read(output)
+    assert len(expected["input_ids"]) > 100
+    for key, array in expected.items():
+        np.testing.assert_array_equal(ours[key], array, err_msg=key)
+    with h5py.File(output) as shard:
+        assert bool(shard.attrs["do_whole_word_mask"]) is whole_word
+    labels = tokenizer.convert_ids_to_tokens(ours["masked_lm_ids"][ours["masked_lm_positions"] > 0])
+    pieces = sum(label.startswith("##") for label in labels)
+    assert pieces > (100 if whole_word else 0)  # words of several pieces were masked
+
+
+def test_whole_word_masking_masks_every_piece_of_a_word_within_the_cap():
+    # [CLS] un ##believ ##able cat [SEP] ##s dog [SEP]; "##s" follows [SEP], which Google skips,
+    # so it joins "cat": the words are {1, 2, 3}, {4, 6} and {7}.
+    vocab = cpd.Vocabulary(1, 2, 3, list(range(5000, 5100)), frozenset({11, 12, 13}))
+    tokens = np.array([1, 20, 11, 12, 21, 2, 13, 22, 2], dtype=np.int32)
+
+    def masked_sets(masked_lm_prob: float, whole_word: bool) -> set[tuple[int, ...]]:
+        options = cpd.InstanceOptions(masked_lm_prob=masked_lm_prob, do_whole_word_mask=whole_word)
+        seen = set()
+        for seed in range(200):
+            masked = tokens.copy()
+            positions, labels = cpd._mask_tokens(masked, options, vocab, random.Random(seed))
+            assert positions == sorted(positions) and labels == tokens[positions].tolist()
+            changed = np.flatnonzero(masked != tokens).tolist()
+            assert set(changed) <= set(positions)
+            assert all(masked[i] == 3 or masked[i] >= 5000 for i in changed)
+            seen.add(tuple(positions))
+        return seen
+
+    # 9 tokens x 0.3: 3 predictions, filled by whole words only
+    assert masked_sets(0.3, True) == {(1, 2, 3), (4, 6, 7)}
+    # 2 predictions: the three-piece word never fits; a word drawn first may leave one unused
+    assert masked_sets(0.2, True) == {(4, 6), (7,)}
+    # without the flag, pieces are masked alone, always 3 of them
+    plain = masked_sets(0.3, False)
+    assert {len(p) for p in plain} == {3} and any(2 in p and 3 not in p for p in plain)
 
 
 def test_same_document_rule_and_next_sentence_labels():

@@ -29,7 +29,13 @@ from pretraining_data import (
     training_files,
 )
 from pretraining_instances import InstanceOptions, ShardJob, create_shard
-from tests.support import REPO_ROOT, TINY_CONFIG, UNCASED_VOCAB, pretrain_in_process
+from tests.support import (
+    REPO_ROOT,
+    TINY_CONFIG,
+    UNCASED_VOCAB,
+    pretrain_in_process,
+    whole_words,
+)
 from tokenization import load_vocab
 from training import trim_padding
 
@@ -209,6 +215,55 @@ def test_unmasked_folders_are_masked_dynamically(hdf5_dir, tmp_path):
         chosen += int((labels >= 0).sum())
     real = sum(int(b[2].sum()) for b in lddl)
     assert 0.10 < chosen / real < 0.17  # Bernoulli(0.15) over the non-special tokens
+
+
+def test_whole_word_dynamic_masking_of_parquet_folders(hdf5_dir, tmp_path):
+    files = training_files(hdf5_dir)
+    parquet = write_lddl(files, tmp_path / "parquet", masked=False, counts=False)
+    masking = DynamicMasking.from_vocab_file(UNCASED_VOCAB, whole_word=True)
+    hdf5 = epoch(PretrainingDataLoader(files, 8, seed=3, dynamic_masking=masking))
+    lddl = epoch(loader_for(parquet, seed=3, dynamic_masking=masking))
+    tokens = list(load_vocab(UNCASED_VOCAB))
+    pieces = 0
+    for ours, theirs in zip(hdf5, lddl, strict=True):
+        for a, b in zip(trim_padding(ours, ours[2], 8), theirs, strict=True):
+            assert torch.equal(a, b)  # the same words drawn from the same originals
+        input_ids, _, mask, labels, _ = theirs
+        original = torch.where(labels >= 0, labels, input_ids)
+        for row in range(len(original)):
+            real = int(mask[row].sum())
+            for word in whole_words([tokens[i] for i in original[row, :real]]):
+                chosen = labels[row, word] >= 0
+                assert chosen.all() or not chosen.any()
+                pieces += int(chosen.all()) * (len(word) > 1)
+    assert pieces > 10
+
+
+@pytest.mark.slow
+def test_run_pretraining_masks_whole_words_of_parquet_samples(hdf5_dir, tmp_path):
+    parquet = write_lddl(training_files(hdf5_dir), tmp_path / "parquet", masked=False)
+    first_loss = {}
+    for name, flags in (("tokens", ()), ("words", ("--dynamic_masking", "--do_whole_word_mask"))):
+        out = tmp_path / name
+        code = pretrain_in_process(
+            parquet,
+            out,
+            TINY_CONFIG,
+            f"{out}/log.json",
+            f"--vocab_file={UNCASED_VOCAB}",
+            "--train_batch_size=8",
+            "--max_steps=1",
+            "--skip_checkpoint",
+            "--precision=fp32",
+            *flags,
+        )
+        assert code == 0
+        first_loss[name] = next(
+            event["data"]["average_loss"]
+            for event in read_dllogger_file(out / "log.json")
+            if event.get("type") == "LOG" and "average_loss" in event["data"]
+        )
+    assert first_loss["words"] != first_loss["tokens"]  # the same samples, other masks
 
 
 @pytest.mark.parametrize("world_size", [1, 2, 3])

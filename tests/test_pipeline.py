@@ -146,6 +146,28 @@ def test_an_empty_stage_stops_the_pipeline_without_a_marker(tmp_path):
     assert not (settings.working_dir / ".stages").exists()
 
 
+def test_whole_word_masking_has_its_own_folder_and_marker(tmp_path):
+    def parsed(*flags: str) -> Settings:
+        return pipeline.settings_from(pipeline.parse_args(["hdf5", *flags]))[0]
+
+    assert not parsed().do_whole_word_mask and parsed("--do_whole_word_mask").do_whole_word_mask
+    plain = small_settings(tmp_path)
+    whole = small_settings(tmp_path, do_whole_word_mask=True)
+    assert whole.hdf5_dir.parent.name == f"{plain.hdf5_dir.parent.name}_whole_word_mask"
+    sample = REPO_ROOT / "data" / "sample" / "wikitext2_valid_sentences.txt"
+    plain.sharded_dir.mkdir(parents=True)
+    text = "\n".join(sample.read_text(encoding="utf-8").splitlines()[:300]) + "\n"
+    (plain.sharded_dir / "wikicorpus_en_training_0.txt").write_text(text, encoding="utf-8")
+    for settings in (plain, whole):
+        run_pipeline(settings, ["hdf5"])
+        with h5py.File(settings.hdf5_dir / "wikicorpus_en_training_0.hdf5") as shard:
+            assert bool(shard.attrs["do_whole_word_mask"]) is settings.do_whole_word_mask
+    markers = [json.loads(p.read_text()) for p in (plain.working_dir / ".stages").iterdir()]
+    # Off, the setting is left out of the marker, so markers written before it still match.
+    flags = sorted(str(m["params"].get("do_whole_word_mask", "absent")) for m in markers)
+    assert flags == ["True", "absent"]
+
+
 @needs_wikiextractor
 def test_a_dump_without_articles_fails_at_extract(tmp_path):
     bad = tmp_path / "enwiki-bad.xml"

@@ -3,6 +3,7 @@ ranks outnumber files), exact resume, interleaved sharding, dynamic masking, bad
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import re
@@ -25,7 +26,8 @@ from pretraining_data import (
     training_files,
 )
 from shard_format import VOCAB_SHA256
-from tests.support import CASED_VOCAB, REPO_ROOT, TINY_CONFIG, UNCASED_VOCAB
+from tests.support import CASED_VOCAB, REPO_ROOT, TINY_CONFIG, UNCASED_VOCAB, whole_words
+from tokenization import BertTokenizer, load_vocab
 
 
 def write_shard(path, rows: int, seq: int = 16, pred: int = 3, first_id: int = 0) -> None:
@@ -200,6 +202,81 @@ def test_dynamic_masking_statistics_and_determinism():
     assert abs(masked - 0.8) < 0.03
     again = remask(batch, masking, np.random.default_rng(1))
     assert torch.equal(again[0], new_ids) and torch.equal(again[3], new_labels)
+
+
+def text_batch(rows: int = 64, seq: int = 128) -> list[torch.Tensor]:
+    """A batch of real text (the bundled sample): [CLS] A [SEP] B [SEP] rows of mixed lengths,
+    zero-padded, with a few static masks that re-masking must undo."""
+    tokenizer = BertTokenizer(UNCASED_VOCAB)
+    text = (REPO_ROOT / "data" / "sample" / "wikitext2_valid_sentences.txt").read_text()
+    ids = tokenizer.convert_tokens_to_ids(tokenizer.tokenize(text[:100_000]))
+    rng = np.random.default_rng(0)
+    input_ids = np.zeros((rows, seq), np.int64)
+    for row in range(rows):
+        length = int(rng.integers(seq // 2, seq + 1))
+        start = int(rng.integers(0, len(ids) - length))
+        input_ids[row, :length] = ids[start : start + length]
+        input_ids[row, [0, length // 2, length - 1]] = [101, 102, 102]
+    mask = (input_ids != 0).astype(np.int64)
+    labels = np.full_like(input_ids, -1)
+    labels[:, 3] = input_ids[:, 3]
+    input_ids[:, 3] = 103
+    batch = [input_ids, np.zeros_like(input_ids), mask, labels, np.zeros(rows, np.int64)]
+    return [torch.from_numpy(array) for array in batch]
+
+
+def test_whole_word_dynamic_masking_masks_words_together():
+    batch = text_batch()
+    masking = DynamicMasking.from_vocab_file(UNCASED_VOCAB, whole_word=True)
+    new_ids, _, _, new_labels, _ = remask(batch, masking, np.random.default_rng(1))
+    original = torch.where(batch[3] >= 0, batch[3], batch[0])
+    tokens = list(load_vocab(UNCASED_VOCAB))
+    draws = np.random.default_rng(1).random(original.shape)  # remask's first draw: one per token
+    chosen = new_labels >= 0
+    words = chosen_words = pieces = 0
+    for row in range(len(original)):
+        real = int(batch[2][row].sum())
+        for word in whole_words([tokens[i] for i in original[row, :real]]):
+            picked = chosen[row, word]
+            assert picked.all() or not picked.any()  # all pieces of a word, or none
+            assert bool(picked[0]) == (draws[row, word[0]] < 0.15)  # the word's one draw
+            words += 1
+            chosen_words += int(picked[0])
+            pieces += int(picked[0]) * (len(word) > 1)
+    assert pieces > 50  # words of several pieces were masked
+    assert abs(chosen_words / words - 0.15) < 0.02
+    real_tokens = (batch[2] == 1) & ~torch.isin(original, torch.tensor([101, 102]))
+    assert not chosen[~real_tokens].any()  # never [CLS], [SEP] or padding
+    assert abs(chosen.sum().item() / real_tokens.sum().item() - 0.15) < 0.02
+    assert torch.equal(new_labels[chosen], original[chosen])
+    assert torch.equal(new_ids[~chosen], original[~chosen])  # the static masks were undone
+    assert abs((new_ids[chosen] == 103).float().mean().item() - 0.8) < 0.04  # drawn per piece
+    again = remask(batch, masking, np.random.default_rng(1))
+    assert torch.equal(again[0], new_ids) and torch.equal(again[3], new_labels)
+    other = remask(batch, masking, np.random.default_rng(2))
+    assert not torch.equal(other[3], new_labels)
+
+
+def test_whole_word_dynamic_masking_joins_a_piece_across_a_separator():
+    vocab = load_vocab(UNCASED_VOCAB)
+    rows = [
+        ["[CLS]", "un", "##able", "[SEP]", "##s", "dog", "[SEP]", "[PAD]"],
+        ["[CLS]", "##s", "dog", "[SEP]", "cat", "##s", "[SEP]", "[PAD]"],  # "##s" first: a word
+    ]
+    input_ids = torch.tensor([[vocab[t] for t in row] for row in rows])
+    mask = (input_ids != 0).long()
+    batch = [input_ids, torch.zeros_like(input_ids), mask, torch.full_like(input_ids, -1)]
+    batch.append(torch.zeros(2, dtype=torch.long))
+    masking = DynamicMasking.from_vocab_file(UNCASED_VOCAB, whole_word=True)
+    masking = dataclasses.replace(masking, probability=0.5)
+    seen = set()
+    for seed in range(64):
+        chosen = remask(batch, masking, np.random.default_rng(seed))[3] >= 0
+        first, second = chosen[0].tolist(), chosen[1].tolist()
+        assert first[1] == first[2] == first[4] and second[4] == second[5]
+        assert not any(first[i] or second[i] for i in (0, 3, 6, 7))
+        seen.add((second[1], second[2]))
+    assert len(seen) == 4  # "##s" after [CLS] and "dog" are drawn apart
 
 
 def test_bad_shards_are_named(tmp_path):
