@@ -743,7 +743,7 @@ def stability_table(plan: Plan, run: TaskRun, summary: dict) -> list[str]:
 def _devices(summaries: dict[str, dict]) -> str:
     """The machines the table's finished seeds ran on; a warning when they differ."""
     seeds = [seed for summary in summaries.values() for seed in summary["seeds"].values()]
-    names = sorted({seed["device"] for seed in seeds if seed["device"]})
+    names = sorted({seed["device"] or "not recorded" for seed in seeds if seed["status"] == "ok"})
     if len(names) > 1:
         return f"seeds ran on different devices ({', '.join(names)}): times do not compare"
     return f"device {names[0]}" if names else "no seed finished"
