@@ -301,6 +301,14 @@ def all_reduce_mean(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
+def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """Sum over ranks (the tensor itself when not distributed)."""
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        tensor = tensor.clone()
+        dist.all_reduce(tensor)
+    return tensor
+
+
 def all_gather_object(value: Any) -> list[Any]:
     """Every rank's `value`, in rank order."""
     if not (dist.is_initialized() and dist.get_world_size() > 1):

@@ -16,6 +16,7 @@ import argparse
 import dataclasses
 import errno
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -31,19 +32,182 @@ from checkpoint import (
     nvidia_state_dict,
     torch_load,
 )
+from errors import UsageError
 from fileio import os_error_in
 from logger import MetricLogger
 from modeling import BertForPreTraining
 from optimization import load_lamb_state, master_params, nvidia_lamb_state_dict
 from pretraining_data import PretrainingDataLoader
 from schedulers import WarmupScheduler
-from training import PrecisionStack
+from training import PrecisionStack, micro_batch_size
 
 logger = logging.getLogger("run_pretraining")
 
 #: Checkpoints kept in the output folder: the newest of the phase being trained (see
 #: `prune_checkpoints`), as NVIDIA keeps three.
 KEEP_CHECKPOINTS = 3
+
+
+@dataclasses.dataclass(frozen=True)
+class PretrainOptions:
+    """The flags of run_pretraining.py as the run uses them, built once from the parsed flags
+    (`from_args`) with the values derived from them, and never changed afterwards. What torchrun
+    decides for a restarted worker is run state (`Restart`), not an option."""
+
+    # data and model
+    input_dir: str | None
+    config_file: str
+    vocab_file: str | None
+    max_seq_length: int | None  # None: the shards' own
+    max_predictions_per_seq: int | None
+    dynamic_masking: bool
+    whole_word_mask: bool
+    data_sharding: str
+    bin_size: int | None
+    dense_sequence_output: bool
+    trim_padding: bool
+    checkpoint_activations: bool
+    compile: bool
+    seed: int
+    # batches, optimizer and schedule
+    train_batch_size: int  # per process per optimizer step, NVIDIA's meaning
+    gradient_accumulation_steps: int
+    micro_batch_size: int  # train_batch_size / gradient_accumulation_steps
+    learning_rate: float
+    warmup_proportion: float
+    max_steps: int  # length of this phase's schedule
+    steps_this_run: int  # -1: up to max_steps
+    optimizer_impl: str
+    allreduce_post_accumulation_fp16: bool
+    initial_loss_scale: float  # --loss_scale when given, else --init_loss_scale
+    log_freq: int
+    progress_bar: bool
+    # checkpoints, resume and phases
+    output_dir: str | None
+    init_checkpoint: str | None
+    init_weights: str | None
+    resume_from_checkpoint: bool
+    resume_step: int
+    resume_phase2: bool
+    num_steps_per_checkpoint: int
+    skip_checkpoint: bool
+    phase2: bool
+    phase1_end_step: int
+    # what to do, and the held-out evaluation
+    do_train: bool
+    do_eval: bool
+    eval_dir: str | None
+    eval_every: int | None  # optimizer steps between evaluations; None: only at the end
+    eval_max_samples: int
+    eval_batch_size: int
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> PretrainOptions:
+        """The options of parsed flags; a UsageError when the batch does not split into the
+        accumulation steps."""
+        micro_batch = micro_batch_size(args.train_batch_size, args.gradient_accumulation_steps)
+        return cls(
+            input_dir=args.input_dir,
+            config_file=args.config_file,
+            vocab_file=args.vocab_file,
+            max_seq_length=args.max_seq_length,
+            max_predictions_per_seq=args.max_predictions_per_seq,
+            dynamic_masking=args.dynamic_masking,
+            whole_word_mask=args.do_whole_word_mask,
+            data_sharding=args.data_sharding,
+            bin_size=args.bin_size,
+            dense_sequence_output=not args.no_dense_sequence_output,
+            trim_padding=not args.no_trim_padding,
+            checkpoint_activations=args.checkpoint_activations,
+            compile=args.compile,
+            seed=args.seed,
+            train_batch_size=args.train_batch_size,
+            gradient_accumulation_steps=args.gradient_accumulation_steps,
+            micro_batch_size=micro_batch,
+            learning_rate=args.learning_rate,
+            warmup_proportion=args.warmup_proportion,
+            max_steps=int(args.max_steps),
+            steps_this_run=args.steps_this_run,
+            optimizer_impl=args.optimizer_impl,
+            allreduce_post_accumulation_fp16=args.allreduce_post_accumulation_fp16,
+            initial_loss_scale=float(args.loss_scale or args.init_loss_scale),
+            log_freq=max(int(args.log_freq), 1),
+            progress_bar=not args.disable_progress_bar,
+            output_dir=args.output_dir,
+            init_checkpoint=args.init_checkpoint,
+            init_weights=args.init_weights,
+            resume_from_checkpoint=args.resume_from_checkpoint,
+            resume_step=args.resume_step,
+            resume_phase2=args.resume_phase2,
+            num_steps_per_checkpoint=args.num_steps_per_checkpoint,
+            skip_checkpoint=args.skip_checkpoint,
+            phase2=args.phase2,
+            phase1_end_step=args.phase1_end_step,
+            do_train=args.do_train,
+            do_eval=args.do_eval,
+            eval_dir=args.eval_dir,
+            eval_every=args.eval_every,
+            eval_max_samples=args.eval_max_samples,
+            eval_batch_size=args.eval_batch_size or micro_batch,
+        )
+
+    @property
+    def step_target(self) -> int:
+        """The phase step this run stops at: `max_steps`, or `steps_this_run` when sooner."""
+        if self.steps_this_run > 0:
+            return min(self.max_steps, self.steps_this_run)
+        return self.max_steps
+
+    @property
+    def step_offset(self) -> int:
+        """Added to the phase step in checkpoint names only (phase 2's files continue phase 1's;
+        its logs count from 1, as NVIDIA's do)."""
+        return self.phase1_end_step if self.phase2 else 0
+
+    def recorded(self) -> dict[str, Any]:
+        """The options a checkpoint records (its `args` entry): every value that is a plain
+        number, string or flag."""
+        return {
+            key: value
+            for key, value in dataclasses.asdict(self).items()
+            if isinstance(value, (str, int, float, bool))
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class Restart:
+    """Whether torchrun restarted this worker after a failure (`--max-restarts N`).
+
+    torchrun restarts every worker of the job with TORCHELASTIC_RESTART_COUNT > 0 and the same
+    command line; such a worker behaves as if --resume_from_checkpoint were given and takes the
+    newest checkpoint of --output_dir (not --resume_step's, nor --init_checkpoint's once the
+    phase has checkpoints of its own). Checkpoints hold every rank's data position and RNG
+    state, so the restarted job trains on exactly the samples the failed one had not
+    checkpointed: none lost, none repeated. With --skip_checkpoint it starts over."""
+
+    attempt: int = 0
+    resume_implied: bool = False  # resuming although the command line did not ask for it
+
+    @classmethod
+    def from_environment(cls, options: PretrainOptions) -> Restart:
+        text = os.environ.get("TORCHELASTIC_RESTART_COUNT", "").strip() or "0"
+        if not text.isdigit():
+            raise UsageError(
+                f"TORCHELASTIC_RESTART_COUNT (set by torchrun) is not a number: {text!r}"
+            )
+        attempt = int(text)
+        if attempt == 0 or options.skip_checkpoint:
+            return cls(attempt)
+        logger.warning(
+            "torchrun restart %d: resuming from the newest checkpoint in %s",
+            attempt,
+            options.output_dir,
+        )
+        return cls(attempt, resume_implied=not options.resume_from_checkpoint)
+
+    @property
+    def restarted(self) -> bool:
+        return self.attempt > 0
 
 
 @dataclasses.dataclass
@@ -57,13 +221,14 @@ class RunState:
     final_loss: float = float("nan")
     raw_train_time: float = 0.0
     stop_requested: str | None = None
+    restart: Restart = dataclasses.field(default_factory=Restart)
 
 
 @dataclasses.dataclass
 class Training:
     """Everything one run works with (built once in main)."""
 
-    args: argparse.Namespace
+    options: PretrainOptions
     dist: distributed.DistState
     model: BertForPreTraining
     ddp_model: torch.nn.Module
@@ -75,10 +240,15 @@ class Training:
     state: RunState
 
     @property
-    def step_offset(self) -> int:
-        """Added to the phase step in checkpoint names only (phase 2's files continue phase 1's;
-        its logs count from 1, as NVIDIA's do)."""
-        return self.args.phase1_end_step if self.args.phase2 else 0
+    def resuming(self) -> bool:
+        """--resume_from_checkpoint, given or implied by a torchrun restart."""
+        return self.options.resume_from_checkpoint or self.state.restart.resume_implied
+
+    @property
+    def init_checkpoint(self) -> str | None:
+        """--init_checkpoint, unless a torchrun restart implied the resume: the first attempt
+        ignored it then (no --resume_from_checkpoint), so the restart does too."""
+        return None if self.state.restart.resume_implied else self.options.init_checkpoint
 
 
 def save_checkpoint(training: Training) -> str:
@@ -97,8 +267,9 @@ def save_checkpoint(training: Training) -> str:
     gathered = distributed.all_gather_object(mine)
     positions = [entry[0] if entry else None for entry in gathered]
     rngs = distributed.all_gather_object(distributed.rng_state())
-    folder = CheckpointFolder(training.args.output_dir)
-    number = training.state.step + training.step_offset
+    options = training.options
+    folder = CheckpointFolder(options.output_dir)
+    number = training.state.step + options.step_offset
     name = f"ckpt_{number}.pt"
     failure = None
     if training.dist.is_main_process:
@@ -114,24 +285,18 @@ def save_checkpoint(training: Training) -> str:
             "files": nvidia_files(gathered),
             "data_position": positions,
             "rng_state": rngs,
-            "phase": 2 if training.args.phase2 else 1,
+            "phase": 2 if options.phase2 else 1,
             "global_step": training.state.step,
             "skipped_steps": training.state.skipped_steps,
             "world_size": training.dist.world_size,
             "precision": training.precision.precision,
             "config": training.model.config.to_dict(),
             "param_names": [name for name, _ in training.model.named_parameters()],
-            "args": {
-                k: v
-                for k, v in vars(training.args).items()
-                if isinstance(v, (str, int, float, bool))
-            },
+            "args": options.recorded() | {"elastic_restart": training.state.restart.attempt},
         }
         failure = write_checkpoint(folder, payload, name)
         if failure is None:
-            prune_checkpoints(
-                folder, number, training.args.phase1_end_step if training.args.phase2 else None
-            )
+            prune_checkpoints(folder, number, options.phase1_end_step if options.phase2 else None)
             training.metrics.log(
                 "PARAMETER", {"checkpoint_step": training.state.step}
             )  # phase step, as NVIDIA
@@ -191,8 +356,8 @@ def grad_scaler_state(training: Training) -> dict[str, Any]:
     HEAD's fp16 resume loads whatever `grad_scaler` holds into its GradScaler (None or {} fail)."""
     if training.precision.scaler is not None:
         return training.precision.scaler.state_dict()
-    initial = training.args.loss_scale or training.args.init_loss_scale
-    return torch.amp.GradScaler("cpu", init_scale=float(initial)).state_dict()
+    initial = training.options.initial_loss_scale
+    return torch.amp.GradScaler("cpu", init_scale=initial).state_dict()
 
 
 def nvidia_files(gathered: list) -> list:
@@ -243,39 +408,39 @@ def load_for_resume(training: Training) -> Resume:
       nothing to resume. `--init_checkpoint` alone is ignored with a warning, as NVIDIA's
       script ignores it.
 
-    A worker that torchrun restarted (see `apply_elastic_restart`) takes the newest checkpoint
-    even with --resume_step, and --init_checkpoint only while the phase has none of its own."""
-    args = training.args
-    if args.init_checkpoint and not args.resume_from_checkpoint:
+    A worker that torchrun restarted (`Restart`) takes the newest checkpoint even with
+    --resume_step, and --init_checkpoint only while the phase has none of its own."""
+    options, init_checkpoint = training.options, training.init_checkpoint
+    if init_checkpoint and not training.resuming:
         logger.warning(
             "--init_checkpoint %s is ignored without --resume_from_checkpoint, as in NVIDIA's "
             "run_pretraining.py; to start from these weights pass --init_weights %s",
-            args.init_checkpoint,
-            args.init_checkpoint,
+            init_checkpoint,
+            init_checkpoint,
         )
-    if not args.resume_from_checkpoint:
-        if args.phase2 and not args.init_weights:
+    if not training.resuming:
+        if options.phase2 and not options.init_weights:
             logger.warning(
                 "--phase2 without --resume_from_checkpoint: phase 2 starts from random weights, "
                 "as NVIDIA's script does, which is almost always a mistake; pass "
                 "--resume_from_checkpoint to start from phase 1's newest checkpoint in %s",
-                args.output_dir,
+                options.output_dir,
             )
         return start_from_weights(training)
-    output = CheckpointFolder(args.output_dir)
+    output = CheckpointFolder(options.output_dir)
     numbers = output.numbers()
-    restarted = is_restarted_worker(args)
-    own = [n for n in numbers if not args.phase2 or n > args.phase1_end_step]
-    if args.init_checkpoint and not (restarted and own):
-        path = local_path(args.init_checkpoint)
+    restarted = training.state.restart.restarted
+    own = [n for n in numbers if not options.phase2 or n > options.phase1_end_step]
+    if init_checkpoint and not (restarted and own):
+        path = local_path(init_checkpoint)
         if not path.is_file():
             load_model_weights(training.model, path)  # a folder (Hugging Face, TF): weights only
             return Resume()
         return resume_from(
             training, read_checkpoint(training, path), path, 0, from_init_checkpoint=True
         )
-    if args.resume_step >= 0 and not restarted:
-        number = args.resume_step
+    if options.resume_step >= 0 and not restarted:
+        number = options.resume_step
         if number not in numbers:
             raise CheckpointError(f"{output}/ckpt_{number}.pt: --resume_step names no checkpoint")
         newer = [n for n in numbers if n > number]
@@ -363,11 +528,11 @@ def start_without_checkpoint(training: Training, output: CheckpointFolder) -> Re
     almost always a mistake, such as phase 1 writing to another folder; NVIDIA's script
     crashed there on max() of an empty list. Phase 1 starts fresh with a warning, and so does
     a torchrun restart of a run that had not written its first checkpoint yet."""
-    args = training.args
-    if getattr(args, "resume_implied", False):
+    options = training.options
+    if training.state.restart.resume_implied:
         logger.info("torchrun restart: no checkpoint in %s yet; starting from the start", output)
         return start_from_weights(training)
-    if args.phase2 and not args.init_weights:
+    if options.phase2 and not options.init_weights:
         raise CheckpointError(
             f"--phase2 --resume_from_checkpoint: {output} holds no checkpoint to start phase 2 "
             "from, and phase 2 from random weights is almost always a mistake; point "
@@ -377,7 +542,7 @@ def start_without_checkpoint(training: Training, output: CheckpointFolder) -> Re
     logger.warning(
         "--resume_from_checkpoint: no checkpoint in %s; starting %s",
         output,
-        f"from --init_weights {args.init_weights}" if args.init_weights else "fresh",
+        f"from --init_weights {options.init_weights}" if options.init_weights else "fresh",
     )
     return start_from_weights(training)
 
@@ -391,15 +556,15 @@ def resume_from(
 ) -> Resume:
     """Optimizer, step count and (for an exact resume) scaler, data position and RNG states
     from a checkpoint whose weights are already in the model."""
-    args = training.args
-    phase = checkpoint.get("phase") or (2 if number > args.phase1_end_step else 1)
+    options = training.options
+    phase = checkpoint.get("phase") or (2 if number > options.phase1_end_step else 1)
     starting_phase2 = (
-        args.phase2 and (from_init_checkpoint or phase == 1) and not args.resume_phase2
+        options.phase2 and (from_init_checkpoint or phase == 1) and not options.resume_phase2
     )
     if from_init_checkpoint or starting_phase2:
         step, full = 0, False  # NVIDIA: moments kept, step count and schedule restart
     else:
-        step = number - (args.phase1_end_step if args.phase2 else 0)
+        step = number - options.step_offset
         step, full = checkpoint.get("global_step", step), True
     load_optimizer_state(training, checkpoint, path, step)
     logger.info(
@@ -427,8 +592,8 @@ def resume_from(
 
 def start_from_weights(training: Training) -> Resume:
     """A fresh start, from `--init_weights` (any format our loader reads) when given."""
-    if training.args.init_weights:
-        load_model_weights(training.model, training.args.init_weights)
+    if training.options.init_weights:
+        load_model_weights(training.model, training.options.init_weights)
     return Resume()
 
 
@@ -448,8 +613,3 @@ def load_optimizer_state(training: Training, checkpoint: dict, path: Path, step:
     for group in training.optimizer.param_groups:
         group["step"] = step
     training.scheduler.load_state_dict({"last_step": step})  # also writes the LR of the next step
-
-
-def is_restarted_worker(args: argparse.Namespace) -> bool:
-    """Whether this worker is one that torchrun restarted (`apply_elastic_restart`)."""
-    return getattr(args, "elastic_restart", 0) > 0

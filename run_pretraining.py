@@ -1,4 +1,4 @@
-"""BERT pre-training (masked LM + next sentence) on NVIDIA-layout HDF5 shards, with LAMB.
+"""BERT pre-training (masked LM + next sentence) on NVIDIA-layout shards, with LAMB.
 
     torchrun --nproc_per_node=8 run_pretraining.py --input_dir=<phase-1 shards> \\
         --output_dir=results/checkpoints --config_file=bert_configs/large.json \\
@@ -6,43 +6,13 @@
         --max_predictions_per_seq=20 --max_steps=7038 --warmup_proportion=0.2843 \\
         --learning_rate=6e-3 --num_steps_per_checkpoint=200 --seed=42 --fp16 --do_train
 
-NVIDIA's flags and phase semantics: `--train_batch_size` is per process per optimizer step and
-is divided by `--gradient_accumulation_steps`; `--max_steps` shapes the LR schedule of the
-current phase; phase 2 (`--phase2 --resume_from_checkpoint`) starts from the newest phase-1
-checkpoint in `--output_dir`, keeps the optimizer moments and restarts the step count and
-schedule; its checkpoints are named `ckpt_<phase1_end_step + step>.pt`, its logs count its own
-steps. `--init_checkpoint` is used only with `--resume_from_checkpoint` (resume the model and
-moments from that file, step count and schedule restarted) and ignored otherwise, with a
-warning. Checkpoints carry what 21.11's and HEAD's run_pretraining.py read when they resume.
-
-Differences from NVIDIA's script, on purpose:
-- plain PyTorch: native AMP (`--fp16`, or `--bf16`), our LAMB (multi-tensor, or one compiled
-  graph per step with `--optimizer_impl compiled`; apex FusedLAMB when installed and chosen),
-  DDP through torchrun with `no_sync` accumulation, and the loss divided by the accumulation
-  steps (HEAD never divided it); `--allreduce_post_accumulation` is therefore always the
-  behaviour, and `--allreduce_post_accumulation_fp16` compresses the all-reduce to 16 bits
-  (fp16; bf16 in bf16 runs, which have no loss scale to keep small gradients in fp16's range);
-- resume is exact: optimizer, scaler, schedule, RNG states and every rank's data position are in
-  the checkpoint, and an interrupted phase 2 resumes its schedule (HEAD reset it unless
-  `--resume_phase2`, which is still accepted); a missing checkpoint starts fresh with a warning;
-- checkpoints are atomic; the newest three of the phase on disk are kept (NVIDIA: the newest
-  three this process wrote, so every resumed run left three more), deleted only once the new
-  one is in place; a run locks its output folder against a second run (also on Lustre/NFS),
-  clears what a killed run left there, and tests a write before training; a checkpoint that
-  cannot be written (full or read-only disk) ends the run with one line, older ones kept;
-- resume takes the newest checkpoint that loads: a corrupt one (truncated, unreadable, without
-  `model`, non-finite weights) is skipped with a warning; `--resume_step N` never falls back;
-  `--phase2 --resume_from_checkpoint` with no checkpoint to start from is an error (NVIDIA's
-  crashed on `max()` of nothing); workers restarted by `torchrun --max-restarts` resume by
-  themselves;
-- SIGTERM/SIGUSR1 save a checkpoint and exit 0 at the next optimizer step; a persistent
-  non-finite loss stops the run with a clear message and writes no checkpoint of broken weights;
-- `--init_weights` (new) starts from weights in any format (NGC, ours, Hugging Face, Google TF,
-  s3://) with a fresh optimizer and schedule;
-- logs: dllogger's JSON lines and stdout lines (dllogger itself not required) with NVIDIA's keys
-  (`average_loss`, `step_loss`, `learning_rate`, `skipped_steps`) plus the MLM/NSP parts,
-  gradient norm, loss scale and sequences/s every `--log_freq` steps; `average_loss` is averaged
-  over ranks; no host synchronisation between logging steps.
+The entry script: NVIDIA's flags (and ours), their checks, and the flow of a run: set up, train
+with checkpoints and held-out evaluations on the way, summarise; or, with `--do_eval` alone,
+evaluate one checkpoint. `--train_batch_size` is per process per optimizer step and divided by
+`--gradient_accumulation_steps`; `--max_steps` shapes the current phase's schedule; phase 2
+(`--phase2 --resume_from_checkpoint`) starts from phase 1's newest checkpoint. Checkpoints and
+resume are `pretraining_checkpoints.py`'s, the data `pretraining_data.py`'s, the evaluation
+`pretraining_eval.py`'s; the README lists how this script differs from NVIDIA's.
 """
 
 from __future__ import annotations
@@ -50,12 +20,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
-import os
 import shutil
 import signal
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -65,7 +34,7 @@ import distributed
 import lddl_data
 import runtime
 import storage
-from checkpoint import CheckpointFolder
+from checkpoint import CheckpointFolder, load_model_weights
 from errors import BertError, UsageError
 from modeling import BertConfig, BertForPreTraining
 from optimization import (
@@ -75,10 +44,11 @@ from optimization import (
 )
 from output_lock import claim_output
 from pretraining_checkpoints import (
+    PretrainOptions,
+    Restart,
     Resume,
     RunState,
     Training,
-    is_restarted_worker,
     load_for_resume,
     save_checkpoint,
 )
@@ -87,16 +57,18 @@ from pretraining_data import (
     PretrainingBatch,
     PretrainingDataLoader,
     ShardChecks,
+    shard_shape,
     training_files,
 )
+from pretraining_eval import HeldOutSet, eval_files, evaluate
 from schedulers import WarmupScheduler
 from training import (
     PRETRAINING_ROW_FILLS,
     DivergenceError,
+    StepOutcome,
     log_peak_memory,
     maybe_compile,
     maybe_float8,
-    micro_batch_size,
     no_sync_unless,
     optimizer_step,
     pad_rows,
@@ -115,9 +87,9 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = runtime.ArgumentParser(prog="run_pretraining.py", description=__doc__.split("\n\n")[0])
     runtime.add_runtime_arguments(parser, seed=42)
     add = parser.add_argument
-    add("--input_dir", required=True, help="HDF5 shards ('training' in the name) or LDDL parquet")
+    add("--input_dir", help="HDF5 shards ('training' in the name) or LDDL parquet; needed to train")
     add("--config_file", required=True, help="model config JSON")
-    add("--output_dir", required=True, help="folder or s3://bucket/prefix for ckpt_<step>.pt")
+    add("--output_dir", help="folder or s3://bucket/prefix for ckpt_<step>.pt; needed to train")
     add("--vocab_file", help="vocabulary; needed for --dynamic_masking, recorded otherwise")
     add("--bert_model", default="bert-large-uncased", help="accepted; unused")
     add(
@@ -168,7 +140,12 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     add("--allreduce_post_accumulation", action="store_true", help="accepted; unused")
     add("--allreduce_post_accumulation_fp16", action="store_true")
     add("--phase1_end_step", type=runtime.non_negative_int, default=7038)
-    add("--do_train", action="store_true", help="required, as in NVIDIA's script")
+    add(
+        "--do_train",
+        action="store_true",
+        help="train (required, as in NVIDIA's script, unless "
+        "--do_eval alone evaluates a checkpoint)",
+    )
     add("--disable_progress_bar", action="store_true")
     add(
         "--steps_this_run",
@@ -207,91 +184,186 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "(FusedLAMB); auto: apex on a GPU when installed, else torch",
     )
     add("--profile", action="store_true", help="accepted; unused")
+    add_eval_arguments(parser)
     return parser.parse_args(argv)
 
 
-def check_arguments(args: argparse.Namespace) -> CheckpointFolder:
+def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
+    """The held-out evaluation's flags (ours; Google's run_pretraining.py had --do_eval)."""
+    add = parser.add_argument
+    add(
+        "--do_eval",
+        action="store_true",
+        help="without --do_train: evaluate --init_checkpoint (any weights format) on --eval_dir "
+        "and print the metrics; with it: the same as --eval_dir",
+    )
+    add(
+        "--eval_dir",
+        help="held-out shards (HDF5 of any name, or LDDL parquet): masked-LM and next-sentence "
+        "loss and accuracy every --eval_every steps and at the end",
+    )
+    add(
+        "--eval_every",
+        type=runtime.positive_int,
+        help="optimizer steps between evaluations (default: only at the end of the run)",
+    )
+    add(
+        "--eval_max_samples",
+        type=runtime.positive_int,
+        default=10000,
+        help="evaluate the first N held-out samples (files in name order), the same every time",
+    )
+    add(
+        "--eval_batch_size",
+        type=runtime.positive_int,
+        help="samples per evaluation batch (default: the training micro-batch)",
+    )
+
+
+def check_arguments(
+    args: argparse.Namespace, options: PretrainOptions, restart: Restart
+) -> CheckpointFolder | None:
     """NVIDIA's setup rules and our flag checks, each failing with one line naming the flag,
     before any data is read: the flags against each other, the model files against each other,
     the shards (listed, and each one's shape read from its metadata) against the model, and the
-    output paths; returns the checkpoint folder (not created yet)."""
-    if not args.do_train:
-        raise UsageError("--do_train is required (as in NVIDIA's run_pretraining.py)")
-    micro_batch_size(args.train_batch_size, args.gradient_accumulation_steps)
-    if args.init_weights and args.init_checkpoint and args.resume_from_checkpoint:
-        raise UsageError(
-            "--init_weights and --resume_from_checkpoint --init_checkpoint both name the starting "
-            "weights; pass one of them"
-        )
-    if args.dynamic_masking and not args.vocab_file:
-        raise UsageError("--dynamic_masking needs --vocab_file")
-    if args.do_whole_word_mask and not args.dynamic_masking:
-        raise UsageError(
-            "--do_whole_word_mask applies to --dynamic_masking; static shards keep the masks "
-            "they were made with (create_pretraining_data.py --do_whole_word_mask)"
-        )
-    seq, predictions = args.max_seq_length, args.max_predictions_per_seq
-    if seq is not None and predictions is not None and predictions > seq:
-        raise UsageError(
-            f"--max_predictions_per_seq {predictions} is more than --max_seq_length {seq}"
-        )
-    runtime.check_input_dir(args.input_dir, "--input_dir")
-    config = runtime.check_model_files(args.config_file, args.vocab_file, seq)
-    weights = {"--init_weights": args.init_weights}
-    if args.resume_from_checkpoint:  # NVIDIA's script ignores --init_checkpoint without it
-        weights["--init_checkpoint"] = args.init_checkpoint
+    output paths; returns the checkpoint folder (not created yet), None when not training."""
+    check_flag_combinations(options)
+    seq = options.max_seq_length
+    config = runtime.check_model_files(options.config_file, options.vocab_file, seq)
+    weights = {"--init_weights": options.init_weights}
+    if options.resume_from_checkpoint or not options.do_train:  # else NVIDIA ignores it
+        weights["--init_checkpoint"] = options.init_checkpoint
     for flag, path in weights.items():
         if path:
             runtime.check_weights_path(path, flag)
-    check_shards(args, config)
-    output = CheckpointFolder(args.output_dir)
+    if options.eval_dir is not None:
+        check_eval_dir(options, config)
+    inputs = {"--config_file": options.config_file, "--vocab_file": options.vocab_file, **weights}
+    if not options.do_train:
+        runtime.check_run_outputs(args, inputs)
+        return None
+    runtime.check_input_dir(options.input_dir, "--input_dir")
+    check_shards(options, config)
+    output = CheckpointFolder(options.output_dir)
     if not output.remote:
-        runtime.check_output_dir(args.output_dir, "--output_dir")
-    inputs = {"--config_file": args.config_file, "--vocab_file": args.vocab_file, **weights}
+        runtime.check_output_dir(options.output_dir, "--output_dir")
     runtime.check_run_outputs(args, inputs)
+    resuming = options.resume_from_checkpoint or restart.resume_implied
     existing = [name for name in output.names() if name.startswith("ckpt")]  # s3: the bucket's
-    if existing and not args.resume_from_checkpoint and not args.skip_checkpoint:
+    if existing and not resuming and not options.skip_checkpoint:
         raise UsageError(
             f"--output_dir {output} already holds checkpoints ({existing[0]}, ...); pass "
             "--resume_from_checkpoint to continue, or choose an empty folder"
         )
-    chosen = args.resume_step if args.resume_from_checkpoint and not args.init_checkpoint else -1
-    restarted = is_restarted_worker(args)  # takes the newest, not --resume_step's
-    if chosen >= 0 and not restarted and chosen not in output.numbers():
+    init_checkpoint = None if restart.resume_implied else options.init_checkpoint
+    chosen = options.resume_step if resuming and not init_checkpoint else -1
+    if chosen >= 0 and not restart.restarted and chosen not in output.numbers():
         raise UsageError(f"--resume_step {chosen}: no ckpt_{chosen}.pt in --output_dir {output}")
     return output
 
 
-def check_shards(args: argparse.Namespace, config: BertConfig) -> None:
+def check_flag_combinations(options: PretrainOptions) -> None:
+    """The flags against each other (no file is read)."""
+    if not options.do_train and not options.do_eval:
+        raise UsageError(
+            "--do_train is required (as in NVIDIA's run_pretraining.py), or --do_eval alone to "
+            "evaluate --init_checkpoint on --eval_dir"
+        )
+    if options.do_train:
+        for flag, value in (
+            ("--input_dir", options.input_dir),
+            ("--output_dir", options.output_dir),
+        ):
+            if value is None:  # an empty one is checked as a path, below
+                raise UsageError(f"{flag} is required with --do_train")
+    elif options.eval_dir is None or options.init_checkpoint is None:
+        raise UsageError(
+            "--do_eval without --do_train evaluates --init_checkpoint on --eval_dir: pass both"
+        )
+    if options.do_eval and options.eval_dir is None:
+        raise UsageError("--do_eval needs --eval_dir, the held-out shards")
+    if options.init_weights and options.init_checkpoint and options.resume_from_checkpoint:
+        raise UsageError(
+            "--init_weights and --resume_from_checkpoint --init_checkpoint both name the starting "
+            "weights; pass one of them"
+        )
+    if options.dynamic_masking and not options.vocab_file:
+        raise UsageError("--dynamic_masking needs --vocab_file")
+    if options.whole_word_mask and not options.dynamic_masking:
+        raise UsageError(
+            "--do_whole_word_mask applies to --dynamic_masking; static shards keep the masks "
+            "they were made with (create_pretraining_data.py --do_whole_word_mask)"
+        )
+    seq, predictions = options.max_seq_length, options.max_predictions_per_seq
+    if seq is not None and predictions is not None and predictions > seq:
+        raise UsageError(
+            f"--max_predictions_per_seq {predictions} is more than --max_seq_length {seq}"
+        )
+
+
+def check_shards(options: PretrainOptions, config: BertConfig) -> None:
     """The shards before anything is created, as the loader will see them: HDF5 shards named
     with 'training' exist, each holds instances of one shape that matches the flags, none longer
     than the model's positions (LDDL parquet: the vocabulary is given). Only metadata is read."""
-    if lddl_data.is_parquet_folder(args.input_dir):
-        if not args.vocab_file:
+    if lddl_data.is_parquet_folder(options.input_dir):
+        if not options.vocab_file:
             raise UsageError(
-                f"--input_dir {args.input_dir} holds LDDL parquet shards, whose samples are "
+                f"--input_dir {options.input_dir} holds LDDL parquet shards, whose samples are "
                 "WordPiece strings: pass --vocab_file"
             )
         return
     shards = PretrainingDataLoader(  # a ShardError names the file at fault; nothing is read yet
-        training_files(args.input_dir),
+        training_files(options.input_dir),
         1,
-        max_seq_length=args.max_seq_length,
-        max_predictions_per_seq=args.max_predictions_per_seq,
+        max_seq_length=options.max_seq_length,
+        max_predictions_per_seq=options.max_predictions_per_seq,
         prefetch=False,
     )
-    if shards.seq_length > config.max_position_embeddings:
+    check_positions(shards.seq_length, "--input_dir", options.input_dir, options, config)
+
+
+def check_eval_dir(options: PretrainOptions, config: BertConfig) -> None:
+    """The held-out folder: shards exist (HDF5 of any name, or parquet with a vocabulary) and
+    none is longer than the model's positions. Only metadata is read."""
+    runtime.check_input_dir(options.eval_dir, "--eval_dir")
+    files = eval_files(options.eval_dir)
+    training_shards = [p.name for p in files if "training" in p.name or p.suffix == ".parquet"]
+    same = options.input_dir and runtime.same_path(options.eval_dir, options.input_dir)
+    if options.do_train and same and training_shards:
         raise UsageError(
-            f"--input_dir {args.input_dir} holds sequences of {shards.seq_length} tokens, more "
-            f"than the model's {config.max_position_embeddings} positions "
-            f"(max_position_embeddings of --config_file {args.config_file})"
+            f"--eval_dir {options.eval_dir} is --input_dir and holds no test shards, so the "
+            f"evaluation would score training samples ({training_shards[0]}, ...); pass the "
+            "folder of the held-out shards"
+        )
+    if lddl_data.is_parquet_folder(options.eval_dir):
+        if not options.vocab_file:
+            raise UsageError(
+                f"--eval_dir {options.eval_dir} holds LDDL parquet shards, whose samples are "
+                "WordPiece strings: pass --vocab_file"
+            )
+        return
+    for path in files:
+        runtime.check_input_file(path, "--eval_dir shard")
+        seq_length = shard_shape(path)[1]
+        check_positions(seq_length, "--eval_dir", options.eval_dir, options, config)
+
+
+def check_positions(
+    seq_length: int, flag: str, folder: str | None, options: PretrainOptions, config: BertConfig
+) -> None:
+    """Shards of `seq_length` tokens fit the model's position embeddings."""
+    if seq_length > config.max_position_embeddings:
+        raise UsageError(
+            f"{flag} {folder} holds sequences of {seq_length} tokens, more than the model's "
+            f"{config.max_position_embeddings} positions (max_position_embeddings of "
+            f"--config_file {options.config_file})"
         )
 
 
-def build_model(args: argparse.Namespace, device: torch.device) -> BertForPreTraining:
-    config = BertConfig.from_json_file(args.config_file)  # vocab padded to a multiple of 8
-    model = BertForPreTraining(config, sequence_output_is_dense=not args.no_dense_sequence_output)
-    if args.checkpoint_activations:
+def build_model(options: PretrainOptions, device: torch.device) -> BertForPreTraining:
+    config = BertConfig.from_json_file(options.config_file)  # vocab padded to a multiple of 8
+    model = BertForPreTraining(config, sequence_output_is_dense=options.dense_sequence_output)
+    if options.checkpoint_activations:
         set_activation_checkpointing(model, True)
     return model.to(device)
 
@@ -325,13 +397,6 @@ def signal_handlers(state: RunState) -> Iterator[None]:
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
-
-
-def step_target(args: argparse.Namespace) -> int:
-    target = int(args.max_steps)
-    if args.steps_this_run > 0:
-        target = min(target, args.steps_this_run)
-    return target
 
 
 class Window:
@@ -382,10 +447,13 @@ def log_progress(
     }
     if training.precision.scaler is not None:
         data["loss_scale"] = training.precision.loss_scale
-    training.metrics.log(
-        (training.loader.epoch if training.loader else 0, training.state.step), data
-    )
+    training.metrics.log(log_step(training), data)
     check_finite(training, torch.tensor(average), grad_norm)
+
+
+def log_step(training: Training) -> tuple[int, int]:
+    """The dllogger step of a per-step record: (epoch, phase step)."""
+    return (training.loader.epoch if training.loader else 0, training.state.step)
 
 
 def check_finite(training: Training, values: torch.Tensor, grad_norm: torch.Tensor | None) -> None:
@@ -396,109 +464,164 @@ def check_finite(training: Training, values: torch.Tensor, grad_norm: torch.Tens
     if not torch.isfinite(torch.cat(values)).all():
         raise DivergenceError(
             f"the loss, weights or gradient norm became non-finite at step "
-            f"{training.state.step}{' of phase 2' if training.args.phase2 else ''}; "
+            f"{training.state.step}{' of phase 2' if training.options.phase2 else ''}; "
             "stopping without a checkpoint of these weights (the last good one is kept). "
             "Try a lower --learning_rate, --bf16, or a smaller --init_loss_scale"
         )
 
 
-def train(training: Training) -> None:
-    args, state = training.args, training.state
-    grad_accum_steps = args.gradient_accumulation_steps
-    micro_batch = micro_batch_size(args.train_batch_size, grad_accum_steps)
-    target = step_target(args)
+def evaluate_held_out(training: Training, held_out: HeldOutSet | None) -> dict[str, float]:
+    """The held-out metrics of the model as it is now, logged at the current step (every rank
+    takes part: the sums are reduced over the ranks); nothing when there is no held-out set."""
+    if held_out is None:
+        return {}
+    multiple = trim_multiple(training.dist.device, training.options.compile)
+    metrics = evaluate(
+        training.model,
+        held_out,
+        training.dist.device,
+        training.precision,
+        trim_multiple=multiple,
+        reduce=distributed.all_reduce_sum,
+    )
+    training.metrics.log(log_step(training), metrics)
+    return metrics
+
+
+def timed(function: Callable[..., object], *args: object) -> float:
+    """Seconds `function(*args)` took."""
+    start = time.perf_counter()
+    function(*args)
+    return time.perf_counter() - start
+
+
+def train(training: Training, held_out: HeldOutSet | None = None) -> None:
+    """Optimizer steps up to the target, each followed by its logging, evaluation and
+    checkpoint when due; a held-out evaluation at the end unless a signal stopped the run."""
+    options, state = training.options, training.state
     parameters = [p for group in training.optimizer.param_groups for p in group["params"]]
-    log_freq = max(int(args.log_freq), 1)
     window = Window(training.dist.device)
     state.start_step = state.step
     raw_start = time.perf_counter()
     window_start, window_rows = raw_start, 0
     progress = tqdm(
-        total=target,
+        total=options.step_target,
         initial=state.step,
         desc="pre-training",
         unit="step",
-        disable=args.disable_progress_bar or not training.dist.is_main_process,
+        disable=not options.progress_bar or not training.dist.is_main_process,
     )
     training.ddp_model.train()
-    multiple = trim_multiple(training.dist.device, args.compile)
-    micro_step = 0
-    batches = iter(training.loader)
-
-    def to_device(tensor: torch.Tensor) -> torch.Tensor:
-        return tensor.to(training.dist.device, non_blocking=True)
-
-    while state.step < target and state.stop_requested is None:
-        cpu_batch: PretrainingBatch = next(batches)
-        window_rows += len(cpu_batch.input_ids)  # real rows: a short last batch counts less
-        if not args.no_trim_padding:  # the fast path: no work on padding
-            cpu_batch = PretrainingBatch(*trim_padding(cpu_batch, cpu_batch.input_mask, multiple))
-        if args.compile:  # a shard's short last batch keeps the compiled layers' shape
-            cpu_batch = PretrainingBatch(*pad_rows(cpu_batch, micro_batch, PRETRAINING_ROW_FILLS))
-        # Counted on the host, so the masked-only head needs no device sync.
-        num_masked = int((cpu_batch.masked_lm_labels != -1).sum())
-        batch = cpu_batch.map(to_device)
-        micro_step += 1
-        last = micro_step % grad_accum_steps == 0
-        with no_sync_unless(training.ddp_model, sync=last):
-            with training.precision.autocast():
-                total, mlm, nsp = training.ddp_model(*batch, num_masked=num_masked)
-            training.precision.backward(total / grad_accum_steps)
-        window.add(total, mlm, nsp)
-        if not last:
+    batches = device_batches(training)
+    evaluated, eval_seconds = -1, 0.0
+    while state.step < options.step_target and state.stop_requested is None:
+        outcome, rows = accumulate_and_step(training, batches, window, parameters)
+        window_rows += rows
+        if outcome is None:  # an fp16 overflow: the step was skipped
             continue
-        outcome = optimizer_step(training.optimizer, training.precision, parameters)
-        if outcome.skipped:
-            state.skipped_steps += 1
-            state.consecutive_skips += 1
-            if state.consecutive_skips >= MAX_CONSECUTIVE_SKIPS:
-                raise DivergenceError(
-                    f"{MAX_CONSECUTIVE_SKIPS} consecutive fp16 steps overflowed (loss scale now "
-                    f"{training.precision.loss_scale:g}); the run is diverging. Stopping; the "
-                    "last good checkpoint is kept. Try --bf16 or a lower --learning_rate"
-                )
-            training.metrics.log(
-                "PARAMETER", {"loss_scale": training.precision.loss_scale}, verbose=False
-            )
-            continue
-        state.consecutive_skips = 0
         state.step += 1
         training.scheduler.step()
         progress.update()
-        if state.step % log_freq == 0 or state.step == target or state.stop_requested:
+        last = state.step == options.step_target or state.stop_requested
+        if state.step % options.log_freq == 0 or last:
             rate = window_rows * training.dist.world_size / (time.perf_counter() - window_start)
             log_progress(training, window, outcome.grad_norm, rate)
             window.reset()
             window_start, window_rows = time.perf_counter(), 0
-        due = state.step % args.num_steps_per_checkpoint == 0 or state.step == target
-        if not args.skip_checkpoint and (due or state.stop_requested):
-            norms = torch.stack(torch._foreach_norm(parameters))  # the weights to be saved
-            check_finite(training, norms, outcome.grad_norm)
-            save_checkpoint(training)
-    state.raw_train_time = time.perf_counter() - raw_start
+        if options.eval_every and state.step % options.eval_every == 0:
+            seconds = timed(evaluate_held_out, training, held_out)
+            eval_seconds += seconds
+            window_start += seconds  # the next window's rate counts training only
+            evaluated = state.step
+        save_if_due(training, outcome, parameters)
+    state.raw_train_time = time.perf_counter() - raw_start - eval_seconds
+    if state.stop_requested is None and evaluated != state.step:
+        evaluate_held_out(training, held_out)
     # NVIDIA's last per-step record, before the summary at step ().
-    training.metrics.log((training.loader.epoch, state.step), {"final_loss": state.final_loss})
-    if state.stop_requested and not args.skip_checkpoint:
+    training.metrics.log(log_step(training), {"final_loss": state.final_loss})
+    if state.stop_requested and not options.skip_checkpoint:
         logger.info("%s received: checkpoint written, exiting", state.stop_requested)
     progress.close()
 
 
+def device_batches(training: Training) -> Iterator[tuple[PretrainingBatch, int, int]]:
+    """(batch on the device, its masked tokens, its real rows) for each loader batch, trimmed
+    to its longest sequence (the default fast path) and, under --compile, padded to a full
+    micro-batch so that a shard's short last batch keeps the compiled layers' shape."""
+    options, device = training.options, training.dist.device
+    multiple = trim_multiple(device, options.compile)
+    for cpu_batch in training.loader:
+        rows = len(cpu_batch.input_ids)  # real rows: a short last batch counts less
+        if options.trim_padding:
+            cpu_batch = PretrainingBatch(*trim_padding(cpu_batch, cpu_batch.input_mask, multiple))
+        if options.compile:
+            fills = PRETRAINING_ROW_FILLS
+            cpu_batch = PretrainingBatch(*pad_rows(cpu_batch, options.micro_batch_size, fills))
+        # Counted on the host, so the masked-only head needs no device sync.
+        num_masked = int((cpu_batch.masked_lm_labels != -1).sum())
+        yield cpu_batch.map(lambda t: t.to(device, non_blocking=True)), num_masked, rows
+
+
+def accumulate_and_step(
+    training: Training,
+    batches: Iterator[tuple[PretrainingBatch, int, int]],
+    window: Window,
+    parameters: list[torch.Tensor],
+) -> tuple[StepOutcome | None, int]:
+    """One optimizer step: forward and backward over `gradient_accumulation_steps`
+    micro-batches (gradients all-reduced after the last one only), then the step. Returns the
+    step's outcome (None when fp16 overflowed and the step was skipped) and the rows read."""
+    grad_accum_steps = training.options.gradient_accumulation_steps
+    rows = 0
+    for micro_step in range(1, grad_accum_steps + 1):
+        batch, num_masked, batch_rows = next(batches)
+        rows += batch_rows
+        with no_sync_unless(training.ddp_model, sync=micro_step == grad_accum_steps):
+            with training.precision.autocast():
+                total, mlm, nsp = training.ddp_model(*batch, num_masked=num_masked)
+            training.precision.backward(total / grad_accum_steps)
+        window.add(total, mlm, nsp)
+    outcome = optimizer_step(training.optimizer, training.precision, parameters)
+    if not outcome.skipped:
+        training.state.consecutive_skips = 0
+        return outcome, rows
+    state = training.state
+    state.skipped_steps += 1
+    state.consecutive_skips += 1
+    if state.consecutive_skips >= MAX_CONSECUTIVE_SKIPS:
+        raise DivergenceError(
+            f"{MAX_CONSECUTIVE_SKIPS} consecutive fp16 steps overflowed (loss scale now "
+            f"{training.precision.loss_scale:g}); the run is diverging. Stopping; the "
+            "last good checkpoint is kept. Try --bf16 or a lower --learning_rate"
+        )
+    training.metrics.log("PARAMETER", {"loss_scale": training.precision.loss_scale}, verbose=False)
+    return None, rows
+
+
+def save_if_due(training: Training, outcome: StepOutcome, parameters: list[torch.Tensor]) -> None:
+    """A checkpoint every --num_steps_per_checkpoint steps, at the last step and when a signal
+    asked for one; never of non-finite weights."""
+    options, state = training.options, training.state
+    due = state.step % options.num_steps_per_checkpoint == 0 or state.step == options.step_target
+    if options.skip_checkpoint or not (due or state.stop_requested):
+        return
+    norms = torch.stack(torch._foreach_norm(parameters))  # the weights to be saved
+    check_finite(training, norms, outcome.grad_norm)
+    save_checkpoint(training)
+
+
 def summarise(training: Training, started: float) -> None:
     """The final summary; `e2e_train_time` counts from `started` (NVIDIA's: from process start)."""
-    steps = training.state.step - training.state.start_step + training.state.skipped_steps
-    micro_batch = micro_batch_size(
-        training.args.train_batch_size, training.args.gradient_accumulation_steps
-    )
-    sequences = (
-        micro_batch * training.args.gradient_accumulation_steps * training.dist.world_size * steps
-    )
-    raw = training.state.raw_train_time
+    state, options = training.state, training.options
+    steps = state.step - state.start_step + state.skipped_steps
+    sequences = options.train_batch_size * training.dist.world_size * steps
+    raw = state.raw_train_time
     training.metrics.log(
         (),
         {
             "e2e_train_time": time.time() - started,
             "training_sequences_per_second": sequences / raw if raw > 0 else 0.0,
-            "final_loss": training.state.final_loss,
+            "final_loss": state.final_loss,
             "raw_train_time": raw,
         },
     )
@@ -507,42 +630,57 @@ def summarise(training: Training, started: float) -> None:
 # ------------------------------------------------------------------------------- main
 
 
-def setup(args: argparse.Namespace, state: RunState, resources: contextlib.ExitStack) -> Training:
+def setup(
+    args: argparse.Namespace,
+    options: PretrainOptions,
+    state: RunState,
+    resources: contextlib.ExitStack,
+) -> Training:
     """The steps before training: flag checks, the shared run setup (ranks, seed, precision,
     logger), the output folder held for this run (released by `resources`), the model, LAMB
     and its schedule, the weights to resume from, DDP, the data."""
-    output = check_arguments(args)
+    output = check_arguments(args, options, state.restart)
     run = runtime.setup_run(
-        args,
-        init_loss_scale=args.init_loss_scale,
-        tensorboard_step_offset=args.phase1_end_step if args.phase2 else 0,
+        args, init_loss_scale=args.init_loss_scale, tensorboard_step_offset=options.step_offset
     )
-    if args.skip_checkpoint:  # nothing is written there: no lock, so benchmarks may share it
+    if options.skip_checkpoint:  # nothing is written there: no lock, so benchmarks may share it
         if run.dist.is_main_process:
             output.create()
         distributed.barrier()
     else:  # locked, cleared of what a killed run left, and tested for a write
         main = run.dist.is_main_process
-        resources.enter_context(claim_output(args.output_dir, "run_pretraining.py", is_main=main))
-    model = build_model(args, run.device)
-    optimizer = make_lamb(parameter_groups(model, 0.01), args.learning_rate, args.optimizer_impl)
+        claim = claim_output(options.output_dir, "run_pretraining.py", is_main=main)
+        resources.enter_context(claim)
+    model = build_model(options, run.device)
+    optimizer = make_lamb(
+        parameter_groups(model, 0.01), options.learning_rate, options.optimizer_impl
+    )
     scheduler = WarmupScheduler(
-        optimizer, args.learning_rate, int(args.max_steps), args.warmup_proportion, "poly"
+        optimizer, options.learning_rate, options.max_steps, options.warmup_proportion, "poly"
     )
     training = Training(
-        args, run.dist, model, model, optimizer, scheduler, run.precision, None, run.metrics, state
+        options,
+        run.dist,
+        model,
+        model,
+        optimizer,
+        scheduler,
+        run.precision,
+        None,
+        run.metrics,
+        state,
     )
     resume = load_for_resume(training)
-    training.state.step = resume.step
-    compiled = maybe_compile(maybe_float8(model, run.precision.precision), args.compile)
+    state.step = resume.step
+    compiled = maybe_compile(maybe_float8(model, run.precision.precision), options.compile)
     compression = distributed.allreduce_compression(
-        run.precision.precision, args.allreduce_post_accumulation_fp16
+        run.precision.precision, options.allreduce_post_accumulation_fp16
     )
     training.ddp_model = distributed.wrap_ddp(compiled, run.dist, compression=compression)
-    training.loader = build_loader(args, run.dist, resume)
+    training.loader = build_loader(options, run.dist, resume)
     if resume.rng is not None:
         distributed.set_rng_state(resume.rng)
-    log_configuration(training, run.precision.precision)
+    log_configuration(training, args, run.precision.precision)
     warn_if_short_of_space(training)
     return training
 
@@ -551,106 +689,105 @@ def warn_if_short_of_space(training: Training) -> None:
     """Warn before training when the output folder has less room than one checkpoint (fp32
     weights, master copy and two moments: 16 bytes a parameter); a full disk would otherwise
     show only at the first checkpoint, perhaps hours in."""
+    output_dir = training.options.output_dir
     if (
-        training.args.skip_checkpoint
+        training.options.skip_checkpoint
         or not training.dist.is_main_process
-        or storage.is_remote(training.args.output_dir)
+        or storage.is_remote(output_dir)
     ):
         return
     needed = 16 * sum(p.numel() for p in training.model.parameters())
-    free = shutil.disk_usage(training.args.output_dir).free
+    free = shutil.disk_usage(output_dir).free
     if free < needed:
         logger.warning(
             "--output_dir %s: %.2f GB free, but a checkpoint takes about %.2f GB; saving it will "
             "fail and stop the run (the older checkpoints are kept)",
-            training.args.output_dir,
+            output_dir,
             free / 1e9,
             needed / 1e9,
         )
 
 
-def apply_elastic_restart(args: argparse.Namespace) -> None:
-    """Workers that `torchrun --max-restarts N` restarted after a failure resume by themselves.
-
-    torchrun restarts every worker of the job with TORCHELASTIC_RESTART_COUNT > 0 and the same
-    command line; such a worker behaves as if --resume_from_checkpoint were given and takes the
-    newest checkpoint of --output_dir (not --resume_step's, nor --init_checkpoint's once the
-    phase has checkpoints of its own). Checkpoints hold every rank's data position and RNG
-    state, so the restarted job trains on exactly the samples the failed one had not
-    checkpointed: none lost, none repeated. With --skip_checkpoint it starts over."""
-    text = os.environ.get("TORCHELASTIC_RESTART_COUNT", "").strip() or "0"
-    if not text.isdigit():
-        raise UsageError(f"TORCHELASTIC_RESTART_COUNT (set by torchrun) is not a number: {text!r}")
-    args.elastic_restart = int(text)
-    args.resume_implied = False
-    if args.elastic_restart == 0 or args.skip_checkpoint:
-        return
-    if not args.resume_from_checkpoint:
-        args.resume_implied = True
-        args.resume_from_checkpoint = True
-        args.init_checkpoint = None  # the first attempt ignored it (no --resume_from_checkpoint)
-    logger.warning(
-        "torchrun restart %d: resuming from the newest checkpoint in %s",
-        args.elastic_restart,
-        args.output_dir,
-    )
+def shard_checks(options: PretrainOptions) -> ShardChecks:
+    """The content checks every shard of the run gets when it is read (training and held out)."""
+    model_vocab = BertConfig.from_json_file(options.config_file).vocab_size
+    return ShardChecks.for_run(options.vocab_file, model_vocab)
 
 
 def build_loader(
-    args: argparse.Namespace, dist: distributed.DistState, resume: Resume
+    options: PretrainOptions, dist: distributed.DistState, resume: Resume
 ) -> PretrainingDataLoader:
     masking = None
-    if args.dynamic_masking:
-        masking = DynamicMasking.from_vocab_file(args.vocab_file, args.do_whole_word_mask)
+    if options.dynamic_masking:
+        masking = DynamicMasking.from_vocab_file(options.vocab_file, options.whole_word_mask)
     position = resume.data_position
     if position is None and resume.full:
         position = {"epoch": resume.epoch}
-    micro_batch = micro_batch_size(args.train_batch_size, args.gradient_accumulation_steps)
-    model_vocab = BertConfig.from_json_file(args.config_file).vocab_size
-    options = {
+    loader_options = {
         "rank": dist.rank,
         "world_size": dist.world_size,
-        "seed": args.seed,
-        "sharding": args.data_sharding,
+        "seed": options.seed,
+        "sharding": options.data_sharding,
         "position": position,
         "dynamic_masking": masking,
         "pin_memory": dist.device.type == "cuda",
-        "bin_size": args.bin_size,
-        "checks": ShardChecks.for_run(args.vocab_file, model_vocab),  # shards checked at load
+        "bin_size": options.bin_size,
+        "checks": shard_checks(options),  # shards checked at load
     }
-    if lddl_data.is_parquet_folder(args.input_dir):  # NVIDIA HEAD's data: LDDL parquet shards
+    if lddl_data.is_parquet_folder(options.input_dir):  # NVIDIA HEAD's data: LDDL parquet
         return lddl_data.parquet_loader(
-            args.input_dir,
-            micro_batch,
-            args.vocab_file,
-            max_seq_length=args.max_seq_length,
-            **options,
+            options.input_dir,
+            options.micro_batch_size,
+            options.vocab_file,
+            max_seq_length=options.max_seq_length,
+            **loader_options,
         )
     return PretrainingDataLoader(
-        training_files(args.input_dir),
-        micro_batch,
-        max_seq_length=args.max_seq_length,
-        max_predictions_per_seq=args.max_predictions_per_seq,
-        **options,
+        training_files(options.input_dir),
+        options.micro_batch_size,
+        max_seq_length=options.max_seq_length,
+        max_predictions_per_seq=options.max_predictions_per_seq,
+        **loader_options,
     )
 
 
-def log_configuration(training: Training, precision: str) -> None:
+def load_held_out(options: PretrainOptions, dist: distributed.DistState) -> HeldOutSet | None:
+    """This rank's share of the held-out samples (--eval_dir), read once before training."""
+    if options.eval_dir is None:
+        return None
+    held_out = HeldOutSet.load(
+        options.eval_dir,
+        options.eval_max_samples,
+        options.eval_batch_size,
+        rank=dist.rank,
+        world_size=dist.world_size,
+        vocab_file=options.vocab_file,
+        checks=shard_checks(options),
+    )
+    logger.info(
+        "held-out evaluation: %d samples of %s (sequence length %d)",
+        held_out.total,
+        options.eval_dir,
+        held_out.seq_length,
+    )
+    return held_out
+
+
+def log_configuration(training: Training, args: argparse.Namespace, precision: str) -> None:
     """The effective configuration, printed and logged before training, so that no batch or LR
     scaling happens silently."""
-    args = training.args
-    micro_batch = micro_batch_size(args.train_batch_size, args.gradient_accumulation_steps)
-    training.metrics.log("PARAMETER", {"Config": [str(args)], "SEED": args.seed})
+    options = training.options
+    training.metrics.log("PARAMETER", {"Config": [str(args)], "SEED": options.seed})
     training.metrics.log(
         "PARAMETER",
         {
             "train_start": True,
-            "batch_size_per_gpu": micro_batch,
-            "gradient_accumulation_steps": args.gradient_accumulation_steps,
-            "global_batch_size": args.train_batch_size * training.dist.world_size,
+            "batch_size_per_gpu": options.micro_batch_size,
+            "gradient_accumulation_steps": options.gradient_accumulation_steps,
+            "global_batch_size": options.train_batch_size * training.dist.world_size,
             "world_size": training.dist.world_size,
             "precision": precision,
-            "learning_rate": args.learning_rate,
+            "learning_rate": options.learning_rate,
             "device": str(training.dist.device),
             "shards": len(training.loader.files),
             "seq_length": training.loader.seq_length,
@@ -658,15 +795,41 @@ def log_configuration(training: Training, precision: str) -> None:
     )
 
 
+def evaluate_checkpoint(args: argparse.Namespace, options: PretrainOptions) -> None:
+    """--do_eval without --do_train: the held-out metrics of --init_checkpoint (any format the
+    project loads), logged at the summary step () and printed."""
+    check_arguments(args, options, Restart())
+    run = runtime.setup_run(args, init_loss_scale=args.init_loss_scale)
+    model = build_model(options, run.device)
+    load_model_weights(model, options.init_checkpoint)
+    held_out = load_held_out(options, run.dist)
+    multiple = trim_multiple(run.device, compiled=False)
+    metrics = evaluate(
+        model,
+        held_out,
+        run.device,
+        run.precision,
+        trim_multiple=multiple,
+        reduce=distributed.all_reduce_sum,
+    )
+    run.metrics.log((), metrics)
+    run.metrics.close()
+
+
 def execute(args: argparse.Namespace) -> None:
-    """The steps of a run: set up, train (checkpoints on the way), log the summary."""
+    """The steps of a run: set up, train (checkpoints and evaluations on the way), log the
+    summary; or, with --do_eval alone, evaluate one checkpoint."""
     started = time.time()  # e2e_train_time counts from here, as NVIDIA's from process start
-    state = RunState()
-    apply_elastic_restart(args)
+    options = PretrainOptions.from_args(args)
+    if not options.do_train:
+        evaluate_checkpoint(args, options)
+        return
+    state = RunState(restart=Restart.from_environment(options))
     with contextlib.ExitStack() as resources:  # the output folder's lock, however the run ends
         resources.enter_context(signal_handlers(state))  # before the set-up, which can be long
-        training = setup(args, state, resources)
-        train(training)
+        training = setup(args, options, state, resources)
+        held_out = load_held_out(options, training.dist)
+        train(training, held_out)
         summarise(training, started)
         log_peak_memory(training.metrics, training.dist.device)
         training.metrics.close()

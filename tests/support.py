@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import h5py
+import numpy as np
 import torch
 
 from logger import MetricLogger
@@ -103,3 +105,36 @@ def pretrain_in_process(shards, output, config, log, *flags: str) -> int:
             *flags,
         ]
     )
+
+
+def write_random_shards(
+    folder: Path,
+    files: int = 2,
+    rows: int = 48,
+    seq: int = 32,
+    predictions: int = 5,
+    name: str = "random_training",
+    seed: int = 0,
+) -> list[Path]:
+    """HDF5 shards of random token ids (1000-2999) in NVIDIA's layout: `[CLS] A [SEP] B [SEP]`
+    with the two halves as segments, `predictions` sorted masked positions in A, random
+    next-sentence labels; files named `<name>_<i>.hdf5`. A config with vocab_size 3072 fits."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(files):
+        ids = rng.integers(1000, 3000, (rows, seq)).astype("i4")
+        ids[:, 0], ids[:, seq // 2], ids[:, -1] = 101, 102, 102
+        segments = np.zeros((rows, seq), "i1")
+        segments[:, seq // 2 + 1 :] = 1
+        positions = np.sort(rng.choice(np.arange(1, seq // 2), (rows, predictions)), axis=1)
+        path = folder / f"{name}_{i}.hdf5"
+        with h5py.File(path, "w") as f:
+            f["input_ids"] = ids
+            f["input_mask"] = np.ones((rows, seq), "i1")
+            f["segment_ids"] = segments
+            f["masked_lm_positions"] = positions.astype("i4")
+            f["masked_lm_ids"] = np.take_along_axis(ids, positions, axis=1)
+            f["next_sentence_labels"] = rng.integers(0, 2, rows).astype("i1")
+        paths.append(path)
+    return paths

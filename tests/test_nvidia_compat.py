@@ -23,14 +23,18 @@ import subprocess
 import sys
 import types
 
-import h5py
-import numpy as np
 import pytest
 import torch
 from torch import nn
 
 import pretraining_checkpoints
-from tests.support import REPO_ROOT, TINY_CONFIG, UNCASED_VOCAB, pretrain_in_process
+from tests.support import (
+    REPO_ROOT,
+    TINY_CONFIG,
+    UNCASED_VOCAB,
+    pretrain_in_process,
+    write_random_shards,
+)
 
 CONFIG = json.loads(TINY_CONFIG.read_text())
 NO_DECAY = ("bias", "gamma", "beta", "LayerNorm")
@@ -515,26 +519,6 @@ def one_step(resumed, seed=0) -> dict:
 # ------------------------------------------------------------------------ our runs
 
 
-def write_shards(folder) -> None:
-    """Two shards of random token ids in NVIDIA's HDF5 layout (32 tokens, 5 predictions)."""
-    rng = np.random.default_rng(0)
-    folder.mkdir()
-    for i in range(2):
-        rows, seq, pred = 48, 32, 5
-        ids = rng.integers(1000, 3000, (rows, seq)).astype("i4")
-        ids[:, 0], ids[:, seq // 2], ids[:, -1] = 101, 102, 102
-        segments = np.zeros((rows, seq), "i1")
-        segments[:, seq // 2 + 1 :] = 1
-        positions = np.sort(rng.choice(np.arange(1, seq // 2), (rows, pred)), axis=1)
-        with h5py.File(folder / f"random_training_{i}.hdf5", "w") as f:
-            f["input_ids"] = ids
-            f["input_mask"] = np.ones((rows, seq), "i1")
-            f["segment_ids"] = segments
-            f["masked_lm_positions"] = positions.astype("i4")
-            f["masked_lm_ids"] = np.take_along_axis(ids, positions, axis=1)
-            f["next_sentence_labels"] = rng.integers(0, 2, rows).astype("i1")
-
-
 def pretrain(shards, output, *extra: str) -> int:
     """run_pretraining.main in this process (it restores its signal handlers itself)."""
     flags = [
@@ -553,7 +537,7 @@ def runs(tmp_path_factory):
     """Our phase 1 (3 steps: ckpt_1..3) in `phase1`; a copy of it in `phase2`, where phase 2
     then ran 2 steps (ckpt_4, ckpt_5, with --phase1_end_step 3)."""
     root = tmp_path_factory.mktemp("ours")
-    write_shards(root / "shards")
+    write_random_shards(root / "shards")
     assert pretrain(root / "shards", root / "phase1", f"--steps_this_run={PHASE1_END}") == 0
     shutil.copytree(root / "phase1", root / "phase2")
     status = pretrain(
@@ -749,7 +733,7 @@ def test_grad_scaler_entry_loads_into_a_grad_scaler(precision):
         scaler.scale(torch.ones(1))  # the scale now lives in a tensor, as during training
     training = types.SimpleNamespace(
         precision=types.SimpleNamespace(scaler=scaler, precision=precision),
-        args=types.SimpleNamespace(loss_scale=0.0, init_loss_scale=2**20),
+        options=types.SimpleNamespace(initial_loss_scale=2.0**20),
     )
     state = pretraining_checkpoints.grad_scaler_state(training)
     head = torch.amp.GradScaler("cpu", init_scale=1.0, enabled=True)

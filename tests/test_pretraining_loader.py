@@ -504,8 +504,9 @@ def test_run_pretraining_checks_shards_against_its_vocabulary_and_model(tmp_path
                 *flags,
             ]
         )
+        options = pretraining_checkpoints.PretrainOptions.from_args(args)
         resume = pretraining_checkpoints.Resume()
-        return next(iter(run_pretraining.build_loader(args, distributed.DistState(), resume)))
+        return next(iter(run_pretraining.build_loader(options, distributed.DistState(), resume)))
 
     assert len(loader(f"--vocab_file={UNCASED_VOCAB}")[0]) == 4
     with pytest.raises(ShardError, match=f"another vocabulary than --vocab_file {CASED_VOCAB}"):

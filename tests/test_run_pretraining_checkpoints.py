@@ -23,8 +23,7 @@ import torch
 
 import fileio
 from checkpoint import torch_load
-from tests.support import REPO_ROOT, TINY_CONFIG, pretrain_in_process
-from tests.test_nvidia_compat import write_shards
+from tests.support import REPO_ROOT, TINY_CONFIG, pretrain_in_process, write_random_shards
 from tests.test_output_lock import plant
 
 ARGS = [
@@ -42,7 +41,7 @@ def shards(tmp_path_factory):
     """Random shards (token ids below 3000) and a tiny config with a vocabulary to match, so
     that a checkpoint is a few MB and a test writes many in a few seconds."""
     folder = tmp_path_factory.mktemp("shards")
-    write_shards(folder / "random")
+    write_random_shards(folder / "random")
     config = json.loads(TINY_CONFIG.read_text()) | {"vocab_size": 3072}
     (folder / "random" / "config.json").write_text(json.dumps(config))
     return folder / "random"

@@ -558,12 +558,16 @@ def test_only_the_main_process_uploads(s3, tmp_path):
     def training(is_main: bool) -> types.SimpleNamespace:
         model = BertForPreTraining(tiny_config())
         return types.SimpleNamespace(
-            args=types.SimpleNamespace(
-                output_dir=f"{s3.url}/run", phase2=False, loss_scale=0.0, init_loss_scale=2**20
+            options=types.SimpleNamespace(
+                output_dir=f"{s3.url}/run",
+                phase2=False,
+                phase1_end_step=0,
+                step_offset=0,
+                initial_loss_scale=2.0**20,
+                recorded=dict,
             ),
             dist=types.SimpleNamespace(is_main_process=is_main, world_size=2),
             state=pretraining_checkpoints.RunState(step=7),
-            step_offset=0,
             loader=None,
             model=model,
             optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
