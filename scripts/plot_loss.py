@@ -3,13 +3,14 @@
     python -m scripts.plot_loss results/dllogger.json [more logs ...] --output loss.png
         [--metrics average_loss mlm_loss] [--title TEXT]
 
-Every log gets one panel. A log that holds several runs (entry-script runs that shared one
---json-summary file, which our logger appends to) is split at each run's `Config` record, and
-the runs are drawn one after the other, labelled with their sequence length when the log names
-it. The plotted metrics are every numeric key with "loss" in its name (pre-training:
-average_loss, mlm_loss, nsp_loss; fine-tuning: step_loss) unless --metrics names them. Lines that
-are not dllogger records are skipped; a log without any loss record is an error that names the
-file.
+Every log gets one panel, titled with its folder and file name. A log that holds several runs
+(entry-script runs that shared one --json-summary file, which our logger appends to) is split at
+each run's `Config` record, and the runs are drawn one after the other, labelled with their
+sequence length when the log names it. The plotted metrics are every numeric key with "loss" or
+"accuracy" in its name (pre-training: average_loss, mlm_loss, nsp_loss and the held-out
+eval_* metrics; fine-tuning: step_loss) unless --metrics names them; accuracies go on a second
+axis on the right, from 0 to 1. Lines that are not dllogger records are skipped; a log without
+any such record is an error that names the file.
 """
 
 from __future__ import annotations
@@ -69,6 +70,11 @@ def _step_number(step) -> int | None:
     return None
 
 
+def is_accuracy(key: str) -> bool:
+    """Whether a metric is a fraction in [0, 1], drawn on the right-hand axis."""
+    return "accuracy" in key
+
+
 def split_runs(records: list[dict], metrics: list[str] | None = None) -> list[Run]:
     """The runs of a log with their loss series; runs without any loss record are dropped."""
     runs: list[Run] = []
@@ -86,7 +92,7 @@ def split_runs(records: list[dict], metrics: list[str] | None = None) -> list[Ru
         if step is None:
             continue
         for key, value in data.items():
-            wanted = key in metrics if metrics else "loss" in key
+            wanted = key in metrics if metrics else "loss" in key or is_accuracy(key)
             if wanted and isinstance(value, (int, float)) and math.isfinite(value):
                 steps, values = current.series.setdefault(key, ([], []))
                 steps.append(step)
@@ -104,7 +110,7 @@ def plot(
     for log in logs:
         runs = split_runs(read_records(log), metrics)
         if not runs:
-            wanted = ", ".join(metrics) if metrics else "a metric with 'loss' in its name"
+            wanted = ", ".join(metrics) if metrics else "a 'loss' or 'accuracy' metric"
             raise LogError(f"{log}: no training records with {wanted}")
         panels.append((log, runs))
 
@@ -115,36 +121,46 @@ def plot(
 
     figure, axes = plt.subplots(len(panels), 1, figsize=(8, 3.2 * len(panels)), squeeze=False)
     for ax, (log, runs) in zip(axes[:, 0], panels, strict=True):
-        offset = 0
-        for index, run in enumerate(runs):
-            first_step = min(steps[0] for steps, _ in run.series.values())
-            # Runs that restart their step count are drawn after the previous one.
-            shift = offset if first_step < offset else 0
-            for key, (steps, values) in sorted(run.series.items()):
-                name = key if len(runs) == 1 else f"{key} ({run.label})"
-                marker = "o" if len(steps) <= 20 else None  # few points: show each one
-                ax.plot(
-                    [s + shift for s in steps],
-                    values,
-                    label=name,
-                    linewidth=1.2,
-                    marker=marker,
-                    markersize=3,
-                )
-            last = max(steps[-1] for steps, _ in run.series.values()) + shift
-            if index + 1 < len(runs):
-                ax.axvline(last, color="grey", linestyle=":", linewidth=0.8)
-            offset = max(offset, last)
-        ax.set_title(title if title and len(panels) == 1 else str(log), fontsize=9)
-        ax.set_xlabel("step")
-        ax.set_ylabel("loss")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        draw_panel(ax, runs)
+        ax.set_title(title if title and len(panels) == 1 else f"{log.parent.name}/{log.name}")
     if title and len(panels) > 1:
         figure.suptitle(title)
     figure.tight_layout()
     atomic_write(output, lambda handle: figure.savefig(handle, dpi=110, format="png"))
     plt.close(figure)
+
+
+def draw_panel(ax, runs: list[Run]) -> None:
+    """The runs of one log on `ax` (losses) and, when there are any, a twin axis (accuracies);
+    runs that restart their step count are drawn after the previous one."""
+    right = None
+    offset = 0
+    for index, run in enumerate(runs):
+        first_step = min(steps[0] for steps, _ in run.series.values())
+        shift = offset if first_step < offset else 0
+        for key, (steps, values) in sorted(run.series.items()):
+            if is_accuracy(key) and right is None:
+                right = ax.twinx()
+                right.set_ylabel("accuracy")
+                right.set_ylim(0, 1)
+            target = right if is_accuracy(key) else ax
+            name = key if len(runs) == 1 else f"{key} ({run.label})"
+            marker = "o" if len(steps) <= 20 else None  # few points: show each one
+            style = "--" if is_accuracy(key) else "-"
+            xs = [s + shift for s in steps]
+            target.plot(xs, values, style, label=name, linewidth=1.2, marker=marker, markersize=3)
+        last = max(steps[-1] for steps, _ in run.series.values()) + shift
+        if index + 1 < len(runs):
+            ax.axvline(last, color="grey", linestyle=":", linewidth=0.8)
+        offset = max(offset, last)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.grid(alpha=0.3)
+    handles, labels = ax.get_legend_handles_labels()
+    if right is not None:
+        more = right.get_legend_handles_labels()
+        handles, labels = handles + more[0], labels + more[1]
+    ax.legend(handles, labels, fontsize=7)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

@@ -2,9 +2,11 @@
 # Quick start, the README's first command: the whole pipeline on the bundled sample, on a CPU,
 # in a few minutes, through the same launchers as a real run.
 #   1. install the CPU requirements (a no-op when they are already satisfied);
-#   2. phase-1 (128/20) and phase-2 (512/80) HDF5 shards from the bundled WikiText-2 text;
+#   2. phase-1 (128/20) and phase-2 (512/80) HDF5 shards from the bundled WikiText-2 text, with
+#      every tenth document held out in test shards;
 #   3. pre-train a tiny BERT: scripts/run_pretraining.sh, phase 1 then phase 2 (preset
-#      cpu_sample_tiny in scripts/configs/pretrain_config.sh);
+#      cpu_sample_tiny in scripts/configs/pretrain_config.sh), with the held-out masked-LM and
+#      next-sentence loss and accuracy every 25 steps and at each phase's end;
 #   4. fine-tune it on the bundled SQuAD v1.1 sample: scripts/run_squad.sh ... "train eval";
 #   5. fine-tune it on the bundled MRPC sample: scripts/run_glue.sh;
 #   6. print a summary table (final losses, EM/F1, accuracy, throughput) and write the loss
@@ -60,7 +62,9 @@ done_with 2
 
 step "3/6 pre-training a tiny BERT (phase 1: 50 steps at 128, phase 2: 20 steps at 512)"
 preset pretrain_config.sh cpu_sample_tiny SAMPLE_SHARDS="$out/shards"
-RESULTS_DIR="$out/pretraining" bash scripts/run_pretraining.sh "${PRESET[@]}"
+# held out: every tenth document of the sample, scored every 25 steps and at each phase's end
+EVAL_DIR_PHASE1="$out/shards/phase1_test" EVAL_DIR_PHASE2="$out/shards/phase2_test" EVAL_EVERY=25 \
+  RESULTS_DIR="$out/pretraining" bash scripts/run_pretraining.sh "${PRESET[@]}"
 done_with 3
 checkpoint=$(ls -1v "$out"/pretraining/checkpoints/ckpt_*.pt | tail -n 1)
 echo "quickstart: fine-tuning from $checkpoint"

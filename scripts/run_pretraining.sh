@@ -59,7 +59,8 @@
 #
 # Environment: DRY_RUN=1 checks everything and prints the two python commands without running
 # them; RESULTS_DIR; BERT_PREP_WORKING_DIR; BERT_CONFIG; VOCAB_FILE (HEAD form; default
-# vocab/vocab); EXTRA_ARGS (more flags for both phases, split at whitespace only).
+# vocab/vocab); EXTRA_ARGS (more flags for both phases, split at whitespace only);
+# EVAL_DIR_PHASE1, EVAL_DIR_PHASE2, EVAL_EVERY, EVAL_MAX_SAMPLES (held-out evaluation, below).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 source "$repo/scripts/common.sh"
@@ -220,6 +221,21 @@ summary=(--json-summary="$RESULTS_DIR/dllogger.json")
 [ "$masking" = dynamic ] && summary+=(--dynamic_masking)
 extra=()
 [ -n "${EXTRA_ARGS:-}" ] && read -r -a extra <<<"$EXTRA_ARGS"
+# Held-out evaluation (ours, opt-in): EVAL_DIR_PHASE1 and EVAL_DIR_PHASE2 name each phase's
+# held-out shards (of that phase's sequence length); EVAL_EVERY and EVAL_MAX_SAMPLES apply to both.
+[ -z "${EVAL_EVERY:-}" ] || need_positive_int EVAL_EVERY "$EVAL_EVERY"
+[ -z "${EVAL_MAX_SAMPLES:-}" ] || need_positive_int EVAL_MAX_SAMPLES "$EVAL_MAX_SAMPLES"
+eval_phase1=() eval_phase2=()
+for phase in 1 2; do
+  name=EVAL_DIR_PHASE$phase
+  [ -n "${!name:-}" ] || continue
+  folder=$(resolve_path "${!name}")
+  [ -d "$folder" ] || die "$name: $folder is not a folder of held-out shards"
+  flags=(--eval_dir="$folder")
+  [ -z "${EVAL_EVERY:-}" ] || flags+=(--eval_every="$EVAL_EVERY")
+  [ -z "${EVAL_MAX_SAMPLES:-}" ] || flags+=(--eval_max_samples="$EVAL_MAX_SAMPLES")
+  if [ "$phase" = 1 ]; then eval_phase1=("${flags[@]}"); else eval_phase2=("${flags[@]}"); fi
+done
 
 phase1=("${LAUNCHER[@]}" "$CODEDIR/run_pretraining.py" --input_dir="$DATA_DIR_PHASE1" "${common[@]}"
   --train_batch_size="$train_batch_size" --max_seq_length=128 --max_predictions_per_seq=20
@@ -228,7 +244,7 @@ phase1=("${LAUNCHER[@]}" "$CODEDIR/run_pretraining.py" --input_dir="$DATA_DIR_PH
   --seed="$seed" "${tail_flags[@]}")
 [ "$accumulate_gradients" = true ] && phase1+=(--gradient_accumulation_steps="$gradient_accumulation_steps")
 [ "$init_checkpoint" != None ] && phase1+=(--init_checkpoint="$(resolve_path "$init_checkpoint")")
-phase1+=(--do_train "${summary[@]}" "${extra[@]}")
+phase1+=(--do_train "${summary[@]}" "${eval_phase1[@]}" "${extra[@]}")
 
 # Phase 2 continues from the newest phase-1 checkpoint in the same folder (NVIDIA never passed
 # init_checkpoint here, and --resume_from_checkpoint only once is enough).
@@ -242,7 +258,7 @@ phase2=("${LAUNCHER[@]}" "$CODEDIR/run_pretraining.py" --input_dir="$DATA_DIR_PH
 [ "$allreduce_post_accumulation_fp16" = true ] && phase2+=(--allreduce_post_accumulation_fp16)
 phase2+=(--do_train --phase2 --resume_from_checkpoint --phase1_end_step="$train_steps" "${summary[@]}")
 [ "$form" = HEAD ] && [ "$phase2_bin_size" != none ] && phase2+=(--bin_size="$phase2_bin_size")
-phase2+=("${extra[@]}")
+phase2+=("${eval_phase2[@]}" "${extra[@]}")
 
 if [ "$DRY_RUN" = 1 ]; then
   print_command "${phase1[@]}"

@@ -6,7 +6,8 @@
         [--seconds 312] [--output summary.md]
 
 Each log's final summary records (those with an empty step) are read: for
-pre-training one per phase (final_loss, training_sequences_per_second, e2e_train_time), from one
+pre-training one per phase (final_loss, training_sequences_per_second, e2e_train_time, and the
+last held-out evaluation's masked-LM and next-sentence accuracy when it has one), from one
 log or several in phase order (run_pretraining.sh leaves phase 1's events in
 dllogger_phase1.json and phase 2's in dllogger.json), for
 SQuAD the training summary, the inference summary and exact_match/F1, for GLUE NVIDIA's keys
@@ -26,6 +27,9 @@ from errors import UsageError
 from fileio import atomic_write_text
 from scripts.plot_loss import LogError, check_logs_and_output, read_records
 
+#: The held-out masked-LM accuracy that pre-training logs with --eval_dir.
+EVAL_ACCURACY = "eval_masked_lm_accuracy"
+
 
 def summaries(path: Path) -> list[tuple[dict, dict]]:
     """(parameters so far, merged final records) of every run in a log, in order."""
@@ -42,6 +46,8 @@ def summaries(path: Path) -> list[tuple[dict, dict]]:
             params.update(data)
         elif step == [] or step == ():
             finals.update(data)
+        elif EVAL_ACCURACY in data:  # a held-out evaluation: the run's last one is reported
+            finals.update({key: data[key] for key in data if key.startswith("eval_")})
     if finals:
         runs.append((params, finals))
     if not runs:
@@ -58,9 +64,15 @@ def _fmt(value, digits: int = 4) -> str:
 
 
 def _train_row(name: str, final: dict) -> list[str]:
+    result = f"final loss {_fmt(final.get('final_loss'))}"
+    if EVAL_ACCURACY in final:
+        result += (
+            f"; held-out MLM accuracy {_fmt(final[EVAL_ACCURACY], 3)}, "
+            f"NSP accuracy {_fmt(final.get('eval_next_sentence_accuracy'), 3)}"
+        )
     return [
         name,
-        f"final loss {_fmt(final.get('final_loss'))}",
+        result,
         f"{_fmt(final.get('training_sequences_per_second'))} seq/s",
         f"{_fmt(final.get('e2e_train_time'), 3)} s",
     ]
