@@ -108,7 +108,7 @@ def input_files(input_path: str | os.PathLike) -> list[Path]:
     raise DataError(f"--input_file {path}: no such file or folder")
 
 
-def _decoded_lines(path: Path) -> Iterator[str]:
+def decoded_lines(path: Path) -> Iterator[str]:
     """Stripped lines of a UTF-8 file; bad bytes stop with the file and line number."""
     with open(path, "rb") as reader:
         for line_number, raw in enumerate(reader, start=1):
@@ -140,7 +140,7 @@ def read_documents(path: Path, tokenizer: BertTokenizer) -> list[list[np.ndarray
                 )
         block.clear()
 
-    for line in _decoded_lines(path):
+    for line in decoded_lines(path):
         block.append(line)
         if len(block) >= TOKENIZE_BLOCK_LINES:
             flush()

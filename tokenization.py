@@ -94,13 +94,18 @@ def _read_vocab_tokens(vocab_file: str | os.PathLike[str]) -> list[str]:
             f"vocab file {path} is not UTF-8 text: byte 0x{data[err.start]:02x} on line {line} "
             "cannot be decoded"
         ) from None
-    lines = text.removeprefix("\ufeff").split("\n")
-    if lines[-1] == "":  # the end of the last line, not a line of its own
-        lines.pop()
-    tokens = [line.strip() for line in lines]
+    tokens = _tokens_of_text(text)
     if not any(tokens):
         raise VocabError(f"vocab file {path} holds no tokens")
     return tokens
+
+
+def _tokens_of_text(text: str) -> list[str]:
+    """The entries of a vocabulary file's decoded text, one a line (see `_read_vocab_tokens`)."""
+    lines = text.removeprefix("\ufeff").split("\n")
+    if lines[-1] == "":  # the end of the last line, not a line of its own
+        lines.pop()
+    return [line.strip() for line in lines]
 
 
 def _vocab_from_tokens(tokens: Sequence[str], path: str) -> collections.OrderedDict[str, int]:
@@ -131,6 +136,12 @@ def load_vocab(vocab_file: str | os.PathLike[str]) -> collections.OrderedDict[st
     text, no tokens, a token on two lines).
     """
     return _vocab_from_tokens(_read_vocab_tokens(vocab_file), os.fspath(vocab_file))
+
+
+def vocab_from_text(text: str, vocab_file: str | os.PathLike[str]) -> dict[str, int]:
+    """What `load_vocab` would read from a file `vocab_file` holding `text`, for a writer to
+    check its output before writing it; ``VocabError`` where the reader would refuse it."""
+    return _vocab_from_tokens(_tokens_of_text(text), os.fspath(vocab_file))
 
 
 def require_tokens(
