@@ -44,6 +44,7 @@ from runtime import Run
 from schedulers import WarmupScheduler
 from training import (
     DivergenceError,
+    LossWindow,
     evaluating,
     maybe_compile,
     maybe_float8,
@@ -278,45 +279,28 @@ def train(
         },
     )
     clip = options.max_grad_norm if options.max_grad_norm > 0 else None
-    step, sequences, final_loss = 0, 0, float("nan")
-    window = torch.zeros((), device=run.device)
-    window_count, window_sequences = 0, 0
-    epoch_loss = torch.zeros((), device=run.device)
-    epoch_micro_steps = samples = 0
-    started = window_start = time.perf_counter()
+    step, sequences, samples, final_loss = 0, 0, 0, float("nan")
+    window = LossWindow(run.device)  # the logging window
+    epoch = LossWindow(run.device)  # this rank's last epoch, for NVIDIA's GLUE results.txt
+    started = time.perf_counter()
     ddp_model.train()
-    multiple = trim_multiple(run.device, options.compile)
-    fills = dict(options.row_fills) if options.compile else {}
-    epoch = 0
+    epoch_number = 0
     while step < total_steps:
         if hasattr(loader.sampler, "set_epoch"):
-            loader.sampler.set_epoch(epoch)
-        epoch_loss.zero_()
-        epoch_micro_steps = 0
+            loader.sampler.set_epoch(epoch_number)
+        epoch.reset()
         for index, batch in enumerate(loader):
             rows = len(batch["input_ids"])  # before any filler rows are added
-            sequences_in_batch = rows * run.dist.world_size
-            if options.trim or fills:
-                keys = list(batch)
-                values = [batch[k] for k in keys]
-                if options.trim:
-                    values = trim_padding(values, batch["input_mask"], multiple)
-                if fills:
-                    values = pad_rows(values, micro_batch, [fills[k] for k in keys])
-                batch = dict(zip(keys, values, strict=True))
-            batch = {k: v.to(run.device, non_blocking=True) for k, v in batch.items()}
+            batch = prepared_batch(batch, options, micro_batch, run.device)
             last = (index + 1) % grad_accum_steps == 0 or index + 1 == len(loader)
             with no_sync_unless(ddp_model, sync=last):
                 with run.precision.autocast():
                     loss = loss_fn(ddp_model, batch)
                 run.precision.backward(loss / grad_accum_steps)
-            window += loss.detach().float()
-            window_count += 1
-            epoch_loss += loss.detach().float()
-            epoch_micro_steps += 1
+            window.add(loss, rows=rows)
+            epoch.add(loss, rows=rows)
             samples += rows
-            sequences += sequences_in_batch
-            window_sequences += sequences_in_batch
+            sequences += rows * run.dist.world_size
             if not last:
                 continue
             if optimizer_step(optimizer, run.precision, parameters, clip).skipped:
@@ -324,30 +308,54 @@ def train(
             step += 1
             scheduler.step()
             if step % options.log_freq == 0 or step == total_steps:
-                final_loss = distributed.all_reduce_mean(window / max(window_count, 1)).item()
-                if not math.isfinite(final_loss):
-                    raise DivergenceError(
-                        f"non-finite loss at step {step}; try a lower --learning_rate or --bf16"
-                    )
-                now = time.perf_counter()
-                run.metrics.log(
-                    (epoch, step),
-                    {
-                        "step_loss": final_loss,
-                        "learning_rate": scheduler.lr_at(step),
-                        "training_sequences_per_second": window_sequences / (now - window_start),
-                    },
-                )
-                window.zero_()
-                window_count, window_sequences, window_start = 0, 0, now
+                final_loss = log_window(run, window, (epoch_number, step), scheduler.lr_at(step))
             if step >= total_steps:
                 break
-        epoch += 1
+        epoch_number += 1
     seconds = time.perf_counter() - started
-    last_epoch_loss = (epoch_loss / max(epoch_micro_steps, 1)).item()
     return TrainResult(
-        step, final_loss, seconds, sequences, samples, last_epoch_loss, epoch_micro_steps
+        step, final_loss, seconds, sequences, samples, epoch.local_mean(), epoch.micro_steps
     )
+
+
+def prepared_batch(
+    batch: Batch, options: TrainOptions, micro_batch: int, device: torch.device
+) -> Batch:
+    """A loader batch on the device: cut to its longest sequence (`options.trim`) and, under
+    `options.compile`, a short last batch filled up to `micro_batch` rows with
+    `options.row_fills`, so that the compiled layers see a fixed set of shapes."""
+    fills = dict(options.row_fills) if options.compile else {}
+    if options.trim or fills:
+        keys = list(batch)
+        values = [batch[k] for k in keys]
+        if options.trim:
+            values = trim_padding(
+                values, batch["input_mask"], trim_multiple(device, options.compile)
+            )
+        if fills:
+            values = pad_rows(values, micro_batch, [fills[k] for k in keys])
+        batch = dict(zip(keys, values, strict=True))
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def log_window(run: Run, window: LossWindow, step: tuple[int, int], learning_rate: float) -> float:
+    """One per-step record (NVIDIA's `step_loss`: the window's mean loss over ranks), then a new
+    window; the loss, or a DivergenceError when it is not finite."""
+    (loss,), _ = window.means()
+    if not math.isfinite(loss):
+        raise DivergenceError(
+            f"non-finite loss at step {step[1]}; try a lower --learning_rate or --bf16"
+        )
+    run.metrics.log(
+        step,
+        {
+            "step_loss": loss,
+            "learning_rate": learning_rate,
+            "training_sequences_per_second": window.rate(run.dist.world_size),
+        },
+    )
+    window.reset()
+    return loss
 
 
 class ArrayDataset(torch.utils.data.Dataset):

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from errors import MissingDependency
+from errors import BertError, MissingDependency
 
 logger = logging.getLogger("bert")
 
@@ -178,12 +178,28 @@ class MetricLogger:
             self.tensorboard.close()
 
 
-def read_dllogger_file(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """The events of a dllogger JSON file (lines starting with `DLLL `), for tests and plots.
+class LogError(BertError, ValueError):
+    """A log that cannot be read or used; the message names the file."""
 
-    `json.loads` reads dllogger's bare `NaN` and `Infinity` back as floats."""
-    events = []
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        if line.startswith("DLLL "):
-            events.append(json.loads(line[5:]))
-    return events
+
+def read_dllogger_file(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """The JSON records of a dllogger file, ours or NVIDIA's: `DLLL {...}` lines, or bare JSON
+    object lines (dllogger's JSONStreamBackend without the prefix). Other lines, and a last line
+    cut short by a killed run, are skipped; `json.loads` reads dllogger's bare `NaN` and
+    `Infinity` back as floats. The one reader of logs, for the plot, the summaries and tests."""
+    try:
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError as err:
+        raise LogError(f"{path}: cannot read: {err.strerror or err}") from None
+    records = []
+    for line in text.splitlines():
+        line = line.strip().removeprefix("DLLL ")
+        if not line.startswith("{"):
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut short by a killed run, or foreign output
+        if isinstance(record, dict):
+            records.append(record)
+    return records

@@ -682,8 +682,12 @@ class BertForSequenceClassification(nn.Module):
         logits = self.classifier(self.dropout(pooled_output)).float()
         if labels is None:
             return logits
-        if self.num_labels == 1:
-            loss = F.mse_loss(logits.reshape(-1), labels.reshape(-1).float())
-        else:
-            loss = F.cross_entropy(logits, labels.reshape(-1))
-        return loss, logits
+        return classification_loss(logits, labels), logits
+
+
+def classification_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The mean loss of classifier logits [B, num_labels] against labels [B]: cross-entropy,
+    or mean squared error for a single-output regression head (STS-B)."""
+    if logits.shape[-1] == 1:
+        return F.mse_loss(logits.reshape(-1), labels.reshape(-1).float())
+    return F.cross_entropy(logits, labels.reshape(-1).long())

@@ -50,7 +50,7 @@ from finetuning import (
     train_loader,
     wrap_for_training,
 )
-from modeling import BertConfig, BertForSequenceClassification
+from modeling import BertConfig, BertForSequenceClassification, classification_loss
 from output_lock import claim_output
 from runtime import Run
 from tokenization import BertTokenizer
@@ -152,11 +152,7 @@ def evaluate(model, processor, tokenizer, args, run: Run, examples, task: str) -
     preds = glue.predictions_from_logits(result.outputs, processor.is_regression)
     labels = np.array([f.label_id for f in labelled])
     logits = torch.from_numpy(np.stack(result.outputs))
-    target = torch.from_numpy(labels)
-    if processor.is_regression:
-        loss = torch.nn.functional.mse_loss(logits[:, 0], target.float()).item()
-    else:
-        loss = torch.nn.functional.cross_entropy(logits, target.long()).item()
+    loss = classification_loss(logits, torch.from_numpy(labels)).item()  # over the examples
     metrics = glue.compute_metrics(task, preds, labels)
     if not processor.is_regression and len(np.unique(preds)) == 1 and len(np.unique(labels)) > 1:
         logger.warning(  # the symptom users saw when weights silently failed to load (DLE#1154)

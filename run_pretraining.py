@@ -65,6 +65,7 @@ from schedulers import WarmupScheduler
 from training import (
     PRETRAINING_ROW_FILLS,
     DivergenceError,
+    LossWindow,
     StepOutcome,
     log_peak_memory,
     maybe_compile,
@@ -399,34 +400,7 @@ def signal_handlers(state: RunState) -> Iterator[None]:
             signal.signal(number, handler)
 
 
-class Window:
-    """Loss sums of the current logging window, kept on the device until logged."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-        self.reset()
-
-    def reset(self) -> None:
-        self.sums = torch.zeros(3, device=self.device)  # total, MLM, NSP
-        self.last = torch.zeros((), device=self.device)  # the last micro-batch's total loss
-        self.micro_steps = 0
-
-    def add(self, total: torch.Tensor, mlm: torch.Tensor, nsp: torch.Tensor) -> None:
-        self.sums += torch.stack([total.detach(), mlm.detach(), nsp.detach()]).float()
-        self.last = total.detach().float()
-        self.micro_steps += 1
-
-    def means(self) -> tuple[list[float], float]:
-        """Mean losses over the window averaged over ranks, and this rank's last micro-batch
-        loss (one host sync)."""
-        means = distributed.all_reduce_mean(self.sums / max(self.micro_steps, 1))
-        values = torch.cat([means, self.last.reshape(1)]).tolist()
-        return values[:3], values[3]
-
-
-def log_progress(
-    training: Training, window: Window, grad_norm: torch.Tensor | None, rate: float
-) -> None:
+def log_progress(training: Training, window: LossWindow, grad_norm: torch.Tensor | None) -> None:
     """One per-step record at (epoch, phase step), NVIDIA's keys first.
 
     21.11 logged `average_loss`, `step_loss` and `learning_rate`, HEAD `skipped_steps` too; the
@@ -443,7 +417,7 @@ def log_progress(
         "mlm_loss": mlm,
         "nsp_loss": nsp,
         "grad_norm": float(grad_norm) if grad_norm is not None else float("nan"),
-        "training_sequences_per_second": rate,
+        "training_sequences_per_second": window.rate(training.dist.world_size),
     }
     if training.precision.scaler is not None:
         data["loss_scale"] = training.precision.loss_scale
@@ -500,10 +474,9 @@ def train(training: Training, held_out: HeldOutSet | None = None) -> None:
     checkpoint when due; a held-out evaluation at the end unless a signal stopped the run."""
     options, state = training.options, training.state
     parameters = [p for group in training.optimizer.param_groups for p in group["params"]]
-    window = Window(training.dist.device)
+    window = LossWindow(training.dist.device, losses=3)  # total, MLM, NSP
     state.start_step = state.step
     raw_start = time.perf_counter()
-    window_start, window_rows = raw_start, 0
     progress = tqdm(
         total=options.step_target,
         initial=state.step,
@@ -515,8 +488,7 @@ def train(training: Training, held_out: HeldOutSet | None = None) -> None:
     batches = device_batches(training)
     evaluated, eval_seconds = -1, 0.0
     while state.step < options.step_target and state.stop_requested is None:
-        outcome, rows = accumulate_and_step(training, batches, window, parameters)
-        window_rows += rows
+        outcome = accumulate_and_step(training, batches, window, parameters)
         if outcome is None:  # an fp16 overflow: the step was skipped
             continue
         state.step += 1
@@ -524,14 +496,12 @@ def train(training: Training, held_out: HeldOutSet | None = None) -> None:
         progress.update()
         last = state.step == options.step_target or state.stop_requested
         if state.step % options.log_freq == 0 or last:
-            rate = window_rows * training.dist.world_size / (time.perf_counter() - window_start)
-            log_progress(training, window, outcome.grad_norm, rate)
+            log_progress(training, window, outcome.grad_norm)
             window.reset()
-            window_start, window_rows = time.perf_counter(), 0
         if options.eval_every and state.step % options.eval_every == 0:
             seconds = timed(evaluate_held_out, training, held_out)
             eval_seconds += seconds
-            window_start += seconds  # the next window's rate counts training only
+            window.started += seconds  # the next window's rate counts training only
             evaluated = state.step
         save_if_due(training, outcome, parameters)
     state.raw_train_time = time.perf_counter() - raw_start - eval_seconds
@@ -565,26 +535,24 @@ def device_batches(training: Training) -> Iterator[tuple[PretrainingBatch, int, 
 def accumulate_and_step(
     training: Training,
     batches: Iterator[tuple[PretrainingBatch, int, int]],
-    window: Window,
+    window: LossWindow,
     parameters: list[torch.Tensor],
-) -> tuple[StepOutcome | None, int]:
+) -> StepOutcome | None:
     """One optimizer step: forward and backward over `gradient_accumulation_steps`
     micro-batches (gradients all-reduced after the last one only), then the step. Returns the
-    step's outcome (None when fp16 overflowed and the step was skipped) and the rows read."""
+    step's outcome, None when fp16 overflowed and the step was skipped."""
     grad_accum_steps = training.options.gradient_accumulation_steps
-    rows = 0
     for micro_step in range(1, grad_accum_steps + 1):
-        batch, num_masked, batch_rows = next(batches)
-        rows += batch_rows
+        batch, num_masked, rows = next(batches)
         with no_sync_unless(training.ddp_model, sync=micro_step == grad_accum_steps):
             with training.precision.autocast():
                 total, mlm, nsp = training.ddp_model(*batch, num_masked=num_masked)
             training.precision.backward(total / grad_accum_steps)
-        window.add(total, mlm, nsp)
+        window.add(total, mlm, nsp, rows=rows)
     outcome = optimizer_step(training.optimizer, training.precision, parameters)
     if not outcome.skipped:
         training.state.consecutive_skips = 0
-        return outcome, rows
+        return outcome
     state = training.state
     state.skipped_steps += 1
     state.consecutive_skips += 1
@@ -595,7 +563,7 @@ def accumulate_and_step(
             "last good checkpoint is kept. Try --bf16 or a lower --learning_rate"
         )
     training.metrics.log("PARAMETER", {"loss_scale": training.precision.loss_scale}, verbose=False)
-    return None, rows
+    return None
 
 
 def save_if_due(training: Training, outcome: StepOutcome, parameters: list[torch.Tensor]) -> None:

@@ -20,11 +20,13 @@ import contextlib
 import dataclasses
 import logging
 import os
+import time
 from collections.abc import Iterator
 
 import torch
 from torch import nn
 
+import distributed
 from errors import BertError, UsageError
 
 logger = logging.getLogger(__name__)
@@ -249,6 +251,48 @@ def trim_padding(tensors: list[torch.Tensor], input_mask: torch.Tensor, multiple
     if width == full:
         return list(tensors)
     return [t[:, :width] if t.dim() == 2 and t.shape[1] == full else t for t in tensors]
+
+
+class LossWindow:
+    """The losses of a logging window (or an epoch), summed on the device and read with one
+    host sync when logged, with the rows and seconds behind them for a throughput.
+
+    `add(total, *parts, rows=)` takes one micro-batch's mean losses, the total first; `means()`
+    gives each loss's mean over the window's micro-batches, averaged over the ranks, and this
+    rank's last total; `local_mean()` the mean total of this rank alone. Nothing is read back
+    from the device between two logs."""
+
+    def __init__(self, device: torch.device, losses: int = 1) -> None:
+        self.device, self.losses = device, losses
+        self.reset()
+
+    def reset(self) -> None:
+        self.sums = torch.zeros(self.losses, device=self.device)
+        self.last = torch.zeros((), device=self.device)
+        self.micro_steps = 0
+        self.rows = 0
+        self.started = time.perf_counter()
+
+    def add(self, *losses: torch.Tensor, rows: int = 0) -> None:
+        values = torch.stack([loss.detach() for loss in losses]).float()
+        self.sums += values
+        self.last = values[0]
+        self.micro_steps += 1
+        self.rows += rows
+
+    def means(self) -> tuple[list[float], float]:
+        """(mean of each loss over the window, averaged over ranks; this rank's last total)."""
+        means = distributed.all_reduce_mean(self.sums / max(self.micro_steps, 1))
+        values = torch.cat([means, self.last.reshape(1)]).tolist()  # the one host sync
+        return values[:-1], values[-1]
+
+    def local_mean(self) -> float:
+        """The mean total loss of this rank's micro-batches in the window."""
+        return (self.sums[0] / max(self.micro_steps, 1)).item()
+
+    def rate(self, world_size: int) -> float:
+        """Rows per second on all ranks since the window started (each rank reads as many)."""
+        return self.rows * world_size / max(time.perf_counter() - self.started, 1e-9)
 
 
 def peak_memory_gib(device: torch.device) -> float | None:

@@ -69,7 +69,7 @@ import runtime
 import storage
 from errors import BertError, MissingDependency, UsageError
 from fileio import atomic_write, atomic_write_json, atomic_write_text, sha256_file
-from scripts.plot_loss import read_records
+from logger import read_dllogger_file
 
 REPO = Path(__file__).resolve().parent.parent
 PROG = "benchmarks.stability"
@@ -569,7 +569,7 @@ def read_summary(folder: Path, seed: int) -> dict[str, Any]:
     if not path.is_file():
         raise BertError(f"{path}: missing")
     summary: dict[str, Any] = {}
-    for record in read_records(path):
+    for record in read_dllogger_file(path):
         data = record.get("data") if isinstance(record.get("data"), dict) else {}
         if record.get("step") == "PARAMETER" and "SEED" in data and data["SEED"] != seed:
             raise BertError(f"{path}: records seed {data['SEED']}, not {seed}")

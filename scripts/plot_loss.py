@@ -16,21 +16,16 @@ any such record is an error that names the file.
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import runtime
-from errors import BertError, UsageError
+from errors import UsageError
 from fileio import atomic_write
-
-
-class LogError(BertError, ValueError):
-    """A log that cannot be plotted; the message names the file."""
+from logger import LogError, read_dllogger_file
 
 
 @dataclass
@@ -39,28 +34,6 @@ class Run:
 
     label: str
     series: dict[str, tuple[list[int], list[float]]] = field(default_factory=dict)
-
-
-def read_records(path: str | os.PathLike) -> list[dict]:
-    """The JSON records of a dllogger file: `DLLL {...}` lines, or bare JSON object lines."""
-    try:
-        text = Path(path).read_text(encoding="utf-8", errors="replace")
-    except OSError as err:
-        raise LogError(f"{path}: cannot read: {err.strerror or err}") from None
-    records = []
-    for line in text.splitlines():
-        line = line.strip()
-        if line.startswith("DLLL "):
-            line = line[5:]
-        if not line.startswith("{"):
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line cut short by a killed run, or foreign output
-        if isinstance(record, dict):
-            records.append(record)
-    return records
 
 
 def _step_number(step) -> int | None:
@@ -108,7 +81,7 @@ def plot(
     """Draw one panel per log and write `output` (PNG) atomically."""
     panels = []
     for log in logs:
-        runs = split_runs(read_records(log), metrics)
+        runs = split_runs(read_dllogger_file(log), metrics)
         if not runs:
             wanted = ", ".join(metrics) if metrics else "a 'loss' or 'accuracy' metric"
             raise LogError(f"{log}: no training records with {wanted}")

@@ -25,7 +25,8 @@ from pathlib import Path
 import runtime
 from errors import UsageError
 from fileio import atomic_write_text
-from scripts.plot_loss import LogError, check_logs_and_output, read_records
+from logger import LogError, read_dllogger_file
+from scripts.plot_loss import check_logs_and_output
 
 #: The held-out masked-LM accuracy that pre-training logs with --eval_dir.
 EVAL_ACCURACY = "eval_masked_lm_accuracy"
@@ -36,7 +37,7 @@ def summaries(path: Path) -> list[tuple[dict, dict]]:
     runs: list[tuple[dict, dict]] = []
     params: dict = {}
     finals: dict = {}
-    for record in read_records(path):
+    for record in read_dllogger_file(path):
         data = record.get("data") if isinstance(record.get("data"), dict) else {}
         step = record.get("step")
         if step == "PARAMETER":

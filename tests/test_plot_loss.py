@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from logger import MetricLogger
+from logger import MetricLogger, read_dllogger_file
 from scripts import plot_loss
 from tests.support import write_pretraining_log
 
@@ -14,7 +14,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 def test_runs_of_one_log_are_split_and_labelled(tmp_path):
     write_pretraining_log(tmp_path / "log.json")
-    runs = plot_loss.split_runs(plot_loss.read_records(tmp_path / "log.json"))
+    runs = plot_loss.split_runs(read_dllogger_file(tmp_path / "log.json"))
     assert [run.label for run in runs] == ["seq 128", "seq 512"]
     assert sorted(runs[0].series) == ["average_loss", "mlm_loss", "nsp_loss"]
     assert runs[1].series["average_loss"] == ([6, 7, 8], [4.0, 3.0, 2.0])
