@@ -397,7 +397,7 @@ def log_environment(choices: RunChoices, metrics: MetricLogger | None = None) ->
 class PrintEnvironment(argparse.Action):
     """`--print_env`: like `--help`, it works without the required flags, which it makes
     optional; the other flags still parse, so the report shows the run they describe.
-    The parsed `print_env` is `describe`; `runtime.run_main` prints the report instead of
+    The parsed `print_env` is `describe`; `cli.run_main` prints the report instead of
     running."""
 
     def __init__(self, option_strings, dest, describe, help=None) -> None:

@@ -23,7 +23,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-import runtime
+import cli
 import squad
 from fileio import atomic_write_text
 
@@ -31,7 +31,7 @@ PROG = "evaluate_squad.py"
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = runtime.ArgumentParser(
+    parser = cli.ArgumentParser(
         prog=PROG, description="Official SQuAD v1.1/v2.0 evaluation of a predictions file."
     )
     parser.add_argument("data_file", metavar="data.json", help="SQuAD dataset file")
@@ -43,7 +43,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--na-prob-thresh",
         "-t",
-        type=runtime.finite_float,
+        type=cli.finite_float,
         default=1.0,
         help="v2.0: answer '' where the na-prob is above this (default 1.0)",
     )
@@ -62,10 +62,10 @@ def check_arguments(args: argparse.Namespace) -> None:
     }
     for label, path in inputs.items():
         if path is not None:
-            runtime.check_input_file(path, label)
+            cli.check_input_file(path, label)
     if args.out_file:
-        runtime.check_output_file(args.out_file, "--out-file")
-        runtime.check_not_overwriting(inputs, {"--out-file": args.out_file})
+        cli.check_output_file(args.out_file, "--out-file")
+        cli.check_not_overwriting(inputs, {"--out-file": args.out_file})
 
 
 def _load_mapping(path: str, what: str, value_type: type | tuple[type, ...]) -> dict[str, Any]:
@@ -116,7 +116,7 @@ def execute(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return runtime.run_main(PROG, parse_args, execute, argv, log_level=logging.WARNING)
+    return cli.run_main(PROG, parse_args, execute, argv, log_level=logging.WARNING)
 
 
 if __name__ == "__main__":

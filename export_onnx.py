@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from torch import nn
 
-import runtime
+import cli
 from checkpoint import check_head_loaded, load_model_weights
 from errors import BertError, MissingDependency, UsageError
 from fileio import atomic_write, atomic_write_json
@@ -238,30 +238,30 @@ def parse_shapes(text: str, max_sequence: int) -> list[tuple[int, int]]:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = runtime.ArgumentParser(prog="export_onnx.py", description=__doc__.split("\n\n")[0])
+    parser = cli.ArgumentParser(prog="export_onnx.py", description=__doc__.split("\n\n")[0])
     add = parser.add_argument
     add("--init_checkpoint", help="fine-tuned weights, any format (random weights without it)")
     add("--config_file", required=True)
     add("--task", choices=tuple(OUTPUT_NAMES), required=True)
-    add("--num_labels", type=runtime.positive_int, default=2, help="classification only")
+    add("--num_labels", type=cli.positive_int, default=2, help="classification only")
     add("--output", required=True, help="the .onnx file to write")
-    add("--opset", type=runtime.positive_int, default=18)
+    add("--opset", type=cli.positive_int, default=18)
     add(
         "--tolerance",
-        type=runtime.non_negative_float,
+        type=cli.non_negative_float,
         default=1e-4,
         help="max abs difference from PyTorch",
     )
     add("--check_shapes", default="1x8,3x37,8x128", help="BATCHxSEQUENCE,... to check and time")
     add(
         "--repeats",
-        type=runtime.positive_int,
+        type=cli.positive_int,
         default=5,
         help="timed runs per shape (median; after a warm-up)",
     )
     add(
         "--threads",
-        type=runtime.positive_int,
+        type=cli.positive_int,
         help="CPU threads for both runtimes (default: torch's default)",
     )
     add("--json", help="also write the check and timings to this JSON file")
@@ -277,16 +277,16 @@ def check_arguments(args: argparse.Namespace) -> tuple[BertConfig, list[tuple[in
         raise MissingDependency(
             f"needs {', '.join(missing)} (pip install onnx onnxscript onnxruntime)"
         )
-    config = runtime.check_model_files(args.config_file)
+    config = cli.check_model_files(args.config_file)
     shapes = parse_shapes(args.check_shapes, config.max_position_embeddings)
     if args.init_checkpoint:
-        runtime.check_weights_path(args.init_checkpoint, "--init_checkpoint")
-    runtime.check_output_file(args.output, "--output")
+        cli.check_weights_path(args.init_checkpoint, "--init_checkpoint")
+    cli.check_output_file(args.output, "--output")
     if args.json:
-        runtime.check_output_file(args.json, "--json")
+        cli.check_output_file(args.json, "--json")
     inputs = {"--init_checkpoint": args.init_checkpoint, "--config_file": args.config_file}
-    runtime.check_not_overwriting(inputs, {"--output": args.output, "--json": args.json})
-    runtime.check_not_overwriting({"--output": args.output}, {"--json": args.json})
+    cli.check_not_overwriting(inputs, {"--output": args.output, "--json": args.json})
+    cli.check_not_overwriting({"--output": args.output}, {"--json": args.json})
     return config, shapes
 
 
@@ -330,7 +330,7 @@ def execute(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return runtime.run_main("export_onnx.py", parse_args, execute, argv, log_level=logging.WARNING)
+    return cli.run_main("export_onnx.py", parse_args, execute, argv, log_level=logging.WARNING)
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
+import cli
 import distributed
 import runtime
 from checkpoint import load_model_weights, save_nvidia_checkpoint
@@ -72,24 +73,24 @@ def add_common_arguments(parser: argparse.ArgumentParser, seed: int, log_freq: i
     add("--vocab_file", required=True)
     add("--config_file", required=True)
     add("--do_lower_case", action="store_true", help="lower-case the text (uncased models)")
-    add("--num_train_epochs", type=runtime.positive_float, default=3.0)
+    add("--num_train_epochs", type=cli.positive_float, default=3.0)
     add(
         "--max_steps",
-        type=runtime.steps_or_minus_one,
+        type=cli.steps_or_minus_one,
         default=-1.0,
         help="> 0: stop after this many optimizer steps",
     )
-    add("--warmup_proportion", type=runtime.proportion, default=0.1)
+    add("--warmup_proportion", type=cli.proportion, default=0.1)
     add("--skip_checkpoint", action="store_true", help="do not save the fine-tuned weights")
     add(
         "--log_freq",
-        type=runtime.positive_int,
+        type=cli.positive_int,
         default=log_freq,
         help="log every N optimizer steps",
     )
     add(
         "--max_grad_norm",
-        type=runtime.non_negative_float,
+        type=cli.non_negative_float,
         default=1.0,
         help="global gradient clipping (0: off)",
     )
@@ -112,14 +113,14 @@ def check_common_arguments(
             "evaluating or predicting without --do_train needs --init_checkpoint (fine-tuned "
             "weights): random weights give random answers"
         )
-    config = runtime.check_model_files(args.config_file, args.vocab_file, args.max_seq_length)
+    config = cli.check_model_files(args.config_file, args.vocab_file, args.max_seq_length)
     if args.init_checkpoint:
-        runtime.check_weights_path(args.init_checkpoint, "--init_checkpoint")
-    runtime.check_output_dir(args.output_dir, "--output_dir")
+        cli.check_weights_path(args.init_checkpoint, "--init_checkpoint")
+    cli.check_output_dir(args.output_dir, "--output_dir")
     output = Path(args.output_dir)
     saves_model = args.do_train and not args.skip_checkpoint
     weights = output / MODEL_FILES[0]
-    if saves_model and args.init_checkpoint and runtime.same_path(weights, args.init_checkpoint):
+    if saves_model and args.init_checkpoint and cli.same_path(weights, args.init_checkpoint):
         raise UsageError(
             f"--output_dir {args.output_dir}: training writes {weights}, which is "
             f"--init_checkpoint {args.init_checkpoint}; it would overwrite the weights it starts "
@@ -133,7 +134,7 @@ def check_common_arguments(
     }
     runtime.check_run_outputs(args, inputs)
     for name in [*(MODEL_FILES if saves_model else ()), *outputs]:
-        runtime.check_not_overwriting(inputs, {"--output_dir": output / name})
+        cli.check_not_overwriting(inputs, {"--output_dir": output / name})
     return config
 
 

@@ -38,7 +38,7 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
-import runtime
+import cli
 import shard_format
 from errors import BertError, UsageError
 from fileio import atomic_path, sha256_file
@@ -362,7 +362,7 @@ def check_writable(output: Path) -> None:
     """Fail before any work if `output` cannot be written (a real write test in the folder it
     goes to, or the nearest one that exists; nothing is created)."""
     try:
-        runtime.check_output_file(output, "")
+        cli.check_output_file(output, "")
     except UsageError as err:
         raise DataError(f"cannot write {err}") from None
 

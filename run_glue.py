@@ -34,8 +34,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import cli
 import glue
-import runtime
 from errors import UsageError
 from fileio import atomic_write_json
 from finetuning import (
@@ -60,16 +60,16 @@ logger = logging.getLogger("run_glue")
 
 
 def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = runtime.ArgumentParser(prog="run_glue.py", description=__doc__.split("\n\n")[0])
+    parser = cli.ArgumentParser(prog="run_glue.py", description=__doc__.split("\n\n")[0])
     add_common_arguments(parser, seed=1, log_freq=50)
     add = parser.add_argument
     add("--data_dir", required=True, help="the task's GLUE folder (train.tsv, dev.tsv, ...)")
     add("--task_name", required=True, help=f"one of {', '.join(glue.TASK_NAMES)}")
-    add("--max_seq_length", type=runtime.positive_int, default=128)
+    add("--max_seq_length", type=cli.positive_int, default=128)
     add("--do_train", action="store_true")
     add("--do_eval", action="store_true")
     add("--do_predict", action="store_true", help="label the test set (GLUE submission file)")
-    add("--eval_batch_size", type=runtime.positive_int, default=8)
+    add("--eval_batch_size", type=cli.positive_int, default=8)
     add("--server_ip", default="", help="accepted; unused")  # NVIDIA's remote debugging
     add("--server_port", default="", help="accepted; unused")
     return parser.parse_args(argv)
@@ -84,14 +84,14 @@ def check_arguments(args: argparse.Namespace) -> tuple[glue.GlueProcessor, BertC
     if args.max_seq_length < 3:  # [CLS] and two [SEP]
         raise UsageError(f"--max_seq_length {args.max_seq_length} is too short: 3 at least")
     processor = glue.get_processor(args.task_name)
-    data = runtime.check_input_dir(args.data_dir, "--data_dir")
+    data = cli.check_input_dir(args.data_dir, "--data_dir")
     files = {"train": processor.train_file, "dev": processor.dev_file, "test": processor.test_file}
     wanted = {"train": args.do_train, "dev": args.do_eval, "test": args.do_predict}
     inputs = {f"--data_dir {split} file": data / files[split] for split in files if wanted[split]}
     if processor.task_name == "mnli" and args.do_eval:  # the mismatched dev set is scored too
         inputs["--data_dir mismatched dev file"] = data / glue.get_processor("mnli-mm").dev_file
     for label, path in inputs.items():
-        runtime.check_input_file(path, label)
+        cli.check_input_file(path, label)
     outputs = ["results.txt"]
     if args.do_predict:
         outputs += ["predictions.json", processor.submission_file]
@@ -239,7 +239,7 @@ def execute(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return runtime.run_main("run_glue.py", parse_arguments, execute, argv)
+    return cli.run_main("run_glue.py", parse_arguments, execute, argv)
 
 
 if __name__ == "__main__":

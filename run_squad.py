@@ -38,7 +38,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import runtime
+import cli
 import squad
 from errors import UsageError
 from finetuning import (
@@ -64,23 +64,23 @@ logger = logging.getLogger("run_squad")
 
 
 def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = runtime.ArgumentParser(prog="run_squad.py", description=__doc__.split("\n\n")[0])
+    parser = cli.ArgumentParser(prog="run_squad.py", description=__doc__.split("\n\n")[0])
     add_common_arguments(parser, seed=42, log_freq=50)
     add = parser.add_argument
     add("--train_file", help="SQuAD json for training")
     add("--predict_file", help="SQuAD json for prediction (and evaluation)")
-    add("--max_seq_length", type=runtime.positive_int, default=384)
-    add("--doc_stride", type=runtime.positive_int, default=128)
-    add("--max_query_length", type=runtime.positive_int, default=64)
+    add("--max_seq_length", type=cli.positive_int, default=384)
+    add("--doc_stride", type=cli.positive_int, default=128)
+    add("--max_query_length", type=cli.positive_int, default=64)
     add("--do_train", action="store_true")
     add("--do_predict", action="store_true")
     add("--do_eval", action="store_true", help="score predictions against --predict_file")
-    add("--predict_batch_size", type=runtime.positive_int, default=8)
-    add("--n_best_size", type=runtime.positive_int, default=20)
-    add("--max_answer_length", type=runtime.positive_int, default=30)
+    add("--predict_batch_size", type=cli.positive_int, default=8)
+    add("--n_best_size", type=cli.positive_int, default=20)
+    add("--max_answer_length", type=cli.positive_int, default=30)
     add("--verbose_logging", action="store_true", help="accepted; unused")
     add("--version_2_with_negative", action="store_true")
-    add("--null_score_diff_threshold", type=runtime.finite_float, default=0.0)
+    add("--null_score_diff_threshold", type=cli.finite_float, default=0.0)
     add(
         "--eval_script",
         help="an external evaluation script such as <squad_dir>/evaluate-v1.1.py "
@@ -132,9 +132,9 @@ def check_arguments(args: argparse.Namespace) -> BertConfig:
     }
     for flag, path in inputs.items():
         if path:
-            runtime.check_input_file(path, flag)
+            cli.check_input_file(path, flag)
     if args.cache_dir and not args.skip_cache:
-        runtime.check_output_dir(args.cache_dir, "--cache_dir")
+        cli.check_output_dir(args.cache_dir, "--cache_dir")
     outputs = ["predictions.json", "nbest_predictions.json", "null_odds.json"]
     return check_common_arguments(args, inputs, outputs if args.do_predict else [])
 
@@ -349,7 +349,7 @@ def execute(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return runtime.run_main("run_squad.py", parse_arguments, execute, argv)
+    return cli.run_main("run_squad.py", parse_arguments, execute, argv)
 
 
 if __name__ == "__main__":

@@ -64,8 +64,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import cli
 import glue
-import runtime
 import storage
 from errors import BertError, MissingDependency, UsageError
 from fileio import atomic_write, atomic_write_json, atomic_write_text, sha256_file
@@ -157,12 +157,12 @@ def _precision(text: str) -> str:
 
 
 RECIPE_TYPES = {
-    "learning_rate": runtime.positive_float,
-    "batch_size": runtime.positive_int,
-    "epochs": runtime.positive_float,
-    "warmup_proportion": runtime.proportion,
+    "learning_rate": cli.positive_float,
+    "batch_size": cli.positive_int,
+    "epochs": cli.positive_float,
+    "warmup_proportion": cli.proportion,
     "precision": _precision,
-    "max_steps": runtime.positive_int_or_minus_one,
+    "max_steps": cli.positive_int_or_minus_one,
 }
 
 
@@ -192,7 +192,7 @@ def task_list(text: str) -> tuple[Task, ...]:
 def seed_list(text: str) -> tuple[int, ...]:
     seeds: list[int] = []
     for item in _items(text, "seeds"):
-        seed = runtime.seed_value(item)
+        seed = cli.seed_value(item)
         if seed in seeds:
             raise argparse.ArgumentTypeError(f"seed {seed} is named twice")
         seeds.append(seed)
@@ -226,7 +226,7 @@ def recipe_override(text: str) -> tuple[str, dict[str, Any]]:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     recipes = next(part for part in __doc__.split("\n\n") if part.startswith("Recipes."))
-    parser = runtime.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0], epilog=recipes)
+    parser = cli.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0], epilog=recipes)
     add = parser.add_argument
     add("--init_checkpoint", required=True, help="pre-trained weights (any supported format)")
     add("--config_file", required=True)
@@ -236,7 +236,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     add("--seeds", type=seed_list, default=seed_list("0,1,2,3,4,5,6,7,8,9"), help="as NVIDIA: 10")
     add("--glue_dir", help="one folder per GLUE task in NVIDIA's layout (MRPC/, SST-2/, ...)")
     add("--squad_dir", help="train-v1.1.json and dev-v1.1.json")
-    add("--num_gpu", type=runtime.positive_int, help="default: every GPU, else 1 process")
+    add("--num_gpu", type=cli.positive_int, help="default: every GPU, else 1 process")
     for key, kind in RECIPE_TYPES.items():
         add(f"--{key}", type=kind, help="for every task (default: the task's preset)")
     add("--recipe", type=recipe_override, action="append", default=[], metavar="TASK:K=V,...")
@@ -311,7 +311,7 @@ def _task_data(task: Task, args: argparse.Namespace) -> tuple[Path, tuple[Path, 
     if task.is_squad:
         if not args.squad_dir:
             raise UsageError("--squad_dir is needed for squad")
-        folder = runtime.check_input_dir(args.squad_dir, "--squad_dir").absolute()
+        folder = cli.check_input_dir(args.squad_dir, "--squad_dir").absolute()
         version = squad_version(folder)
         names = (f"train-v{version}.json", f"dev-v{version}.json")
         flag = "--squad_dir"
@@ -319,13 +319,13 @@ def _task_data(task: Task, args: argparse.Namespace) -> tuple[Path, tuple[Path, 
         if not args.glue_dir:
             raise UsageError(f"--glue_dir is needed for {task.name}")
         processor = glue.get_processor(task.name)
-        root = runtime.check_input_dir(args.glue_dir, "--glue_dir").absolute()
-        folder = runtime.check_input_dir(root / processor.folder, f"--glue_dir {task.name} folder")
+        root = cli.check_input_dir(args.glue_dir, "--glue_dir").absolute()
+        folder = cli.check_input_dir(root / processor.folder, f"--glue_dir {task.name} folder")
         names = (processor.train_file, processor.dev_file)
         if task.name == "mnli":  # its mismatched dev set is scored too
             names += (glue.get_processor("mnli-mm").dev_file,)
         flag = f"--glue_dir {task.name}"
-    files = tuple(runtime.check_input_file(folder / name, f"{flag} file") for name in names)
+    files = tuple(cli.check_input_file(folder / name, f"{flag} file") for name in names)
     return folder, files
 
 
@@ -335,10 +335,10 @@ def check_arguments(args: argparse.Namespace) -> Plan:
     if shutil.which("bash") is None:
         raise MissingDependency("needs bash to run the launchers")
     seq = 384 if any(task.is_squad for task in args.tasks) else 128  # the launchers' lengths
-    config = runtime.check_input_file(args.config_file, "--config_file").absolute()
-    vocab = runtime.check_input_file(args.vocab_file, "--vocab_file").absolute()
-    runtime.check_model_files(config, vocab, seq)
-    runtime.check_weights_path(args.init_checkpoint, "--init_checkpoint")
+    config = cli.check_input_file(args.config_file, "--config_file").absolute()
+    vocab = cli.check_input_file(args.vocab_file, "--vocab_file").absolute()
+    cli.check_model_files(config, vocab, seq)
+    cli.check_weights_path(args.init_checkpoint, "--init_checkpoint")
     gpus, device = _visible_gpus()
     num_gpu = args.num_gpu or max(gpus, 1)
     if gpus and num_gpu > gpus:
@@ -348,7 +348,7 @@ def check_arguments(args: argparse.Namespace) -> Plan:
     for task in args.tasks:
         folder, files = _task_data(task, args)
         runs.append(TaskRun(task, recipes[task.name], folder, files))
-    out = runtime.check_output_dir(args.output_dir, "--output_dir").absolute()
+    out = cli.check_output_dir(args.output_dir, "--output_dir").absolute()
     checkpoint = args.init_checkpoint
     if not storage.is_remote(checkpoint):
         checkpoint = os.fspath(Path(checkpoint).absolute())
@@ -357,7 +357,7 @@ def check_arguments(args: argparse.Namespace) -> Plan:
     folders = {f"--output_dir {run.task.name} folder": out / run.task.name for run in runs}
     for run in runs:
         _check_task_folder(out, run.task.name)
-    runtime.check_not_overwriting(inputs, {}, folders)
+    cli.check_not_overwriting(inputs, {}, folders)
     return Plan(tuple(runs), args.seeds, checkpoint, config, vocab, num_gpu, device, out)
 
 
@@ -926,7 +926,7 @@ def execute(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return runtime.run_main(PROG, parse_args, execute, argv)
+    return cli.run_main(PROG, parse_args, execute, argv)
 
 
 if __name__ == "__main__":

@@ -65,34 +65,34 @@ DOWNLOADABLE = ("wikicorpus_en", "google_pretrained_weights", "squad", "mrpc", "
 TEXT_DATASETS = ("wikicorpus_en", "bookscorpus", "books_wiki_en_corpus")
 
 
-# Repository modules (runtime, errors, data.pipeline) are imported inside the functions: run as
+# Repository modules (cli, errors, data.pipeline) are imported inside the functions: run as
 # `python data/bertPrep.py`, this file finds them only once the __main__ block below has put the
 # repository root first on sys.path.
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    import runtime
+    import cli
 
-    parser = runtime.ArgumentParser(prog="bertPrep.py", description=__doc__.split("\n\n")[0])
+    parser = cli.ArgumentParser(prog="bertPrep.py", description=__doc__.split("\n\n")[0])
     add = parser.add_argument
     add("--action", required=True, choices=ACTIONS, help="what to do")
     add("--dataset", required=True, choices=DATASETS, help="the dataset to do it on")
     add("--input_files", help="sharding: comma-separated one-article-per-line files to shard")
-    add("--n_training_shards", type=runtime.positive_int, default=256)
-    add("--n_test_shards", type=runtime.non_negative_int, default=256)
-    add("--fraction_test_set", type=runtime.proportion, default=0.1)
+    add("--n_training_shards", type=cli.positive_int, default=256)
+    add("--n_test_shards", type=cli.non_negative_int, default=256)
+    add("--fraction_test_set", type=cli.proportion, default=0.1)
     add(
         "--segmentation_method",
         choices=("nltk",),
         default="nltk",
         help="accepted; data/segmentation.py splits sentences (no NLTK download)",
     )
-    add("--n_processes", type=runtime.positive_int, default=4, help="worker processes")
-    add("--random_seed", type=runtime.seed_value, default=12345)
-    add("--dupe_factor", type=runtime.positive_int, default=5)
-    add("--masked_lm_prob", type=runtime.proportion, default=0.15)
-    add("--max_seq_length", type=runtime.positive_int, default=512)
-    add("--max_predictions_per_seq", type=runtime.positive_int, default=20)
+    add("--n_processes", type=cli.positive_int, default=4, help="worker processes")
+    add("--random_seed", type=cli.seed_value, default=12345)
+    add("--dupe_factor", type=cli.positive_int, default=5)
+    add("--masked_lm_prob", type=cli.proportion, default=0.15)
+    add("--max_seq_length", type=cli.positive_int, default=512)
+    add("--max_predictions_per_seq", type=cli.positive_int, default=20)
     add("--do_lower_case", type=int, choices=(0, 1), default=1)
     add("--vocab_file", help="default: vocab/vocab (vocab/vocab_cased with --do_lower_case 0)")
     add(
@@ -202,9 +202,9 @@ def execute(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    import runtime
+    import cli
 
-    return runtime.run_main("bertPrep.py", parse_args, execute, argv)
+    return cli.run_main("bertPrep.py", parse_args, execute, argv)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ Differences from NVIDIA's downloaders (`bertPrep.py`, `squad_download.sh`, the G
 - no `wget`, no gist fetched and executed at run time: GLUE's MRPC split is `build_mrpc()` here;
 - BookCorpus is not offered (its source is gone).
 
-Everything is standard library (and the repository's `fileio.py`, and `runtime.py` for the command
+Everything is standard library (and the repository's `fileio.py`, and `cli.py` for the command
 line, which loads no torch) at run time; tqdm only draws the progress bar when installed.
 """
 
@@ -53,7 +53,7 @@ from http.client import HTTPException
 from pathlib import Path
 from typing import IO, Any
 
-import runtime
+import cli
 from errors import BertError, UsageError
 from fileio import UnsafePathError, atomic_path, atomic_write_text, replace_durably, safe_join
 
@@ -1134,7 +1134,7 @@ def _dataset_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = runtime.ArgumentParser(
+    parser = cli.ArgumentParser(
         prog="data.download",
         description="Download and verify the raw datasets (squad, glue, "
         "google_pretrained_weights, wikicorpus_en).",
@@ -1163,18 +1163,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="download the Wikipedia dump even when no sha1 can be had to verify it (unsafe: "
         "its bytes are whatever the mirror serves)",
     )
-    parser.add_argument("--retries", type=runtime.non_negative_int, default=5)
+    parser.add_argument("--retries", type=cli.non_negative_int, default=5)
     parser.add_argument(
-        "--timeout", type=runtime.positive_float, default=60, help="seconds per socket read"
+        "--timeout", type=cli.positive_float, default=60, help="seconds per socket read"
     )
     parser.add_argument(
         "--min_rate",
-        type=runtime.non_negative_float,
+        type=cli.non_negative_float,
         default=MIN_RATE,
         help="end a download slower than this many bytes/s over --rate_window (0: never)",
     )
     parser.add_argument(
-        "--rate_window", type=runtime.positive_float, default=RATE_WINDOW_S, help="seconds"
+        "--rate_window", type=cli.positive_float, default=RATE_WINDOW_S, help="seconds"
     )
     parser.add_argument("--no_progress", action="store_true")
     parser.add_argument("--debug", action="store_true", help="print the traceback of a bug")
@@ -1193,8 +1193,8 @@ def check_arguments(args: argparse.Namespace) -> dict[str, Any]:
     except ValueError as err:
         raise UsageError(str(err)) from None
     if args.dump is not None:
-        runtime.check_input_file(args.dump, "--dump")
-    runtime.check_output_dir(args.download_dir, "--download_dir")
+        cli.check_input_file(args.dump, "--dump")
+    cli.check_output_dir(args.download_dir, "--download_dir")
     return options
 
 
@@ -1214,7 +1214,7 @@ def execute(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return runtime.run_main("data.download", parse_args, execute, argv)
+    return cli.run_main("data.download", parse_args, execute, argv)
 
 
 if __name__ == "__main__":

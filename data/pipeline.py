@@ -41,7 +41,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import runtime
+import cli
 from data.download import DATASETS as DATASETS_TO_DOWNLOAD
 from data.download import download_dataset, download_wikipedia
 from data.sharding import shard_articles
@@ -391,19 +391,19 @@ def check_settings(s: Settings, stages: list[str], working_dir_flag: str = "--wo
         inputs |= {f"--input_files ({i + 1})": path for i, path in enumerate(s.input_files)}
     for flag, path in inputs.items():
         if path is not None:
-            runtime.check_input_file(path, flag)
+            cli.check_input_file(path, flag)
     if s.books_dir is not None and "format" in stages and "bookscorpus" in s.corpora:
-        runtime.check_input_dir(s.books_dir, "--books_dir")
+        cli.check_input_dir(s.books_dir, "--books_dir")
         inputs["--books_dir"] = s.books_dir
-    runtime.check_output_dir(s.working_dir, working_dir_flag)
+    cli.check_output_dir(s.working_dir, working_dir_flag)
     replaced = {"extract": s.extracted_dir, "shard": s.sharded_dir, "hdf5": s.hdf5_dir}
     folders = {f"the {name} stage's folder": replaced[name] for name in stages if name in replaced}
-    runtime.check_not_overwriting(inputs, {}, folders=folders)
+    cli.check_not_overwriting(inputs, {}, folders=folders)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     defaults = Settings(working_dir=Path("."))
-    parser = runtime.ArgumentParser(
+    parser = cli.ArgumentParser(
         prog="data.pipeline",
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -440,16 +440,16 @@ def add_count_arguments(parser: argparse.ArgumentParser, defaults: Settings) -> 
     """The numeric flags of the shard and hdf5 stages (NVIDIA's names), with types that refuse
     impossible values while parsing."""
     types = {
-        "n_training_shards": runtime.positive_int,
-        "n_test_shards": runtime.non_negative_int,
-        "fraction_test_set": runtime.proportion,
-        "n_processes": runtime.positive_int,
-        "random_seed": runtime.seed_value,
-        "dupe_factor": runtime.positive_int,
-        "masked_lm_prob": runtime.proportion,
-        "max_seq_length": runtime.positive_int,
-        "max_predictions_per_seq": runtime.positive_int,
-        "short_seq_prob": runtime.proportion,
+        "n_training_shards": cli.positive_int,
+        "n_test_shards": cli.non_negative_int,
+        "fraction_test_set": cli.proportion,
+        "n_processes": cli.positive_int,
+        "random_seed": cli.seed_value,
+        "dupe_factor": cli.positive_int,
+        "masked_lm_prob": cli.proportion,
+        "max_seq_length": cli.positive_int,
+        "max_predictions_per_seq": cli.positive_int,
+        "short_seq_prob": cli.proportion,
     }
     for name, kind in types.items():
         parser.add_argument(f"--{name}", type=kind, default=getattr(defaults, name))
@@ -478,7 +478,7 @@ def execute(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return runtime.run_main("data.pipeline", parse_args, execute, argv)
+    return cli.run_main("data.pipeline", parse_args, execute, argv)
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-import runtime
+import cli
 from errors import BertError, UsageError
 from fileio import atomic_write_text
 from pretraining_instances import decoded_lines
@@ -83,7 +83,7 @@ class VocabOptions:
 
 def vocab_size_value(text: str) -> int:
     """--vocab_size: more than the special tokens, at most `MAX_VOCAB_SIZE`."""
-    value = runtime.positive_int(text)
+    value = cli.positive_int(text)
     if not len(SPECIAL_TOKENS) < value <= MAX_VOCAB_SIZE:
         raise argparse.ArgumentTypeError(
             f"must be between {len(SPECIAL_TOKENS) + 1} (the {len(SPECIAL_TOKENS)} special "
@@ -149,7 +149,7 @@ def train_vocabulary(paths: Sequence[Path], options: VocabOptions) -> list[str]:
 
     A `UsageError` when `options.vocab_size` cannot hold the special tokens and the characters
     of the text (found after the first pass); a `VocabTrainingError` when there is no text."""
-    tokenizers = runtime.require("tokenizers", "pip install tokenizers")
+    tokenizers = cli.require("tokenizers", "pip install tokenizers")
     # First pass: no merges, so the result is the special tokens and every character, in its
     # plain and (where it occurs inside a word) its ## form.
     alphabet = _train_pass(tokenizers, paths, options, SPECIAL_TOKENS, len(SPECIAL_TOKENS))
@@ -211,7 +211,7 @@ def config_mismatch(config: BertConfig, config_file: str | Path, tokens: int) ->
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = runtime.ArgumentParser(prog="data.train_vocab", description=__doc__.split("\n\n")[0])
+    parser = cli.ArgumentParser(prog="data.train_vocab", description=__doc__.split("\n\n")[0])
     add = parser.add_argument
     add(
         "--input_file",
@@ -229,7 +229,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     add(
         "--min_frequency",
-        type=runtime.positive_int,
+        type=cli.positive_int,
         default=2,
         help="occurrences a pair of pieces needs to be merged (default 2)",
     )
@@ -241,16 +241,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def check_arguments(args: argparse.Namespace) -> BertConfig | None:
     """Paths and the config before any text is read; the config when one is given."""
-    inputs = [runtime.check_input_file(path, "--input_file") for path in args.input_file]
-    runtime.check_output_file(args.output_file, "--output_file")
+    inputs = [cli.check_input_file(path, "--input_file") for path in args.input_file]
+    cli.check_output_file(args.output_file, "--output_file")
     for path in inputs:
-        runtime.check_not_overwriting({"--input_file": path}, {"--output_file": args.output_file})
+        cli.check_not_overwriting({"--input_file": path}, {"--output_file": args.output_file})
     if args.config_file is None:
         return None
     from modeling import BertConfig
 
-    runtime.check_input_file(args.config_file, "--config_file")
-    runtime.check_not_overwriting(
+    cli.check_input_file(args.config_file, "--config_file")
+    cli.check_not_overwriting(
         {"--config_file": args.config_file}, {"--output_file": args.output_file}
     )
     return BertConfig.from_json_file(args.config_file)
@@ -293,7 +293,7 @@ def execute(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return runtime.run_main("data.train_vocab", parse_args, execute, argv)
+    return cli.run_main("data.train_vocab", parse_args, execute, argv)
 
 
 if __name__ == "__main__":
