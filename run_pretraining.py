@@ -649,8 +649,8 @@ def setup(
             output.create()
         distributed.barrier()
     else:  # locked, cleared of what a killed run left, and tested for a write
-        main = run.dist.is_main_process
-        claim = claim_output(options.output_dir, "run_pretraining.py", is_main=main)
+        is_main = run.dist.is_main_process
+        claim = claim_output(options.output_dir, "run_pretraining.py", is_main=is_main)
         resources.enter_context(claim)
     model = build_model(options, run.device)
     optimizer = make_lamb(
