@@ -382,21 +382,6 @@ def _prune(bucket: str, prefix: str, folder: Path, keep: set[Path]) -> None:
             here.rmdir()
 
 
-def put(local: str | os.PathLike, url: str) -> None:
-    """Upload a local file to an s3:// URL.
-
-    S3 shows an object only once its upload completed (one PUT, or the completion of a
-    multipart upload), so readers never see a half-written one under the name.
-    """
-    bucket, key = split_url(url)
-    try:
-        _client(url).upload_file(str(local), bucket, key)
-    except _errors() as err:
-        if _code(err) == "NoSuchBucket":
-            raise FileNotFoundError(f"{url}: no such bucket: {bucket}") from None
-        raise StorageError(f"{url}: cannot upload: {err}") from None
-
-
 def upload(url: str, write: Callable[[IO[bytes]], None]) -> None:
     """Call `write(handle)` on a scratch file in the cache, upload it to `url`, delete it.
 

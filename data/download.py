@@ -554,10 +554,6 @@ def extract_archive(
     raise DownloadError(f"{archive} is neither a zip nor a tar archive; deleted it, run again")
 
 
-#: The name extraction had when only zips were unpacked.
-extract_zip = extract_archive
-
-
 def _extract(
     archive: Path, out_dir: Path, members: list[_Member], only: Collection[str] | None
 ) -> list[Path]:
