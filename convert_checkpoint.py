@@ -4,14 +4,13 @@
         --vocab_file vocab/vocab --output exported_hf/
     python convert_checkpoint.py --input path/to/hf_folder --output bert_from_hf.pt
 
-The output format follows `--output`: a name ending in `.pt` or `.bin` gets NVIDIA's
-`{'model': state_dict}` layout (vocabulary padded to a multiple of 8, plus our `config` entry);
-anything else becomes a Hugging Face folder (config.json, model.safetensors, and vocab.txt with a
-tokenizer config when `--vocab_file` is given) whose vocabulary padding is undone.
-
-NVIDIA's repository has no such converter (its TF loader needs TensorFlow, and nothing exports to
-Hugging Face): this script is new. Every entry script's `--init_checkpoint` also reads all these
-formats directly, so converting is only needed to hand weights to other tools.
+The entry script: its flags and checks, and the choice of output format from `--output`: a name
+ending in `.pt` or `.bin` gets NVIDIA's `{'model': state_dict}` layout (vocabulary padded to a
+multiple of 8, plus our `config` entry); anything else a Hugging Face folder (config.json,
+model.safetensors, and vocab.txt with a tokenizer config when `--vocab_file` is given) with the
+padding undone. Reading and writing the formats is `checkpoint.py`'s, whose loader every entry
+script's `--init_checkpoint` uses directly: converting is for handing weights to other tools.
+NVIDIA's repository has no converter; the README's differences table says so.
 """
 
 from __future__ import annotations

@@ -3,22 +3,12 @@
     python create_pretraining_data.py --vocab_file vocab/vocab --input_file corpus.txt \\
         --output_file corpus.hdf5 --max_seq_length 128 --max_predictions_per_seq 20
 
-Input: one sentence per line, a blank line between documents; a `.txt` file or a folder of
-them. Output: one HDF5 file with the six datasets, dtypes and shapes of NVIDIA's shards
-(`shard_format.py`), interchangeable with theirs. `--output_dir` writes one shard per input file
-instead, `--processes` of them at a time.
-
-The flags are NVIDIA's; the algorithm, reading and writing are `pretraining_instances.py`
-(Google's algorithm draw for draw, with memory bounded by one input file, sorted input order,
-one-line errors on bad input, atomic output and the settings stored in each shard).
-
-Differences from NVIDIA's flags: `--do_lower_case` can be turned off (`--do_lower_case 0` or
-`--no_lower_case`), where NVIDIA's was store_true with default True, so cased shards could not be
-made; `--output_dir`, `--processes`, `--tokenizer_backend`, `--config_file` (check that the
-shards fit a model) and Google's `--do_whole_word_mask` (mask every piece of a word together)
-are new. Every flag and path is checked before any text is read.
-A second run writing the same `--output_dir` is refused while the first holds its lock
-(`output_lock.py`).
+The entry script: NVIDIA's flags (and ours), every flag and path checked before any text is
+read, and the jobs to run. Input: one sentence per line, a blank line between documents; a
+`.txt` file or a folder of them. Output: one HDF5 file with the six datasets of NVIDIA's shards
+(`shard_format.py`), interchangeable with theirs, or with `--output_dir` one shard per input
+file, `--processes` at a time, the folder held with `output_lock.py`. The algorithm, reading and
+writing are `pretraining_instances.py`'s; the README lists how this script differs from NVIDIA's.
 """
 
 from __future__ import annotations

@@ -3,15 +3,12 @@
     python evaluate_squad.py DATASET.json PREDICTIONS.json
     python evaluate_squad.py dev-v2.0.json predictions.json --na-prob-file null_odds.json
 
-v1.1 data prints ``{"exact_match": ..., "f1": ...}`` on one line, as evaluate-v1.1.py does.
-v2.0 data (detected from the file's "version" or its ``is_impossible`` fields) prints the
-v2.0 script's JSON (indent 2) and accepts its options ``--na-prob-file``, ``--na-prob-thresh``
-and ``--out-file`` (which writes the JSON there instead of printing it). The scoring lives in
-``squad.py``. Differences from the official scripts: unreadable or malformed files give one line
-on stderr and exit status 1 (a missing file, or an ``--out-file`` that cannot be written or is
-one of the inputs: status 2, before anything is read); the v2.0 precision-recall plots
-(``--out-image-dir``) are not drawn; a question without a prediction scores 0 in v2.0 too (the
-official v2.0 script stops).
+The entry script: the official scripts' arguments and output. v1.1 data prints
+``{"exact_match": ..., "f1": ...}`` on one line, as evaluate-v1.1.py does; v2.0 data (detected
+from the file's "version" or its ``is_impossible`` fields) prints the v2.0 script's JSON
+(indent 2) and accepts its ``--na-prob-file``, ``--na-prob-thresh`` and ``--out-file`` (the
+JSON written there instead). The scoring lives in ``squad.py``; the README lists how this
+differs from the official scripts.
 """
 
 from __future__ import annotations

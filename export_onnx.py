@@ -6,24 +6,13 @@
         --config_file bert_configs/large.json --task classification --num_labels 2 \\
         --output results/bert_mrpc.onnx --json results/bert_mrpc_onnx.json
 
-Inputs `input_ids`, `token_type_ids`, `attention_mask` ([batch, sequence] int64) and outputs
-(`start_logits`, `end_logits` [batch, sequence], or `logits` [batch, num_labels], float32) have
-dynamic `batch` and `sequence` axes. Before anything is written, the exported graph is run with
-onnxruntime on batches of other shapes than the export example (`--check_shapes`, padded rows of
-mixed length) and compared with the PyTorch model on every output position; a difference above
-`--tolerance` (1e-4) fails the command and leaves no file. Both are timed on the same inputs,
-taking turns, with the same number of threads (median of `--repeats` runs after a warm-up); the
-sequences/s are printed, and written to `--json` when given. The .onnx file is one file with the
-weights inside, written atomically. Needs `onnx`, `onnxscript` and `onnxruntime`;
-`--init_checkpoint` takes every format the other entry scripts take (without it the weights are
-random, which is only good for timing).
-
-NVIDIA's repository exports through its Triton scripts only; this script is new. The graph is
-traced with the `torch.export`-based exporter (`dynamo=True`; the TorchScript exporter is
-deprecated) from the explicit-softmax attention (`attention_impl="eager"`), so it holds only
-MatMul/Softmax at every opset: from opset 23 on, SDPA becomes an ONNX `Attention` node whose
-broadcast [B, 1, 1, S] mask onnxruntime 1.32 rejects. The PyTorch side is the model as
-configured (SDPA by default), so the check also covers the attention kernel and the -10000 mask.
+The entry script: export (`export`: inputs `input_ids`, `token_type_ids`, `attention_mask`,
+outputs `start_logits`/`end_logits` or `logits`, dynamic `batch` and `sequence` axes), the check
+before anything is written (onnxruntime against PyTorch on other shapes than the export's,
+`--check_shapes`; a difference above `--tolerance` fails with no file left), the timing of both
+(`median_seconds`), and one atomically written .onnx file with the weights inside. Weights come
+from `checkpoint.py` (any format; none: random, for timing only); needs `onnx`, `onnxscript`
+and `onnxruntime`. NVIDIA exports through Triton scripts only; this script is new.
 """
 
 from __future__ import annotations
@@ -134,7 +123,13 @@ def example_inputs(
 
 
 def export(model: nn.Module, task: str, opset: int = 18) -> bytes:
-    """The ONNX model (weights inside) as bytes, with dynamic batch and sequence axes."""
+    """The ONNX model (weights inside) as bytes, with dynamic batch and sequence axes.
+
+    Traced with the `torch.export`-based exporter (`dynamo=True`; the TorchScript exporter is
+    deprecated) from the explicit-softmax twin, so the graph holds only MatMul/Softmax at every
+    opset: from opset 23 on, SDPA becomes an ONNX `Attention` node whose broadcast [B, 1, 1, S]
+    mask onnxruntime 1.32 rejects. The check runs the model as configured (SDPA by default), so
+    it also covers the attention kernel and the -10000 mask."""
     config = model.config
     batch = torch.export.Dim("batch", min=1)
     sequence = torch.export.Dim("sequence", min=2, max=config.max_position_embeddings)

@@ -2,18 +2,12 @@
 
 Owns: the flags both scripts take (NVIDIA's names), the setup (ranks, seeds, precision, logger),
 loading `--init_checkpoint` in any format, AdamW with NVIDIA's no-decay rule and a linear
-warm-up over the true number of optimizer steps, the epoch loop (accumulation with `no_sync`,
-loss divided by the accumulation steps, one global clip at 1.0 per optimizer step through
-`training.optimizer_step`, exact `--max_steps`), and prediction over length-sorted batches
-trimmed to their longest sequence, split across ranks. Task data and metrics stay in the task
-modules; the scripts pass a loss function and a forward function.
-
-Differences from NVIDIA's scripts: one loop instead of two drifting copies; the schedule counts
-features (SQuAD counted examples, fewer than its doc-stride features, so the LR reached 0 early
-and the rest of the run trained at LR 0) and the optimizer steps actually taken; `--max_steps`
-stops exactly there (the reference ran one more); clipping happens once per optimizer step on
-the accumulated gradient (SQuAD clipped and synced after every micro-step; GLUE defined a
-clipper but never called it); prediction runs on every rank, not only rank 0.
+warm-up over the optimizer steps counted from the features, the epoch loop (accumulation with
+`no_sync`, loss divided by the accumulation steps, one global clip at 1.0 per optimizer step
+through `training.optimizer_step`, exact `--max_steps`), and prediction over length-sorted
+batches trimmed to their longest sequence, split across ranks. Task data and metrics stay in the
+task modules; the scripts pass a loss function and a forward function. The README lists how
+this loop differs from NVIDIA's two copies.
 """
 
 from __future__ import annotations

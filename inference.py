@@ -4,16 +4,11 @@
         --vocab_file vocab/vocab --config_file bert_configs/large.json --do_lower_case \\
         --question "What food does Harry like?" --context "My name is Harry and I grew up in ..."
 
-Prints the answer, then the n-best list as JSON (`--n_best_size`, default 1 as NVIDIA's).
-
-Differences from NVIDIA's inference.py: a long context is covered by doc-stride windows like in
-run_squad.py (the reference truncated it to one window); `--init_checkpoint` takes any checkpoint
-format and loading reports missing weights instead of failing on NVIDIA-only names (a checkpoint
-without the QA head is refused: its answers would be random); the v2.0 null-answer decision is
-run_squad.py's (the reference used a different test); features, the model call
-(`squad.qa_forward`) and post-processing are squad.py's, so both scripts agree; bad flags and
-files (a window with no room for context, a vocabulary larger than the model's embeddings,
-`--fp16` without a GPU, ...) are refused in one line before the model is built.
+The entry script: NVIDIA's flags, their checks (one line before the model is built), loading
+the weights, and printing the answer, then the n-best list as JSON (`--n_best_size`, default 1
+as NVIDIA's). Features over doc-stride windows, the model call (`squad.qa_forward`),
+post-processing and the v2.0 null-answer decision are `squad.py`'s, so this script and
+`run_squad.py` agree; the README lists how it differs from NVIDIA's inference.py.
 """
 
 from __future__ import annotations

@@ -5,21 +5,13 @@
         --do_train --do_eval --output_dir results/MRPC --train_batch_size 16 \\
         --learning_rate 2.4e-5 --num_train_epochs 3 --bf16
 
-Tasks: cola, sst-2, mrpc, qqp, sts-b (regression), mnli (matched; the mismatched dev set is
-scored too), mnli-mm, qnli, rte, wnli. Readers and metrics are `glue.py`; the loops are
-`finetuning.py`. Outputs in `--output_dir`: `pytorch_model.bin`, `config.json` and
-`bert_config.json` after training, `results.txt` (JSON, NVIDIA's keys), `predictions.json`
-(guid -> label) and the GLUE submission file (`MRPC.tsv`, ...) with `--do_predict`. Batches
-are padded to their longest sequence.
-
-Differences from NVIDIA: all nine GLUE tasks (NVIDIA had four processors and no Pearson or
-Spearman); gradients are clipped at 1.0 (NVIDIA defined a clipper but never called it, so fp16
-training ran unclipped); metrics are logged under their own names (`acc`, `f1`, `mcc`, `pearson`,
-...) and NVIDIA's parser keys are kept too (`exact_match` holds the accuracy, `F1` the F1);
-`train:loss` is the mean micro-batch loss of the last epoch before division by the accumulation
-steps (NVIDIA's was divided); `eval:loss` is the mean over examples (NVIDIA's averaged batch
-means); no scikit-learn needed; a second run on the same `--output_dir` is refused while the
-first holds its lock (`output_lock.py`).
+The entry script: NVIDIA's flags, their checks, and the flow of a run. Tasks: cola, sst-2, mrpc,
+qqp, sts-b (regression), mnli (matched; the mismatched dev set is scored too), mnli-mm, qnli,
+rte, wnli. Outputs in `--output_dir` (held with `output_lock.py`): `pytorch_model.bin`,
+`config.json` and `bert_config.json` after training, `results.txt` (JSON, NVIDIA's keys;
+`train:loss` the last epoch's mean micro-batch loss), `predictions.json` (guid -> label) and the
+GLUE submission file (`MRPC.tsv`, ...) with `--do_predict`. Readers and metrics are `glue.py`'s,
+the loops `finetuning.py`'s; the README lists how this script differs from NVIDIA's.
 """
 
 from __future__ import annotations

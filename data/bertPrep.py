@@ -2,38 +2,15 @@
 
     export BERT_PREP_WORKING_DIR=/data/bert     # default: data/ of this repository
     python data/bertPrep.py --action download --dataset wikicorpus_en
-    python data/bertPrep.py --action text_formatting --dataset wikicorpus_en
-    python data/bertPrep.py --action sharding --dataset wikicorpus_en
-    python data/bertPrep.py --action create_hdf5_files --dataset wikicorpus_en \\
+    python data/bertPrep.py --action create_hdf5_files --dataset wikicorpus_en \
         --max_seq_length 128 --max_predictions_per_seq 20 --vocab_file vocab/vocab
 
-The flags, choices and defaults are NVIDIA's. Each action runs pipeline stages and writes
-NVIDIA's folders under the working dir:
-
-- download: the download stage; `download/<dataset>/` (mrpc and sst-2: `download/glue/<task>/`);
-- text_formatting: the extract (skipped by `--skip_wikiextractor 1`) and format stages;
-  `extracted/wikicorpus_en/`, then `formatted_one_article_per_line/` with
-  `wikicorpus_en_one_article_per_line.txt` and `bookscorpus_one_book_per_line.txt`;
-- sharding: the shard stage;
-  `sharded_training_shards_<n>_test_shards_<m>_fraction_<f>/<dataset>/<dataset>_{training|test}_<i>.txt`;
-- create_hdf5_files: the hdf5 and verify stages; `hdf5_lower_case_<l>_seq_len_<L>_max_pred_<P>_`
-  `masked_lm_prob_<p>_random_seed_<s>_dupe_factor_<d>/<dataset>/<dataset>_{training|test}_<i>.hdf5`.
-
-A stage already done with the same settings is skipped (`--force` redoes it). Flags and
-combinations that cannot work here end with one line and exit status 2, before any work: a number
-out of range, a missing `--vocab_file` or `--input_files` file, an unwritable working dir,
-`create_tfrecord_files` (NVIDIA's asserted too), `wikicorpus_zh` and `nvidia_pretrained_weights`
-(NVIDIA's asserted "not implemented"), and downloading `bookscorpus`, whose source is gone: put
-the books (.txt files) in `download/bookscorpus/` or `$BOOKS_DIR` and run `text_formatting`.
-`--dataset all` downloads every dataset that can be downloaded. A failed stage ends with one line
-and status 1.
-
-Differences from NVIDIA's script: `BERT_PREP_WORKING_DIR` defaults to `data/` of this repository
-(NVIDIA's failed with a KeyError; its container set it to the same folder); `--vocab_file`
-defaults to `vocab/vocab` (`vocab/vocab_cased` with `--do_lower_case 0`); `--segmentation_method
-nltk` uses the rule-based splitter of `data/segmentation.py`, with nothing to download; the
-shard files are all written before the script exits; and the added flags `--dump` (a local
-Wikipedia dump: offline), `--wiki_date`, `--mirror`, `--books_dir` and `--force`.
+Owns NVIDIA's flags, choices and defaults and the mapping of each `--action` onto pipeline
+stages (`plan`), which write NVIDIA's folders under the working dir; a stage already done with
+the same settings is skipped (`--force` redoes it). What cannot work here (TFRecords,
+`wikicorpus_zh`, `nvidia_pretrained_weights`, downloading BookCorpus) is one line and exit status
+2 before any work; a failed stage is one line and status 1. The stages themselves are
+`data/pipeline.py`'s; the README lists how this script differs from NVIDIA's.
 """
 
 from __future__ import annotations
@@ -118,7 +95,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def plan(args: argparse.Namespace) -> tuple[str, tuple[str, ...], list[str]]:
-    """(pipeline dataset, datasets to download, stages) for an action, or UsageError."""
+    """(pipeline dataset, datasets to download, stages) for an action, or UsageError.
+
+    download: the download stage, into `download/<dataset>/` (mrpc and sst-2:
+    `download/glue/<task>/`); `--dataset all` fetches `DOWNLOADABLE`. text_formatting: extract
+    (skipped by `--skip_wikiextractor 1`) and format, into `extracted/wikicorpus_en/` and
+    `formatted_one_article_per_line/`. sharding: the shard stage, into
+    `sharded_training_shards_<n>_test_shards_<m>_fraction_<f>/<dataset>/`. create_hdf5_files:
+    the hdf5 and verify stages, into `hdf5_lower_case_<l>_seq_len_<L>_max_pred_<P>_`
+    `masked_lm_prob_<p>_random_seed_<s>_dupe_factor_<d>/<dataset>/`. BookCorpus cannot be
+    downloaded (its source is gone): its .txt books go in `download/bookscorpus/` or
+    `$BOOKS_DIR` before `text_formatting`."""
     from errors import UsageError
 
     action, dataset = args.action, args.dataset

@@ -2,28 +2,10 @@
 
 Owns the first pipeline stage: fetching SQuAD v1.1/v2.0, GLUE, Google's pre-trained BERT zips and
 an English Wikipedia dump into a download folder, checking every file against a checksum pinned
-in the catalog (or, for the dump, published by Wikimedia), and unpacking archives. Decompressing
-the Wikipedia dump, text extraction and everything after it belong to the later stages
-(`data/pipeline.py`).
-
-Differences from NVIDIA's downloaders (`bertPrep.py`, `squad_download.sh`, the GLUE gist):
-- the Wikipedia dump has a pinned date and a list of mirrors instead of `enwiki-latest`; its
-  sha1 is read from the `sha1sums.txt` on Wikimedia's own server (or given with `--wiki_sha1`),
-  never from the mirror that serves the dump, and without one the download is refused unless
-  `--no_verify` says otherwise; a local dump can be passed instead (offline);
-- every file is checked against a checksum published somewhere we can name (sources in the
-  comments of the catalog), and a mismatch is an error, not a printed warning; `download()`
-  refuses a file without a checksum unless its caller says how it is verified;
-- archives are unpacked member by member: names that lead outside the folder, links and device
-  files are refused, and a zip published with checksums of some members unpacks only those;
-- downloads retry with backoff, resume from a `.part` file with HTTP Range requests, move to the
-  next mirror on failure or when a mirror trickles (a per-read timeout and a minimum rate), and
-  are idempotent: a verified file is never fetched twice;
-- no `wget`, no gist fetched and executed at run time: GLUE's MRPC split is `build_mrpc()` here;
-- BookCorpus is not offered (its source is gone).
-
-Everything is standard library (and the repository's `fileio.py`, and `cli.py` for the command
-line, which loads no torch) at run time; tqdm only draws the progress bar when installed.
+in the catalog (the dump's: read from Wikimedia's own server), retrying, resuming and changing
+mirrors, and unpacking archives member by member inside the folder. Decompressing the dump and
+everything after it belong to the later stages (`data/pipeline.py`). Standard library only at
+run time, with `fileio.py` and `cli.py` (no torch); tqdm draws the progress bar when installed.
 """
 
 from __future__ import annotations

@@ -3,32 +3,13 @@
     python -m data.train_vocab --input_file corpus.txt [more.txt ...] --output_file vocab.txt \\
         --vocab_size 30522 [--cased] [--min_frequency 2] [--config_file bert_configs/base.json]
 
-The trainer is Hugging Face `tokenizers`' own `WordPieceTrainer` (`##` continuation pieces),
-fed through its BERT normalizer and pre-tokenizer: control characters removed, white space
-unified, CJK ideographs split off, punctuation split off and, unless `--cased`, lower-casing
-and accent stripping. That is Google's BasicTokenizer, which `tokenization.BertTokenizer` runs,
-so with the new vocabulary our tokenizer gives the ids `tokenizers`' BERT tokenizer gives.
-
-Input: UTF-8 text, one sentence a line with blank lines between documents (what
-`create_pretraining_data.py` reads), or any plain text; the trainer sees words, not lines.
-
-Output: the `vocab.txt` format, one token a line, a token's id its line index:
-- first the special tokens the scripts need, always in this order: [PAD] (id 0: shards and
-  batches pad `input_ids` with 0), [UNK], [CLS], [SEP], [MASK]. No [unusedN] entries: Google's
-  vocabularies reserve them, nothing here uses them;
-- then the continuation characters (`##x`, sorted), the characters (sorted), and the merged
-  pieces in the order they were learned.
-
-The same text and flags give the same file, byte for byte. The trainer alone does not: it
-numbers the `##x` characters in the order of a hash table that changes from process to process,
-and those numbers break ties between equally frequent pairs, so ids and the last tokens learned
-differed between runs. The text is therefore read twice: a first pass finds the characters, and
-the second trains with the `##x` characters given fixed, sorted ids (as reserved tokens, which
-the trainer numbers first and otherwise treats like the pieces it finds itself).
-
-The vocabulary is checked with this project's own reader before it is written (atomically), so
-a file it would refuse is never written. Warnings: the text gave fewer tokens than
-`--vocab_size`; the `vocab_size` of `--config_file` differs from the tokens written.
+Owns the command: its flags and checks, two passes of Hugging Face `tokenizers`' own
+`WordPieceTrainer` behind its BERT normalizer and pre-tokenizer (Google's BasicTokenizer, so
+`tokenization.BertTokenizer` gives the ids `tokenizers`' BERT tokenizer gives), and writing the
+`vocab.txt` format: the special tokens first ([PAD] 0 ... [MASK] 4, no [unusedN]), then the
+`##x` characters, the characters and the pieces in the order learned, the same file for the same
+text and flags (`train_vocabulary`). Input is UTF-8 text, the shards' input or any plain text;
+reading the vocabulary back is `tokenization.py`'s.
 """
 
 from __future__ import annotations
@@ -54,7 +35,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-#: The special tokens, written first in this order ([PAD] must be id 0, the padding id).
+#: The special tokens, written first in this order ([PAD] must be id 0, the padding id). No
+#: [unusedN] entries: Google's vocabularies reserve them, nothing here uses them.
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
 #: The largest --vocab_size taken: 8x multilingual BERT's 119,547 tokens. Larger is almost surely
@@ -146,6 +128,13 @@ def _train_pass(
 
 def train_vocabulary(paths: Sequence[Path], options: VocabOptions) -> list[str]:
     """The tokens of a WordPiece vocabulary trained on the text of `paths`, in id order.
+
+    The same text and options give the same tokens. The trainer alone does not: it numbers the
+    `##x` characters in the order of a hash table that changes from process to process, and
+    those numbers break ties between equally frequent pairs, so ids and the last tokens learned
+    differed between runs. So a first pass finds the characters, and the second trains with the
+    `##x` characters at fixed, sorted ids (as reserved tokens, which the trainer numbers first
+    and otherwise treats like the pieces it finds itself).
 
     A `UsageError` when `options.vocab_size` cannot hold the special tokens and the characters
     of the text (found after the first pass); a `VocabTrainingError` when there is no text."""

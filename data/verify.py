@@ -3,15 +3,13 @@
     python -m data.verify SHARD_DIR --max_seq_length 128 --max_predictions_per_seq 20 \\
         --vocab_file vocab/vocab --config_file bert_configs/large.json [--expected_shards 256]
 
-Checks every `*.hdf5` file (or those named on the command line): the six datasets of NVIDIA's
-layout with their dtypes and shapes, the sequence length and max-predictions width, and the
-content, in bounded-memory blocks: `[CLS]` first, mask of ones then zeros, zero padding, segment
-ids 0 then 1, token ids inside the vocabulary, masked positions sorted, unique and inside the
-sequence, next-sentence labels 0/1. Shards written by our `create_pretraining_data.py` carry the
-vocabulary's sha256, which must match `--vocab_file`; the vocabulary must fit the model config.
-A folder of LDDL parquet shards (NVIDIA HEAD's data) is checked as `run_pretraining.py` reads it
-(`verify_parquet`; `--vocab_file` is needed). Prints a summary (shards, instances, tokens) and
-exits 1 with every problem found, one per line.
+Checks every `*.hdf5` file (or those named): NVIDIA's six datasets with their dtypes and shapes,
+and the content in bounded-memory blocks: `[CLS]` first, mask of ones then zeros, zero padding,
+segment ids 0 then 1, token ids inside the vocabulary, masked positions sorted, unique and
+inside the sequence, next-sentence labels 0/1, our shards' vocabulary sha256 against
+`--vocab_file`, and that vocabulary against `--config_file`. An LDDL parquet folder is checked as
+`run_pretraining.py` reads it (`verify_parquet`; needs `--vocab_file`). Prints a summary
+(shards, instances, tokens) and exits 1 with every problem found, one per line.
 """
 
 from __future__ import annotations
