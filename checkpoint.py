@@ -1,19 +1,13 @@
 """Checkpoint files: atomic saving, and reading weights in every format users bring.
 
 One loader, one key map. Whatever the source (an NGC or NVIDIA `ckpt_*.pt`, one of ours, a bare
-state_dict, a Hugging Face folder, a Google TensorFlow checkpoint), weights are first renamed to
-the canonical names of `modeling.py` (NVIDIA's state_dict names, encoder under `bert.`), then
-fitted to the model: vocabulary rows padded or trimmed, shapes checked, and missing and
-unexpected keys reported. Exporting to Hugging Face applies the same map backwards.
-
-Training-state checkpoints (optimizer, scheduler, data position) are assembled by the training
-code; this module only writes them atomically and reads them back safely.
-
-Differences from NVIDIA: `torch.load(..., weights_only=True)` always (pickled objects such as the
-21.11 `data_loader` are replaced by inert stubs, never executed); missing encoder weights, extra
-encoder layers and shape mismatches are errors instead of a silent `strict=False`, and so are
-weights holding NaN or infinity (a diverged run's), wherever weights are loaded; HF and Google
-checkpoints load without a separate conversion step, with or without vocabulary padding.
+state_dict, a Hugging Face folder, a Google TensorFlow checkpoint, local or `s3://`), weights are
+renamed to the canonical names of `modeling.py`, then fitted to the model: vocabulary rows padded
+or trimmed, shapes and finiteness checked, missing and unexpected keys reported (encoder
+mismatches are errors). Files are read with `weights_only=True` (`torch_load`). Exporting to
+Hugging Face applies the same map backwards. Training-state checkpoints are assembled by the
+training code (`pretraining_checkpoints.py`); this module writes them atomically and reads them
+back safely. The README lists how loading differs from NVIDIA's.
 """
 
 from __future__ import annotations

@@ -4,14 +4,13 @@
         --vocab_file vocab/vocab --output exported_hf/
     python convert_checkpoint.py --input path/to/hf_folder --output bert_from_hf.pt
 
-The output format follows `--output`: a name ending in `.pt` or `.bin` gets NVIDIA's
-`{'model': state_dict}` layout (vocabulary padded to a multiple of 8, plus our `config` entry);
-anything else becomes a Hugging Face folder (config.json, model.safetensors, and vocab.txt with a
-tokenizer config when `--vocab_file` is given) whose vocabulary padding is undone.
-
-NVIDIA's repository has no such converter (its TF loader needs TensorFlow, and nothing exports to
-Hugging Face): this script is new. Every entry script's `--init_checkpoint` also reads all these
-formats directly, so converting is only needed to hand weights to other tools.
+The entry script: its flags and checks, and the choice of output format from `--output`: a name
+ending in `.pt` or `.bin` gets NVIDIA's `{'model': state_dict}` layout (vocabulary padded to a
+multiple of 8, plus our `config` entry); anything else a Hugging Face folder (config.json,
+model.safetensors, and vocab.txt with a tokenizer config when `--vocab_file` is given) with the
+padding undone. Reading and writing the formats is `checkpoint.py`'s, whose loader every entry
+script's `--init_checkpoint` uses directly: converting is for handing weights to other tools.
+NVIDIA's repository has no converter; the README's differences table says so.
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import runtime
+import cli
 from checkpoint import (
     HF_ARCHITECTURES,
     fit_state_dict,
@@ -36,9 +35,7 @@ from tokenization import load_vocab
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = runtime.ArgumentParser(
-        prog="convert_checkpoint.py", description=__doc__.split("\n\n")[0]
-    )
+    parser = cli.ArgumentParser(prog="convert_checkpoint.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--input", required=True, help="NVIDIA/our .pt, HF folder, or TF ckpt")
     parser.add_argument("--output", required=True, help="*.pt / *.bin, or an HF folder to create")
     parser.add_argument(
@@ -95,11 +92,11 @@ def check_arguments(args: argparse.Namespace) -> None:
     """The paths before any weights are read: the input exists, the config and vocabulary are
     files (and fit each other), the output can be written, is not the input and replaces
     nothing (a file there, or a folder with something in it)."""
-    runtime.check_weights_path(args.input, "--input")
+    cli.check_weights_path(args.input, "--input")
     if args.config_file:
-        runtime.check_model_files(args.config_file, args.vocab_file)
+        cli.check_model_files(args.config_file, args.vocab_file)
     elif args.vocab_file:
-        runtime.check_input_file(args.vocab_file, "--vocab_file")
+        cli.check_input_file(args.vocab_file, "--vocab_file")
     inputs = {
         "--input": args.input,
         "--config_file": args.config_file,
@@ -107,13 +104,13 @@ def check_arguments(args: argparse.Namespace) -> None:
     }
     output = Path(args.output)
     if output_format(args) == "nvidia":
-        runtime.check_output_file(args.output, "--output")
-        runtime.check_not_overwriting(inputs, {"--output": output})
+        cli.check_output_file(args.output, "--output")
+        cli.check_not_overwriting(inputs, {"--output": output})
         if output.exists():
             raise UsageError(f"--output {output}: exists; remove it or pick another name")
     else:  # a new folder; an input inside it would be in the way
-        runtime.check_output_dir(output, "--output")
-        runtime.check_not_overwriting(inputs, {"--output": output}, folders={"--output": output})
+        cli.check_output_dir(output, "--output")
+        cli.check_not_overwriting(inputs, {"--output": output}, folders={"--output": output})
         if output.is_dir() and any(output.iterdir()):
             raise UsageError(f"--output {output}: a folder with files in it; pick a new one")
 
@@ -146,7 +143,7 @@ def execute(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return runtime.run_main("convert_checkpoint.py", parse_args, execute, argv)
+    return cli.run_main("convert_checkpoint.py", parse_args, execute, argv)
 
 
 if __name__ == "__main__":

@@ -3,22 +3,12 @@
     python create_pretraining_data.py --vocab_file vocab/vocab --input_file corpus.txt \\
         --output_file corpus.hdf5 --max_seq_length 128 --max_predictions_per_seq 20
 
-Input: one sentence per line, a blank line between documents; a `.txt` file or a folder of
-them. Output: one HDF5 file with the six datasets, dtypes and shapes of NVIDIA's shards
-(`shard_format.py`), interchangeable with theirs. `--output_dir` writes one shard per input file
-instead, `--processes` of them at a time.
-
-The flags are NVIDIA's; the algorithm, reading and writing are `pretraining_instances.py`
-(Google's algorithm draw for draw, with memory bounded by one input file, sorted input order,
-one-line errors on bad input, atomic output and the settings stored in each shard).
-
-Differences from NVIDIA's flags: `--do_lower_case` can be turned off (`--do_lower_case 0` or
-`--no_lower_case`), where NVIDIA's was store_true with default True, so cased shards could not be
-made; `--output_dir`, `--processes`, `--tokenizer_backend`, `--config_file` (check that the
-shards fit a model) and Google's `--do_whole_word_mask` (mask every piece of a word together)
-are new. Every flag and path is checked before any text is read.
-A second run writing the same `--output_dir` is refused while the first holds its lock
-(`output_lock.py`).
+The entry script: NVIDIA's flags (and ours), every flag and path checked before any text is
+read, and the jobs to run. Input: one sentence per line, a blank line between documents; a
+`.txt` file or a folder of them. Output: one HDF5 file with the six datasets of NVIDIA's shards
+(`shard_format.py`), interchangeable with theirs, or with `--output_dir` one shard per input
+file, `--processes` at a time, the folder held with `output_lock.py`. The algorithm, reading and
+writing are `pretraining_instances.py`'s; the README lists how this script differs from NVIDIA's.
 """
 
 from __future__ import annotations
@@ -29,7 +19,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import runtime
+import cli
 from errors import UsageError
 from output_lock import claim_output
 from pretraining_instances import (
@@ -52,7 +42,7 @@ def str_to_bool(value: str) -> bool:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = runtime.ArgumentParser(
+    parser = cli.ArgumentParser(
         prog="create_pretraining_data.py", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("--vocab_file", required=True, help="vocabulary (one token per line)")
@@ -61,11 +51,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     output.add_argument("--output_file", help="the .hdf5 shard to write")
     output.add_argument("--output_dir", help="write one <input name>.hdf5 per input file here")
     parser.add_argument("--bert_model", help="accepted; unused")
-    parser.add_argument("--max_seq_length", type=runtime.positive_int, default=128)
-    parser.add_argument("--dupe_factor", type=runtime.positive_int, default=10)
-    parser.add_argument("--max_predictions_per_seq", type=runtime.positive_int, default=20)
-    parser.add_argument("--masked_lm_prob", type=runtime.proportion, default=0.15)
-    parser.add_argument("--short_seq_prob", type=runtime.proportion, default=0.1)
+    parser.add_argument("--max_seq_length", type=cli.positive_int, default=128)
+    parser.add_argument("--dupe_factor", type=cli.positive_int, default=10)
+    parser.add_argument("--max_predictions_per_seq", type=cli.positive_int, default=20)
+    parser.add_argument("--masked_lm_prob", type=cli.proportion, default=0.15)
+    parser.add_argument("--short_seq_prob", type=cli.proportion, default=0.1)
     parser.add_argument(
         "--do_lower_case",
         type=str_to_bool,
@@ -77,7 +67,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--no_lower_case", dest="do_lower_case", action="store_false", help="keep the case"
     )
-    parser.add_argument("--random_seed", type=runtime.seed_value, default=12345)
+    parser.add_argument("--random_seed", type=cli.seed_value, default=12345)
     parser.add_argument(
         "--do_whole_word_mask",
         type=str_to_bool,
@@ -93,7 +83,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="python (default) or fast (HF tokenizers); both give identical tokens",
     )
     parser.add_argument(
-        "--processes", type=runtime.positive_int, default=1, help="shards built at a time"
+        "--processes", type=cli.positive_int, default=1, help="shards built at a time"
     )
     parser.add_argument("--disable_progress_bar", action="store_true")
     parser.add_argument(
@@ -111,12 +101,12 @@ def jobs_from_args(args: argparse.Namespace) -> list[ShardJob]:
     except DataError as err:  # settings that cannot make an instance are flag errors
         raise UsageError(str(err)) from None
     if args.config_file:
-        runtime.check_model_files(args.config_file, args.vocab_file, args.max_seq_length)
+        cli.check_model_files(args.config_file, args.vocab_file, args.max_seq_length)
     else:
-        runtime.check_input_file(args.vocab_file, "--vocab_file")
+        cli.check_input_file(args.vocab_file, "--vocab_file")
     vocab_file = Path(args.vocab_file)
     BertTokenizer(vocab_file, do_lower_case=args.do_lower_case)  # fail fast on a bad vocab
-    runtime.check_input_path(args.input_file, "--input_file")
+    cli.check_input_path(args.input_file, "--input_file")
     files = input_files(args.input_file)
     common = {
         "vocab_file": vocab_file,
@@ -125,10 +115,10 @@ def jobs_from_args(args: argparse.Namespace) -> list[ShardJob]:
         "tokenizer_backend": args.tokenizer_backend,
     }
     if args.output_file:
-        output = runtime.check_output_file(args.output_file, "--output_file")
+        output = cli.check_output_file(args.output_file, "--output_file")
         jobs = [ShardJob(tuple(files), output, progress=not args.disable_progress_bar, **common)]
     else:
-        out_dir = runtime.check_output_dir(args.output_dir, "--output_dir")
+        out_dir = cli.check_output_dir(args.output_dir, "--output_dir")
         jobs = [ShardJob((path,), out_dir / f"{path.stem}.hdf5", **common) for path in files]
     for job in jobs:
         check_job(job, args)
@@ -138,11 +128,11 @@ def jobs_from_args(args: argparse.Namespace) -> list[ShardJob]:
 def check_job(job: ShardJob, args: argparse.Namespace) -> None:
     """A job's output is none of its inputs, and it has some text to read."""
     output = {"--output_file" if args.output_file else "--output_dir": job.output}
-    runtime.check_not_overwriting(
+    cli.check_not_overwriting(
         {"--vocab_file": args.vocab_file, "--config_file": args.config_file}, output
     )
     for path in job.inputs:
-        runtime.check_not_overwriting({"--input_file": path}, output)
+        cli.check_not_overwriting({"--input_file": path}, output)
     if all(path.stat().st_size == 0 for path in job.inputs):
         names = ", ".join(str(path) for path in job.inputs)
         raise DataError(f"{names}: empty, no text to make instances from")
@@ -165,7 +155,7 @@ def execute(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return runtime.run_main("create_pretraining_data.py", parse_args, execute, argv)
+    return cli.run_main("create_pretraining_data.py", parse_args, execute, argv)
 
 
 if __name__ == "__main__":

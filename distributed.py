@@ -5,14 +5,9 @@ Ranks come from `torchrun` (RANK, WORLD_SIZE, LOCAL_RANK), from an `srun` job st
 process per task (SLURM_STEP_NUM_TASKS, SLURM_PROCID, SLURM_LOCALID), or from a legacy
 `--local_rank`; without any of them the run is a single process (also inside an sbatch script or
 an salloc shell). NCCL on GPUs, gloo on CPU; collectives give up after
-$BERT_DIST_TIMEOUT_MINUTES (default 30) with one clear error.
-
-Differences from NVIDIA: `torchrun` instead of `torch.distributed.launch` (`--local_rank` still
-works); seeds are offset by the *global* rank (NVIDIA used the local rank, so ranks with the same
-local rank on different nodes drew the same dropout masks); DDP buckets keep their default size
-so communication overlaps the backward pass (NVIDIA HEAD passed a byte count as `bucket_cap_mb`,
-which made one huge bucket and no overlap); a 16-bit all-reduce is bf16 in bf16 runs (fp16 in
-fp16 and fp32 runs, as NVIDIA's).
+$BERT_DIST_TIMEOUT_MINUTES (default 30) with one clear error. Seeds are offset by the global
+rank. Which precision and flags a run uses is `runtime.py`'s; the README lists how seeding and
+DDP differ from NVIDIA's.
 """
 
 from __future__ import annotations

@@ -2,17 +2,11 @@
 
 Owns gathering it (software versions, devices, the precision path and which fast kernels the run
 uses), writing it to a log (one line per key through `logging`, and one dllogger `PARAMETER`
-record with the same keys), printing it for `--print_env`, and that flag itself. The report's
-keys are `KEYS`, always all of them, in that order.
-
-What the run chose comes in a `RunChoices`, which each script fills from the same functions its
-run uses (`runtime.setup_run` for the training scripts, `inference.py` for itself); the
-optimizer and the attention kernel are worked out here with the functions that build them
-(`optimization.lamb_impl`, `optimization.adamw_fused`, the config's `attention_impl`, and the
-SDPA dispatcher asked about a batch shaped like the run's). Every query is defensive: one that
-fails gives "unavailable" and never stops a run. Optional packages are looked up without being
-imported (apex is slow to import). The repository's commit is read from `.git` without running
-git; outside a checkout it is "unknown".
+record with the same keys), printing it for `--print_env`, and that flag itself. The keys are
+`KEYS`, always all of them, in that order. What the run chose comes in a `RunChoices`, filled
+from the functions the run itself uses (`runtime.setup_run`, `inference.py`); the optimizer and
+attention kernel are worked out with the functions that build them. Every query is defensive: a
+failed one gives "unavailable" and never stops a run (`_ask`).
 """
 
 from __future__ import annotations
@@ -73,7 +67,11 @@ REPOSITORY = Path(__file__).resolve().parent
 
 @dataclasses.dataclass(frozen=True)
 class RunChoices:
-    """What a run decided, as the report shows it.
+    """What a run decided, as the report shows it, filled by each script from the same
+    functions its run uses (`runtime.setup_run` for the training scripts, `inference.py` for
+    itself); the optimizer and attention kernel are asked of `optimization.lamb_impl`,
+    `optimization.adamw_fused`, the config's `attention_impl` and the SDPA dispatcher (a batch
+    shaped like the run's).
 
     `precision` is the autocast path ("fp32", "bf16", "fp16", "fp8"); `tf32` whether fp32
     matmuls may use TF32; `optimizer` a description ("none" when the script trains nothing);
@@ -397,7 +395,7 @@ def log_environment(choices: RunChoices, metrics: MetricLogger | None = None) ->
 class PrintEnvironment(argparse.Action):
     """`--print_env`: like `--help`, it works without the required flags, which it makes
     optional; the other flags still parse, so the report shows the run they describe.
-    The parsed `print_env` is `describe`; `runtime.run_main` prints the report instead of
+    The parsed `print_env` is `describe`; `cli.run_main` prints the report instead of
     running."""
 
     def __init__(self, option_strings, dest, describe, help=None) -> None:

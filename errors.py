@@ -2,7 +2,7 @@
 
 Every module raises its own subclass (`ConfigError`, `CheckpointError`, `ShardError`, ...),
 whose message names the file, flag or key at fault. The entry scripts' shared `main()` wrapper
-(`runtime.run_main`) prints such an error as one line and exits with status 1, or 2 for a
+(`cli.run_main`) prints such an error as one line and exits with status 1, or 2 for a
 `UsageError` (a flag value or combination that cannot work, as argparse exits for a bad flag).
 Anything else that escapes is a bug: it is printed as one line too, with a pointer to `--debug`
 for the traceback.

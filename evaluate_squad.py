@@ -3,15 +3,12 @@
     python evaluate_squad.py DATASET.json PREDICTIONS.json
     python evaluate_squad.py dev-v2.0.json predictions.json --na-prob-file null_odds.json
 
-v1.1 data prints ``{"exact_match": ..., "f1": ...}`` on one line, as evaluate-v1.1.py does.
-v2.0 data (detected from the file's "version" or its ``is_impossible`` fields) prints the
-v2.0 script's JSON (indent 2) and accepts its options ``--na-prob-file``, ``--na-prob-thresh``
-and ``--out-file`` (which writes the JSON there instead of printing it). The scoring lives in
-``squad.py``. Differences from the official scripts: unreadable or malformed files give one line
-on stderr and exit status 1 (a missing file, or an ``--out-file`` that cannot be written or is
-one of the inputs: status 2, before anything is read); the v2.0 precision-recall plots
-(``--out-image-dir``) are not drawn; a question without a prediction scores 0 in v2.0 too (the
-official v2.0 script stops).
+The entry script: the official scripts' arguments and output. v1.1 data prints
+``{"exact_match": ..., "f1": ...}`` on one line, as evaluate-v1.1.py does; v2.0 data (detected
+from the file's "version" or its ``is_impossible`` fields) prints the v2.0 script's JSON
+(indent 2) and accepts its ``--na-prob-file``, ``--na-prob-thresh`` and ``--out-file`` (the
+JSON written there instead). The scoring lives in ``squad.py``; the README lists how this
+differs from the official scripts.
 """
 
 from __future__ import annotations
@@ -23,7 +20,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-import runtime
+import cli
 import squad
 from fileio import atomic_write_text
 
@@ -31,7 +28,7 @@ PROG = "evaluate_squad.py"
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = runtime.ArgumentParser(
+    parser = cli.ArgumentParser(
         prog=PROG, description="Official SQuAD v1.1/v2.0 evaluation of a predictions file."
     )
     parser.add_argument("data_file", metavar="data.json", help="SQuAD dataset file")
@@ -43,7 +40,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--na-prob-thresh",
         "-t",
-        type=runtime.finite_float,
+        type=cli.finite_float,
         default=1.0,
         help="v2.0: answer '' where the na-prob is above this (default 1.0)",
     )
@@ -62,10 +59,10 @@ def check_arguments(args: argparse.Namespace) -> None:
     }
     for label, path in inputs.items():
         if path is not None:
-            runtime.check_input_file(path, label)
+            cli.check_input_file(path, label)
     if args.out_file:
-        runtime.check_output_file(args.out_file, "--out-file")
-        runtime.check_not_overwriting(inputs, {"--out-file": args.out_file})
+        cli.check_output_file(args.out_file, "--out-file")
+        cli.check_not_overwriting(inputs, {"--out-file": args.out_file})
 
 
 def _load_mapping(path: str, what: str, value_type: type | tuple[type, ...]) -> dict[str, Any]:
@@ -116,7 +113,7 @@ def execute(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return runtime.run_main(PROG, parse_args, execute, argv, log_level=logging.WARNING)
+    return cli.run_main(PROG, parse_args, execute, argv, log_level=logging.WARNING)
 
 
 if __name__ == "__main__":

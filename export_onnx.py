@@ -6,24 +6,13 @@
         --config_file bert_configs/large.json --task classification --num_labels 2 \\
         --output results/bert_mrpc.onnx --json results/bert_mrpc_onnx.json
 
-Inputs `input_ids`, `token_type_ids`, `attention_mask` ([batch, sequence] int64) and outputs
-(`start_logits`, `end_logits` [batch, sequence], or `logits` [batch, num_labels], float32) have
-dynamic `batch` and `sequence` axes. Before anything is written, the exported graph is run with
-onnxruntime on batches of other shapes than the export example (`--check_shapes`, padded rows of
-mixed length) and compared with the PyTorch model on every output position; a difference above
-`--tolerance` (1e-4) fails the command and leaves no file. Both are timed on the same inputs,
-taking turns, with the same number of threads (median of `--repeats` runs after a warm-up); the
-sequences/s are printed, and written to `--json` when given. The .onnx file is one file with the
-weights inside, written atomically. Needs `onnx`, `onnxscript` and `onnxruntime`;
-`--init_checkpoint` takes every format the other entry scripts take (without it the weights are
-random, which is only good for timing).
-
-NVIDIA's repository exports through its Triton scripts only; this script is new. The graph is
-traced with the `torch.export`-based exporter (`dynamo=True`; the TorchScript exporter is
-deprecated) from the explicit-softmax attention (`attention_impl="eager"`), so it holds only
-MatMul/Softmax at every opset: from opset 23 on, SDPA becomes an ONNX `Attention` node whose
-broadcast [B, 1, 1, S] mask onnxruntime 1.32 rejects. The PyTorch side is the model as
-configured (SDPA by default), so the check also covers the attention kernel and the -10000 mask.
+The entry script: export (`export`: inputs `input_ids`, `token_type_ids`, `attention_mask`,
+outputs `start_logits`/`end_logits` or `logits`, dynamic `batch` and `sequence` axes), the check
+before anything is written (onnxruntime against PyTorch on other shapes than the export's,
+`--check_shapes`; a difference above `--tolerance` fails with no file left), the timing of both
+(`median_seconds`), and one atomically written .onnx file with the weights inside. Weights come
+from `checkpoint.py` (any format; none: random, for timing only); needs `onnx`, `onnxscript`
+and `onnxruntime`. NVIDIA exports through Triton scripts only; this script is new.
 """
 
 from __future__ import annotations
@@ -40,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-import runtime
+import cli
 from checkpoint import check_head_loaded, load_model_weights
 from errors import BertError, MissingDependency, UsageError
 from fileio import atomic_write, atomic_write_json
@@ -134,7 +123,13 @@ def example_inputs(
 
 
 def export(model: nn.Module, task: str, opset: int = 18) -> bytes:
-    """The ONNX model (weights inside) as bytes, with dynamic batch and sequence axes."""
+    """The ONNX model (weights inside) as bytes, with dynamic batch and sequence axes.
+
+    Traced with the `torch.export`-based exporter (`dynamo=True`; the TorchScript exporter is
+    deprecated) from the explicit-softmax twin, so the graph holds only MatMul/Softmax at every
+    opset: from opset 23 on, SDPA becomes an ONNX `Attention` node whose broadcast [B, 1, 1, S]
+    mask onnxruntime 1.32 rejects. The check runs the model as configured (SDPA by default), so
+    it also covers the attention kernel and the -10000 mask."""
     config = model.config
     batch = torch.export.Dim("batch", min=1)
     sequence = torch.export.Dim("sequence", min=2, max=config.max_position_embeddings)
@@ -238,30 +233,30 @@ def parse_shapes(text: str, max_sequence: int) -> list[tuple[int, int]]:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = runtime.ArgumentParser(prog="export_onnx.py", description=__doc__.split("\n\n")[0])
+    parser = cli.ArgumentParser(prog="export_onnx.py", description=__doc__.split("\n\n")[0])
     add = parser.add_argument
     add("--init_checkpoint", help="fine-tuned weights, any format (random weights without it)")
     add("--config_file", required=True)
     add("--task", choices=tuple(OUTPUT_NAMES), required=True)
-    add("--num_labels", type=runtime.positive_int, default=2, help="classification only")
+    add("--num_labels", type=cli.positive_int, default=2, help="classification only")
     add("--output", required=True, help="the .onnx file to write")
-    add("--opset", type=runtime.positive_int, default=18)
+    add("--opset", type=cli.positive_int, default=18)
     add(
         "--tolerance",
-        type=runtime.non_negative_float,
+        type=cli.non_negative_float,
         default=1e-4,
         help="max abs difference from PyTorch",
     )
     add("--check_shapes", default="1x8,3x37,8x128", help="BATCHxSEQUENCE,... to check and time")
     add(
         "--repeats",
-        type=runtime.positive_int,
+        type=cli.positive_int,
         default=5,
         help="timed runs per shape (median; after a warm-up)",
     )
     add(
         "--threads",
-        type=runtime.positive_int,
+        type=cli.positive_int,
         help="CPU threads for both runtimes (default: torch's default)",
     )
     add("--json", help="also write the check and timings to this JSON file")
@@ -277,16 +272,16 @@ def check_arguments(args: argparse.Namespace) -> tuple[BertConfig, list[tuple[in
         raise MissingDependency(
             f"needs {', '.join(missing)} (pip install onnx onnxscript onnxruntime)"
         )
-    config = runtime.check_model_files(args.config_file)
+    config = cli.check_model_files(args.config_file)
     shapes = parse_shapes(args.check_shapes, config.max_position_embeddings)
     if args.init_checkpoint:
-        runtime.check_weights_path(args.init_checkpoint, "--init_checkpoint")
-    runtime.check_output_file(args.output, "--output")
+        cli.check_weights_path(args.init_checkpoint, "--init_checkpoint")
+    cli.check_output_file(args.output, "--output")
     if args.json:
-        runtime.check_output_file(args.json, "--json")
+        cli.check_output_file(args.json, "--json")
     inputs = {"--init_checkpoint": args.init_checkpoint, "--config_file": args.config_file}
-    runtime.check_not_overwriting(inputs, {"--output": args.output, "--json": args.json})
-    runtime.check_not_overwriting({"--output": args.output}, {"--json": args.json})
+    cli.check_not_overwriting(inputs, {"--output": args.output, "--json": args.json})
+    cli.check_not_overwriting({"--output": args.output}, {"--json": args.json})
     return config, shapes
 
 
@@ -330,7 +325,7 @@ def execute(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return runtime.run_main("export_onnx.py", parse_args, execute, argv, log_level=logging.WARNING)
+    return cli.run_main("export_onnx.py", parse_args, execute, argv, log_level=logging.WARNING)
 
 
 if __name__ == "__main__":

@@ -2,24 +2,12 @@
 
 Every file or folder the code produces is written here, under a temporary name beside its
 target (`.<name>.<random>.tmp`), flushed to disk (fsync), and renamed over the target only when
-complete. A crash, an exception or Ctrl-C part-way leaves the target as it was and removes the
-temporary entry, so a half-written output never appears under its real name.
-
-- `atomic_write(path, write)`: `write(handle)` fills a binary file; `atomic_write_text` and
-  `atomic_write_json` build on it.
-- `atomic_path(path)`: a temporary file name for writers that want a name, not a handle (h5py).
-- `atomic_folder(path)`: a temporary folder, filled by the caller, that becomes `path`.
-- `remove_stale_temporaries(path)`: clears what a killed writer (SIGKILL, power loss) left;
-  `remove_stale_temporaries_in(folder)` does it for every output of a folder one run owns;
-  `temporary_target(name)` says whose temporary entry a name is.
-- `create_new_file(path, data)`: creates a file with its whole content at once, only if no file
-  of that name exists (lock files).
-- `os_error_in(err)`: the OSError behind an exception that a library wrapped (torch.save).
-- `probe_writable(folder)`: a real write test (a temporary file, removed at once).
-
-`safe_join` is the one place where a name that came from outside data (an S3 key, an archive
-member, a file name read from a download) becomes a local path: it only ever returns a path
-inside the given root.
+complete (`atomic_write`, `atomic_path`, `atomic_folder`): a crash, an exception or Ctrl-C
+part-way leaves the target as it was, and what a killed writer left is cleared by
+`remove_stale_temporaries`. Also lock-file creation (`create_new_file`) and a real write test
+(`probe_writable`). `safe_join` is the one place where a name from outside data (an S3 key, an
+archive member, a downloaded file name) becomes a local path, always inside the given root.
+What to write, and when, is the callers'.
 """
 
 from __future__ import annotations

@@ -2,18 +2,12 @@
 
 Owns: the flags both scripts take (NVIDIA's names), the setup (ranks, seeds, precision, logger),
 loading `--init_checkpoint` in any format, AdamW with NVIDIA's no-decay rule and a linear
-warm-up over the true number of optimizer steps, the epoch loop (accumulation with `no_sync`,
-loss divided by the accumulation steps, one global clip at 1.0 per optimizer step through
-`training.optimizer_step`, exact `--max_steps`), and prediction over length-sorted batches
-trimmed to their longest sequence, split across ranks. Task data and metrics stay in the task
-modules; the scripts pass a loss function and a forward function.
-
-Differences from NVIDIA's scripts: one loop instead of two drifting copies; the schedule counts
-features (SQuAD counted examples, fewer than its doc-stride features, so the LR reached 0 early
-and the rest of the run trained at LR 0) and the optimizer steps actually taken; `--max_steps`
-stops exactly there (the reference ran one more); clipping happens once per optimizer step on
-the accumulated gradient (SQuAD clipped and synced after every micro-step; GLUE defined a
-clipper but never called it); prediction runs on every rank, not only rank 0.
+warm-up over the optimizer steps counted from the features, the epoch loop (accumulation with
+`no_sync`, loss divided by the accumulation steps, one global clip at 1.0 per optimizer step
+through `training.optimizer_step`, exact `--max_steps`), and prediction over length-sorted
+batches trimmed to their longest sequence, split across ranks. Task data and metrics stay in the
+task modules; the scripts pass a loss function and a forward function. The README lists how
+this loop differs from NVIDIA's two copies.
 """
 
 from __future__ import annotations
@@ -32,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+import cli
 import distributed
 import runtime
 from checkpoint import load_model_weights, save_nvidia_checkpoint
@@ -73,24 +68,24 @@ def add_common_arguments(parser: argparse.ArgumentParser, seed: int, log_freq: i
     add("--vocab_file", required=True)
     add("--config_file", required=True)
     add("--do_lower_case", action="store_true", help="lower-case the text (uncased models)")
-    add("--num_train_epochs", type=runtime.positive_float, default=3.0)
+    add("--num_train_epochs", type=cli.positive_float, default=3.0)
     add(
         "--max_steps",
-        type=runtime.steps_or_minus_one,
+        type=cli.steps_or_minus_one,
         default=-1.0,
         help="> 0: stop after this many optimizer steps",
     )
-    add("--warmup_proportion", type=runtime.proportion, default=0.1)
+    add("--warmup_proportion", type=cli.proportion, default=0.1)
     add("--skip_checkpoint", action="store_true", help="do not save the fine-tuned weights")
     add(
         "--log_freq",
-        type=runtime.positive_int,
+        type=cli.positive_int,
         default=log_freq,
         help="log every N optimizer steps",
     )
     add(
         "--max_grad_norm",
-        type=runtime.non_negative_float,
+        type=cli.non_negative_float,
         default=1.0,
         help="global gradient clipping (0: off)",
     )
@@ -113,14 +108,14 @@ def check_common_arguments(
             "evaluating or predicting without --do_train needs --init_checkpoint (fine-tuned "
             "weights): random weights give random answers"
         )
-    config = runtime.check_model_files(args.config_file, args.vocab_file, args.max_seq_length)
+    config = cli.check_model_files(args.config_file, args.vocab_file, args.max_seq_length)
     if args.init_checkpoint:
-        runtime.check_weights_path(args.init_checkpoint, "--init_checkpoint")
-    runtime.check_output_dir(args.output_dir, "--output_dir")
+        cli.check_weights_path(args.init_checkpoint, "--init_checkpoint")
+    cli.check_output_dir(args.output_dir, "--output_dir")
     output = Path(args.output_dir)
     saves_model = args.do_train and not args.skip_checkpoint
     weights = output / MODEL_FILES[0]
-    if saves_model and args.init_checkpoint and runtime.same_path(weights, args.init_checkpoint):
+    if saves_model and args.init_checkpoint and cli.same_path(weights, args.init_checkpoint):
         raise UsageError(
             f"--output_dir {args.output_dir}: training writes {weights}, which is "
             f"--init_checkpoint {args.init_checkpoint}; it would overwrite the weights it starts "
@@ -134,7 +129,7 @@ def check_common_arguments(
     }
     runtime.check_run_outputs(args, inputs)
     for name in [*(MODEL_FILES if saves_model else ()), *outputs]:
-        runtime.check_not_overwriting(inputs, {"--output_dir": output / name})
+        cli.check_not_overwriting(inputs, {"--output_dir": output / name})
     return config
 
 

@@ -1,56 +1,13 @@
 """GLUE fine-tuning data: the nine tasks' readers, BERT features, metrics and submission files.
 
 Owns everything task-specific that ``run_glue.py`` needs, all testable without a trained model:
-
-- one processor per task (``get_processor``) that reads GLUE's TSV files into ``InputExample``s
-  and checks their layout, so a wrong file fails with one ``GlueError`` naming the file and line;
-- ``convert_examples_to_features`` (NVIDIA's rules) and ``collate``, which pads one batch;
-- the model calls the loops take: ``classification_loss`` and ``logits_forward`` (with
-  ``features_to_arrays`` and ``predictions_from_logits`` around prediction);
-- the metrics (``compute_metrics``), with numpy only;
-- ``write_submission``: the files the GLUE benchmark server takes.
-
-The model, the training loop, logging, ``results.txt`` and ``predictions.json`` belong to
-``run_glue.py``. A typical use there::
-
-    processor = get_processor(args.task_name)
-    examples = processor.get_train_examples(args.data_dir)
-    features = convert_examples_to_features(
-        examples, processor.get_labels(), args.max_seq_length, tokenizer, processor.is_regression
-    )
-    loader = DataLoader(features, batch_size, shuffle=True, collate_fn=collate)
-    for batch in loader:  # model(input_ids, token_type_ids, attention_mask, labels)
-        loss, logits = model(
-            batch["input_ids"], batch["segment_ids"], batch["input_mask"], batch["labels"]
-        )
-    ...
-    metrics = compute_metrics(args.task_name, logits.argmax(-1).numpy(), labels)
-
-Differences from NVIDIA's ``processors/glue.py`` and ``run_glue.py``:
-
-- All nine GLUE tasks, each with its test set, plus ``mnli-mm`` (MNLI's mismatched dev and test
-  files); NVIDIA has processors for CoLA, MNLI (matched dev only), MRPC and SST-2. Task names are
-  NVIDIA's (``cola``, ``mnli``, ``mrpc``, ``sst-2``) and ``sts-b``, ``qqp``, ``qnli``, ``rte``,
-  ``wnli``, ``mnli-mm``, in any case, with the aliases ``sst2`` and ``stsb``.
-- Files are read as UTF-8 with any BOM stripped (NVIDIA uses the locale's encoding) and their
-  layout is checked: the header names at the columns read, the number of columns in every row,
-  the labels. QQP alone tolerates a few rows with the wrong number of columns (see
-  ``QqpProcessor``); everywhere else such a row is an error. A labelled file whose examples all
-  have one label, and text that is mostly [UNK] (a vocabulary or casing that does not fit), are
-  warned about; a missing [CLS] or [SEP] in the vocabulary is an error.
-- Features are not padded to ``max_seq_length``: ``collate`` pads each batch to its longest
-  sequence. Padded positions are masked, so the model computes the same outputs as with NVIDIA's
-  fixed padding, up to floating-point summation order.
-- Metrics need no scikit-learn or scipy, and ``pearson_and_spearman`` exists (NVIDIA's
-  ``compute_metrics`` calls it but never defines it, so STS-B could not be scored). A constant
-  prediction or label vector has no defined correlation: it is reported as 0.0 with a warning,
-  not NaN, so averages and "best checkpoint" comparisons keep working. MCC is 0.0 in the same
-  case, as scikit-learn defines it.
-- Metrics keep their own names (``acc``, ``f1``, ``mcc``, ...). NVIDIA's final dllogger line
-  stores accuracy under ``exact_match`` and F1 under ``F1``; ``NVIDIA_DLLOGGER_KEYS``
-  holds that mapping for the entry script.
-- Example guids follow NVIDIA's (``train-<row>``, ``dev_matched-<index>``, ...); a test
-  example's guid is the file's ``index`` column, which the submission file needs.
+one processor per task (``get_processor``) that reads and checks GLUE's TSV files, so a wrong
+file fails with one ``GlueError`` naming the file and line; ``convert_examples_to_features``
+(NVIDIA's rules) and ``collate``, which pads one batch to its longest sequence; the model calls
+the loops take (``classification_loss``, ``logits_forward``); the metrics (``compute_metrics``,
+numpy only); and ``write_submission``. The model, the training loop, logging, ``results.txt``
+and ``predictions.json`` belong to ``run_glue.py``. The README lists how it differs from
+NVIDIA's ``processors/glue.py``.
 """
 
 from __future__ import annotations

@@ -4,16 +4,11 @@
         --vocab_file vocab/vocab --config_file bert_configs/large.json --do_lower_case \\
         --question "What food does Harry like?" --context "My name is Harry and I grew up in ..."
 
-Prints the answer, then the n-best list as JSON (`--n_best_size`, default 1 as NVIDIA's).
-
-Differences from NVIDIA's inference.py: a long context is covered by doc-stride windows like in
-run_squad.py (the reference truncated it to one window); `--init_checkpoint` takes any checkpoint
-format and loading reports missing weights instead of failing on NVIDIA-only names (a checkpoint
-without the QA head is refused: its answers would be random); the v2.0 null-answer decision is
-run_squad.py's (the reference used a different test); features, the model call
-(`squad.qa_forward`) and post-processing are squad.py's, so both scripts agree; bad flags and
-files (a window with no room for context, a vocabulary larger than the model's embeddings,
-`--fp16` without a GPU, ...) are refused in one line before the model is built.
+The entry script: NVIDIA's flags, their checks (one line before the model is built), loading
+the weights, and printing the answer, then the n-best list as JSON (`--n_best_size`, default 1
+as NVIDIA's). Features over doc-stride windows, the model call (`squad.qa_forward`),
+post-processing and the v2.0 null-answer decision are `squad.py`'s, so this script and
+`run_squad.py` agree; the README lists how it differs from NVIDIA's inference.py.
 """
 
 from __future__ import annotations
@@ -26,6 +21,7 @@ from collections.abc import Sequence
 
 import torch
 
+import cli
 import environment
 import runtime
 import squad
@@ -47,7 +43,7 @@ SAMPLE_CONTEXT = (
 
 
 def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = runtime.ArgumentParser(prog="inference.py", description=__doc__.split("\n\n")[0])
+    parser = cli.ArgumentParser(prog="inference.py", description=__doc__.split("\n\n")[0])
     add = parser.add_argument
     add("--bert_model", default="bert-large-uncased", help="accepted; unused")
     add("--init_checkpoint", required=True)
@@ -55,17 +51,17 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     add("--config_file", required=True)
     add("--question", default=SAMPLE_QUESTION)
     add("--context", default=SAMPLE_CONTEXT)
-    add("--max_seq_length", type=runtime.positive_int, default=384)
-    add("--doc_stride", type=runtime.positive_int, default=128)
-    add("--max_query_length", type=runtime.positive_int, default=64)
-    add("--n_best_size", type=runtime.positive_int, default=1)
-    add("--max_answer_length", type=runtime.positive_int, default=30)
+    add("--max_seq_length", type=cli.positive_int, default=384)
+    add("--doc_stride", type=cli.positive_int, default=128)
+    add("--max_query_length", type=cli.positive_int, default=64)
+    add("--n_best_size", type=cli.positive_int, default=1)
+    add("--max_answer_length", type=cli.positive_int, default=30)
     add("--do_lower_case", action="store_true")
     add("--version_2_with_negative", action="store_true")
-    add("--null_score_diff_threshold", type=runtime.finite_float, default=-11.0)
+    add("--null_score_diff_threshold", type=cli.finite_float, default=-11.0)
     add("--no_cuda", action="store_true")
     add("--fp16", action="store_true", help="run the model in half precision (needs a GPU)")
-    add("--seed", type=runtime.seed_value, default=1)
+    add("--seed", type=cli.seed_value, default=1)
     add("--verbose_logging", action="store_true")
     add("--local_rank", type=int, default=-1, help="accepted; unused")  # one process
     add("--debug", action="store_true", help="print the full traceback of an unexpected error")
@@ -98,8 +94,8 @@ def check_arguments(args: argparse.Namespace) -> tuple[BertConfig, torch.device]
     if not squad.split_context(args.context)[0]:
         raise UsageError("--context must not be empty")
     squad.check_window_flags(args.max_seq_length, args.doc_stride, args.max_query_length)
-    config = runtime.check_model_files(args.config_file, args.vocab_file, args.max_seq_length)
-    runtime.check_weights_path(args.init_checkpoint, "--init_checkpoint")
+    config = cli.check_model_files(args.config_file, args.vocab_file, args.max_seq_length)
+    cli.check_weights_path(args.init_checkpoint, "--init_checkpoint")
     device = environment.default_device(args.no_cuda)
     if args.fp16:
         runtime.check_fp16_device(device, hint="leave it out on a CPU")
@@ -157,7 +153,7 @@ def execute(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     quiet = logging.WARNING  # the answer is the output; --verbose_logging shows the rest
-    return runtime.run_main("inference.py", parse_arguments, execute, argv, log_level=quiet)
+    return cli.run_main("inference.py", parse_arguments, execute, argv, log_level=quiet)
 
 
 if __name__ == "__main__":

@@ -2,48 +2,12 @@
 
 NVIDIA's HEAD launchers prepare data with LDDL (`preprocess_bert_pretrain`, then
 `balance_dask_output`) into folders such as `pretrain/phase1/unbinned/parquet/` and
-`pretrain/phase2/bin_size_64/parquet/`. This module reads them with pyarrow alone (the `lddl`
-package does not install on Python 3.11) and hands `pretraining_data.PretrainingDataLoader` shards
-that yield the same batches as NVIDIA's HDF5 shards: `[input_ids, segment_ids, input_mask,
-masked_lm_labels, next_sentence_labels]`, int64, [B, S] x 4 and [B], labels -1 where nothing
-is predicted. It owns the file format; epochs, rank sharding, prefetch and resume stay with the
-loader.
-
-The format, as LDDL writes it:
-- files: every file under the folder (recursively) whose extension contains `.parquet`, sorted
-  by path: `shard-<i>.parquet` after balancing (`part.<i>.parquet` before), and
-  `shard-<i>.parquet_<bin>` when binned, the bin ids running 0, 1, ... A `.num_samples.json`
-  beside them maps file names to sample counts.
-- columns: `A` and `B` (string: WordPiece tokens joined by single spaces, already masked when
-  masking was static), `is_random_next` (bool), `num_tokens` (uint16, len(A) + len(B) + 3);
-  with static masking also `masked_lm_positions` (binary: a uint16 numpy array saved with
-  `numpy.save`, positions in `[CLS] A [SEP] B [SEP]`, sorted) and `masked_lm_labels` (string:
-  the original tokens, space-joined); binned files also hold `bin_id` (int64).
-- a sample is `[CLS] A [SEP] B [SEP]`, segment 1 from B to the last [SEP]; tokens missing from
-  the vocabulary become [UNK] (as LDDL's tokenizer does); a batch is padded to its longest
-  sample rounded up to a multiple of 8.
-- without masked columns, masking is dynamic: each batch is masked afresh (Bernoulli 0.15 over
-  the non-special tokens, then 80% [MASK], 10% a random id, 10% kept).
-- binned folders: every batch comes from one bin, drawn with probability proportional to the
-  samples the bin has left in the epoch, by a generator seeded with `seed + epoch` that is the
-  same on every rank, so all ranks train on the same bin at each step.
-
-Where this reader differs from LDDL's loader, and what it follows instead (ours):
-- every sample is read once per epoch; LDDL cuts every file to the smallest file's count and
-  asserts that the file counts differ by exactly one and divide by ranks x workers. Ranks get
-  disjoint files (split into parts when ranks outnumber files) and need no divisibility.
-- samples are shuffled within each file and files per epoch (`seed + epoch`), as for HDF5
-  shards; LDDL streams each worker's files through a 16,384-sample shuffle buffer.
-- the bin of each step is drawn with weights equal to the samples left in each bin over all
-  ranks, from bins that every rank still has batches in; when ranks hold the same counts (as
-  LDDL requires) these are LDDL's draws. Batches a rank has left after that are drawn from its
-  own bins.
-- a checkpoint resumes at the exact next batch; LDDL restarts the epoch.
-- files are read whole, one at a time per bin, the next prefetched in a thread; `--num_workers`
-  is not used.
-- a vocabulary with more ids than the model is refused, a shard that is mostly [UNK] (LDDL run
-  with another vocabulary or casing) is warned about once, and more ranks than the folder can
-  give a batch each epoch are refused up front (LDDL's divisibility asserts, or a hang).
+`pretrain/phase2/bin_size_64/parquet/`. This module owns that file format (`ParquetShard`),
+read with pyarrow alone (the `lddl` package does not install on Python 3.11), and the draw of
+one bin per batch in binned folders (`BinnedParquetLoader`); it hands
+`pretraining_data.PretrainingDataLoader` shards that yield the same batches as NVIDIA's HDF5
+shards. Epochs, rank sharding, prefetch and resume stay with the loader. The README lists where
+this reader differs from LDDL's loader.
 """
 
 from __future__ import annotations
@@ -223,6 +187,21 @@ class ParquetShard:
     """One LDDL parquet file in memory, as token ids; `batch(indices)` builds padded tensors.
 
     Each sample is kept as `[CLS] A [SEP] B [SEP]` ids; `lengths` counts them per sample.
+
+    The format, as LDDL writes it: every file under the folder (recursively) whose extension
+    contains `.parquet`, sorted by path: `shard-<i>.parquet` after balancing (`part.<i>.parquet`
+    before), `shard-<i>.parquet_<bin>` when binned, bin ids 0, 1, ...; a `.num_samples.json`
+    beside them maps file names to sample counts. Columns: `A` and `B` (strings: WordPiece
+    tokens joined by single spaces, already masked when masking was static), `is_random_next`
+    (bool), `num_tokens` (uint16, len(A) + len(B) + 3); with static masking also
+    `masked_lm_positions` (binary: a uint16 numpy array saved with `numpy.save`, positions in
+    `[CLS] A [SEP] B [SEP]`, sorted) and `masked_lm_labels` (the original tokens,
+    space-joined); binned files also `bin_id` (int64). Segment 1 runs from B to the last [SEP];
+    tokens missing from the vocabulary become [UNK] (as LDDL's tokenizer does); a batch is
+    `[input_ids, segment_ids, input_mask, masked_lm_labels, next_sentence_labels]`, int64,
+    [B, S] x 4 and [B], padded to its longest sample rounded up to a multiple of 8, labels -1
+    where nothing is predicted. Without masked columns, each batch is masked afresh (Bernoulli
+    0.15 over the non-special tokens, then 80% [MASK], 10% a random id, 10% kept).
     """
 
     def __init__(
@@ -427,8 +406,14 @@ def read_footer(path: Path, static: bool | None = None) -> tuple[int, bool]:
 
 
 class BinnedParquetLoader(PretrainingDataLoader):
-    """Endless micro-batches of a binned LDDL folder: each batch from one bin (see the module
-    docstring for the draw rule), every sample once per epoch, resumable at the next batch.
+    """Endless micro-batches of a binned LDDL folder: each batch from one bin, every sample once
+    per epoch, resumable at the next batch.
+
+    The bin of each step is drawn with probability proportional to the samples it has left in
+    the epoch, counted over all ranks, among the bins every rank still has batches in, by a
+    generator seeded with `seed + epoch` that is the same on every rank, so all ranks train on
+    the same bin at each step (LDDL's draws when ranks hold equal counts, as LDDL requires).
+    Batches a rank has left after that are drawn from its own bins.
 
     `sharding="files"`: each rank walks its own files of every bin (files split into parts when
     a bin has fewer files than ranks). `sharding="interleaved"`: every rank walks the stream of

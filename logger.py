@@ -1,16 +1,12 @@
 """Rank-0 metrics logging in dllogger's layout: JSON lines for parsers, readable lines for people.
 
 Each event is one line `DLLL {"timestamp": ..., "datetime": ..., "elapsedtime": ..., "type":
-"LOG", "step": ..., "data": {...}}` in the `--json-summary` file, and one stdout line
-`DLL <date time> - <step> <key> : <value> <unit> ...`, exactly as dllogger's JSONStreamBackend
-and StdOutBackend write them, so NVIDIA's log parsers read our logs unchanged. Metadata lines
-(units) use `"type": "METADATA"`. Steps are "PARAMETER", a tuple such as (epoch, step), or ()
-for the final summary. Non-finite numbers are written as `json.dumps` writes them (bare `NaN`,
-`Infinity`), as dllogger does. When the real `dllogger` package is installed it is used instead
-(`use_dllogger=True`). Other ranks log nothing. Optional TensorBoard scalars for numeric data.
-
-Differences from NVIDIA: no dependency on a git-installed logger; the JSON file is appended to
-(dllogger truncates it) and its parent folder is created; `verbose=False` events skip stdout.
+"LOG", "step": ..., "data": {...}}` in the `--json-summary` file (appended to, its folder
+created), and one stdout line `DLL <date time> - <step> <key> : <value> <unit> ...`, exactly as
+dllogger's JSONStreamBackend and StdOutBackend write them, so NVIDIA's log parsers read our logs
+unchanged; units are `"type": "METADATA"` lines, steps "PARAMETER", (epoch, step) or () for the
+summary, non-finite numbers bare `NaN`/`Infinity`. The real `dllogger` is used when installed.
+Other ranks log nothing; TensorBoard scalars are optional. What to log is the callers'.
 """
 
 from __future__ import annotations

@@ -3,25 +3,9 @@
 This module owns the mathematics of BERT and nothing else: no file I/O besides the config JSON,
 no training loop, no precision or parallelism wrappers (those are applied from outside by the
 entry scripts). Parameter names are NVIDIA's (`dense_act`, ...), so an NGC `ckpt_*.pt` loads
-unchanged; `checkpoint.py` maps Hugging Face and Google names onto them.
-
-Shapes use B (batch), S (sequence), H (hidden), nh (heads), hd (head size), V (padded vocab),
-M (number of masked positions in a batch).
-
-Differences from NVIDIA's `modeling.py`, on purpose:
-- Attention runs through `torch.nn.functional.scaled_dot_product_attention` (fused kernels on
-  GPU and CPU); the explicit softmax path is kept beside it (`attention_impl="eager"`).
-- GELU is the exact erf form everywhere (21.11 training; HEAD used the tanh approximation and an
-  inference path used a truncated sqrt(2)).
-- The vocabulary padding to a multiple of 8 is a config field (`vocab_pad_multiple`) instead of
-  an in-place edit of `vocab_size` in every script, so `vocab_size` always means the tokenizer's
-  vocabulary and exports can undo the padding.
-- Every Linear layer, including the three `dense_act` ones, is initialised N(0, 0.02) as Google
-  does; NVIDIA's `LinearActivation` was not an `nn.Linear` and kept PyTorch's Kaiming default.
-- Activation checkpointing works on the same [B, S, H] layout as the plain forward (HEAD's
-  checkpointed path skipped the transpose to [S, B, H] its layers expect, so it was broken).
-- The masked-only MLM head finds the masked rows without a host sync and without HEAD's
-  `nonzero().squeeze()`, which gave a 0-d index when a batch had exactly one masked token.
+unchanged; `checkpoint.py` maps Hugging Face and Google names onto them. The README lists how
+it differs from NVIDIA's `modeling.py`. Shapes use B (batch), S (sequence), H (hidden), nh
+(heads), hd (head size), V (padded vocab), M (number of masked positions in a batch).
 """
 
 from __future__ import annotations

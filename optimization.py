@@ -1,24 +1,13 @@
 """Optimizers: LAMB exactly as NVIDIA's fused NVLAMB kernels apply it, AdamW, the no-decay rule.
 
-LAMB, one step (as apex `FusedLAMB` does it at 21.11 and `FusedLAMBAMP` at HEAD):
-1. g_norm = the global L2 norm of every gradient; clip = g_norm / max_grad_norm if larger than 1;
-2. per element, g' = g / clip; m = b1 m + (1 - b1) g'; v = b2 v + (1 - b2) g'^2;
-   update = (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps) + wd * p   (decoupled decay);
-3. per tensor, ratio = lr * ||p|| / ||update|| when (wd != 0 or use_nvlamb) and both norms are
-   non-zero, else lr (so bias and LayerNorm tensors take a plain Adam step); no clamp;
-4. p -= ratio * update; the group's `step` counts the steps taken.
-Implemented with `torch._foreach_*` multi-tensor ops and no host synchronisation (`Lamb`). Two
-faster implementations of the same step sit beside it, chosen once by `make_lamb(impl=...)`:
-`CompiledLamb` ("compiled"), the whole step (global norm, clip, moments, bias correction, decay,
-trust ratios, update) as one `torch.compile`d graph over every parameter, so inductor fuses the
-element-wise chain into a few passes over memory instead of one pass per operation; and apex
-`FusedLAMB` ("apex"). All three keep the same state layout (`exp_avg`, `exp_avg_sq` per
-parameter, `step` per group), so checkpoints move freely between them.
-
-Differences from NVIDIA: no apex needed; the trust ratio uses the same rule for every parameter
-dtype; the global gradient norm of the last step is kept (`last_grad_norm`) for logging. BertAdam
-(per-tensor clipping, no bias correction, LR 0 on the first step) is replaced by
-`torch.optim.AdamW` for fine-tuning, fused on CUDA.
+Owns NVIDIA's parameter groups (`parameter_groups`, the no-decay rule), LAMB in three
+implementations of one step, chosen once by `make_lamb(impl=...)`: `Lamb` (multi-tensor
+PyTorch, no host synchronisation; its docstring gives the step), `CompiledLamb` (the whole step
+as one `torch.compile`d graph) and apex `FusedLAMB`, all with one state layout (`exp_avg`,
+`exp_avg_sq` per parameter, `step` per group), so checkpoints move freely between them; the
+LAMB state in NVIDIA's checkpoint layout; and AdamW for fine-tuning (`make_adamw`, fused on
+CUDA). The optimizer step around them (unscale, clip, scaler) is `training.py`'s; the README
+lists how they differ from NVIDIA's.
 """
 
 from __future__ import annotations
@@ -60,7 +49,18 @@ def parameter_groups(
 
 
 class Lamb(torch.optim.Optimizer):
-    """NVLAMB with global gradient clipping, in multi-tensor PyTorch (see the module docstring)."""
+    """NVLAMB with global gradient clipping, in multi-tensor PyTorch.
+
+    One step, as apex `FusedLAMB` does it at 21.11 and `FusedLAMBAMP` at HEAD:
+    1. g_norm = the global L2 norm of every gradient; clip = g_norm / max_grad_norm if larger
+       than 1;
+    2. per element, g' = g / clip; m = b1 m + (1 - b1) g'; v = b2 v + (1 - b2) g'^2;
+       update = (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps) + wd * p   (decoupled decay);
+    3. per tensor, ratio = lr * ||p|| / ||update|| when (wd != 0 or use_nvlamb) and both norms
+       are non-zero, else lr (so bias and LayerNorm tensors take a plain Adam step); no clamp;
+    4. p -= ratio * update; the group's `step` counts the steps taken.
+    The same rule holds for every parameter dtype; `last_grad_norm` keeps g_norm for the logs.
+    """
 
     def __init__(
         self,
@@ -228,7 +228,7 @@ def _lamb_group_math(
     scalars: Sequence[float | torch.Tensor],
     options: tuple[float, float, float, float, float, bool],
 ) -> None:
-    """One group's LAMB update, in place (see the module docstring), for `Lamb` and, compiled,
+    """One group's LAMB update, in place (the step of `Lamb`), for `Lamb` and, compiled,
     for `CompiledLamb`. `scalars` are the learning rate, sqrt(1 - b2^t) and 1 - b1^t: Python
     numbers in eager mode, 0-d device tensors in the compiled graph, which must never see a
     changing Python number; `options` are b1, b2, b3 (1 - b1 with gradient averaging, else 1), eps,
@@ -277,8 +277,10 @@ def _lamb_step_math(
 
 
 class CompiledLamb(Lamb):
-    """`Lamb` with the whole step compiled by `torch.compile` into one graph (see the module
-    docstring): the same mathematics, state and state_dict, so either class loads the other's
+    """`Lamb` with the whole step (global norm, clip, moments, bias correction, decay, trust
+    ratios, update) compiled by `torch.compile` into one graph over every parameter, so inductor
+    fuses the element-wise chain into a few passes over memory instead of one pass per
+    operation: the same mathematics, state and state_dict, so either class loads the other's
     checkpoints. The first `step()` compiles (tens of seconds for BERT-large on a GPU); later
     steps reuse the graph while the set of parameters with gradients stays the same. The
     learning rate and bias corrections reach the graph as one small tensor copied without

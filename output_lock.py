@@ -2,34 +2,12 @@
 
 Two runs given the same output folder would interleave their checkpoints and delete each
 other's. HDF5's file locking and fcntl/flock locks are often switched off exactly where training
-writes (Lustre mounted without `flock`, NFS without lockd), so the lock here is a plain file,
-`.bert-run.lock`, in the output folder:
-
-- it is created atomically with its whole content (`fileio.create_new_file`): host, boot id and
-  PID namespace, PID, start time, program, a random token, and the torchrun job id and restart
-  count when torchrun started the process;
-- its holder refreshes it every `HEARTBEAT_SECONDS` from a background thread;
-- a second run is refused with one line naming the holder. It takes the lock over, with a
-  warning, only when the holder is known to be gone: on this machine (same host, boot and PID
-  namespace) and its PID is no longer running; on this host before the machine restarted; an
-  earlier attempt of the same torchrun job (torchrun stops every worker before it starts new
-  ones); or the lock was not refreshed for `STALE_SECONDS` (a holder on another machine that
-  died: `kill -9`, a node failure);
-- it is released when the run ends, also on an error or Ctrl-C. `kill -9` leaves it; the rules
-  above then let the next run take it.
-
-`claim_output` is what the entry scripts use: on the main process it creates the folder, takes
-the lock, removes temporary files that killed writers left there (with the lock held, no live
-writer can own one), and writes a small test file, so a read-only or missing folder is found
-before any work; every rank learns the outcome, so all of them stop on a refusal.
-
-For `s3://` outputs the lock is an object `<prefix>/.bert-run.lock`, created with a conditional
-PUT (`If-None-Match: *`, which AWS S3 and current S3-compatible stores decide atomically) and
-refreshed by writing it again; unfinished multipart uploads under the prefix are aborted
-instead of removing temporary files. Known limits: a store without conditional writes is used
-with a check-then-write (two runs started within the same second could both pass it; a warning
-says so); taking over a stale S3 lock deletes it and writes it again, which two runs racing for
-the same stale lock could both do.
+writes (Lustre without `flock`, NFS without lockd), so the lock is a plain file,
+`.bert-run.lock`, created atomically with its whole content and refreshed by its holder
+(`OutputLock`), or for `s3://` outputs an object created with a conditional PUT (`_LockObject`).
+A second run is refused with one line naming the holder, unless the holder is known to be gone
+(`stale_reason`). `claim_output` is what the entry scripts use; what they write in the folder
+is theirs and `fileio.py`'s.
 """
 
 from __future__ import annotations
@@ -183,7 +161,13 @@ def _printable(text: object) -> str:
 
 
 def stale_reason(holder: Holder | None, age: float, me: Holder) -> str | None:
-    """Why a lock found in the folder belongs to no live run, or None if it may."""
+    """Why a lock found in the folder belongs to no live run, or None if it may.
+
+    Gone for sure: on this machine (same host, boot and PID namespace) with a PID no longer
+    running; on this host before the machine restarted; an earlier attempt of the same torchrun
+    job (torchrun stops every worker before it starts new ones); or not refreshed for
+    `STALE_SECONDS` (a holder on another machine that died: `kill -9`, a node failure). Such a
+    lock is taken over with a warning."""
     if age > STALE_SECONDS:
         return (
             f"it was not refreshed for {age / 60:.0f} minutes (its holder refreshes it every "
@@ -266,7 +250,13 @@ class _LockFile:
 
 
 class _LockObject:
-    """The lock as an object under an s3:// prefix."""
+    """The lock as an object under an s3:// prefix.
+
+    Created with a conditional PUT (`If-None-Match: *`, which AWS S3 and current S3-compatible
+    stores decide atomically) and refreshed by writing it again. Known limits: a store without
+    conditional writes is used with a check-then-write (two runs started within the same second
+    could both pass it; a warning says so); taking over a stale lock deletes it and writes it
+    again, which two runs racing for the same stale lock could both do."""
 
     def __init__(self, url: str) -> None:
         self.where = f"{url.rstrip('/')}/{LOCK_NAME}"
@@ -310,7 +300,13 @@ class _LockObject:
 
 
 class OutputLock:
-    """The lock of one output folder (local path or s3:// prefix); see the module docstring."""
+    """The lock of one output folder (local path or s3:// prefix).
+
+    It is created atomically with its whole content (`fileio.create_new_file`): host, boot id
+    and PID namespace, PID, start time, program, a random token, and the torchrun job id and
+    restart count when torchrun started the process. Its holder refreshes it every
+    `HEARTBEAT_SECONDS` from a background thread and releases it when the run ends, also on an
+    error or Ctrl-C; `kill -9` leaves it, and `stale_reason` then lets the next run take it."""
 
     def __init__(self, location: str | os.PathLike, program: str, flag: str = "--output_dir"):
         self.location, self.flag = str(location), flag
@@ -462,9 +458,12 @@ def _lock_file_in_use(entry: Path, target: str) -> bool:
 def claim_output(
     location: str | os.PathLike, program: str, *, is_main: bool = True, flag: str = "--output_dir"
 ) -> Iterator[None]:
-    """Hold `location` for this run (see the module docstring): the main process creates the
-    folder, takes the lock, cleans and tests it; the other ranks wait for the outcome and raise
-    the same error. The lock is released when the block ends, however it ends."""
+    """Hold `location` for this run: the main process creates the folder, takes the lock,
+    removes the temporary files killed writers left there (with the lock held, no live writer
+    can own one; for s3://, aborts the prefix's unfinished multipart uploads instead), and
+    writes a small test file, so a read-only or missing folder is found before any work; the
+    other ranks wait for the outcome and raise the same error, so all of them stop on a
+    refusal. The lock is released when the block ends, however it ends."""
     location = str(location)
     lock = OutputLock(location, program, flag) if is_main else None
     failure = None

@@ -1,26 +1,13 @@
-"""Pre-training shards: reading NVIDIA-layout HDF5 files into model inputs.
+"""Pre-training shards: reading NVIDIA-layout HDF5 files into model inputs, and the loader.
 
 A shard holds the six datasets of `shard_format.py`. `PretrainingShard` loads one file, checks
-its layout once, and turns each instance into the model's inputs the way NVIDIA's 21.11
-`run_pretraining.py` does: `masked_lm_labels` is -1 everywhere except at the masked positions,
-which hold the original token ids; the masked positions end at the first 0 (position 0 is
-always [CLS]).
-
-`PretrainingDataLoader` streams micro-batches for one rank: epochs of shuffled shards, disjoint
-data per rank, the next shard read in the background, an exact resume position, optional
-dynamic masking. Differences from NVIDIA's 21.11 loader: every shard of an epoch is trained on
-(one per rank was dropped), resume continues at the next sample (the reference replayed a file
-and skipped another), nothing is pickled between processes, ranks get disjoint data also when
-they outnumber the files, the layout is checked with one clear error naming the file, and a
-whole batch is converted at once with numpy instead of per item with a Python `nonzero`.
-NVIDIA's loader trained on whatever a shard held; here `ShardChecks` refuses, with the file,
-dataset and first bad row, content that would train silently on wrong data (ids outside the
-vocabulary, masked positions outside the sequence or on padding, labels and segment ids other
-than 0/1), refuses shards that record another vocabulary than `--vocab_file`, warns once about
-shards that are mostly [UNK], and a layout that would leave a rank without data (which hung
-the run) is refused on every rank before training.
-The loader reads HDF5 shards unless given another shard format: `lddl_data.py` supplies the one
-for LDDL parquet folders (NVIDIA HEAD's data).
+its layout and content once (`ShardChecks`: one error with the file, dataset and first bad row),
+and turns each instance into the model's inputs the way NVIDIA's 21.11 `run_pretraining.py`
+does: `masked_lm_labels` is -1 everywhere except at the masked positions, which end at the first
+0. `PretrainingDataLoader` streams micro-batches for one rank: epochs of shuffled shards,
+disjoint data per rank, the next shard read in a background thread, an exact resume position,
+optional dynamic masking. It reads HDF5 unless given another shard format (`lddl_data.py`'s for
+LDDL parquet). The README lists how it differs from NVIDIA's 21.11 loader.
 """
 
 from __future__ import annotations

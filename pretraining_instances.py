@@ -3,25 +3,11 @@
 Owns Google's instance algorithm as NVIDIA ships it, draw for draw: documents shuffled,
 `dupe_factor` passes, short target lengths, A/B pairs with random next sentences and NVIDIA's
 same-document rule, truncation from either end, 80/10/10 masking at sorted positions capped at
-`max_predictions_per_seq`, instances shuffled. For one input file and a seed, the shard equals
-the reference implementation's. Also owns reading the text (one sentence per line, a blank line
-between documents) and writing shards in the layout of `shard_format.py`, one job per output
-file, several jobs in parallel processes. The command line is `create_pretraining_data.py`; the
-data pipeline's `hdf5` stage (`data/pipeline.py`) runs the same jobs.
-
-Differences from NVIDIA's script, on purpose:
-- Memory is bounded by one input file: a folder is processed file by file, each file with the
-  seed, its instances appended to the output (random next sentences come from the same file,
-  instances are shuffled within it): the per-file shards concatenated. Tokens are kept as int32
-  arrays, not Python strings. NVIDIA pools the whole folder in memory, strings included.
-- Input files of a folder are taken in sorted order (NVIDIA: `os.listdir` order), so the output
-  is deterministic for a seed.
-- Non-UTF-8 input, empty input, a too small `max_seq_length` and an unwritable output stop with
-  one clear line; the output is written to a temporary file and renamed when complete.
-- Shards carry their settings and the vocabulary's sha256 as HDF5 attributes (readers that only
-  read the six datasets, NVIDIA's included, ignore them); `data/verify.py` checks them.
-- `do_whole_word_mask` (Google's flag, absent from NVIDIA's script) masks every WordPiece of a
-  word together, with Google's candidate and cap rules; off, the draws are NVIDIA's.
+`max_predictions_per_seq` (whole words with `do_whole_word_mask`, Google's rules), instances
+shuffled. Also owns reading the text (one sentence per line, a blank line between documents;
+a folder file by file, so memory is bounded by one file) and writing shards in the layout of
+`shard_format.py`, one job per output file, jobs in parallel processes. The command line is
+`create_pretraining_data.py`'s, which the README's differences table covers.
 """
 
 from __future__ import annotations
@@ -38,7 +24,7 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
-import runtime
+import cli
 import shard_format
 from errors import BertError, UsageError
 from fileio import atomic_path, sha256_file
@@ -362,7 +348,7 @@ def check_writable(output: Path) -> None:
     """Fail before any work if `output` cannot be written (a real write test in the folder it
     goes to, or the nearest one that exists; nothing is created)."""
     try:
-        runtime.check_output_file(output, "")
+        cli.check_output_file(output, "")
     except UsageError as err:
         raise DataError(f"cannot write {err}") from None
 

@@ -5,21 +5,13 @@
         --do_train --do_eval --output_dir results/MRPC --train_batch_size 16 \\
         --learning_rate 2.4e-5 --num_train_epochs 3 --bf16
 
-Tasks: cola, sst-2, mrpc, qqp, sts-b (regression), mnli (matched; the mismatched dev set is
-scored too), mnli-mm, qnli, rte, wnli. Readers and metrics are `glue.py`; the loops are
-`finetuning.py`. Outputs in `--output_dir`: `pytorch_model.bin`, `config.json` and
-`bert_config.json` after training, `results.txt` (JSON, NVIDIA's keys), `predictions.json`
-(guid -> label) and the GLUE submission file (`MRPC.tsv`, ...) with `--do_predict`. Batches
-are padded to their longest sequence.
-
-Differences from NVIDIA: all nine GLUE tasks (NVIDIA had four processors and no Pearson or
-Spearman); gradients are clipped at 1.0 (NVIDIA defined a clipper but never called it, so fp16
-training ran unclipped); metrics are logged under their own names (`acc`, `f1`, `mcc`, `pearson`,
-...) and NVIDIA's parser keys are kept too (`exact_match` holds the accuracy, `F1` the F1);
-`train:loss` is the mean micro-batch loss of the last epoch before division by the accumulation
-steps (NVIDIA's was divided); `eval:loss` is the mean over examples (NVIDIA's averaged batch
-means); no scikit-learn needed; a second run on the same `--output_dir` is refused while the
-first holds its lock (`output_lock.py`).
+The entry script: NVIDIA's flags, their checks, and the flow of a run. Tasks: cola, sst-2, mrpc,
+qqp, sts-b (regression), mnli (matched; the mismatched dev set is scored too), mnli-mm, qnli,
+rte, wnli. Outputs in `--output_dir` (held with `output_lock.py`): `pytorch_model.bin`,
+`config.json` and `bert_config.json` after training, `results.txt` (JSON, NVIDIA's keys;
+`train:loss` the last epoch's mean micro-batch loss), `predictions.json` (guid -> label) and the
+GLUE submission file (`MRPC.tsv`, ...) with `--do_predict`. Readers and metrics are `glue.py`'s,
+the loops `finetuning.py`'s; the README lists how this script differs from NVIDIA's.
 """
 
 from __future__ import annotations
@@ -34,8 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import cli
 import glue
-import runtime
 from errors import UsageError
 from fileio import atomic_write_json
 from finetuning import (
@@ -60,16 +52,16 @@ logger = logging.getLogger("run_glue")
 
 
 def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = runtime.ArgumentParser(prog="run_glue.py", description=__doc__.split("\n\n")[0])
+    parser = cli.ArgumentParser(prog="run_glue.py", description=__doc__.split("\n\n")[0])
     add_common_arguments(parser, seed=1, log_freq=50)
     add = parser.add_argument
     add("--data_dir", required=True, help="the task's GLUE folder (train.tsv, dev.tsv, ...)")
     add("--task_name", required=True, help=f"one of {', '.join(glue.TASK_NAMES)}")
-    add("--max_seq_length", type=runtime.positive_int, default=128)
+    add("--max_seq_length", type=cli.positive_int, default=128)
     add("--do_train", action="store_true")
     add("--do_eval", action="store_true")
     add("--do_predict", action="store_true", help="label the test set (GLUE submission file)")
-    add("--eval_batch_size", type=runtime.positive_int, default=8)
+    add("--eval_batch_size", type=cli.positive_int, default=8)
     add("--server_ip", default="", help="accepted; unused")  # NVIDIA's remote debugging
     add("--server_port", default="", help="accepted; unused")
     return parser.parse_args(argv)
@@ -84,14 +76,14 @@ def check_arguments(args: argparse.Namespace) -> tuple[glue.GlueProcessor, BertC
     if args.max_seq_length < 3:  # [CLS] and two [SEP]
         raise UsageError(f"--max_seq_length {args.max_seq_length} is too short: 3 at least")
     processor = glue.get_processor(args.task_name)
-    data = runtime.check_input_dir(args.data_dir, "--data_dir")
+    data = cli.check_input_dir(args.data_dir, "--data_dir")
     files = {"train": processor.train_file, "dev": processor.dev_file, "test": processor.test_file}
     wanted = {"train": args.do_train, "dev": args.do_eval, "test": args.do_predict}
     inputs = {f"--data_dir {split} file": data / files[split] for split in files if wanted[split]}
     if processor.task_name == "mnli" and args.do_eval:  # the mismatched dev set is scored too
         inputs["--data_dir mismatched dev file"] = data / glue.get_processor("mnli-mm").dev_file
     for label, path in inputs.items():
-        runtime.check_input_file(path, label)
+        cli.check_input_file(path, label)
     outputs = ["results.txt"]
     if args.do_predict:
         outputs += ["predictions.json", processor.submission_file]
@@ -235,7 +227,7 @@ def execute(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return runtime.run_main("run_glue.py", parse_arguments, execute, argv)
+    return cli.run_main("run_glue.py", parse_arguments, execute, argv)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+import cli
 import distributed
 import lddl_data
 import runtime
@@ -85,7 +86,7 @@ MAX_CONSECUTIVE_SKIPS = 64
 
 
 def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = runtime.ArgumentParser(prog="run_pretraining.py", description=__doc__.split("\n\n")[0])
+    parser = cli.ArgumentParser(prog="run_pretraining.py", description=__doc__.split("\n\n")[0])
     runtime.add_runtime_arguments(parser, seed=42)
     add = parser.add_argument
     add("--input_dir", help="HDF5 shards ('training' in the name) or LDDL parquet; needed to train")
@@ -107,40 +108,40 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     add(
         "--max_seq_length",
-        type=runtime.positive_int,
+        type=cli.positive_int,
         help="must match the shards (default: theirs)",
     )
     add(
         "--max_predictions_per_seq",
-        type=runtime.positive_int,
+        type=cli.positive_int,
         help="must match the shards (default: theirs)",
     )
-    add("--num_train_epochs", type=runtime.finite_float, default=3.0, help="accepted; unused")
+    add("--num_train_epochs", type=cli.finite_float, default=3.0, help="accepted; unused")
     add(
         "--max_steps",
-        type=runtime.positive_steps,
+        type=cli.positive_steps,
         default=1000,
         help="optimizer steps of this phase's schedule",
     )
-    add("--warmup_proportion", type=runtime.proportion, default=0.01)
-    add("--init_loss_scale", type=runtime.positive_float, default=2**20)
-    add("--log_freq", type=runtime.positive_steps, default=1.0, help="log every N optimizer steps")
+    add("--warmup_proportion", type=cli.proportion, default=0.01)
+    add("--init_loss_scale", type=cli.positive_float, default=2**20)
+    add("--log_freq", type=cli.positive_steps, default=1.0, help="log every N optimizer steps")
     add("--checkpoint_activations", action="store_true")
     add("--resume_from_checkpoint", action="store_true")
     add(
         "--resume_step",
-        type=runtime.step_or_minus_one,
+        type=cli.step_or_minus_one,
         default=-1,
         help="-1: the newest ckpt_<N>.pt in output_dir",
     )
-    add("--num_steps_per_checkpoint", type=runtime.positive_int, default=100)
+    add("--num_steps_per_checkpoint", type=cli.positive_int, default=100)
     add("--skip_checkpoint", action="store_true")
     add("--phase2", action="store_true")
     add("--resume_phase2", action="store_true", help="resume an interrupted phase 2 (HEAD flag)")
     # Gradients are always all-reduced once per optimizer step, after accumulation.
     add("--allreduce_post_accumulation", action="store_true", help="accepted; unused")
     add("--allreduce_post_accumulation_fp16", action="store_true")
-    add("--phase1_end_step", type=runtime.non_negative_int, default=7038)
+    add("--phase1_end_step", type=cli.non_negative_int, default=7038)
     add(
         "--do_train",
         action="store_true",
@@ -150,12 +151,12 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     add("--disable_progress_bar", action="store_true")
     add(
         "--steps_this_run",
-        type=runtime.positive_int_or_minus_one,
+        type=cli.positive_int_or_minus_one,
         default=-1,
         help="stop at this phase step (-1: max_steps)",
     )
     # Shards are read by one background thread, not DataLoader worker processes.
-    add("--num_workers", type=runtime.non_negative_int, default=4, help="accepted; unused")
+    add("--num_workers", type=cli.non_negative_int, default=4, help="accepted; unused")
     add("--no_dense_sequence_output", action="store_true", help="score every position")
     add(
         "--no_trim_padding",
@@ -174,7 +175,7 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     add("--data_sharding", choices=("files", "interleaved"), default="files")
     add(
         "--bin_size",
-        type=runtime.positive_int,
+        type=cli.positive_int,
         help="draw each batch from one bin of lengths (HEAD's LDDL bins)",
     )
     add(
@@ -205,18 +206,18 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add(
         "--eval_every",
-        type=runtime.positive_int,
+        type=cli.positive_int,
         help="optimizer steps between evaluations (default: only at the end of the run)",
     )
     add(
         "--eval_max_samples",
-        type=runtime.positive_int,
+        type=cli.positive_int,
         default=10000,
         help="evaluate the first N held-out samples (files in name order), the same every time",
     )
     add(
         "--eval_batch_size",
-        type=runtime.positive_int,
+        type=cli.positive_int,
         help="samples per evaluation batch (default: the training micro-batch)",
     )
 
@@ -230,24 +231,24 @@ def check_arguments(
     output paths; returns the checkpoint folder (not created yet), None when not training."""
     check_flag_combinations(options)
     seq = options.max_seq_length
-    config = runtime.check_model_files(options.config_file, options.vocab_file, seq)
+    config = cli.check_model_files(options.config_file, options.vocab_file, seq)
     weights = {"--init_weights": options.init_weights}
     if options.resume_from_checkpoint or not options.do_train:  # else NVIDIA ignores it
         weights["--init_checkpoint"] = options.init_checkpoint
     for flag, path in weights.items():
         if path:
-            runtime.check_weights_path(path, flag)
+            cli.check_weights_path(path, flag)
     if options.eval_dir is not None:
         check_eval_dir(options, config)
     inputs = {"--config_file": options.config_file, "--vocab_file": options.vocab_file, **weights}
     if not options.do_train:
         runtime.check_run_outputs(args, inputs)
         return None
-    runtime.check_input_dir(options.input_dir, "--input_dir")
+    cli.check_input_dir(options.input_dir, "--input_dir")
     check_shards(options, config)
     output = CheckpointFolder(options.output_dir)
     if not output.remote:
-        runtime.check_output_dir(options.output_dir, "--output_dir")
+        cli.check_output_dir(options.output_dir, "--output_dir")
     runtime.check_run_outputs(args, inputs)
     resuming = options.resume_from_checkpoint or restart.resume_implied
     existing = [name for name in output.names() if name.startswith("ckpt")]  # s3: the bucket's
@@ -326,10 +327,10 @@ def check_shards(options: PretrainOptions, config: BertConfig) -> None:
 def check_eval_dir(options: PretrainOptions, config: BertConfig) -> None:
     """The held-out folder: shards exist (HDF5 of any name, or parquet with a vocabulary) and
     none is longer than the model's positions. Only metadata is read."""
-    runtime.check_input_dir(options.eval_dir, "--eval_dir")
+    cli.check_input_dir(options.eval_dir, "--eval_dir")
     files = eval_files(options.eval_dir)
     training_shards = [p.name for p in files if "training" in p.name or p.suffix == ".parquet"]
-    same = options.input_dir and runtime.same_path(options.eval_dir, options.input_dir)
+    same = options.input_dir and cli.same_path(options.eval_dir, options.input_dir)
     if options.do_train and same and training_shards:
         raise UsageError(
             f"--eval_dir {options.eval_dir} is --input_dir and holds no test shards, so the "
@@ -344,7 +345,7 @@ def check_eval_dir(options: PretrainOptions, config: BertConfig) -> None:
             )
         return
     for path in files:
-        runtime.check_input_file(path, "--eval_dir shard")
+        cli.check_input_file(path, "--eval_dir shard")
         seq_length = shard_shape(path)[1]
         check_positions(seq_length, "--eval_dir", options.eval_dir, options, config)
 
@@ -616,8 +617,8 @@ def setup(
             output.create()
         distributed.barrier()
     else:  # locked, cleared of what a killed run left, and tested for a write
-        main = run.dist.is_main_process
-        claim = claim_output(options.output_dir, "run_pretraining.py", is_main=main)
+        is_main = run.dist.is_main_process
+        claim = claim_output(options.output_dir, "run_pretraining.py", is_main=is_main)
         resources.enter_context(claim)
     model = build_model(options, run.device)
     optimizer = make_lamb(
@@ -804,7 +805,7 @@ def execute(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return runtime.run_main("run_pretraining.py", parse_arguments, execute, argv)
+    return cli.run_main("run_pretraining.py", parse_arguments, execute, argv)
 
 
 if __name__ == "__main__":

@@ -5,27 +5,13 @@
         --train_file train-v1.1.json --predict_file dev-v1.1.json --output_dir results/SQuAD \\
         --train_batch_size 32 --learning_rate 3e-5 --num_train_epochs 2 --bf16
 
-Training data, features and post-processing are `squad.py`; the loops are `finetuning.py`.
-Outputs in `--output_dir`: `pytorch_model.bin` ({'model': state_dict}, as NVIDIA's),
-`config.json` and `bert_config.json` (the same config under HEAD's and 21.11's names) after
-training; `predictions.json`, `nbest_predictions.json` (and `null_odds.json`
-for v2.0) after prediction. `--do_eval` scores them with the official metrics built in (an
-external `--eval_script` runs only with `--run_eval_script`); `exact_match` and `F1` go to the
-dllogger summary with `e2e_train_time`, `training_sequences_per_second`, `final_loss`,
-`e2e_inference_time`, `inference_sequences_per_second` (NVIDIA's summary keys), plus ours:
-`inference_sequences_per_second_warm` (without each width's first batch, where compilation and
-kernel selection happen) and, on a GPU, `peak_memory_gib`. `--compile` compiles the encoder
-layers for training and prediction, on widths that are multiples of 64.
-
-Differences from NVIDIA: every question gets its own null score in v2.0 (NVIDIA's used the last
-example's) and there is no crash without a valid span; the schedule counts features and
-optimizer steps (NVIDIA's counted examples and reached LR 0 early);
-prediction runs on every rank with length-sorted batches trimmed to their longest sequence
-(identical logits to padding to 384), and n-best candidates are taken among a feature's real
-tokens only, so predictions do not depend on the padding; the feature cache is keyed by data,
-vocabulary, case and lengths and never pickled; `--init_checkpoint` takes any checkpoint format;
-a second run on the same `--output_dir` is refused while the first holds its lock
-(`output_lock.py`).
+The entry script: NVIDIA's flags, their checks, and the flow of a run. Outputs in `--output_dir`
+(held with `output_lock.py`): `pytorch_model.bin` ({'model': state_dict}, as NVIDIA's),
+`config.json` and `bert_config.json` (HEAD's and 21.11's names) after training;
+`predictions.json`, `nbest_predictions.json` (and `null_odds.json` for v2.0) after prediction;
+with `--do_eval` the official scores, built in (`--eval_script` only with `--run_eval_script`),
+in the dllogger summary beside NVIDIA's timing keys and ours. Data, features and post-processing
+are `squad.py`'s, the loops `finetuning.py`'s; the README lists how it differs from NVIDIA's.
 """
 
 from __future__ import annotations
@@ -38,7 +24,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import runtime
+import cli
 import squad
 from errors import UsageError
 from finetuning import (
@@ -64,23 +50,23 @@ logger = logging.getLogger("run_squad")
 
 
 def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = runtime.ArgumentParser(prog="run_squad.py", description=__doc__.split("\n\n")[0])
+    parser = cli.ArgumentParser(prog="run_squad.py", description=__doc__.split("\n\n")[0])
     add_common_arguments(parser, seed=42, log_freq=50)
     add = parser.add_argument
     add("--train_file", help="SQuAD json for training")
     add("--predict_file", help="SQuAD json for prediction (and evaluation)")
-    add("--max_seq_length", type=runtime.positive_int, default=384)
-    add("--doc_stride", type=runtime.positive_int, default=128)
-    add("--max_query_length", type=runtime.positive_int, default=64)
+    add("--max_seq_length", type=cli.positive_int, default=384)
+    add("--doc_stride", type=cli.positive_int, default=128)
+    add("--max_query_length", type=cli.positive_int, default=64)
     add("--do_train", action="store_true")
     add("--do_predict", action="store_true")
     add("--do_eval", action="store_true", help="score predictions against --predict_file")
-    add("--predict_batch_size", type=runtime.positive_int, default=8)
-    add("--n_best_size", type=runtime.positive_int, default=20)
-    add("--max_answer_length", type=runtime.positive_int, default=30)
+    add("--predict_batch_size", type=cli.positive_int, default=8)
+    add("--n_best_size", type=cli.positive_int, default=20)
+    add("--max_answer_length", type=cli.positive_int, default=30)
     add("--verbose_logging", action="store_true", help="accepted; unused")
     add("--version_2_with_negative", action="store_true")
-    add("--null_score_diff_threshold", type=runtime.finite_float, default=0.0)
+    add("--null_score_diff_threshold", type=cli.finite_float, default=0.0)
     add(
         "--eval_script",
         help="an external evaluation script such as <squad_dir>/evaluate-v1.1.py "
@@ -132,9 +118,9 @@ def check_arguments(args: argparse.Namespace) -> BertConfig:
     }
     for flag, path in inputs.items():
         if path:
-            runtime.check_input_file(path, flag)
+            cli.check_input_file(path, flag)
     if args.cache_dir and not args.skip_cache:
-        runtime.check_output_dir(args.cache_dir, "--cache_dir")
+        cli.check_output_dir(args.cache_dir, "--cache_dir")
     outputs = ["predictions.json", "nbest_predictions.json", "null_odds.json"]
     return check_common_arguments(args, inputs, outputs if args.do_predict else [])
 
@@ -263,6 +249,7 @@ def do_predict(model, tokenizer, examples, args: argparse.Namespace, run: Run) -
             "inference_sequences_per_second": len(features) / result.seconds
             if result.seconds
             else 0,
+            # Ours: without each width's first batch, where compilation and kernel choice happen.
             "inference_sequences_per_second_warm": result.warm_sequences_per_second,
         },
     )
@@ -349,7 +336,7 @@ def execute(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return runtime.run_main("run_squad.py", parse_arguments, execute, argv)
+    return cli.run_main("run_squad.py", parse_arguments, execute, argv)
 
 
 if __name__ == "__main__":

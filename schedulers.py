@@ -1,18 +1,12 @@
 """Learning-rate schedules: warm-up then polynomial (pre-training) or linear (fine-tuning) decay.
 
 All schedules are functions of the progress p = k / total_steps of optimizer step k (1-based),
-with warm-up w as a fraction of the total (NVIDIA's `schedulers.py`):
-
+with warm-up w as a fraction of the total (NVIDIA's `schedulers.py`), safe past the end and w = 0:
 - poly (NVIDIA PolyWarmUpScheduler, degree 0.5): base * p / w while p < w, else base * (1 - p)^0.5;
 - linear (NVIDIA LinearWarmUpScheduler): base * p / w while p < w, else
   base * max((p - 1) / (w - 1), 0);
 - constant (ConstantWarmUpScheduler): base * p / w while p < w, else base.
-
-Differences from NVIDIA's `schedulers.py`: every schedule is safe past the end (the poly one turned
-complex or NaN there) and with w = 0; the step counter is the scheduler's own, advanced by
-the training loop only after an optimizer step that was taken, so skipped fp16 steps do not move
-the schedule (NVIDIA reads the same count from the optimizer's `step`); the cosine schedule, whose
-formula was wrong upstream, is not offered.
+The step count is the scheduler's own; the training loops advance it after each step taken.
 """
 
 from __future__ import annotations

@@ -2,21 +2,11 @@
 
 The one description of a shard that its writer (`pretraining_instances.py`, run by
 `create_pretraining_data.py`), its reader (`pretraining_data.py`) and its checker
-(`data/verify.py`) share. It imports nothing of the
-repository and no torch, so the processes that write shards stay light.
-
-A shard of N instances, sequence length S and at most P masked positions per instance holds, as
-NVIDIA's 21.11 `create_pretraining_data.py` writes them and its `run_pretraining.py` reads them:
-
-    input_ids             int32 [N, S]  token ids, zero-padded
-    input_mask            int8  [N, S]  1 for real tokens, then 0
-    segment_ids           int8  [N, S]  0 for [CLS] A [SEP], 1 for B [SEP], 0 for padding
-    masked_lm_positions   int32 [N, P]  sorted masked positions, zero-padded
-    masked_lm_ids         int32 [N, P]  the original token at each masked position
-    next_sentence_labels  int8  [N]     1 when B is a random next sentence
-
-Our writer also stores its settings as HDF5 attributes (`SETTINGS_ATTRIBUTES`); NVIDIA's loader
-reads only the datasets and ignores them, and shards without them (NVIDIA's) are valid.
+(`data/verify.py`) share: the datasets as NVIDIA's 21.11 `create_pretraining_data.py` writes
+them and its `run_pretraining.py` reads them (`DATASETS`), and the settings our writer stores as
+HDF5 attributes (`SETTINGS_ATTRIBUTES`; NVIDIA's loader ignores them, and shards without them,
+NVIDIA's, are valid). It imports nothing of the repository and no torch, so the processes that
+write shards stay light. Reading, writing and checking the content are the other modules'.
 """
 
 from __future__ import annotations
@@ -36,6 +26,13 @@ class ShardDataset(NamedTuple):
         return 1 if self.width is None else 2
 
 
+#: A shard of N instances, sequence length S and at most P masked positions per instance:
+#:     input_ids             int32 [N, S]  token ids, zero-padded
+#:     input_mask            int8  [N, S]  1 for real tokens, then 0
+#:     segment_ids           int8  [N, S]  0 for [CLS] A [SEP], 1 for B [SEP], 0 for padding
+#:     masked_lm_positions   int32 [N, P]  sorted masked positions, zero-padded
+#:     masked_lm_ids         int32 [N, P]  the original token at each masked position
+#:     next_sentence_labels  int8  [N]     1 when B is a random next sentence
 DATASETS = (
     ShardDataset("input_ids", "i4", "seq_length"),
     ShardDataset("input_mask", "i1", "seq_length"),

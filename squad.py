@@ -1,43 +1,13 @@
 """SQuAD v1.1/v2.0 task logic: reading, features, answer post-processing, EM/F1, feature cache.
 
 Owns everything between a SQuAD JSON file and the model's input arrays, and between the model's
-start/end logits and the official scores, following NVIDIA's ``run_squad.py``:
-
-- ``read_squad_examples`` splits each context into whitespace words (U+202F included) and, for
-  training, maps the answer's characters to words; ``detect_version`` tells v2.0 data from v1.1.
-- ``convert_examples_to_features`` builds ``[CLS] question [SEP] window [SEP]`` features over
-  doc-stride windows with NVIDIA's maps, max-context flags and shifted labels;
-  ``features_to_arrays`` turns them into the arrays a dataset needs.
-- ``qa_loss`` and ``qa_forward`` call a QA model on a batch of those arrays: the training loss,
-  and each feature's start/end logits over its real tokens (``run_squad.py``, ``inference.py``).
-- ``get_answers`` turns ``RawResult`` logits into predictions, n-best lists and null odds;
-  ``write_predictions`` writes them.
-- ``evaluate_v1`` and ``evaluate_v2`` give the official scripts' numbers (``evaluate_squad.py``
-  is their command-line form).
-- ``cache_path``, ``save_feature_cache`` and ``load_feature_cache`` keep built features on disk.
-
-The model itself, the training loop, distribution and logging belong to ``modeling.py``,
-``finetuning.py`` and ``run_squad.py``.
-
-Differences from NVIDIA's ``run_squad.py``:
-
-- v2.0: every question gets its own null score, the minimum of start[0] + end[0] over its own
-  features; NVIDIA's uses the null logits of whichever example came last in its loop.
-- No crash when no valid span exists: v1.1 answers NVIDIA's "empty" placeholder, v2.0 answers ""
-  (NVIDIA's dereferences a missing best non-null entry). Null odds are also returned and written.
-- Top-k start/end indices and the valid (start, end) pairs are computed with numpy instead of
-  sorting whole Python lists, and ``get_final_text`` caches basic tokens per word; the n-best
-  lists, ties included, are unchanged (about 3x faster on the dev set).
-- ``_improve_answer_span`` compares token lists of the answer's length at each start instead of
-  joining every (start, end) pair; max-context flags come from one numpy pass over the windows
-  instead of a scan of all windows per token; the questions of a paragraph share its WordPiece
-  tokens. All give the same features.
-- The feature cache is keyed by a hash of the data file, the vocabulary file's bytes, the case
-  setting and all window settings (NVIDIA's cache name ignores vocabulary and case), and
-  it is a numpy ``.npz`` loaded with ``allow_pickle=False`` instead of a pickle.
-- Bad input (missing file, not JSON, not the SQuAD layout, a v1.1 training question without
-  exactly one answer, a ``max_seq_length`` too small for the question) raises ``SquadError`` with
-  one message naming the file and question; NVIDIA's raises bare errors or loops forever.
+start/end logits and the official scores, following NVIDIA's ``run_squad.py``: reading and
+checking the data (``read_squad_examples``; bad input is one ``SquadError`` naming the file and
+question), doc-stride features (``convert_examples_to_features``), the model calls the loops
+take (``qa_loss``, ``qa_forward``), answers, n-best lists and null odds (``get_answers``), the
+official scripts' numbers (``evaluate_v1``, ``evaluate_v2``) and the feature cache. The model,
+loops and logging are ``modeling.py``'s, ``finetuning.py``'s and ``run_squad.py``'s; the README
+lists how it differs from NVIDIA's ``run_squad.py``.
 """
 
 from __future__ import annotations

@@ -2,28 +2,12 @@
 
 Entry scripts accept `s3://bucket/key` for `--init_checkpoint` (a checkpoint file, or a prefix
 holding a Hugging Face folder) and run_pretraining.py for `--output_dir`; everything else works
-on local paths. boto3 is imported only when an `s3://` path is used. The endpoint comes from
-`S3_ENDPOINT_URL` or `AWS_ENDPOINT_URL` (an S3-compatible server such as MinIO or moto),
-credentials from boto3's usual chain.
-
-Downloads go to `$BERT_S3_CACHE`, by default a per-user folder (`$XDG_CACHE_HOME/bert_pytorch/s3`,
-else `~/.cache/bert_pytorch/s3`, else `<temp dir>/bert_s3_cache-<uid>`) created with mode 0700.
-A cache folder that belongs to another user or that group or others may write is refused: what
-it holds could have been planted. `objects/` holds the copies, `stamps/` one JSON file per copy
-(the bucket, key, size and ETag it was downloaded as, and the sha256 of the downloaded bytes),
-`partial/` downloads and uploads in progress. A copy is served only when the object's current
-size and ETag match its stamp and the copy's own size and sha256 still match it; otherwise it
-is downloaded again. A prefix's copy is pruned of files no longer under the prefix. What exists
-remotely is always listed in the bucket, never inferred from the cache.
-
-Object keys come from the bucket, so they are outside data: every key becomes a cache path only
-through `fileio.safe_join`, and a prefix whose listing holds one unsafe key (`..`, an absolute
-or empty component, a backslash, control characters, a key that is both a file and a folder) is
-refused as a whole before anything is downloaded.
-
-Errors: a missing object, prefix or bucket is a FileNotFoundError naming the URL; any other
-failure (no boto3, no credentials, no connection, access denied, an unsafe key or cache folder)
-a StorageError naming it.
+on local paths. Owns the private, verified download cache (`cache_dir`, `fetch`), uploads and
+small conditional objects (the lock of `output_lock.py`). boto3 is imported only when an `s3://`
+path is used; the endpoint comes from `S3_ENDPOINT_URL` or `AWS_ENDPOINT_URL` (MinIO, moto),
+credentials from boto3's usual chain. Object keys are outside data: each becomes a cache path
+only through `fileio.safe_join`. A missing object, prefix or bucket is a FileNotFoundError
+naming the URL; any other failure a StorageError naming it.
 """
 
 from __future__ import annotations
@@ -103,7 +87,13 @@ def _code(err: BaseException | None) -> str:
 
 
 def cache_dir() -> Path:
-    """The download cache (see the module docstring), created if needed and checked private."""
+    """The download cache, created if needed and checked private: `$BERT_S3_CACHE`, by default a
+    per-user folder (`$XDG_CACHE_HOME/bert_pytorch/s3`, else `~/.cache/bert_pytorch/s3`, else
+    `<temp dir>/bert_s3_cache-<uid>`) with mode 0700. A folder that belongs to another user or
+    that group or others may write is refused: what it holds could have been planted. It holds
+    `objects/` (the copies), `stamps/` (one JSON file per copy: the bucket, key, size and ETag it
+    was downloaded as, and the sha256 of the downloaded bytes) and `partial/` (downloads and
+    uploads in progress)."""
     configured = os.environ.get("BERT_S3_CACHE")
     if configured:
         return _private_folder(Path(configured).expanduser(), "BERT_S3_CACHE")
@@ -227,7 +217,15 @@ def list_keys(url: str, recursive: bool = True) -> list[str]:
 
 
 def fetch(url: str) -> Path:
-    """A local copy of an s3:// object, or of every object under a prefix (a folder)."""
+    """A local copy of an s3:// object, or of every object under a prefix (a folder).
+
+    A cached copy is served only when the object's current size and ETag match its stamp and
+    the copy's own size and sha256 still match it; otherwise it is downloaded again. A prefix's
+    copy is pruned of files no longer under the prefix. What exists remotely is always listed in
+    the bucket, never inferred from the cache. A prefix whose listing holds one unsafe key
+    (`..`, an absolute or empty component, a backslash, control characters, a key that is both a
+    file and a folder) is refused as a whole before anything is downloaded. No boto3, no
+    credentials, no connection, access denied, an unsafe key or cache folder: a StorageError."""
     bucket, key = split_url(url)
     client = _client(url)
     if key and not key.endswith("/"):
@@ -380,21 +378,6 @@ def _prune(bucket: str, prefix: str, folder: Path, keep: set[Path]) -> None:
                 _stamp_path(bucket, prefix + relative).unlink(missing_ok=True)
         if here != folder and not any(here.iterdir()):
             here.rmdir()
-
-
-def put(local: str | os.PathLike, url: str) -> None:
-    """Upload a local file to an s3:// URL.
-
-    S3 shows an object only once its upload completed (one PUT, or the completion of a
-    multipart upload), so readers never see a half-written one under the name.
-    """
-    bucket, key = split_url(url)
-    try:
-        _client(url).upload_file(str(local), bucket, key)
-    except _errors() as err:
-        if _code(err) == "NoSuchBucket":
-            raise FileNotFoundError(f"{url}: no such bucket: {bucket}") from None
-        raise StorageError(f"{url}: cannot upload: {err}") from None
 
 
 def upload(url: str, write: Callable[[IO[bytes]], None]) -> None:

@@ -1,30 +1,13 @@
 """BERT WordPiece tokenization with Google's algorithm, as NVIDIA's BERT for PyTorch ships it.
 
-Owns the vocabulary loader, ``BasicTokenizer`` (cleaning, CJK splitting, lower-casing with accent
-stripping, punctuation splitting), ``WordpieceTokenizer`` (greedy longest-match-first) and
-``BertTokenizer``, which chains the two. Building model inputs ([CLS]/[SEP], padding, masking)
-is left to the task modules.
-
-Differences from NVIDIA's ``tokenization.py``:
-
-- ``backend="fast"`` runs the algorithm in Hugging Face ``tokenizers`` (Rust). It is built from
-  plain normalizer and pre-tokenizer steps whose character classes come from this module's own
-  rules (Python's Unicode tables), because ``BertNormalizer``/``BertPreTokenizer`` disagree with
-  Google on unassigned code points, on CJK U+2B820-U+2B91F and on characters newer than their
-  Unicode tables. Tests check that both backends give the same tokens on every assigned code
-  point and on real corpora. The backend is chosen explicitly; a missing ``tokenizers`` is an error.
-- The Python path caches per-word results, so a repeated word costs one dictionary lookup.
-- A token missing from the vocabulary maps to the [UNK] id (NVIDIA raises ``KeyError``), a
-  sequence longer than ``max_len`` logs a warning (NVIDIA raises ``ValueError``), an id out of
-  range raises ``ValueError`` naming it, and a bad vocabulary file raises one clear error.
-- A vocabulary that lists a token twice is refused (NVIDIA's keeps the later id silently), and
-  a cased vocabulary with lower-casing on, or an uncased one with it off, is warned about.
-  ``warn_if_mostly_unknown`` lets the data readers warn about text that is mostly [UNK].
-- No ``from_pretrained`` and no downloads: the vocabulary is always a local file.
-
-Control characters are all Unicode categories starting with "C", as in NVIDIA's copy and in
-Hugging Face's Python tokenizer; Google's original drops only Cc and Cf. The two differ on
-private-use, surrogate and unassigned code points only.
+Owns the vocabulary loader and its checks (a token listed twice refused, a casing that does not
+fit lower-casing warned, ``warn_if_mostly_unknown`` for the data readers), ``BasicTokenizer``
+(cleaning, CJK splitting, lower-casing with accent stripping, punctuation splitting),
+``WordpieceTokenizer`` (greedy longest-match-first) and ``BertTokenizer``, which chains the two,
+in Python with a per-word cache or, chosen explicitly with ``backend="fast"``, in Hugging Face
+``tokenizers`` built from this module's character classes. Vocabularies are local files only.
+Building model inputs ([CLS]/[SEP], padding, masking) is left to the task modules; the README
+lists how this differs from NVIDIA's ``tokenization.py``.
 """
 
 from __future__ import annotations
@@ -241,9 +224,11 @@ def _is_whitespace(char: str) -> bool:
 
 
 def _is_control(char: str) -> bool:
+    """Every Unicode category starting with "C", as in NVIDIA's copy and in Hugging Face's
+    Python tokenizer; Google's original drops only Cc and Cf. The two differ on private-use,
+    surrogate and unassigned code points only."""
     if char in "\t\n\r":
         return False
-    # NVIDIA's copy drops every "C*" category (Google's original: only Cc and Cf).
     return unicodedata.category(char).startswith("C")
 
 

@@ -2,16 +2,12 @@
 
 Order of wrapping, applied by the entry scripts through these helpers (torchtitan style):
 model on device -> activation checkpointing (a flag on the encoder) -> DDP -> autocast around
-the forward only -> GradScaler around backward and step (fp16 only).
-
-Precision: "fp16" (autocast fp16 + GradScaler starting at `--init_loss_scale`), "bf16" (autocast
-bf16, no scaler), "fp8" (bf16 autocast with the encoder's linear layers in float8 through
-torchao's float8 training, on Hopper and newer GPUs only), "fp32" (TF32 matmuls allowed on Ampere
-and newer unless disabled). A step: micro-batch losses are divided by the accumulation steps
-before backward (NVIDIA HEAD never did, so its accumulated gradients were sums); all micro-steps
-but the last run under `no_sync`; then `optimizer_step` unscales, clips once (optimizers without
-their own clipping), steps, updates the scaler and zeroes the gradients with `set_to_none`.
-Nothing in a micro-step waits for the device.
+the forward only -> GradScaler around backward and step (fp16 only). A step: micro-batch losses
+are divided by the accumulation steps before backward; all micro-steps but the last run under
+`no_sync`; then `optimizer_step` unscales, clips once (optimizers without their own clipping),
+steps, updates the scaler and zeroes the gradients with `set_to_none`. Nothing in a micro-step
+waits for the device. Also trimming, compile and fp8 helpers; the optimizers are
+`optimization.py`'s, and `runtime.choose_precision` turns the flags into a precision.
 """
 
 from __future__ import annotations
@@ -88,7 +84,12 @@ def configure_tf32(enabled: bool = True) -> None:
 
 @dataclasses.dataclass
 class PrecisionStack:
-    """Autocast settings and the loss scaler of one run."""
+    """Autocast settings and the loss scaler of one run.
+
+    "fp16": autocast fp16 and a GradScaler starting at `--init_loss_scale`; "bf16": autocast
+    bf16, no scaler; "fp8": bf16 autocast with the encoder's linear layers in float8 through
+    torchao's float8 training, on Hopper and newer GPUs only; "fp32": no autocast (TF32 matmuls
+    allowed on Ampere and newer unless disabled)."""
 
     precision: str
     device: torch.device

@@ -4,32 +4,12 @@
         [--head_size 64] [--dtype bf16] [--lengths_from results/sample_shards/phase2]
         [--widths 64 128 ... 512] [--steps 20] [--warmup 3] [--json OUT.json]
 
-Phase 2 spends most of its attention time on padded batches, whose key-padding mask rules out
-the flash kernel of `F.scaled_dot_product_attention`; which kernel then runs, and whether length
-bins (narrower batches, a new width every few steps) help or hurt, is a question for the GPU.
-This measures one attention call, forward and backward, with BERT-large's heads at the given
-width, for each way to run it:
-
-- `auto`: what `F.scaled_dot_product_attention` picks by itself (what `modeling.py` runs); the
-  kernel it picked is reported;
-- `math`, `efficient`, `cudnn`, `flash`: that SDPA backend alone, with the additive mask;
-- `flash, no mask`: the flash kernel ignoring padding, a lower bound rather than a choice;
-- `varlen`: padding removed, `torch.nn.attention.varlen.varlen_attn` over the packed tokens
-  (CUDA), including the gathers in and out;
-- `eager`: the explicit softmax(QK^T / sqrt(hd) + bias) V of `modeling.py`'s reference path.
-
-Part 1 runs every backend on one batch at `--seq` whose lengths come from the shards'
-`input_mask` (`--lengths_from`) or else from Google's rule (a tenth of the rows short, the rest
-full) and reports the median milliseconds, the tokens per second counting only real tokens, and
-the largest error of the output and of the three gradients against fp32 `math` (padded query
-rows excluded: they differ by design and their gradient is zero). Part 2 runs each backend on
-full batches at every width of `--widths` and reports the first call (kernel selection, cuDNN
-plan building, allocator growth) apart from the median of the later ones: if bins lose time, it
-shows there as a large first call per width or as widths that are not cheaper in proportion.
-
-A backend that cannot run here (no kernel for this device, dtype or mask) is listed with the
-reason instead of numbers. On a CPU this checks that the measurement works; GPU speed must be
-measured on a GPU (scripts/gpu_check.sh runs it there).
+Owns one measurement: an attention call with BERT-large's heads, forward and backward, through
+each way to run it (`BACKENDS`). Phase 2's padded batches rule out the flash kernel; which
+kernel runs instead, and whether length bins help, is a question for the GPU. Part 1 times one
+batch of real lengths and checks each backend against fp32 `math`; part 2 times full batches at
+every width, the first call apart. A backend that cannot run here is listed with its reason. The
+attention itself is `modeling.py`'s; `scripts/gpu_check.sh` runs this on the GPU.
 """
 
 from __future__ import annotations
@@ -61,6 +41,11 @@ FORCED = {
     "cudnn": SDPBackend.CUDNN_ATTENTION,
     "flash": SDPBackend.FLASH_ATTENTION,
 }
+#: Every way to run the call: `auto` is what SDPA picks by itself (what `modeling.py` runs; the
+#: kernel picked is reported); `FORCED`'s names are one SDPA backend alone with the additive mask;
+#: `flash, no mask` ignores padding (a lower bound, not a choice); `varlen` removes the padding and
+#: runs `torch.nn.attention.varlen.varlen_attn` over the packed tokens (CUDA; the gathers in and
+#: out counted); `eager` is `modeling.py`'s explicit softmax(QK^T / sqrt(hd) + bias) V.
 BACKENDS = ("auto", "math", "efficient", "cudnn", "flash", "flash, no mask", "varlen", "eager")
 
 #: The additive bias of a padded key, as `modeling.py` builds it.
@@ -282,6 +267,10 @@ def timed_row(row: dict, name: str, inputs: Inputs, args, real_tokens: int) -> b
 
 
 def part1(args, lengths: list[int], dtype, device, generator) -> tuple[list[dict], str]:
+    """Every backend on one batch at `--seq` whose lengths come from the shards' `input_mask`
+    (`--lengths_from`) or else from Google's rule (a tenth of the rows short, the rest full):
+    median time, tokens per second counting only real tokens, and the largest error of the
+    output and of the three gradients against fp32 `math` (padded query rows excluded)."""
     inputs = Inputs(lengths, args.seq, args, dtype, device, generator)
     reference_inputs = inputs.as_fp32()
     out = call(runner("math"), reference_inputs)
@@ -305,6 +294,10 @@ def part1(args, lengths: list[int], dtype, device, generator) -> tuple[list[dict
 
 
 def part2(args, dtype, device, generator) -> list[dict]:
+    """Every backend on full batches at each width of `--widths`: the first call (kernel
+    selection, cuDNN plans, allocator growth) apart from the median of the later ones, so a
+    cost of length bins shows as a large first call per width or widths not cheaper in
+    proportion."""
     results = []
     for name in args.backends:
         if name == "flash, no mask":

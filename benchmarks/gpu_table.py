@@ -1,19 +1,12 @@
 """The one table of `scripts/gpu_check.sh`: throughput, MFU, peak memory and targets per run.
 
-    python -m benchmarks.gpu_table --manifest WORK/manifest.tsv --config bert_configs/large.json \\
+    python -m benchmarks.gpu_table --manifest WORK/manifest.tsv --config bert_configs/large.json \
         --device "NVIDIA H100 80GB HBM3" --table OUT/table.txt --json OUT/summary.json
 
-The manifest has one tab-separated line per planned run: name, workload, precision, path,
-status ("ok", or why it did not run or did not finish) and the dllogger file the entry script
-wrote. Rates come from those logs, leaving warm-up out:
-- pre-training and SQuAD fine-tuning: the median of the per-window
-  `training_sequences_per_second` after the first `--skip_windows` windows (compilation and
-  the first steps happen there);
-- SQuAD prediction: `inference_sequences_per_second_warm` (every batch but the first of each
-  width).
-MFU is the model's FLOP/s at the nominal shape (sequences padded to 128, 512 or 384, the MLM
-head on `max_predictions_per_seq` rows, training counted as 3 forward passes) over the dense bf16
-peak of the card (vendor datasheet); peak memory is the entry script's `peak_memory_gib`.
+Owns reading the check's manifest (one line per planned run) and the dllogger logs the entry
+scripts wrote, turning them into one row per workload, precision and path: the warm rate
+(`measure`), MFU at the nominal shape over the card's dense bf16 peak (`flops_per_sequence`,
+`PEAK_BF16_TFLOPS`), peak memory and the target. Running the workloads is `gpu_check.sh`'s.
 """
 
 from __future__ import annotations
@@ -60,7 +53,9 @@ def peak_tflops(device: str) -> float | None:
 
 
 def flops_per_sequence(config: BertConfig, workload: str) -> float:
-    """Model FLOPs of one sequence at the workload's nominal shape (multiply-adds count 2)."""
+    """Model FLOPs of one sequence at the workload's nominal shape (multiply-adds count 2):
+    sequences padded to 128, 512 or 384, the MLM head on `max_predictions_per_seq` rows,
+    training counted as 3 forward passes."""
     seq, masked, training, _, _ = WORKLOADS[workload]
     h, i, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
     per_layer = 2 * seq * (4 * h * h + 2 * h * i) + 2 * 2 * seq * seq * h  # dense + attention
@@ -95,7 +90,10 @@ def summary(events: list[dict]) -> dict:
 
 
 def measure(workload: str, log: Path, skip_windows: int) -> dict:
-    """Rate, how it was taken and peak memory of one finished run."""
+    """Rate, how it was taken and peak memory (`peak_memory_gib`) of one finished run, warm-up
+    left out: for training, the median of the per-window `training_sequences_per_second` after
+    the first `skip_windows` windows (compilation and the first steps happen there); for SQuAD
+    prediction, `inference_sequences_per_second_warm` (every batch but each width's first)."""
     events = read_dllogger_file(log)
     final = summary(events)
     result: dict = {"peak_gib": final.get("peak_memory_gib")}
@@ -119,6 +117,8 @@ def measure(workload: str, log: Path, skip_windows: int) -> dict:
 
 
 def build_rows(manifest: Path, config: BertConfig, device: str, skip: dict[str, int]) -> list:
+    """One row per line of `manifest`: tab-separated name, workload, precision, path, status
+    ("ok", or why it did not run or finish) and the dllogger file the entry script wrote."""
     peak = peak_tflops(device)
     rows = []
     with manifest.open(newline="") as handle:

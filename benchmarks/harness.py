@@ -4,22 +4,12 @@
         [--sections pretrain squad_train squad_infer loader tokenizer] [--steps 10]
         [--json benchmarks/results/harness.json]
 
-Sections (each row: the median of `--steps` timed steps after `--warmup`, same config, batch,
-precision and data for both sides; peak CUDA memory on a GPU):
-- pretrain: a pre-training step (forward, loss, backward, AdamW fused on CUDA / foreach on CPU)
-  at the phase-1 shape (128, 20 masked) and the phase-2 shape (512, 80) on batches read from
-  shards of the bundled real text (whose phase-2 sequences are often much shorter than 512).
-  Ours as shipped (batches trimmed to their longest sequence, masked-only MLM head);
-  transformers' BertForPreTraining on the padded batch with its own loss; plus ours with LAMB
-  (and, with --compile, ours with compiled layers, with AdamW and with the compiled LAMB).
-- squad_train: a SQuAD fine-tuning step at 384 on real features (the bundled training sample),
-  ours trimmed vs transformers padded.
-- squad_infer: features to answers on the real dev set (`--squad_questions` first questions, all
-  10,570 with 0), ours as shipped vs transformers padded to 384; predictions must match.
-- loader: our HDF5 loader's samples/s at both shapes.
-- tokenizer: tokens/s of our Python and fast backends vs transformers' BertTokenizer.
-Both models share weights (transformers' seeded init copied into ours). CPU default: BERT-base
-fp32; GPU: pass --config bert_configs/large.json --dtype bf16 (or fp16).
+Owns the comparison: each section (`SECTIONS`) times the same config, weights (transformers'
+seeded init copied into ours), batch, precision and data on both sides, as the median of
+`--steps` steps after `--warmup`, with peak CUDA memory on a GPU. Ours runs as shipped (trimmed
+batches, masked-only MLM head) against transformers on padded batches. CPU default: BERT-base
+fp32; GPU: `--config bert_configs/large.json --dtype bf16` (or fp16). The models, loader and
+tokenizer are the library's; `benchmarks.squad_inference` times the SQuAD prediction path.
 """
 
 from __future__ import annotations
@@ -53,6 +43,14 @@ from training import (
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared" / "data"
+#: pretrain: forward, loss, backward and AdamW (fused on CUDA, foreach on CPU) at the phase-1
+#: (128, 20 masked) and phase-2 (512, 80) shapes on shards of the bundled real text (whose phase-2
+#: sequences are often much shorter than 512), transformers' BertForPreTraining with its own loss,
+#: plus ours with LAMB (and with --compile: compiled layers, with AdamW and the compiled LAMB);
+#: squad_train: a fine-tuning step at 384 on the bundled training sample's features; squad_infer:
+#: features to answers on the real dev set (`--squad_questions` first questions, 0 for all
+#: 10,570), predictions must match; loader: our HDF5 loader's samples/s at both shapes;
+#: tokenizer: tokens/s of our Python and fast backends vs transformers' BertTokenizer.
 SECTIONS = ("pretrain", "squad_train", "squad_infer", "loader", "tokenizer")
 
 

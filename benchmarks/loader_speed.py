@@ -19,7 +19,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-import runtime
+import cli
 from pretraining_data import PretrainingDataLoader, training_files
 
 
@@ -50,23 +50,23 @@ def measure(files: list[Path], micro_batch: int) -> tuple[float, int]:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = runtime.ArgumentParser(
+    parser = cli.ArgumentParser(
         prog="benchmarks.loader_speed", description=__doc__.split("\n\n")[0]
     )
-    parser.add_argument("--rows", type=runtime.positive_int, default=65536)
-    parser.add_argument("--micro_batch", type=runtime.positive_int, default=64)
+    parser.add_argument("--rows", type=cli.positive_int, default=65536)
+    parser.add_argument("--micro_batch", type=cli.positive_int, default=64)
     parser.add_argument("--shards", type=Path, help="real shards instead of a random one")
     parser.add_argument("--debug", action="store_true", help="print the traceback of a bug")
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return runtime.run_main("benchmarks.loader_speed", parse_args, execute, argv)
+    return cli.run_main("benchmarks.loader_speed", parse_args, execute, argv)
 
 
 def execute(args: argparse.Namespace) -> None:
     if args.shards:
-        runtime.check_input_dir(args.shards, "--shards")
+        cli.check_input_dir(args.shards, "--shards")
         rate, samples = measure(training_files(args.shards), args.micro_batch)
         print(f"{args.shards}: {rate:,.0f} samples/s over {samples} samples")
         return

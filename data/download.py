@@ -2,28 +2,10 @@
 
 Owns the first pipeline stage: fetching SQuAD v1.1/v2.0, GLUE, Google's pre-trained BERT zips and
 an English Wikipedia dump into a download folder, checking every file against a checksum pinned
-in the catalog (or, for the dump, published by Wikimedia), and unpacking archives. Decompressing
-the Wikipedia dump, text extraction and everything after it belong to the later stages
-(`data/pipeline.py`).
-
-Differences from NVIDIA's downloaders (`bertPrep.py`, `squad_download.sh`, the GLUE gist):
-- the Wikipedia dump has a pinned date and a list of mirrors instead of `enwiki-latest`; its
-  sha1 is read from the `sha1sums.txt` on Wikimedia's own server (or given with `--wiki_sha1`),
-  never from the mirror that serves the dump, and without one the download is refused unless
-  `--no_verify` says otherwise; a local dump can be passed instead (offline);
-- every file is checked against a checksum published somewhere we can name (sources in the
-  comments of the catalog), and a mismatch is an error, not a printed warning; `download()`
-  refuses a file without a checksum unless its caller says how it is verified;
-- archives are unpacked member by member: names that lead outside the folder, links and device
-  files are refused, and a zip published with checksums of some members unpacks only those;
-- downloads retry with backoff, resume from a `.part` file with HTTP Range requests, move to the
-  next mirror on failure or when a mirror trickles (a per-read timeout and a minimum rate), and
-  are idempotent: a verified file is never fetched twice;
-- no `wget`, no gist fetched and executed at run time: GLUE's MRPC split is `build_mrpc()` here;
-- BookCorpus is not offered (its source is gone).
-
-Everything is standard library (and the repository's `fileio.py`, and `runtime.py` for the command
-line, which loads no torch) at run time; tqdm only draws the progress bar when installed.
+in the catalog (the dump's: read from Wikimedia's own server), retrying, resuming and changing
+mirrors, and unpacking archives member by member inside the folder. Decompressing the dump and
+everything after it belong to the later stages (`data/pipeline.py`). Standard library only at
+run time, with `fileio.py` and `cli.py` (no torch); tqdm draws the progress bar when installed.
 """
 
 from __future__ import annotations
@@ -53,7 +35,7 @@ from http.client import HTTPException
 from pathlib import Path
 from typing import IO, Any
 
-import runtime
+import cli
 from errors import BertError, UsageError
 from fileio import UnsafePathError, atomic_path, atomic_write_text, replace_durably, safe_join
 
@@ -552,10 +534,6 @@ def extract_archive(
         raise DownloadError(f"{archive}: cannot extract into {out_dir}: {error}") from None
     archive.unlink(missing_ok=True)
     raise DownloadError(f"{archive} is neither a zip nor a tar archive; deleted it, run again")
-
-
-#: The name extraction had when only zips were unpacked.
-extract_zip = extract_archive
 
 
 def _extract(
@@ -1134,7 +1112,7 @@ def _dataset_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = runtime.ArgumentParser(
+    parser = cli.ArgumentParser(
         prog="data.download",
         description="Download and verify the raw datasets (squad, glue, "
         "google_pretrained_weights, wikicorpus_en).",
@@ -1163,18 +1141,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="download the Wikipedia dump even when no sha1 can be had to verify it (unsafe: "
         "its bytes are whatever the mirror serves)",
     )
-    parser.add_argument("--retries", type=runtime.non_negative_int, default=5)
+    parser.add_argument("--retries", type=cli.non_negative_int, default=5)
     parser.add_argument(
-        "--timeout", type=runtime.positive_float, default=60, help="seconds per socket read"
+        "--timeout", type=cli.positive_float, default=60, help="seconds per socket read"
     )
     parser.add_argument(
         "--min_rate",
-        type=runtime.non_negative_float,
+        type=cli.non_negative_float,
         default=MIN_RATE,
         help="end a download slower than this many bytes/s over --rate_window (0: never)",
     )
     parser.add_argument(
-        "--rate_window", type=runtime.positive_float, default=RATE_WINDOW_S, help="seconds"
+        "--rate_window", type=cli.positive_float, default=RATE_WINDOW_S, help="seconds"
     )
     parser.add_argument("--no_progress", action="store_true")
     parser.add_argument("--debug", action="store_true", help="print the traceback of a bug")
@@ -1193,8 +1171,8 @@ def check_arguments(args: argparse.Namespace) -> dict[str, Any]:
     except ValueError as err:
         raise UsageError(str(err)) from None
     if args.dump is not None:
-        runtime.check_input_file(args.dump, "--dump")
-    runtime.check_output_dir(args.download_dir, "--download_dir")
+        cli.check_input_file(args.dump, "--dump")
+    cli.check_output_dir(args.download_dir, "--download_dir")
     return options
 
 
@@ -1214,7 +1192,7 @@ def execute(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return runtime.run_main("data.download", parse_args, execute, argv)
+    return cli.run_main("data.download", parse_args, execute, argv)
 
 
 if __name__ == "__main__":

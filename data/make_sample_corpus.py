@@ -18,7 +18,7 @@ import sys
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
-import runtime
+import cli
 from data.segmentation import split_sentences
 from errors import BertError
 from fileio import atomic_write_text
@@ -70,7 +70,7 @@ def build(input_file: Path, output_file: Path) -> tuple[int, int]:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = runtime.ArgumentParser(
+    parser = cli.ArgumentParser(
         prog="data.make_sample_corpus", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("--input", type=Path, default=DEFAULT_INPUT)
@@ -80,16 +80,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def execute(args: argparse.Namespace) -> None:
-    runtime.check_input_file(args.input, "--input")
-    runtime.check_output_file(args.output, "--output")
-    runtime.check_not_overwriting({"--input": args.input}, {"--output": args.output})
+    cli.check_input_file(args.input, "--input")
+    cli.check_output_file(args.output, "--output")
+    cli.check_not_overwriting({"--input": args.input}, {"--output": args.output})
     documents, sentences = build(args.input, Path(args.output))
     size = Path(args.output).stat().st_size
     print(f"wrote {args.output}: {documents} documents, {sentences} sentences, {size:,} bytes")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return runtime.run_main("data.make_sample_corpus", parse_args, execute, argv)
+    return cli.run_main("data.make_sample_corpus", parse_args, execute, argv)
 
 
 if __name__ == "__main__":

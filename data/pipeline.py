@@ -2,31 +2,13 @@
 
     python -m data.pipeline [--working_dir DIR] [--force] STAGE [STAGE ...] [options]
 
-Stages, in order (`all` runs them all), and what they write under the working dir, in NVIDIA's
-folder names:
-- download: `download/<dataset>/` (or `--dump` names a local Wikipedia dump: offline);
-- extract: `extracted/wikicorpus_en/` (wikiextractor 3.1.0);
-- format: `formatted_one_article_per_line/wikicorpus_en_one_article_per_line.txt` and
-  `.../bookscorpus_one_book_per_line.txt` (BookCorpus from a local folder of `.txt` books:
-  `--books_dir`, `$BOOKS_DIR`, else `download/bookscorpus/`, where NVIDIA's downloader put it);
-- shard: `sharded_training_shards_<N>_test_shards_<M>_fraction_<f>/<dataset>/`;
-- hdf5: `hdf5_lower_case_<l>_seq_len_<L>_max_pred_<P>_masked_lm_prob_<p>_random_seed_<s>_`
-  `dupe_factor_<d>/<dataset>/` (`..._dupe_factor_<d>_whole_word_mask/` with
-  `--do_whole_word_mask`, ours);
-- verify: nothing; a report, and an error when a shard is wrong.
-
-Every stage writes a completion marker (`.stages/<stage>.json`, with its settings and a summary)
-after its outputs are complete, and is skipped when the marker shows the same settings (use
-`--force` to redo it). A stage that fails or produces nothing stops the pipeline with one clear
-line naming the stage and the path, and writes no marker. The working dir is `--working_dir`,
-else `$BERT_PREP_WORKING_DIR` (NVIDIA's variable), else `data/` of this repository; nothing
-needs root or docker. `data/bertPrep.py` runs these stages behind NVIDIA's command line.
-
-Differences from NVIDIA's `bertPrep.py`: pinned dump date and checksums, a pinned extractor
-checked at run time, no NLTK download, bounded memory, parallel segmentation and shard creation
-that waits for every process (bertPrep.py waited only for the last one, so it could exit while
-shards were still being written), the BookCorpus as an optional local folder (it can no longer
-be downloaded), and a `verify` stage.
+Owns the order of the stages (`STAGES`; `all` runs them all), where each writes under the
+working dir (`--working_dir`, else `$BERT_PREP_WORKING_DIR`, else `data/`) in NVIDIA's folder
+names, their completion markers (`run_stage`), and the checks of every path and setting before
+any stage runs. A stage that fails or produces nothing stops the pipeline with one line naming
+the stage and the path. The work of each stage is its module's (`data/download.py`,
+`data/wikipedia.py`, `data/sharding.py`, `pretraining_instances.py`, `data/verify.py`);
+`data/bertPrep.py` runs these stages behind NVIDIA's command line.
 """
 
 from __future__ import annotations
@@ -41,7 +23,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import runtime
+import cli
 from data.download import DATASETS as DATASETS_TO_DOWNLOAD
 from data.download import download_dataset, download_wikipedia
 from data.sharding import shard_articles
@@ -53,6 +35,15 @@ from fileio import atomic_path, atomic_write_text
 logger = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+#: In order, with what each writes under the working dir: download: `download/<dataset>/` (or
+#: `--dump` names a local Wikipedia dump: offline); extract: `extracted/wikicorpus_en/`
+#: (wikiextractor 3.1.0); format: `formatted_one_article_per_line/` with
+#: `wikicorpus_en_one_article_per_line.txt` and `bookscorpus_one_book_per_line.txt` (BookCorpus
+#: from a local folder of `.txt` books: `--books_dir`, `$BOOKS_DIR`, else `download/bookscorpus/`,
+#: where NVIDIA's downloader put it); shard: `sharded_training_shards_<N>_test_shards_<M>_`
+#: `fraction_<f>/<dataset>/`; hdf5: `hdf5_lower_case_<l>_seq_len_<L>_max_pred_<P>_masked_lm_prob_`
+#: `<p>_random_seed_<s>_dupe_factor_<d>/<dataset>/` (`_whole_word_mask` appended with
+#: `--do_whole_word_mask`, ours); verify: nothing but a report, and an error for a wrong shard.
 STAGES = ("download", "extract", "format", "shard", "hdf5", "verify")
 #: Each dataset and the formatted corpora it is sharded from, in the order they are read.
 DATASET_CORPORA = {
@@ -333,7 +324,10 @@ def _jsonable(value: Any) -> Any:
 
 
 def run_stage(s: Settings, stage: str, force: bool = False) -> dict[str, Any]:
-    """Run one stage unless its marker shows it done with the same settings."""
+    """Run one stage unless its marker shows it done with the same settings.
+
+    The marker (`.stages/<stage>.json`: the settings and a summary) is written only after the
+    stage's outputs are complete, so a failed stage leaves none; `force` redoes a stage."""
     marker, params = _marker(s, stage)
     if not force and marker.is_file() and stage != "verify":
         recorded = json.loads(marker.read_text())
@@ -391,19 +385,19 @@ def check_settings(s: Settings, stages: list[str], working_dir_flag: str = "--wo
         inputs |= {f"--input_files ({i + 1})": path for i, path in enumerate(s.input_files)}
     for flag, path in inputs.items():
         if path is not None:
-            runtime.check_input_file(path, flag)
+            cli.check_input_file(path, flag)
     if s.books_dir is not None and "format" in stages and "bookscorpus" in s.corpora:
-        runtime.check_input_dir(s.books_dir, "--books_dir")
+        cli.check_input_dir(s.books_dir, "--books_dir")
         inputs["--books_dir"] = s.books_dir
-    runtime.check_output_dir(s.working_dir, working_dir_flag)
+    cli.check_output_dir(s.working_dir, working_dir_flag)
     replaced = {"extract": s.extracted_dir, "shard": s.sharded_dir, "hdf5": s.hdf5_dir}
     folders = {f"the {name} stage's folder": replaced[name] for name in stages if name in replaced}
-    runtime.check_not_overwriting(inputs, {}, folders=folders)
+    cli.check_not_overwriting(inputs, {}, folders=folders)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     defaults = Settings(working_dir=Path("."))
-    parser = runtime.ArgumentParser(
+    parser = cli.ArgumentParser(
         prog="data.pipeline",
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -440,16 +434,16 @@ def add_count_arguments(parser: argparse.ArgumentParser, defaults: Settings) -> 
     """The numeric flags of the shard and hdf5 stages (NVIDIA's names), with types that refuse
     impossible values while parsing."""
     types = {
-        "n_training_shards": runtime.positive_int,
-        "n_test_shards": runtime.non_negative_int,
-        "fraction_test_set": runtime.proportion,
-        "n_processes": runtime.positive_int,
-        "random_seed": runtime.seed_value,
-        "dupe_factor": runtime.positive_int,
-        "masked_lm_prob": runtime.proportion,
-        "max_seq_length": runtime.positive_int,
-        "max_predictions_per_seq": runtime.positive_int,
-        "short_seq_prob": runtime.proportion,
+        "n_training_shards": cli.positive_int,
+        "n_test_shards": cli.non_negative_int,
+        "fraction_test_set": cli.proportion,
+        "n_processes": cli.positive_int,
+        "random_seed": cli.seed_value,
+        "dupe_factor": cli.positive_int,
+        "masked_lm_prob": cli.proportion,
+        "max_seq_length": cli.positive_int,
+        "max_predictions_per_seq": cli.positive_int,
+        "short_seq_prob": cli.proportion,
     }
     for name, kind in types.items():
         parser.add_argument(f"--{name}", type=kind, default=getattr(defaults, name))
@@ -478,7 +472,7 @@ def execute(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return runtime.run_main("data.pipeline", parse_args, execute, argv)
+    return cli.run_main("data.pipeline", parse_args, execute, argv)
 
 
 if __name__ == "__main__":

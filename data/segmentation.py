@@ -1,37 +1,11 @@
 """Rule-based English sentence splitting for the sharding stage, with nothing to download.
 
-NVIDIA's `TextSharding.py` calls NLTK's `sent_tokenize`, whose punkt model is fetched by
-`nltk.download('punkt')` at import time. That download is what broke users behind firewalls, and
-NLTK >= 3.9 renamed the resource to `punkt_tab`, breaking it again. This splitter is a handful of
-fixed rules over one compiled regular expression: no data files, no network, no state, and the
-same output on every machine. It owns only the splitting of one text into sentences; reading
-articles and writing shards belong to `data/sharding.py`.
-
-Rules. A sentence ends after a run of `.`, `!` or `?`, optionally followed by closing quotes or
-brackets, when whitespace follows and the next character is an uppercase letter, a digit, or an
-opening quote or bracket. A run that ends in `!` or `?` always ends the sentence there. A run
-that is a single `.` does not end it when the word before the period is
-
-- a common abbreviation (`_ABBREVIATIONS`: titles such as Mr, Dr, Prof, Gen, Sen; Inc, Ltd, Co,
-  Corp; vs, etc, cf, al; the month abbreviations Jan..Dec), compared case-sensitively;
-- an abbreviation that is only one before a number (`_NUMBER_ABBREVIATIONS`: No, Vol, Fig, p, pp,
-  ...) and the next character is a digit ("No. 5" stays together, "He said No. Then" splits);
-- a dotted abbreviation of one- or two-letter parts (U.S, U.K, e.g, i.e, a.m, Ph.D);
-- a single capital letter, an initial as in "J. R. R. Tolkien" or "H. americanus"; the letter
-  `I` counts as an initial only when another initial follows ("I. M. Pei"), since "World War I."
-  usually ends a sentence.
-
-Periods inside tokens (decimals "3.14", URLs "en.wikipedia.org", "e.g.") never split because no
-whitespace follows them, and an ellipsis "..." is one run, so it is never split inside. A period
-with a space before it (WikiText's tokenised " . ") has no word before it and ends the sentence.
-
-Known limits, all shared with or worse in punkt: a sentence that really ends with a listed
-abbreviation, a dotted abbreviation or an initial ("... moved to the U.S. He", "... Apple Inc.
-The", "... Plan B. Then") is not split; "Yahoo! Japan" is split; a sentence that starts with a
-lowercase letter after a period ("... the end. iPhones ...") is not split; non-English text
-and text without spaces after periods are left as they are.
-
-Time is linear in the text length: one regex scan, then constant work per candidate boundary.
+NVIDIA's `TextSharding.py` calls NLTK's `sent_tokenize`, whose punkt model `nltk.download`
+fetches at import time: that broke users behind firewalls, and NLTK >= 3.9 renamed the resource
+(`punkt_tab`), breaking it again. `split_sentences` is a handful of fixed rules over one
+compiled regular expression: no data files, no network, no state, the same output on every
+machine, linear time; its docstring gives the rules and their known limits. This module owns
+only the splitting of one text; reading articles and writing shards are `data/sharding.py`'s.
 """
 
 from __future__ import annotations
@@ -97,7 +71,34 @@ def _period_ends_sentence(text: str, period: int, next_start: int) -> bool:
 def split_sentences(text: str) -> list[str]:
     """Split English `text` into sentences, stripped of surrounding whitespace, none empty.
 
-    See the module docstring for the rules and their known limits.
+    A sentence ends after a run of `.`, `!` or `?`, optionally followed by closing quotes or
+    brackets, when whitespace follows and the next character is an uppercase letter, a digit, or
+    an opening quote or bracket. A run that ends in `!` or `?` always ends the sentence there. A
+    run that is a single `.` does not end it when the word before the period is
+
+    - a common abbreviation (`_ABBREVIATIONS`: titles such as Mr, Dr, Prof, Gen, Sen; Inc, Ltd,
+      Co, Corp; vs, etc, cf, al; the month abbreviations Jan..Dec), compared case-sensitively;
+    - an abbreviation that is only one before a number (`_NUMBER_ABBREVIATIONS`: No, Vol, Fig,
+      p, pp, ...) and the next character is a digit ("No. 5" stays together, "He said No. Then"
+      splits);
+    - a dotted abbreviation of one- or two-letter parts (U.S, U.K, e.g, i.e, a.m, Ph.D);
+    - a single capital letter, an initial as in "J. R. R. Tolkien" or "H. americanus"; the
+      letter `I` counts as an initial only when another initial follows ("I. M. Pei"), since
+      "World War I." usually ends a sentence.
+
+    Periods inside tokens (decimals "3.14", URLs "en.wikipedia.org", "e.g.") never split because
+    no whitespace follows them, and an ellipsis "..." is one run, so it is never split inside. A
+    period with a space before it (WikiText's tokenised " . ") has no word before it and ends the
+    sentence.
+
+    Known limits, all shared with or worse in punkt: a sentence that really ends with a listed
+    abbreviation, a dotted abbreviation or an initial ("... moved to the U.S. He", "... Apple
+    Inc. The", "... Plan B. Then") is not split; "Yahoo! Japan" is split; a sentence that starts
+    with a lowercase letter after a period ("... the end. iPhones ...") is not split; non-English
+    text and text without spaces after periods are left as they are.
+
+    Time is linear in the text length: one regex scan, then constant work per candidate
+    boundary.
     """
     sentences = []
     start = 0

@@ -2,21 +2,12 @@
 
 Owns the split of articles into `<prefix>_training_<i>.txt` and `<prefix>_test_<i>.txt` in the
 format `create_pretraining_data.py` reads (one sentence per line, a blank line after each
-document). Sentence splitting itself is `data/segmentation.py`; reading the extracted dump is
-`data/wikipedia.py`.
-
-Differences from NVIDIA's `bertPrep.py --action sharding` (`TextSharding.py`):
-
-- Segmentation needs no download (no `nltk.download('punkt')`) and runs in `processes` worker
-  processes over chunks of articles, in order, so the shards are the same for any `processes`.
-- Bounded memory: the input is streamed and shard text goes out through small buffers; NVIDIA
-  holds every article and every sentence of the corpus in dictionaries at once (the OOM kills
-  users reported, DLE#489).
-- Articles go to the test set by a seeded per-article draw with probability `fraction_test`,
-  then to the shard of their set holding the fewest bytes so far. NVIDIA balances by sentence
-  count with a search that can loop forever (DLE#1083).
-- Outputs are written into a hidden folder beside `out_dir` and renamed into place at the end,
-  so an interrupted run never leaves half-written shards that look complete.
+document): the input streamed with bounded memory, sentences split in worker processes in order
+(the same shards for any process count), each article sent to the test set by a seeded draw and
+to the shard of its set with the fewest bytes so far, and the shards written into a hidden
+folder renamed into place when complete. Sentence splitting itself is `data/segmentation.py`'s;
+reading the extracted dump is `data/wikipedia.py`'s. The README lists how it differs from
+NVIDIA's `TextSharding.py`.
 """
 
 from __future__ import annotations

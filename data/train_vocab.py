@@ -3,32 +3,13 @@
     python -m data.train_vocab --input_file corpus.txt [more.txt ...] --output_file vocab.txt \\
         --vocab_size 30522 [--cased] [--min_frequency 2] [--config_file bert_configs/base.json]
 
-The trainer is Hugging Face `tokenizers`' own `WordPieceTrainer` (`##` continuation pieces),
-fed through its BERT normalizer and pre-tokenizer: control characters removed, white space
-unified, CJK ideographs split off, punctuation split off and, unless `--cased`, lower-casing
-and accent stripping. That is Google's BasicTokenizer, which `tokenization.BertTokenizer` runs,
-so with the new vocabulary our tokenizer gives the ids `tokenizers`' BERT tokenizer gives.
-
-Input: UTF-8 text, one sentence a line with blank lines between documents (what
-`create_pretraining_data.py` reads), or any plain text; the trainer sees words, not lines.
-
-Output: the `vocab.txt` format, one token a line, a token's id its line index:
-- first the special tokens the scripts need, always in this order: [PAD] (id 0: shards and
-  batches pad `input_ids` with 0), [UNK], [CLS], [SEP], [MASK]. No [unusedN] entries: Google's
-  vocabularies reserve them, nothing here uses them;
-- then the continuation characters (`##x`, sorted), the characters (sorted), and the merged
-  pieces in the order they were learned.
-
-The same text and flags give the same file, byte for byte. The trainer alone does not: it
-numbers the `##x` characters in the order of a hash table that changes from process to process,
-and those numbers break ties between equally frequent pairs, so ids and the last tokens learned
-differed between runs. The text is therefore read twice: a first pass finds the characters, and
-the second trains with the `##x` characters given fixed, sorted ids (as reserved tokens, which
-the trainer numbers first and otherwise treats like the pieces it finds itself).
-
-The vocabulary is checked with this project's own reader before it is written (atomically), so
-a file it would refuse is never written. Warnings: the text gave fewer tokens than
-`--vocab_size`; the `vocab_size` of `--config_file` differs from the tokens written.
+Owns the command: its flags and checks, two passes of Hugging Face `tokenizers`' own
+`WordPieceTrainer` behind its BERT normalizer and pre-tokenizer (Google's BasicTokenizer, so
+`tokenization.BertTokenizer` gives the ids `tokenizers`' BERT tokenizer gives), and writing the
+`vocab.txt` format: the special tokens first ([PAD] 0 ... [MASK] 4, no [unusedN]), then the
+`##x` characters, the characters and the pieces in the order learned, the same file for the same
+text and flags (`train_vocabulary`). Input is UTF-8 text, the shards' input or any plain text;
+reading the vocabulary back is `tokenization.py`'s.
 """
 
 from __future__ import annotations
@@ -43,7 +24,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-import runtime
+import cli
 from errors import BertError, UsageError
 from fileio import atomic_write_text
 from pretraining_instances import decoded_lines
@@ -54,7 +35,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-#: The special tokens, written first in this order ([PAD] must be id 0, the padding id).
+#: The special tokens, written first in this order ([PAD] must be id 0, the padding id). No
+#: [unusedN] entries: Google's vocabularies reserve them, nothing here uses them.
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
 #: The largest --vocab_size taken: 8x multilingual BERT's 119,547 tokens. Larger is almost surely
@@ -83,7 +65,7 @@ class VocabOptions:
 
 def vocab_size_value(text: str) -> int:
     """--vocab_size: more than the special tokens, at most `MAX_VOCAB_SIZE`."""
-    value = runtime.positive_int(text)
+    value = cli.positive_int(text)
     if not len(SPECIAL_TOKENS) < value <= MAX_VOCAB_SIZE:
         raise argparse.ArgumentTypeError(
             f"must be between {len(SPECIAL_TOKENS) + 1} (the {len(SPECIAL_TOKENS)} special "
@@ -147,9 +129,16 @@ def _train_pass(
 def train_vocabulary(paths: Sequence[Path], options: VocabOptions) -> list[str]:
     """The tokens of a WordPiece vocabulary trained on the text of `paths`, in id order.
 
+    The same text and options give the same tokens. The trainer alone does not: it numbers the
+    `##x` characters in the order of a hash table that changes from process to process, and
+    those numbers break ties between equally frequent pairs, so ids and the last tokens learned
+    differed between runs. So a first pass finds the characters, and the second trains with the
+    `##x` characters at fixed, sorted ids (as reserved tokens, which the trainer numbers first
+    and otherwise treats like the pieces it finds itself).
+
     A `UsageError` when `options.vocab_size` cannot hold the special tokens and the characters
     of the text (found after the first pass); a `VocabTrainingError` when there is no text."""
-    tokenizers = runtime.require("tokenizers", "pip install tokenizers")
+    tokenizers = cli.require("tokenizers", "pip install tokenizers")
     # First pass: no merges, so the result is the special tokens and every character, in its
     # plain and (where it occurs inside a word) its ## form.
     alphabet = _train_pass(tokenizers, paths, options, SPECIAL_TOKENS, len(SPECIAL_TOKENS))
@@ -211,7 +200,7 @@ def config_mismatch(config: BertConfig, config_file: str | Path, tokens: int) ->
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = runtime.ArgumentParser(prog="data.train_vocab", description=__doc__.split("\n\n")[0])
+    parser = cli.ArgumentParser(prog="data.train_vocab", description=__doc__.split("\n\n")[0])
     add = parser.add_argument
     add(
         "--input_file",
@@ -229,7 +218,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     add(
         "--min_frequency",
-        type=runtime.positive_int,
+        type=cli.positive_int,
         default=2,
         help="occurrences a pair of pieces needs to be merged (default 2)",
     )
@@ -241,16 +230,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def check_arguments(args: argparse.Namespace) -> BertConfig | None:
     """Paths and the config before any text is read; the config when one is given."""
-    inputs = [runtime.check_input_file(path, "--input_file") for path in args.input_file]
-    runtime.check_output_file(args.output_file, "--output_file")
+    inputs = [cli.check_input_file(path, "--input_file") for path in args.input_file]
+    cli.check_output_file(args.output_file, "--output_file")
     for path in inputs:
-        runtime.check_not_overwriting({"--input_file": path}, {"--output_file": args.output_file})
+        cli.check_not_overwriting({"--input_file": path}, {"--output_file": args.output_file})
     if args.config_file is None:
         return None
     from modeling import BertConfig
 
-    runtime.check_input_file(args.config_file, "--config_file")
-    runtime.check_not_overwriting(
+    cli.check_input_file(args.config_file, "--config_file")
+    cli.check_not_overwriting(
         {"--config_file": args.config_file}, {"--output_file": args.output_file}
     )
     return BertConfig.from_json_file(args.config_file)
@@ -293,7 +282,7 @@ def execute(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return runtime.run_main("data.train_vocab", parse_args, execute, argv)
+    return cli.run_main("data.train_vocab", parse_args, execute, argv)
 
 
 if __name__ == "__main__":

@@ -3,15 +3,13 @@
     python -m data.verify SHARD_DIR --max_seq_length 128 --max_predictions_per_seq 20 \\
         --vocab_file vocab/vocab --config_file bert_configs/large.json [--expected_shards 256]
 
-Checks every `*.hdf5` file (or those named on the command line): the six datasets of NVIDIA's
-layout with their dtypes and shapes, the sequence length and max-predictions width, and the
-content, in bounded-memory blocks: `[CLS]` first, mask of ones then zeros, zero padding, segment
-ids 0 then 1, token ids inside the vocabulary, masked positions sorted, unique and inside the
-sequence, next-sentence labels 0/1. Shards written by our `create_pretraining_data.py` carry the
-vocabulary's sha256, which must match `--vocab_file`; the vocabulary must fit the model config.
-A folder of LDDL parquet shards (NVIDIA HEAD's data) is checked as `run_pretraining.py` reads it
-(`verify_parquet`; `--vocab_file` is needed). Prints a summary (shards, instances, tokens) and
-exits 1 with every problem found, one per line.
+Checks every `*.hdf5` file (or those named): NVIDIA's six datasets with their dtypes and shapes,
+and the content in bounded-memory blocks: `[CLS]` first, mask of ones then zeros, zero padding,
+segment ids 0 then 1, token ids inside the vocabulary, masked positions sorted, unique and
+inside the sequence, next-sentence labels 0/1, our shards' vocabulary sha256 against
+`--vocab_file`, and that vocabulary against `--config_file`. An LDDL parquet folder is checked as
+`run_pretraining.py` reads it (`verify_parquet`; needs `--vocab_file`). Prints a summary
+(shards, instances, tokens) and exits 1 with every problem found, one per line.
 """
 
 from __future__ import annotations
@@ -25,8 +23,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+import cli
 import lddl_data
-import runtime
 from fileio import sha256_file
 from modeling import BertConfig
 from pretraining_data import ShardError
@@ -279,13 +277,13 @@ def is_parquet(paths: Sequence[str | Path]) -> bool:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = runtime.ArgumentParser(prog="verify", description=__doc__.split("\n\n")[0])
+    parser = cli.ArgumentParser(prog="verify", description=__doc__.split("\n\n")[0])
     parser.add_argument("paths", nargs="+", help="shard folders or files")
-    parser.add_argument("--max_seq_length", type=runtime.positive_int)
-    parser.add_argument("--max_predictions_per_seq", type=runtime.positive_int)
+    parser.add_argument("--max_seq_length", type=cli.positive_int)
+    parser.add_argument("--max_predictions_per_seq", type=cli.positive_int)
     parser.add_argument("--vocab_file", type=Path)
     parser.add_argument("--config_file", type=Path)
-    parser.add_argument("--expected_shards", type=runtime.positive_int)
+    parser.add_argument("--expected_shards", type=cli.positive_int)
     parser.add_argument("--debug", action="store_true", help="print the traceback of a bug")
     return parser.parse_args(argv)
 
@@ -293,12 +291,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def check_arguments(args: argparse.Namespace) -> None:
     """The paths before any shard is opened (a missing one would otherwise be found last)."""
     for path in args.paths:
-        runtime.check_input_path(path, "")
+        cli.check_input_path(path, "")
     if not is_parquet(args.paths) and not shard_files(args.paths):
         raise ShardError(f"no .hdf5 shards in {', '.join(map(str, args.paths))}")
     for flag, path in (("--vocab_file", args.vocab_file), ("--config_file", args.config_file)):
         if path is not None:
-            runtime.check_input_file(path, flag)
+            cli.check_input_file(path, flag)
 
 
 def execute(args: argparse.Namespace) -> int:
@@ -324,7 +322,7 @@ def execute(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return runtime.run_main("verify", parse_args, execute, argv)
+    return cli.run_main("verify", parse_args, execute, argv)
 
 
 if __name__ == "__main__":

@@ -1,19 +1,11 @@
 """Wikipedia stages: a pages-articles XML dump -> extracted `<doc>` files -> one article per line.
 
-Owns running the pinned WikiExtractor and NVIDIA's "one article per line" text format; the
-download is another stage's, sentence splitting and sharding are `data/sharding.py`'s.
-
-Differences from NVIDIA's `bertPrep.py --action text_formatting` (`WikicorpusTextFormatting.py`):
-
-- WikiExtractor is the `wikiextractor==3.1.0` package run as `python -m`, not a clone at the
-  hard-coded `/workspace/wikiextractor`. The version is checked first: 3.0.6 crashes on
-  Python 3.11 and 3.0.8 silently writes empty files (the failure of DLE#646).
-- A failed extraction (non-zero exit, a reducer that did not finish, no `<doc>` in the output)
-  is an error naming the dump, instead of an empty folder that the next stage trips over.
-- Extraction writes into a hidden folder beside `out_dir`, formatting into a temporary file;
-  both are renamed into place only when complete.
-- Formatting streams one article at a time, strips each line and drops whitespace-only lines
-  and empty articles; NVIDIA keeps a trailing space and a blank line after each article.
+Owns running the pinned WikiExtractor (`wikiextractor==3.1.0` as `python -m`, its version
+checked first), refusing a failed extraction with an error naming the dump, and NVIDIA's "one
+article per line" text format, streamed one article at a time with lines stripped and empty
+ones dropped. Both outputs are written under temporary names and renamed into place when
+complete. The download is another stage's; sentence splitting and sharding are
+`data/sharding.py`'s. The README lists how it differs from NVIDIA's `bertPrep.py`.
 """
 
 from __future__ import annotations

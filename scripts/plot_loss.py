@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import runtime
+import cli
 from errors import UsageError
 from fileio import atomic_write
 from logger import LogError, read_dllogger_file
@@ -137,7 +137,7 @@ def draw_panel(ax, runs: list[Run]) -> None:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = runtime.ArgumentParser(prog="plot_loss.py", description=__doc__.split("\n\n")[0])
+    parser = cli.ArgumentParser(prog="plot_loss.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("logs", nargs="+", type=Path, help="dllogger JSON log files")
     parser.add_argument("--output", "-o", default="loss.png")  # a str: "x/" stays a folder name
     parser.add_argument("--metrics", nargs="+", help="keys to plot (default: every *loss* key)")
@@ -150,14 +150,14 @@ def check_logs_and_output(logs: Sequence[Path], output: str | None, suffix: str 
     """The logs are readable files and `output` (when given) can be written and is none of them;
     `suffix` is the file type the output must have (".png")."""
     for log in logs:
-        runtime.check_input_file(log, "log")
+        cli.check_input_file(log, "log")
     if output is None:
         return
-    runtime.check_output_file(output, "--output")
+    cli.check_output_file(output, "--output")
     if suffix and Path(output).suffix.lower() != suffix:
         raise UsageError(f"--output {output}: expected a {suffix} file name")
     for log in logs:
-        runtime.check_not_overwriting({"log": log}, {"--output": output})
+        cli.check_not_overwriting({"log": log}, {"--output": output})
 
 
 def execute(args: argparse.Namespace) -> None:
@@ -167,7 +167,7 @@ def execute(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return runtime.run_main("plot_loss.py", parse_args, execute, argv)
+    return cli.run_main("plot_loss.py", parse_args, execute, argv)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import runtime
+import cli
 from errors import UsageError
 from fileio import atomic_write_text
 from logger import LogError, read_dllogger_file
@@ -134,7 +134,7 @@ def markdown(table: list[list[str]], seconds: float | None) -> str:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = runtime.ArgumentParser(prog="summarize_runs.py", description=__doc__.split("\n\n")[0])
+    parser = cli.ArgumentParser(prog="summarize_runs.py", description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--pretraining",
         type=Path,
@@ -144,7 +144,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--squad", type=Path, help="run_squad's dllogger JSON")
     parser.add_argument("--glue", type=Path, help="run_glue's dllogger JSON")
     parser.add_argument(
-        "--seconds", type=runtime.non_negative_float, help="wall time of the whole run, to report"
+        "--seconds", type=cli.non_negative_float, help="wall time of the whole run, to report"
     )
     parser.add_argument("--output", help="also write the table here (Markdown)")
     parser.add_argument("--debug", action="store_true", help="print the traceback of a bug")
@@ -163,7 +163,7 @@ def execute(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return runtime.run_main("summarize_runs.py", parse_args, execute, argv)
+    return cli.run_main("summarize_runs.py", parse_args, execute, argv)
 
 
 if __name__ == "__main__":

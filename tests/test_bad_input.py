@@ -31,7 +31,7 @@ import numpy as np
 import pytest
 import torch
 
-import runtime
+import cli
 from checkpoint import save_nvidia_checkpoint
 from modeling import BertConfig, BertForPreTraining
 from shard_format import SHARD_DTYPES
@@ -684,14 +684,14 @@ def read_only(world, monkeypatch):
     ro = Path(world["ro"])
     ro.chmod(0o500)
     if os.geteuid() == 0:
-        real = runtime.probe_writable
+        real = cli.probe_writable
 
         def probe(folder):
             if Path(folder).resolve() == ro.resolve():
                 raise PermissionError(13, "Permission denied", str(folder))
             real(folder)
 
-        monkeypatch.setattr(runtime, "probe_writable", probe)
+        monkeypatch.setattr(cli, "probe_writable", probe)
     yield
     ro.chmod(0o700)
 

@@ -36,7 +36,7 @@ from data.download import (
     build_mrpc,
     download,
     download_wikipedia,
-    extract_zip,
+    extract_archive,
     fetch_and_extract,
 )
 from tests.support import REPO_ROOT
@@ -479,7 +479,7 @@ def test_zip_extraction_is_idempotent(tmp_path, monkeypatch):
     members = {"task/train.tsv": b"a\tb\n" * 100, "task/dev.tsv": b"c\td\n"}
     archive = tmp_path / "task.zip"
     make_zip(archive, members)
-    extracted = extract_zip(archive, tmp_path)
+    extracted = extract_archive(archive, tmp_path)
     assert sorted(p.relative_to(tmp_path).as_posix() for p in extracted) == sorted(members)
     assert all((tmp_path / name).read_bytes() == data for name, data in members.items())
 
@@ -488,10 +488,10 @@ def test_zip_extraction_is_idempotent(tmp_path, monkeypatch):
 
     with monkeypatch.context() as patch:
         patch.setattr(dl, "atomic_path", refuse)  # every member is written through one
-        extract_zip(archive, tmp_path)
+        extract_archive(archive, tmp_path)
 
     (tmp_path / "task/train.tsv").write_bytes(b"truncated")  # an interrupted extraction
-    extract_zip(archive, tmp_path)
+    extract_archive(archive, tmp_path)
     assert (tmp_path / "task/train.tsv").read_bytes() == members["task/train.tsv"]
 
 
@@ -573,7 +573,7 @@ def test_hostile_zip_members_are_refused_before_anything_is_written(tmp_path, na
     archive = zip_with(tmp_path / "in" / "a.zip", name, b"/etc" if mode else b"evil", mode)
     out = tmp_path / "in" / "out"
     with pytest.raises(DownloadError) as error:
-        extract_zip(archive, out)
+        extract_archive(archive, out)
     message = str(error.value)
     assert f"{archive}: refusing member {name!r}" in message and reason in message
     assert "\n" not in message

@@ -2,8 +2,10 @@
 
 Entry scripts may import libraries; no module imports an entry script, in any form, at the top
 or inside a function. The modules of the repository (top-level, `data/`, `benchmarks/`,
-`scripts/`) import each other without a cycle, imports inside functions counted. Tests are not
-checked: they run the entry scripts they test.
+`scripts/`) import each other without a cycle, imports inside functions counted. The data
+preparation side (`data/`, `create_pretraining_data.py`, `scripts/`) reaches the command-line
+layer (`cli.py`) but never the run layer (`runtime.py`), directly or through another module.
+Tests are not checked: they run the entry scripts they test.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ ENTRY_SCRIPTS = frozenset(
 )
 
 PACKAGES = ("data", "benchmarks", "scripts")
+
+# Modules that prepare or inspect data: they parse flags and check paths, and set up no run.
+DATA_SIDE = ("data.", "scripts.", "create_pretraining_data", "pretraining_instances")
 
 
 def source_files() -> list[Path]:
@@ -152,6 +157,28 @@ def test_the_import_graph_has_no_cycle():
     assert "data.stages" in graph["data.sharding"] and "modeling" in graph["checkpoint"]
     cycle = find_cycle(graph)
     assert cycle is None, " -> ".join(cycle)
+
+
+def reachable(graph: dict[str, set[str]], start: str) -> set[str]:
+    """Every module `start` imports, directly or through others."""
+    seen: set[str] = set()
+    todo = [start]
+    while todo:
+        for target in graph.get(todo.pop(), ()):
+            if target not in seen:
+                seen.add(target)
+                todo.append(target)
+    return seen
+
+
+def test_the_data_side_never_reaches_the_run_layer():
+    graph = import_graph()
+    data_side = [m for m in graph if m.startswith(DATA_SIDE)]
+    assert {"data.pipeline", "data.bertPrep", "create_pretraining_data"} <= set(data_side)
+    assert all("cli" in reachable(graph, m) for m in ("data.pipeline", "create_pretraining_data"))
+    offenders = [m for m in sorted(data_side) if "runtime" in reachable(graph, m)]
+    assert not offenders, f"these reach runtime.py: {offenders}"
+    assert "runtime" in reachable(graph, "run_squad")  # the walk does see the run layer
 
 
 def test_find_cycle():

@@ -77,9 +77,16 @@ def keys(s3, prefix: str = "") -> list[str]:
     return sorted(item["Key"] for item in listing.get("Contents", []))
 
 
+def put_file(local, url: str) -> None:
+    """Upload a local file with boto3 itself, as another tool would have put it there."""
+    bucket, key = storage.split_url(url)
+    client = boto3.client("s3", endpoint_url=os.environ["S3_ENDPOINT_URL"])
+    client.upload_file(str(local), bucket, key)
+
+
 def upload_folder(folder, url: str) -> None:
     for path in sorted(folder.iterdir()):
-        storage.put(path, f"{url}/{path.name}")
+        put_file(path, f"{url}/{path.name}")
 
 
 # ------------------------------------------------------------------------------- storage.py
@@ -89,7 +96,7 @@ def test_round_trip_is_cached_until_the_object_changes(s3, tmp_path):
     local = tmp_path / "ckpt.pt"
     torch.save({"model": {"w": torch.arange(1000.0)}}, local)
     url = f"{s3.url}/run/ckpt.pt"
-    storage.put(local, url)
+    put_file(local, url)
     copy = storage.fetch(url)
     assert copy.read_bytes() == local.read_bytes()
     before = copy.stat()
@@ -410,7 +417,7 @@ def assert_same_weights(model, reference, vocab_size: int) -> None:
 def test_load_model_weights_from_an_s3_checkpoint(s3, tmp_path):
     source = random_model(1)
     save_nvidia_checkpoint(tmp_path / "model.pt", source.state_dict(), source.config)
-    storage.put(tmp_path / "model.pt", f"{s3.url}/ckpts/model.pt")
+    put_file(tmp_path / "model.pt", f"{s3.url}/ckpts/model.pt")
     model = random_model(2)
     report = load_model_weights(model, f"{s3.url}/ckpts/model.pt", strict=True)
     assert not report.missing and not report.unexpected
@@ -436,7 +443,7 @@ def test_load_model_weights_from_an_s3_hugging_face_prefix(s3, tmp_path):
         hf_state_dict(replacement.state_dict(), config, "BertForPreTraining"),
         tmp_path / "pytorch_model.bin",
     )
-    storage.put(tmp_path / "pytorch_model.bin", f"{s3.url}/models/hf/pytorch_model.bin")
+    put_file(tmp_path / "pytorch_model.bin", f"{s3.url}/models/hf/pytorch_model.bin")
     model = random_model(2)
     load_model_weights(model, f"{s3.url}/models/hf")
     assert_same_weights(model, replacement, config.vocab_size)
@@ -590,7 +597,7 @@ def test_fine_tuning_starts_from_an_s3_checkpoint(s3, tmp_path):
     repo = Path(__file__).resolve().parent.parent
     source = random_model(1)
     save_nvidia_checkpoint(tmp_path / "ckpt.pt", source.state_dict(), source.config)
-    storage.put(tmp_path / "ckpt.pt", f"{s3.url}/pretrained/ckpt.pt")
+    put_file(tmp_path / "ckpt.pt", f"{s3.url}/pretrained/ckpt.pt")
     status = run_glue.main(
         [
             f"--init_checkpoint={s3.url}/pretrained/ckpt.pt",
