@@ -163,18 +163,20 @@ NVIDIA_LAMB_GROUP_DEFAULTS = {
 }
 
 
-def nvidia_lamb_state_dict(optimizer: torch.optim.Optimizer, model: nn.Module, step: int) -> dict:
+def nvidia_lamb_state_dict(
+    optimizer: torch.optim.Optimizer, model: nn.Module, step: int, *, tensors: bool
+) -> dict:
     """The LAMB state in the layout NVIDIA's `run_pretraining.py` resumes from.
 
     Parameters are numbered as NVIDIA's optimizer numbers them (`parameter_groups` of the model:
     decayed weights, then biases and LayerNorm, each in `named_parameters` order), whatever the
     grouping of `optimizer`; `state` holds `exp_avg`/`exp_avg_sq` (fp32) of every parameter
     that has them. Each group carries every key apex FusedLAMB and HEAD's FusedLAMBAMP read,
-    with `lr` and `step` as FusedLAMBAMP keeps them: a 0-d float32 tensor and a [1] int32
-    tensor (`step` = optimizer steps taken in this phase). HEAD's resume calls `zero_()` and
-    `fill_()` on them; 21.11's phase-2 and --init_checkpoint resume assign numbers over them.
-    Our own loader (`load_lamb_state`) turns them back into numbers. The tensors are the live
-    moments, not copies: save the result at once.
+    `step` being the optimizer steps taken in this phase. `lr` and `step` are numbers (a float
+    and an int, as apex FusedLAMB keeps them) or, with `tensors`, as FusedLAMBAMP keeps them (a
+    0-d float32 and a [1] int32 tensor); which one a checkpoint needs is the caller's choice
+    (`pretraining_checkpoints.head_step_tensors`). Our own loader (`load_lamb_state`) reads
+    both. The moment tensors are the live ones, not copies: save the result at once.
     """
     group_of = {id(p): group for group in optimizer.param_groups for p in group["params"]}
     groups, state, index = [], {}, 0
@@ -185,8 +187,10 @@ def nvidia_lamb_state_dict(optimizer: torch.optim.Optimizer, model: nn.Module, s
         group["betas"] = tuple(group["betas"])
         group["weight_decay"] = nvidia_group["weight_decay"]
         group["use_nvlamb"] = ours.get("use_nvlamb", False)
-        group["lr"] = torch.tensor(float(ours.get("lr", 0.0)), dtype=torch.float32)
-        group["step"] = torch.tensor([step], dtype=torch.int32)
+        group["lr"], group["step"] = float(ours.get("lr", 0.0)), int(step)
+        if tensors:
+            group["lr"] = torch.tensor(group["lr"], dtype=torch.float32)
+            group["step"] = torch.tensor([step], dtype=torch.int32)
         group["params"] = list(range(index, index + len(params)))
         for number, parameter in enumerate(params, start=index):
             moments = optimizer.state.get(parameter, {})

@@ -256,7 +256,8 @@ def save_checkpoint(training: Training) -> str:
     returns where it went (a local path or an s3:// URL).
 
     The file is also one that NVIDIA's run_pretraining.py resumes (21.11 and HEAD): `model`
-    (NVIDIA's names, fp32), `optimizer` (FusedLAMB / FusedLAMBAMP layout), `master params`,
+    (NVIDIA's names, fp32), `optimizer` (FusedLAMB / FusedLAMBAMP layout, `head_step_tensors`
+    says which), `master params`,
     `files`, `epoch` and `grad_scaler` are what their resume code reads; the other keys are
     ours, for an exact resume here. Nothing in it needs unpickling of classes."""
     loader = training.loader
@@ -276,7 +277,10 @@ def save_checkpoint(training: Training) -> str:
         payload = {
             "model": nvidia_state_dict(training.model),
             "optimizer": nvidia_lamb_state_dict(
-                training.optimizer, training.model, training.state.step
+                training.optimizer,
+                training.model,
+                training.state.step,
+                tensors=head_step_tensors(options, training.state.step),
             ),
             "master params": master_params(training.model),
             "grad_scaler": grad_scaler_state(training),
@@ -304,6 +308,21 @@ def save_checkpoint(training: Training) -> str:
     if failure is not None:
         raise CheckpointError(failure)
     return folder.url(name)
+
+
+def head_step_tensors(options: PretrainOptions, step: int) -> bool:
+    """Whether the checkpoint of phase step `step` holds the LAMB groups' `lr` and `step` as
+    HEAD's tensors (True) or as 21.11's numbers (False).
+
+    No one layout serves every resume of NVIDIA's code. 21.11 continuing a phase computes its
+    LR from the first group's `step` and logs it through dllogger's JSON writer, which cannot
+    hold a tensor; HEAD starting phase 2 (or resuming `--init_checkpoint`) calls `zero_()` and
+    `fill_()` on `step` and `lr`, which numbers lack. Every other resume of either version
+    takes both (HEAD's scheduler and FusedLAMBAMP turn numbers into tensors at the first step;
+    21.11 assigns numbers over tensors when it starts phase 2). So a checkpoint inside the
+    schedule, which a run continues from, holds numbers, and the one at the end of the
+    schedule, which the next phase starts from, holds tensors."""
+    return step >= options.max_steps
 
 
 def write_checkpoint(folder: CheckpointFolder, payload: dict, name: str) -> str | None:

@@ -39,6 +39,7 @@ from tests.support import (
 CONFIG = json.loads(TINY_CONFIG.read_text())
 NO_DECAY = ("bias", "gamma", "beta", "LayerNorm")
 LEARNING_RATE, MAX_STEPS, WARMUP, PHASE1_END = 2e-2, 100, 0.5, 3
+ENDED_STEPS = 1  # the `ended` run's whole schedule
 
 
 # ------------------------------------------------------------------------ NVIDIA's model side
@@ -534,11 +535,13 @@ def pretrain(shards, output, *extra: str) -> int:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """Our phase 1 (3 steps: ckpt_1..3) in `phase1`; a copy of it in `phase2`, where phase 2
-    then ran 2 steps (ckpt_4, ckpt_5, with --phase1_end_step 3)."""
+    """Our phase 1 (3 steps: ckpt_1..3, inside its 100-step schedule) in `phase1`; a copy of it
+    in `phase2`, where phase 2 then ran 2 steps (ckpt_4, ckpt_5, with --phase1_end_step 3); and
+    in `ended` a phase 1 that ran its whole schedule of one step (ckpt_1)."""
     root = tmp_path_factory.mktemp("ours")
     write_random_shards(root / "shards")
     assert pretrain(root / "shards", root / "phase1", f"--steps_this_run={PHASE1_END}") == 0
+    assert pretrain(root / "shards", root / "ended", f"--max_steps={ENDED_STEPS}") == 0
     shutil.copytree(root / "phase1", root / "phase2")
     status = pretrain(
         root / "shards",
@@ -588,6 +591,23 @@ def test_checkpoint_has_nvidia_entries_and_nothing_pickled(runs):
     assert isinstance(checkpoint["epoch"], int)
 
 
+def test_lr_and_step_are_numbers_inside_the_schedule_and_tensors_at_its_end(runs):
+    """21.11's layout (a float and an int) where a run continues, HEAD's (float32 and int32
+    tensors) where the next phase starts."""
+    checkpoints = {
+        runs / "phase1" / f"ckpt_{PHASE1_END}.pt": PHASE1_END,
+        runs / "phase2" / "ckpt_5.pt": 2,
+    }
+    for path, step in checkpoints.items():
+        for group in torch.load(path, weights_only=True)["optimizer"]["param_groups"]:
+            assert type(group["step"]) is int and group["step"] == step, path
+            assert type(group["lr"]) is float, path
+    ended = torch.load(runs / "ended" / f"ckpt_{ENDED_STEPS}.pt", weights_only=True)
+    for group in ended["optimizer"]["param_groups"]:
+        assert group["step"].dtype == torch.int32 and group["step"].tolist() == [ENDED_STEPS]
+        assert group["lr"].dtype == torch.float32 and group["lr"].dim() == 0
+
+
 def test_saved_moments_are_nvidias_parameter_order(runs):
     """NVIDIA numbers the moments by its own parameter order. Read that way, ckpt_3's moments
     and ckpt_2's weights must give ckpt_3's weights through the LAMB update of step 3."""
@@ -616,13 +636,18 @@ def test_saved_moments_are_nvidias_parameter_order(runs):
 
 
 @pytest.mark.parametrize("init_checkpoint", [False, True])
-def test_2111_starts_phase2_or_an_init_checkpoint_from_ours(runs, init_checkpoint):
-    output = runs / "phase1"
-    args = nvidia_args(phase2=not init_checkpoint, fp16=True)
+@pytest.mark.parametrize("source", ["inside the schedule", "at its end"])
+def test_2111_starts_phase2_or_an_init_checkpoint_from_ours(runs, init_checkpoint, source):
+    output, number = (
+        (runs / "phase1", PHASE1_END)
+        if source == "inside the schedule"
+        else (runs / "ended", ENDED_STEPS)
+    )
+    args = nvidia_args(phase2=not init_checkpoint, fp16=True, phase1_end_step=number)
     if init_checkpoint:
-        args.init_checkpoint = str(output / f"ckpt_{PHASE1_END}.pt")
+        args.init_checkpoint = str(output / f"ckpt_{number}.pt")
     resumed = resume_2111(output, args, runs / "shards")
-    assert args.resume_step == (-1 if init_checkpoint else PHASE1_END)
+    assert args.resume_step == (-1 if init_checkpoint else number)
     assert resumed.global_step == 0  # phase 2: 3 - phase1_end_step; init: 0
     assert resumed.loaded.missing_keys == []
     assert resumed.loaded.unexpected_keys == ["cls.predictions.decoder.weight"]  # tied there
@@ -662,18 +687,22 @@ def test_2111_resumes_an_interrupted_phase2_of_ours(runs):
     assert resumed.optimizer.param_groups[0]["lr"] == pytest.approx(nvidia_lr(3))
 
 
-def test_2111_continuing_phase1_of_ours_runs_but_its_logger_cannot_write_the_lr(runs):
-    """Known gap: 21.11's plain resume (no phase 2, no init_checkpoint) keeps our `step`, a
-    tensor as HEAD needs it, so its scheduler computes a tensor LR; the optimizer step works
-    (pybind converts it) but its dllogger JSON line cannot hold a tensor."""
-    resumed = resume_2111(runs / "phase1", nvidia_args(fp16=True), runs / "shards")
+@pytest.mark.parametrize("fp16", [False, True])
+def test_2111_continues_phase1_of_ours_and_logs_its_lr(runs, fp16):
+    """21.11's plain resume (no phase 2, no init_checkpoint) keeps our `step` and computes the
+    LR from it; dllogger's JSON line holds that LR (a tensor `step` would make it a tensor)."""
+    resumed = resume_2111(runs / "phase1", nvidia_args(fp16=fp16), runs / "shards")
     assert resumed.global_step == PHASE1_END
     assert os.path.isfile(resumed.data_file)
-    one_step(resumed)
+    moved = one_step(resumed)
+    for group in resumed.optimizer.param_groups:
+        assert group["step"] == PHASE1_END + 1
     lr = resumed.optimizer.param_groups[0]["lr"]
-    assert float(lr) == pytest.approx(nvidia_lr(PHASE1_END + 1))
-    with pytest.raises(TypeError):
-        json.dumps({"learning_rate": lr})
+    assert lr == pytest.approx(nvidia_lr(PHASE1_END + 1))
+    line = json.dumps({"average_loss": 1.0, "step_loss": 1.0, "learning_rate": lr})
+    assert json.loads(line)["learning_rate"] == lr  # what dllogger's JSON backend writes
+    m = resumed.optimizer.state[moved["param"]]["exp_avg"]  # the moments continued
+    torch.testing.assert_close(m, 0.9 * moved["before"]["exp_avg"] + 0.1 * moved["grad"])
 
 
 @pytest.mark.parametrize("fp16", [False, True])
@@ -684,10 +713,11 @@ def test_head_resumes_phase1_of_ours(runs, fp16):
     assert resumed.grad_scaler.get_scale() == (2**20 if fp16 else 1.0)  # ours loaded when on
     assert resumed.loaded.missing_keys == []
     for group in resumed.optimizer.param_groups:
-        assert group["step"].tolist() == [PHASE1_END]
-    moved = one_step(resumed)
+        assert group["step"] == PHASE1_END  # ours, as saved: a number
+    moved = one_step(resumed)  # the scheduler and the step made tensors of them
     for group in resumed.optimizer.param_groups:
-        assert group["step"].tolist() == [PHASE1_END + 1]
+        assert group["step"].dtype == torch.int32 and group["step"].tolist() == [PHASE1_END + 1]
+        assert group["lr"].dtype == torch.float32
         assert float(group["lr"]) == pytest.approx(nvidia_lr(PHASE1_END + 1))
     m = resumed.optimizer.state[moved["param"]]["exp_avg"]
     torch.testing.assert_close(m, 0.9 * moved["before"]["exp_avg"] + 0.1 * moved["grad"])
@@ -695,22 +725,33 @@ def test_head_resumes_phase1_of_ours(runs, fp16):
 
 @pytest.mark.parametrize("how", ["phase2", "init_checkpoint", "resume_phase2"])
 def test_head_starts_phase2_or_an_init_checkpoint_from_ours(runs, how):
-    output = runs / ("phase2" if how == "resume_phase2" else "phase1")
-    args = nvidia_args(
-        phase2=how != "init_checkpoint", resume_phase2=how == "resume_phase2", fp16=True
-    )
+    """Phase 2 and --init_checkpoint start from the checkpoint that ended phase 1's schedule
+    (HEAD's tensors); --resume_phase2 continues an interrupted phase 2 (numbers)."""
+    if how == "resume_phase2":
+        output, args = runs / "phase2", nvidia_args(phase2=True, resume_phase2=True, fp16=True)
+    else:
+        output = runs / "ended"
+        args = nvidia_args(phase2=how == "phase2", fp16=True, phase1_end_step=ENDED_STEPS)
     if how == "init_checkpoint":
-        args.init_checkpoint = str(output / f"ckpt_{PHASE1_END}.pt")
+        args.init_checkpoint = str(output / f"ckpt_{ENDED_STEPS}.pt")
     resumed = resume_head(output, args)
     step = 2 if how == "resume_phase2" else 0  # zero_() and fill_() worked on ours
     assert resumed.global_resume_step == step
     assert resumed.start_epoch == (0 if how == "phase2" else resumed.checkpoint["epoch"])
     for group in resumed.optimizer.param_groups:
-        assert group["step"].tolist() == [step]
+        assert int(group["step"]) == step
         if how != "resume_phase2":
             assert float(group["lr"]) == pytest.approx(LEARNING_RATE)
     one_step(resumed)
-    assert resumed.optimizer.param_groups[0]["step"].tolist() == [step + 1]
+    for group in resumed.optimizer.param_groups:
+        assert group["step"].dtype == torch.int32 and group["step"].tolist() == [step + 1]
+
+
+def test_head_cannot_start_phase2_from_a_checkpoint_inside_our_schedule(runs):
+    """The price of 21.11's numbers where a run continues: HEAD's phase-2 start zeroes `step`
+    in place, which a number cannot do (README, differences: resuming across versions)."""
+    with pytest.raises(AttributeError, match="zero_"):
+        resume_head(runs / "phase1", nvidia_args(phase2=True, fp16=True))
 
 
 def test_files_entry_gives_every_rank_its_shard_by_21_11s_formula():
@@ -764,7 +805,7 @@ def test_init_checkpoint_needs_resume_and_init_weights_loads_weights(runs, tmp_p
     assert pretrain(runs / "shards", tmp_path / "weights", f"--init_weights={source}", *extra) == 0
     assert torch.equal(first_weights(tmp_path / "weights"), weights[key])
     fresh = torch.load(tmp_path / "weights" / "ckpt_1.pt", weights_only=True)["optimizer"]
-    assert fresh["param_groups"][0]["step"].tolist() == [1]  # a fresh optimizer
+    assert fresh["param_groups"][0]["step"] == 1  # a fresh optimizer
     assert (
         pretrain(
             runs / "shards",
