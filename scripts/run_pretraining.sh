@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # BERT pre-training, phase 1 (seq 128) then phase 2 (seq 512), with NVIDIA's positional
 # arguments. Both generations of NVIDIA's launcher read the same 24 (numbers as here); HEAD's
-# added eight more. A call with 24 or fewer is 21.11's form, one with 25 to 32 HEAD's:
+# added eight more. A call with 25 to 32 is HEAD's form, one with 24 or fewer 21.11's, except
+# when it names neither data folder (21, 22) and the disk holds HEAD's data only: when 21.11's
+# default HDF5 folders are not both there and HEAD's default parquet folders hold data, it takes
+# HEAD's form, with a note saying so (and a note when both generations' folders hold data):
 #
 #   1 train_batch_size [8192]           13 job_name [bert_lamb_pretraining]
 #   2 learning_rate [6e-3]              14 allreduce_post_accumulation [true]
@@ -69,8 +72,6 @@ check_dry_run
 
 refuse_flag_arguments "$@"
 [ $# -le 32 ] || die "$# arguments are too many: NVIDIA's launcher takes 24 (21.11) or 32 (HEAD)"
-form=21.11
-[ $# -gt 24 ] && form=HEAD
 bind_arguments train_batch_size learning_rate precision num_gpus warmup_proportion train_steps \
   save_checkpoint_steps resume_training create_logfile accumulate_gradients \
   gradient_accumulation_steps seed job_name allreduce_post_accumulation \
@@ -83,6 +84,26 @@ hdf5_folder() {  # sequence length, predictions per sequence
   printf '%s/hdf5_lower_case_1_seq_len_%s_max_pred_%s_masked_lm_prob_0.15_random_seed_12345_dupe_factor_5/wikicorpus_en/' \
     "$BERT_PREP_WORKING_DIR" "$1" "$2"
 }
+holds_data() { [ -d "$1" ] && [ -n "$(ls -A "$1" 2>/dev/null)" ]; }
+
+# The form: by the count; a short call that names no data folder goes by the default folders
+# that hold data (the note is printed once every value has passed its check).
+form=21.11 form_note=
+if [ $# -gt 24 ]; then
+  form=HEAD
+elif [ -z "${ARG[DATA_DIR_PHASE1]}" ] && [ -z "${ARG[DATA_DIR_PHASE2]}" ]; then
+  hdf5=false parquet=false
+  holds_data "$(hdf5_folder 128 20)" && holds_data "$(hdf5_folder 512 80)" && hdf5=true
+  for folder in phase1/unbinned phase2/bin_size_64; do
+    holds_data "$BERT_PREP_WORKING_DIR/pretrain/$folder/parquet/" && parquet=true
+  done
+  if [ "$parquet" = true ] && [ "$hdf5" = false ]; then
+    form=HEAD
+    form_note="taking HEAD's form (LDDL parquet data, its model config and flags): no argument names the data folders, and in $BERT_PREP_WORKING_DIR 21.11's HDF5 folders are missing or empty while HEAD's pretrain/.../parquet/ folders hold data"
+  elif [ "$parquet" = true ]; then
+    form_note="taking 21.11's form (HDF5 data), as for any call of 24 or fewer arguments, although $BERT_PREP_WORKING_DIR also holds HEAD's pretrain/.../parquet/ data; pass 25 to 32 arguments for HEAD's form"
+  fi
+fi
 if [ "$form" = 21.11 ]; then
   default_phase1=$(hdf5_folder 128 20)
   default_phase2=$(hdf5_folder 512 80)
@@ -260,6 +281,7 @@ phase2+=(--do_train --phase2 --resume_from_checkpoint --phase1_end_step="$train_
 [ "$form" = HEAD ] && [ "$phase2_bin_size" != none ] && phase2+=(--bin_size="$phase2_bin_size")
 phase2+=("${eval_phase2[@]}" "${extra[@]}")
 
+[ -z "$form_note" ] || note "$form_note"
 if [ "$DRY_RUN" = 1 ]; then
   print_command "${phase1[@]}"
   print_command "${phase2[@]}"

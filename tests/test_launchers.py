@@ -899,6 +899,47 @@ def test_parquet_folders_in_the_21_11_form_get_the_vocabulary(world, tmp_path):
         assert flags["--bert_model"] == "bert-large-uncased"  # still 21.11's form
 
 
+@pytest.mark.parametrize("found", ["parquet", "hdf5", "both"])
+def test_a_short_call_takes_the_form_whose_data_is_on_disk(found, world, tmp_path):
+    """No argument names the data: HEAD's form when only HEAD's parquet folders hold data
+    (exactly the command NVIDIA's HEAD launcher builds with no argument), 21.11's otherwise; a
+    note says so when the choice is not the plain count rule's, or when both generations'
+    folders hold data."""
+    prep = tmp_path / "prep"
+    folders = {
+        "hdf5": [f"{HDF5.format(128, 20)}/wikicorpus_en", f"{HDF5.format(512, 80)}/wikicorpus_en"],
+        "parquet": ["pretrain/phase1/unbinned/parquet", "pretrain/phase2/bin_size_64/parquet"],
+    }
+    for kind, names in folders.items():
+        if found in (kind, "both"):
+            for name in names:
+                (prep / name).mkdir(parents=True)
+                (prep / name / "part_0").write_text("x")
+    (prep / folders["hdf5"][0]).mkdir(parents=True, exist_ok=True)  # an empty one is no data
+    for args in ([], ["8", "1e-3"]):
+        result = launch("run_pretraining.sh", args, world, BERT_PREP_WORKING_DIR=str(prep))
+        ours = commands(result)
+        version = "HEAD" if found == "parquet" else "21.11"
+        processes, phase1, phase2 = nvidia_pretraining(version, args)
+        if version == "HEAD":
+            phase2 = [*phase2, "--bin_size=64"]
+        for command, expected in zip(ours, (phase1, phase2), strict=True):
+            assert_same_command(
+                command, processes, "run_pretraining.py", expected, world | {"prep": prep}
+            )
+        notes = result.stderr.splitlines()
+        if found == "hdf5":
+            assert notes == []
+        else:
+            assert len(notes) == 1 and "note: taking " + version + "'s form" in notes[0]
+            assert str(prep) in notes[0]
+    named = [""] * 20 + [prep / folders["parquet"][0], prep / folders["parquet"][1]]
+    if found != "hdf5":  # a folder named: the count rule, whatever the disk holds
+        result = launch("run_pretraining.sh", named, world, BERT_PREP_WORKING_DIR=str(prep))
+        assert all("--bert_model" in flags for _, _, flags in commands(result))
+        assert result.stderr == ""
+
+
 @pytest.mark.parametrize(
     "launcher, position",
     [
