@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Helpers sourced by the launchers (run_pretraining.sh, run_squad.sh, run_glue.sh) and run.sub:
-# argument checks, path resolution, precision flags, the process launcher and dry-run printing.
+# argument checks, path resolution, precision flags, the process launcher, dry-run printing and
+# keeping an earlier run's log aside.
 #
 # Every check reads its value as a plain string (regular expressions, never `$((...))` on
 # unchecked input, which would run a command substitution hidden in an array index such as
@@ -142,4 +143,17 @@ announce_command() {  # out_dir command...
   print_command "$@"
   [ "$DRY_RUN" = 1 ] && exit 0
   mkdir -p "$out_dir" || die "cannot create the output folder '$out_dir'"
+}
+
+# Renames FILE to FILE's name with a time stamp before ".json", never replacing a file, so that
+# a log left by an earlier run is kept rather than overwritten.
+keep_aside() {
+  local file=$1 base target stamp n=1
+  [ -e "$file" ] || return 0
+  stamp=$(date +%y%m%d%H%M%S)
+  base=${file%.json}
+  target=$base.$stamp.json
+  while [ -e "$target" ]; do target=$base.$stamp-$n.json && n=$((n + 1)); done
+  mv -- "$file" "$target"
+  note "kept the earlier $(basename "$file") as $(basename "$target")"
 }

@@ -288,18 +288,6 @@ if [ "$DRY_RUN" = 1 ]; then
   exit 0
 fi
 
-# Renames FILE to FILE's name with a time stamp before ".json", never replacing a file.
-keep_aside() {
-  local file=$1 base target stamp n=1
-  [ -e "$file" ] || return 0
-  stamp=$(date +%y%m%d%H%M%S)
-  base=${file%.json}
-  target=$base.$stamp.json
-  while [ -e "$target" ]; do target=$base.$stamp-$n.json && n=$((n + 1)); done
-  mv -- "$file" "$target"
-  note "kept the earlier $(basename "$file") as $(basename "$target")"
-}
-
 run_phase() {  # phase, global batch per GPU, then the command
   local phase=$1 batch=$2 log
   shift 2

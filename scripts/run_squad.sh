@@ -30,7 +30,10 @@
 # --version_2_with_negative. A relative path is looked up in the current directory, then in the
 # repository root. Environment: DRY_RUN=1 prints the python command and runs nothing; LOG_FREQ=N
 # logs the training loss every N steps. Output: $OUT_DIR/logfile.txt, and dllogger's JSON in
-# $OUT_DIR/dllogger.json.
+# $OUT_DIR/dllogger.json (appended to); NVIDIA's launcher left that file in results/dllogger.json
+# of the working directory (run_squad.py's default), so this run's records are also copied
+# there when the run ends, an earlier file there first renamed with a time stamp
+# (dllogger.<yymmddHHMMSS>.json).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 source "$repo/scripts/common.sh"
@@ -126,5 +129,28 @@ CMD+=(--seed="$seed" --num_train_epochs="$epochs" --max_seq_length=384 --doc_str
   --json-summary="$OUT_DIR/dllogger.json")
 [ -n "${LOG_FREQ:-}" ] && CMD+=(--log_freq="$LOG_FREQ")
 
+# Copies what this run added to SUMMARY (which held BEFORE bytes at its start) to NVIDIA's
+# place, results/dllogger.json of the working directory, through a temporary file and a rename;
+# an earlier file there is kept aside. A failure to do so is a note, not a failed run.
+copy_to_nvidias_place() {  # summary before
+  local target=$PWD/results/dllogger.json partial=
+  [ -f "$1" ] && [ "$(wc -c <"$1")" -gt "$2" ] || return 0  # the run logged nothing
+  [ "$1" -ef "$target" ] && return 0  # OUT_DIR is ./results: the file is there already
+  if mkdir -p "$PWD/results" 2>/dev/null &&
+    partial=$(mktemp "$PWD/results/.dllogger.json.XXXXXX" 2>/dev/null) &&
+    tail -c +$(($2 + 1)) "$1" >"$partial" && chmod "$(umask -S | tr -d x)" "$partial" &&
+    keep_aside "$target" && mv -- "$partial" "$target"; then
+    echo "dllogger's JSON is $1; this run's records are also in $target, where NVIDIA's launcher left them"
+  else
+    [ -z "$partial" ] || rm -f -- "$partial"
+    note "could not copy this run's dllogger records to $target, where NVIDIA's launcher left them; they are in $1"
+  fi
+}
+
 announce_command "$OUT_DIR" "${CMD[@]}"
-time "${CMD[@]}" 2>&1 | tee "$OUT_DIR/logfile.txt"
+summary_size=0
+[ -f "$OUT_DIR/dllogger.json" ] && summary_size=$(wc -c <"$OUT_DIR/dllogger.json")
+status=0
+time "${CMD[@]}" 2>&1 | tee "$OUT_DIR/logfile.txt" || status=$?
+copy_to_nvidias_place "$OUT_DIR/dllogger.json" "$summary_size"
+exit "$status"

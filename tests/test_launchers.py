@@ -56,7 +56,8 @@ PATH_MAP = [
 ]
 # Flags our launchers add on purpose, with why; no other flag may differ from NVIDIA's.
 ADDED_FLAGS = {
-    "--json-summary": "SQuAD/GLUE: dllogger's JSON goes into the output folder, not ./results",
+    "--json-summary": "SQuAD/GLUE: dllogger's JSON goes into the output folder (SQuAD's is also "
+    "copied to ./results, where NVIDIA's was)",
     "--bin_size": "HEAD form, phase 2: HEAD's length bins lived in its LDDL data folders; our "
     "readers bin while loading",
     "--dynamic_masking": "HEAD form, masking=dynamic: the same, for masking",
@@ -975,6 +976,45 @@ def test_dry_run_creates_nothing(world, tmp_path):
     assert "DRY_RUN is 'yes'" in line
 
 
+def test_squad_leaves_this_runs_dllogger_records_where_nvidias_launcher_did(world, tmp_path):
+    """NVIDIA's run_squad.sh left dllogger's file in results/dllogger.json of the working
+    directory; ours appends to <OUT_DIR>/dllogger.json and copies this run's records there too,
+    keeping an earlier file aside, whatever the run's exit status."""
+    fake = tmp_path / "python"  # run_squad.py's stand-in: logs one record, exits with $STATUS
+    fake.write_text(
+        f"#!{sys.executable}\nimport os, sys\n"
+        "path = next(a[15:] for a in sys.argv if a.startswith('--json-summary='))\n"
+        "with open(path, 'a') as f:\n"
+        "    f.write('DLLL ' + os.environ['RECORD'] + '\\n')\n"
+        "sys.exit(int(os.environ['STATUS']))\n"
+    )
+    fake.chmod(0o755)
+    work, out = tmp_path / "work", tmp_path / "out"
+    (work / "results").mkdir(parents=True)
+    (work / "results" / "dllogger.json").write_text("DLLL earlier\n")
+
+    def squad(record: str, status: int, out_dir=out) -> subprocess.CompletedProcess:
+        args = [*SQUAD_13[:5], "1", *SQUAD_13[6:9], out_dir, *SQUAD_13[10:]]
+        script = str(REPO_ROOT / "scripts/run_squad.sh")
+        env = {"DRY_RUN": "0", "PYTHON": str(fake), "RECORD": record, "STATUS": str(status)}
+        result = run(["bash", script, *map(str, args)], world, cwd=work, **env)
+        assert result.returncode == status, result.stderr
+        return result
+
+    def kept() -> list[str]:
+        return sorted(p.read_text() for p in (work / "results").glob("dllogger.*.json"))
+
+    squad("one", 0)
+    squad("two", 3)  # a failed run's records too, as NVIDIA's file held them
+    assert (out / "dllogger.json").read_text() == "DLLL one\nDLLL two\n"
+    assert (work / "results" / "dllogger.json").read_text() == "DLLL two\n"
+    assert kept() == ["DLLL earlier\n", "DLLL one\n"]
+    assert [p.name for p in (work / "results").iterdir() if p.name.startswith(".")] == []
+    squad("three", 0, out_dir="results")  # the output folder is NVIDIA's place: one file
+    assert (work / "results" / "dllogger.json").read_text() == "DLLL two\nDLLL three\n"
+    assert len(kept()) == 2
+
+
 def test_relative_paths_look_in_the_current_directory_then_the_repository(world, tmp_path):
     (tmp_path / "bert_config.json").write_text("{}")
     args = [
@@ -1414,7 +1454,9 @@ def test_squad_21_11_form_trains_then_evaluates_for_real(world, tmp_path):
             "-1",
         ]
         assert len(args) == 13  # NVIDIA 21.11's form
-        result = launch("run_squad.sh", args, world, DRY_RUN="0", OMP_NUM_THREADS="1")
+        script = str(REPO_ROOT / "scripts/run_squad.sh")
+        env = {"DRY_RUN": "0", "OMP_NUM_THREADS": "1"}
+        result = run(["bash", script, *map(str, args)], world, cwd=tmp_path, **env)
         assert result.returncode == 0, result.stderr[-3000:]
         return result
 
@@ -1429,3 +1471,7 @@ def test_squad_21_11_form_trains_then_evaluates_for_real(world, tmp_path):
         for k, v in e["data"].items()
     }
     assert {"final_loss", "training_sequences_per_second", "exact_match", "F1"} <= finals.keys()
+    everything = read_dllogger_file(out / "dllogger.json")  # both runs'
+    nvidias = read_dllogger_file(tmp_path / "results" / "dllogger.json")  # the eval run's
+    assert 0 < len(nvidias) < len(everything) and everything[-len(nvidias) :] == nvidias
+    assert any("exact_match" in e["data"] for e in nvidias if e.get("step") == [])
