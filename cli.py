@@ -1,7 +1,8 @@
 """The command-line layer every CLI shares: one-line flag errors, checked flag types, path checks
 and the `main()` wrapper.
 
-Owns `ArgumentParser` (a bad flag is one line and exit status 2), the flag types that refuse
+Owns `ArgumentParser` (a bad flag is one line and exit status 2; `RefusedFlag` for NVIDIA's
+flags that have no counterpart here), the flag types that refuse
 impossible values while parsing (`positive_int`, `proportion`, `seed_value`, ...), the path
 checks run before any data is read (`check_input_file`, `check_output_dir`,
 `check_not_overwriting`, `check_model_files`, ...), `require` for optional packages, and
@@ -40,6 +41,21 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+class RefusedFlag(argparse.Action):
+    """A flag of NVIDIA's that has no counterpart here: listed in --help, and refused while
+    parsing with one line saying what to use instead (`instead`), rather than argparse's
+    "unrecognized arguments"."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, *, instead: str, **kwargs) -> None:
+        super().__init__(
+            option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=kwargs.get("help")
+        )
+        self.instead = instead
+
+    def __call__(self, parser, namespace, values, option_string=None) -> NoReturn:
+        parser.error(f"{option_string}: {self.instead}")
 
 
 def _number(text: str, kind: type) -> int | float:

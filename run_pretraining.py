@@ -185,9 +185,37 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="LAMB: torch (multi-tensor), compiled (one torch.compile graph per step), apex "
         "(FusedLAMB); auto: apex on a GPU when installed, else torch",
     )
-    add("--profile", action="store_true", help="accepted; unused")
+    add_head_only_arguments(parser)
     add_eval_arguments(parser)
     return parser.parse_args(argv)
+
+
+def add_head_only_arguments(parser: argparse.ArgumentParser) -> None:
+    """HEAD's flags for its own machinery: accepted where HEAD's meaning holds here too, refused
+    with what to use instead where it cannot."""
+    add = parser.add_argument
+    add("--profile", action="store_true", help="accepted; unused (as at HEAD)")
+    add(
+        "--profile-start",
+        "--profile_start",
+        dest="profile_start",
+        type=cli.non_negative_int,
+        default=0,
+        help="accepted; unused (as at HEAD)",
+    )
+    add(
+        "--disable_jit_fusions",
+        action="store_true",
+        help="accepted; nothing to do: HEAD turned off its TorchScript/NVFuser fusions, and "
+        "nothing here is scripted",
+    )
+    add(
+        "--cuda_graphs",
+        action=cli.RefusedFlag,
+        instead="HEAD's capture of the training step in CUDA graphs is not implemented here; "
+        "leave it out (--compile is the faster step here)",
+        help="HEAD's CUDA-graph capture: refused; use --compile",
+    )
 
 
 def add_eval_arguments(parser: argparse.ArgumentParser) -> None:

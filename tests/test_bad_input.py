@@ -12,6 +12,9 @@ or score), malformed (JSON, TSV, config, checkpoint) and conflict (flags that co
 other or the model). Tests run as root here, and root writes into read-only folders: the
 `unwritable` cases then refuse the folder through a stand-in for the write probe, and use the
 real permission bits otherwise.
+
+NVIDIA's own command lines never meet "unrecognized arguments": every flag of both generations'
+entry scripts is accepted, or refused in one line saying what to use instead.
 """
 
 from __future__ import annotations
@@ -149,6 +152,7 @@ CASES = [
             ("conflict", "--max_seq_length=16", 1, "{shards}/s_training_0.hdf5"),
             ("conflict", "--max_predictions_per_seq=7", 1, "--max_predictions_per_seq is 7"),
             ("conflict", "--fp16", 2, "--fp16"),
+            ("conflict", "--cuda_graphs", 2, "--cuda_graphs: HEAD's capture"),  # use --compile
         ],
     ),
     *cases(
@@ -760,3 +764,43 @@ def test_every_script_has_a_battery_of_eight_or_more():
     per_script = {script: sum(c.script == script for c in CASES) for script in PROGS}
     assert min(per_script.values()) >= 8, per_script
     assert {c.kind for c in CASES} == set(KINDS)
+
+
+# NVIDIA's flags, both generations (21.11 and HEAD), as its entry scripts declare them: each with
+# a value its parser accepts. run_pretraining.py's --cuda_graphs is refused in one line instead.
+NVIDIA_FLAGS = {
+    "run_pretraining": "--input_dir=d --config_file=c --output_dir=o --vocab_file=v "
+    "--bert_model=b --init_checkpoint=i --max_seq_length=128 --max_predictions_per_seq=20 "
+    "--train_batch_size=32 --learning_rate=5e-5 --num_train_epochs=3.0 --max_steps=1000 "
+    "--warmup_proportion=0.01 --local_rank=0 --seed=42 --gradient_accumulation_steps=1 --fp16 "
+    "--amp --loss_scale=0.0 --log_freq=1.0 --checkpoint_activations --resume_from_checkpoint "
+    "--resume_step=-1 --num_steps_per_checkpoint=100 --skip_checkpoint --phase2 --resume_phase2 "
+    "--allreduce_post_accumulation --allreduce_post_accumulation_fp16 --phase1_end_step=7038 "
+    "--init_loss_scale=1048576 --do_train --json-summary=j --use_env --disable_progress_bar "
+    "--steps_this_run=-1 --profile --profile-start=0 --num_workers=4 "
+    "--no_dense_sequence_output --disable_jit_fusions",
+    "run_squad": "--bert_model=b --output_dir=o --init_checkpoint=i --train_file=t "
+    "--predict_file=p --max_seq_length=384 --doc_stride=128 --max_query_length=64 --do_train "
+    "--do_predict --do_eval --train_batch_size=32 --predict_batch_size=8 --learning_rate=5e-5 "
+    "--num_train_epochs=3.0 --max_steps=-1.0 --warmup_proportion=0.1 --n_best_size=20 "
+    "--max_answer_length=30 --verbose_logging --no_cuda --do_lower_case --seed=42 "
+    "--gradient_accumulation_steps=1 --local_rank=0 --fp16 --amp --loss_scale=0 "
+    "--version_2_with_negative --null_score_diff_threshold=0.0 --vocab_file=v --config_file=c "
+    "--log_freq=50 --json-summary=j --eval_script=e --use_env --skip_checkpoint "
+    "--disable-progress-bar --skip_cache --cache_dir=d --profile",
+    "run_glue": "--data_dir=d --bert_model=b --task_name=mrpc --output_dir=o "
+    "--init_checkpoint=i --vocab_file=v --config_file=c --max_seq_length=128 --do_train "
+    "--do_eval --do_predict --do_lower_case --train_batch_size=32 --eval_batch_size=8 "
+    "--learning_rate=5e-5 --num_train_epochs=3.0 --max_steps=-1.0 --warmup_proportion=0.1 "
+    "--no_cuda --local_rank=0 --seed=1 --gradient_accumulation_steps=1 --fp16 --amp "
+    "--loss_scale=0 --server_ip=h --server_port=p --skip_checkpoint",
+}
+
+
+@pytest.mark.parametrize("script", list(NVIDIA_FLAGS))
+def test_every_nvidia_flag_is_accepted(script):
+    module = importlib.import_module(script)
+    args = module.parse_arguments(NVIDIA_FLAGS[script].split())  # all at once: no error
+    assert args.output_dir == "o" and args.init_checkpoint == "i"
+    if script == "run_pretraining":
+        assert args.profile_start == 0 and args.disable_jit_fusions

@@ -116,6 +116,21 @@ def test_argparse_errors_and_help_come_back_as_statuses(capsys):
     assert cli.run_main("prog.py", parse, lambda args: None, ["--help"]) == 0
 
 
+def test_a_refused_flag_is_one_line_saying_what_to_use(capsys):
+    def parse(arguments):
+        p = cli.ArgumentParser(prog="prog.py")
+        p.add_argument("--old", action=cli.RefusedFlag, instead="use --new", help="refused")
+        p.add_argument("--new", action="store_true")
+        return p.parse_args(arguments)
+
+    assert not hasattr(parse(["--new"]), "old")  # absent unless given
+    assert cli.run_main("prog.py", parse, lambda args: None, ["--new", "--old"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["prog.py: error: --old: use --new (see --help)"]
+    assert cli.run_main("prog.py", parse, lambda args: None, ["--help"]) == 0
+    assert "--old       refused" in capsys.readouterr().out
+
+
 def test_input_paths(tmp_path):
     (tmp_path / "f.txt").write_text("x")
     assert cli.check_input_file(tmp_path / "f.txt", "--vocab_file") == tmp_path / "f.txt"
