@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 import sys
 import types
@@ -16,7 +17,9 @@ from optimization import (
     CompiledLamb,
     Lamb,
     lamb_impl,
+    load_lamb_state,
     make_lamb,
+    nvidia_lamb_state_dict,
     parameter_groups,
 )
 from schedulers import WarmupScheduler, lr_factor
@@ -120,6 +123,39 @@ def test_lamb_with_a_schedule_and_state_round_trip():
     expected = reference_lamb(initial, grads_per_step, None, decays, lrs=lrs)
     for p, e in zip(model.parameters(), expected, strict=True):
         torch.testing.assert_close(p.detach().double(), e, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("tensors", [False, True])
+def test_nvidia_layout_in_either_form_loads_back_into_lamb(tensors):
+    """`lr` and `step` as 21.11's numbers or HEAD's tensors: through a file, our loader gives
+    back the numbers and moments the optimizer had."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 4), nn.LayerNorm(4), nn.Linear(4, 3))
+    optimizer = Lamb(parameter_groups(model), lr=0.1)
+    for p in model.parameters():
+        p.grad = torch.randn_like(p)
+    optimizer.step()
+    for group in optimizer.param_groups:
+        group["lr"] = 0.0375  # as a schedule leaves it
+    state = nvidia_lamb_state_dict(optimizer, model, 1, tensors=tensors)
+    for group in state["param_groups"]:
+        if tensors:
+            assert group["lr"].dtype == torch.float32 and group["lr"].shape == ()
+            assert group["step"].dtype == torch.int32 and group["step"].tolist() == [1]
+        else:
+            assert type(group["lr"]) is float and type(group["step"]) is int
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    fresh = Lamb(parameter_groups(model), lr=0.1)
+    load_lamb_state(fresh, torch.load(buffer, weights_only=True))
+    lr = float(torch.tensor(0.0375)) if tensors else 0.0375  # HEAD's is float32
+    for group in fresh.param_groups:
+        assert type(group["step"]) is int and group["step"] == 1
+        assert type(group["lr"]) is float and group["lr"] == lr
+    for p in model.parameters():
+        for key in ("exp_avg", "exp_avg_sq"):
+            assert torch.equal(fresh.state[p][key], optimizer.state[p][key])
 
 
 def test_no_decay_rule_and_groups():
