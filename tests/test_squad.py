@@ -368,6 +368,55 @@ def test_start_must_have_max_context():
     assert predictions["q0"] == "gamma delta"
 
 
+@pytest.mark.parametrize("limit", [3, 2])
+def test_an_answer_of_exactly_max_answer_length_tokens_is_found(limit):
+    """The best span, alpha..gamma, is 3 tokens: found (as best and in the n-best) when
+    max_answer_length is 3, left out when it is 2; every span within the limit is listed."""
+    examples, (f,) = answer_case()
+    predictions, nbest, _ = squad.get_answers(
+        examples, [f], [result(f, {3: 5.0}, {5: 5.0})], n_best_size=20, max_answer_length=limit
+    )
+    texts = [n["text"] for n in nbest["q0"]]
+    words = CONTEXT.split()
+    within = {" ".join(words[s : s + n]) for n in range(1, limit + 1) for s in range(7 - n)}
+    assert set(texts) == within and len(texts) == len(within)  # 15 spans for 3, 11 for 2
+    if limit == 3:
+        assert predictions["q0"] == texts[0] == "Alpha beta gamma"
+    else:
+        assert predictions["q0"] == texts[0] != "Alpha beta gamma"
+
+
+@pytest.mark.parametrize("limit", [5, 4])
+def test_the_question_is_cut_to_max_query_length(limit):
+    words = CONTEXT.split()
+    example = squad.SquadExample("a", "q0 q1 q2 q3 q4", words)
+    (f,) = squad.convert_examples_to_features(
+        [example], WordTokenizer(), max_seq_length=16, doc_stride=128, max_query_length=limit
+    )
+    question = [f"q{i}" for i in range(limit)]  # 5 tokens: all kept at 5, the last cut at 4
+    assert f.tokens == ["[CLS]", *question, "[SEP]", *[w.lower() for w in words], "[SEP]"]
+    assert f.segment_ids[: limit + 2] == [0] * (limit + 2)
+
+
+def test_a_context_that_exactly_fills_a_window_takes_one():
+    """One question token leaves 10 - 4 = 6 context tokens per window: 6 words fit one window
+    exactly; a seventh needs a second window, doc_stride (2) tokens later."""
+    words = CONTEXT.split()
+    for context, expected in ((words, [(0, 5)]), ([*words, "eta"], [(0, 5), (2, 6)])):
+        features = squad.convert_examples_to_features(
+            [squad.SquadExample("a", "q", context)],
+            WordTokenizer(),
+            max_seq_length=10,
+            doc_stride=2,
+            max_query_length=64,
+        )
+        spans = [
+            (min(f.token_to_orig_map.values()), max(f.token_to_orig_map.values())) for f in features
+        ]
+        assert spans == expected
+        assert len(features[0].tokens) == 10  # the first window is full
+
+
 def test_v2_null_score_is_per_question():
     examples, (fa, fb) = answer_case(num_questions=2)
     # Same span logits; q0's null (6 + 6) beats its best span (10), q1's (-5 - 5) does not.
