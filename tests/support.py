@@ -127,7 +127,9 @@ def write_random_shards(
         ids[:, 0], ids[:, seq // 2], ids[:, -1] = 101, 102, 102
         segments = np.zeros((rows, seq), "i1")
         segments[:, seq // 2 + 1 :] = 1
-        positions = np.sort(rng.choice(np.arange(1, seq // 2), (rows, predictions)), axis=1)
+        # distinct positions, as real shards have: every row has exactly `predictions` labels
+        candidates = rng.random((rows, seq // 2 - 1)).argsort(axis=1)[:, :predictions] + 1
+        positions = np.sort(candidates, axis=1)
         path = folder / f"{name}_{i}.hdf5"
         with h5py.File(path, "w") as f:
             f["input_ids"] = ids
