@@ -23,8 +23,8 @@ optimizer steps (NVIDIA's counted examples and reached LR 0 early);
 prediction runs on every rank with length-sorted batches trimmed to their longest sequence
 (identical logits to padding to 384), and n-best candidates are taken among a feature's real
 tokens only, so predictions do not depend on the padding; the feature cache is keyed by data,
-vocabulary, case and lengths and never pickled; `--init_checkpoint` takes any checkpoint format;
-a second run on the same `--output_dir` is refused while the first holds its lock
+vocabulary, case, lengths and the feature code, and never pickled; `--init_checkpoint` takes any
+checkpoint format; a second run on the same `--output_dir` is refused while the first holds its lock
 (`output_lock.py`).
 """
 

@@ -33,8 +33,9 @@ Differences from NVIDIA's ``run_squad.py``:
   instead of a scan of all windows per token; the questions of a paragraph share its WordPiece
   tokens. All give the same features.
 - The feature cache is keyed by a hash of the data file, the vocabulary file's bytes, the case
-  setting and all window settings (NVIDIA's cache name ignores vocabulary and case), and
-  it is a numpy ``.npz`` loaded with ``allow_pickle=False`` instead of a pickle.
+  setting, all window settings and the source of the code that builds features (NVIDIA's
+  cache name ignores vocabulary and case, and its pickle outlives code changes), and it is a
+  numpy ``.npz`` loaded with ``allow_pickle=False`` instead of a pickle.
 - Bad input (missing file, not JSON, not the SQuAD layout, a v1.1 training question without
   exactly one answer, a ``max_seq_length`` too small for the question) raises ``SquadError`` with
   one message naming the file and question; NVIDIA's raises bare errors or loops forever.
@@ -60,6 +61,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import numpy as np
 
+import tokenization
 from errors import BertError, UsageError
 from fileio import atomic_write, atomic_write_json, sha256_file
 from tokenization import BasicTokenizer, require_tokens
@@ -71,7 +73,8 @@ logger = logging.getLogger(__name__)
 
 #: NVIDIA numbers features from here.
 FIRST_UNIQUE_ID = 1_000_000_000
-#: Bump whenever feature building changes, so that old caches are not reused.
+#: The layout of the cache file; feature-building code is keyed by its source
+#: (``feature_code_digest``).
 CACHE_FORMAT_VERSION = 1
 
 # The reference's whitespace for splitting contexts: Python's str.split would also split on
@@ -658,6 +661,17 @@ def _sha256_file(path: str | os.PathLike[str]) -> str:
         ) from None
 
 
+@lru_cache(maxsize=1)
+def feature_code_digest() -> str:
+    """sha256 of the source files of the code that builds features: this module and the
+    tokenizer (``tokenization.py``). Part of the cache key, so features cached by other code are
+    never read; any edit of either file rebuilds the cache once."""
+    digest = hashlib.sha256()
+    for path in (__file__, tokenization.__file__):
+        digest.update(_sha256_file(path).encode())
+    return digest.hexdigest()
+
+
 def cache_path(
     data_file: str | os.PathLike[str],
     *,
@@ -673,12 +687,14 @@ def cache_path(
     """Where the features of ``data_file`` built with these settings are cached.
 
     The name shows the settings and ends with a hash of the data file's and vocabulary file's
-    bytes, every setting and ``CACHE_FORMAT_VERSION``, so a different vocabulary, case setting
-    or window never reuses a cache. The folder is ``cache_dir``, or the data file's folder.
+    bytes, every setting, ``CACHE_FORMAT_VERSION`` and ``feature_code_digest()``, so a different
+    vocabulary, case setting, window or feature code never reuses a cache. The folder is
+    ``cache_dir``, or the data file's folder.
     """
     data_file = Path(data_file)
     key = {
         "format": CACHE_FORMAT_VERSION,
+        "code_sha256": feature_code_digest(),
         "data_sha256": _sha256_file(data_file),
         "vocab_sha256": _sha256_file(vocab_file),
         "do_lower_case": bool(do_lower_case),

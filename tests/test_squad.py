@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 import squad
+import tokenization
 from tests.support import CASED_VOCAB, REPO_ROOT, UNCASED_VOCAB
 from tokenization import BasicTokenizer, BertTokenizer, VocabError
 
@@ -1004,6 +1005,38 @@ def test_cache_path_depends_on_vocab_case_and_settings(tmp_path):
     copy.write_bytes(UNCASED_VOCAB.read_bytes())
     assert path(vocab_file=copy) == base
     assert path(cache_dir=None).parent == DEV_SAMPLE.parent
+
+
+def test_cache_path_changes_with_the_feature_code(tmp_path, monkeypatch, request):
+    """squad.py or tokenization.py edited (here: each module read from a copy, then the copy
+    changed): another cache path, so features built by older code are never read."""
+    request.addfinalizer(squad.feature_code_digest.cache_clear)
+
+    def path():
+        squad.feature_code_digest.cache_clear()
+        return squad.cache_path(
+            DEV_SAMPLE,
+            cache_dir=tmp_path,
+            vocab_file=UNCASED_VOCAB,
+            do_lower_case=True,
+            max_seq_length=384,
+            doc_stride=128,
+            max_query_length=64,
+            is_training=True,
+        )
+
+    base = path()
+    for module in (squad, tokenization):
+        source = Path(module.__file__)
+        copy = tmp_path / module.__name__ / source.name
+        copy.parent.mkdir()
+        copy.write_bytes(source.read_bytes())
+        monkeypatch.setattr(module, "__file__", str(copy))
+        assert path() == base  # the same code elsewhere: the same cache
+        copy.write_text(source.read_text() + "\nCHANGED = True\n")
+        assert path() != base, module.__name__
+        monkeypatch.undo()
+    assert path() == base
 
 
 def test_corrupt_cache_is_reported_and_ignored(tmp_path, caplog):
