@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 import h5py
@@ -19,6 +21,13 @@ CASED_VOCAB = REPO_ROOT / "vocab" / "vocab_cased"
 TINY_CONFIG = REPO_ROOT / "bert_configs" / "tiny.json"
 SAMPLE_SQUAD = REPO_ROOT / "data" / "sample" / "squad"
 SAMPLE_MRPC = REPO_ROOT / "data" / "sample" / "glue" / "MRPC"
+
+
+def launcher_env(**changes: str) -> dict[str, str]:
+    """The environment for a bash script of `scripts/` or `data/`: this process's, with PYTHON
+    (the interpreter the scripts run, `python3` from PATH by default) set to the one running the
+    tests, so they pass without an activated virtual environment; then `changes`."""
+    return {**os.environ, "PYTHON": sys.executable, **changes}
 
 
 def tiny_config(**changes) -> BertConfig:

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.support import REPO_ROOT, TINY_CONFIG
+from tests.support import REPO_ROOT, TINY_CONFIG, launcher_env
 
 # NVIDIA's container paths, as its launchers and presets spell them. Its launchers run in
 # /workspace/bert, where our container (scripts/docker/launch.sh) mounts this repository, so a
@@ -457,7 +457,7 @@ def world(tmp_path_factory):
         "BERT_PREP_WORKING_DIR",
         "DRY_RUN",
     )
-    env = {k: v for k, v in os.environ.items() if k not in drop}
+    env = {k: v for k, v in launcher_env().items() if k not in drop}
     env |= {"PATH": f"{bin_dir}:{env['PATH']}", "BERT_PREP_WORKING_DIR": str(prep), "DRY_RUN": "1"}
     return {"root": root, "prep": prep, "bin": bin_dir, "env": env}
 
@@ -1039,7 +1039,8 @@ def fakes(tmp_path, world):
     fake_command(folder, "docker", log)
     fake_command(folder, "srun", log)
     fake_command(folder, "scontrol", tmp_path / "scontrol.jsonl", stdout="node-a\nnode-b\n")
-    env = {"PATH": f"{folder}:{world['env']['PATH']}"}
+    # PYTHON empty: run.sub's own default (python3), as inside a container
+    env = {"PATH": f"{folder}:{world['env']['PATH']}", "PYTHON": ""}
     return {"log": log, "env": env}
 
 

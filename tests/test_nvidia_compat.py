@@ -32,6 +32,7 @@ from tests.support import (
     REPO_ROOT,
     TINY_CONFIG,
     UNCASED_VOCAB,
+    launcher_env,
     pretrain_in_process,
     write_random_shards,
 )
@@ -843,7 +844,7 @@ def run_script(*command: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 def test_nvidia_log_parser_reads_our_pretraining_logs_and_glue_results(tmp_path):
-    env = os.environ | {"DUPE_FACTOR": "1"}
+    env = launcher_env(DUPE_FACTOR="1")
     subprocess.run(
         ["bash", "scripts/make_sample_shards.sh", str(tmp_path / "shards")],
         cwd=REPO_ROOT,

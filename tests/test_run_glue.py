@@ -4,7 +4,6 @@ fixture with a tiny model: outputs, NVIDIA's keys next to ours, regression, bad 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
@@ -13,7 +12,7 @@ import pytest
 import environment
 from logger import read_dllogger_file
 from modeling import BertConfig
-from tests.support import REPO_ROOT, TINY_CONFIG, UNCASED_VOCAB, one_error_line
+from tests.support import REPO_ROOT, TINY_CONFIG, UNCASED_VOCAB, launcher_env, one_error_line
 from tests.test_output_lock import plant
 
 pytestmark = pytest.mark.slow
@@ -37,7 +36,7 @@ def run_glue(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_launcher_on_the_mrpc_sample(pretrained, tmp_path):
-    env = os.environ | {"INIT_CHECKPOINT": str(pretrained), "OUT_DIR": str(tmp_path)}
+    env = launcher_env(INIT_CHECKPOINT=str(pretrained), OUT_DIR=str(tmp_path))
     preset = subprocess.run(
         ["bash", "-c", "source scripts/configs/glue_config.sh && cpu_sample_tiny"],
         cwd=REPO_ROOT,

@@ -18,6 +18,7 @@ from logger import read_dllogger_file
 from tests.support import (
     REPO_ROOT,
     TINY_CONFIG,
+    launcher_env,
     one_error_line,
     pretrain_in_process,
     write_random_shards,
@@ -33,7 +34,7 @@ def sample_shards(tmp_path_factory):
         capture_output=True,
         text=True,
         timeout=300,
-        env=os.environ | {"DUPE_FACTOR": "1"},
+        env=launcher_env(DUPE_FACTOR="1"),
     )
     assert result.returncode == 0, result.stderr
     return out
@@ -101,7 +102,7 @@ def losses_per_run(log) -> list[dict[int, float]]:
 
 @pytest.mark.slow
 def test_launcher_runs_phase1_then_phase2_on_the_sample(sample_shards, tmp_path):
-    env = os.environ | {"RESULTS_DIR": str(tmp_path), "SAMPLE_SHARDS": str(sample_shards)}
+    env = launcher_env(RESULTS_DIR=str(tmp_path), SAMPLE_SHARDS=str(sample_shards))
     preset = subprocess.run(
         ["bash", "-c", "source scripts/configs/pretrain_config.sh && cpu_sample_tiny"],
         cwd=REPO_ROOT,

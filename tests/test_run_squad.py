@@ -21,7 +21,7 @@ from errors import UsageError
 from logger import read_dllogger_file
 from modeling import BertConfig, BertForQuestionAnswering
 from squad import SquadError
-from tests.support import REPO_ROOT, TINY_CONFIG, UNCASED_VOCAB, one_error_line
+from tests.support import REPO_ROOT, TINY_CONFIG, UNCASED_VOCAB, launcher_env, one_error_line
 from tokenization import BertTokenizer
 
 pytestmark = pytest.mark.slow
@@ -31,7 +31,7 @@ pytestmark = pytest.mark.slow
 def fine_tuned(pretrained, tmp_path_factory, squad_sample):
     """The launcher's CPU preset: train and evaluate on (a copy of) the sample."""
     out = tmp_path_factory.mktemp("squad")
-    env = os.environ | {"INIT_CHECKPOINT": str(pretrained), "OUT_DIR": str(out)}
+    env = launcher_env(INIT_CHECKPOINT=str(pretrained), OUT_DIR=str(out))
     preset = subprocess.run(
         ["bash", "-c", "source scripts/configs/squad_config.sh && cpu_sample_tiny"],
         cwd=REPO_ROOT,
