@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.support import REPO_ROOT, TINY_CONFIG, launcher_env
+from tests.support import REPO_ROOT, TINY_CONFIG, launcher_env, official_squad_v1_scores
 
 # NVIDIA's container paths, as its launchers and presets spell them. Its launchers run in
 # /workspace/bert, where our container (scripts/docker/launch.sh) mounts this repository, so a
@@ -1381,7 +1381,8 @@ def test_squad_21_11_form_trains_then_evaluates_for_real(world, tmp_path):
     squad(tmp_path / "ckpt.pt", "train")
     assert (out / "pytorch_model.bin").is_file() and (out / "logfile.txt").is_file()
     squad(out / "pytorch_model.bin", "eval")
-    assert len(json.loads((out / "predictions.json").read_text())) == 8
+    predictions = json.loads((out / "predictions.json").read_text())
+    assert len(predictions) == 8
     finals = {
         k: v
         for e in read_dllogger_file(out / "dllogger.json")
@@ -1389,3 +1390,6 @@ def test_squad_21_11_form_trains_then_evaluates_for_real(world, tmp_path):
         for k, v in e["data"].items()
     }
     assert {"final_loss", "training_sequences_per_second", "exact_match", "F1"} <= finals.keys()
+    official = official_squad_v1_scores(squad_dir / "dev-v1.1.json", predictions)
+    assert finals["exact_match"] == pytest.approx(official["exact_match"], abs=1e-9)
+    assert finals["F1"] == pytest.approx(official["f1"], abs=1e-9)

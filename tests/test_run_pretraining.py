@@ -369,10 +369,13 @@ def test_accumulation_two_of_half_equals_one_full_batch(tmp_path):
             "--num_steps_per_checkpoint=3",
         )
         assert code == 0
-        runs[accumulation] = (grad_norms(out / "log.json"), torch_load(out / "ckpt_3.pt"))
-    (norms1, ckpt1), (norms2, ckpt2) = runs[1], runs[2]
+        log = out / "log.json"
+        runs[accumulation] = (grad_norms(log), losses(log), torch_load(out / "ckpt_3.pt"))
+    (norms1, losses1, ckpt1), (norms2, losses2, ckpt2) = runs[1], runs[2]
     assert sorted(norms1) == [1, 2, 3] and min(norms1.values()) > 1.0  # clipping was active
     for step in (1, 2, 3):
         assert norms2[step] == pytest.approx(norms1[step], rel=1e-6), step
+        # every row holds 5 masked tokens: the mean of two half-batch losses is the full one's
+        assert losses2[step] == pytest.approx(losses1[step], rel=1e-6), step
     for key, value in ckpt1["model"].items():
         torch.testing.assert_close(ckpt2["model"][key], value, rtol=1e-6, atol=1e-6, msg=key)
