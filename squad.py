@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import numpy as np
 
+import tokenization
 from errors import BertError, UsageError
 from fileio import atomic_write, atomic_write_json, sha256_file
 from tokenization import BasicTokenizer, require_tokens
@@ -41,7 +42,8 @@ logger = logging.getLogger(__name__)
 
 #: NVIDIA numbers features from here.
 FIRST_UNIQUE_ID = 1_000_000_000
-#: Bump whenever feature building changes, so that old caches are not reused.
+#: The layout of the cache file; feature-building code is keyed by its source
+#: (``feature_code_digest``).
 CACHE_FORMAT_VERSION = 1
 
 # The reference's whitespace for splitting contexts: Python's str.split would also split on
@@ -628,6 +630,17 @@ def _sha256_file(path: str | os.PathLike[str]) -> str:
         ) from None
 
 
+@lru_cache(maxsize=1)
+def feature_code_digest() -> str:
+    """sha256 of the source files of the code that builds features: this module and the
+    tokenizer (``tokenization.py``). Part of the cache key, so features cached by other code are
+    never read; any edit of either file rebuilds the cache once."""
+    digest = hashlib.sha256()
+    for path in (__file__, tokenization.__file__):
+        digest.update(_sha256_file(path).encode())
+    return digest.hexdigest()
+
+
 def cache_path(
     data_file: str | os.PathLike[str],
     *,
@@ -643,12 +656,14 @@ def cache_path(
     """Where the features of ``data_file`` built with these settings are cached.
 
     The name shows the settings and ends with a hash of the data file's and vocabulary file's
-    bytes, every setting and ``CACHE_FORMAT_VERSION``, so a different vocabulary, case setting
-    or window never reuses a cache. The folder is ``cache_dir``, or the data file's folder.
+    bytes, every setting, ``CACHE_FORMAT_VERSION`` and ``feature_code_digest()``, so a different
+    vocabulary, case setting, window or feature code never reuses a cache. The folder is
+    ``cache_dir``, or the data file's folder.
     """
     data_file = Path(data_file)
     key = {
         "format": CACHE_FORMAT_VERSION,
+        "code_sha256": feature_code_digest(),
         "data_sha256": _sha256_file(data_file),
         "vocab_sha256": _sha256_file(vocab_file),
         "do_lower_case": bool(do_lower_case),

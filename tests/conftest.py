@@ -3,12 +3,13 @@ and a tiny "pre-trained" checkpoint. Paths and plain helpers are in tests/suppor
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
 
-from tests.support import SHARED_DATA, TINY_CONFIG
+from tests.support import REPO_ROOT, SAMPLE_SQUAD, SHARED_DATA, TINY_CONFIG
 
 
 @pytest.fixture(autouse=True)
@@ -16,6 +17,27 @@ def _deterministic_cpu_threads():
     """Keep results independent of the machine's thread count and of earlier tests' seeds."""
     torch.manual_seed(0)
     yield
+
+
+def _sample_files() -> set[Path]:
+    return {p for p in (REPO_ROOT / "data" / "sample").rglob("*") if p.is_file()}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _bundled_samples_stay_untouched():
+    """No test writes into data/sample/ (feature caches and outputs go to temporary folders):
+    files that appeared there during the session fail it."""
+    before = _sample_files()
+    yield
+    added = sorted(str(p.relative_to(REPO_ROOT)) for p in _sample_files() - before)
+    assert not added, f"tests wrote into data/sample/: {added}"
+
+
+@pytest.fixture(scope="session")
+def squad_sample(tmp_path_factory) -> Path:
+    """A copy of data/sample/squad (v1.1/ and v2.0/), for runs that cache features beside
+    their data files."""
+    return Path(shutil.copytree(SAMPLE_SQUAD, tmp_path_factory.mktemp("sample") / "squad"))
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import collections
+import csv
+import json
+import os
+import re
+import string
 import subprocess
+import sys
 from pathlib import Path
 
 import h5py
@@ -19,6 +26,13 @@ CASED_VOCAB = REPO_ROOT / "vocab" / "vocab_cased"
 TINY_CONFIG = REPO_ROOT / "bert_configs" / "tiny.json"
 SAMPLE_SQUAD = REPO_ROOT / "data" / "sample" / "squad"
 SAMPLE_MRPC = REPO_ROOT / "data" / "sample" / "glue" / "MRPC"
+
+
+def launcher_env(**changes: str) -> dict[str, str]:
+    """The environment for a bash script of `scripts/` or `data/`: this process's, with PYTHON
+    (the interpreter the scripts run, `python3` from PATH by default) set to the one running the
+    tests, so they pass without an activated virtual environment; then `changes`."""
+    return {**os.environ, "PYTHON": sys.executable, **changes}
 
 
 def tiny_config(**changes) -> BertConfig:
@@ -127,7 +141,9 @@ def write_random_shards(
         ids[:, 0], ids[:, seq // 2], ids[:, -1] = 101, 102, 102
         segments = np.zeros((rows, seq), "i1")
         segments[:, seq // 2 + 1 :] = 1
-        positions = np.sort(rng.choice(np.arange(1, seq // 2), (rows, predictions)), axis=1)
+        # distinct positions, as real shards have: every row has exactly `predictions` labels
+        candidates = rng.random((rows, seq // 2 - 1)).argsort(axis=1)[:, :predictions] + 1
+        positions = np.sort(candidates, axis=1)
         path = folder / f"{name}_{i}.hdf5"
         with h5py.File(path, "w") as f:
             f["input_ids"] = ids
@@ -138,3 +154,71 @@ def write_random_shards(
             f["next_sentence_labels"] = rng.integers(0, 2, rows).astype("i1")
         paths.append(path)
     return paths
+
+
+def official_squad_v1_scores(dataset_file: Path, predictions: dict[str, str]) -> dict[str, float]:
+    """EM and F1 (percent) as SQuAD v1.1's official script scores `predictions`, restated
+    independently of squad.py: answers normalised (lower case, no punctuation, no articles,
+    single spaces), F1 over the token bags, the best of a question's answers, 0 for a question
+    without a prediction."""
+
+    def normalise(text: str) -> list[str]:
+        text = "".join(c for c in text.lower() if c not in string.punctuation)
+        return re.sub(r"\b(a|an|the)\b", " ", text).split()
+
+    def f1(prediction: str, truth: str) -> float:
+        predicted, true = normalise(prediction), normalise(truth)
+        same = sum((collections.Counter(predicted) & collections.Counter(true)).values())
+        if same == 0:
+            return 0.0
+        precision, recall = same / len(predicted), same / len(true)
+        return 2 * precision * recall / (precision + recall)
+
+    exact = overlap = total = 0.0
+    for article in json.loads(Path(dataset_file).read_text(encoding="utf-8"))["data"]:
+        for paragraph in article["paragraphs"]:
+            for qa in paragraph["qas"]:
+                total += 1
+                if qa["id"] in predictions:
+                    truths = [answer["text"] for answer in qa["answers"]]
+                    answer = predictions[qa["id"]]
+                    exact += max(float(normalise(answer) == normalise(t)) for t in truths)
+                    overlap += max(f1(answer, t) for t in truths)
+    return {"exact_match": 100 * exact / total, "f1": 100 * overlap / total}
+
+
+def mrpc_dev_scores(
+    weights: Path, config_file: Path, vocab_file: Path, data_dir: Path, max_seq_length: int = 128
+) -> dict[str, float]:
+    """Accuracy, F1 of label 1 and mean cross-entropy of fine-tuned MRPC weights on `dev.tsv`,
+    recomputed one pair at a time and unpadded, independently of run_glue.py's batching, features
+    and metrics: the file read with csv, each pair lower-cased, tokenized and cut from the end of
+    its longer side to fit [CLS] a [SEP] b [SEP] (NVIDIA's rule)."""
+    import torch
+
+    from checkpoint import load_model_weights
+    from modeling import BertForSequenceClassification
+    from tokenization import BertTokenizer
+
+    tokenizer = BertTokenizer(vocab_file, do_lower_case=True)
+    model = BertForSequenceClassification(BertConfig.from_json_file(config_file), 2).eval()
+    load_model_weights(model, weights)
+    with open(Path(data_dir) / "dev.tsv", encoding="utf-8-sig", newline="") as handle:
+        rows = list(csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))[1:]
+    counts = collections.Counter()
+    loss = 0.0
+    for row in rows:
+        label, a, b = int(row[0]), tokenizer.tokenize(row[3]), tokenizer.tokenize(row[4])
+        while len(a) + len(b) > max_seq_length - 3:
+            (a if len(a) > len(b) else b).pop()
+        tokens = ["[CLS]", *a, "[SEP]", *b, "[SEP]"]
+        ids = torch.tensor([tokenizer.convert_tokens_to_ids(tokens)])
+        segments = torch.tensor([[0] * (len(a) + 2) + [1] * (len(b) + 1)])
+        with torch.no_grad():
+            logits = model(ids, segments, torch.ones_like(ids))[0].double()
+        loss -= float(torch.log_softmax(logits, dim=0)[label])
+        counts[(int(logits.argmax()), label)] += 1
+    true_positives = counts[(1, 1)]
+    f1 = 2 * true_positives / (2 * true_positives + counts[(1, 0)] + counts[(0, 1)])
+    accuracy = (counts[(1, 1)] + counts[(0, 0)]) / len(rows)
+    return {"acc": accuracy, "f1": f1, "eval:loss": loss / len(rows)}

@@ -272,6 +272,28 @@ def test_identical_to_the_reference_algorithm(tmp_path, sample_lines, seq, pred,
         np.testing.assert_array_equal(ours[key], array, err_msg=key)
 
 
+@pytest.mark.parametrize("whole_word", [False, True], ids=["pieces", "whole-words"])
+def test_max_predictions_per_seq_caps_the_masked_count(tmp_path, sample_lines, whole_word):
+    """At masked_lm_prob 0.5, 128 tokens would get about 64 predictions: the cap of 20 decides
+    (at NVIDIA's 0.15 it never binds: round(128 x 0.15) = 19), and the shard still equals the
+    reference algorithm's."""
+    lines = sample_lines[:400]
+    (tmp_path / "in.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    tokenizer = BertTokenizer(UNCASED_VOCAB)
+    masking = google_masked_lm_predictions(True) if whole_word else nvidia_masked_lm_predictions
+    expected = reference_instances(lines, tokenizer, 128, 1, 0.1, 0.5, 20, 5, masking)
+    options = cpd.InstanceOptions(128, 1, 20, 0.5, 0.1, 5, do_whole_word_mask=whole_word)
+    job = cpd.ShardJob((tmp_path / "in.txt",), tmp_path / "out.hdf5", UNCASED_VOCAB, True, options)
+    cpd.create_shard(job)
+    ours = read(tmp_path / "out.hdf5")
+    for key, array in expected.items():
+        np.testing.assert_array_equal(ours[key], array, err_msg=key)
+    counts = (ours["masked_lm_positions"] > 0).sum(axis=1)
+    lengths = ours["input_mask"].sum(axis=1)
+    assert counts.max() == 20 and (counts == 20).mean() > 0.5, np.bincount(counts)
+    assert (lengths * 0.5 > 20).mean() > 0.5  # the probability alone would have asked for more
+
+
 @pytest.mark.parametrize(
     ("vocab_file", "lower", "seq", "pred", "seed", "whole_word"),
     [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -79,25 +80,38 @@ def test_timeout_setting(env):
         distributed.timeout_minutes()
 
 
-def test_barrier_without_a_process_group_returns(env):
-    distributed.barrier("the start")  # nothing to wait for
+def test_barrier_without_a_process_group_returns_at_once(env):
+    import torch
+
+    started = time.perf_counter()
+    assert distributed.barrier("the start") is None  # nothing to wait for
+    assert time.perf_counter() - started < 1.0
+    assert not torch.distributed.is_initialized()  # and no group was made for it
 
 
 def _ddp_worker(rank: int, init_file: str, out_dir: str) -> None:
-    """One of two gloo ranks: the DDP gradients of `_ddp_gradients`, then `cleanup` as every
-    entry script ends; both, and the gloo threads left after it, are saved for the parent."""
+    """One of two gloo ranks: the seconds it waited at a barrier that rank 1 reaches a second
+    late, the DDP gradients of `_ddp_gradients`, then `cleanup` as every entry script ends; all
+    three, and the gloo threads left after it, are saved for the parent."""
     import torch
     import torch.distributed as dist
 
     distributed.import_before_init_process_group()
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    distributed.barrier("the start")  # both ranks are here before the late one sleeps
+    if rank == 1:
+        time.sleep(1.0)
+    started = time.perf_counter()
+    distributed.barrier("the test's barrier")
+    waited = time.perf_counter() - started
     results = _ddp_gradients(rank)  # the DDP models are gone when it returns
     distributed.cleanup()
     tasks = Path("/proc/self/task")  # Linux: one folder per thread, its name in "comm"
     threads = None
     if tasks.is_dir():
         threads = [(task / "comm").read_text().strip() for task in tasks.iterdir()]
-    torch.save({"gradients": results, "threads": threads}, f"{out_dir}/rank{rank}.pt")
+    saved = {"gradients": results, "threads": threads, "barrier_wait": waited}
+    torch.save(saved, f"{out_dir}/rank{rank}.pt")
 
 
 def _ddp_gradients(rank: int) -> dict:
@@ -163,6 +177,12 @@ def test_ddp_gradients_equal_one_process_with_and_without_compression(ddp_ranks)
             for rank in ddp_ranks:
                 error = float((rank["gradients"][compression][name] - grad).abs().max())
                 assert error <= tolerance * scale, (compression, name, error / scale)
+
+
+def test_barrier_waits_for_the_late_rank(ddp_ranks):
+    """Rank 1 reached the barrier a second after rank 0, which waited there for it."""
+    early, late = (rank["barrier_wait"] for rank in ddp_ranks)
+    assert early >= 0.8 and late < early, (early, late)
 
 
 def test_cleanup_stops_the_gloo_worker_threads(ddp_ranks):

@@ -5,7 +5,6 @@ with torchao) tracks bf16. `scripts/gpu_check.sh` runs these on a GPU machine.""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
@@ -16,7 +15,7 @@ from checkpoint import load_state_dict_into
 from logger import read_dllogger_file
 from modeling import BertConfig, BertForPreTraining, BertForQuestionAnswering, BertModel
 from optimization import CompiledLamb, Lamb, parameter_groups
-from tests.support import REPO_ROOT, random_batch
+from tests.support import REPO_ROOT, launcher_env, random_batch
 from training import fp8_unavailable
 
 pytestmark = [
@@ -140,7 +139,7 @@ def test_fp8_training_tracks_bf16(tmp_path):
     with the same seed and data: the mean loss of the last 50 steps differs by at most 3% and
     both fall by more than 1.0 from the start."""
     shards = tmp_path / "shards"
-    env = os.environ | {"DUPE_FACTOR": "1"}
+    env = launcher_env(DUPE_FACTOR="1")
     subprocess.run(
         ["bash", "scripts/make_sample_shards.sh", str(shards)],
         cwd=REPO_ROOT,

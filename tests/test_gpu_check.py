@@ -4,20 +4,19 @@ and the one table with a row for every workload, precision and path."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 
 import pytest
 
 from benchmarks.gpu_table import WORKLOADS
-from tests.support import REPO_ROOT
+from tests.support import REPO_ROOT, launcher_env
 
 pytestmark = pytest.mark.slow
 
 
 def test_dry_run_produces_the_table_with_every_row(tmp_path):
     out, work = tmp_path / "out", tmp_path / "work"
-    env = os.environ | {"DRY_RUN": "1", "WORK": str(work), "OMP_NUM_THREADS": "1"}
+    env = launcher_env(DRY_RUN="1", WORK=str(work), OMP_NUM_THREADS="1")
     result = subprocess.run(
         ["bash", "scripts/gpu_check.sh", str(out)],
         cwd=REPO_ROOT,

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.support import REPO_ROOT, TINY_CONFIG
+from tests.support import REPO_ROOT, TINY_CONFIG, launcher_env, official_squad_v1_scores
 
 # NVIDIA's container paths, as its launchers and presets spell them. Its launchers run in
 # /workspace/bert, where our container (scripts/docker/launch.sh) mounts this repository, so a
@@ -458,7 +458,7 @@ def world(tmp_path_factory):
         "BERT_PREP_WORKING_DIR",
         "DRY_RUN",
     )
-    env = {k: v for k, v in os.environ.items() if k not in drop}
+    env = {k: v for k, v in launcher_env().items() if k not in drop}
     env |= {"PATH": f"{bin_dir}:{env['PATH']}", "BERT_PREP_WORKING_DIR": str(prep), "DRY_RUN": "1"}
     return {"root": root, "prep": prep, "bin": bin_dir, "env": env}
 
@@ -1120,7 +1120,8 @@ def fakes(tmp_path, world):
     fake_command(folder, "docker", log)
     fake_command(folder, "srun", log)
     fake_command(folder, "scontrol", tmp_path / "scontrol.jsonl", stdout="node-a\nnode-b\n")
-    env = {"PATH": f"{folder}:{world['env']['PATH']}"}
+    # PYTHON empty: run.sub's own default (python3), as inside a container
+    env = {"PATH": f"{folder}:{world['env']['PATH']}", "PYTHON": ""}
     return {"log": log, "env": env}
 
 
@@ -1463,7 +1464,8 @@ def test_squad_21_11_form_trains_then_evaluates_for_real(world, tmp_path):
     squad(tmp_path / "ckpt.pt", "train")
     assert (out / "pytorch_model.bin").is_file() and (out / "logfile.txt").is_file()
     squad(out / "pytorch_model.bin", "eval")
-    assert len(json.loads((out / "predictions.json").read_text())) == 8
+    predictions = json.loads((out / "predictions.json").read_text())
+    assert len(predictions) == 8
     finals = {
         k: v
         for e in read_dllogger_file(out / "dllogger.json")
@@ -1471,6 +1473,9 @@ def test_squad_21_11_form_trains_then_evaluates_for_real(world, tmp_path):
         for k, v in e["data"].items()
     }
     assert {"final_loss", "training_sequences_per_second", "exact_match", "F1"} <= finals.keys()
+    official = official_squad_v1_scores(squad_dir / "dev-v1.1.json", predictions)
+    assert finals["exact_match"] == pytest.approx(official["exact_match"], abs=1e-9)
+    assert finals["F1"] == pytest.approx(official["f1"], abs=1e-9)
     everything = read_dllogger_file(out / "dllogger.json")  # both runs'
     nvidias = read_dllogger_file(tmp_path / "results" / "dllogger.json")  # the eval run's
     assert 0 < len(nvidias) < len(everything) and everything[-len(nvidias) :] == nvidias

@@ -35,8 +35,12 @@ def reference_lamb(
     eps=1e-6,
     max_grad_norm=1.0,
     lrs=None,
+    use_nvlamb=None,
+    trust_ratios=None,
 ):
-    """NVLAMB in float64, element by element as the apex kernels describe it."""
+    """NVLAMB in float64, element by element as the apex kernels describe it; `use_nvlamb` (one
+    flag per tensor) applies the trust ratio to tensors without weight decay too; the
+    ||p|| / ||update|| ratios used are appended to the list `trust_ratios` when one is given."""
     params = [p.double().clone() for p in params]
     m = [torch.zeros_like(p) for p in params]
     v = [torch.zeros_like(p) for p in params]
@@ -54,8 +58,11 @@ def reference_lamb(
             v_hat = v[i] / (1 - beta2**t)
             update = m_hat / (v_hat.sqrt() + eps) + weight_decays[i] * p
             p_norm, u_norm = float(p.norm()), float(update.norm())
-            if weight_decays[i] != 0 and p_norm > 0 and u_norm > 0:
+            trusted = weight_decays[i] != 0 or (use_nvlamb is not None and use_nvlamb[i])
+            if trusted and p_norm > 0 and u_norm > 0:
                 ratio = step_lr * p_norm / u_norm
+                if trust_ratios is not None:
+                    trust_ratios.append(p_norm / u_norm)
             else:
                 ratio = step_lr
             params[i] = p - ratio * update
@@ -89,6 +96,139 @@ def test_lamb_matches_float64_derivation(weight_decay, grad_scale):
     norm = math.sqrt(sum(float((g * g).sum()) for g in steps[-1]))
     assert optimizer.last_grad_norm.item() == pytest.approx(norm, rel=1e-5)
     assert all(group["step"] == 6 for group in optimizer.param_groups)
+
+
+def far_trust_ratio_case():
+    """Tensors whose LAMB trust ratio ||p|| / ||update|| is far from 1, and the edge cases of
+    the rule: (initial values, gradients of 6 steps, weight decays, use_nvlamb flags, groups).
+
+    0: large weights with decay (the update is about 0.01 p: ratio near 100); 1: tiny weights
+    (ratio near 1e-4); 2: zero weights (no ratio: a plain step of lr); 3: NVLAMB without decay
+    and gradients near 1e-9, far below eps (tiny update: ratio near 1e3); 4: NVLAMB without
+    decay and zero gradients (a zero update: no ratio, no NaN); 5: no decay, no NVLAMB."""
+    generator = torch.Generator().manual_seed(7)
+    shapes = [(6, 4), (5, 3), (4,), (3, 3), (2,), (3,)]
+    initial = [torch.randn(s, generator=generator) for s in shapes]
+    initial[0] *= 1000.0
+    initial[1] *= 1e-4
+    initial[2].zero_()
+    steps = []
+    for k in range(6):
+        scale = 50.0 if k % 2 else 0.01  # clipping active and inactive
+        grads = [torch.randn(s, generator=generator) * scale for s in shapes]
+        grads[3] = torch.randn(shapes[3], generator=generator) * 1e-9
+        grads[4] = torch.zeros(shapes[4])
+        steps.append(grads)
+    decays = [0.01, 0.01, 0.01, 0.0, 0.0, 0.0]
+    nvlamb = [False, False, False, True, True, False]
+
+    def groups(params):
+        return [
+            {"params": params[0:3], "weight_decay": 0.01},
+            {"params": params[3:5], "weight_decay": 0.0, "use_nvlamb": True},
+            {"params": params[5:6], "weight_decay": 0.0},
+        ]
+
+    return initial, steps, decays, nvlamb, groups
+
+
+@pytest.mark.parametrize(
+    "impl",
+    ["torch", pytest.param("compiled", marks=pytest.mark.slow)],  # compiling: 7-25 s
+)
+def test_lamb_far_from_a_trust_ratio_of_one(impl):
+    """Every CPU implementation against the float64 derivation where the trust ratio is far
+    from 1 (a clamp of the ratio, at 10 or anywhere within [1e-3, 1e2], changes the result),
+    and where it is not applied (zero weights, a zero update)."""
+    if impl == "compiled":
+        torch._dynamo.reset()
+    initial, steps, decays, nvlamb, groups = far_trust_ratio_case()
+    params = [nn.Parameter(p.clone()) for p in initial]
+    optimizer = make_lamb(groups(params), lr=0.01, impl=impl)
+    for grads in steps:
+        for p, g in zip(params, grads, strict=True):
+            p.grad = g.clone()
+        optimizer.step()
+    ratios: list[float] = []
+    expected = reference_lamb(initial, steps, 0.01, decays, use_nvlamb=nvlamb, trust_ratios=ratios)
+    assert max(ratios) > 50 and min(ratios) < 1e-3, (min(ratios), max(ratios))
+    for i, (p, e) in enumerate(zip(params, expected, strict=True)):
+        atol = 1e-6 * float(e.abs().max())  # relative to the tensor's own scale
+        torch.testing.assert_close(p.detach().double(), e, rtol=1e-5, atol=atol, msg=str(i))
+    assert torch.equal(params[4].detach(), initial[4])  # a zero update moves nothing
+    assert not torch.equal(params[2].detach(), initial[2])  # zero weights take a plain step
+
+
+def reference_adamw(initial, grads_per_step, lr, weight_decays, betas, eps):
+    """torch's AdamW in float64: decoupled decay p *= 1 - lr wd, then the Adam step with both
+    bias corrections and eps added to the bias-corrected sqrt(v)."""
+    params = [p.double().clone() for p in initial]
+    m = [torch.zeros_like(p) for p in params]
+    v = [torch.zeros_like(p) for p in params]
+    beta1, beta2 = betas
+    for t, grads in enumerate(grads_per_step, start=1):
+        for i, g in enumerate(grads):
+            g = g.double()
+            params[i] = params[i] * (1 - lr * weight_decays[i])
+            m[i] = beta1 * m[i] + (1 - beta1) * g
+            v[i] = beta2 * v[i] + (1 - beta2) * g * g
+            denominator = (v[i] / (1 - beta2**t)).sqrt() + eps
+            params[i] = params[i] - lr * (m[i] / (1 - beta1**t)) / denominator
+    return params
+
+
+class _TinyHead(nn.Module):
+    """Parameters named as BERT's: a dense layer, a LayerNorm and a classifier."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dense = nn.Linear(6, 5)
+        self.LayerNorm = nn.LayerNorm(5)
+        self.classifier = nn.Linear(5, 3)
+
+
+def adamw_gradients(kind: str, shapes, steps: int = 5) -> list[list[torch.Tensor]]:
+    """Gradients of a given scale: "tiny" (1e-8, below eps), "huge" (1e4), or "mixed" (each
+    element's magnitude anywhere from 1e-8 to 1e4, signs flipping between steps)."""
+    generator = torch.Generator().manual_seed(11)
+    result = []
+    for _ in range(steps):
+        grads = []
+        for shape in shapes:
+            g = torch.randn(shape, generator=generator)
+            if kind == "tiny":
+                g = g * 1e-8
+            elif kind == "huge":
+                g = g * 1e4
+            else:
+                g = g.sign() * 10 ** (torch.rand(shape, generator=generator) * 12 - 8)
+            grads.append(g)
+        result.append(grads)
+    return result
+
+
+@pytest.mark.parametrize("kind", ["tiny", "huge", "mixed"])
+def test_make_adamw_matches_float64_adamw(kind):
+    """Fine-tuning's optimizer as `finetuning.train` builds it (the no-decay rule with decay
+    0.01, then `make_adamw`) against a float64 AdamW: decoupled decay (Adam with L2 in the
+    gradient fails), both bias corrections, eps 1e-6 (the tiny gradients are below it)."""
+    from optimization import make_adamw
+
+    torch.manual_seed(3)
+    model = _TinyHead()
+    names = [name for name, _ in model.named_parameters()]
+    initial = [p.detach().clone() for p in model.parameters()]
+    # the no-decay rule restated: matrices decay; biases and LayerNorm's vectors do not
+    decays = [0.01 if p.dim() >= 2 else 0.0 for p in initial]
+    steps = adamw_gradients(kind, [p.shape for p in initial])
+    optimizer = make_adamw(parameter_groups(model, 0.01), lr=1e-2, device=torch.device("cpu"))
+    for grads in steps:
+        for p, g in zip(model.parameters(), grads, strict=True):
+            p.grad = g.clone()
+        optimizer.step()
+    expected = reference_adamw(initial, steps, 1e-2, decays, (0.9, 0.999), 1e-6)
+    for name, p, e in zip(names, model.parameters(), expected, strict=True):
+        torch.testing.assert_close(p.detach().double(), e, rtol=1e-6, atol=1e-7, msg=name)
 
 
 def test_lamb_with_a_schedule_and_state_round_trip():

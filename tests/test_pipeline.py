@@ -13,7 +13,7 @@ import pytest
 
 from data import pipeline
 from data.pipeline import PipelineError, Settings, run_pipeline
-from tests.support import REPO_ROOT, UNCASED_VOCAB
+from tests.support import REPO_ROOT, UNCASED_VOCAB, launcher_env
 
 needs_wikiextractor = pytest.mark.skipif(
     importlib.util.find_spec("wikiextractor") is None, reason="pip install wikiextractor==3.1.0"
@@ -212,6 +212,7 @@ def test_command_line_errors(tmp_path):
         capture_output=True,
         text=True,
         timeout=60,
+        env=launcher_env(),
     )
     assert result.returncode == 2 and "expected wiki_only or wiki_books" in result.stderr
 

@@ -447,9 +447,10 @@ def test_shards_mostly_unk_are_warned_about_once(tmp_path, caplog):
 
 
 def shards_of(tmp_path, *sizes: int) -> list:
+    """Shards of these sizes whose samples are numbered 0, 1, ... across all of them."""
     files = []
     for i, rows in enumerate(sizes):
-        write_shard(tmp_path / f"x_training_{i}.hdf5", rows)
+        write_shard(tmp_path / f"x_training_{i}.hdf5", rows, first_id=sum(sizes[:i]))
         files.append(tmp_path / f"x_training_{i}.hdf5")
     return files
 
@@ -478,10 +479,14 @@ def test_a_layout_that_leaves_a_rank_without_data_is_refused_on_every_rank(tmp_p
 
 @pytest.mark.parametrize(("world_size", "sharding"), [(3, "files"), (6, "interleaved")])
 def test_as_many_ranks_as_the_layout_serves_all_get_batches(tmp_path, world_size, sharding):
+    """Every rank gets data, and together the ranks read each of the 10 samples once an epoch."""
     files = shards_of(tmp_path, 1, 9)  # files: 3 pieces; interleaved: 1 + 5 micro-batches of 2
-    for rank in range(world_size):
-        loader = PretrainingDataLoader(files, 2, rank, world_size, sharding=sharding)
-        assert len(next(iter(loader))[0]) >= 1
+    per_rank = [
+        take_epoch(PretrainingDataLoader(files, 2, rank, world_size, sharding=sharding))
+        for rank in range(world_size)
+    ]
+    assert all(per_rank), per_rank
+    assert sorted(s for samples in per_rank for s in samples) == list(range(10)), per_rank
 
 
 def test_run_pretraining_checks_shards_against_its_vocabulary_and_model(tmp_path):

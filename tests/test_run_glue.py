@@ -4,7 +4,6 @@ fixture with a tiny model: outputs, NVIDIA's keys next to ours, regression, bad 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
@@ -13,7 +12,15 @@ import pytest
 import environment
 from logger import read_dllogger_file
 from modeling import BertConfig
-from tests.support import REPO_ROOT, TINY_CONFIG, UNCASED_VOCAB, one_error_line
+from tests.support import (
+    REPO_ROOT,
+    SAMPLE_MRPC,
+    TINY_CONFIG,
+    UNCASED_VOCAB,
+    launcher_env,
+    mrpc_dev_scores,
+    one_error_line,
+)
 from tests.test_output_lock import plant
 
 pytestmark = pytest.mark.slow
@@ -37,7 +44,7 @@ def run_glue(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_launcher_on_the_mrpc_sample(pretrained, tmp_path):
-    env = os.environ | {"INIT_CHECKPOINT": str(pretrained), "OUT_DIR": str(tmp_path)}
+    env = launcher_env(INIT_CHECKPOINT=str(pretrained), OUT_DIR=str(tmp_path))
     preset = subprocess.run(
         ["bash", "-c", "source scripts/configs/glue_config.sh && cpu_sample_tiny"],
         cwd=REPO_ROOT,
@@ -64,7 +71,16 @@ def test_launcher_on_the_mrpc_sample(pretrained, tmp_path):
     events = read_dllogger_file(tmp_path / "dllogger.json")
     summary = {k: v for e in events if e.get("step") == [] for k, v in e["data"].items()}
     assert summary["exact_match"] == summary["acc"] == results["acc"]  # NVIDIA's key kept
-    assert summary["F1"] == summary["f1"]
+    assert summary["F1"] == summary["f1"] == results["f1"]
+    expected = mrpc_dev_scores(
+        tmp_path / "pytorch_model.bin",
+        TINY_CONFIG,
+        UNCASED_VOCAB,
+        REPO_ROOT / "data/sample/glue/MRPC",
+    )
+    assert results["acc"] == pytest.approx(expected["acc"], abs=1e-9)
+    assert results["f1"] == pytest.approx(expected["f1"], abs=1e-9)
+    assert results["eval:loss"] == pytest.approx(expected["eval:loss"], rel=1e-5)
     assert {
         "e2e_train_time",
         "training_sequences_per_second",
@@ -197,7 +213,13 @@ def test_main_in_process(pretrained, tmp_path):
     )
     assert status == 0
     results = json.loads((tmp_path / "results.txt").read_text())
-    assert results["global_step"] == 2 and "acc" in results and "eval:num_steps" in results
+    assert results["global_step"] == 2 and "eval:num_steps" in results
+    expected = mrpc_dev_scores(
+        tmp_path / "pytorch_model.bin", TINY_CONFIG, UNCASED_VOCAB, SAMPLE_MRPC
+    )
+    assert results["acc"] == pytest.approx(expected["acc"], abs=1e-9)
+    assert results["f1"] == pytest.approx(expected["f1"], abs=1e-9)
+    assert results["eval:loss"] == pytest.approx(expected["eval:loss"], rel=1e-5)
     assert (tmp_path / "MRPC.tsv").is_file() and (tmp_path / "bert_config.json").is_file()
     events = read_dllogger_file(tmp_path / "log.json")
     reports = [e["data"] for e in events if "torch_version" in e.get("data", {})]

@@ -21,18 +21,24 @@ from errors import UsageError
 from logger import read_dllogger_file
 from modeling import BertConfig, BertForQuestionAnswering
 from squad import SquadError
-from tests.support import REPO_ROOT, TINY_CONFIG, UNCASED_VOCAB, one_error_line
+from tests.support import (
+    REPO_ROOT,
+    TINY_CONFIG,
+    UNCASED_VOCAB,
+    launcher_env,
+    official_squad_v1_scores,
+    one_error_line,
+)
 from tokenization import BertTokenizer
 
 pytestmark = pytest.mark.slow
-SAMPLE = REPO_ROOT / "data" / "sample" / "squad"
 
 
 @pytest.fixture(scope="module")
-def fine_tuned(pretrained, tmp_path_factory):
-    """The launcher's CPU preset: train and evaluate on the sample."""
+def fine_tuned(pretrained, tmp_path_factory, squad_sample):
+    """The launcher's CPU preset: train and evaluate on (a copy of) the sample."""
     out = tmp_path_factory.mktemp("squad")
-    env = os.environ | {"INIT_CHECKPOINT": str(pretrained), "OUT_DIR": str(out)}
+    env = launcher_env(INIT_CHECKPOINT=str(pretrained), OUT_DIR=str(out))
     preset = subprocess.run(
         ["bash", "-c", "source scripts/configs/squad_config.sh && cpu_sample_tiny"],
         cwd=REPO_ROOT,
@@ -41,6 +47,8 @@ def fine_tuned(pretrained, tmp_path_factory):
         env=env,
         check=True,
     ).stdout.split()
+    assert preset.count("data/sample/squad/v1.1") == 1
+    preset = [str(squad_sample / "v1.1") if w == "data/sample/squad/v1.1" else w for w in preset]
     result = subprocess.run(
         ["bash", "scripts/run_squad.sh", *preset],
         cwd=REPO_ROOT,
@@ -70,7 +78,7 @@ def run_squad(*args: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_launcher_trains_predicts_and_scores(fine_tuned):
+def test_launcher_trains_predicts_and_scores(fine_tuned, squad_sample):
     names = {p.name for p in fine_tuned.iterdir()}
     assert {
         "predictions.json",
@@ -97,17 +105,17 @@ def test_launcher_trains_predicts_and_scores(fine_tuned):
         "F1",
     } <= set(summary)
     predictions = json.loads((fine_tuned / "predictions.json").read_text())
-    dev = squad.load_squad_json(SAMPLE / "v1.1" / "dev-v1.1.json")
     assert len(predictions) == 290
-    assert summary["exact_match"] == pytest.approx(
-        squad.evaluate_v1(dev, predictions)["exact_match"]
-    )
+    official = official_squad_v1_scores(squad_sample / "v1.1" / "dev-v1.1.json", predictions)
+    assert official["f1"] > 0  # a value that can disagree, not 0 against 0
+    assert summary["exact_match"] == pytest.approx(official["exact_match"], abs=1e-9)
+    assert summary["F1"] == pytest.approx(official["f1"], abs=1e-9)
     nbest = json.loads((fine_tuned / "nbest_predictions.json").read_text())
     first = next(iter(nbest.values()))
     assert {"text", "probability", "start_logit", "end_logit"} == set(first[0])
     steps = [e["data"]["steps"] for e in events if "steps" in e.get("data", {})]
     features = squad.convert_examples_to_features(
-        squad.read_squad_examples(SAMPLE / "v1.1" / "train-v1.1.json", True),
+        squad.read_squad_examples(squad_sample / "v1.1" / "train-v1.1.json", True),
         __import__("tokenization").BertTokenizer(UNCASED_VOCAB),
         is_training=True,
     )
@@ -116,8 +124,8 @@ def test_launcher_trains_predicts_and_scores(fine_tuned):
     assert load_model_weights(model, fine_tuned / "pytorch_model.bin", strict=True).missing == []
 
 
-def test_trimmed_batches_predict_like_padded_ones(fine_tuned, tmp_path):
-    dev = SAMPLE / "v1.1" / "dev-v1.1.json"
+def test_trimmed_batches_predict_like_padded_ones(fine_tuned, tmp_path, squad_sample):
+    dev = squad_sample / "v1.1" / "dev-v1.1.json"
     common = [
         f"--init_checkpoint={fine_tuned / 'pytorch_model.bin'}",
         "--do_predict",
@@ -143,7 +151,7 @@ def test_trimmed_batches_predict_like_padded_ones(fine_tuned, tmp_path):
             assert abs(x["start_logit"] - y["start_logit"]) < 1e-4
 
 
-def test_prediction_across_two_processes(fine_tuned, tmp_path):
+def test_prediction_across_two_processes(fine_tuned, tmp_path, squad_sample):
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
     result = subprocess.run(
         [
@@ -159,7 +167,7 @@ def test_prediction_across_two_processes(fine_tuned, tmp_path):
             "--do_lower_case",
             f"--init_checkpoint={fine_tuned / 'pytorch_model.bin'}",
             "--do_predict",
-            f"--predict_file={SAMPLE / 'v1.1' / 'dev-v1.1.json'}",
+            f"--predict_file={squad_sample / 'v1.1' / 'dev-v1.1.json'}",
             f"--output_dir={tmp_path}",
             f"--json-summary={tmp_path}/log.json",
         ],
@@ -175,12 +183,12 @@ def test_prediction_across_two_processes(fine_tuned, tmp_path):
     )
 
 
-def test_max_steps_is_exact_and_v2_runs(pretrained, tmp_path):
+def test_max_steps_is_exact_and_v2_runs(pretrained, tmp_path, squad_sample):
     result = run_squad(
         f"--init_checkpoint={pretrained}",
         "--do_train",
         "--max_steps=3",
-        f"--train_file={SAMPLE / 'v1.1' / 'train-v1.1.json'}",
+        f"--train_file={squad_sample / 'v1.1' / 'train-v1.1.json'}",
         "--train_batch_size=8",
         "--log_freq=1",
         f"--output_dir={tmp_path / 'a'}",
@@ -195,7 +203,7 @@ def test_max_steps_is_exact_and_v2_runs(pretrained, tmp_path):
     ]
     assert [step for _, step in logged] == [1, 2, 3]
     assert not (tmp_path / "a" / "pytorch_model.bin").exists()
-    v2 = SAMPLE / "v2.0" / "dev-v2.0.json"
+    v2 = squad_sample / "v2.0" / "dev-v2.0.json"
     result = run_squad(
         f"--init_checkpoint={pretrained}",
         "--do_predict",
@@ -283,7 +291,7 @@ def test_inference_uses_doc_stride_and_agrees_with_run_squad(fine_tuned, tmp_pat
     assert json.loads((tmp_path / "predictions.json").read_text())["q"] == answer
 
 
-def test_compiled_training_and_prediction_match_eager(pretrained, tmp_path):
+def test_compiled_training_and_prediction_match_eager(pretrained, tmp_path, squad_sample):
     """--compile (compiled layers, widths of 64, a filled-up last batch) trains to the same
     losses and predicts the same answers as the eager path, on the sample with the tiny model
     (dropout off, so both draw no random masks)."""
@@ -306,8 +314,8 @@ def test_compiled_training_and_prediction_match_eager(pretrained, tmp_path):
                 f"--init_checkpoint={pretrained}",
                 "--do_train",
                 "--do_predict",
-                f"--train_file={SAMPLE / 'v1.1' / 'train-v1.1.json'}",
-                f"--predict_file={SAMPLE / 'v1.1' / 'dev-v1.1.json'}",
+                f"--train_file={squad_sample / 'v1.1' / 'train-v1.1.json'}",
+                f"--predict_file={squad_sample / 'v1.1' / 'dev-v1.1.json'}",
                 f"--output_dir={out}",
                 f"--json-summary={out}/log.json",
                 "--train_batch_size=8",
@@ -339,7 +347,7 @@ def test_compiled_training_and_prediction_match_eager(pretrained, tmp_path):
             assert x["text"] == y["text"] and abs(x["start_logit"] - y["start_logit"]) < 1e-3
 
 
-def test_bad_input(pretrained, tmp_path):
+def test_bad_input(pretrained, tmp_path, squad_sample):
     out = [f"--output_dir={tmp_path}", f"--json-summary={tmp_path}/log.json"]
     assert "--do_train needs --train_file" in one_error_line(run_squad(*out, "--do_train"), 2)
     assert "at least one of --do_train or --do_predict" in one_error_line(run_squad(*out), 2)
@@ -368,14 +376,14 @@ def test_bad_input(pretrained, tmp_path):
     )
     assert "is not valid JSON" in line
     batch = ["--train_batch_size=10", "--gradient_accumulation_steps=3"]
-    train_file = SAMPLE / "v1.1/train-v1.1.json"
+    train_file = squad_sample / "v1.1/train-v1.1.json"
     line = one_error_line(run_squad(*out, "--do_train", f"--train_file={train_file}", *batch), 2)
     assert "not divisible" in line
     line = one_error_line(
         run_squad(
             *out,
             "--do_predict",
-            f"--predict_file={SAMPLE / 'v1.1/dev-v1.1.json'}",
+            f"--predict_file={squad_sample / 'v1.1/dev-v1.1.json'}",
             f"--init_checkpoint={tmp_path / 'missing.pt'}",
         ),
         2,
@@ -383,7 +391,7 @@ def test_bad_input(pretrained, tmp_path):
     assert "missing.pt" in line
 
 
-def test_trimmed_training_batches_give_the_padded_loss(pretrained, tmp_path):
+def test_trimmed_training_batches_give_the_padded_loss(pretrained, tmp_path, squad_sample):
     config = json.loads(TINY_CONFIG.read_text()) | {
         "hidden_dropout_prob": 0.0,
         "attention_probs_dropout_prob": 0.0,
@@ -402,7 +410,7 @@ def test_trimmed_training_batches_give_the_padded_loss(pretrained, tmp_path):
                 "--do_train",
                 "--max_steps=2",
                 "--log_freq=1",
-                f"--train_file={SAMPLE / 'v1.1' / 'train-v1.1.json'}",
+                f"--train_file={squad_sample / 'v1.1' / 'train-v1.1.json'}",
                 "--train_batch_size=8",
                 f"--output_dir={tmp_path / name}",
                 f"--json-summary={tmp_path / name / 'l.json'}",
@@ -519,14 +527,16 @@ def test_features_of_text_that_does_not_fit_the_vocabulary_are_warned_about(tmp_
         assert "lower-casing off" in caplog.text if warned else caplog.text == ""
 
 
-def test_main_in_process_trains_predicts_scores_and_answers(pretrained, tmp_path, capsys, caplog):
+def test_main_in_process_trains_predicts_scores_and_answers(
+    pretrained, tmp_path, capsys, caplog, squad_sample
+):
     """run_squad.main, inference.main and evaluate_squad.main in this process, one after the
     other, as a user's script would call them."""
     import evaluate_squad
     import inference
 
     out = tmp_path / "squad"
-    dev = SAMPLE / "v1.1" / "dev-v1.1.json"
+    dev = squad_sample / "v1.1" / "dev-v1.1.json"
     status = squad_script.main(
         [
             f"--vocab_file={UNCASED_VOCAB}",
@@ -534,7 +544,7 @@ def test_main_in_process_trains_predicts_scores_and_answers(pretrained, tmp_path
             "--do_lower_case",
             f"--init_checkpoint={pretrained}",
             "--do_train",
-            f"--train_file={SAMPLE / 'v1.1' / 'train-v1.1.json'}",
+            f"--train_file={squad_sample / 'v1.1' / 'train-v1.1.json'}",
             "--train_batch_size=8",
             "--max_steps=2",
             "--do_predict",
@@ -560,6 +570,9 @@ def test_main_in_process_trains_predicts_scores_and_answers(pretrained, tmp_path
     assert evaluate_squad.main([str(dev), str(out / "predictions.json")]) == 0
     scores = json.loads(capsys.readouterr().out)
     assert scores["exact_match"] == pytest.approx(summary["exact_match"])
+    official = official_squad_v1_scores(dev, json.loads((out / "predictions.json").read_text()))
+    assert summary["exact_match"] == pytest.approx(official["exact_match"], abs=1e-9)
+    assert summary["F1"] == pytest.approx(official["f1"], abs=1e-9)
     args = [
         f"--init_checkpoint={weights}",
         f"--vocab_file={UNCASED_VOCAB}",

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 import squad
+import tokenization
 from tests.support import CASED_VOCAB, REPO_ROOT, UNCASED_VOCAB
 from tokenization import BasicTokenizer, BertTokenizer, VocabError
 
@@ -366,6 +367,55 @@ def test_start_must_have_max_context():
     )
     assert [n["text"] for n in nbest["q0"]] == ["gamma delta"]
     assert predictions["q0"] == "gamma delta"
+
+
+@pytest.mark.parametrize("limit", [3, 2])
+def test_an_answer_of_exactly_max_answer_length_tokens_is_found(limit):
+    """The best span, alpha..gamma, is 3 tokens: found (as best and in the n-best) when
+    max_answer_length is 3, left out when it is 2; every span within the limit is listed."""
+    examples, (f,) = answer_case()
+    predictions, nbest, _ = squad.get_answers(
+        examples, [f], [result(f, {3: 5.0}, {5: 5.0})], n_best_size=20, max_answer_length=limit
+    )
+    texts = [n["text"] for n in nbest["q0"]]
+    words = CONTEXT.split()
+    within = {" ".join(words[s : s + n]) for n in range(1, limit + 1) for s in range(7 - n)}
+    assert set(texts) == within and len(texts) == len(within)  # 15 spans for 3, 11 for 2
+    if limit == 3:
+        assert predictions["q0"] == texts[0] == "Alpha beta gamma"
+    else:
+        assert predictions["q0"] == texts[0] != "Alpha beta gamma"
+
+
+@pytest.mark.parametrize("limit", [5, 4])
+def test_the_question_is_cut_to_max_query_length(limit):
+    words = CONTEXT.split()
+    example = squad.SquadExample("a", "q0 q1 q2 q3 q4", words)
+    (f,) = squad.convert_examples_to_features(
+        [example], WordTokenizer(), max_seq_length=16, doc_stride=128, max_query_length=limit
+    )
+    question = [f"q{i}" for i in range(limit)]  # 5 tokens: all kept at 5, the last cut at 4
+    assert f.tokens == ["[CLS]", *question, "[SEP]", *[w.lower() for w in words], "[SEP]"]
+    assert f.segment_ids[: limit + 2] == [0] * (limit + 2)
+
+
+def test_a_context_that_exactly_fills_a_window_takes_one():
+    """One question token leaves 10 - 4 = 6 context tokens per window: 6 words fit one window
+    exactly; a seventh needs a second window, doc_stride (2) tokens later."""
+    words = CONTEXT.split()
+    for context, expected in ((words, [(0, 5)]), ([*words, "eta"], [(0, 5), (2, 6)])):
+        features = squad.convert_examples_to_features(
+            [squad.SquadExample("a", "q", context)],
+            WordTokenizer(),
+            max_seq_length=10,
+            doc_stride=2,
+            max_query_length=64,
+        )
+        spans = [
+            (min(f.token_to_orig_map.values()), max(f.token_to_orig_map.values())) for f in features
+        ]
+        assert spans == expected
+        assert len(features[0].tokens) == 10  # the first window is full
 
 
 def test_v2_null_score_is_per_question():
@@ -955,6 +1005,38 @@ def test_cache_path_depends_on_vocab_case_and_settings(tmp_path):
     copy.write_bytes(UNCASED_VOCAB.read_bytes())
     assert path(vocab_file=copy) == base
     assert path(cache_dir=None).parent == DEV_SAMPLE.parent
+
+
+def test_cache_path_changes_with_the_feature_code(tmp_path, monkeypatch, request):
+    """squad.py or tokenization.py edited (here: each module read from a copy, then the copy
+    changed): another cache path, so features built by older code are never read."""
+    request.addfinalizer(squad.feature_code_digest.cache_clear)
+
+    def path():
+        squad.feature_code_digest.cache_clear()
+        return squad.cache_path(
+            DEV_SAMPLE,
+            cache_dir=tmp_path,
+            vocab_file=UNCASED_VOCAB,
+            do_lower_case=True,
+            max_seq_length=384,
+            doc_stride=128,
+            max_query_length=64,
+            is_training=True,
+        )
+
+    base = path()
+    for module in (squad, tokenization):
+        source = Path(module.__file__)
+        copy = tmp_path / module.__name__ / source.name
+        copy.parent.mkdir()
+        copy.write_bytes(source.read_bytes())
+        monkeypatch.setattr(module, "__file__", str(copy))
+        assert path() == base  # the same code elsewhere: the same cache
+        copy.write_text(source.read_text() + "\nCHANGED = True\n")
+        assert path() != base, module.__name__
+        monkeypatch.undo()
+    assert path() == base
 
 
 def test_corrupt_cache_is_reported_and_ignored(tmp_path, caplog):

@@ -591,29 +591,39 @@ def test_only_the_main_process_uploads(s3, tmp_path):
 
 
 def test_fine_tuning_starts_from_an_s3_checkpoint(s3, tmp_path):
-    """run_glue.py (finetuning.py's argument checks and loader) takes an s3:// --init_checkpoint."""
+    """run_glue.py (finetuning.py's argument checks and loader) takes an s3:// --init_checkpoint:
+    it trains exactly as from the same file on disk."""
     import run_glue
 
     repo = Path(__file__).resolve().parent.parent
     source = random_model(1)
     save_nvidia_checkpoint(tmp_path / "ckpt.pt", source.state_dict(), source.config)
     put_file(tmp_path / "ckpt.pt", f"{s3.url}/pretrained/ckpt.pt")
-    status = run_glue.main(
-        [
-            f"--init_checkpoint={s3.url}/pretrained/ckpt.pt",
-            "--task_name=mrpc",
-            f"--data_dir={repo}/data/sample/glue/MRPC",
-            f"--vocab_file={repo}/vocab/vocab",
-            f"--config_file={repo}/bert_configs/tiny.json",
-            "--do_lower_case",
-            "--do_train",
-            "--train_batch_size=8",
-            "--max_steps=2",
-            f"--output_dir={tmp_path / 'out'}",
-            "--skip_checkpoint",
-            f"--json-summary={tmp_path / 'log.json'}",
-        ]
-    )
-    assert status in (0, None)
-    events = read_dllogger_file(tmp_path / "log.json")
-    assert any(e["data"].get("loading_checkpoint") for e in events if e.get("step") == "PARAMETER")
+    losses = {}
+    for name, checkpoint in (
+        ("s3", f"{s3.url}/pretrained/ckpt.pt"),
+        ("disk", tmp_path / "ckpt.pt"),
+    ):
+        status = run_glue.main(
+            [
+                f"--init_checkpoint={checkpoint}",
+                "--task_name=mrpc",
+                f"--data_dir={repo}/data/sample/glue/MRPC",
+                f"--vocab_file={repo}/vocab/vocab",
+                f"--config_file={repo}/bert_configs/tiny.json",
+                "--do_lower_case",
+                "--do_train",
+                "--train_batch_size=8",
+                "--max_steps=2",
+                "--log_freq=1",
+                f"--output_dir={tmp_path / name}",
+                "--skip_checkpoint",
+                f"--json-summary={tmp_path / name / 'log.json'}",
+            ]
+        )
+        assert status == 0
+        events = read_dllogger_file(tmp_path / name / "log.json")
+        loaded = [e["data"] for e in events if "loaded_checkpoint" in e.get("data", {})]
+        assert loaded == [{"loaded_checkpoint": True, "missing_keys": 2, "unexpected_keys": 7}]
+        losses[name] = [e["data"]["step_loss"] for e in events if "step_loss" in e.get("data", {})]
+    assert len(losses["s3"]) == 2 and losses["s3"] == losses["disk"]

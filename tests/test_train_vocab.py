@@ -11,13 +11,21 @@ import sys
 from pathlib import Path
 
 import h5py
-import numpy as np
 import pytest
 import tokenizers
 
 from data import train_vocab
+from logger import read_dllogger_file
 from modeling import BertConfig
-from tests.support import REPO_ROOT, SAMPLE_MRPC, SAMPLE_SQUAD, TINY_CONFIG, pretrain_in_process
+from tests.support import (
+    REPO_ROOT,
+    SAMPLE_MRPC,
+    SAMPLE_SQUAD,
+    TINY_CONFIG,
+    mrpc_dev_scores,
+    official_squad_v1_scores,
+    pretrain_in_process,
+)
 from tokenization import BertTokenizer, VocabError, load_vocab, vocab_casing
 
 SAMPLE_TEXT = REPO_ROOT / "data" / "sample" / "wikitext2_valid_sentences.txt"
@@ -360,6 +368,15 @@ def test_the_whole_chain_runs_with_the_new_vocabulary(vocabs, corpus, tmp_path):
     dev = json.loads(squad_dev.read_text())["data"]
     questions = {qa["id"] for article in dev for p in article["paragraphs"] for qa in p["qas"]}
     assert set(predictions) == questions and all(isinstance(a, str) for a in predictions.values())
+    summary = {
+        k: v
+        for e in read_dllogger_file(squad_out / "log.json")
+        if e.get("step") == []
+        for k, v in e["data"].items()
+    }
+    official = official_squad_v1_scores(squad_dev, predictions)
+    assert summary["exact_match"] == pytest.approx(official["exact_match"], abs=1e-9)
+    assert summary["F1"] == pytest.approx(official["f1"], abs=1e-9)
     glue_out = tmp_path / "glue"
     status = run_glue.main(
         [
@@ -375,5 +392,8 @@ def test_the_whole_chain_runs_with_the_new_vocabulary(vocabs, corpus, tmp_path):
     )
     assert status == 0
     results = json.loads((glue_out / "results.txt").read_text())
-    assert results["global_step"] == 2 and 0 <= results["acc"] <= 1
-    assert np.isfinite(results["eval:loss"])
+    assert results["global_step"] == 2
+    expected = mrpc_dev_scores(glue_out / "pytorch_model.bin", config, vocab, SAMPLE_MRPC)
+    assert results["acc"] == pytest.approx(expected["acc"], abs=1e-9)
+    assert results["f1"] == pytest.approx(expected["f1"], abs=1e-9)
+    assert results["eval:loss"] == pytest.approx(expected["eval:loss"], rel=1e-5)
