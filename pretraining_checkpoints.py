@@ -221,6 +221,7 @@ class RunState:
     final_loss: float = float("nan")
     raw_train_time: float = 0.0
     stop_requested: str | None = None
+    saved_step: int | None = None  # the phase step of this run's last checkpoint
     restart: Restart = dataclasses.field(default_factory=Restart)
 
 

@@ -538,9 +538,20 @@ def train(training: Training, held_out: HeldOutSet | None = None) -> None:
         evaluate_held_out(training, held_out)
     # NVIDIA's last per-step record, before the summary at step ().
     training.metrics.log(log_step(training), {"final_loss": state.final_loss})
-    if state.stop_requested and not options.skip_checkpoint:
-        logger.info("%s received: checkpoint written, exiting", state.stop_requested)
+    if state.stop_requested:
+        logger.info("%s received: %s; exiting", state.stop_requested, what_was_saved(training))
     progress.close()
+
+
+def what_was_saved(training: Training) -> str:
+    """What a run stopped by a signal leaves, in words: a checkpoint of its last step, or why
+    there is none (a signal before this run's first optimizer step leaves nothing new)."""
+    state = training.state
+    if training.options.skip_checkpoint:
+        return "no checkpoint (--skip_checkpoint)"
+    if state.saved_step == state.step:
+        return f"checkpoint of step {state.step} written"
+    return "no optimizer step since the run started, so no new checkpoint was written"
 
 
 def device_batches(training: Training) -> Iterator[tuple[PretrainingBatch, int, int]]:
@@ -605,6 +616,7 @@ def save_if_due(training: Training, outcome: StepOutcome, parameters: list[torch
     norms = torch.stack(torch._foreach_norm(parameters))  # the weights to be saved
     check_finite(training, norms, outcome.grad_norm)
     save_checkpoint(training)
+    state.saved_step = state.step
 
 
 def summarise(training: Training, started: float) -> None:

@@ -22,6 +22,7 @@ import pytest
 import torch
 
 import fileio
+import run_pretraining
 from checkpoint import torch_load
 from tests.support import REPO_ROOT, TINY_CONFIG, pretrain_in_process, write_random_shards
 from tests.test_output_lock import plant
@@ -302,6 +303,32 @@ def test_a_killed_runs_lock_and_temporary_files_are_cleared(shards, output, capl
     )
     assert any(".ckpt_3.pt.0123abcd.tmp" in w for w in warnings(caplog))
     assert names(output) == ["ckpt_1.pt", "ckpt_2.pt", "ckpt_3.pt"]
+
+
+@pytest.mark.parametrize("resumed", [False, True])
+def test_a_signal_before_the_first_step_says_no_checkpoint_was_written(
+    shards, output, tmp_path, monkeypatch, caplog, resumed
+):
+    """SIGTERM while the run sets up (after a resume or from scratch) stops it at once with
+    status 0, writes nothing, and says that no checkpoint was written."""
+    folder = output if resumed else tmp_path / "fresh"
+    before = {p.name: p.stat().st_mtime_ns for p in folder.glob("ckpt_*.pt")}
+    setup = run_pretraining.setup
+
+    def setup_then_signal(*args, **kwargs):
+        training = setup(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGTERM)  # handled by the run: a stop is requested
+        return training
+
+    monkeypatch.setattr(run_pretraining, "setup", setup_then_signal)
+    flags = ["--resume_from_checkpoint"] if resumed else []
+    with caplog.at_level(logging.INFO):
+        assert pretrain(shards, folder, *flags) == 0
+    assert {p.name: p.stat().st_mtime_ns for p in folder.glob("ckpt_*.pt")} == before
+    assert any(
+        "SIGTERM received: no optimizer step since the run started, so no new checkpoint" in m
+        for m in caplog.messages
+    )
 
 
 # ------------------------------------------------------------------------------- phase 2
