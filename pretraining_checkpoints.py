@@ -13,16 +13,21 @@ key map are `checkpoint.py`'s, the folder (local or s3://) is `checkpoint.Checkp
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import errno
 import logging
 import os
+import shutil
+import signal
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 
 import distributed
+import storage
 from checkpoint import (
     CheckpointError,
     CheckpointFolder,
@@ -32,7 +37,7 @@ from checkpoint import (
     nvidia_state_dict,
     torch_load,
 )
-from errors import UsageError
+from errors import BertError, UsageError
 from fileio import os_error_in
 from logger import MetricLogger
 from modeling import BertForPreTraining
@@ -239,6 +244,10 @@ class Training:
     loader: PretrainingDataLoader | None
     metrics: MetricLogger
     state: RunState
+
+    def log_step(self) -> tuple[int, int]:
+        """The dllogger step of a per-step record: (epoch, phase step)."""
+        return (self.loader.epoch if self.loader else 0, self.state.step)
 
     @property
     def resuming(self) -> bool:
@@ -633,3 +642,68 @@ def load_optimizer_state(training: Training, checkpoint: dict, path: Path, step:
     for group in training.optimizer.param_groups:
         group["step"] = step
     training.scheduler.load_state_dict({"last_step": step})  # also writes the LR of the next step
+
+
+# ------------------------------------------------------------------------------- stopping
+
+
+class Terminated(BertError):
+    """A second SIGTERM/SIGUSR1 arrived before the run could stop at an optimizer step."""
+
+    exit_code = 128 + signal.SIGTERM
+
+
+@contextlib.contextmanager
+def signal_handlers(state: RunState) -> Iterator[None]:
+    """SIGTERM/SIGUSR1 (SLURM pre-emption) ask for a checkpoint at the next optimizer step and a
+    clean exit (status 0); a second one stops the run at once, so a signal always ends it. The
+    previous handlers come back when the block ends (`main(argv)` can run inside a larger
+    program, whose later children must not inherit these)."""
+
+    def request(signum: int, frame: Any) -> None:
+        name = signal.Signals(signum).name
+        if state.stop_requested is not None:
+            raise Terminated(f"{name} received again: stopping now, without a new checkpoint")
+        state.stop_requested = name
+
+    signals = [getattr(signal, name) for name in ("SIGTERM", "SIGUSR1") if hasattr(signal, name)]
+    previous = {number: signal.signal(number, request) for number in signals}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def what_was_saved(training: Training) -> str:
+    """What a run stopped by a signal leaves, in words: a checkpoint of its last step, or why
+    there is none (a signal before this run's first optimizer step leaves nothing new)."""
+    state = training.state
+    if training.options.skip_checkpoint:
+        return "no checkpoint (--skip_checkpoint)"
+    if state.saved_step == state.step:
+        return f"checkpoint of step {state.step} written"
+    return "no optimizer step since the run started, so no new checkpoint was written"
+
+
+def warn_if_short_of_space(training: Training) -> None:
+    """Warn before training when the output folder has less room than one checkpoint (fp32
+    weights, master copy and two moments: 16 bytes a parameter); a full disk would otherwise
+    show only at the first checkpoint, perhaps hours in."""
+    output_dir = training.options.output_dir
+    if (
+        training.options.skip_checkpoint
+        or not training.dist.is_main_process
+        or storage.is_remote(output_dir)
+    ):
+        return
+    needed = 16 * sum(p.numel() for p in training.model.parameters())
+    free = shutil.disk_usage(output_dir).free
+    if free < needed:
+        logger.warning(
+            "--output_dir %s: %.2f GB free, but a checkpoint takes about %.2f GB; saving it will "
+            "fail and stop the run (the older checkpoints are kept)",
+            output_dir,
+            free / 1e9,
+            needed / 1e9,
+        )

@@ -17,11 +17,15 @@ import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
+import cli
+import distributed
 import lddl_data
+from errors import UsageError
 from pretraining_data import (
     DynamicMasking,
     PretrainingBatch,
@@ -29,8 +33,13 @@ from pretraining_data import (
     ShardChecks,
     ShardError,
     remask,
+    shard_shape,
 )
-from training import PrecisionStack, evaluating, trim_padding
+from training import PrecisionStack, evaluating, trim_multiple, trim_padding
+
+if TYPE_CHECKING:
+    from modeling import BertConfig
+    from pretraining_checkpoints import PretrainOptions, Training
 
 logger = logging.getLogger("run_pretraining")
 
@@ -238,3 +247,86 @@ def _batch_totals(
             torch.tensor(next_sentence.numel(), device=labels.device),
         ]
     ).double()
+
+
+# ------------------------------------------------------------------------------- the run's
+
+
+def check_eval_dir(options: PretrainOptions, config: BertConfig) -> None:
+    """The held-out folder: shards exist (HDF5 of any name, or parquet with a vocabulary) and
+    none is longer than the model's positions. Only metadata is read."""
+    cli.check_input_dir(options.eval_dir, "--eval_dir")
+    files = eval_files(options.eval_dir)
+    training_shards = [p.name for p in files if "training" in p.name or p.suffix == ".parquet"]
+    same = options.input_dir and cli.same_path(options.eval_dir, options.input_dir)
+    if options.do_train and same and training_shards:
+        raise UsageError(
+            f"--eval_dir {options.eval_dir} is --input_dir and holds no test shards, so the "
+            f"evaluation would score training samples ({training_shards[0]}, ...); pass the "
+            "folder of the held-out shards"
+        )
+    if lddl_data.is_parquet_folder(options.eval_dir):
+        if not options.vocab_file:
+            raise UsageError(
+                f"--eval_dir {options.eval_dir} holds LDDL parquet shards, whose samples are "
+                "WordPiece strings: pass --vocab_file"
+            )
+        return
+    for path in files:
+        cli.check_input_file(path, "--eval_dir shard")
+        seq_length = shard_shape(path)[1]
+        check_positions(seq_length, "--eval_dir", options.eval_dir, options, config)
+
+
+def check_positions(
+    seq_length: int, flag: str, folder: str | None, options: PretrainOptions, config: BertConfig
+) -> None:
+    """Shards of `seq_length` tokens fit the model's position embeddings."""
+    if seq_length > config.max_position_embeddings:
+        raise UsageError(
+            f"{flag} {folder} holds sequences of {seq_length} tokens, more than the model's "
+            f"{config.max_position_embeddings} positions (max_position_embeddings of "
+            f"--config_file {options.config_file})"
+        )
+
+
+def load_held_out(
+    options: PretrainOptions, dist: distributed.DistState, checks: ShardChecks
+) -> HeldOutSet | None:
+    """This rank's share of the held-out samples (--eval_dir), read once before training."""
+    if options.eval_dir is None:
+        return None
+    held_out = HeldOutSet.load(
+        options.eval_dir,
+        options.eval_max_samples,
+        options.eval_batch_size,
+        rank=dist.rank,
+        world_size=dist.world_size,
+        vocab_file=options.vocab_file,
+        checks=checks,
+    )
+    logger.info(
+        "held-out evaluation: %d samples of %s (sequence length %d)",
+        held_out.total,
+        options.eval_dir,
+        held_out.seq_length,
+    )
+    return held_out
+
+
+def evaluate_held_out(training: Training, held_out: HeldOutSet | None) -> dict[str, float]:
+    """The held-out metrics of the model as it is now, logged at the current step (every rank
+    takes part: the sums are reduced over the ranks); nothing when there is no held-out set."""
+    if held_out is None:
+        return {}
+    multiple = trim_multiple(training.dist.device, training.options.compile)
+    metrics = evaluate(
+        training.model,
+        held_out,
+        training.dist.device,
+        training.precision,
+        trim_multiple=multiple,
+        reduce=distributed.all_reduce_sum,
+    )
+    training.metrics.log(training.log_step(), metrics)
+    return metrics

@@ -20,12 +20,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
-import shutil
-import signal
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
 
 import torch
 from tqdm import tqdm
@@ -34,9 +31,8 @@ import cli
 import distributed
 import lddl_data
 import runtime
-import storage
 from checkpoint import CheckpointFolder, load_model_weights
-from errors import BertError, UsageError
+from errors import UsageError
 from modeling import BertConfig, BertForPreTraining
 from optimization import (
     LAMB_IMPLS,
@@ -52,16 +48,25 @@ from pretraining_checkpoints import (
     Training,
     load_for_resume,
     save_checkpoint,
+    signal_handlers,
+    warn_if_short_of_space,
+    what_was_saved,
 )
 from pretraining_data import (
     DynamicMasking,
     PretrainingBatch,
     PretrainingDataLoader,
     ShardChecks,
-    shard_shape,
     training_files,
 )
-from pretraining_eval import HeldOutSet, eval_files, evaluate
+from pretraining_eval import (
+    HeldOutSet,
+    check_eval_dir,
+    check_positions,
+    evaluate,
+    evaluate_held_out,
+    load_held_out,
+)
 from schedulers import WarmupScheduler
 from training import (
     PRETRAINING_ROW_FILLS,
@@ -352,44 +357,6 @@ def check_shards(options: PretrainOptions, config: BertConfig) -> None:
     check_positions(shards.seq_length, "--input_dir", options.input_dir, options, config)
 
 
-def check_eval_dir(options: PretrainOptions, config: BertConfig) -> None:
-    """The held-out folder: shards exist (HDF5 of any name, or parquet with a vocabulary) and
-    none is longer than the model's positions. Only metadata is read."""
-    cli.check_input_dir(options.eval_dir, "--eval_dir")
-    files = eval_files(options.eval_dir)
-    training_shards = [p.name for p in files if "training" in p.name or p.suffix == ".parquet"]
-    same = options.input_dir and cli.same_path(options.eval_dir, options.input_dir)
-    if options.do_train and same and training_shards:
-        raise UsageError(
-            f"--eval_dir {options.eval_dir} is --input_dir and holds no test shards, so the "
-            f"evaluation would score training samples ({training_shards[0]}, ...); pass the "
-            "folder of the held-out shards"
-        )
-    if lddl_data.is_parquet_folder(options.eval_dir):
-        if not options.vocab_file:
-            raise UsageError(
-                f"--eval_dir {options.eval_dir} holds LDDL parquet shards, whose samples are "
-                "WordPiece strings: pass --vocab_file"
-            )
-        return
-    for path in files:
-        cli.check_input_file(path, "--eval_dir shard")
-        seq_length = shard_shape(path)[1]
-        check_positions(seq_length, "--eval_dir", options.eval_dir, options, config)
-
-
-def check_positions(
-    seq_length: int, flag: str, folder: str | None, options: PretrainOptions, config: BertConfig
-) -> None:
-    """Shards of `seq_length` tokens fit the model's position embeddings."""
-    if seq_length > config.max_position_embeddings:
-        raise UsageError(
-            f"{flag} {folder} holds sequences of {seq_length} tokens, more than the model's "
-            f"{config.max_position_embeddings} positions (max_position_embeddings of "
-            f"--config_file {options.config_file})"
-        )
-
-
 def build_model(options: PretrainOptions, device: torch.device) -> BertForPreTraining:
     config = BertConfig.from_json_file(options.config_file)  # vocab padded to a multiple of 8
     model = BertForPreTraining(config, sequence_output_is_dense=options.dense_sequence_output)
@@ -399,34 +366,6 @@ def build_model(options: PretrainOptions, device: torch.device) -> BertForPreTra
 
 
 # ------------------------------------------------------------------------------- training
-
-
-class Terminated(BertError):
-    """A second SIGTERM/SIGUSR1 arrived before the run could stop at an optimizer step."""
-
-    exit_code = 128 + signal.SIGTERM
-
-
-@contextlib.contextmanager
-def signal_handlers(state: RunState) -> Iterator[None]:
-    """SIGTERM/SIGUSR1 (SLURM pre-emption) ask for a checkpoint at the next optimizer step and a
-    clean exit (status 0); a second one stops the run at once, so a signal always ends it. The
-    previous handlers come back when the block ends (`main(argv)` can run inside a larger
-    program, whose later children must not inherit these)."""
-
-    def request(signum: int, frame: Any) -> None:
-        name = signal.Signals(signum).name
-        if state.stop_requested is not None:
-            raise Terminated(f"{name} received again: stopping now, without a new checkpoint")
-        state.stop_requested = name
-
-    signals = [getattr(signal, name) for name in ("SIGTERM", "SIGUSR1") if hasattr(signal, name)]
-    previous = {number: signal.signal(number, request) for number in signals}
-    try:
-        yield
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
 
 
 def log_progress(training: Training, window: LossWindow, grad_norm: torch.Tensor | None) -> None:
@@ -450,13 +389,8 @@ def log_progress(training: Training, window: LossWindow, grad_norm: torch.Tensor
     }
     if training.precision.scaler is not None:
         data["loss_scale"] = training.precision.loss_scale
-    training.metrics.log(log_step(training), data)
+    training.metrics.log(training.log_step(), data)
     check_finite(training, torch.tensor(average), grad_norm)
-
-
-def log_step(training: Training) -> tuple[int, int]:
-    """The dllogger step of a per-step record: (epoch, phase step)."""
-    return (training.loader.epoch if training.loader else 0, training.state.step)
 
 
 def check_finite(training: Training, values: torch.Tensor, grad_norm: torch.Tensor | None) -> None:
@@ -471,24 +405,6 @@ def check_finite(training: Training, values: torch.Tensor, grad_norm: torch.Tens
             "stopping without a checkpoint of these weights (the last good one is kept). "
             "Try a lower --learning_rate, --bf16, or a smaller --init_loss_scale"
         )
-
-
-def evaluate_held_out(training: Training, held_out: HeldOutSet | None) -> dict[str, float]:
-    """The held-out metrics of the model as it is now, logged at the current step (every rank
-    takes part: the sums are reduced over the ranks); nothing when there is no held-out set."""
-    if held_out is None:
-        return {}
-    multiple = trim_multiple(training.dist.device, training.options.compile)
-    metrics = evaluate(
-        training.model,
-        held_out,
-        training.dist.device,
-        training.precision,
-        trim_multiple=multiple,
-        reduce=distributed.all_reduce_sum,
-    )
-    training.metrics.log(log_step(training), metrics)
-    return metrics
 
 
 def timed(function: Callable[..., object], *args: object) -> float:
@@ -537,21 +453,10 @@ def train(training: Training, held_out: HeldOutSet | None = None) -> None:
     if state.stop_requested is None and evaluated != state.step:
         evaluate_held_out(training, held_out)
     # NVIDIA's last per-step record, before the summary at step ().
-    training.metrics.log(log_step(training), {"final_loss": state.final_loss})
+    training.metrics.log(training.log_step(), {"final_loss": state.final_loss})
     if state.stop_requested:
         logger.info("%s received: %s; exiting", state.stop_requested, what_was_saved(training))
     progress.close()
-
-
-def what_was_saved(training: Training) -> str:
-    """What a run stopped by a signal leaves, in words: a checkpoint of its last step, or why
-    there is none (a signal before this run's first optimizer step leaves nothing new)."""
-    state = training.state
-    if training.options.skip_checkpoint:
-        return "no checkpoint (--skip_checkpoint)"
-    if state.saved_step == state.step:
-        return f"checkpoint of step {state.step} written"
-    return "no optimizer step since the run started, so no new checkpoint was written"
 
 
 def device_batches(training: Training) -> Iterator[tuple[PretrainingBatch, int, int]]:
@@ -694,29 +599,6 @@ def setup(
     return training
 
 
-def warn_if_short_of_space(training: Training) -> None:
-    """Warn before training when the output folder has less room than one checkpoint (fp32
-    weights, master copy and two moments: 16 bytes a parameter); a full disk would otherwise
-    show only at the first checkpoint, perhaps hours in."""
-    output_dir = training.options.output_dir
-    if (
-        training.options.skip_checkpoint
-        or not training.dist.is_main_process
-        or storage.is_remote(output_dir)
-    ):
-        return
-    needed = 16 * sum(p.numel() for p in training.model.parameters())
-    free = shutil.disk_usage(output_dir).free
-    if free < needed:
-        logger.warning(
-            "--output_dir %s: %.2f GB free, but a checkpoint takes about %.2f GB; saving it will "
-            "fail and stop the run (the older checkpoints are kept)",
-            output_dir,
-            free / 1e9,
-            needed / 1e9,
-        )
-
-
 def shard_checks(options: PretrainOptions) -> ShardChecks:
     """The content checks every shard of the run gets when it is read (training and held out)."""
     model_vocab = BertConfig.from_json_file(options.config_file).vocab_size
@@ -760,28 +642,6 @@ def build_loader(
     )
 
 
-def load_held_out(options: PretrainOptions, dist: distributed.DistState) -> HeldOutSet | None:
-    """This rank's share of the held-out samples (--eval_dir), read once before training."""
-    if options.eval_dir is None:
-        return None
-    held_out = HeldOutSet.load(
-        options.eval_dir,
-        options.eval_max_samples,
-        options.eval_batch_size,
-        rank=dist.rank,
-        world_size=dist.world_size,
-        vocab_file=options.vocab_file,
-        checks=shard_checks(options),
-    )
-    logger.info(
-        "held-out evaluation: %d samples of %s (sequence length %d)",
-        held_out.total,
-        options.eval_dir,
-        held_out.seq_length,
-    )
-    return held_out
-
-
 def log_configuration(training: Training, args: argparse.Namespace, precision: str) -> None:
     """The effective configuration, printed and logged before training, so that no batch or LR
     scaling happens silently."""
@@ -811,7 +671,7 @@ def evaluate_checkpoint(args: argparse.Namespace, options: PretrainOptions) -> N
     run = runtime.setup_run(args, init_loss_scale=args.init_loss_scale)
     model = build_model(options, run.device)
     load_model_weights(model, options.init_checkpoint)
-    held_out = load_held_out(options, run.dist)
+    held_out = load_held_out(options, run.dist, shard_checks(options))
     multiple = trim_multiple(run.device, compiled=False)
     metrics = evaluate(
         model,
@@ -837,7 +697,7 @@ def execute(args: argparse.Namespace) -> None:
     with contextlib.ExitStack() as resources:  # the output folder's lock, however the run ends
         resources.enter_context(signal_handlers(state))  # before the set-up, which can be long
         training = setup(args, options, state, resources)
-        held_out = load_held_out(options, training.dist)
+        held_out = load_held_out(options, training.dist, shard_checks(options))
         train(training, held_out)
         summarise(training, started)
         log_peak_memory(training.metrics, training.dist.device)
