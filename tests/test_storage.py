@@ -571,6 +571,7 @@ def test_only_the_main_process_uploads(s3, tmp_path):
                 phase1_end_step=0,
                 step_offset=0,
                 initial_loss_scale=2.0**20,
+                max_steps=100,
                 recorded=dict,
             ),
             dist=types.SimpleNamespace(is_main_process=is_main, world_size=2),
