@@ -173,6 +173,7 @@ def features_for(
         )
         if not args.skip_cache and run.dist.is_main_process:
             squad.save_feature_cache(cache, features)
+    squad.check_features(path, examples, features, is_training)
     if run.dist.is_main_process:
         unknown, total = squad.unknown_token_share(features)
         warn_if_mostly_unknown(path, unknown, total, args.vocab_file, args.do_lower_case)

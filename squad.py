@@ -560,6 +560,34 @@ def unknown_token_share(
     return unknown, sum(len(feature.tokens) - 3 for feature in chosen)  # less [CLS], 2 x [SEP]
 
 
+def check_features(
+    path: str | os.PathLike[str],
+    examples: Sequence[SquadExample],
+    features: Sequence[SquadFeature],
+    is_training: bool,
+) -> None:
+    """Refuse a file none of whose questions gives a feature (every context empty or only
+    white space: nothing to train on or predict, which would end with empty predictions and
+    exit 0), and warn, with the first such question id, when only some give none (those get
+    no prediction and score 0)."""
+    covered = {feature.example_index for feature in features}
+    missing = [example for index, example in enumerate(examples) if index not in covered]
+    what = "train on" if is_training else "predict"
+    if examples and len(missing) == len(examples):
+        raise SquadError(
+            f"{path}: none of its {len(examples)} questions gives a model input (every context "
+            f"is empty or only white space): nothing to {what}"
+        )
+    if missing:
+        logger.warning(
+            "%s: %d of %d questions have an empty context (e.g. id %s) and get no prediction",
+            path,
+            len(missing),
+            len(examples),
+            missing[0].qas_id,
+        )
+
+
 def features_to_arrays(features: Sequence[SquadFeature]) -> dict[str, np.ndarray]:
     """int64 arrays for a dataset: input_ids, input_mask, segment_ids [N, S]; start_positions,
     end_positions, unique_ids [N]. Positions are -1 where a feature has no label (evaluation)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import collections
 import json
+import logging
 import math
 import random
 import subprocess
@@ -1433,3 +1434,31 @@ def test_mismatched_answers_are_counted_and_an_empty_dataset_refused(tmp_path, c
     write_json(tmp_path / "empty.json", {"version": "1.1", "data": []})
     with pytest.raises(squad.SquadError, match="no usable questions"):
         squad.read_squad_examples(tmp_path / "empty.json", is_training=False)
+
+
+def test_questions_without_a_model_input_are_refused_or_warned(tmp_path, caplog):
+    """A context of only white space gives no feature: a whole file of them is an error naming
+    the file (not empty predictions and exit 0), a few of them a warning naming one."""
+
+    def file_of(contexts: list[str]) -> Path:
+        paragraphs = [
+            {"context": c, "qas": [{"id": f"q{i}", "question": "what?", "answers": []}]}
+            for i, c in enumerate(contexts)
+        ]
+        return write_json(
+            tmp_path / f"{len(contexts)}.json", {"data": [{"paragraphs": paragraphs}]}
+        )
+
+    def check(path: Path) -> None:
+        examples = squad.read_squad_examples(path, False)
+        features = squad.convert_examples_to_features(
+            examples, WordTokenizer(), max_seq_length=64, doc_stride=16, max_query_length=8
+        )
+        squad.check_features(path, examples, features, is_training=False)
+
+    empty = file_of([" \t\n", "\u3000"])
+    with pytest.raises(squad.SquadError, match=r"2\.json: none of its 2 questions gives a model"):
+        check(empty)
+    with caplog.at_level(logging.WARNING):
+        check(file_of(["a real context", " ", "another one"]))
+    assert any("1 of 3 questions have an empty context (e.g. id q1)" in m for m in caplog.messages)
