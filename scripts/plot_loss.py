@@ -9,7 +9,7 @@ each run's `Config` record, and the runs are drawn one after the other, labelled
 sequence length when the log names it. The plotted metrics are every numeric key with "loss" or
 "accuracy" in its name (pre-training: average_loss, mlm_loss, nsp_loss and the held-out
 eval_* metrics; fine-tuning: step_loss) unless --metrics names them; accuracies go on a second
-axis on the right, from 0 to 1. Lines that are not dllogger records are skipped; a log without
+axis on the right, from 0. Lines that are not dllogger records are skipped; a log without
 any such record is an error that names the file.
 """
 
@@ -108,6 +108,7 @@ def draw_panel(ax, runs: list[Run]) -> None:
     runs that restart their step count are drawn after the previous one."""
     right = None
     offset = 0
+    colors = iter(f"C{i % 10}" for i in range(10**6))  # one colour cycle for both axes
     for index, run in enumerate(runs):
         first_step = min(steps[0] for steps, _ in run.series.values())
         shift = offset if first_step < offset else 0
@@ -115,13 +116,21 @@ def draw_panel(ax, runs: list[Run]) -> None:
             if is_accuracy(key) and right is None:
                 right = ax.twinx()
                 right.set_ylabel("accuracy")
-                right.set_ylim(0, 1)
             target = right if is_accuracy(key) else ax
             name = key if len(runs) == 1 else f"{key} ({run.label})"
             marker = "o" if len(steps) <= 20 else None  # few points: show each one
             style = "--" if is_accuracy(key) else "-"
             xs = [s + shift for s in steps]
-            target.plot(xs, values, style, label=name, linewidth=1.2, marker=marker, markersize=3)
+            target.plot(
+                xs,
+                values,
+                style,
+                label=name,
+                linewidth=1.2,
+                marker=marker,
+                markersize=3,
+                color=next(colors),
+            )
         last = max(steps[-1] for steps, _ in run.series.values()) + shift
         if index + 1 < len(runs):
             ax.axvline(last, color="grey", linestyle=":", linewidth=0.8)
@@ -131,6 +140,7 @@ def draw_panel(ax, runs: list[Run]) -> None:
     ax.grid(alpha=0.3)
     handles, labels = ax.get_legend_handles_labels()
     if right is not None:
+        right.set_ylim(bottom=0)  # accuracies from 0, their top where the data needs it
         more = right.get_legend_handles_labels()
         handles, labels = handles + more[0], labels + more[1]
     ax.legend(handles, labels, fontsize=7)
