@@ -28,7 +28,7 @@ from torch import nn
 
 import storage
 from errors import BertError
-from fileio import atomic_folder, atomic_write
+from fileio import atomic_folder, atomic_write, check_regular_file
 from modeling import PADDED_VOCAB_BIAS, BertConfig, ConfigError, round_up
 
 logger = logging.getLogger(__name__)
@@ -144,6 +144,7 @@ def torch_load(path: str | os.PathLike) -> Any:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"checkpoint not found: {path}")
+    check_regular_file(path)
     if path.is_dir():
         raise CheckpointError(f"{path}: is a folder without config.json and model weights")
     # A corrupt file can make the unpickler raise almost anything (IndexError, KeyError, ...):
@@ -254,6 +255,7 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    check_regular_file(path)
     try:
         state_dict = load_file(str(path))
     except (SafetensorError, OSError) as err:
@@ -263,6 +265,7 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
 
 def _read_hf_folder(folder: Path) -> Weights:
     config_file = folder / "config.json"
+    check_regular_file(config_file)
     try:
         values = json.loads(config_file.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:

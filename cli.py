@@ -243,8 +243,11 @@ def check_weights_path(path: str | os.PathLike, flag: str) -> None:
     if storage.is_remote(path):
         return
     path, label = _path(path, flag)
-    if _stat(path, label) is None and _stat(Path(f"{path}.index"), label) is None:
+    status = _stat(path, label)
+    if status is None and _stat(Path(f"{path}.index"), label) is None:
         raise UsageError(f"{label}: no such file or folder")
+    if status is not None and not (stat.S_ISREG(status.st_mode) or stat.S_ISDIR(status.st_mode)):
+        raise UsageError(f"{label}: not a regular file or a folder (a pipe, device or socket)")
 
 
 def check_output_dir(path: str | os.PathLike, flag: str) -> Path:

@@ -20,6 +20,7 @@ import os
 import re
 import secrets
 import shutil
+import stat
 import unicodedata
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,8 +29,36 @@ from typing import IO, Any
 from errors import BertError
 
 
+class NotRegularFile(BertError, ValueError):
+    """A path to read that is a named pipe, a device or a socket; the message names it."""
+
+
+def check_regular_file(path: str | os.PathLike) -> None:
+    """Refuse, before it is opened, a path that exists but is neither a regular file nor a
+    folder: a named pipe blocks its reader until a writer comes, a device never ends, a socket
+    cannot be opened. Missing paths and folders are left to the reader, which names them in its
+    own terms."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return
+    kind = (
+        "a named pipe"
+        if stat.S_ISFIFO(mode)
+        else "a device"
+        if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+        else "a socket"
+        if stat.S_ISSOCK(mode)
+        else "a special file"
+    )
+    raise NotRegularFile(f"{path}: is {kind}, not a regular file; refusing to read it")
+
+
 def sha256_file(path: str | os.PathLike) -> str:
     """Hex sha256 of a file's bytes, read in 1 MiB blocks."""
+    check_regular_file(path)
     digest = hashlib.sha256()
     with open(path, "rb") as reader:
         for block in iter(lambda: reader.read(1 << 20), b""):

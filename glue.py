@@ -26,7 +26,7 @@ import numpy.typing as npt
 import torch
 
 from errors import BertError
-from fileio import atomic_write_text
+from fileio import atomic_write_text, check_regular_file
 from tokenization import require_tokens, warn_if_mostly_unknown
 
 logger = logging.getLogger(__name__)
@@ -114,6 +114,7 @@ def _read_tsv(path: Path) -> list[tuple[int, list[str]]]:
     # GLUE text holds unbalanced quotes, so quoting is off, as in NVIDIA's reader (quotechar=None).
     csv.field_size_limit(max(csv.field_size_limit(), _FIELD_SIZE_LIMIT))
     rows: list[tuple[int, list[str]]] = []
+    check_regular_file(path)
     try:
         with open(path, encoding="utf-8-sig", newline="") as handle:
             reader = csv.reader(handle, delimiter="\t", quotechar=None, quoting=csv.QUOTE_NONE)

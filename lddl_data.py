@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from errors import MissingDependency
+from fileio import check_regular_file
 from pretraining_data import (
     DynamicMasking,
     Piece,
@@ -214,6 +215,7 @@ class ParquetShard:
     ) -> None:
         self.path = Path(path)
         pq = _pyarrow().parquet
+        check_regular_file(self.path)
         try:
             table = pq.read_table(self.path)
         except Exception as err:  # pyarrow raises several types for a damaged file

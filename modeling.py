@@ -26,7 +26,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from errors import BertError
-from fileio import atomic_write_text
+from fileio import atomic_write_text, check_regular_file
 
 logger = logging.getLogger(__name__)
 
@@ -181,6 +181,7 @@ class BertConfig:
         path = Path(path)
         if path.is_dir():
             raise ConfigError(f"{path}: is a folder, expected a model config JSON file")
+        check_regular_file(path)
         if not path.is_file():
             raise FileNotFoundError(f"config file not found: {path}")
         try:

@@ -38,7 +38,7 @@ from checkpoint import (
     torch_load,
 )
 from errors import BertError, UsageError
-from fileio import os_error_in
+from fileio import NotRegularFile, os_error_in
 from logger import MetricLogger
 from modeling import BertForPreTraining
 from optimization import load_lamb_state, master_params, nvidia_lamb_state_dict
@@ -546,7 +546,7 @@ def try_checkpoint(
         return path, read_checkpoint(training, path)
     except FileNotFoundError:
         return gone
-    except CheckpointError as err:
+    except (CheckpointError, NotRegularFile) as err:  # a named pipe must not block the resume
         return str(err).removeprefix(f"{path}: ")
 
 

@@ -28,7 +28,7 @@ import torch
 from torch.utils.data import Dataset
 
 from errors import BertError
-from fileio import sha256_file
+from fileio import check_regular_file, sha256_file
 from shard_format import SHARD_NDIMS, VOCAB_SHA256
 from tokenization import load_vocab, warn_if_mostly_unknown
 
@@ -42,6 +42,7 @@ class ShardError(BertError, ValueError):
 def read_shard(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """The six arrays of a shard, loaded into memory, with their layout checked."""
     path = Path(path)
+    check_regular_file(path)
     if not path.is_file():
         raise FileNotFoundError(f"shard not found: {path}")
     try:
@@ -305,6 +306,7 @@ def training_files(input_dir: str | os.PathLike) -> list[Path]:
 def shard_shape(path: Path, checks: ShardChecks | None = None) -> tuple[int, int, int]:
     """(instances, sequence length, max predictions) from a shard's metadata, checked; with
     `checks`, the vocabulary the shard records too."""
+    check_regular_file(path)
     try:
         with h5py.File(path, "r") as shard:
             missing = [key for key in SHARD_NDIMS if key not in shard]

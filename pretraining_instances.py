@@ -27,7 +27,7 @@ from tqdm import tqdm
 import cli
 import shard_format
 from errors import BertError, UsageError
-from fileio import atomic_path, sha256_file
+from fileio import atomic_path, check_regular_file, sha256_file
 from shard_format import SHARD_DTYPES
 from tokenization import BertTokenizer
 
@@ -84,6 +84,7 @@ class InstanceOptions:
 def input_files(input_path: str | os.PathLike) -> list[Path]:
     """The `.txt` files of a folder in sorted order, or the one file given."""
     path = Path(input_path)
+    check_regular_file(path)
     if path.is_file():
         return [path]
     if path.is_dir():

@@ -32,7 +32,7 @@ import numpy as np
 
 import tokenization
 from errors import BertError, UsageError
-from fileio import atomic_write, atomic_write_json, sha256_file
+from fileio import atomic_write, atomic_write_json, check_regular_file, sha256_file
 from tokenization import BasicTokenizer, require_tokens
 
 if TYPE_CHECKING:  # the model is only called here; reading and scoring need no torch
@@ -121,6 +121,7 @@ class RawResult(NamedTuple):
 def load_squad_json(input_file: str | os.PathLike[str]) -> dict[str, Any]:
     """The parsed SQuAD file, with its layout (data/paragraphs/context/qas/id/question) checked."""
     path = os.fspath(input_file)
+    check_regular_file(path)
     try:
         with open(path, encoding="utf-8") as reader:
             dataset = json.load(reader)

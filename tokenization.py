@@ -23,6 +23,7 @@ from functools import lru_cache
 from typing import Any
 
 from errors import BertError, MissingDependency
+from fileio import check_regular_file
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ def _read_vocab_tokens(vocab_file: str | os.PathLike[str]) -> list[str]:
     path = os.fspath(vocab_file)
     if os.path.isdir(path):
         raise VocabError(f"vocab file {path} is a directory; expected a file with one token a line")
+    check_regular_file(path)
     try:
         with open(path, "rb") as reader:
             data = reader.read(1 << 16)  # a binary file (a checkpoint?) is refused unread

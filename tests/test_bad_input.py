@@ -8,8 +8,9 @@ folder created, changed or removed under the test's folder (a failed run leaves 
 
 Every case has a class (`kind`): number, missing, kind (a file where a folder is needed or the
 reverse), unwritable, overwrite (an output that is an input), empty (data with nothing to train
-or score), malformed (JSON, TSV, config, checkpoint) and conflict (flags that contradict each
-other or the model). Tests run as root here, and root writes into read-only folders: the
+or score), malformed (JSON, TSV, config, checkpoint), conflict (flags that contradict each
+other or the model) and special (a named pipe where a file is read: refused, never a hang).
+Tests run as root here, and root writes into read-only folders: the
 `unwritable` cases then refuse the folder through a stand-in for the write probe, and use the
 real permission bits otherwise.
 
@@ -49,6 +50,7 @@ KINDS = (
     "empty",
     "malformed",
     "conflict",
+    "special",
 )
 
 
@@ -540,6 +542,41 @@ CASES = [
             ("malformed", "--shards={bad_shards}", 1, "{bad_shards}/x_training_0.hdf5"),
         ],
     ),
+    *cases(
+        "run_pretraining",
+        PRETRAIN,
+        [
+            ("special", "--vocab_file={fifo}", 2, "--vocab_file {fifo}"),
+            ("special", "--config_file={fifo}", 2, "--config_file {fifo}"),
+            ("special", "--resume_from_checkpoint --init_checkpoint={fifo}", 2, "{fifo}"),
+            ("special", "--init_weights={fifo}", 2, "--init_weights {fifo}"),
+            ("special", "--eval_dir={fifo_shards}", 1, "--eval_dir {fifo_shards}: no HDF5"),
+        ],
+    ),
+    *cases(
+        "run_squad",
+        SQUAD,
+        [
+            ("special", "--do_predict --predict_file={fifo}", 2, "--predict_file {fifo}"),
+            ("special", "--do_train --train_file={fifo}", 2, "--train_file {fifo}"),
+        ],
+    ),
+    *cases(
+        "run_glue",
+        GLUE + " --data_dir={glue} --do_train",
+        [("special", "--init_checkpoint={fifo}", 2, "{fifo}")],
+    ),
+    *cases(
+        "create_pretraining_data",
+        CPD + " --output_dir={out}",
+        [("special", "--input_file={fifo}", 1, "{fifo}: is a named pipe")],
+    ),
+    *cases("inference", INFER, [("special", "--init_checkpoint={fifo}", 2, "{fifo}")]),
+    *cases(
+        "export_onnx",
+        ONNX + " --output={out}/m.onnx",
+        [("special", "--init_checkpoint={fifo}", 2, "{fifo}")],
+    ),
 ]
 
 PROGS = {  # the name each script puts before "error:"
@@ -676,6 +713,11 @@ def world(tmp_path_factory) -> dict[str, str]:
     paths["ckpt"] = str(w / "ft" / "pytorch_model.bin")
     (w / "junk.pt").write_bytes(b"not a checkpoint at all")
     paths["junk_pt"] = str(w / "junk.pt")
+    os.mkfifo(w / "pipe.pt")  # a named pipe: opening it to read would wait for a writer
+    paths["fifo"] = str(w / "pipe.pt")
+    (w / "fifo_shards").mkdir()
+    os.mkfifo(w / "fifo_shards" / "x_test_0.hdf5")
+    paths["fifo_shards"] = str(w / "fifo_shards")
     model = BertForPreTraining(BertConfig.from_json_file(TINY_CONFIG))  # no QA or other head
     save_nvidia_checkpoint(w / "pretrained.pt", model.state_dict(), model.config)
     paths["pretrained_pt"] = str(w / "pretrained.pt")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -174,3 +175,27 @@ def test_os_error_in_finds_the_cause_a_library_wrapped():
     assert fileio.os_error_in(wrapped) is disk_full
     assert fileio.os_error_in(RuntimeError("no cause")) is None
     assert fileio.os_error_in(disk_full) is disk_full
+
+
+def test_only_regular_files_and_folders_are_read(tmp_path):
+    """A named pipe, a device or a socket is refused before it is opened (a pipe would block
+    its reader, a device never end); files, folders and missing paths are the reader's to name."""
+    import socket
+
+    from fileio import NotRegularFile, check_regular_file
+
+    os.mkfifo(tmp_path / "pipe")
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(tmp_path / "sock"))
+        for path, kind in (
+            (tmp_path / "pipe", "a named pipe"),
+            (Path("/dev/zero"), "a device"),
+            (tmp_path / "sock", "a socket"),
+        ):
+            with pytest.raises(NotRegularFile, match=f"{path}: is {kind}, not a regular file"):
+                check_regular_file(path)
+            with pytest.raises(NotRegularFile):
+                fileio.sha256_file(path)
+    (tmp_path / "file").write_text("x")
+    for fine in (tmp_path / "file", tmp_path, tmp_path / "missing"):
+        check_regular_file(fine)

@@ -157,7 +157,13 @@ def non_finite(path):
     torch.save(checkpoint, path)
 
 
+def named_pipe(path):
+    path.unlink()
+    os.mkfifo(path)  # reading it would wait for a writer forever
+
+
 CORRUPTIONS = {
+    named_pipe: "is a named pipe, not a regular file",
     truncated: "not a readable PyTorch checkpoint",
     not_a_zip: "not a readable PyTorch checkpoint",
     unpicklable: "not a readable PyTorch checkpoint",
