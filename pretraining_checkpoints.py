@@ -105,6 +105,8 @@ class PretrainOptions:
     eval_every: int | None  # optimizer steps between evaluations; None: only at the end
     eval_max_samples: int
     eval_batch_size: int
+    # the command line's flags as parsed, in their order: what a checkpoint records (`recorded`)
+    flags: tuple[tuple[str, str | int | float | bool], ...] = ()
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> PretrainOptions:
@@ -154,6 +156,11 @@ class PretrainOptions:
             eval_every=args.eval_every,
             eval_max_samples=args.eval_max_samples,
             eval_batch_size=args.eval_batch_size or micro_batch,
+            flags=tuple(
+                (key, value)
+                for key, value in vars(args).items()
+                if isinstance(value, (str, int, float, bool))
+            ),
         )
 
     @property
@@ -170,13 +177,9 @@ class PretrainOptions:
         return self.phase1_end_step if self.phase2 else 0
 
     def recorded(self) -> dict[str, Any]:
-        """The options a checkpoint records (its `args` entry): every value that is a plain
-        number, string or flag."""
-        return {
-            key: value
-            for key, value in dataclasses.asdict(self).items()
-            if isinstance(value, (str, int, float, bool))
-        }
+        """What a checkpoint records of the options (its `args` entry): every flag of the command
+        line whose value is a plain number, string or switch, as parsed."""
+        return dict(self.flags)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -306,7 +309,11 @@ def save_checkpoint(training: Training) -> str:
             "precision": training.precision.precision,
             "config": training.model.config.to_dict(),
             "param_names": [name for name, _ in training.model.named_parameters()],
-            "args": options.recorded() | {"elastic_restart": training.state.restart.attempt},
+            "args": options.recorded()
+            | {
+                "elastic_restart": training.state.restart.attempt,
+                "resume_implied": training.state.restart.resume_implied,
+            },
         }
         failure = write_checkpoint(folder, payload, name)
         if failure is None:
