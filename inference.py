@@ -26,14 +26,11 @@ import environment
 import runtime
 import squad
 from checkpoint import check_head_loaded, load_model_weights
-from distributed import DistState
 from errors import UsageError
 from finetuning import predict
-from logger import MetricLogger
 from modeling import BertConfig, BertForQuestionAnswering
 from runtime import Run
 from tokenization import BertTokenizer
-from training import make_precision
 
 SAMPLE_QUESTION = "What food does Harry like?"
 SAMPLE_CONTEXT = (
@@ -130,14 +127,14 @@ def answer(args: argparse.Namespace) -> tuple[str, list[dict]]:
     )
     arrays = squad.features_to_arrays(features)
     inputs = {key: arrays[key] for key in ("input_ids", "segment_ids", "input_mask")}
-    run = Run(DistState(device=device), make_precision("fp32", device), MetricLogger(None, False))
+    run = Run.offline(device)
     outputs = predict(model, inputs, len(features), squad.qa_forward, run).outputs
     results = [
         squad.RawResult(f.unique_id, start, end)
         for f, (start, end) in zip(features, outputs, strict=True)
     ]
     predictions, nbest, _ = squad.get_answers(
-        [example], features, results, **squad.answer_options(args)
+        [example], features, results, squad.SquadAnswerOptions.from_args(args)
     )
     return predictions["question"], nbest["question"]
 

@@ -237,7 +237,7 @@ def do_predict(model, tokenizer, examples, args: argparse.Namespace, run: Run) -
         for uid, (start, end) in zip(arrays["unique_ids"], result.outputs, strict=True)
     ]
     predictions, nbest, null_odds = squad.get_answers(
-        examples, features, raw, **squad.answer_options(args)
+        examples, features, raw, squad.SquadAnswerOptions.from_args(args)
     )
     if run.dist.is_main_process:
         squad.write_predictions(

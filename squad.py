@@ -941,28 +941,33 @@ def _softmax(scores: Sequence[float]) -> list[float]:
     return [x / total for x in exps]
 
 
-def answer_options(args: Any) -> dict[str, Any]:
-    """`get_answers`' settings from the flags of run_squad.py and inference.py (same names)."""
-    names = (
-        "n_best_size",
-        "max_answer_length",
-        "do_lower_case",
-        "version_2_with_negative",
-        "null_score_diff_threshold",
-    )
-    return {name: getattr(args, name) for name in names}
+@dataclass(frozen=True)
+class SquadAnswerOptions:
+    """How `get_answers` turns logits into answers; the flags of run_squad.py and inference.py
+    of the same names."""
+
+    n_best_size: int = 20
+    max_answer_length: int = 30
+    do_lower_case: bool = True
+    version_2_with_negative: bool = False
+    null_score_diff_threshold: float = 0.0
+
+    @classmethod
+    def from_args(cls, args: Any) -> SquadAnswerOptions:
+        return cls(
+            n_best_size=args.n_best_size,
+            max_answer_length=args.max_answer_length,
+            do_lower_case=args.do_lower_case,
+            version_2_with_negative=args.version_2_with_negative,
+            null_score_diff_threshold=args.null_score_diff_threshold,
+        )
 
 
 def get_answers(
     examples: Sequence[SquadExample],
     features: Sequence[SquadFeature],
     results: Iterable[RawResult],
-    *,
-    n_best_size: int = 20,
-    max_answer_length: int = 30,
-    do_lower_case: bool = True,
-    version_2_with_negative: bool = False,
-    null_score_diff_threshold: float = 0.0,
+    options: SquadAnswerOptions = SquadAnswerOptions(),
 ) -> tuple[dict[str, str], dict[str, list[dict[str, Any]]], dict[str, float]]:
     """Answers from the model's logits (NVIDIA's post-processing, its v2.0 bugs fixed).
 
@@ -982,6 +987,8 @@ def get_answers(
     Returns (predictions: qas_id -> text, nbest: qas_id -> [{text, probability, start_logit,
     end_logit}], null_odds: qas_id -> float).
     """
+    n_best_size, max_answer_length = options.n_best_size, options.max_answer_length
+    version_2_with_negative = options.version_2_with_negative
     if n_best_size < 1:
         raise ValueError(f"n_best_size must be at least 1, got {n_best_size}")
     by_id = {int(result.unique_id): result for result in results}
@@ -1003,7 +1010,7 @@ def get_answers(
                 end_logits,
                 n_best_size,
                 max_answer_length,
-                do_lower_case,
+                options.do_lower_case,
             )
         )
         if version_2_with_negative:
@@ -1040,7 +1047,7 @@ def get_answers(
             continue
         diff = null_scores[qas_id] - best_non_null.start_logit - best_non_null.end_logit
         null_odds[qas_id] = diff
-        predictions[qas_id] = "" if diff > null_score_diff_threshold else best_non_null.text
+        predictions[qas_id] = "" if diff > options.null_score_diff_threshold else best_non_null.text
     return predictions, nbest, null_odds
 
 
