@@ -27,3 +27,15 @@ class UsageError(BertError, ValueError):
     """A flag value or a combination of flags that cannot work; the message names the flag."""
 
     exit_code = 2
+
+
+def refuse_if_nothing_usable(
+    count: int, source: object, what: str, why: str, error: type[BertError] = BertError
+) -> None:
+    """Stop a run that would train, predict or score over zero usable items (a result from
+    nothing looks like a success: empty predictions, a score of 0, a loss of nothing).
+
+    `source` names the file, folder or flag the items came from, `what` the items ("SQuAD
+    questions"), `why` what left none usable; the error is `error` (a module's subclass)."""
+    if count == 0:
+        raise error(f"{source}: no usable {what} ({why})")

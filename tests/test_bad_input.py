@@ -196,6 +196,13 @@ CASES = [
             ("conflict", "--init_checkpoint=", 2, "without --do_train needs --init_checkpoint"),
             ("conflict", "--config_file={small_config}", 2, "--vocab_file {vocab}"),
             ("conflict", "--fp16", 2, "--fp16"),
+            ("empty", "--predict_file={squad_blank}", 1, "{squad_blank}: no usable questions"),
+            ("empty", "--predict_file={squad_ctrl}", 1, "{squad_ctrl}: no usable questions"),
+            ("empty", "--do_train --train_file={squad_ctrl}", 1, "{squad_ctrl}: no usable"),
+            ("empty", "--do_train --train_file={noq}", 1, "{noq}: no usable questions"),
+            ("empty", "--do_train --train_file={squad_lost}", 1, "{squad_lost}: no usable"),
+            ("empty", "--do_train --train_file={squad_noans}", 1, "{squad_noans}"),
+            ("empty", "--do_eval --predict_file={squad_noans}", 1, "{squad_noans}: question"),
         ],
     ),
     *cases(
@@ -286,6 +293,8 @@ CASES = [
             ("conflict", "--doc_stride=500", 2, "--doc_stride 500"),
             ("conflict", "--config_file={small_config}", 2, "--vocab_file {vocab}"),
             ("conflict", "--fp16 --no_cuda", 2, "--fp16"),
+            ("empty", "--context=\x01\x02", 2, "--context '\\x01\\x02': no usable text"),
+            ("empty", "--question=\x7f", 2, "--question '\\x7f': no usable text"),
         ],
     ),
     *cases(
@@ -372,6 +381,9 @@ CASES = [
             ("overwrite", "{squad} {preds} --out-file={w}/sub/../preds.json", 2, "{preds}"),
             ("empty", "{noq} {preds}", 1, "{noq}"),
             ("empty", "{squad} {empty_preds}", 1, "{empty_preds}"),
+            ("empty", "{squad} {other_preds}", 1, "{other_preds}: no usable predictions"),
+            ("empty", "{squad_noans} {preds}", 1, "{squad_noans}: question 'q1'"),
+            ("empty", "{squad_ctrl} {other_preds}", 1, "{other_preds}: no usable predictions"),
             ("malformed", "{bad_json} {preds}", 1, "{bad_json}"),
             ("malformed", "{squad} {bad_json}", 1, "{bad_json}"),
         ],
@@ -718,6 +730,18 @@ def world(tmp_path_factory) -> dict[str, str]:
     (w / "fifo_shards").mkdir()
     os.mkfifo(w / "fifo_shards" / "x_test_0.hdf5")
     paths["fifo_shards"] = str(w / "fifo_shards")
+    for name, context, answers in (  # SQuAD files that leave nothing to train on or score
+        ("squad_blank", " \t\n ", [{"text": " ", "answer_start": 0}]),
+        ("squad_ctrl", "\x01 \x02", [{"text": "\x01", "answer_start": 0}]),
+        ("squad_lost", "Harry likes pizza.", [{"text": "pasta", "answer_start": 12}]),
+        ("squad_noans", "Harry likes pizza.", []),
+    ):
+        lost = dict(question, answers=answers)
+        data = {"version": "1.1", "data": [{"paragraphs": [{"context": context, "qas": [lost]}]}]}
+        (w / f"{name}.json").write_text(json.dumps(data))
+        paths[name] = str(w / f"{name}.json")
+    (w / "other_preds.json").write_text(json.dumps({"q9": "pizza"}))
+    paths["other_preds"] = str(w / "other_preds.json")
     model = BertForPreTraining(BertConfig.from_json_file(TINY_CONFIG))  # no QA or other head
     save_nvidia_checkpoint(w / "pretrained.pt", model.state_dict(), model.config)
     paths["pretrained_pt"] = str(w / "pretrained.pt")
