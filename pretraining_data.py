@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from errors import BertError
+from errors import BertError, refuse_if_nothing_usable
 from fileio import check_regular_file, sha256_file
 from shard_format import SHARD_NDIMS, VOCAB_SHA256
 from tokenization import load_vocab, warn_if_mostly_unknown
@@ -285,6 +285,13 @@ class PretrainingShard(Dataset):
 
     def __getitem__(self, index: int) -> PretrainingBatch:
         return self.batch([index]).map(lambda tensor: tensor[0])
+
+    def check_has_masked_positions(self, remedy: str) -> None:
+        """Refuse a shard none of whose instances has a masked position (every entry is the
+        0 padding): its masked-LM loss and accuracy would come from nothing."""
+        masked = int(np.count_nonzero(self.arrays["masked_lm_positions"][:, 0]))
+        why = f"every masked_lm_positions row of its {len(self)} instances is padding; {remedy}"
+        refuse_if_nothing_usable(masked, self.path, "masked positions", why, ShardError)
 
 
 # --------------------------------------------------------------------------------------------
@@ -593,6 +600,8 @@ class PretrainingDataLoader:
                     self.piece_index = index
                     upcoming = pieces[index + 1] if index + 1 < len(pieces) else None
                     shard = loader.get(pieces[index].file, upcoming.file if upcoming else None)
+                    if self.dynamic_masking is None and isinstance(shard, PretrainingShard):
+                        shard.check_has_masked_positions("--dynamic_masking masks it as it loads")
                     batches = self._batches(self.epoch, pieces[index], shard)
                     while self.offset < len(batches):
                         indices = batches[self.offset]

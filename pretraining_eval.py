@@ -149,7 +149,9 @@ def _open_shards(
     else:
 
         def opener(path: Path) -> PretrainingShard:
-            return PretrainingShard(path, checks)
+            shard = PretrainingShard(path, checks)
+            shard.check_has_masked_positions("held-out shards are scored on their own masks")
+            return shard
 
     shards, count = [], 0
     for path in files:
@@ -271,6 +273,7 @@ def check_eval_dir(options: PretrainOptions, config: BertConfig) -> None:
                 f"--eval_dir {options.eval_dir} holds LDDL parquet shards, whose samples are "
                 "WordPiece strings: pass --vocab_file"
             )
+        lddl_data.check_has_samples(options.eval_dir, "--eval_dir")
         return
     for path in files:
         cli.check_input_file(path, "--eval_dir shard")

@@ -346,6 +346,7 @@ def check_shards(options: PretrainOptions, config: BertConfig) -> None:
                 f"--input_dir {options.input_dir} holds LDDL parquet shards, whose samples are "
                 "WordPiece strings: pass --vocab_file"
             )
+        lddl_data.check_has_samples(options.input_dir, "--input_dir")
         return
     shards = PretrainingDataLoader(  # a ShardError names the file at fault; nothing is read yet
         training_files(options.input_dir),

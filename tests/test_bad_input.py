@@ -32,6 +32,8 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import torch
 
@@ -155,6 +157,8 @@ CASES = [
             ("conflict", "--max_predictions_per_seq=7", 1, "--max_predictions_per_seq is 7"),
             ("conflict", "--fp16", 2, "--fp16"),
             ("conflict", "--cuda_graphs", 2, "--cuda_graphs: HEAD's capture"),  # use --compile
+            ("empty", "--input_dir={pq_empty} --vocab_file={vocab}", 1, "{pq_empty}: no usable"),
+            ("empty", "--eval_dir={pq_empty} --vocab_file={vocab}", 1, "{pq_empty}: no usable"),
         ],
     ),
     *cases(
@@ -742,6 +746,11 @@ def world(tmp_path_factory) -> dict[str, str]:
         paths[name] = str(w / f"{name}.json")
     (w / "other_preds.json").write_text(json.dumps({"q9": "pizza"}))
     paths["other_preds"] = str(w / "other_preds.json")
+    (w / "pq_empty").mkdir()  # an LDDL folder whose one file has the columns and no rows
+    columns = {"A": pa.string(), "B": pa.string(), "is_random_next": pa.bool_()}
+    empty_table = pa.table({name: pa.array([], kind) for name, kind in columns.items()})
+    pq.write_table(empty_table, w / "pq_empty" / "shard-0.parquet")
+    paths["pq_empty"] = str(w / "pq_empty")
     model = BertForPreTraining(BertConfig.from_json_file(TINY_CONFIG))  # no QA or other head
     save_nvidia_checkpoint(w / "pretrained.pt", model.state_dict(), model.config)
     paths["pretrained_pt"] = str(w / "pretrained.pt")
