@@ -230,6 +230,8 @@ CASES = [
                 "--init_checkpoint {ft}/pytorch_model.bin",
             ),
             ("empty", "--data_dir={glue_header}", 1, "{glue_header}/dev.tsv"),
+            ("empty", "--do_predict --data_dir={glue_notest}", 1, "{glue_notest}/test.tsv: no"),
+            ("empty", "--task_name=qqp --data_dir={qqp_broken}", 1, "{qqp_broken}/dev.tsv: no"),
             ("malformed", "--data_dir={glue_bad}", 1, "{glue_bad}/dev.tsv"),
             ("conflict", "--task_name=squad", 1, "squad"),
             ("conflict", "--max_seq_length=2", 2, "--max_seq_length 2"),
@@ -746,6 +748,13 @@ def world(tmp_path_factory) -> dict[str, str]:
         paths[name] = str(w / f"{name}.json")
     (w / "other_preds.json").write_text(json.dumps({"q9": "pizza"}))
     paths["other_preds"] = str(w / "other_preds.json")
+    shutil.copytree(sample, w / "MRPC_notest")  # a test file of only its header
+    (w / "MRPC_notest" / "test.tsv").write_text("index\t#1 ID\t#2 ID\t#1 String\t#2 String\n")
+    paths["glue_notest"] = str(w / "MRPC_notest")
+    (w / "QQP").mkdir()  # two rows, both broken, both skipped: nothing left to score
+    qqp_rows = ["id\tqid1\tqid2\tquestion1\tquestion2\tis_duplicate", "0\t1\t2\tQ?", "1\tR?\t0"]
+    (w / "QQP" / "dev.tsv").write_text("\n".join(qqp_rows) + "\n")
+    paths["qqp_broken"] = str(w / "QQP")
     (w / "pq_empty").mkdir()  # an LDDL folder whose one file has the columns and no rows
     columns = {"A": pa.string(), "B": pa.string(), "is_random_next": pa.bool_()}
     empty_table = pa.table({name: pa.array([], kind) for name, kind in columns.items()})
