@@ -527,6 +527,7 @@ CASES = [
             ("overwrite", "--predict_file={squad} --json={squad}", 2, "--predict_file {squad}"),
             ("empty", "--predict_file={noq}", 1, "{noq}"),
             ("conflict", "--dtype=fp16 --predict_file={squad}", 2, "--dtype fp16"),
+            ("empty", "--predict_file={squad_ctrl}", 1, "{squad_ctrl}: no usable questions"),
         ],
     ),
     *cases(
