@@ -289,7 +289,7 @@ class PretrainingShard(Dataset):
     def check_has_masked_positions(self, remedy: str) -> None:
         """Refuse a shard none of whose instances has a masked position (every entry is the
         0 padding): its masked-LM loss and accuracy would come from nothing."""
-        masked = int(np.count_nonzero(self.arrays["masked_lm_positions"][:, 0]))
+        masked = int(np.count_nonzero(self.arrays["masked_lm_positions"][:, :1]))  # [N, 1]
         why = f"every masked_lm_positions row of its {len(self)} instances is padding; {remedy}"
         refuse_if_nothing_usable(masked, self.path, "masked positions", why, ShardError)
 
