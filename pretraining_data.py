@@ -299,6 +299,17 @@ class PretrainingShard(Dataset):
 # --------------------------------------------------------------------------------------------
 
 
+def masked_instances(path: Path, rows: int) -> int:
+    """How many of a shard's first `rows` instances have a masked position (the first entry
+    of each row only: positions are packed to the front, 0 is padding)."""
+    try:
+        with h5py.File(path, "r") as shard:
+            first = shard["masked_lm_positions"][:rows, :1]
+    except (OSError, KeyError) as err:
+        raise ShardError(f"{path}: masked_lm_positions unreadable ({err})") from None
+    return int(np.count_nonzero(first))
+
+
 def training_files(input_dir: str | os.PathLike) -> list[Path]:
     """NVIDIA's rule: the regular files of `input_dir` whose name contains "training", sorted."""
     folder = Path(input_dir)
