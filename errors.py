@@ -5,7 +5,8 @@ whose message names the file, flag or key at fault. The entry scripts' shared `m
 (`cli.run_main`) prints such an error as one line and exits with status 1, or 2 for a
 `UsageError` (a flag value or combination that cannot work, as argparse exits for a bad flag).
 Anything else that escapes is a bug: it is printed as one line too, with a pointer to `--debug`
-for the traceback.
+for the traceback. `refuse_if_nothing_usable` is the one rule for input that leaves nothing to
+train on, predict or score: an error naming the source and why, never an empty result.
 
 This module imports nothing, so every module can use it.
 """
