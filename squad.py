@@ -577,21 +577,29 @@ def check_model_input(
     tokenizer: Tokenizer,
     is_training: bool,
 ) -> None:
-    """Refuse, before any output exists, a file none of whose contexts gives the model an input
-    (nothing to train on or predict). Stops at the first usable context, so a normal file
-    costs one tokenized word; questions of one paragraph share its words, checked once."""
+    """Refuse, before any output exists, a file none of whose contexts gives the model an input,
+    or none of whose questions has a token (nothing to train on or predict; answers to no
+    question). Stops at the first usable one, so a normal file costs a word and a question;
+    questions of one paragraph share its words, checked once."""
+    what = "train on" if is_training else "predict"
     seen: set[int] = set()
     for example in examples:
         if id(example.doc_tokens) not in seen:
             if gives_model_input(example, tokenizer):
-                return
+                break
             seen.add(id(example.doc_tokens))
-    why = (
-        f"none of its {len(examples)} contexts gives a WordPiece token: each is empty, white "
-        f"space or characters the tokenizer drops; nothing to "
-        + ("train on" if is_training else "predict")
-    )
-    refuse_if_nothing_usable(0, path, "questions", why, SquadError)
+    else:
+        why = (
+            f"none of the contexts of its {len(examples)} questions gives a WordPiece token: "
+            f"each is empty, white space or characters the tokenizer drops; nothing to {what}"
+        )
+        refuse_if_nothing_usable(0, path, "questions", why, SquadError)
+    if not any(tokenizer.tokenize(example.question_text) for example in examples):
+        why = (
+            f"none of its {len(examples)} question texts gives a WordPiece token: each is empty, "
+            f"white space or characters the tokenizer drops; nothing to {what}"
+        )
+        refuse_if_nothing_usable(0, path, "questions", why, SquadError)
 
 
 def check_features(

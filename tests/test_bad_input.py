@@ -204,6 +204,7 @@ CASES = [
             ("empty", "--predict_file={squad_blank}", 1, "{squad_blank}: no usable questions"),
             ("empty", "--predict_file={squad_ctrl}", 1, "{squad_ctrl}: no usable questions"),
             ("empty", "--do_train --train_file={squad_ctrl}", 1, "{squad_ctrl}: no usable"),
+            ("empty", "--predict_file={squad_qctrl}", 1, "{squad_qctrl}: no usable questions"),
             ("empty", "--do_train --train_file={noq}", 1, "{noq}: no usable questions"),
             ("empty", "--do_train --train_file={squad_lost}", 1, "{squad_lost}: no usable"),
             ("empty", "--do_train --train_file={squad_noans}", 1, "{squad_noans}"),
@@ -753,6 +754,10 @@ def world(tmp_path_factory) -> dict[str, str]:
         data = {"version": "1.1", "data": [{"paragraphs": [{"context": context, "qas": [lost]}]}]}
         (w / f"{name}.json").write_text(json.dumps(data))
         paths[name] = str(w / f"{name}.json")
+    unreadable = dict(question, question="\x01\x02")  # a question that gives no token
+    data = {"data": [{"paragraphs": [{"context": "Harry likes pizza.", "qas": [unreadable]}]}]}
+    (w / "squad_qctrl.json").write_text(json.dumps(data))
+    paths["squad_qctrl"] = str(w / "squad_qctrl.json")
     (w / "other_preds.json").write_text(json.dumps({"q9": "pizza"}))
     paths["other_preds"] = str(w / "other_preds.json")
     shutil.copytree(sample, w / "MRPC_notest")  # a test file of only its header

@@ -1475,7 +1475,10 @@ def test_nothing_to_train_on_predict_or_score_is_refused_naming_the_file(tmp_pat
         return path, squad.read_squad_examples(path, is_training)
 
     path, examples = read([("\x01 \x02", [("a", "q?", None, False), ("b", "q?", None, False)])])
-    with pytest.raises(squad.SquadError, match=rf"{path}: no usable questions \(none of its 2"):
+    with pytest.raises(squad.SquadError, match=rf"{path}: no usable questions \(none of the co"):
+        squad.check_model_input(path, examples, tokenizer, is_training=False)
+    path, examples = read([("Real words.", [("a", "\x01", None, 0), ("b", " \x7f", None, 0)])])
+    with pytest.raises(squad.SquadError, match=r"none of its 2 question texts gives a WordPiece"):
         squad.check_model_input(path, examples, tokenizer, is_training=False)
     # A readable context without questions does not count; one with a question is enough.
     path, examples = read([("\x7f", [("a", "q?", None, False)]), ("real words", [])])
