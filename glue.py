@@ -215,6 +215,10 @@ class GlueProcessor:
             else "no rows"
         )
         refuse_if_nothing_usable(len(examples), path, f"{self.task_name} examples", why, GlueError)
+        texts = (text for e in examples for text in (e.text_a, e.text_b) if text is not None)
+        if not any(text.strip() for text in texts):  # a model input of [CLS] [SEP] alone
+            why = f"the text columns of all {len(examples)} rows are empty"
+            refuse_if_nothing_usable(0, path, f"{self.task_name} examples", why, GlueError)
         if layout.label is not None:
             _warn_on_one_label(path, examples, split == "train")
         return examples

@@ -234,6 +234,7 @@ CASES = [
             ("empty", "--data_dir={glue_header}", 1, "{glue_header}/dev.tsv"),
             ("empty", "--do_predict --data_dir={glue_notest}", 1, "{glue_notest}/test.tsv: no"),
             ("empty", "--task_name=qqp --data_dir={qqp_broken}", 1, "{qqp_broken}/dev.tsv: no"),
+            ("empty", "--data_dir={glue_blank}", 1, "{glue_blank}/dev.tsv: no usable mrpc"),
             ("malformed", "--data_dir={glue_bad}", 1, "{glue_bad}/dev.tsv"),
             ("conflict", "--task_name=squad", 1, "squad"),
             ("conflict", "--max_seq_length=2", 2, "--max_seq_length 2"),
@@ -763,6 +764,9 @@ def world(tmp_path_factory) -> dict[str, str]:
     shutil.copytree(sample, w / "MRPC_notest")  # a test file of only its header
     (w / "MRPC_notest" / "test.tsv").write_text("index\t#1 ID\t#2 ID\t#1 String\t#2 String\n")
     paths["glue_notest"] = str(w / "MRPC_notest")
+    (w / "MRPC_blank").mkdir()  # rows whose two sentences are empty: no text to classify
+    (w / "MRPC_blank" / "dev.tsv").write_text(header + "\n1\t1\t2\t\t \n0\t3\t4\t \t\n")
+    paths["glue_blank"] = str(w / "MRPC_blank")
     (w / "QQP").mkdir()  # two rows, both broken, both skipped: nothing left to score
     qqp_rows = ["id\tqid1\tqid2\tquestion1\tquestion2\tis_duplicate", "0\t1\t2\tQ?", "1\tR?\t0"]
     (w / "QQP" / "dev.tsv").write_text("\n".join(qqp_rows) + "\n")

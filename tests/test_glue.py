@@ -523,6 +523,15 @@ def test_qqp_rows_all_skipped_leave_nothing_and_are_refused(tmp_path, caplog):
         glue.QqpProcessor().get_train_examples(folder)
 
 
+def test_a_file_whose_texts_are_all_empty_is_refused(tmp_path):
+    folder = write_task(tmp_path, "sst-2")
+    (folder / "dev.tsv").write_text(tsv(["sentence", "label"], ["", "0"], [" ", "1"]))
+    with pytest.raises(GlueError, match=r"dev\.tsv: no usable sst-2 examples \(the text colum"):
+        glue.Sst2Processor().get_dev_examples(folder)
+    (folder / "dev.tsv").write_text(tsv(["sentence", "label"], ["", "0"], ["fine", "1"]))
+    assert len(glue.Sst2Processor().get_dev_examples(folder)) == 2
+
+
 def test_qqp_test_rows_are_never_skipped(tmp_path):
     folder = write_task(tmp_path, "qqp")
     (folder / "test.tsv").write_text(tsv(["id", "question1", "question2"], ["0", "Split"]))
