@@ -57,6 +57,7 @@ from pretraining_data import (
     PretrainingBatch,
     PretrainingDataLoader,
     ShardChecks,
+    check_first_shard_masked,
     training_files,
 )
 from pretraining_eval import (
@@ -356,6 +357,8 @@ def check_shards(options: PretrainOptions, config: BertConfig) -> None:
         prefetch=False,
     )
     check_positions(shards.seq_length, "--input_dir", options.input_dir, options, config)
+    if not options.dynamic_masking:
+        check_first_shard_masked(shards)
 
 
 def build_model(options: PretrainOptions, device: torch.device) -> BertForPreTraining:

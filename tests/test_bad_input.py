@@ -160,6 +160,7 @@ CASES = [
             ("empty", "--input_dir={pq_empty} --vocab_file={vocab}", 1, "{pq_empty}: no usable"),
             ("empty", "--eval_dir={pq_empty} --vocab_file={vocab}", 1, "{pq_empty}: no usable"),
             ("empty", "--eval_dir={unmasked}", 1, "--eval_dir {unmasked}: no usable masked"),
+            ("empty", "--input_dir={unmasked}", 1, "{unmasked}/u_training_0.hdf5: no usable"),
         ],
     ),
     *cases(
@@ -683,9 +684,10 @@ def world(tmp_path_factory) -> dict[str, str]:
         write_shard(w / name / f"{name[0]}_training_0.hdf5", rows)
         paths[name] = str(w / name)
     (w / "unmasked").mkdir()  # held-out samples without a masked position: nothing to score
-    write_shard(w / "unmasked" / "u_test_0.hdf5", 8, pred=5)
-    with h5py.File(w / "unmasked" / "u_test_0.hdf5", "r+") as shard:
-        shard["masked_lm_positions"][...] = 0
+    for name in ("u_test_0.hdf5", "u_training_0.hdf5"):
+        write_shard(w / "unmasked" / name, 8)
+        with h5py.File(w / "unmasked" / name, "r+") as shard:
+            shard["masked_lm_positions"][...] = 0
     paths["unmasked"] = str(w / "unmasked")
     (w / "notraining").mkdir()
     write_shard(w / "notraining" / "part_0.hdf5", 8)
