@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from errors import MissingDependency
+from errors import MissingDependency, refuse_if_nothing_usable
 from fileio import check_regular_file
 from pretraining_data import (
     DynamicMasking,
@@ -72,6 +72,19 @@ def parquet_files(folder: str | os.PathLike) -> list[Path]:
 
 def is_parquet_folder(folder: str | os.PathLike) -> bool:
     return Path(folder).is_dir() and bool(parquet_files(folder))
+
+
+def check_has_samples(folder: str | os.PathLike, flag: str) -> None:
+    """Refuse, from the files' footers alone, a folder whose parquet files hold no sample at
+    all (training or evaluating on it would have nothing to read); stops at the first file
+    with samples."""
+    files = parquet_files(folder)
+    for path in files:
+        check_regular_file(path)
+        if read_footer(path)[0]:
+            return
+    why = f"its {len(files)} parquet files hold 0 rows"
+    refuse_if_nothing_usable(0, f"{flag} {os.fspath(folder)}", "samples", why, ShardError)
 
 
 def bin_id(path: Path) -> int | None:

@@ -57,6 +57,7 @@ from pretraining_data import (
     PretrainingBatch,
     PretrainingDataLoader,
     ShardChecks,
+    check_first_shard_masked,
     training_files,
 )
 from pretraining_eval import (
@@ -346,6 +347,7 @@ def check_shards(options: PretrainOptions, config: BertConfig) -> None:
                 f"--input_dir {options.input_dir} holds LDDL parquet shards, whose samples are "
                 "WordPiece strings: pass --vocab_file"
             )
+        lddl_data.check_has_samples(options.input_dir, "--input_dir")
         return
     shards = PretrainingDataLoader(  # a ShardError names the file at fault; nothing is read yet
         training_files(options.input_dir),
@@ -355,6 +357,8 @@ def check_shards(options: PretrainOptions, config: BertConfig) -> None:
         prefetch=False,
     )
     check_positions(shards.seq_length, "--input_dir", options.input_dir, options, config)
+    if not options.dynamic_masking:
+        check_first_shard_masked(shards)
 
 
 def build_model(options: PretrainOptions, device: torch.device) -> BertForPreTraining:

@@ -156,6 +156,7 @@ def run(args: argparse.Namespace) -> dict:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="squad_bench_") as tmp:
         examples = squad.read_squad_examples(limited_file(args, Path(tmp)), is_training=False)
+    squad.check_model_input(args.predict_file, examples, tokenizer, is_training=False)
     features = squad.convert_examples_to_features(
         examples, tokenizer, max_seq_length=SEQ, doc_stride=STRIDE, max_query_length=QUERY
     )

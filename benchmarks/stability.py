@@ -31,7 +31,7 @@ from typing import Any
 import cli
 import glue
 import storage
-from errors import BertError, MissingDependency, UsageError
+from errors import BertError, MissingDependency, UsageError, refuse_if_nothing_usable
 from fileio import atomic_write, atomic_write_json, atomic_write_text, sha256_file
 from logger import read_dllogger_file
 
@@ -890,6 +890,11 @@ def report_failures(plan: Plan, failures: list[SeedResult], total: int) -> None:
         print("\n".join(f"    {line}" for line in failure.log_tail))
     named = "; ".join(f"{f.task} seed {f.seed} (log {f.folder / LOG_FILE})" for f in failures[:3])
     more = f"; and {len(failures) - 3} more" if len(failures) > 3 else ""
+    why = (  # a table of means over no seed would be a result from nothing
+        f"all {total} seeds failed, so no table holds a number: {named}{more}; "
+        f"{plan.output_dir / 'results.md'} lists the failures"
+    )
+    refuse_if_nothing_usable(total - len(failures), f"--output_dir {plan.output_dir}", "seeds", why)
     raise BertError(
         f"{len(failures)} of {total} seeds failed: {named}{more}; the others are in "
         f"{plan.output_dir / 'results.md'}"

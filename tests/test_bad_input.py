@@ -32,6 +32,8 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import torch
 
@@ -155,6 +157,10 @@ CASES = [
             ("conflict", "--max_predictions_per_seq=7", 1, "--max_predictions_per_seq is 7"),
             ("conflict", "--fp16", 2, "--fp16"),
             ("conflict", "--cuda_graphs", 2, "--cuda_graphs: HEAD's capture"),  # use --compile
+            ("empty", "--input_dir={pq_empty} --vocab_file={vocab}", 1, "{pq_empty}: no usable"),
+            ("empty", "--eval_dir={pq_empty} --vocab_file={vocab}", 1, "{pq_empty}: no usable"),
+            ("empty", "--eval_dir={unmasked}", 1, "--eval_dir {unmasked}: no usable masked"),
+            ("empty", "--input_dir={unmasked}", 1, "{unmasked}/u_training_0.hdf5: no usable"),
         ],
     ),
     *cases(
@@ -196,6 +202,14 @@ CASES = [
             ("conflict", "--init_checkpoint=", 2, "without --do_train needs --init_checkpoint"),
             ("conflict", "--config_file={small_config}", 2, "--vocab_file {vocab}"),
             ("conflict", "--fp16", 2, "--fp16"),
+            ("empty", "--predict_file={squad_blank}", 1, "{squad_blank}: no usable questions"),
+            ("empty", "--predict_file={squad_ctrl}", 1, "{squad_ctrl}: no usable questions"),
+            ("empty", "--do_train --train_file={squad_ctrl}", 1, "{squad_ctrl}: no usable"),
+            ("empty", "--predict_file={squad_qctrl}", 1, "{squad_qctrl}: no usable questions"),
+            ("empty", "--do_train --train_file={noq}", 1, "{noq}: no usable questions"),
+            ("empty", "--do_train --train_file={squad_lost}", 1, "{squad_lost}: no usable"),
+            ("empty", "--do_train --train_file={squad_noans}", 1, "{squad_noans}"),
+            ("empty", "--do_eval --predict_file={squad_noans}", 1, "{squad_noans}: question"),
         ],
     ),
     *cases(
@@ -219,6 +233,9 @@ CASES = [
                 "--init_checkpoint {ft}/pytorch_model.bin",
             ),
             ("empty", "--data_dir={glue_header}", 1, "{glue_header}/dev.tsv"),
+            ("empty", "--do_predict --data_dir={glue_notest}", 1, "{glue_notest}/test.tsv: no"),
+            ("empty", "--task_name=qqp --data_dir={qqp_broken}", 1, "{qqp_broken}/dev.tsv: no"),
+            ("empty", "--data_dir={glue_blank}", 1, "{glue_blank}/dev.tsv: no usable mrpc"),
             ("malformed", "--data_dir={glue_bad}", 1, "{glue_bad}/dev.tsv"),
             ("conflict", "--task_name=squad", 1, "squad"),
             ("conflict", "--max_seq_length=2", 2, "--max_seq_length 2"),
@@ -286,6 +303,8 @@ CASES = [
             ("conflict", "--doc_stride=500", 2, "--doc_stride 500"),
             ("conflict", "--config_file={small_config}", 2, "--vocab_file {vocab}"),
             ("conflict", "--fp16 --no_cuda", 2, "--fp16"),
+            ("empty", "--context=\x01\x02", 2, "--context '\\x01\\x02': no usable text"),
+            ("empty", "--question=\x7f", 2, "--question '\\x7f': no usable text"),
         ],
     ),
     *cases(
@@ -372,6 +391,9 @@ CASES = [
             ("overwrite", "{squad} {preds} --out-file={w}/sub/../preds.json", 2, "{preds}"),
             ("empty", "{noq} {preds}", 1, "{noq}"),
             ("empty", "{squad} {empty_preds}", 1, "{empty_preds}"),
+            ("empty", "{squad} {other_preds}", 1, "{other_preds}: no usable predictions"),
+            ("empty", "{squad_noans} {preds}", 1, "{squad_noans}: question 'q1'"),
+            ("empty", "{squad_ctrl} {other_preds}", 1, "{other_preds}: no usable predictions"),
             ("malformed", "{bad_json} {preds}", 1, "{bad_json}"),
             ("malformed", "{squad} {bad_json}", 1, "{bad_json}"),
         ],
@@ -509,6 +531,7 @@ CASES = [
             ("overwrite", "--predict_file={squad} --json={squad}", 2, "--predict_file {squad}"),
             ("empty", "--predict_file={noq}", 1, "{noq}"),
             ("conflict", "--dtype=fp16 --predict_file={squad}", 2, "--dtype fp16"),
+            ("empty", "--predict_file={squad_ctrl}", 1, "{squad_ctrl}: no usable questions"),
         ],
     ),
     *cases(
@@ -682,6 +705,12 @@ def world(tmp_path_factory) -> dict[str, str]:
         (w / name).mkdir()
         write_shard(w / name / f"{name[0]}_training_0.hdf5", rows)
         paths[name] = str(w / name)
+    (w / "unmasked").mkdir()  # held-out samples without a masked position: nothing to score
+    for name in ("u_test_0.hdf5", "u_training_0.hdf5"):
+        write_shard(w / "unmasked" / name, 8)
+        with h5py.File(w / "unmasked" / name, "r+") as shard:
+            shard["masked_lm_positions"][...] = 0
+    paths["unmasked"] = str(w / "unmasked")
     (w / "notraining").mkdir()
     write_shard(w / "notraining" / "part_0.hdf5", 8)
     paths["notraining"] = str(w / "notraining")
@@ -743,6 +772,37 @@ def world(tmp_path_factory) -> dict[str, str]:
     (w / "fifo_shards").mkdir()
     os.mkfifo(w / "fifo_shards" / "x_test_0.hdf5")
     paths["fifo_shards"] = str(w / "fifo_shards")
+    for name, context, answers in (  # SQuAD files that leave nothing to train on or score
+        ("squad_blank", " \t\n ", [{"text": " ", "answer_start": 0}]),
+        ("squad_ctrl", "\x01 \x02", [{"text": "\x01", "answer_start": 0}]),
+        ("squad_lost", "Harry likes pizza.", [{"text": "pasta", "answer_start": 12}]),
+        ("squad_noans", "Harry likes pizza.", []),
+    ):
+        lost = dict(question, answers=answers)
+        data = {"version": "1.1", "data": [{"paragraphs": [{"context": context, "qas": [lost]}]}]}
+        (w / f"{name}.json").write_text(json.dumps(data))
+        paths[name] = str(w / f"{name}.json")
+    unreadable = dict(question, question="\x01\x02")  # a question that gives no token
+    data = {"data": [{"paragraphs": [{"context": "Harry likes pizza.", "qas": [unreadable]}]}]}
+    (w / "squad_qctrl.json").write_text(json.dumps(data))
+    paths["squad_qctrl"] = str(w / "squad_qctrl.json")
+    (w / "other_preds.json").write_text(json.dumps({"q9": "pizza"}))
+    paths["other_preds"] = str(w / "other_preds.json")
+    shutil.copytree(sample, w / "MRPC_notest")  # a test file of only its header
+    (w / "MRPC_notest" / "test.tsv").write_text("index\t#1 ID\t#2 ID\t#1 String\t#2 String\n")
+    paths["glue_notest"] = str(w / "MRPC_notest")
+    (w / "MRPC_blank").mkdir()  # rows whose two sentences are empty: no text to classify
+    (w / "MRPC_blank" / "dev.tsv").write_text(header + "\n1\t1\t2\t\t \n0\t3\t4\t \t\n")
+    paths["glue_blank"] = str(w / "MRPC_blank")
+    (w / "QQP").mkdir()  # two rows, both broken, both skipped: nothing left to score
+    qqp_rows = ["id\tqid1\tqid2\tquestion1\tquestion2\tis_duplicate", "0\t1\t2\tQ?", "1\tR?\t0"]
+    (w / "QQP" / "dev.tsv").write_text("\n".join(qqp_rows) + "\n")
+    paths["qqp_broken"] = str(w / "QQP")
+    (w / "pq_empty").mkdir()  # an LDDL folder whose one file has the columns and no rows
+    columns = {"A": pa.string(), "B": pa.string(), "is_random_next": pa.bool_()}
+    empty_table = pa.table({name: pa.array([], kind) for name, kind in columns.items()})
+    pq.write_table(empty_table, w / "pq_empty" / "shard-0.parquet")
+    paths["pq_empty"] = str(w / "pq_empty")
     model = BertForPreTraining(BertConfig.from_json_file(TINY_CONFIG))  # no QA or other head
     save_nvidia_checkpoint(w / "pretrained.pt", model.state_dict(), model.config)
     paths["pretrained_pt"] = str(w / "pretrained.pt")

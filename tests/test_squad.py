@@ -1483,3 +1483,42 @@ def test_questions_without_a_model_input_are_refused_or_warned(tmp_path, caplog)
     with caplog.at_level(logging.WARNING):
         check(file_of(["a real context", " ", "another one"]))
     assert any("1 of 3 questions have an empty context (e.g. id q1)" in m for m in caplog.messages)
+
+
+def test_nothing_to_train_on_predict_or_score_is_refused_naming_the_file(tmp_path):
+    """Results from nothing: contexts of control characters (which the real tokenizer drops:
+    no window), training answers that are all lost, predictions for another dataset's ids, and
+    v1.1 scoring of a question without gold answers each stop with the file named."""
+    tokenizer = BertTokenizer(UNCASED_VOCAB, do_lower_case=True)
+
+    def read(paragraphs, is_training=False):
+        path = write_json(tmp_path / f"d{len(list(tmp_path.iterdir()))}.json", dataset(paragraphs))
+        return path, squad.read_squad_examples(path, is_training)
+
+    path, examples = read([("\x01 \x02", [("a", "q?", None, False), ("b", "q?", None, False)])])
+    with pytest.raises(squad.SquadError, match=rf"{path}: no usable questions \(none of the co"):
+        squad.check_model_input(path, examples, tokenizer, is_training=False)
+    path, examples = read([("Real words.", [("a", "\x01", None, 0), ("b", " \x7f", None, 0)])])
+    with pytest.raises(squad.SquadError, match=r"none of its 2 question texts gives a WordPiece"):
+        squad.check_model_input(path, examples, tokenizer, is_training=False)
+    # A readable context without questions does not count; one with a question is enough.
+    path, examples = read([("\x7f", [("a", "q?", None, False)]), ("real words", [])])
+    with pytest.raises(squad.SquadError, match="nothing to train on"):
+        squad.check_model_input(path, examples, tokenizer, is_training=True)
+    path, examples = read([("\x7f", [("a", "q?", None, False)]), ("ok", [("b", "q", None, 0)])])
+    squad.check_model_input(path, examples, tokenizer, is_training=False)
+
+    lost = dataset([("Harry likes pizza.", [("a", "q?", "pasta", False)])])
+    path = write_json(tmp_path / "lost.json", lost)
+    with pytest.raises(squad.SquadError, match=r"lost\.json: no usable questions \(the answer"):
+        squad.read_squad_examples(path, is_training=True)
+
+    scored = dataset([("Harry likes pizza.", [("a", "q?", "pizza", False)])])
+    with pytest.raises(squad.SquadError, match=r"p\.json: no usable predictions \(none of its 2"):
+        squad.check_predictions_match(scored, {"x": "pizza", "y": ""}, "d.json", "p.json")
+    squad.check_predictions_match(scored, {"x": "pizza", "a": ""}, "d.json", "p.json")
+    unanswered = dataset([("Harry likes pizza.", [("a", "q?", None, False)])])
+    with pytest.raises(squad.SquadError, match=r"d\.json: question 'a' has no gold answers"):
+        squad.evaluate_v1(unanswered, {"a": "pizza"}, "d.json")
+    with pytest.raises(squad.SquadError, match=r"d\.json: no usable questions"):
+        squad.evaluate_v2({"data": []}, {"a": "pizza"}, source="d.json")
