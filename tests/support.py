@@ -261,7 +261,7 @@ def make_sample_shards(out: Path, dupe_factor: int = 1) -> Path:
         capture_output=True,
         text=True,
         timeout=300,
-        env=os.environ | {"DUPE_FACTOR": str(dupe_factor)},
+        env=launcher_env(DUPE_FACTOR=str(dupe_factor)),
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return out
