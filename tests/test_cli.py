@@ -9,6 +9,7 @@ import pytest
 
 import cli
 from errors import BertError, UsageError
+from tests.support import NOT_AS_ROOT
 
 
 def parser() -> cli.ArgumentParser:
@@ -194,7 +195,7 @@ def test_a_read_only_folder_cannot_be_written(tmp_path):
     import os
 
     if os.geteuid() == 0:
-        pytest.skip("root writes into read-only folders; the probe is tested with a stand-in")
+        pytest.skip(NOT_AS_ROOT)  # the probe is tested with a stand-in
     folder = tmp_path / "ro"
     folder.mkdir(mode=0o500)
     with pytest.raises(UsageError, match="cannot write in"):

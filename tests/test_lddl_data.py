@@ -15,9 +15,12 @@ import logging
 import random
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import torch
 
+import lddl_data
 from data import verify
 from logger import read_dllogger_file
 from pretraining_data import (
@@ -38,10 +41,6 @@ from tests.support import (
 )
 from tokenization import load_vocab
 from training import trim_padding
-
-pa = pytest.importorskip("pyarrow")
-pq = pytest.importorskip("pyarrow.parquet")
-lddl_data = pytest.importorskip("lddl_data")
 
 SEQ, PRED = 64, 10
 SAMPLE = REPO_ROOT / "data" / "sample" / "wikitext2_valid_sentences.txt"

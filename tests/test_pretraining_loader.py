@@ -33,6 +33,7 @@ from tests.support import (
     UNCASED_VOCAB,
     whole_words,
     write_random_shards,
+    write_shard_file,
 )
 from tokenization import BertTokenizer, load_vocab
 
@@ -48,13 +49,15 @@ def write_shard(path, rows: int, seq: int = 16, pred: int = 3, first_id: int = 0
     positions[:, 0] = 2
     ids = np.zeros((rows, pred), "i4")
     ids[:, 0] = 2000
-    with h5py.File(path, "w") as f:
-        f["input_ids"] = input_ids
-        f["input_mask"] = (input_ids != 0).astype("i1")
-        f["segment_ids"] = np.zeros((rows, seq), "i1")
-        f["masked_lm_positions"] = positions
-        f["masked_lm_ids"] = ids
-        f["next_sentence_labels"] = np.zeros(rows, "i1")
+    arrays = {
+        "input_ids": input_ids,
+        "input_mask": input_ids != 0,
+        "segment_ids": np.zeros((rows, seq)),
+        "masked_lm_positions": positions,
+        "masked_lm_ids": ids,
+        "next_sentence_labels": np.zeros(rows),
+    }
+    write_shard_file(path, arrays)
 
 
 @pytest.fixture
