@@ -268,13 +268,7 @@ def check_eval_dir(options: PretrainOptions, config: BertConfig) -> None:
             f"evaluation would score training samples ({training_shards[0]}, ...); pass the "
             "folder of the held-out shards"
         )
-    if lddl_data.is_parquet_folder(options.eval_dir):
-        if not options.vocab_file:
-            raise UsageError(
-                f"--eval_dir {options.eval_dir} holds LDDL parquet shards, whose samples are "
-                "WordPiece strings: pass --vocab_file"
-            )
-        lddl_data.check_has_samples(options.eval_dir, "--eval_dir")
+    if lddl_data.check_parquet_input(options.eval_dir, "--eval_dir", options.vocab_file):
         return
     masked, evaluated = 0, 0
     for path in files:

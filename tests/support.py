@@ -18,6 +18,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import pytest
 import torch
 
 from logger import MetricLogger
@@ -317,3 +318,14 @@ def tiny_dump(path) -> None:
         ]
     lines.append("</mediawiki>")
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def assert_flag_refused(parser, argv: list[str], message: str, capsys) -> None:
+    """`parser` (whose prog is prog.py) refuses `argv` with exit status 2 and one error line
+    that names the flag (`argv[0]`) and holds `message`."""
+    with pytest.raises(SystemExit) as exit_:
+        parser.parse_args(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("prog.py: error: argument ")
+    assert argv[0] in err[0] and message in err[0]
