@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import builtins
 import collections
 import csv
+import errno
+import io
 import json
 import os
 import re
+import shutil
 import string
 import subprocess
 import sys
@@ -222,3 +226,54 @@ def mrpc_dev_scores(
     f1 = 2 * true_positives / (2 * true_positives + counts[(1, 0)] + counts[(0, 1)])
     accuracy = (counts[(1, 1)] + counts[(0, 0)]) / len(rows)
     return {"acc": accuracy, "f1": f1, "eval:loss": loss / len(rows)}
+
+
+class _FullDiskFile(io.FileIO):
+    """A file on a simulated disk of `disk["free"]` bytes: a write past them fails, as on a
+    full disk, with ENOSPC after writing what still fitted."""
+
+    disk: dict[str, int]
+
+    def write(self, data) -> int:
+        view = memoryview(data).cast("B")
+        room = self.disk["free"]
+        if len(view) > room:
+            if room:
+                super().write(view[:room])
+            self.disk["free"] = 0
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), self.name)
+        self.disk["free"] -= len(view)
+        return super().write(view)
+
+
+def fill_disk(monkeypatch, folder: Path, free: int = 0) -> dict[str, int]:
+    """Make `folder` behave like a disk with `free` bytes left for files opened for writing
+    under it (by `open`, as every writer here opens its files); returns the counter, whose
+    "free" may be raised again. shutil.disk_usage reports the same."""
+    disk = {"free": free}
+    real_open, real_usage = builtins.open, shutil.disk_usage
+    root = str(Path(folder).resolve())
+
+    def fake_open(file, mode="r", buffering=-1, encoding=None, errors=None, newline=None, *a):
+        under = isinstance(file, (str, os.PathLike)) and os.path.abspath(file).startswith(root)
+        if not under or not any(flag in mode for flag in "wax+"):
+            return real_open(file, mode, buffering, encoding, errors, newline, *a)
+        raw_mode = mode.replace("b", "").replace("t", "")
+        raw = _FullDiskFile(file, raw_mode)
+        raw.disk = disk
+        if buffering == 0:
+            return raw
+        buffered = io.BufferedRandom(raw) if "+" in mode else io.BufferedWriter(raw)
+        if "b" in mode:
+            return buffered
+        return io.TextIOWrapper(buffered, encoding or "utf-8", errors, newline)
+
+    def fake_usage(path):
+        usage = real_usage(path)
+        if os.path.abspath(path).startswith(root):
+            return usage._replace(free=disk["free"])
+        return usage
+
+    monkeypatch.setattr(builtins, "open", fake_open)
+    monkeypatch.setattr(shutil, "disk_usage", fake_usage)
+    return disk
