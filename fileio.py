@@ -25,7 +25,7 @@ import secrets
 import shutil
 import stat
 import unicodedata
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -261,6 +261,14 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
     of `write` is a `WriteError` naming `path` (the handle is all it writes to)."""
     with atomic_paths([path], writes_only=True) as (tmp,), open(tmp, "wb") as handle:
         write(handle)
+
+
+def atomic_write_files(contents: Mapping[Path, bytes]) -> None:
+    """Write several files that belong together: all are renamed into place, or none is."""
+    with atomic_paths(list(contents), writes_only=True) as temps:
+        for tmp, data in zip(temps, contents.values(), strict=True):
+            with open(tmp, "wb") as handle:
+                handle.write(data)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

@@ -246,16 +246,18 @@ class _FullDiskFile(io.FileIO):
         return super().write(view)
 
 
-def fill_disk(monkeypatch, folder: Path, free: int = 0) -> dict[str, int]:
+def fill_disk(monkeypatch, folder: Path, free: int = 0, reported: int | None = None) -> dict:
     """Make `folder` behave like a disk with `free` bytes left for files opened for writing
     under it (by `open`, as every writer here opens its files); returns the counter, whose
-    "free" may be raised again. shutil.disk_usage reports the same."""
+    "free" may be raised again. shutil.disk_usage reports the same, or `reported` (a disk that
+    another process fills after the check)."""
     disk = {"free": free}
     real_open, real_usage = builtins.open, shutil.disk_usage
     root = str(Path(folder).resolve())
 
     def fake_open(file, mode="r", buffering=-1, encoding=None, errors=None, newline=None, *a):
-        under = isinstance(file, (str, os.PathLike)) and os.path.abspath(file).startswith(root)
+        named = isinstance(file, (str, bytes, os.PathLike))
+        under = named and os.path.abspath(os.fsdecode(file)).startswith(root)
         if not under or not any(flag in mode for flag in "wax+"):
             return real_open(file, mode, buffering, encoding, errors, newline, *a)
         raw_mode = mode.replace("b", "").replace("t", "")
@@ -270,10 +272,11 @@ def fill_disk(monkeypatch, folder: Path, free: int = 0) -> dict[str, int]:
 
     def fake_usage(path):
         usage = real_usage(path)
-        if os.path.abspath(path).startswith(root):
-            return usage._replace(free=disk["free"])
+        if os.path.abspath(os.fsdecode(path)).startswith(root):
+            return usage._replace(free=disk["free"] if reported is None else reported)
         return usage
 
     monkeypatch.setattr(builtins, "open", fake_open)
+    monkeypatch.setattr(io, "open", fake_open)  # TensorBoard's file layer calls io.open
     monkeypatch.setattr(shutil, "disk_usage", fake_usage)
     return disk

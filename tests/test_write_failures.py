@@ -13,7 +13,20 @@ import h5py
 import pytest
 
 import create_pretraining_data
-from tests.support import REPO_ROOT, UNCASED_VOCAB, fill_disk, one_error_line
+import run_glue
+import run_squad
+from fileio import WriteError
+from finetuning import MODEL_FILES
+from logger import MetricLogger, read_dllogger_file
+from tests.support import (
+    REPO_ROOT,
+    SAMPLE_MRPC,
+    SAMPLE_SQUAD,
+    TINY_CONFIG,
+    UNCASED_VOCAB,
+    fill_disk,
+    one_error_line,
+)
 
 SAMPLE_TEXT = REPO_ROOT / "data" / "sample" / "wikitext2_valid_sentences.txt"
 
@@ -116,3 +129,112 @@ def test_a_shard_past_the_file_size_limit(tmp_path, small_text, processes):
     line = one_error_line(result)
     assert f"cannot write {out}/" in line and "File too large (EFBIG)" in line, line
     assert listing(out) == []
+
+
+# --------------------------------------------------------------------------------------- logs
+
+
+def test_a_log_on_a_full_disk_keeps_its_complete_lines(tmp_path, monkeypatch):
+    log = tmp_path / "logs" / "log.json"
+    MetricLogger(log).close()  # the units, from an earlier run
+    before = log.read_bytes()
+    disk = fill_disk(monkeypatch, tmp_path / "logs", free=len(before) + 500)
+    metrics = MetricLogger(log)
+    with pytest.raises(WriteError, match=rf"cannot write log {log}: No space left on device"):
+        for step in range(100):
+            metrics.log((0, step), {"loss": 1.0})
+    assert disk["free"] == 0
+    text = log.read_bytes()
+    assert text.startswith(before) and text.endswith(b"\n")  # the cut-short line taken out
+    assert all(line.startswith(b"DLLL {") for line in text.splitlines())
+    assert len(read_dllogger_file(log)) == len(text.splitlines())
+    metrics.close()  # after the failure, closing raises nothing more
+    assert listing(tmp_path / "logs") == ["log.json"]
+
+
+def test_tensorboard_events_on_a_full_disk(tmp_path, monkeypatch):
+    pytest.importorskip("tensorboard")
+    board = tmp_path / "tb"
+    fill_disk(monkeypatch, tmp_path, free=300)
+    with pytest.raises(WriteError, match=rf"--tensorboard {board}: cannot write its events: No s"):
+        metrics = MetricLogger(None, tensorboard_dir=board)
+        for step in range(2000):
+            metrics.log((0, step), {"loss": float(step)}, verbose=False)
+        metrics.close()
+
+
+# ------------------------------------------------------------------------ fine-tuned outputs
+
+
+def glue_args(pretrained, out, log, *flags: str) -> list[str]:
+    return [
+        "--task_name=mrpc", f"--data_dir={SAMPLE_MRPC}", f"--vocab_file={UNCASED_VOCAB}",
+        f"--config_file={TINY_CONFIG}", "--do_lower_case", f"--init_checkpoint={pretrained}",
+        "--train_batch_size=16", "--max_steps=1", f"--output_dir={out}", f"--json-summary={log}",
+        *flags,
+    ]  # fmt: skip
+
+
+def test_fine_tuning_without_room_for_its_weights_is_refused_before_work(
+    tmp_path, monkeypatch, capsys, pretrained
+):
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    fill_disk(monkeypatch, disk, free=10_000_000)  # the tiny model's weights take 18.6 MB
+    args = glue_args(pretrained, disk / "out", tmp_path / "log.json", "--do_train")
+    line = error_line(capsys, run_glue.main(args))
+    assert f"--output_dir {disk / 'out'}: 10.0 MB free, but the fine-tuned weights take " in line
+    assert listing(disk) == [] and not (tmp_path / "log.json").exists()
+
+
+@pytest.mark.slow  # an in-process run of the entry script
+def test_a_failed_save_after_fine_tuning_says_the_weights_are_lost(
+    tmp_path, monkeypatch, capsys, pretrained
+):
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    fill_disk(monkeypatch, disk, free=1_000_000, reported=10**12)  # filled after the check
+    args = glue_args(pretrained, disk, tmp_path / "log.json", "--do_train")
+    line = error_line(capsys, run_glue.main(args))
+    names = ", ".join(str(disk / name) for name in MODEL_FILES)
+    assert f"cannot write {names}: No space left on device (ENOSPC)" in line, line
+    assert line.endswith("the fine-tuned weights were NOT saved"), line
+    assert listing(disk) == []
+
+
+@pytest.mark.slow  # an in-process run of the entry script
+def test_glue_predictions_are_written_together_or_not_at_all(
+    tmp_path, monkeypatch, capsys, pretrained
+):
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    (disk / "MRPC.tsv").write_text("the previous submission")
+    fill_disk(monkeypatch, disk, free=600)  # the lock file fits, the submission does not
+    args = glue_args(pretrained, disk, tmp_path / "log.json", "--do_predict")
+    line = error_line(capsys, run_glue.main(args))
+    names = f"{disk / 'MRPC.tsv'}, {disk / 'predictions.json'}"
+    assert f"cannot write {names}: No space left on device (ENOSPC)" in line, line
+    assert line.endswith("none of them was changed and no partial file was left"), line
+    assert listing(disk) == ["MRPC.tsv"]
+    assert (disk / "MRPC.tsv").read_text() == "the previous submission"
+
+
+@pytest.mark.slow  # an in-process run of the entry script
+def test_squad_predictions_are_written_together_or_not_at_all(
+    tmp_path, monkeypatch, capsys, pretrained
+):
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    (disk / "predictions.json").write_text("{}")
+    fill_disk(monkeypatch, disk, free=20_000)  # room for the predictions, not the n-best lists
+    args = [
+        f"--vocab_file={UNCASED_VOCAB}", f"--config_file={TINY_CONFIG}", "--do_lower_case",
+        f"--init_checkpoint={pretrained}", "--do_predict", "--predict_batch_size=64",
+        f"--predict_file={SAMPLE_SQUAD / 'v1.1' / 'dev-v1.1.json'}", "--skip_cache",
+        f"--output_dir={disk}", f"--json-summary={tmp_path / 'log.json'}",
+    ]  # fmt: skip
+    line = error_line(capsys, run_squad.main(args))
+    names = f"{disk / 'predictions.json'}, {disk / 'nbest_predictions.json'}"
+    assert f"cannot write {names}: No space left on device (ENOSPC)" in line, line
+    assert listing(disk) == ["predictions.json"]
+    assert (disk / "predictions.json").read_text() == "{}"
