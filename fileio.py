@@ -62,15 +62,15 @@ def free_bytes(path: str | os.PathLike) -> int | None:
     return None
 
 
-def write_failure(err: BaseException) -> OSError | None:
-    """The OSError behind `err` if `err` is a failed write (a `WriteError`, or an OSError a
-    read cannot give: no space, quota, file-size limit), else None."""
-    failure = os_error_in(err)
-    if failure is None:
-        return None
-    if isinstance(err, WriteError) or failure.errno in WRITE_ERRNOS:
-        return failure
-    return None
+def check_room(path: str | os.PathLike, needed: int, label: str, what: str, advice: str) -> None:
+    """Raise a `WriteError`, before any work, when the file system that `path` goes to has less
+    than `needed` bytes free: `label` names the flag and path, `what` the output, and `advice`
+    ends the line (what to do)."""
+    free = free_bytes(path)
+    if free is not None and free < needed:
+        raise WriteError(
+            f"{label}: {free / 1e6:.1f} MB free, but {what} takes {needed / 1e6:.1f} MB; {advice}"
+        )
 
 
 def _write_error(paths: list[Path], failure: OSError, existed: list[bool]) -> WriteError:

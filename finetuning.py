@@ -31,7 +31,7 @@ import distributed
 import runtime
 from checkpoint import load_model_weights, nvidia_checkpoint_payload
 from errors import UsageError
-from fileio import WriteError, atomic_paths, free_bytes
+from fileio import WriteError, atomic_paths, check_room
 from logger import MetricLogger
 from modeling import BertConfig
 from optimization import make_adamw, parameter_groups
@@ -151,14 +151,12 @@ def check_room_for_model(config: BertConfig, output_dir: Path) -> None:
     """Refuse, before any work, an --output_dir without room for the weights training saves at
     its end: a run would train for hours and only then fail. An error, not a warning, because
     the size is known to the byte and the weights are the run's one result."""
-    needed = model_bytes(config)
-    free = free_bytes(output_dir)
-    if free is not None and free < needed:
-        raise WriteError(
-            f"--output_dir {output_dir}: {free / 1e6:.1f} MB free, but the fine-tuned weights "
-            f"take {needed / 1e6:.1f} MB; training would end unable to save them (free some "
-            "space, choose another --output_dir, or pass --skip_checkpoint)"
-        )
+    advice = (
+        "training would end unable to save them (free some space, choose another --output_dir, "
+        "or pass --skip_checkpoint)"
+    )
+    label = f"--output_dir {output_dir}"
+    check_room(output_dir, model_bytes(config), label, "the fine-tuned weights", advice)
 
 
 def setup(args: argparse.Namespace) -> Run:

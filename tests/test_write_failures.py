@@ -5,6 +5,7 @@ left, the earlier output byte for byte as it was. A full disk is simulated in-pr
 
 from __future__ import annotations
 
+import json
 import resource
 import subprocess
 import sys
@@ -15,9 +16,11 @@ import pytest
 import create_pretraining_data
 import run_glue
 import run_squad
+from checkpoint import save_nvidia_checkpoint
 from fileio import WriteError
 from finetuning import MODEL_FILES
 from logger import MetricLogger, read_dllogger_file
+from modeling import BertConfig, BertForQuestionAnswering
 from tests.support import (
     REPO_ROOT,
     SAMPLE_MRPC,
@@ -26,6 +29,9 @@ from tests.support import (
     UNCASED_VOCAB,
     fill_disk,
     one_error_line,
+    pretrain_in_process,
+    write_pretraining_log,
+    write_random_shards,
 )
 
 SAMPLE_TEXT = REPO_ROOT / "data" / "sample" / "wikitext2_valid_sentences.txt"
@@ -238,3 +244,90 @@ def test_squad_predictions_are_written_together_or_not_at_all(
     assert f"cannot write {names}: No space left on device (ENOSPC)" in line, line
     assert listing(disk) == ["predictions.json"]
     assert (disk / "predictions.json").read_text() == "{}"
+
+
+# ------------------------------------------------------------------ plots, scores, benchmarks
+
+
+def test_a_plot_on_a_full_disk_keeps_the_earlier_one(tmp_path, monkeypatch, capsys):
+    from scripts import plot_loss
+
+    write_pretraining_log(tmp_path / "log.json")
+    disk = tmp_path / "plots"
+    disk.mkdir()
+    (disk / "loss.png").write_bytes(b"the previous plot")
+    fill_disk(monkeypatch, disk, free=2000)
+    status = plot_loss.main([str(tmp_path / "log.json"), "--output", str(disk / "loss.png")])
+    line = error_line(capsys, status)
+    assert f"cannot write {disk / 'loss.png'}: No space left on device (ENOSPC)" in line, line
+    assert (
+        listing(disk) == ["loss.png"] and (disk / "loss.png").read_bytes() == b"the previous plot"
+    )
+
+
+def test_squad_scores_on_a_full_disk(tmp_path, monkeypatch, capsys):
+    import evaluate_squad
+
+    dev = SAMPLE_SQUAD / "v1.1" / "dev-v1.1.json"
+    first = json.loads(dev.read_text())["data"][0]["paragraphs"][0]["qas"][0]["id"]
+    (tmp_path / "predictions.json").write_text(json.dumps({first: "an answer"}))
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    fill_disk(monkeypatch, disk, free=10)
+    args = [str(dev), str(tmp_path / "predictions.json"), "--out-file", str(disk / "eval.json")]
+    line = error_line(capsys, evaluate_squad.main(args))
+    assert f"cannot write {disk / 'eval.json'}: No space left on device" in line, line
+    assert listing(disk) == []
+
+
+def test_a_benchmark_log_that_cannot_be_written_stops_the_launcher(tmp_path, monkeypatch):
+    from benchmarks import stability
+
+    fill_disk(monkeypatch, tmp_path, free=1000)
+    endless = "import itertools\nfor i in itertools.count(): print('line', i, flush=True)"
+    log = tmp_path / "launcher.log"
+    with pytest.raises(WriteError, match=rf"cannot write {log}: No space .* launcher was stopped"):
+        stability.stream([sys.executable, "-c", endless], log, tmp_path)
+    assert log.read_bytes().startswith(b"line 0\n")  # the lines before, as a record of the run
+
+
+@pytest.mark.slow  # exports a tiny model to ONNX
+def test_an_onnx_model_without_room_is_refused_before_the_comparison(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("onnxruntime")
+    import export_onnx
+
+    model = BertForQuestionAnswering(BertConfig.from_json_file(TINY_CONFIG))
+    save_nvidia_checkpoint(tmp_path / "qa.pt", model.state_dict(), model.config)
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    fill_disk(monkeypatch, disk, free=1_000_000)
+    monkeypatch.setattr(export_onnx, "compare", None)  # never reached
+    args = [
+        "--init_checkpoint", str(tmp_path / "qa.pt"), "--config_file", str(TINY_CONFIG),
+        "--task", "qa", "--output", str(disk / "bert.onnx"),
+    ]  # fmt: skip
+    line = error_line(capsys, export_onnx.main(args))
+    assert f"--output {disk / 'bert.onnx'}: 1.0 MB free, but the ONNX model takes " in line, line
+    assert line.endswith("nothing was written") and listing(disk) == []
+
+
+# ------------------------------------------------------------------------------ pre-training
+
+
+@pytest.mark.slow  # an in-process run of the entry script
+def test_a_pretraining_log_on_a_full_disk_ends_the_run_in_one_line(tmp_path, monkeypatch, capsys):
+    shards = tmp_path / "shards"
+    write_random_shards(shards)
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({**json.loads(TINY_CONFIG.read_text()), "vocab_size": 3072}))
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    fill_disk(monkeypatch, logs, free=6000)  # the parameters fit, the training steps do not
+    status = pretrain_in_process(
+        shards, tmp_path / "out", config, logs / "log.json",
+        "--train_batch_size=8", "--max_steps=50", "--log_freq=1", "--skip_checkpoint",
+    )  # fmt: skip
+    line = error_line(capsys, status)
+    assert f"cannot write log {logs / 'log.json'}: No space left on device" in line, line
+    text = (logs / "log.json").read_bytes()
+    assert text.endswith(b"\n") and len(read_dllogger_file(logs / "log.json")) > 3
