@@ -331,3 +331,21 @@ def test_a_pretraining_log_on_a_full_disk_ends_the_run_in_one_line(tmp_path, mon
     assert f"cannot write log {logs / 'log.json'}: No space left on device" in line, line
     text = (logs / "log.json").read_bytes()
     assert text.endswith(b"\n") and len(read_dllogger_file(logs / "log.json")) > 3
+
+
+@pytest.mark.slow  # an in-process run of the entry script
+def test_a_squad_feature_cache_on_a_full_disk_is_skipped_with_a_warning(
+    tmp_path, monkeypatch, caplog, pretrained
+):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    fill_disk(monkeypatch, cache, free=1000)
+    args = [
+        f"--vocab_file={UNCASED_VOCAB}", f"--config_file={TINY_CONFIG}", "--do_lower_case",
+        f"--init_checkpoint={pretrained}", "--do_predict", "--predict_batch_size=64",
+        f"--predict_file={SAMPLE_SQUAD / 'v1.1' / 'dev-v1.1.json'}", f"--cache_dir={cache}",
+        f"--output_dir={tmp_path / 'out'}", f"--json-summary={tmp_path / 'log.json'}",
+    ]  # fmt: skip
+    assert run_squad.main(args) == 0  # the cache only saves later runs time
+    assert "feature cache not saved: cannot write" in caplog.text
+    assert listing(cache) == [] and (tmp_path / "out" / "predictions.json").is_file()
