@@ -69,7 +69,7 @@ def check_room(path: str | os.PathLike, needed: int, label: str, what: str, advi
     free = free_bytes(path)
     if free is not None and free < needed:
         raise WriteError(
-            f"{label}: {free / 1e6:.1f} MB free, but {what} takes {needed / 1e6:.1f} MB; {advice}"
+            f"{label}: {free / 1e6:.1f} MB free, {needed / 1e6:.1f} MB needed for {what}; {advice}"
         )
 
 

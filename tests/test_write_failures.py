@@ -189,7 +189,7 @@ def test_fine_tuning_without_room_for_its_weights_is_refused_before_work(
     fill_disk(monkeypatch, disk, free=10_000_000)  # the tiny model's weights take 18.6 MB
     args = glue_args(pretrained, disk / "out", tmp_path / "log.json", "--do_train")
     line = error_line(capsys, run_glue.main(args))
-    assert f"--output_dir {disk / 'out'}: 10.0 MB free, but the fine-tuned weights take " in line
+    assert f"--output_dir {disk / 'out'}: 10.0 MB free, 18.6 MB needed for the fine-tuned " in line
     assert listing(disk) == [] and not (tmp_path / "log.json").exists()
 
 
@@ -307,7 +307,7 @@ def test_an_onnx_model_without_room_is_refused_before_the_comparison(tmp_path, m
         "--task", "qa", "--output", str(disk / "bert.onnx"),
     ]  # fmt: skip
     line = error_line(capsys, export_onnx.main(args))
-    assert f"--output {disk / 'bert.onnx'}: 1.0 MB free, but the ONNX model takes " in line, line
+    assert f"--output {disk / 'bert.onnx'}: 1.0 MB free, " in line, line
     assert line.endswith("nothing was written") and listing(disk) == []
 
 
@@ -349,3 +349,13 @@ def test_a_squad_feature_cache_on_a_full_disk_is_skipped_with_a_warning(
     assert run_squad.main(args) == 0  # the cache only saves later runs time
     assert "feature cache not saved: cannot write" in caplog.text
     assert listing(cache) == [] and (tmp_path / "out" / "predictions.json").is_file()
+
+
+@pytest.mark.slow  # a subprocess, as the limit is per process
+def test_a_checkpoint_past_the_file_size_limit(tmp_path, pretrained):
+    out = tmp_path / "out"
+    args = ["--input", str(pretrained), "--output", str(out / "model.pt")]
+    result = limited_run("convert_checkpoint.py", *args, kib=64)  # the tiny model: 18 MB
+    line = one_error_line(result)
+    assert f"cannot write {out / 'model.pt'}: File too large (EFBIG)" in line, line
+    assert not out.exists()  # nor the folder made for it
