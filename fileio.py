@@ -2,15 +2,15 @@
 
 Every file or folder the code produces is written here, under a temporary name beside its
 target (`.<name>.<random>.tmp`), flushed to disk (fsync), and renamed over the target only when
-complete (`atomic_write`, `atomic_path`, `atomic_folder`): a crash, an exception or Ctrl-C
+complete (`atomic_write`, `atomic_path`, `atomic_folder`; `atomic_paths` and
+`atomic_write_files` for files that belong together, all or none): a crash, an exception or Ctrl-C
 part-way leaves the target as it was, and what a killed writer left is cleared by
 `remove_stale_temporaries`. A write that fails part-way (full disk, quota, file-size limit, I/O
-error) is one `WriteError` naming the target and the OS error; `free_bytes` tells beforehand
+error) is one `WriteError` naming the target and the OS error; `check_room` tells beforehand
 whether an output of a known size fits. Also lock-file creation (`create_new_file`) and a real
 write test (`probe_writable`). `safe_join` is the one place where a name from outside data (an
 S3 key, an archive member, a downloaded file name) becomes a local path, always inside the given
-root.
-What to write, and when, is the callers'.
+root. What to write, and when, is the callers'.
 """
 
 from __future__ import annotations
