@@ -94,6 +94,7 @@ class MetricLogger:
         self.enabled = is_main_process
         self.start = datetime.datetime.now()
         self.file = None
+        self.json_path: Path | None = None
         self.dllogger = None
         self.tensorboard = None
         self.tensorboard_step_offset = tensorboard_step_offset
@@ -111,7 +112,9 @@ class MetricLogger:
                 backends.append(
                     dllogger.JSONStreamBackend(dllogger.Verbosity.VERBOSE, str(json_path))
                 )
-            dllogger.init(backends=backends)
+            self.json_path = Path(json_path) if json_path else None
+            with self._dllogger_errors():  # JSONStreamBackend opens its file here
+                dllogger.init(backends=backends)
             self.dllogger = dllogger
         elif json_path:
             Path(json_path).parent.mkdir(parents=True, exist_ok=True)
@@ -161,6 +164,19 @@ class MetricLogger:
         ) from err
 
     @contextlib.contextmanager
+    def _dllogger_errors(self) -> Iterator[None]:
+        """dllogger's writers failing: its JSON file or its stdout lines, which cannot be told
+        apart (a cut-short last line stays in the file; `read_dllogger_file` skips it)."""
+        try:
+            yield
+        except Exception as err:
+            failure = os_error_in(err)
+            if failure is None:
+                raise
+            where = f"log {self.json_path} or stdout" if self.json_path else "log to stdout"
+            raise WriteError(f"cannot write {where}: {describe_os_error(failure)}") from err
+
+    @contextlib.contextmanager
     def _tensorboard_errors(self) -> Iterator[None]:
         try:
             yield
@@ -179,7 +195,8 @@ class MetricLogger:
             return
         self.metadata_of.setdefault(metric, {}).update(metadata)
         if self.dllogger is not None:
-            self.dllogger.metadata(metric, dict(metadata))
+            with self._dllogger_errors():
+                self.dllogger.metadata(metric, dict(metadata))
         elif self.file is not None:
             record = {"type": "METADATA", "metric": metric, "metadata": dict(metadata)}
             self._write(datetime.datetime.now(), record)
@@ -191,7 +208,8 @@ class MetricLogger:
         data = {key: _jsonable(value) for key, value in data.items()}
         step = tuple(step) if isinstance(step, list) else step
         if self.dllogger is not None:
-            self.dllogger.log(step=step, data=data)
+            with self._dllogger_errors():
+                self.dllogger.log(step=step, data=data)
         else:
             now = datetime.datetime.now()
             if self.file is not None:
@@ -208,7 +226,8 @@ class MetricLogger:
 
     def close(self) -> None:
         if self.dllogger is not None:
-            self.dllogger.flush()
+            with self._dllogger_errors():
+                self.dllogger.flush()
         if self.file is not None:
             self.file.close()
             self.file = None

@@ -5,10 +5,13 @@ left, the earlier output byte for byte as it was. A full disk is simulated in-pr
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import resource
 import subprocess
 import sys
+import types
 
 import h5py
 import pytest
@@ -359,3 +362,29 @@ def test_a_checkpoint_past_the_file_size_limit(tmp_path, pretrained):
     line = one_error_line(result)
     assert f"cannot write {out / 'model.pt'}: File too large (EFBIG)" in line, line
     assert not out.exists()  # nor the folder made for it
+
+
+def test_dlloggers_own_writer_failing_is_one_line(tmp_path, monkeypatch):
+    """Where the real dllogger is installed it writes the JSON file itself (a stand-in here)."""
+
+    class Backend:
+        def __init__(self, *args, **kwargs):
+            pass
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    stand_in = types.SimpleNamespace(
+        StdOutBackend=Backend,
+        JSONStreamBackend=Backend,
+        Verbosity=types.SimpleNamespace(VERBOSE=1),
+        init=lambda backends: None,
+        metadata=lambda *args: None,
+        log=full,
+        flush=lambda: None,
+    )
+    monkeypatch.setitem(sys.modules, "dllogger", stand_in)
+    metrics = MetricLogger(tmp_path / "log.json", use_dllogger=True)
+    match = rf"cannot write log {tmp_path / 'log.json'} or stdout: No space left on device"
+    with pytest.raises(WriteError, match=match):
+        metrics.log((0, 1), {"loss": 1.0})
