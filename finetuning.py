@@ -5,9 +5,10 @@ loading `--init_checkpoint` in any format, AdamW with NVIDIA's no-decay rule and
 warm-up over the optimizer steps counted from the features, the epoch loop (accumulation with
 `no_sync`, loss divided by the accumulation steps, one global clip at 1.0 per optimizer step
 through `training.optimizer_step`, exact `--max_steps`), and prediction over length-sorted
-batches trimmed to their longest sequence, split across ranks. Task data and metrics stay in the
-task modules; the scripts pass a loss function and a forward function. The README lists how
-this loop differs from NVIDIA's two copies.
+batches trimmed to their longest sequence, split across ranks; the fine-tuned model's files,
+saved all or none, after a check before any work that `--output_dir` has room for them. Task
+data and metrics stay in the task modules; the scripts pass a loss function and a forward
+function. The README lists how this loop differs from NVIDIA's two copies.
 """
 
 from __future__ import annotations

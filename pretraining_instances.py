@@ -6,7 +6,8 @@ same-document rule, truncation from either end, 80/10/10 masking at sorted posit
 `max_predictions_per_seq` (whole words with `do_whole_word_mask`, Google's rules), instances
 shuffled. Also owns reading the text (one sentence per line, a blank line between documents;
 a folder file by file, so memory is bounded by one file) and writing shards in the layout of
-`shard_format.py`, one job per output file, jobs in parallel processes. The command line is
+`shard_format.py`, one job per output file, jobs in parallel processes (a write that fails, on a
+full disk or past a file-size limit, is one error naming the shard). The command line is
 `create_pretraining_data.py`'s, which the README's differences table covers.
 """
 
