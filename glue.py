@@ -822,6 +822,19 @@ def write_submission(
     [0, 5]. The header is ``index\\tprediction``; rows follow ``test_examples``, whose guids are
     the test file's index column. The file appears atomically (temporary file, then rename).
     """
+    name, text = submission(task_name, test_examples, predictions, label_list)
+    path = Path(output_dir) / name
+    atomic_write_text(path, text)
+    return path
+
+
+def submission(
+    task_name: str,
+    test_examples: Sequence[InputExample],
+    predictions: npt.ArrayLike,
+    label_list: Sequence[str | None],
+) -> tuple[str, str]:
+    """The name and the text of the task's GLUE server file (see `write_submission`)."""
     processor = get_processor(task_name)
     if list(label_list) != processor.get_labels():
         raise GlueError(
@@ -851,6 +864,4 @@ def write_submission(
         if not example.guid or any(char in example.guid for char in "\t\r\n"):
             raise GlueError(f"{processor.task_name}: test guid {example.guid!r} is not an index")
         lines.append(f"{example.guid}\t{cell}\n")
-    path = Path(output_dir) / processor.submission_file
-    atomic_write_text(path, "".join(lines))
-    return path
+    return processor.submission_file, "".join(lines)

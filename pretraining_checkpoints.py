@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import errno
 import logging
 import os
 import shutil
@@ -38,7 +37,7 @@ from checkpoint import (
     torch_load,
 )
 from errors import BertError, UsageError
-from fileio import NotRegularFile, os_error_in
+from fileio import NotRegularFile, describe_os_error, os_error_in
 from logger import MetricLogger
 from modeling import BertForPreTraining
 from optimization import load_lamb_state, master_params, nvidia_lamb_state_dict
@@ -357,8 +356,7 @@ def write_checkpoint(folder: CheckpointFolder, payload: dict, name: str) -> str 
         failure = os_error_in(err)  # torch.save reports a failed write as a RuntimeError
         if failure is None:
             raise
-        code = errno.errorcode.get(failure.errno or 0)
-        detail = f"{failure.strerror or failure}{f' ({code})' if code else ''}"
+        detail = describe_os_error(failure)
         if folder.remote:
             detail += ", in its local scratch copy for the upload"
         return f"--output_dir {folder}: cannot write {name}: {detail}; {kept}"

@@ -27,6 +27,7 @@ from pathlib import Path
 import cli
 import squad
 from errors import UsageError
+from fileio import WriteError
 from finetuning import (
     ArrayDataset,
     TrainOptions,
@@ -180,7 +181,10 @@ def features_for(
             examples, tokenizer, is_training=is_training, **lengths
         )
         if not args.skip_cache and run.dist.is_main_process:
-            squad.save_feature_cache(cache, features)
+            try:
+                squad.save_feature_cache(cache, features)
+            except WriteError as err:  # only a shortcut for later runs: this one goes on
+                logger.warning("feature cache not saved: %s", err)
     squad.check_features(path, examples, features, is_training)
     if run.dist.is_main_process:
         unknown, total = squad.unknown_token_share(features)

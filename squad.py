@@ -32,7 +32,12 @@ import numpy as np
 
 import tokenization
 from errors import BertError, UsageError, refuse_if_nothing_usable
-from fileio import atomic_write, atomic_write_json, check_regular_file, sha256_file
+from fileio import (
+    atomic_write,
+    atomic_write_files,
+    check_regular_file,
+    sha256_file,
+)
 from tokenization import BasicTokenizer, require_tokens
 
 if TYPE_CHECKING:  # the model is only called here; reading and scoring need no torch
@@ -1100,20 +1105,24 @@ def write_predictions(
 ) -> dict[str, Path]:
     """Write predictions.json, nbest_predictions.json and (when given, v2.0) null_odds.json.
 
-    JSON with indent 4, each file written to a temporary name and renamed. Returns the paths by
-    kind ("predictions", "nbest", "null_odds").
+    JSON with indent 4, written to temporary names and renamed together once all are complete,
+    so a failed write (a full disk) leaves the earlier set whole. Returns the paths by kind
+    ("predictions", "nbest", "null_odds").
     """
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    paths = {
-        "predictions": output_dir / "predictions.json",
-        "nbest": output_dir / "nbest_predictions.json",
-    }
-    atomic_write_json(paths["predictions"], dict(predictions))
-    atomic_write_json(paths["nbest"], dict(nbest))
+    documents: dict[str, Any] = {"predictions": dict(predictions), "nbest": dict(nbest)}
+    names = {"predictions": "predictions.json", "nbest": "nbest_predictions.json"}
     if null_odds is not None:
-        paths["null_odds"] = output_dir / "null_odds.json"
-        atomic_write_json(paths["null_odds"], dict(null_odds))
+        documents["null_odds"] = dict(null_odds)
+        names["null_odds"] = "null_odds.json"
+    paths = {kind: output_dir / name for kind, name in names.items()}
+    atomic_write_files(
+        {
+            paths[kind]: (json.dumps(value, indent=4) + "\n").encode()
+            for kind, value in documents.items()
+        }
+    )
     return paths
 
 

@@ -32,7 +32,14 @@ import cli
 import glue
 import storage
 from errors import BertError, MissingDependency, UsageError, refuse_if_nothing_usable
-from fileio import atomic_write, atomic_write_json, atomic_write_text, sha256_file
+from fileio import (
+    WriteError,
+    atomic_write,
+    atomic_write_json,
+    atomic_write_text,
+    describe_os_error,
+    sha256_file,
+)
 from logger import read_dllogger_file
 
 REPO = Path(__file__).resolve().parent.parent
@@ -516,7 +523,7 @@ def launcher_env(dry_run: bool) -> dict[str, str]:
 
 def stream(command: list[str], log: Path, cwd: Path) -> int:
     """Run `command`, its output both to stdout and to `log`; its exit status."""
-    with open(log, "w", encoding="utf-8") as handle:
+    with open(log, "wb", buffering=0) as handle:  # unbuffered: nothing left to fail on close
         process = subprocess.Popen(
             command,
             cwd=cwd,
@@ -528,16 +535,28 @@ def stream(command: list[str], log: Path, cwd: Path) -> int:
         )
         try:
             for line in process.stdout:
-                handle.write(line)
                 print(line, end="", flush=True)
+                data = memoryview(line.encode("utf-8"))
+                while data:
+                    data = data[handle.write(data) or 0 :]
             return process.wait()
+        except OSError as err:  # the log cannot be written: no run goes on unrecorded
+            _stop(process)
+            raise WriteError(
+                f"cannot write {log}: {describe_os_error(err)}; the launcher was stopped"
+            ) from err
         except KeyboardInterrupt:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+            _stop(process)
             raise
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """Interrupt the launcher as Ctrl-C would, killing it if it has not ended in 30 s."""
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
 
 
 def _is_number(value: Any) -> bool:

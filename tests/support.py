@@ -3,12 +3,16 @@ writer, the tiny Wikipedia dump, a planted output lock, and the skip reasons CI 
 
 from __future__ import annotations
 
+import builtins
 import collections
 import csv
 import dataclasses
+import errno
+import io
 import json
 import os
 import re
+import shutil
 import string
 import subprocess
 import sys
@@ -329,3 +333,57 @@ def assert_flag_refused(parser, argv: list[str], message: str, capsys) -> None:
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("prog.py: error: argument ")
     assert argv[0] in err[0] and message in err[0]
+
+
+class _FullDiskFile(io.FileIO):
+    """A file on a simulated disk of `disk["free"]` bytes: a write past them fails, as on a
+    full disk, with ENOSPC after writing what still fitted."""
+
+    disk: dict[str, int]
+
+    def write(self, data) -> int:
+        view = memoryview(data).cast("B")
+        room = self.disk["free"]
+        if len(view) > room:
+            if room:
+                super().write(view[:room])
+            self.disk["free"] = 0
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), self.name)
+        self.disk["free"] -= len(view)
+        return super().write(view)
+
+
+def fill_disk(monkeypatch, folder: Path, free: int = 0, reported: int | None = None) -> dict:
+    """Make `folder` behave like a disk with `free` bytes left for files opened for writing
+    under it (by `open`, as every writer here opens its files); returns the counter, whose
+    "free" may be raised again. shutil.disk_usage reports the same, or `reported` (a disk that
+    another process fills after the check)."""
+    disk = {"free": free}
+    real_open, real_usage = builtins.open, shutil.disk_usage
+    root = str(Path(folder).resolve())
+
+    def fake_open(file, mode="r", buffering=-1, encoding=None, errors=None, newline=None, *a):
+        named = isinstance(file, (str, bytes, os.PathLike))
+        under = named and os.path.abspath(os.fsdecode(file)).startswith(root)
+        if not under or not any(flag in mode for flag in "wax+"):
+            return real_open(file, mode, buffering, encoding, errors, newline, *a)
+        raw_mode = mode.replace("b", "").replace("t", "")
+        raw = _FullDiskFile(file, raw_mode)
+        raw.disk = disk
+        if buffering == 0:
+            return raw
+        buffered = io.BufferedRandom(raw) if "+" in mode else io.BufferedWriter(raw)
+        if "b" in mode:
+            return buffered
+        return io.TextIOWrapper(buffered, encoding or "utf-8", errors, newline)
+
+    def fake_usage(path):
+        usage = real_usage(path)
+        if os.path.abspath(os.fsdecode(path)).startswith(root):
+            return usage._replace(free=disk["free"] if reported is None else reported)
+        return usage
+
+    monkeypatch.setattr(builtins, "open", fake_open)
+    monkeypatch.setattr(io, "open", fake_open)  # TensorBoard's file layer calls io.open
+    monkeypatch.setattr(shutil, "disk_usage", fake_usage)
+    return disk

@@ -45,6 +45,7 @@ from tests.support import (
     REPO_ROOT,
     TINY_CONFIG,
     UNCASED_VOCAB,
+    fill_disk,
     write_shard_file,
 )
 
@@ -926,3 +927,72 @@ def test_every_nvidia_flag_is_accepted(script):
     assert args.output_dir == "o" and args.init_checkpoint == "i"
     if script == "run_pretraining":
         assert args.profile_start == 0 and args.disable_jit_fusions
+
+
+# --------------------------------------------------------------------------------- a full disk
+
+
+def full_disk_case(script: str, argv: str, names: str) -> Case:
+    return Case(script, "full", tuple(argv.split()), 1, names, extra=argv)
+
+
+def _on_full_disk(base: str) -> str:
+    return base.replace("{out}", "{full}/out")
+
+
+#: Outputs on a disk with no room left (`{full}`, simulated in-process): refused before the work
+#: where the size is known (fine-tuned weights), else one line when the write fails, exit 1.
+FULL_DISK_CASES = [
+    full_disk_case(
+        "run_squad",
+        _on_full_disk(SQUAD) + " --do_train --train_file={squad}",
+        "--output_dir {full}/out: 0.0 MB free",
+    ),
+    full_disk_case(
+        "run_glue",
+        _on_full_disk(GLUE) + " --do_train --data_dir={glue}",
+        "--output_dir {full}/out: 0.0 MB free",
+    ),
+    full_disk_case(
+        "create_pretraining_data",
+        CPD + " --output_file={full}/x.hdf5",
+        "cannot write {full}/x.hdf5: No space left on device",
+    ),
+    full_disk_case(
+        "convert_checkpoint",
+        "--input={pretrained_pt} --output={full}/x.pt",
+        "cannot write {full}/x.pt: No space left on device",
+    ),
+    full_disk_case(
+        "convert_checkpoint",
+        "--input={pretrained_pt} --output={full}/hf --format=hf",
+        "cannot write {full}/hf: No space left on device",
+    ),
+    full_disk_case(
+        "evaluate_squad",
+        "{squad} {preds} --out-file={full}/eval.json",
+        "cannot write {full}/eval.json: No space left on device",
+    ),
+    full_disk_case(
+        "scripts.plot_loss",
+        "{log} --output={full}/loss.png",
+        "cannot write {full}/loss.png: No space left on device",
+    ),
+]
+
+
+@pytest.mark.parametrize("case", FULL_DISK_CASES, ids=[case.id for case in FULL_DISK_CASES])
+def test_a_full_disk_is_one_line_and_leaves_nothing(case, world, capsys, monkeypatch):
+    full = Path(world["w"]) / "full"
+    full.mkdir(exist_ok=True)
+    fill_disk(monkeypatch, full, free=0)
+    monkeypatch.delenv("BERT_DEBUG", raising=False)
+    argv = [arg.format(**world, full=full) for arg in case.argv]
+    before = snapshot(Path(world["w"]))
+    status, err = run_in_process(case, argv, capsys)
+    assert "Traceback" not in err, err
+    errors = [line for line in err.splitlines() if "error:" in line]
+    assert status == case.status and len(errors) == 1, err
+    assert errors[0].startswith(f"{PROGS[case.script]}: error: "), errors[0]
+    assert case.names.format(**world, full=full) in errors[0], errors[0]
+    assert snapshot(Path(world["w"])) == before, "the failed run created or changed files"
