@@ -113,12 +113,12 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     add(
         "--max_seq_length",
-        type=cli.positive_int,
+        type=cli.seq_length,
         help="must match the shards (default: theirs)",
     )
     add(
         "--max_predictions_per_seq",
-        type=cli.positive_int,
+        type=cli.seq_length,
         help="must match the shards (default: theirs)",
     )
     add("--num_train_epochs", type=cli.finite_float, default=3.0, help="accepted; unused")
@@ -161,7 +161,7 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="stop at this phase step (-1: max_steps)",
     )
     # Shards are read by one background thread, not DataLoader worker processes.
-    add("--num_workers", type=cli.non_negative_int, default=4, help="accepted; unused")
+    add("--num_workers", type=cli.worker_count, default=4, help="accepted; unused")
     add("--no_dense_sequence_output", action="store_true", help="score every position")
     add(
         "--no_trim_padding",
@@ -180,7 +180,7 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     add("--data_sharding", choices=("files", "interleaved"), default="files")
     add(
         "--bin_size",
-        type=cli.positive_int,
+        type=cli.seq_length,
         help="draw each batch from one bin of lengths (HEAD's LDDL bins)",
     )
     add(
@@ -250,7 +250,7 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add(
         "--eval_batch_size",
-        type=cli.positive_int,
+        type=cli.batch_size,
         help="samples per evaluation batch (default: the training micro-batch)",
     )
 

@@ -48,7 +48,7 @@ def add_runtime_arguments(parser: argparse.ArgumentParser, *, seed: int) -> None
     add = parser.add_argument
     add(
         "--local_rank",
-        type=int,
+        type=cli.int_between(-1, cli.MAX_PROCESSES - 1, "processes on one machine"),
         default=None,
         help="rank on this node (torchrun sets LOCAL_RANK; kept for older launchers)",
     )
@@ -98,11 +98,11 @@ def add_batch_arguments(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
     add(
         "--train_batch_size",
-        type=cli.positive_int,
+        type=cli.batch_size,
         default=32,
         help="per process per optimizer step",
     )
-    add("--gradient_accumulation_steps", type=cli.positive_int, default=1)
+    add("--gradient_accumulation_steps", type=cli.batch_size, default=1)
     add("--learning_rate", type=cli.positive_float, default=5e-5, help="peak learning rate")
 
 
