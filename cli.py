@@ -67,6 +67,8 @@ MAX_PROCESSES = 2**12  # GPUs, processes or workers on one machine
 MAX_EPOCHS = 2**20  # passes over a fine-tuning set
 MAX_SHARDS = 2**20  # shard files of one data set
 MAX_DUPE_FACTOR = 1000  # copies of the corpus, each masked anew (NVIDIA's 5 or 10)
+MAX_LEARNING_RATE = 1000  # no optimizer converges near it; float32 overflows at 3.4e38
+MAX_LOSS_SCALE = 2**32  # fp16 losses overflow far below it; NVIDIA starts at 2**20
 
 _SHOWN = 24  # characters of a refused value quoted back: a 5,000-digit value stays one line
 
@@ -94,9 +96,10 @@ def _number(text: str, kind: type) -> int | float:
     return value
 
 
-def _limit(value: int | float, maximum: int, text: str, note: str = "") -> None:
+def _limit(value: int | float, maximum: int | float, text: str, note: str = "") -> None:
     if value > maximum:
-        power = f"2**{maximum.bit_length() - 1}" if maximum & (maximum - 1) == 0 else ""
+        exact = isinstance(maximum, int) and maximum & (maximum - 1) == 0
+        power = f"2**{maximum.bit_length() - 1}" if exact else ""
         words = " ".join(part for part in (power, note) if part)
         words = f" ({words})" if words else ""
         raise argparse.ArgumentTypeError(f"must be at most {maximum}{words}, got {_shown(text)}")
@@ -108,7 +111,8 @@ def int_between(low: int, high: int, note: str = "") -> Callable[[str], int]:
     def parse(text: str) -> int:
         value = _number(text, int)
         if value < low:
-            raise argparse.ArgumentTypeError(f"must be {low} or more, got {_shown(text)}")
+            words = "a positive integer" if low == 1 else f"{low} or more"
+            raise argparse.ArgumentTypeError(f"must be {words}, got {_shown(text)}")
         _limit(value, high, text, note)
         return value
 
@@ -153,6 +157,18 @@ dupe_factor = int_between(1, MAX_DUPE_FACTOR, "copies of the text")
 dupe_factor.__doc__ = "Copies of the corpus to mask, up to MAX_DUPE_FACTOR."
 
 
+def positive_float_up_to(high: float, note: str = "") -> Callable[[str], float]:
+    """A flag type for a number in (0, high]; `note` says what the upper limit stands for."""
+
+    def parse(text: str) -> float:
+        value = positive_float(text)
+        _limit(value, high, text, note)
+        return value
+
+    parse.__name__ = f"positive_float_up_to_{high}"
+    return parse
+
+
 def positive_float(text: str) -> float:
     value = _number(text, float)
     if value <= 0:
@@ -164,6 +180,27 @@ def non_negative_float(text: str) -> float:
     value = _number(text, float)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, got {_shown(text)}")
+    return value
+
+
+def learning_rate(text: str) -> float:
+    """A positive learning rate, up to MAX_LEARNING_RATE."""
+    value = positive_float(text)
+    _limit(value, MAX_LEARNING_RATE, text)
+    return value
+
+
+def loss_scale(text: str) -> float:
+    """An fp16 loss scale, 0 (dynamic from the default) or more, up to MAX_LOSS_SCALE."""
+    value = non_negative_float(text)
+    _limit(value, MAX_LOSS_SCALE, text)
+    return value
+
+
+def positive_loss_scale(text: str) -> float:
+    """An fp16 loss scale above 0, up to MAX_LOSS_SCALE (`--init_loss_scale`)."""
+    value = positive_float(text)
+    _limit(value, MAX_LOSS_SCALE, text)
     return value
 
 

@@ -129,7 +129,7 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="optimizer steps of this phase's schedule",
     )
     add("--warmup_proportion", type=cli.proportion, default=0.01)
-    add("--init_loss_scale", type=cli.positive_float, default=2**20)
+    add("--init_loss_scale", type=cli.positive_loss_scale, default=2**20)
     add("--log_freq", type=cli.positive_steps, default=1.0, help="log every N optimizer steps")
     add("--checkpoint_activations", action="store_true")
     add("--resume_from_checkpoint", action="store_true")

@@ -48,7 +48,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data_dir", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--epochs", type=cli.epoch_count, default=3.0)
     parser.add_argument("--batch", type=cli.batch_size, default=32)
-    parser.add_argument("--lr", type=cli.positive_float, default=5e-5)
+    parser.add_argument("--lr", type=cli.learning_rate, default=5e-5)
     parser.add_argument("--seed", type=cli.seed_value, default=42)
     parser.add_argument("--max_seq_length", type=cli.seq_length, default=128)
     parser.add_argument("--json")

@@ -75,6 +75,9 @@ SIZE_TYPES = {  # each bounded type, its largest accepted value and what the lim
     "shard_count": (cli.shard_count, 2**20, "2**20 shard files"),
     "dupe_factor": (cli.dupe_factor, 1000, "1000 (copies of the text)"),
     "epoch_count": (cli.epoch_count, 2**20, "2**20 passes over the data"),
+    "learning_rate": (cli.learning_rate, 1000, "1000"),
+    "loss_scale": (cli.loss_scale, 2**32, "2**32"),
+    "positive_loss_scale": (cli.positive_loss_scale, 2**32, "2**32"),
 }
 
 
