@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 import storage
-from errors import BertError
+from errors import BertError, json_problem
 from fileio import atomic_folder, atomic_write, check_regular_file
 from modeling import PADDED_VOCAB_BIAS, BertConfig, ConfigError, round_up
 
@@ -268,8 +268,10 @@ def _read_hf_folder(folder: Path) -> Weights:
     check_regular_file(config_file)
     try:
         values = json.loads(config_file.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+    except UnicodeDecodeError as err:
         raise CheckpointError(f"{config_file}: not valid JSON ({err})") from None
+    except (ValueError, RecursionError) as err:
+        raise CheckpointError(f"{config_file}: {json_problem(err)}") from None
     model_type = values.get("model_type") if isinstance(values, dict) else None
     if model_type not in (None, "bert"):
         raise CheckpointError(f"{folder}: model_type is {model_type!r}, not a BERT checkpoint")

@@ -58,15 +58,66 @@ class RefusedFlag(argparse.Action):
         parser.error(f"{option_string}: {self.instead}")
 
 
+#: Upper bounds of the sizes flags give: generous for any real run, low enough that an absurd
+#: value (an extra digit, a wrapped-around shell number) is refused before anything is allocated.
+MAX_BATCH = 2**20  # samples per process per step: far beyond any accelerator's memory
+MAX_SEQ = 2**16  # tokens per sequence: BERT's position table is 512
+MAX_COUNT = 2**40  # steps, samples, shards and other counts: beyond any run's lifetime
+MAX_PROCESSES = 2**12  # GPUs, processes or workers on one machine
+MAX_EPOCHS = 2**20  # passes over a fine-tuning set
+MAX_SHARDS = 2**20  # shard files of one data set
+MAX_DUPE_FACTOR = 1000  # copies of the corpus, each masked anew (NVIDIA's 5 or 10)
+MAX_LEARNING_RATE = 1000  # no optimizer converges near it; float32 overflows at 3.4e38
+MAX_LOSS_SCALE = 2**32  # fp16 losses overflow far below it; NVIDIA starts at 2**20
+
+_SHOWN = 24  # characters of a refused value quoted back: a 5,000-digit value stays one line
+
+
+def _shown(text: str) -> str:
+    text = str(text)
+    if len(text) <= _SHOWN:
+        return repr(text)
+    return f"{text[:_SHOWN]!r}... ({len(text)} characters)"
+
+
 def _number(text: str, kind: type) -> int | float:
     try:
         value = kind(text)
     except (TypeError, ValueError):
+        digits = str(text).strip().lstrip("+-").replace("_", "")
+        if digits.isdigit() and len(digits) > _SHOWN:  # beyond int()'s digit limit
+            raise argparse.ArgumentTypeError(f"is far too large, got {_shown(text)}") from None
         name = "an integer" if kind is int else "a number"
-        raise argparse.ArgumentTypeError(f"must be {name}, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"must be {name}, got {_shown(text)}") from None
     if kind is float and not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+        if not any(word in str(text).lower() for word in ("nan", "inf")):  # 1e400: overflowed
+            raise argparse.ArgumentTypeError(f"is far too large, got {_shown(text)}")
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {_shown(text)}")
     return value
+
+
+def _limit(value: int | float, maximum: int | float, text: str, note: str = "") -> None:
+    if value > maximum:
+        exact = isinstance(maximum, int) and maximum & (maximum - 1) == 0
+        power = f"2**{maximum.bit_length() - 1}" if exact else ""
+        words = " ".join(part for part in (power, note) if part)
+        words = f" ({words})" if words else ""
+        raise argparse.ArgumentTypeError(f"must be at most {maximum}{words}, got {_shown(text)}")
+
+
+def int_between(low: int, high: int, note: str = "") -> Callable[[str], int]:
+    """A flag type for an integer in [low, high]; `note` says what the upper limit stands for."""
+
+    def parse(text: str) -> int:
+        value = _number(text, int)
+        if value < low:
+            words = "a positive integer" if low == 1 else f"{low} or more"
+            raise argparse.ArgumentTypeError(f"must be {words}, got {_shown(text)}")
+        _limit(value, high, text, note)
+        return value
+
+    parse.__name__ = f"int_between_{low}_{high}"
+    return parse
 
 
 def finite_float(text: str) -> float:
@@ -75,30 +126,88 @@ def finite_float(text: str) -> float:
 
 
 def positive_int(text: str) -> int:
+    """A count of 1 or more, up to MAX_COUNT."""
     value = _number(text, int)
     if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {_shown(text)}")
+    _limit(value, MAX_COUNT, text)
     return value
 
 
 def non_negative_int(text: str) -> int:
+    """A count of 0 or more, up to MAX_COUNT."""
     value = _number(text, int)
     if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text!r}")
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {_shown(text)}")
+    _limit(value, MAX_COUNT, text)
     return value
+
+
+batch_size = int_between(1, MAX_BATCH, "samples per process per step")
+batch_size.__doc__ = "Samples per process per step (or per prediction batch), up to MAX_BATCH."
+seq_length = int_between(1, MAX_SEQ, "tokens per sequence")
+seq_length.__doc__ = "A length in tokens (sequence, query, answer, stride), up to MAX_SEQ."
+process_count = int_between(1, MAX_PROCESSES, "processes on one machine")
+process_count.__doc__ = "GPUs or processes on one machine, up to MAX_PROCESSES."
+worker_count = int_between(0, MAX_PROCESSES, "workers on one machine")
+worker_count.__doc__ = "Worker threads or processes (0: none), up to MAX_PROCESSES."
+shard_count = int_between(1, MAX_SHARDS, "shard files")
+shard_count.__doc__ = "A number of shard files, up to MAX_SHARDS."
+dupe_factor = int_between(1, MAX_DUPE_FACTOR, "copies of the text")
+dupe_factor.__doc__ = "Copies of the corpus to mask, up to MAX_DUPE_FACTOR."
+
+
+def positive_float_up_to(high: float, note: str = "") -> Callable[[str], float]:
+    """A flag type for a number in (0, high]; `note` says what the upper limit stands for."""
+
+    def parse(text: str) -> float:
+        value = positive_float(text)
+        _limit(value, high, text, note)
+        return value
+
+    parse.__name__ = f"positive_float_up_to_{high}"
+    return parse
 
 
 def positive_float(text: str) -> float:
     value = _number(text, float)
     if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {_shown(text)}")
     return value
 
 
 def non_negative_float(text: str) -> float:
     value = _number(text, float)
     if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text!r}")
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {_shown(text)}")
+    return value
+
+
+def learning_rate(text: str) -> float:
+    """A positive learning rate, up to MAX_LEARNING_RATE."""
+    value = positive_float(text)
+    _limit(value, MAX_LEARNING_RATE, text)
+    return value
+
+
+def loss_scale(text: str) -> float:
+    """An fp16 loss scale, 0 (dynamic from the default) or more, up to MAX_LOSS_SCALE."""
+    value = non_negative_float(text)
+    _limit(value, MAX_LOSS_SCALE, text)
+    return value
+
+
+def positive_loss_scale(text: str) -> float:
+    """An fp16 loss scale above 0, up to MAX_LOSS_SCALE (`--init_loss_scale`)."""
+    value = positive_float(text)
+    _limit(value, MAX_LOSS_SCALE, text)
+    return value
+
+
+def epoch_count(text: str) -> float:
+    """A positive number of passes over the data, up to MAX_EPOCHS (steps are counted from it)."""
+    value = positive_float(text)
+    _limit(value, MAX_EPOCHS, text, "passes over the data")
     return value
 
 
@@ -106,40 +215,47 @@ def proportion(text: str) -> float:
     """A fraction in [0, 1] (warm-up proportions, probabilities)."""
     value = _number(text, float)
     if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text!r}")
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {_shown(text)}")
     return value
 
 
 def steps_or_minus_one(text: str) -> float:
     """NVIDIA's float step counts where -1 (or any value <= 0) means "not set"; a positive value
-    must be a whole number of steps."""
+    must be a whole number of steps, up to MAX_COUNT."""
     value = _number(text, float)
     if value > 0 and value != int(value):
-        raise argparse.ArgumentTypeError(f"must be a whole number of steps, got {text!r}")
+        raise argparse.ArgumentTypeError(f"must be a whole number of steps, got {_shown(text)}")
+    _limit(value, MAX_COUNT, text, "steps")
     return value
 
 
 def positive_steps(text: str) -> float:
-    """A whole, positive number of steps given as a float (NVIDIA's `--max_steps 7038`)."""
+    """A whole, positive number of steps given as a float (NVIDIA's `--max_steps 7038`), up to
+    MAX_COUNT."""
     value = _number(text, float)
     if value < 1 or value != int(value):
-        raise argparse.ArgumentTypeError(f"must be a whole number of steps >= 1, got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"must be a whole number of steps >= 1, got {_shown(text)}"
+        )
+    _limit(value, MAX_COUNT, text, "steps")
     return value
 
 
 def positive_int_or_minus_one(text: str) -> int:
-    """A positive integer, or -1 for "not set" (NVIDIA's `--resume_step`, `--steps_this_run`)."""
+    """A positive integer up to MAX_COUNT, or -1 for "not set" (NVIDIA's `--steps_this_run`)."""
     value = _number(text, int)
     if value < 1 and value != -1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer or -1, got {text!r}")
+        raise argparse.ArgumentTypeError(f"must be a positive integer or -1, got {_shown(text)}")
+    _limit(value, MAX_COUNT, text)
     return value
 
 
 def step_or_minus_one(text: str) -> int:
-    """A step number (0 or more), or -1 for "the newest" (NVIDIA's `--resume_step`)."""
+    """A step number (0 up to MAX_COUNT), or -1 for "the newest" (NVIDIA's `--resume_step`)."""
     value = _number(text, int)
     if value < -1:
-        raise argparse.ArgumentTypeError(f"must be a step number or -1, got {text!r}")
+        raise argparse.ArgumentTypeError(f"must be a step number or -1, got {_shown(text)}")
+    _limit(value, MAX_COUNT, text)
     return value
 
 
@@ -147,7 +263,7 @@ def seed_value(text: str) -> int:
     """A seed numpy and torch accept: 0 <= seed < 2**32 (ranks are added to it)."""
     value = _number(text, int)
     if not 0 <= value < 2**32 - 4096:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 2**32 - 4097, got {text!r}")
+        raise argparse.ArgumentTypeError(f"must be between 0 and 2**32 - 4097, got {_shown(text)}")
     return value
 
 

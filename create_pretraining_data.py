@@ -51,9 +51,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     output.add_argument("--output_file", help="the .hdf5 shard to write")
     output.add_argument("--output_dir", help="write one <input name>.hdf5 per input file here")
     parser.add_argument("--bert_model", help="accepted; unused")
-    parser.add_argument("--max_seq_length", type=cli.positive_int, default=128)
-    parser.add_argument("--dupe_factor", type=cli.positive_int, default=10)
-    parser.add_argument("--max_predictions_per_seq", type=cli.positive_int, default=20)
+    parser.add_argument("--max_seq_length", type=cli.seq_length, default=128)
+    parser.add_argument("--dupe_factor", type=cli.dupe_factor, default=10)
+    parser.add_argument("--max_predictions_per_seq", type=cli.seq_length, default=20)
     parser.add_argument("--masked_lm_prob", type=cli.proportion, default=0.15)
     parser.add_argument("--short_seq_prob", type=cli.proportion, default=0.1)
     parser.add_argument(
@@ -83,7 +83,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="python (default) or fast (HF tokenizers); both give identical tokens",
     )
     parser.add_argument(
-        "--processes", type=cli.positive_int, default=1, help="shards built at a time"
+        "--processes", type=cli.process_count, default=1, help="shards built at a time"
     )
     parser.add_argument("--disable_progress_bar", action="store_true")
     parser.add_argument(

@@ -22,6 +22,7 @@ from typing import Any
 
 import cli
 import squad
+from errors import json_problem
 from fileio import atomic_write_text
 
 PROG = "evaluate_squad.py"
@@ -71,8 +72,10 @@ def _load_mapping(path: str, what: str, value_type: type | tuple[type, ...]) -> 
             value = json.load(reader)
     except FileNotFoundError:
         raise squad.SquadError(f"{what} not found: {path}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+    except (OSError, UnicodeDecodeError) as err:
         raise squad.SquadError(f"cannot read {what} {path}: {err}") from None
+    except (ValueError, RecursionError) as err:
+        raise squad.SquadError(f"cannot read {what} {path}: {json_problem(err)}") from None
     if not isinstance(value, dict) or not all(isinstance(v, value_type) for v in value.values()):
         raise squad.SquadError(f"{what} {path} is not a JSON object of question id -> value")
     return value

@@ -216,17 +216,24 @@ def compare(
     return rows
 
 
+#: --num_labels: far more classes than any GLUE-style task; --repeats: timed runs per shape.
+MAX_LABELS = 2**16
+MAX_REPEATS = 1000
+
+
 def parse_shapes(text: str, max_sequence: int) -> list[tuple[int, int]]:
-    """'1x8,3x37' -> [(1, 8), (3, 37)], each BATCH >= 1 and 1 <= SEQUENCE <= max_sequence."""
+    """'1x8,3x37' -> [(1, 8), (3, 37)], each 1 <= BATCH <= cli.MAX_BATCH and
+    1 <= SEQUENCE <= max_sequence."""
     shapes = []
     for item in text.split(","):
         try:
             batch, seq = (int(value) for value in item.strip().lower().split("x"))
         except ValueError:
             raise UsageError(f"--check_shapes: {item!r} is not BATCHxSEQUENCE") from None
-        if batch < 1 or not 1 <= seq <= max_sequence:
+        if not 1 <= batch <= cli.MAX_BATCH or not 1 <= seq <= max_sequence:
             raise UsageError(
-                f"--check_shapes: {item!r} needs batch >= 1 and 1 <= sequence <= {max_sequence}"
+                f"--check_shapes: {item!r} needs 1 <= batch <= {cli.MAX_BATCH} and "
+                f"1 <= sequence <= {max_sequence}"
             )
         shapes.append((batch, seq))
     return shapes
@@ -238,7 +245,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     add("--init_checkpoint", help="fine-tuned weights, any format (random weights without it)")
     add("--config_file", required=True)
     add("--task", choices=tuple(OUTPUT_NAMES), required=True)
-    add("--num_labels", type=cli.positive_int, default=2, help="classification only")
+    add(
+        "--num_labels",
+        type=cli.int_between(1, MAX_LABELS, "classes"),
+        default=2,
+        help="classification only",
+    )
     add("--output", required=True, help="the .onnx file to write")
     add("--opset", type=cli.positive_int, default=18)
     add(
@@ -250,13 +262,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     add("--check_shapes", default="1x8,3x37,8x128", help="BATCHxSEQUENCE,... to check and time")
     add(
         "--repeats",
-        type=cli.positive_int,
+        type=cli.int_between(1, MAX_REPEATS, "timed runs"),
         default=5,
         help="timed runs per shape (median; after a warm-up)",
     )
     add(
         "--threads",
-        type=cli.positive_int,
+        type=cli.process_count,
         help="CPU threads for both runtimes (default: torch's default)",
     )
     add("--json", help="also write the check and timings to this JSON file")
@@ -271,6 +283,14 @@ def check_arguments(args: argparse.Namespace) -> tuple[BertConfig, list[tuple[in
     if missing:
         raise MissingDependency(
             f"needs {', '.join(missing)} (pip install onnx onnxscript onnxruntime)"
+        )
+    import onnx
+
+    newest = onnx.defs.onnx_opset_version()
+    if args.opset > newest:  # the exporter would fail after tracing, with its internals' words
+        raise UsageError(
+            f"--opset {args.opset}: the installed onnx {onnx.__version__} knows opsets up to "
+            f"{newest}"
         )
     config = cli.check_model_files(args.config_file)
     shapes = parse_shapes(args.check_shapes, config.max_position_embeddings)

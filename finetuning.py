@@ -69,7 +69,7 @@ def add_common_arguments(parser: argparse.ArgumentParser, seed: int, log_freq: i
     add("--vocab_file", required=True)
     add("--config_file", required=True)
     add("--do_lower_case", action="store_true", help="lower-case the text (uncased models)")
-    add("--num_train_epochs", type=cli.positive_float, default=3.0)
+    add("--num_train_epochs", type=cli.epoch_count, default=3.0)
     add(
         "--max_steps",
         type=cli.steps_or_minus_one,

@@ -48,11 +48,11 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     add("--config_file", required=True)
     add("--question", default=SAMPLE_QUESTION)
     add("--context", default=SAMPLE_CONTEXT)
-    add("--max_seq_length", type=cli.positive_int, default=384)
-    add("--doc_stride", type=cli.positive_int, default=128)
-    add("--max_query_length", type=cli.positive_int, default=64)
-    add("--n_best_size", type=cli.positive_int, default=1)
-    add("--max_answer_length", type=cli.positive_int, default=30)
+    add("--max_seq_length", type=cli.seq_length, default=384)
+    add("--doc_stride", type=cli.seq_length, default=128)
+    add("--max_query_length", type=cli.seq_length, default=64)
+    add("--n_best_size", type=cli.seq_length, default=1)
+    add("--max_answer_length", type=cli.seq_length, default=30)
     add("--do_lower_case", action="store_true")
     add("--version_2_with_negative", action="store_true")
     add("--null_score_diff_threshold", type=cli.finite_float, default=-11.0)
@@ -60,7 +60,12 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     add("--fp16", action="store_true", help="run the model in half precision (needs a GPU)")
     add("--seed", type=cli.seed_value, default=1)
     add("--verbose_logging", action="store_true")
-    add("--local_rank", type=int, default=-1, help="accepted; unused")  # one process
+    add(
+        "--local_rank",
+        type=cli.int_between(-1, cli.MAX_PROCESSES - 1),
+        default=-1,
+        help="accepted; unused",
+    )  # one process
     add("--debug", action="store_true", help="print the full traceback of an unexpected error")
     environment.add_print_env_argument(parser, describe_run)
     return parser.parse_args(argv)

@@ -400,7 +400,7 @@ class ParquetShards:
         if folder not in self._counts:
             try:
                 self._counts[folder] = json.loads((folder / NUM_SAMPLES_FILE).read_text())
-            except (OSError, ValueError):
+            except (OSError, ValueError, RecursionError):  # unreadable: each file's footer counts
                 self._counts[folder] = {}
         return self._counts[folder]
 

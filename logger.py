@@ -277,7 +277,7 @@ def read_dllogger_file(path: str | os.PathLike) -> list[dict[str, Any]]:
             continue
         try:
             record = json.loads(line)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):
             continue  # a line cut short by a killed run, or foreign output
         if isinstance(record, dict):
             records.append(record)

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from errors import BertError
+from errors import BertError, json_problem
 from fileio import atomic_write_text, check_regular_file
 
 logger = logging.getLogger(__name__)
@@ -51,6 +51,23 @@ ACT2FN: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 }
 
 ATTENTION_IMPLS = ("sdpa", "eager")
+
+#: Upper bounds of a config's sizes: each well above any published BERT (large: 30522 tokens,
+#: 1024 wide, 24 layers of 16 heads, 4096 FFN, 512 positions, 2 types), and low enough that a
+#: typo cannot ask for terabytes before anything is allocated.
+CONFIG_LIMITS = {
+    "vocab_size": 2**22,
+    "hidden_size": 2**15,
+    "num_hidden_layers": 2**10,
+    "num_attention_heads": 2**10,
+    "intermediate_size": 2**17,
+    "max_position_embeddings": 2**16,
+    "type_vocab_size": 2**10,
+    "vocab_pad_multiple": 2**10,
+}
+#: The most parameters a config may describe: 2**34 (17 billion, 64 GiB in fp32), fifty times
+#: BERT-large; the sizes within their own limits can still multiply to terabytes.
+MAX_PARAMETERS = 2**34
 
 
 class ConfigError(BertError, ValueError):
@@ -103,6 +120,17 @@ class BertConfig:
     def head_size(self) -> int:
         return self.hidden_size // self.num_attention_heads
 
+    def parameter_count(self) -> int:
+        """Parameters of the pre-training model (embeddings, encoder, pooler, heads; the
+        decoder's matrix is the word embeddings), from the sizes alone: nothing is allocated."""
+        hidden, inner = self.hidden_size, self.intermediate_size
+        rows = self.padded_vocab_size + self.max_position_embeddings + self.type_vocab_size
+        layer = 4 * (hidden * hidden + hidden) + 2 * hidden * inner + inner + 5 * hidden
+        heads = (
+            2 * (hidden * hidden + hidden) + 2 * hidden + self.padded_vocab_size + 2 * hidden + 2
+        )
+        return rows * hidden + 2 * hidden + self.num_hidden_layers * layer + heads
+
     def validate(self) -> None:
         """Raise `ConfigError` naming the field for any invalid or inconsistent value."""
         positive_ints = (
@@ -119,6 +147,12 @@ class BertConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"'{name}' must be a positive integer, got {value!r}")
+            limit = CONFIG_LIMITS[name]
+            if value > limit:
+                raise ConfigError(
+                    f"'{name}' must be at most {limit} (2**{limit.bit_length() - 1}), got "
+                    f"{value if value < 10**24 else f'a {len(str(value))}-digit number'}"
+                )
         for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
             value = getattr(self, name)
             if not _is_number(value) or not 0 <= value < 1:
@@ -131,6 +165,11 @@ class BertConfig:
             raise ConfigError(
                 f"hidden_size {self.hidden_size} is not divisible by "
                 f"num_attention_heads {self.num_attention_heads}"
+            )
+        if self.parameter_count() > MAX_PARAMETERS:
+            raise ConfigError(
+                f"the sizes describe {self.parameter_count():,} parameters, more than the "
+                f"{MAX_PARAMETERS:,} (2**34, 64 GiB in fp32) this implementation allows"
             )
         if not isinstance(self.hidden_act, str) or self.hidden_act not in ACT2FN:
             raise ConfigError(
@@ -190,10 +229,8 @@ class BertConfig:
             raise ConfigError(f"{path}: not a UTF-8 text file ({err.reason})") from None
         try:
             values = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise ConfigError(
-                f"{path}: not valid JSON (line {err.lineno}, column {err.colno}: {err.msg})"
-            ) from None
+        except (ValueError, RecursionError) as err:
+            raise ConfigError(f"{path}: {json_problem(err)}") from None
         return cls.from_dict(values, source=str(path))
 
     def to_dict(self) -> dict[str, Any]:

@@ -71,6 +71,12 @@ class InstanceOptions:
             raise DataError(
                 f"--max_predictions_per_seq must be at least 1, got {self.max_predictions_per_seq}"
             )
+        if self.max_predictions_per_seq > self.max_seq_length:
+            raise DataError(
+                f"--max_predictions_per_seq {self.max_predictions_per_seq} is more than "
+                f"--max_seq_length {self.max_seq_length}: a sequence has no more tokens to mask; "
+                f"pass --max_predictions_per_seq {self.max_seq_length} or less"
+            )
         if not 0 < self.masked_lm_prob <= 1:
             raise DataError(f"--masked_lm_prob must be in (0, 1], got {self.masked_lm_prob}")
         if not 0 <= self.short_seq_prob <= 1:

@@ -58,11 +58,11 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     add = parser.add_argument
     add("--data_dir", required=True, help="the task's GLUE folder (train.tsv, dev.tsv, ...)")
     add("--task_name", required=True, help=f"one of {', '.join(glue.TASK_NAMES)}")
-    add("--max_seq_length", type=cli.positive_int, default=128)
+    add("--max_seq_length", type=cli.seq_length, default=128)
     add("--do_train", action="store_true")
     add("--do_eval", action="store_true")
     add("--do_predict", action="store_true", help="label the test set (GLUE submission file)")
-    add("--eval_batch_size", type=cli.positive_int, default=8)
+    add("--eval_batch_size", type=cli.batch_size, default=8)
     add("--server_ip", default="", help="accepted; unused")  # NVIDIA's remote debugging
     add("--server_port", default="", help="accepted; unused")
     return parser.parse_args(argv)

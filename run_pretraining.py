@@ -114,12 +114,12 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     add(
         "--max_seq_length",
-        type=cli.positive_int,
+        type=cli.seq_length,
         help="must match the shards (default: theirs)",
     )
     add(
         "--max_predictions_per_seq",
-        type=cli.positive_int,
+        type=cli.seq_length,
         help="must match the shards (default: theirs)",
     )
     add("--num_train_epochs", type=cli.finite_float, default=3.0, help="accepted; unused")
@@ -130,7 +130,7 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="optimizer steps of this phase's schedule",
     )
     add("--warmup_proportion", type=cli.proportion, default=0.01)
-    add("--init_loss_scale", type=cli.positive_float, default=2**20)
+    add("--init_loss_scale", type=cli.positive_loss_scale, default=2**20)
     add("--log_freq", type=cli.positive_steps, default=1.0, help="log every N optimizer steps")
     add("--checkpoint_activations", action="store_true")
     add("--resume_from_checkpoint", action="store_true")
@@ -162,7 +162,7 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="stop at this phase step (-1: max_steps)",
     )
     # Shards are read by one background thread, not DataLoader worker processes.
-    add("--num_workers", type=cli.non_negative_int, default=4, help="accepted; unused")
+    add("--num_workers", type=cli.worker_count, default=4, help="accepted; unused")
     add("--no_dense_sequence_output", action="store_true", help="score every position")
     add(
         "--no_trim_padding",
@@ -181,7 +181,7 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     add("--data_sharding", choices=("files", "interleaved"), default="files")
     add(
         "--bin_size",
-        type=cli.positive_int,
+        type=cli.seq_length,
         help="draw each batch from one bin of lengths (HEAD's LDDL bins)",
     )
     add(
@@ -251,7 +251,7 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add(
         "--eval_batch_size",
-        type=cli.positive_int,
+        type=cli.batch_size,
         help="samples per evaluation batch (default: the training micro-batch)",
     )
 

@@ -48,7 +48,7 @@ def add_runtime_arguments(parser: argparse.ArgumentParser, *, seed: int) -> None
     add = parser.add_argument
     add(
         "--local_rank",
-        type=int,
+        type=cli.int_between(-1, cli.MAX_PROCESSES - 1, "processes on one machine"),
         default=None,
         help="rank on this node (torchrun sets LOCAL_RANK; kept for older launchers)",
     )
@@ -68,7 +68,7 @@ def add_runtime_arguments(parser: argparse.ArgumentParser, *, seed: int) -> None
     add("--no_tf32", action="store_true", help="exact fp32 matmuls (TF32 off)")
     add(
         "--loss_scale",
-        type=cli.non_negative_float,
+        type=cli.loss_scale,
         default=0.0,
         help="fp16: the initial loss scale when > 0 (dynamic scaling either way)",
     )
@@ -98,12 +98,12 @@ def add_batch_arguments(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
     add(
         "--train_batch_size",
-        type=cli.positive_int,
+        type=cli.batch_size,
         default=32,
         help="per process per optimizer step",
     )
-    add("--gradient_accumulation_steps", type=cli.positive_int, default=1)
-    add("--learning_rate", type=cli.positive_float, default=5e-5, help="peak learning rate")
+    add("--gradient_accumulation_steps", type=cli.batch_size, default=1)
+    add("--learning_rate", type=cli.learning_rate, default=5e-5, help="peak learning rate")
 
 
 def check_run_outputs(args: argparse.Namespace, inputs: Mapping[str, cli.PathArg]) -> None:

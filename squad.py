@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 import numpy as np
 
 import tokenization
-from errors import BertError, UsageError, refuse_if_nothing_usable
+from errors import BertError, UsageError, json_problem, refuse_if_nothing_usable
 from fileio import (
     atomic_write,
     atomic_write_files,
@@ -134,8 +134,10 @@ def load_squad_json(input_file: str | os.PathLike[str]) -> dict[str, Any]:
         raise SquadError(f"SQuAD file not found: {path}") from None
     except IsADirectoryError:
         raise SquadError(f"SQuAD file {path} is a directory") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+    except UnicodeDecodeError as err:
         raise SquadError(f"SQuAD file {path} is not valid JSON: {err}") from None
+    except (ValueError, RecursionError) as err:
+        raise SquadError(f"SQuAD file {path}: {json_problem(err)}") from None
     except OSError as err:
         raise SquadError(f"cannot read SQuAD file {path}: {err.strerror}") from None
     _check_layout(dataset, path)

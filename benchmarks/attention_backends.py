@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+import cli
 from benchmarks import sync
 from fileio import atomic_write_text
 
@@ -51,21 +52,37 @@ BACKENDS = ("auto", "math", "efficient", "cudnn", "flash", "flash, no mask", "va
 #: The additive bias of a padded key, as `modeling.py` builds it.
 PADDING_BIAS = -10000.0
 
+#: Bounds of --heads and --head_size: far above any BERT (16 heads of 64), far below a
+#: size that would not fit.
+MAX_HEADS = 1024
+MAX_HEAD_SIZE = 1024
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add = parser.add_argument
-    add("--batch", type=int, default=32, help="rows per call (phase 2's micro-batch on one GPU)")
-    add("--seq", type=int, default=512, help="width of part 1's padded batch")
-    add("--heads", type=int, default=16)
-    add("--head_size", type=int, default=64)
+    add(
+        "--batch",
+        type=cli.batch_size,
+        default=32,
+        help="rows per call (phase 2's micro-batch on one GPU)",
+    )
+    add("--seq", type=cli.seq_length, default=512, help="width of part 1's padded batch")
+    add("--heads", type=cli.int_between(1, MAX_HEADS, "heads"), default=16)
+    add("--head_size", type=cli.int_between(1, MAX_HEAD_SIZE, "per head"), default=64)
     add("--dtype", choices=sorted(DTYPES), default="bf16")
     add("--lengths_from", type=Path, help="folder of HDF5 shards whose input_mask gives lengths")
-    add("--widths", type=int, nargs="*", default=list(range(64, 513, 64)), help="part 2's widths")
+    add(
+        "--widths",
+        type=cli.seq_length,
+        nargs="*",
+        default=list(range(64, 513, 64)),
+        help="part 2's widths",
+    )
     add("--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS))
-    add("--steps", type=int, default=20)
-    add("--warmup", type=int, default=3)
-    add("--seed", type=int, default=0)
+    add("--steps", type=cli.positive_int, default=20)
+    add("--warmup", type=cli.non_negative_int, default=3)
+    add("--seed", type=cli.seed_value, default=0)
     add("--device", choices=("auto", "cpu", "cuda"), default="auto")
     add("--json", type=Path, help="write every row here")
     args = parser.parse_args(argv)

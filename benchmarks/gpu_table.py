@@ -18,6 +18,7 @@ import statistics
 import sys
 from pathlib import Path
 
+import cli
 from fileio import atomic_write_text
 from logger import read_dllogger_file
 from modeling import BertConfig
@@ -185,8 +186,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--manifest", type=Path, required=True)
     parser.add_argument("--config", type=Path, required=True)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--skip_windows", type=int, default=1, help="pre-training windows left out")
-    parser.add_argument("--skip_squad_windows", type=int, default=2)
+    parser.add_argument(
+        "--skip_windows", type=cli.non_negative_int, default=1, help="pre-training windows left out"
+    )
+    parser.add_argument("--skip_squad_windows", type=cli.non_negative_int, default=2)
     parser.add_argument("--table", type=Path)
     parser.add_argument("--json", type=Path)
     return parser.parse_args(argv)

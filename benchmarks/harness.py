@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+import cli
 from benchmarks import sync
 from checkpoint import load_state_dict_into
 from fileio import atomic_write_text
@@ -59,17 +60,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--config", default=str(REPO / "bert_configs" / "base.json"))
     parser.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), default="fp32")
     parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS))
-    parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--batch_p1", type=int, default=8)
-    parser.add_argument("--batch_p2", type=int, default=4)
-    parser.add_argument("--batch_squad", type=int, default=8)
-    parser.add_argument("--squad_questions", type=int, default=300, help="0: the whole dev set")
+    parser.add_argument("--steps", type=cli.positive_int, default=10)
+    parser.add_argument("--warmup", type=cli.non_negative_int, default=2)
+    parser.add_argument("--batch_p1", type=cli.batch_size, default=8)
+    parser.add_argument("--batch_p2", type=cli.batch_size, default=4)
+    parser.add_argument("--batch_squad", type=cli.batch_size, default=8)
+    parser.add_argument(
+        "--squad_questions", type=cli.non_negative_int, default=300, help="0: the whole dev set"
+    )
     parser.add_argument("--shards", type=Path, default=REPO / "results" / "sample_shards")
     parser.add_argument(
         "--squad_dev", type=Path, default=SHARED / "squad" / "v1.1" / "dev-v1.1.json"
     )
-    parser.add_argument("--bin_size", type=int, help="phase 2: batches from bins of lengths")
+    parser.add_argument(
+        "--bin_size", type=cli.seq_length, help="phase 2: batches from bins of lengths"
+    )
     parser.add_argument(
         "--compile",
         action="store_true",

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+import cli
 from benchmarks import sync
 from fileio import atomic_write_text
 from modeling import BertConfig, BertForPreTraining
@@ -33,8 +34,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default=str(REPO / "bert_configs" / "base.json"))
     parser.add_argument("--impls", nargs="+", choices=LAMB_IMPLS[1:], default=["torch", "compiled"])
-    parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--steps", type=cli.positive_int, default=10)
+    parser.add_argument("--warmup", type=cli.non_negative_int, default=3)
     parser.add_argument("--json", type=Path)
     return parser.parse_args(argv)
 

@@ -54,7 +54,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         prog="benchmarks.loader_speed", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("--rows", type=cli.positive_int, default=65536)
-    parser.add_argument("--micro_batch", type=cli.positive_int, default=64)
+    parser.add_argument("--micro_batch", type=cli.batch_size, default=64)
     parser.add_argument("--shards", type=Path, help="real shards instead of a random one")
     parser.add_argument("--debug", action="store_true", help="print the traceback of a bug")
     return parser.parse_args(argv)

@@ -53,7 +53,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--limit", type=cli.non_negative_int, default=0, help="first N questions (0: all)"
     )
-    parser.add_argument("--batch", type=cli.positive_int, default=8)
+    parser.add_argument("--batch", type=cli.batch_size, default=8)
     parser.add_argument("--hf", action="store_true", help="add the transformers row")
     parser.add_argument("--skip_padded", action="store_true", help="skip our padded row")
     parser.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), default="fp32")

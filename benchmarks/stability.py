@@ -219,7 +219,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     add("--seeds", type=seed_list, default=seed_list("0,1,2,3,4,5,6,7,8,9"), help="as NVIDIA: 10")
     add("--glue_dir", help="one folder per GLUE task in NVIDIA's layout (MRPC/, SST-2/, ...)")
     add("--squad_dir", help="train-v1.1.json and dev-v1.1.json")
-    add("--num_gpu", type=cli.positive_int, help="default: every GPU, else 1 process")
+    add("--num_gpu", type=cli.process_count, help="default: every GPU, else 1 process")
     for key, kind in RECIPE_TYPES.items():
         add(f"--{key}", type=kind, help="for every task (default: the task's preset)")
     add("--recipe", type=recipe_override, action="append", default=[], metavar="TASK:K=V,...")

@@ -55,8 +55,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     add("--action", required=True, choices=ACTIONS, help="what to do")
     add("--dataset", required=True, choices=DATASETS, help="the dataset to do it on")
     add("--input_files", help="sharding: comma-separated one-article-per-line files to shard")
-    add("--n_training_shards", type=cli.positive_int, default=256)
-    add("--n_test_shards", type=cli.non_negative_int, default=256)
+    add("--n_training_shards", type=cli.shard_count, default=256)
+    add("--n_test_shards", type=cli.int_between(0, cli.MAX_SHARDS, "shard files"), default=256)
     add("--fraction_test_set", type=cli.proportion, default=0.1)
     add(
         "--segmentation_method",
@@ -64,12 +64,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default="nltk",
         help="accepted; data/segmentation.py splits sentences (no NLTK download)",
     )
-    add("--n_processes", type=cli.positive_int, default=4, help="worker processes")
+    add("--n_processes", type=cli.process_count, default=4, help="worker processes")
     add("--random_seed", type=cli.seed_value, default=12345)
-    add("--dupe_factor", type=cli.positive_int, default=5)
+    add("--dupe_factor", type=cli.dupe_factor, default=5)
     add("--masked_lm_prob", type=cli.proportion, default=0.15)
-    add("--max_seq_length", type=cli.positive_int, default=512)
-    add("--max_predictions_per_seq", type=cli.positive_int, default=20)
+    add("--max_seq_length", type=cli.seq_length, default=512)
+    add("--max_predictions_per_seq", type=cli.seq_length, default=20)
     add("--do_lower_case", type=int, choices=(0, 1), default=1)
     add("--vocab_file", help="default: vocab/vocab (vocab/vocab_cased with --do_lower_case 0)")
     add(

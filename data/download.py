@@ -52,6 +52,10 @@ logger = logging.getLogger(__name__)
 USER_AGENT = "bert-pytorch-downloader/0.1 (+python-urllib)"
 CHUNK_BYTES = 1 << 20
 MAX_BACKOFF_S = 30.0
+#: Bounds of --retries and of --timeout/--rate_window: beyond them a download is better
+#: restarted than waited on, and a larger timeout does not fit the socket's timeval.
+MAX_RETRIES = 100
+MAX_WAIT_S = 86400
 #: A request whose bytes come slower than MIN_RATE bytes/s over a RATE_WINDOW_S window is ended
 #: (a server that trickles a byte at a time never trips the per-read socket timeout).
 MIN_RATE = 1024.0
@@ -1154,9 +1158,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="download the Wikipedia dump even when no sha1 can be had to verify it (unsafe: "
         "its bytes are whatever the mirror serves)",
     )
-    parser.add_argument("--retries", type=cli.non_negative_int, default=5)
     parser.add_argument(
-        "--timeout", type=cli.positive_float, default=60, help="seconds per socket read"
+        "--retries", type=cli.int_between(0, MAX_RETRIES, "attempts per file"), default=5
+    )
+    parser.add_argument(
+        "--timeout",
+        type=cli.positive_float_up_to(MAX_WAIT_S, "seconds, a day"),
+        default=60,
+        help="seconds per socket read",
     )
     parser.add_argument(
         "--min_rate",
@@ -1165,7 +1174,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="end a download slower than this many bytes/s over --rate_window (0: never)",
     )
     parser.add_argument(
-        "--rate_window", type=cli.positive_float, default=RATE_WINDOW_S, help="seconds"
+        "--rate_window",
+        type=cli.positive_float_up_to(MAX_WAIT_S, "seconds, a day"),
+        default=RATE_WINDOW_S,
+        help="seconds",
     )
     parser.add_argument("--no_progress", action="store_true")
     parser.add_argument("--debug", action="store_true", help="print the traceback of a bug")

@@ -434,15 +434,15 @@ def add_count_arguments(parser: argparse.ArgumentParser, defaults: Settings) -> 
     """The numeric flags of the shard and hdf5 stages (NVIDIA's names), with types that refuse
     impossible values while parsing."""
     types = {
-        "n_training_shards": cli.positive_int,
-        "n_test_shards": cli.non_negative_int,
+        "n_training_shards": cli.shard_count,
+        "n_test_shards": cli.int_between(0, cli.MAX_SHARDS, "shard files"),
         "fraction_test_set": cli.proportion,
-        "n_processes": cli.positive_int,
+        "n_processes": cli.process_count,
         "random_seed": cli.seed_value,
-        "dupe_factor": cli.positive_int,
+        "dupe_factor": cli.dupe_factor,
         "masked_lm_prob": cli.proportion,
-        "max_seq_length": cli.positive_int,
-        "max_predictions_per_seq": cli.positive_int,
+        "max_seq_length": cli.seq_length,
+        "max_predictions_per_seq": cli.seq_length,
         "short_seq_prob": cli.proportion,
     }
     for name, kind in types.items():

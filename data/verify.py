@@ -284,11 +284,11 @@ def is_parquet(paths: Sequence[str | Path]) -> bool:
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = cli.ArgumentParser(prog="verify", description=__doc__.split("\n\n")[0])
     parser.add_argument("paths", nargs="+", help="shard folders or files")
-    parser.add_argument("--max_seq_length", type=cli.positive_int)
-    parser.add_argument("--max_predictions_per_seq", type=cli.positive_int)
+    parser.add_argument("--max_seq_length", type=cli.seq_length)
+    parser.add_argument("--max_predictions_per_seq", type=cli.seq_length)
     parser.add_argument("--vocab_file", type=Path)
     parser.add_argument("--config_file", type=Path)
-    parser.add_argument("--expected_shards", type=cli.positive_int)
+    parser.add_argument("--expected_shards", type=cli.shard_count)
     parser.add_argument("--debug", action="store_true", help="print the traceback of a bug")
     return parser.parse_args(argv)
 

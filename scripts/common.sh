@@ -38,11 +38,45 @@ is_uint() { [[ $1 =~ ^[0-9]+$ ]]; }
 is_number() { [[ $1 =~ ^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$ ]]; }
 is_precision() { [[ $1 =~ ^(fp16|fp32|tf32|bf16|fp32_strict)$ ]]; }
 
-need_positive_int() {  # name value
-  { is_uint "$2" && [ "$((10#$2))" -gt 0 ]; } || die "$(where "$1"): '$2' is not a positive integer"
+# Upper limits, the entry scripts' own: generous for any real run and far inside bash's 64-bit
+# arithmetic, so a longer value is refused by its digits before any `$((...))` could wrap it.
+LIMIT_COUNT="1099511627776 2**40"                       # steps, samples and other counts
+LIMIT_BATCH="1048576 2**20 samples per process per step" # batch sizes, accumulation steps
+LIMIT_PROCESSES="4096 2**12 processes on one machine"    # GPUs, workers
+LIMIT_SHARDS="1048576 2**20 shard files"
+LIMIT_SEED="4294963199 2**32 - 4097"                     # numpy's and torch's seeds, ranks added
+LIMIT_EPOCHS="1048576 2**20 passes over the data"
+
+# A refused value quoted back, cut short: a 5,000-digit argument stays a one-line message.
+shown() {
+  if [ "${#1}" -le 24 ]; then printf '%s' "$1"; else printf '%s... (%s characters)' "${1:0:24}" "${#1}"; fi
 }
-need_uint() { is_uint "$2" || die "$(where "$1"): '$2' is not a non-negative integer"; }
-need_number() { is_number "$2" || die "$(where "$1"): '$2' is not a number"; }
+
+# not_above DIGITS MAXIMUM: compares digit strings by length then as text; no arithmetic.
+not_above() {
+  local value=${1#"${1%%[!0]*}"}  # leading zeros dropped
+  [ "${#value}" -lt "${#2}" ] || { [ "${#value}" -eq "${#2}" ] && ! [[ $value > $2 ]]; }
+}
+
+# need_positive_int NAME VALUE [LIMIT]: 1 up to the LIMIT_* given (default LIMIT_COUNT).
+need_positive_int() {
+  { is_uint "$2" && [[ $2 =~ [1-9] ]]; } || die "$(where "$1"): '$(shown "$2")' is not a positive integer"
+  need_at_most "$1" "$2" "${3:-$LIMIT_COUNT}"
+}
+need_uint() {  # NAME VALUE [LIMIT]: 0 up to the LIMIT_* given (default LIMIT_COUNT)
+  is_uint "$2" || die "$(where "$1"): '$(shown "$2")' is not a non-negative integer"
+  need_at_most "$1" "$2" "${3:-$LIMIT_COUNT}"
+}
+need_at_most() {  # NAME DIGITS "MAXIMUM WORDS..."
+  local maximum=${3%% *}
+  not_above "$2" "$maximum" || die "$(where "$1"): '$(shown "$2")' is more than $maximum (${3#* })"
+}
+# need_number NAME VALUE [LIMIT]: a decimal number, at most the LIMIT_* given when one is.
+need_number() {
+  is_number "$2" || die "$(where "$1"): '$(shown "$2")' is not a number"
+  [ -z "${3:-}" ] || awk -v x="$2" -v m="${3%% *}" 'BEGIN { exit !(x + 0 <= m + 0) }' ||
+    die "$(where "$1"): '$(shown "$2")' is more than ${3%% *} (${3#* })"
+}
 need_bool() {
   [[ $2 =~ ^(true|false)$ ]] || die "$(where "$1"): '$2' is not true or false"
 }

@@ -54,15 +54,15 @@ precision=${ARG[precision]:-fp16}
 seed=${ARG[seed]:-2}
 mode=${ARG[mode]:-train eval}
 
-need_positive_int num_gpu "$num_gpu"
-need_positive_int batch_size "$batch_size"
-need_positive_int gradient_accumulation_steps "$gradient_accumulation_steps"
+need_positive_int num_gpu "$num_gpu" "$LIMIT_PROCESSES"
+need_positive_int batch_size "$batch_size" "$LIMIT_BATCH"
+need_positive_int gradient_accumulation_steps "$gradient_accumulation_steps" "$LIMIT_BATCH"
 need_number learning_rate "$learning_rate"
 need_number warmup_proportion "$warmup_proportion"
-need_number epochs "$epochs"
-need_number max_steps "$max_steps"
+need_number epochs "$epochs" "$LIMIT_EPOCHS"
+need_number max_steps "$max_steps" "$LIMIT_COUNT"
 set_precision_flags precision "$precision"
-need_uint seed "$seed"
+need_uint seed "$seed" "$LIMIT_SEED"
 [ -z "${LOG_FREQ:-}" ] || need_positive_int LOG_FREQ "$LOG_FREQ"
 
 train=false evaluate=false predict=false

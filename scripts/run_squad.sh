@@ -91,14 +91,14 @@ mode=${ARG[mode]:-train eval}
 CONFIG_FILE=$(resolve_path "${ARG[CONFIG_FILE]:-$default_config}")
 max_steps=${ARG[max_steps]:--1}
 
-need_number epochs "$epochs"
-need_positive_int batch_size "$batch_size"
+need_number epochs "$epochs" "$LIMIT_EPOCHS"
+need_positive_int batch_size "$batch_size" "$LIMIT_BATCH"
 need_number learning_rate "$learning_rate"
 [ "$form" = HEAD ] && need_number warmup_proportion "$warmup_proportion"
 set_precision_flags precision "$precision"
-need_positive_int num_gpu "$num_gpu"
-need_uint seed "$seed"
-need_number max_steps "$max_steps"
+need_positive_int num_gpu "$num_gpu" "$LIMIT_PROCESSES"
+need_uint seed "$seed" "$LIMIT_SEED"
+need_number max_steps "$max_steps" "$LIMIT_COUNT"
 [ -z "${LOG_FREQ:-}" ] || need_positive_int LOG_FREQ "$LOG_FREQ"
 
 version=1.1

@@ -59,6 +59,8 @@ KINDS = (
     "malformed",
     "conflict",
     "special",
+    "size",
+    "message",
 )
 
 
@@ -626,6 +628,212 @@ CASES = [
         ONNX + " --output={out}/m.onnx",
         [("special", "--init_checkpoint={fifo}", 2, "{fifo}")],
     ),
+    # size: a value that would exhaust memory or time is refused with its limit, before any
+    # allocation; {huge} has 20 digits, {digits} 5,001.
+    *cases(
+        "run_pretraining",
+        PRETRAIN,
+        [
+            ("size", "--train_batch_size={huge}", 2, "--train_batch_size: must be at most 1048576"),
+            ("size", "--train_batch_size={digits}", 2, "--train_batch_size: is far too large"),
+            ("size", "--gradient_accumulation_steps={huge}", 2, "--gradient_accumulation_steps"),
+            ("size", "--max_seq_length=65537", 2, "--max_seq_length: must be at most 65536"),
+            ("size", "--max_predictions_per_seq={huge}", 2, "--max_predictions_per_seq"),
+            ("size", "--max_steps=1e300", 2, "--max_steps: must be at most 1099511627776"),
+            ("size", "--max_steps=1e400", 2, "--max_steps: is far too large"),
+            ("size", "--steps_this_run={huge}", 2, "--steps_this_run"),
+            ("size", "--log_freq=1e20", 2, "--log_freq"),
+            ("size", "--eval_batch_size={huge}", 2, "--eval_batch_size"),
+            ("size", "--eval_max_samples={digits}", 2, "--eval_max_samples"),
+            ("size", "--bin_size={huge}", 2, "--bin_size"),
+            ("size", "--num_workers=5000", 2, "--num_workers: must be at most 4096"),
+            ("size", "--local_rank={huge}", 2, "--local_rank"),
+            ("size", "--init_loss_scale=1e300", 2, "--init_loss_scale: must be at most"),
+            ("size", "--config_file={huge_config}", 1, "{huge_config}: 'vocab_size' must be at"),
+            ("size", "--config_file={wide_config}", 1, "{wide_config}: the sizes describe"),
+        ],
+    ),
+    *cases(
+        "run_squad",
+        SQUAD + " --do_predict --predict_file={squad}",
+        [
+            ("size", "--predict_batch_size={huge}", 2, "--predict_batch_size: must be at most"),
+            ("size", "--max_seq_length={digits}", 2, "--max_seq_length: is far too large"),
+            ("size", "--doc_stride={huge}", 2, "--doc_stride"),
+            ("size", "--max_query_length={huge}", 2, "--max_query_length"),
+            ("size", "--n_best_size={huge}", 2, "--n_best_size"),
+            ("size", "--max_answer_length={huge}", 2, "--max_answer_length"),
+            ("size", "--do_train --train_file={squad} --train_batch_size={huge}", 2, "--train_b"),
+            (
+                "size",
+                "--do_train --train_file={squad} --num_train_epochs=1e300",
+                2,
+                "--num_train_e",
+            ),
+            ("size", "--do_train --train_file={squad} --max_steps=1e300", 2, "--max_steps"),
+            ("size", "--config_file={digits_config}", 1, "{digits_config}: not usable JSON"),
+        ],
+    ),
+    *cases(
+        "run_glue",
+        GLUE + " --do_eval --data_dir={glue}",
+        [
+            ("size", "--eval_batch_size={huge}", 2, "--eval_batch_size: must be at most 1048576"),
+            ("size", "--max_seq_length={huge}", 2, "--max_seq_length"),
+            ("size", "--do_train --train_batch_size={digits}", 2, "--train_batch_size"),
+            ("size", "--do_train --log_freq={huge}", 2, "--log_freq"),
+            ("size", "--config_file={wide_config}", 1, "{wide_config}"),
+        ],
+    ),
+    *cases(
+        "create_pretraining_data",
+        CPD + " --output_file={out}/x.hdf5",
+        [
+            ("size", "--max_seq_length={huge}", 2, "--max_seq_length: must be at most 65536"),
+            ("size", "--dupe_factor=1000000", 2, "--dupe_factor: must be at most 1000"),
+            ("size", "--max_predictions_per_seq={huge}", 2, "--max_predictions_per_seq"),
+            ("size", "--max_seq_length=16 --max_predictions_per_seq=17", 2, "--max_predictions"),
+            ("size", "--processes=5000", 2, "--processes: must be at most 4096"),
+            ("size", "--config_file={huge_config}", 1, "{huge_config}"),
+        ],
+    ),
+    *cases(
+        "inference",
+        INFER,
+        [
+            ("size", "--max_seq_length={huge}", 2, "--max_seq_length: must be at most 65536"),
+            ("size", "--n_best_size={digits}", 2, "--n_best_size"),
+            ("size", "--max_answer_length={huge}", 2, "--max_answer_length"),
+            ("size", "--local_rank={huge}", 2, "--local_rank"),
+            ("size", "--config_file={wide_config}", 1, "{wide_config}"),
+        ],
+    ),
+    *cases(
+        "export_onnx",
+        ONNX + " --output={out}/m.onnx",
+        [
+            ("size", "--check_shapes=1x8,{huge}x8", 2, "--check_shapes"),
+            ("size", "--check_shapes=1048577x8", 2, "--check_shapes"),
+            ("size", "--num_labels={huge} --task=classification", 2, "--num_labels"),
+            ("size", "--repeats={huge}", 2, "--repeats"),
+            ("size", "--config_file={huge_config}", 1, "{huge_config}"),
+        ],
+    ),
+    *cases(
+        "convert_checkpoint",
+        "--input={ckpt} --output={out}/x.pt",
+        [("size", "--config_file={wide_config}", 1, "{wide_config}")],
+    ),
+    *cases(
+        "data.verify",
+        "",
+        [
+            ("size", "{shards} --max_seq_length={huge}", 2, "--max_seq_length"),
+            ("size", "{shards} --expected_shards={digits}", 2, "--expected_shards"),
+            ("size", "{shards} --config_file={huge_config}", 1, "{huge_config}"),
+        ],
+    ),
+    *cases(
+        "data.pipeline",
+        "--working_dir={folder}",
+        [
+            ("size", "hdf5 --dupe_factor=100000", 2, "--dupe_factor: must be at most 1000"),
+            ("size", "shard --n_training_shards={huge}", 2, "--n_training_shards"),
+            ("size", "hdf5 --max_seq_length=16 --max_predictions_per_seq=20", 2, "--max_pred"),
+            ("size", "hdf5 --n_processes=5000", 2, "--n_processes"),
+        ],
+    ),
+    *cases(
+        "data.bertPrep",
+        "--action=create_hdf5_files --dataset=wikicorpus_en",
+        [
+            ("size", "--n_processes={huge}", 2, "--n_processes: must be at most 4096"),
+            ("size", "--dupe_factor={huge}", 2, "--dupe_factor"),
+            ("size", "--max_seq_length={huge}", 2, "--max_seq_length"),
+            ("size", "--n_test_shards={huge}", 2, "--n_test_shards"),
+        ],
+    ),
+    *cases(
+        "benchmarks.loader_speed",
+        "",
+        [
+            ("size", "--micro_batch={huge}", 2, "--micro_batch: must be at most 1048576"),
+            ("size", "--rows={digits}", 2, "--rows: is far too large"),
+        ],
+    ),
+    # message: values and files that reached Python's, torch's or the socket's internals, which
+    # answered in their own words (RuntimeError: value cannot be converted to type float without
+    # overflow; RecursionError; ValueError: Exceeds the limit (4300 digits); OverflowError:
+    # timestamp out of range; the ONNX exporter's ConversionError), now one line naming the flag
+    # or file.
+    *cases(
+        "run_pretraining",
+        PRETRAIN,
+        [
+            ("message", "--learning_rate=1e300", 2, "--learning_rate: must be at most 1000"),
+            ("message", "--config_file={deep_json}", 1, "{deep_json}: not usable JSON (nested"),
+            ("message", "--config_file={digits_config}", 1, "{digits_config}: not usable JSON"),
+        ],
+    ),
+    *cases(
+        "run_squad",
+        SQUAD + " --do_predict --predict_file={squad}",
+        [
+            ("message", "--predict_file={deep_json}", 1, "{deep_json}: not usable JSON (nested"),
+            ("message", "--do_train --train_file={squad} --learning_rate=1e300", 2, "--learning_r"),
+            ("message", "--config_file={deep_json}", 1, "{deep_json}"),
+        ],
+    ),
+    *cases(
+        "run_glue",
+        GLUE + " --do_eval --data_dir={glue}",
+        [
+            ("message", "--config_file={digits_config}", 1, "{digits_config}: not usable JSON"),
+            ("message", "--do_train --learning_rate=1e300", 2, "--learning_rate"),
+        ],
+    ),
+    *cases("inference", INFER, [("message", "--config_file={deep_json}", 1, "{deep_json}")]),
+    *cases(
+        "export_onnx",
+        ONNX + " --output={out}/m.onnx",
+        [
+            ("message", "--opset=1000", 2, "--opset 1000: the installed onnx"),
+            ("message", "--config_file={deep_json}", 1, "{deep_json}"),
+        ],
+    ),
+    *cases(
+        "convert_checkpoint",
+        "--input={ckpt} --output={out}/x.pt",
+        [("message", "--config_file={digits_config}", 1, "{digits_config}: not usable JSON")],
+    ),
+    *cases(
+        "evaluate_squad",
+        "",
+        [
+            ("message", "{deep_json} {preds}", 1, "{deep_json}: not usable JSON (nested"),
+            ("message", "{squad} {deep_json}", 1, "{deep_json}: not usable JSON (nested"),
+        ],
+    ),
+    *cases(
+        "data.verify", "", [("message", "{shards} --config_file={deep_json}", 1, "{deep_json}")]
+    ),
+    *cases(
+        "data.download",
+        "--dataset=squad --download_dir={out}",
+        [
+            ("message", "--timeout=1e300", 2, "--timeout: must be at most 86400"),
+            ("message", "--rate_window=1e300", 2, "--rate_window"),
+            ("message", "--retries=100000", 2, "--retries: must be at most 100"),
+        ],
+    ),
+    *cases(
+        "scripts.plot_loss", "--output={out}/loss.png", [("message", "{deep_log}", 1, "{deep_log}")]
+    ),
+    *cases(
+        "scripts.summarize_runs",
+        "--output={out}/s.md",
+        [("message", "--squad={deep_log}", 1, "{deep_log}")],
+    ),
 ]
 
 PROGS = {  # the name each script puts before "error:"
@@ -672,6 +880,23 @@ def write_shard(path: Path, rows: int, seq: int = 32, pred: int = 5) -> None:
 def config_file(path: Path, **changes) -> str:
     path.write_text(json.dumps(json.loads(TINY_CONFIG.read_text()) | changes))
     return str(path)
+
+
+def write_size_files(w: Path, paths: dict[str, str]) -> None:
+    """The size and message cases' values and files: numbers of 20 and 5,001 digits, configs
+    asking for terabytes, JSON beyond the reader's limits (a huge number, deep nesting)."""
+    paths["huge"] = "9" * 20
+    paths["digits"] = "1" + "0" * 5000
+    paths["huge_config"] = config_file(w / "huge_config.json", vocab_size=10**20)
+    paths["wide_config"] = config_file(
+        w / "wide_config.json", hidden_size=2**15, vocab_size=4 * 10**6
+    )
+    (w / "digits_config.json").write_text('{"vocab_size": 1' + "0" * 5000 + "}")
+    paths["digits_config"] = str(w / "digits_config.json")
+    (w / "deep.json").write_text("[" * 100000 + "]" * 100000)
+    paths["deep_json"] = str(w / "deep.json")
+    (w / "deep_log.json").write_text("DLLL " + '{"a": ' * 100000 + "1" + "}" * 100000 + "\n")
+    paths["deep_log"] = str(w / "deep_log.json")
 
 
 @pytest.fixture(scope="module")
@@ -805,6 +1030,7 @@ def world(tmp_path_factory) -> dict[str, str]:
     model = BertForPreTraining(BertConfig.from_json_file(TINY_CONFIG))  # no QA or other head
     save_nvidia_checkpoint(w / "pretrained.pt", model.state_dict(), model.config)
     paths["pretrained_pt"] = str(w / "pretrained.pt")
+    write_size_files(w, paths)
     return paths
 
 

@@ -57,6 +57,53 @@ def test_good_values_parse():
     assert (args.batch, args.warmup, args.steps, args.limit, args.seed) == (4, 0.0, 7038.0, 5, 0)
 
 
+SIZE_TYPES = {  # each bounded type, its largest accepted value and what the limit stands for
+    "positive_int": (cli.positive_int, 2**40, "2**40"),
+    "non_negative_int": (cli.non_negative_int, 2**40, "2**40"),
+    "positive_steps": (cli.positive_steps, 2**40, "2**40 steps"),
+    "steps_or_minus_one": (cli.steps_or_minus_one, 2**40, "2**40 steps"),
+    "positive_int_or_minus_one": (cli.positive_int_or_minus_one, 2**40, "2**40"),
+    "step_or_minus_one": (cli.step_or_minus_one, 2**40, "2**40"),
+    "batch_size": (cli.batch_size, 2**20, "2**20 samples per process per step"),
+    "seq_length": (cli.seq_length, 2**16, "2**16 tokens per sequence"),
+    "process_count": (cli.process_count, 2**12, "2**12 processes on one machine"),
+    "worker_count": (cli.worker_count, 2**12, "2**12 workers on one machine"),
+    "shard_count": (cli.shard_count, 2**20, "2**20 shard files"),
+    "dupe_factor": (cli.dupe_factor, 1000, "1000 (copies of the text)"),
+    "epoch_count": (cli.epoch_count, 2**20, "2**20 passes over the data"),
+    "learning_rate": (cli.learning_rate, 1000, "1000"),
+    "loss_scale": (cli.loss_scale, 2**32, "2**32"),
+    "positive_loss_scale": (cli.positive_loss_scale, 2**32, "2**32"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SIZE_TYPES))
+def test_sizes_have_a_stated_upper_limit(name):
+    kind, largest, words = SIZE_TYPES[name]
+    assert kind(str(largest)) == largest  # the limit itself is accepted
+    for value in (str(largest + 1), "99999999999999999999", "1" + "0" * 5000):
+        with pytest.raises(argparse.ArgumentTypeError) as err:
+            kind(value)
+        message = str(err.value)
+        assert len(message) < 120, message  # a 5,001-digit value is not echoed whole
+        if len(value) < 30:
+            assert f"at most {largest}" in message and words.split(" (")[0] in message, message
+        else:
+            assert "far too large" in message and "characters" in message, message
+
+
+def test_huge_floats_are_refused_by_every_float_type():
+    for kind in (cli.finite_float, cli.positive_float, cli.non_negative_float, cli.proportion):
+        for value, words in (("1e400", "far too large"), ("-1e999", "far too large")):
+            with pytest.raises(argparse.ArgumentTypeError, match=words):
+                kind(value)
+        for value in ("nan", "inf", "-Infinity"):
+            with pytest.raises(argparse.ArgumentTypeError, match="finite number"):
+                kind(value)
+    with pytest.raises(argparse.ArgumentTypeError, match="at most 1099511627776"):
+        cli.positive_steps("1e300")  # a whole number as a float, but beyond any run
+
+
 def run(body, argv=(), monkeypatch=None) -> int:
     def parse(arguments):
         p = argparse.ArgumentParser(prog="x")

@@ -863,6 +863,77 @@ def test_bad_values_are_one_line_naming_the_argument(launcher, args, expected, w
     assert expected in one_error_line(launch(launcher, args, world))
 
 
+HUGE = "99999999999999999999"  # 20 digits: beyond bash's 64-bit arithmetic, which would wrap
+WRAPS_TO_8 = str(2**64 + 8)  # $((10#...)) reads it as 8
+THOUSANDS = "1" + "0" * 5000
+BATCH = "more than 1048576 (2**20 samples per process per step)"
+PROCESSES = "more than 4096 (2**12 processes on one machine)"
+COUNT = "more than 1099511627776 (2**40)"
+
+
+@pytest.mark.parametrize(
+    "launcher, args, expected",
+    [
+        ("run_squad.sh", [*SQUAD_13[:2], HUGE], f"argument 3 batch_size: '{HUGE}' is {BATCH}"),
+        (
+            "run_squad.sh",
+            [*SQUAD_13[:2], "1048577"],
+            f"argument 3 batch_size: '1048577' is {BATCH}",
+        ),
+        ("run_squad.sh", [*SQUAD_13[:2], WRAPS_TO_8], "argument 3 batch_size"),
+        ("run_squad.sh", [*SQUAD_13[:2], THOUSANDS], "'100000000000000000000000... (5001 chara"),
+        ("run_squad.sh", [*SQUAD_13[:5], "4097"], f"argument 6 num_gpu: '4097' is {PROCESSES}"),
+        ("run_squad.sh", [*SQUAD_13[:6], HUGE], "argument 7 seed: '99999999999999999999' is more"),
+        ("run_squad.sh", [SQUAD_13[0], "1e400"], "argument 2 epochs: '1e400' is more than 1048576"),
+        ("run_squad.sh", [*SQUAD_13[:12], "1e13"], "argument 13 max_steps: '1e13' is more than"),
+        ("run_glue.sh", [""] * 6 + [WRAPS_TO_8], "argument 7 num_gpu"),
+        ("run_glue.sh", [""] * 7 + [HUGE], f"argument 8 batch_size: '{HUGE}' is {BATCH}"),
+        ("run_glue.sh", [""] * 8 + [HUGE], "argument 9 gradient_accumulation_steps"),
+        ("run_glue.sh", [""] * 11 + ["9e99"], "argument 12 epochs: '9e99' is more than"),
+        ("run_pretraining.sh", [HUGE], f"argument 1 train_batch_size: '{HUGE}' is {BATCH}"),
+        ("run_pretraining.sh", ["8", "1e-3", "fp16", HUGE], f"argument 4 num_gpus: '{HUGE}' is"),
+        (
+            "run_pretraining.sh",
+            ["8", "", "", "", "", HUGE],
+            f"argument 6 train_steps: '{HUGE}' is {COUNT}",
+        ),
+        ("run_pretraining.sh", ["8"] + [""] * 5 + [HUGE], "argument 7 save_checkpoint_steps"),
+        (
+            "run_pretraining.sh",
+            ["8"] + [""] * 9 + [WRAPS_TO_8],
+            "argument 11 gradient_accumulation",
+        ),
+        ("run_pretraining.sh", ["8"] + [""] * 14 + [HUGE], "argument 16 train_batch_size_phase2"),
+        ("run_pretraining.sh", ["8"] + [""] * 17 + [HUGE], "argument 19 train_steps_phase2"),
+        (
+            "run_pretraining.sh",
+            ["8"] + [""] * 18 + [HUGE],
+            "argument 20 gradient_accumulation_steps_phase2",
+        ),
+        ("run_pretraining.sh", ["8"] + [""] * 24 + [HUGE], "argument 26 num_dask_workers"),
+        ("run_pretraining.sh", ["8"] + [""] * 25 + [HUGE], "argument 27 num_shards_per_worker"),
+        (
+            "run_pretraining.sh",
+            ["8"] + [""] * 26 + ["4097"],
+            f"argument 28 num_workers: '4097' is {PROCESSES}",
+        ),
+    ],
+)
+def test_absurd_sizes_are_refused_by_their_digits_before_any_arithmetic(
+    launcher, args, expected, world
+):
+    assert expected in one_error_line(launch(launcher, args, world))
+
+
+def test_the_limits_themselves_and_leading_zeros_are_accepted(world):
+    (squad,) = commands(
+        launch("run_squad.sh", [*SQUAD_13[:2], "1048576", "3e-5", "fp32", "1"], world)
+    )
+    assert squad[2]["--train_batch_size"] == "1048576"
+    (glue,) = commands(launch("run_glue.sh", [""] * 7 + ["000000000000000000000032"], world))
+    assert glue[2]["--train_batch_size"] == "000000000000000000000032"  # python reads 32
+
+
 def test_missing_data_is_refused_with_what_to_run_instead(world, tmp_path):
     result = launch("run_pretraining.sh", [], world, BERT_PREP_WORKING_DIR=str(tmp_path))
     line = one_error_line(result)
@@ -1297,6 +1368,13 @@ def test_run_sub_reads_both_generations_variables(world, fakes, tmp_path):
         ({"IMAGE_VERSION": "21.11-py3", "CONTAINER_IMAGE": "other"}, "name different images"),
         ({"CONTAINER_IMAGE": "img", "RESULTS_DIR": "/tmp/a,b"}, "holds ',' or ':'"),
         ({"SLURM_JOB_NODELIST": ""}, "SLURM_JOB_NODELIST is not set"),
+        ({"TRAIN_BATCH_SIZE": "99999999999999999999"}, "TRAIN_BATCH_SIZE: '99999999999999999999'"),
+        ({"GPUS": str(2**64 + 1)}, "GPUS: '18446744073709551617' is more than 4096"),
+        ({"STEPS": "1" + "0" * 5000}, "STEPS: '100000000000000000000000... (5001 characters)'"),
+        ({"SEED": str(2**32)}, "SEED: '4294967296' is more than 4294963199"),
+        ({"NUM_WORKERS": "5000"}, "NUM_WORKERS: '5000' is more than 4096"),
+        ({"MASTER_PORT": str(2**64 + 80)}, "MASTER_PORT: '18446744073709551696' is not a port"),
+        ({"NUM_SHARDS_PER_WORKER": "99999999999999999999"}, "NUM_SHARDS_PER_WORKER: '9999"),
     ],
 )
 def test_run_sub_refuses_with_one_line(env, expected, world, fakes, tmp_path):

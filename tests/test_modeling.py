@@ -113,6 +113,60 @@ def test_config_invalid_fields(tmp_path, change, message):
     assert message in str(info.value) and str(path) in str(info.value)
 
 
+LIMITS = {  # each size's largest accepted value, restated here
+    "vocab_size": 4194304,
+    "hidden_size": 32768,
+    "num_hidden_layers": 1024,
+    "num_attention_heads": 1024,
+    "intermediate_size": 131072,
+    "max_position_embeddings": 65536,
+    "type_vocab_size": 1024,
+    "vocab_pad_multiple": 1024,
+}
+
+
+@pytest.mark.parametrize("name", sorted(LIMITS))
+def test_config_sizes_have_a_stated_limit(tmp_path, name):
+    path = tmp_path / "config.json"
+    tiny = json.loads(TINY_CONFIG.read_text())
+    for value in (LIMITS[name] + 1, 10**20):
+        path.write_text(json.dumps(tiny | {name: value}))
+        with pytest.raises(ConfigError) as info:
+            BertConfig.from_json_file(path)
+        assert f"'{name}' must be at most {LIMITS[name]}" in str(info.value)
+        assert str(path) in str(info.value)
+    if name not in ("hidden_size", "num_attention_heads"):  # these two must divide
+        BertConfig.from_dict(tiny | {name: LIMITS[name]})  # the limit itself is accepted
+
+
+def test_config_parameter_count_is_the_model_s_and_bounded(tmp_path):
+    config = BertConfig.from_json_file(TINY_CONFIG)
+    model = BertForPreTraining(config)
+    assert config.parameter_count() == sum(p.numel() for p in model.parameters())
+    # each size within its limit, together 142 billion parameters: refused before allocating
+    wide = json.loads(TINY_CONFIG.read_text()) | {"hidden_size": 32768, "vocab_size": 4000000}
+    path = tmp_path / "wide.json"
+    path.write_text(json.dumps(wide))
+    with pytest.raises(ConfigError, match=r"parameters, more than the 17,179,869,184 \(2\*\*34"):
+        BertConfig.from_json_file(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('{"vocab_size": 1' + "0" * 5000 + "}", "a number with thousands of digits"),
+        ("[" * 100000 + "]" * 100000, "nested too deeply"),
+        ('{"a": ' * 100000 + "1" + "}" * 100000, "nested too deeply"),
+    ],
+)
+def test_config_beyond_the_json_reader_s_limits_is_one_line(tmp_path, text, message):
+    path = tmp_path / "hostile.json"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        BertConfig.from_json_file(path)
+    assert str(info.value) == f"{path}: not usable JSON ({message})"
+
+
 def test_config_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="config file not found"):
         BertConfig.from_json_file(tmp_path / "nope.json")
