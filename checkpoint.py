@@ -468,6 +468,7 @@ def fit_state_dict(
                 f"but {list(expected[key].shape)} in the model (another model size, or another "
                 "vocabulary / config?)"
             )
+    check_weight_types(state_dict, expected, source)
     missing_encoder = [key for key in missing if is_encoder(key)]
     unexpected_encoder = [key for key in unexpected if is_encoder(key) or key.startswith("bert.")]
     if missing_encoder and len(missing_encoder) == sum(map(is_encoder, expected)):
@@ -494,6 +495,29 @@ def fit_state_dict(
     fitted = {key: value for key, value in state_dict.items() if key in expected}
     check_weights_finite(fitted, source)
     return fitted, LoadReport(source, missing, unexpected, resized)
+
+
+def _kind(tensor: torch.Tensor) -> str:
+    if tensor.dtype == torch.bool:
+        return "bool"
+    if tensor.is_complex():
+        return "complex"
+    return "floating" if tensor.is_floating_point() else "integer"
+
+
+def check_weight_types(
+    state_dict: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Tensor], source: str
+) -> None:
+    """Refuse a tensor whose kind (floating, integer, bool, complex) differs from the model's:
+    `load_state_dict` would cast integers or booleans into weights without a word (an integer
+    copy of float weights is all zeros and ones)."""
+    for key in sorted(set(expected) & set(state_dict)):
+        found, wanted = _kind(state_dict[key]), _kind(expected[key])
+        if found != wanted:
+            raise CheckpointError(
+                f"{source}: {key} holds {found} values ({state_dict[key].dtype}), but the model's "
+                f"are {wanted}; the file does not hold BERT weights as they are saved"
+            )
 
 
 def check_weights_finite(state_dict: Mapping[str, torch.Tensor], source: str) -> None:

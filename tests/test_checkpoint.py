@@ -503,3 +503,38 @@ def test_hf_folder_of_another_model_type_is_refused(tmp_path, minilm_dir):
     (folder / "config.json").write_text("{")
     with pytest.raises(CheckpointError, match=r"config\.json: not valid JSON"):
         read_weights(folder)
+
+
+# Wrong content in a valid container: 4 dtypes x 3 containers, and the resume path's
+# optimizer state (test_run_pretraining_checkpoints.py).
+@pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.bool, torch.complex64])
+def test_non_floating_weights_are_refused_naming_file_and_key(tmp_path, pretraining_model, dtype):
+    from safetensors.torch import save_file
+
+    state = {k: v.clone() for k, v in pretraining_model.state_dict().items()}
+    key = "bert.encoder.layer.0.attention.self.query.weight"
+    state[key] = state[key].to(dtype)
+    files = {"state.pt": {"model": state}, "bare.pt": state}
+    for name, payload in files.items():
+        atomic_torch_save(payload, tmp_path / name)
+    if dtype != torch.complex64:  # safetensors has no complex type everywhere
+        save_file({k: v.contiguous() for k, v in state.items()}, str(tmp_path / "w.safetensors"))
+        files["w.safetensors"] = None
+    for name in files:
+        model = BertForPreTraining(tiny_config())
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        with pytest.raises(CheckpointError) as raised:
+            load_model_weights(model, tmp_path / name)
+        message = str(raised.value)
+        assert name in message and key in message and str(dtype).split(".")[1] in message
+        after = model.state_dict()
+        assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_all_integer_state_dict_is_refused_not_loaded_as_zeros(tmp_path, pretraining_model):
+    state = {k: v.long() for k, v in pretraining_model.state_dict().items()}
+    atomic_torch_save(state, tmp_path / "ints.pt")
+    with pytest.raises(
+        CheckpointError, match=r"ints\.pt: bert\.\S+ holds integer values \(torch\.int64\)"
+    ):
+        load_model_weights(BertForPreTraining(tiny_config()), tmp_path / "ints.pt")

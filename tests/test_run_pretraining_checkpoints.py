@@ -157,6 +157,38 @@ def non_finite(path):
     torch.save(checkpoint, path)
 
 
+def integer_weights(path):
+    checkpoint = torch_load(path)
+    key = "bert.encoder.layer.0.output.dense.weight"
+    checkpoint["model"][key] = checkpoint["model"][key].long()
+    torch.save(checkpoint, path)
+
+
+def integer_moments(path):
+    checkpoint = torch_load(path)
+    moments = checkpoint["optimizer"]["state"][0]
+    moments["exp_avg"] = moments["exp_avg"].to(torch.int32)
+    torch.save(checkpoint, path)
+
+
+def non_finite_moments(path):
+    checkpoint = torch_load(path)
+    checkpoint["optimizer"]["state"][1]["exp_avg_sq"][0] = float("inf")
+    torch.save(checkpoint, path)
+
+
+def complex_learning_rate(path):
+    checkpoint = torch_load(path)
+    checkpoint["optimizer"]["param_groups"][1]["lr"] = torch.tensor(1e-3j)
+    torch.save(checkpoint, path)
+
+
+def text_step(path):
+    checkpoint = torch_load(path)
+    checkpoint["optimizer"]["param_groups"][0]["step"] = "3"
+    torch.save(checkpoint, path)
+
+
 def named_pipe(path):
     path.unlink()
     os.mkfifo(path)  # reading it would wait for a writer forever
@@ -169,6 +201,11 @@ CORRUPTIONS = {
     unpicklable: "not a readable PyTorch checkpoint",
     no_model: "not a training checkpoint (no 'model' entry)",
     non_finite: "bert.encoder.layer.0.output.dense.weight holds 1 non-finite values",
+    integer_weights: "bert.encoder.layer.0.output.dense.weight holds integer values",
+    integer_moments: "optimizer state 0 exp_avg is not a floating tensor (a torch.int32",
+    non_finite_moments: "optimizer state 1 exp_avg_sq holds NaN or infinity",
+    complex_learning_rate: "optimizer param_groups[1] lr is not a finite number",
+    text_step: "optimizer param_groups[0] step is not a finite number (a str)",
 }
 
 
