@@ -28,7 +28,7 @@ from torch import nn
 
 import storage
 from errors import BertError
-from fileio import atomic_folder, atomic_write, check_regular_file
+from fileio import JsonError, atomic_folder, atomic_write, check_regular_file, read_json
 from modeling import PADDED_VOCAB_BIAS, BertConfig, ConfigError, round_up
 
 logger = logging.getLogger(__name__)
@@ -267,9 +267,9 @@ def _read_hf_folder(folder: Path) -> Weights:
     config_file = folder / "config.json"
     check_regular_file(config_file)
     try:
-        values = json.loads(config_file.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"{config_file}: not valid JSON ({err})") from None
+        values = read_json(config_file)
+    except JsonError as err:
+        raise CheckpointError(str(err)) from None
     model_type = values.get("model_type") if isinstance(values, dict) else None
     if model_type not in (None, "bert"):
         raise CheckpointError(f"{folder}: model_type is {model_type!r}, not a BERT checkpoint")

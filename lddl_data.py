@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import collections
 import io
-import json
 import logging
 import os
 import random
@@ -24,7 +23,7 @@ import numpy as np
 import torch
 
 from errors import MissingDependency
-from fileio import check_regular_file
+from fileio import check_regular_file, read_json
 from pretraining_data import (
     DynamicMasking,
     Piece,
@@ -371,7 +370,7 @@ class ParquetShards:
     def _listed_counts(self, folder: Path) -> dict:
         if folder not in self._counts:
             try:
-                self._counts[folder] = json.loads((folder / NUM_SAMPLES_FILE).read_text())
+                self._counts[folder] = read_json(folder / NUM_SAMPLES_FILE)
             except (OSError, ValueError):
                 self._counts[folder] = {}
         return self._counts[folder]

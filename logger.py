@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from errors import BertError, MissingDependency
+from fileio import JsonError, parse_json
 
 logger = logging.getLogger("bert")
 
@@ -193,8 +194,8 @@ def read_dllogger_file(path: str | os.PathLike) -> list[dict[str, Any]]:
         if not line.startswith("{"):
             continue
         try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
+            record = parse_json(line, str(path))
+        except JsonError:
             continue  # a line cut short by a killed run, or foreign output
         if isinstance(record, dict):
             records.append(record)

@@ -129,7 +129,7 @@ class Holder:
     def parse(cls, data: bytes) -> Holder | None:
         """The holder a lock file names; None for an empty, partial or foreign file."""
         try:
-            values = json.loads(data.decode("utf-8"))
+            values = fileio.parse_json(data, "lock file")
             fields = {f.name: values[f.name] for f in dataclasses.fields(cls) if f.name in values}
             holder = cls(**fields)
         except (ValueError, TypeError, AttributeError, UnicodeDecodeError):

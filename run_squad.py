@@ -27,6 +27,7 @@ from pathlib import Path
 import cli
 import squad
 from errors import UsageError
+from fileio import parse_json, read_json
 from finetuning import (
     ArrayDataset,
     TrainOptions,
@@ -276,7 +277,7 @@ def do_eval(args: argparse.Namespace, run: Run, predictions: dict[str, str]) -> 
                 args.eval_script,
             )
         if args.version_2_with_negative:
-            odds = json.loads((Path(args.output_dir) / "null_odds.json").read_text())
+            odds = read_json(Path(args.output_dir) / "null_odds.json")
             scores = squad.evaluate_v2(dataset, predictions, odds)
         else:
             scores = squad.evaluate_v1(dataset, predictions)
@@ -301,7 +302,7 @@ def run_eval_script(args: argparse.Namespace) -> dict:
     try:
         if result.returncode != 0:
             raise ValueError(f"exit status {result.returncode}")
-        scores = json.loads(output[output.index("{") :])
+        scores = parse_json(output[output.index("{") :], "its output")
         if not isinstance(scores, dict) or "f1" not in scores:
             raise ValueError("no 'f1' in its output")
     except ValueError as err:

@@ -32,7 +32,14 @@ import cli
 import glue
 import storage
 from errors import BertError, MissingDependency, UsageError
-from fileio import atomic_write, atomic_write_json, atomic_write_text, sha256_file
+from fileio import (
+    JsonError,
+    atomic_write,
+    atomic_write_json,
+    atomic_write_text,
+    read_json,
+    sha256_file,
+)
 from logger import read_dllogger_file
 
 REPO = Path(__file__).resolve().parent.parent
@@ -388,8 +395,8 @@ def _difference(old: Any, new: Any, where: str = "") -> str | None:
 
 def _read_json(path: Path) -> Any:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return read_json(path)
+    except (OSError, JsonError):
         return None
 
 
