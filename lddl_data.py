@@ -153,6 +153,11 @@ def _check_schema(path: Path, schema, static: bool | None) -> bool:
             raise ShardError(
                 f"{path}: column {name} has type {schema.field(name).type}, expected {kind}"
             )
+    for name in ("num_tokens", "bin_id"):  # optional, but compared as numbers when present
+        if name in schema.names and not pa.types.is_integer(schema.field(name).type):
+            raise ShardError(
+                f"{path}: column {name} has type {schema.field(name).type}, expected integers"
+            )
     if static is not None and has_masks != static:
         state = "has" if has_masks else "lacks"
         raise ShardError(
@@ -306,6 +311,14 @@ class ParquetShard:
             raise ShardError(
                 f"{self.path}: column masked_lm_positions, row {row}: position "
                 f"{positions[outside[0]]} is outside the {self.lengths[row]} tokens"
+            )
+        order = np.lexsort((positions, rows))  # by row, then position
+        twice = np.flatnonzero((np.diff(rows[order]) == 0) & (np.diff(positions[order]) == 0))
+        if len(twice):
+            row = rows[order][twice[0]]
+            raise ShardError(
+                f"{self.path}: column masked_lm_positions, row {row}: position "
+                f"{positions[order][twice[0]]} is masked twice (two labels for one token)"
             )
         self.mask_offsets = np.zeros(len(counts) + 1, dtype=np.int64)
         np.cumsum(counts, out=self.mask_offsets[1:])
