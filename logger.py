@@ -86,7 +86,10 @@ class MetricLogger:
         use_dllogger: bool | None = None,
         tensorboard_dir: str | os.PathLike | None = None,
         tensorboard_step_offset: int = 0,
+        hold_as: str | None = None,
     ) -> None:
+        """`hold_as`: lock `json_path` for this program until `close` (`output_lock.py`), so a
+        second live run given the same log is refused rather than mixing its lines in."""
         self.enabled = is_main_process
         self.start = datetime.datetime.now()
         self.file = None
@@ -94,8 +97,15 @@ class MetricLogger:
         self.tensorboard = None
         self.tensorboard_step_offset = tensorboard_step_offset
         self.metadata_of: dict[str, dict[str, Any]] = {}
+        self.lock = None
         if not self.enabled:
             return
+        if json_path and hold_as:
+            from output_lock import OutputLock
+
+            Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+            self.lock = OutputLock(json_path, hold_as, "--json-summary", single_file=True)
+            self.lock.acquire()
         if use_dllogger is None:  # the real dllogger when it is installed, as NVIDIA's scripts
             use_dllogger = importlib.util.find_spec("dllogger") is not None
         if use_dllogger:
@@ -166,6 +176,7 @@ class MetricLogger:
                     self.tensorboard.add_scalar(key, value, global_step=point)
 
     def close(self) -> None:
+        """Flush and close every output and release the log's lock; a second call does nothing."""
         if self.dllogger is not None:
             self.dllogger.flush()
         if self.file is not None:
@@ -173,6 +184,16 @@ class MetricLogger:
             self.file = None
         if self.tensorboard is not None:
             self.tensorboard.close()
+            self.tensorboard = None
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+
+    def __enter__(self) -> MetricLogger:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 class LogError(BertError, ValueError):

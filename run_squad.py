@@ -319,7 +319,10 @@ def execute(args: argparse.Namespace) -> None:
     config = check_arguments(args)
     examples = read_examples(args)
     run = setup(args)
-    with claim_output(args.output_dir, "run_squad.py", is_main=run.dist.is_main_process):
+    with (
+        run.metrics,
+        claim_output(args.output_dir, "run_squad.py", is_main=run.dist.is_main_process),
+    ):
         tokenizer = BertTokenizer(args.vocab_file, do_lower_case=args.do_lower_case)
         model = BertForQuestionAnswering(config)
         load_init_checkpoint(model, args.init_checkpoint, run.metrics)

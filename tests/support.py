@@ -222,3 +222,17 @@ def mrpc_dev_scores(
     f1 = 2 * true_positives / (2 * true_positives + counts[(1, 0)] + counts[(0, 1)])
     accuracy = (counts[(1, 1)] + counts[(0, 0)]) / len(rows)
     return {"acc": accuracy, "f1": f1, "eval:loss": loss / len(rows)}
+
+
+def plant_file_lock(path: Path, **changes) -> Path:
+    """The lock of another live run (this process's PID, another token) on the single-file
+    output `path`, as `OutputLock(path, ..., single_file=True)` takes it; returns the lock."""
+    import dataclasses
+
+    from output_lock import Holder, OutputLock
+
+    where = Path(OutputLock(path, "other_run.py", single_file=True).store.where)
+    holder = dataclasses.replace(Holder.this_process("other_run.py"), **changes)
+    where.parent.mkdir(parents=True, exist_ok=True)
+    where.write_bytes(holder.to_bytes())
+    return where
