@@ -3,11 +3,12 @@
 One loader, one key map. Whatever the source (an NGC or NVIDIA `ckpt_*.pt`, one of ours, a bare
 state_dict, a Hugging Face folder, a Google TensorFlow checkpoint, local or `s3://`), weights are
 renamed to the canonical names of `modeling.py`, then fitted to the model: vocabulary rows padded
-or trimmed, shapes and finiteness checked, missing and unexpected keys reported (encoder
-mismatches are errors). Files are read with `weights_only=True` (`torch_load`). Exporting to
-Hugging Face applies the same map backwards. Training-state checkpoints are assembled by the
-training code (`pretraining_checkpoints.py`); this module writes them atomically and reads them
-back safely. The README lists how loading differs from NVIDIA's.
+or trimmed, shapes, kinds (floating, integer...) and finiteness checked, missing and unexpected
+keys reported (encoder mismatches are errors). Files are read with `weights_only=True`
+(`torch_load`). Exporting to Hugging Face applies the same map backwards. Training-state
+checkpoints are assembled by the training code (`pretraining_checkpoints.py`); this module
+writes them atomically and reads them back safely. The README lists how loading differs from
+NVIDIA's.
 """
 
 from __future__ import annotations
