@@ -518,7 +518,7 @@ def check_optimizer_types(state: object, source: str) -> None:
     moments = state.get("state")
     for number, entries in moments.items() if isinstance(moments, dict) else ():
         for key, value in entries.items() if isinstance(entries, dict) else ():
-            where = f"{source}: optimizer state {number} {key}"
+            where = f"{source}: optimizer state {_one_line(number)} {_one_line(key)}"
             if key == "step":
                 if not _real_number(value):
                     raise CheckpointError(f"{where} is not a number ({_describe(value)})")
@@ -537,9 +537,16 @@ def check_optimizer_types(state: object, source: str) -> None:
                 )
 
 
+def _one_line(name: object) -> str:
+    """A name from the file, escaped: a newline in it must not forge a second error line."""
+    return str(name).encode("unicode_escape").decode("ascii")
+
+
 def _describe(value: object) -> str:
     if isinstance(value, torch.Tensor):
         return f"a {value.dtype} tensor of shape {list(value.shape)}"
+    if isinstance(value, int | float):
+        return repr(value)[:40]
     return f"a {type(value).__name__}"
 
 
