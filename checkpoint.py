@@ -660,10 +660,18 @@ def save_nvidia_checkpoint(
     config: BertConfig | None = None,
 ) -> None:
     """Write `{'model': state_dict, 'config': ...}` as NVIDIA's `ckpt_*.pt` / NGC files are."""
+    atomic_torch_save(nvidia_checkpoint_payload(state_dict, config), path)
+
+
+def nvidia_checkpoint_payload(
+    state_dict: Mapping[str, torch.Tensor], config: BertConfig | None = None
+) -> dict[str, Any]:
+    """`{'model': state_dict in NVIDIA's form, 'config': ...}`, what `save_nvidia_checkpoint`
+    writes."""
     payload: dict[str, Any] = {"model": nvidia_state_dict(state_dict)}
     if config is not None:
         payload["config"] = config.to_dict()
-    atomic_torch_save(payload, path)
+    return payload
 
 
 #: Hugging Face class -> the prefix of the head weights it carries besides `bert.`.

@@ -5,7 +5,8 @@ whose message names the file, flag or key at fault. The entry scripts' shared `m
 (`cli.run_main`) prints such an error as one line and exits with status 1, or 2 for a
 `UsageError` (a flag value or combination that cannot work, as argparse exits for a bad flag).
 Anything else that escapes is a bug: it is printed as one line too, with a pointer to `--debug`
-for the traceback.
+for the traceback. `refuse_if_nothing_usable` is the one rule for input that leaves nothing to
+train on, predict or score: an error naming the source and why, never an empty result.
 
 This module imports nothing, so every module can use it.
 """
@@ -27,3 +28,15 @@ class UsageError(BertError, ValueError):
     """A flag value or a combination of flags that cannot work; the message names the flag."""
 
     exit_code = 2
+
+
+def refuse_if_nothing_usable(
+    count: int, source: object, what: str, why: str, error: type[BertError] = BertError
+) -> None:
+    """Stop a run that would train, predict or score over zero usable items (a result from
+    nothing looks like a success: empty predictions, a score of 0, a loss of nothing).
+
+    `source` names the file, folder or flag the items came from, `what` the items ("SQuAD
+    questions"), `why` what left none usable; the error is `error` (a module's subclass)."""
+    if count == 0:
+        raise error(f"{source}: no usable {what} ({why})")

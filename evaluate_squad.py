@@ -88,13 +88,17 @@ def evaluate(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     predictions = _load_mapping(args.pred_file, "predictions file", str)
     if not predictions:  # every question would score 0: a wrong file, not a result
         raise squad.SquadError(f"predictions file {args.pred_file} holds no predictions")
+    squad.check_predictions_match(dataset, predictions, args.data_file, args.pred_file)
     if args.out_image_dir:
         print(f"{PROG}: --out-image-dir is not supported; no plots drawn", file=sys.stderr)
     if squad.detect_version(dataset) == "2.0":
         na_probs = None
         if args.na_prob_file:
             na_probs = _load_mapping(args.na_prob_file, "na-prob file", (int, float))
-        return squad.evaluate_v2(dataset, predictions, na_probs, args.na_prob_thresh), "2.0"
+        scores = squad.evaluate_v2(
+            dataset, predictions, na_probs, args.na_prob_thresh, source=args.data_file
+        )
+        return scores, "2.0"
     if args.na_prob_file:
         print(f"{PROG}: {args.data_file} is SQuAD v1.1; --na-prob-file ignored", file=sys.stderr)
     if dataset.get("version") != "1.1":
@@ -102,7 +106,7 @@ def evaluate(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
             f"Evaluation expects v-1.1, but got dataset with v-{dataset.get('version')}",
             file=sys.stderr,
         )
-    return squad.evaluate_v1(dataset, predictions), "1.1"
+    return squad.evaluate_v1(dataset, predictions, args.data_file), "1.1"
 
 
 def execute(args: argparse.Namespace) -> None:

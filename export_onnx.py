@@ -32,7 +32,7 @@ from torch import nn
 import cli
 from checkpoint import check_head_loaded, load_model_weights
 from errors import BertError, MissingDependency, UsageError
-from fileio import atomic_write, atomic_write_json
+from fileio import atomic_write, atomic_write_json, check_room
 from modeling import BertConfig, BertForQuestionAnswering, BertForSequenceClassification
 
 logger = logging.getLogger(__name__)
@@ -291,6 +291,9 @@ def execute(args: argparse.Namespace) -> None:
         torch.set_num_threads(args.threads)
     model = build_model(args, config)
     onnx_model = export(model, args.task, args.opset)
+    # its size is known now, before the comparison runs: no room means no point in running it
+    label = f"--output {args.output}"
+    check_room(args.output, len(onnx_model), label, "the ONNX model", "nothing was written")
     rows = compare(model, args.task, onnx_model, shapes, args.repeats)
     max_diff = max(row["max_abs_diff"] for row in rows)
     passed = max_diff <= args.tolerance

@@ -2,12 +2,15 @@
 
 Every file or folder the code produces is written here, under a temporary name beside its
 target (`.<name>.<random>.tmp`), flushed to disk (fsync), and renamed over the target only when
-complete (`atomic_write`, `atomic_path`, `atomic_folder`): a crash, an exception or Ctrl-C
+complete (`atomic_write`, `atomic_path`, `atomic_folder`; `atomic_paths` and
+`atomic_write_files` for files that belong together, all or none): a crash, an exception or Ctrl-C
 part-way leaves the target as it was, and what a killed writer left is cleared by
-`remove_stale_temporaries`. Also lock-file creation (`create_new_file`) and a real write test
-(`probe_writable`). `safe_join` is the one place where a name from outside data (an S3 key, an
-archive member, a downloaded file name) becomes a local path, always inside the given root.
-What to write, and when, is the callers'.
+`remove_stale_temporaries`. A write that fails part-way (full disk, quota, file-size limit, I/O
+error) is one `WriteError` naming the target and the OS error; `check_room` tells beforehand
+whether an output of a known size fits. Also lock-file creation (`create_new_file`) and a real
+write test (`probe_writable`). `safe_join` is the one place where a name from outside data (an
+S3 key, an archive member, a downloaded file name) becomes a local path, always inside the given
+root. What to write, and when, is the callers'.
 """
 
 from __future__ import annotations
@@ -23,11 +26,63 @@ import shutil
 import stat
 import sys
 import unicodedata
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
 from errors import BertError
+
+
+class WriteError(BertError):
+    """An output that could not be written (no space, quota, file-size limit, read-only, I/O
+    error); the message names the file and the OS error, and says that nothing partial was left.
+    Raised from the OSError, which `os_error_in` finds again."""
+
+
+#: errno values that only a write can give: a read never fills a disk or passes a size limit.
+WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+def describe_os_error(err: OSError) -> str:
+    """`No space left on device (ENOSPC)`: the message, on one line, and the symbolic errno."""
+    code = errno.errorcode.get(err.errno or 0)
+    text = " ".join(str(err.strerror or err).split())  # HDF5's messages span lines
+    return f"{text} ({code})" if code else text
+
+
+def free_bytes(path: str | os.PathLike) -> int | None:
+    """Bytes an unprivileged writer may still put on the file system where `path` would be
+    written (that of the nearest folder above it that exists); None when it cannot be told."""
+    path = Path(path)
+    for folder in (path, *path.parents):
+        try:
+            if folder.is_dir():
+                return shutil.disk_usage(folder).free
+        except (OSError, ValueError):
+            return None
+    return None
+
+
+def check_room(path: str | os.PathLike, needed: int, label: str, what: str, advice: str) -> None:
+    """Raise a `WriteError`, before any work, when the file system that `path` goes to has less
+    than `needed` bytes free: `label` names the flag and path, `what` the output, and `advice`
+    ends the line (what to do)."""
+    free = free_bytes(path)
+    if free is not None and free < needed:
+        raise WriteError(
+            f"{label}: {free / 1e6:.1f} MB free, {needed / 1e6:.1f} MB needed for {what}; {advice}"
+        )
+
+
+def _write_error(paths: list[Path], failure: OSError, existed: list[bool]) -> WriteError:
+    if len(paths) > 1:
+        kept = "none of them was changed and no partial file was left"
+    elif existed[0]:
+        kept = "what was there before is unchanged"
+    else:
+        kept = "no partial file was left"
+    where = ", ".join(map(str, paths))
+    return WriteError(f"cannot write {where}: {describe_os_error(failure)}; {kept}")
 
 
 class NotRegularFile(BertError, ValueError):
@@ -190,30 +245,70 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
     When the block ends normally the file is fsynced and renamed to `path`; on any exception,
     KeyboardInterrupt included, it is removed and `path` is left untouched, and so are the
-    folders above it (any that were made for it are removed again). Close the file inside the
-    block."""
-    path = Path(path)
-    made = _make_folders(path.parent)
-    try:
-        tmp = _temporary_sibling(path, folder=False)
-    except BaseException:
-        _remove_empty(made)
-        raise
-    try:
+    folders above it (any that were made for it are removed again). A failed write (no space,
+    quota, file-size limit; any error in the flush or the rename) becomes a `WriteError` naming
+    `path`. Close the file inside the block."""
+    with atomic_paths([path]) as (tmp,):
         yield tmp
-        _fsync(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_paths(
+    paths: Sequence[str | os.PathLike], writes_only: bool = False
+) -> Iterator[list[Path]]:
+    """`atomic_path` for several files that belong together (a model and its configs, the
+    prediction files): all are renamed into place once every one is complete and flushed, or
+    none is. With `writes_only` (the block does nothing but write them) any OSError of the
+    block is a `WriteError`; otherwise only those a read cannot give (ENOSPC, EDQUOT, EFBIG) or
+    that name one of the temporary files."""
+    targets = [Path(p) for p in paths]
+    existed = [p.exists() for p in targets]
+    made: list[Path] = []
+    temps: list[Path] = []
+    finishing = False
+    try:
+        for target in targets:
+            made += _make_folders(target.parent)
+            temps.append(_temporary_sibling(target, folder=False))
+        yield list(temps)
+        finishing = True  # from here on every failure is the write's
+        for tmp in temps:
+            _fsync(tmp)
+        for tmp, target in zip(temps, targets, strict=True):
+            os.replace(tmp, target)
+    except BaseException as err:
+        for tmp in temps:
+            tmp.unlink(missing_ok=True)
         _remove_empty(made)
+        failure = os_error_in(err) if isinstance(err, Exception) else None
+        if failure is None or isinstance(err, WriteError):
+            raise
+        if finishing or writes_only or not temps or _names_one_of(failure, temps):
+            raise _write_error(targets, failure, existed) from err
+        if failure.errno in WRITE_ERRNOS:
+            raise _write_error(targets, failure, existed) from err
         raise
-    _fsync(path.parent)  # the rename itself
+    for folder in dict.fromkeys(target.parent for target in targets):
+        _fsync(folder)  # the renames themselves
+
+
+def _names_one_of(failure: OSError, temps: list[Path]) -> bool:
+    return failure.filename is not None and os.fspath(failure.filename) in map(str, temps)
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> None:
-    """Call `write(handle)` on a temporary binary file, then rename it to `path`."""
-    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+    """Call `write(handle)` on a temporary binary file, then rename it to `path`; any OSError
+    of `write` is a `WriteError` naming `path` (the handle is all it writes to)."""
+    with atomic_paths([path], writes_only=True) as (tmp,), open(tmp, "wb") as handle:
         write(handle)
+
+
+def atomic_write_files(contents: Mapping[Path, bytes]) -> None:
+    """Write several files that belong together: all are renamed into place, or none is."""
+    with atomic_paths(list(contents), writes_only=True) as temps:
+        for tmp, data in zip(temps, contents.values(), strict=True):
+            with open(tmp, "wb") as handle:
+                handle.write(data)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -238,7 +333,9 @@ def atomic_folder(path: str | os.PathLike, replace: bool = False) -> Iterator[Pa
     `path`; on any exception, KeyboardInterrupt included, it is removed and `path` is left
     untouched. A missing `path` or an empty folder there is simply replaced. A non-empty folder
     is replaced only with `replace=True` (moved aside, then deleted once the new one is in
-    place); without it, FileExistsError is raised before the block runs.
+    place); without it, FileExistsError is raised before the block runs. A failed write (no
+    space, quota, file-size limit, or any OS error in the flush or the rename) becomes a
+    `WriteError` naming `path`.
     """
     path = Path(path)
     if not replace and _non_empty_folder(path):
@@ -250,8 +347,11 @@ def atomic_folder(path: str | os.PathLike, replace: bool = False) -> Iterator[Pa
         _remove_empty(made)
         raise
     old = None
+    existed = _non_empty_folder(path)
+    finishing = False
     try:
         yield tmp
+        finishing = True  # from here on every OS error is the write's
         _fsync_tree(tmp)
         if _non_empty_folder(path):
             if not replace:
@@ -266,11 +366,16 @@ def atomic_folder(path: str | os.PathLike, replace: bool = False) -> Iterator[Pa
                 raise
         else:
             os.replace(tmp, path)  # over nothing, or over an empty folder
-    except BaseException:
+    except BaseException as err:
         shutil.rmtree(tmp, ignore_errors=True)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
         _remove_empty(made)
+        failure = os_error_in(err) if isinstance(err, Exception) else None
+        if failure is None or failure.errno is None or isinstance(err, WriteError):
+            raise
+        if finishing or failure.errno in WRITE_ERRNOS:
+            raise _write_error([path], failure, [existed]) from err
         raise
     _fsync(path.parent)
     if old is not None:

@@ -5,9 +5,10 @@ loading `--init_checkpoint` in any format, AdamW with NVIDIA's no-decay rule and
 warm-up over the optimizer steps counted from the features, the epoch loop (accumulation with
 `no_sync`, loss divided by the accumulation steps, one global clip at 1.0 per optimizer step
 through `training.optimizer_step`, exact `--max_steps`), and prediction over length-sorted
-batches trimmed to their longest sequence, split across ranks. Task data and metrics stay in the
-task modules; the scripts pass a loss function and a forward function. The README lists how
-this loop differs from NVIDIA's two copies.
+batches trimmed to their longest sequence, split across ranks; the fine-tuned model's files,
+saved all or none, after a check before any work that `--output_dir` has room for them. Task
+data and metrics stay in the task modules; the scripts pass a loss function and a forward
+function. The README lists how this loop differs from NVIDIA's two copies.
 """
 
 from __future__ import annotations
@@ -29,9 +30,9 @@ from torch import nn
 import cli
 import distributed
 import runtime
-from checkpoint import load_model_weights, save_nvidia_checkpoint
+from checkpoint import load_model_weights, nvidia_checkpoint_payload
 from errors import UsageError
-from fileio import atomic_write_text
+from fileio import WriteError, atomic_paths, check_room
 from logger import MetricLogger
 from modeling import BertConfig
 from optimization import make_adamw, parameter_groups
@@ -133,7 +134,33 @@ def check_common_arguments(
     runtime.check_run_outputs(args, inputs, written)
     for name in names[:-1]:
         cli.check_not_overwriting(inputs, {"--output_dir": output / name})
+    if saves_model:
+        check_room_for_model(config, output)
     return config
+
+
+def model_bytes(config: BertConfig) -> int:
+    """Bytes of the saved fine-tuned weights, fp32: the encoder's parameters counted from the
+    config, plus 1 MiB for the task head, the pickle's framing and the two config files."""
+    hidden, inner = config.hidden_size, config.intermediate_size
+    embeddings = (
+        config.padded_vocab_size + config.max_position_embeddings + config.type_vocab_size + 2
+    ) * hidden
+    layer = 4 * (hidden + 1) * hidden + (hidden + 1) * inner + (inner + 1) * hidden + 4 * hidden
+    pooler = (hidden + 1) * hidden
+    return 4 * (embeddings + config.num_hidden_layers * layer + pooler) + (1 << 20)
+
+
+def check_room_for_model(config: BertConfig, output_dir: Path) -> None:
+    """Refuse, before any work, an --output_dir without room for the weights training saves at
+    its end: a run would train for hours and only then fail. An error, not a warning, because
+    the size is known to the byte and the weights are the run's one result."""
+    advice = (
+        "training would end unable to save them (free some space, choose another --output_dir, "
+        "or pass --skip_checkpoint)"
+    )
+    label = f"--output_dir {output_dir}"
+    check_room(output_dir, model_bytes(config), label, "the fine-tuned weights", advice)
 
 
 def setup(args: argparse.Namespace) -> Run:
@@ -165,12 +192,20 @@ def load_init_checkpoint(model: nn.Module, path: str | None, metrics: MetricLogg
 
 def save_fine_tuned(model: nn.Module, output_dir: str | os.PathLike) -> None:
     """`pytorch_model.bin` ({'model': state_dict}, as NVIDIA's) and the model config under both
-    names NVIDIA used for it: `bert_config.json` (21.11) and `config.json` (HEAD); each file is
-    written atomically."""
+    names NVIDIA used for it: `bert_config.json` (21.11) and `config.json` (HEAD); the three
+    files are renamed into place together once all are written, or none is. A failed write
+    says that the trained weights are lost, so it is never mistaken for a stale file."""
     output = Path(output_dir)
-    save_nvidia_checkpoint(output / "pytorch_model.bin", model.state_dict(), model.config)
-    for name in ("config.json", "bert_config.json"):
-        atomic_write_text(output / name, model.config.to_json_string())
+    payload = nvidia_checkpoint_payload(model.state_dict(), model.config)
+    config_bytes = model.config.to_json_string().encode("utf-8")
+    try:
+        with atomic_paths([output / name for name in MODEL_FILES], writes_only=True) as temps:
+            with open(temps[0], "wb") as handle:
+                torch.save(payload, handle)
+            for config_file in temps[1:]:
+                config_file.write_bytes(config_bytes)
+    except WriteError as err:
+        raise WriteError(f"{err}: the fine-tuned weights were NOT saved") from err
 
 
 # ------------------------------------------------------------------------------- training

@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from errors import BertError
+from errors import BertError, refuse_if_nothing_usable
 from fileio import atomic_write_text, check_regular_file
 from tokenization import require_tokens, warn_if_mostly_unknown
 
@@ -207,8 +207,18 @@ class GlueProcessor:
             examples.append(self._example(path, line, row, split, layout))
         if skipped:
             self._report_skipped(path, skipped, len(rows), num_columns)
-        if not examples:  # training or scoring on nothing would "succeed" with useless results
-            raise GlueError(f"{path}: no {self.task_name} examples (only a header line?)")
+        why = (  # training or scoring on nothing would "succeed" with useless results
+            f"all {len(skipped)} rows skipped: they do not have {num_columns} columns"
+            if skipped
+            else "no rows after the header line"
+            if layout.header is not None
+            else "no rows"
+        )
+        refuse_if_nothing_usable(len(examples), path, f"{self.task_name} examples", why, GlueError)
+        texts = (text for e in examples for text in (e.text_a, e.text_b) if text is not None)
+        if not any(text.strip() for text in texts):  # a model input of [CLS] [SEP] alone
+            why = f"the text columns of all {len(examples)} rows are empty"
+            refuse_if_nothing_usable(0, path, f"{self.task_name} examples", why, GlueError)
         if layout.label is not None:
             _warn_on_one_label(path, examples, split == "train")
         return examples
@@ -812,6 +822,19 @@ def write_submission(
     [0, 5]. The header is ``index\\tprediction``; rows follow ``test_examples``, whose guids are
     the test file's index column. The file appears atomically (temporary file, then rename).
     """
+    name, text = submission(task_name, test_examples, predictions, label_list)
+    path = Path(output_dir) / name
+    atomic_write_text(path, text)
+    return path
+
+
+def submission(
+    task_name: str,
+    test_examples: Sequence[InputExample],
+    predictions: npt.ArrayLike,
+    label_list: Sequence[str | None],
+) -> tuple[str, str]:
+    """The name and the text of the task's GLUE server file (see `write_submission`)."""
     processor = get_processor(task_name)
     if list(label_list) != processor.get_labels():
         raise GlueError(
@@ -841,6 +864,4 @@ def write_submission(
         if not example.guid or any(char in example.guid for char in "\t\r\n"):
             raise GlueError(f"{processor.task_name}: test guid {example.guid!r} is not an index")
         lines.append(f"{example.guid}\t{cell}\n")
-    path = Path(output_dir) / processor.submission_file
-    atomic_write_text(path, "".join(lines))
-    return path
+    return processor.submission_file, "".join(lines)

@@ -26,14 +26,11 @@ import environment
 import runtime
 import squad
 from checkpoint import check_head_loaded, load_model_weights
-from distributed import DistState
-from errors import UsageError
+from errors import UsageError, refuse_if_nothing_usable
 from finetuning import predict
-from logger import MetricLogger
 from modeling import BertConfig, BertForQuestionAnswering
 from runtime import Run
 from tokenization import BertTokenizer
-from training import make_precision
 
 SAMPLE_QUESTION = "What food does Harry like?"
 SAMPLE_CONTEXT = (
@@ -108,6 +105,16 @@ def answer(args: argparse.Namespace) -> tuple[str, list[dict]]:
     environment.log_environment(run_choices(args, device, config))  # seen with --verbose_logging
     torch.manual_seed(args.seed)
     tokenizer = BertTokenizer(args.vocab_file, do_lower_case=args.do_lower_case)
+    example = squad.SquadExample("question", args.question, squad.split_context(args.context)[0])
+    for flag, text in (("--question", args.question), ("--context", args.context)):
+        refuse_if_nothing_usable(  # an answer to nothing, or about nothing
+            len(tokenizer.tokenize(text)),
+            f"{flag} {text[:40]!r}",
+            "text",
+            "it gives no WordPiece token: white space or characters the tokenizer drops, such "
+            "as control characters",
+            UsageError,
+        )
     model = BertForQuestionAnswering(config)
     report = load_model_weights(model, args.init_checkpoint)
     check_head_loaded(
@@ -119,8 +126,6 @@ def answer(args: argparse.Namespace) -> tuple[str, list[dict]]:
     model.to(device).eval()
     if args.fp16:
         model.half()
-    doc_tokens, _ = squad.split_context(args.context)
-    example = squad.SquadExample("question", args.question, doc_tokens)
     features = squad.convert_examples_to_features(
         [example],
         tokenizer,
@@ -130,14 +135,14 @@ def answer(args: argparse.Namespace) -> tuple[str, list[dict]]:
     )
     arrays = squad.features_to_arrays(features)
     inputs = {key: arrays[key] for key in ("input_ids", "segment_ids", "input_mask")}
-    run = Run(DistState(device=device), make_precision("fp32", device), MetricLogger(None, False))
+    run = Run.offline(device)
     outputs = predict(model, inputs, len(features), squad.qa_forward, run).outputs
     results = [
         squad.RawResult(f.unique_id, start, end)
         for f, (start, end) in zip(features, outputs, strict=True)
     ]
     predictions, nbest, _ = squad.get_answers(
-        [example], features, results, **squad.answer_options(args)
+        [example], features, results, squad.SquadAnswerOptions.from_args(args)
     )
     return predictions["question"], nbest["question"]
 

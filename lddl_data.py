@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from errors import MissingDependency
+from errors import MissingDependency, UsageError, refuse_if_nothing_usable
 from fileio import check_regular_file, read_json
 from pretraining_data import (
     DynamicMasking,
@@ -71,6 +71,34 @@ def parquet_files(folder: str | os.PathLike) -> list[Path]:
 
 def is_parquet_folder(folder: str | os.PathLike) -> bool:
     return Path(folder).is_dir() and bool(parquet_files(folder))
+
+
+def check_has_samples(folder: str | os.PathLike, flag: str) -> None:
+    """Refuse, from the files' footers alone, a folder whose parquet files hold no sample at
+    all (training or evaluating on it would have nothing to read); stops at the first file
+    with samples."""
+    files = parquet_files(folder)
+    for path in files:
+        check_regular_file(path)
+        if read_footer(path)[0]:
+            return
+    why = f"its {len(files)} parquet files hold 0 rows"
+    refuse_if_nothing_usable(0, f"{flag} {os.fspath(folder)}", "samples", why, ShardError)
+
+
+def check_parquet_input(folder: str | os.PathLike, flag: str, vocab_file: str | None) -> bool:
+    """For a folder given to `flag`: False when it is not an LDDL parquet folder; else True once
+    it is usable as one (its samples are WordPiece strings, so a vocabulary is needed, and its
+    files hold samples), a UsageError or ShardError otherwise. Only footers are read."""
+    if not is_parquet_folder(folder):
+        return False
+    if not vocab_file:
+        raise UsageError(
+            f"{flag} {os.fspath(folder)} holds LDDL parquet shards, whose samples are "
+            "WordPiece strings: pass --vocab_file"
+        )
+    check_has_samples(folder, flag)
+    return True
 
 
 def bin_id(path: Path) -> int | None:

@@ -7,21 +7,25 @@ dllogger's JSONStreamBackend and StdOutBackend write them, so NVIDIA's log parse
 unchanged; units are `"type": "METADATA"` lines, steps "PARAMETER", (epoch, step) or () for the
 summary, non-finite numbers bare `NaN`/`Infinity`. The real `dllogger` is used when installed.
 Other ranks log nothing; TensorBoard scalars are optional. What to log is the callers'.
+A write that fails (full disk, file-size limit) is a `fileio.WriteError` naming the log, and the
+line it cut short is taken back out, so the earlier lines stay whole.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import importlib.util
 import json
 import logging
 import os
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from errors import BertError, MissingDependency
-from fileio import JsonError, parse_json
+from fileio import JsonError, WriteError, describe_os_error, os_error_in, parse_json
 
 logger = logging.getLogger("bert")
 
@@ -93,6 +97,7 @@ class MetricLogger:
         self.enabled = is_main_process
         self.start = datetime.datetime.now()
         self.file = None
+        self.json_path: Path | None = None
         self.dllogger = None
         self.tensorboard = None
         self.tensorboard_step_offset = tensorboard_step_offset
@@ -106,6 +111,21 @@ class MetricLogger:
             Path(json_path).parent.mkdir(parents=True, exist_ok=True)
             self.lock = OutputLock(json_path, hold_as, "--json-summary", single_file=True)
             self.lock.acquire()
+        try:
+            self._open_outputs(json_path, use_dllogger, tensorboard_dir)
+        except BaseException:
+            self.close()  # the log's lock too: a refused start must not keep it
+            raise
+        for metric, unit in UNITS.items():
+            self.metadata(metric, {"unit": unit})
+
+    def _open_outputs(
+        self,
+        json_path: str | os.PathLike | None,
+        use_dllogger: bool | None,
+        tensorboard_dir: str | os.PathLike | None,
+    ) -> None:
+        """The dllogger backends or our own log file, and the TensorBoard writer."""
         if use_dllogger is None:  # the real dllogger when it is installed, as NVIDIA's scripts
             use_dllogger = importlib.util.find_spec("dllogger") is not None
         if use_dllogger:
@@ -117,11 +137,15 @@ class MetricLogger:
                 backends.append(
                     dllogger.JSONStreamBackend(dllogger.Verbosity.VERBOSE, str(json_path))
                 )
-            dllogger.init(backends=backends)
+            self.json_path = Path(json_path) if json_path else None
+            with self._dllogger_errors():  # JSONStreamBackend opens its file here
+                dllogger.init(backends=backends)
             self.dllogger = dllogger
         elif json_path:
             Path(json_path).parent.mkdir(parents=True, exist_ok=True)
-            self.file = open(json_path, "a", encoding="utf-8")  # noqa: SIM115 (kept open)
+            self.json_path = Path(json_path)
+            # unbuffered: a failed write leaves nothing pending that a later flush could add
+            self.file = open(json_path, "ab", buffering=0)  # noqa: SIM115 (kept open)
         if tensorboard_dir:
             try:
                 from torch.utils.tensorboard import SummaryWriter
@@ -130,9 +154,10 @@ class MetricLogger:
                     f"--tensorboard {tensorboard_dir}: needs the tensorboard package "
                     "(pip install tensorboard)"
                 ) from None
-            self.tensorboard = SummaryWriter(str(tensorboard_dir))
-        for metric, unit in UNITS.items():
-            self.metadata(metric, {"unit": unit})
+            _quiet_tensorboard_writer_thread()
+            self.tensorboard_dir = tensorboard_dir
+            with self._tensorboard_errors():
+                self.tensorboard = SummaryWriter(str(tensorboard_dir))
 
     def _write(self, now: datetime.datetime, record: dict[str, Any]) -> None:
         elapsed = str((now - self.start).total_seconds())
@@ -141,15 +166,60 @@ class MetricLogger:
             times |= {"datetime": str(now), "elapsedtime": elapsed}
         else:
             times |= {"elapsedtime": elapsed, "datetime": str(now)}
-        self.file.write("DLLL " + json.dumps({**times, **record}) + "\n")
-        self.file.flush()
+        line = ("DLLL " + json.dumps({**times, **record}) + "\n").encode("utf-8")
+        start = os.fstat(self.file.fileno()).st_size
+        try:
+            view = memoryview(line)
+            while view:
+                view = view[self.file.write(view) or 0 :]
+        except OSError as err:
+            self._give_up_file(start, err)
+
+    def _give_up_file(self, start: int, err: OSError) -> None:
+        """Take the cut-short line back out, close the log, and raise its WriteError."""
+        file, self.file = self.file, None
+        with contextlib.suppress(OSError):  # the reader skips a cut-short last line anyway
+            os.ftruncate(file.fileno(), start)
+        file.close()
+        raise WriteError(
+            f"cannot write log {self.json_path}: {describe_os_error(err)}; its earlier lines "
+            "are intact"
+        ) from err
+
+    @contextlib.contextmanager
+    def _dllogger_errors(self) -> Iterator[None]:
+        """dllogger's writers failing: its JSON file or its stdout lines, which cannot be told
+        apart (a cut-short last line stays in the file; `read_dllogger_file` skips it)."""
+        try:
+            yield
+        except Exception as err:
+            failure = os_error_in(err)
+            if failure is None:
+                raise
+            where = f"log {self.json_path} or stdout" if self.json_path else "log to stdout"
+            raise WriteError(f"cannot write {where}: {describe_os_error(failure)}") from err
+
+    @contextlib.contextmanager
+    def _tensorboard_errors(self) -> Iterator[None]:
+        try:
+            yield
+        except Exception as err:
+            failure = os_error_in(err)
+            if failure is None:
+                raise
+            self.tensorboard = None
+            raise WriteError(
+                f"--tensorboard {self.tensorboard_dir}: cannot write its events: "
+                f"{describe_os_error(failure)}; the events written before are readable"
+            ) from err
 
     def metadata(self, metric: str, metadata: Mapping[str, Any]) -> None:
         if not self.enabled:
             return
         self.metadata_of.setdefault(metric, {}).update(metadata)
         if self.dllogger is not None:
-            self.dllogger.metadata(metric, dict(metadata))
+            with self._dllogger_errors():
+                self.dllogger.metadata(metric, dict(metadata))
         elif self.file is not None:
             record = {"type": "METADATA", "metric": metric, "metadata": dict(metadata)}
             self._write(datetime.datetime.now(), record)
@@ -161,7 +231,8 @@ class MetricLogger:
         data = {key: _jsonable(value) for key, value in data.items()}
         step = tuple(step) if isinstance(step, list) else step
         if self.dllogger is not None:
-            self.dllogger.log(step=step, data=data)
+            with self._dllogger_errors():
+                self.dllogger.log(step=step, data=data)
         else:
             now = datetime.datetime.now()
             if self.file is not None:
@@ -173,17 +244,20 @@ class MetricLogger:
             for key, value in data.items():
                 if isinstance(value, (int, float)):
                     point = int(step[-1]) + self.tensorboard_step_offset
-                    self.tensorboard.add_scalar(key, value, global_step=point)
+                    with self._tensorboard_errors():
+                        self.tensorboard.add_scalar(key, value, global_step=point)
 
     def close(self) -> None:
         """Flush and close every output and release the log's lock; a second call does nothing."""
         if self.dllogger is not None:
-            self.dllogger.flush()
+            with self._dllogger_errors():
+                self.dllogger.flush()
         if self.file is not None:
             self.file.close()
             self.file = None
         if self.tensorboard is not None:
-            self.tensorboard.close()
+            with self._tensorboard_errors():
+                self.tensorboard.close()
             self.tensorboard = None
         if self.lock is not None:
             self.lock.release()
@@ -194,6 +268,26 @@ class MetricLogger:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _quiet_tensorboard_writer_thread() -> None:
+    """Keep the traceback of a failed TensorBoard write off stderr: the events are written by a
+    thread, whose error the writer raises again on the next call, where `MetricLogger` makes it
+    one line. Other threads' errors are printed as before."""
+    from tensorboard.summary.writer import event_file_writer
+
+    previous = threading.excepthook
+    if getattr(previous, "quiets_tensorboard", False):
+        return
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        writer_thread = getattr(event_file_writer, "_AsyncWriterThread", ())
+        if isinstance(args.exc_value, OSError) and isinstance(args.thread, writer_thread):
+            return
+        previous(args)
+
+    hook.quiets_tensorboard = True  # type: ignore[attr-defined]
+    threading.excepthook = hook
 
 
 class LogError(BertError, ValueError):

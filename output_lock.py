@@ -460,8 +460,9 @@ def clean_and_test(location: str, flag: str = "--output_dir") -> None:
     try:
         fileio.atomic_write(folder / TEST_WRITE_NAME, lambda handle: handle.write(b"test\n"))
         (folder / TEST_WRITE_NAME).unlink()
-    except OSError as err:
-        detail = err.strerror or err
+    except (OSError, fileio.WriteError) as err:
+        failure = fileio.os_error_in(err)
+        detail = fileio.describe_os_error(failure) if failure is not None else err
         raise OutputError(f"{flag} {location}: cannot write there ({detail})") from None
 
 

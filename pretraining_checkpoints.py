@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import errno
 import logging
 import math
 import os
@@ -39,7 +38,7 @@ from checkpoint import (
     torch_load,
 )
 from errors import BertError, UsageError
-from fileio import NotRegularFile, os_error_in
+from fileio import NotRegularFile, describe_os_error, os_error_in
 from logger import MetricLogger
 from modeling import BertForPreTraining
 from optimization import load_lamb_state, master_params, nvidia_lamb_state_dict
@@ -106,6 +105,8 @@ class PretrainOptions:
     eval_every: int | None  # optimizer steps between evaluations; None: only at the end
     eval_max_samples: int
     eval_batch_size: int
+    # the command line's flags as parsed, in their order: what a checkpoint records (`recorded`)
+    flags: tuple[tuple[str, str | int | float | bool], ...] = ()
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> PretrainOptions:
@@ -155,6 +156,11 @@ class PretrainOptions:
             eval_every=args.eval_every,
             eval_max_samples=args.eval_max_samples,
             eval_batch_size=args.eval_batch_size or micro_batch,
+            flags=tuple(
+                (key, value)
+                for key, value in vars(args).items()
+                if isinstance(value, (str, int, float, bool))
+            ),
         )
 
     @property
@@ -171,13 +177,9 @@ class PretrainOptions:
         return self.phase1_end_step if self.phase2 else 0
 
     def recorded(self) -> dict[str, Any]:
-        """The options a checkpoint records (its `args` entry): every value that is a plain
-        number, string or flag."""
-        return {
-            key: value
-            for key, value in dataclasses.asdict(self).items()
-            if isinstance(value, (str, int, float, bool))
-        }
+        """What a checkpoint records of the options (its `args` entry): every flag of the command
+        line whose value is a plain number, string or switch, as parsed."""
+        return dict(self.flags)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -307,7 +309,11 @@ def save_checkpoint(training: Training) -> str:
             "precision": training.precision.precision,
             "config": training.model.config.to_dict(),
             "param_names": [name for name, _ in training.model.named_parameters()],
-            "args": options.recorded() | {"elastic_restart": training.state.restart.attempt},
+            "args": options.recorded()
+            | {
+                "elastic_restart": training.state.restart.attempt,
+                "resume_implied": training.state.restart.resume_implied,
+            },
         }
         failure = write_checkpoint(folder, payload, name)
         if failure is None:
@@ -351,8 +357,7 @@ def write_checkpoint(folder: CheckpointFolder, payload: dict, name: str) -> str 
         failure = os_error_in(err)  # torch.save reports a failed write as a RuntimeError
         if failure is None:
             raise
-        code = errno.errorcode.get(failure.errno or 0)
-        detail = f"{failure.strerror or failure}{f' ({code})' if code else ''}"
+        detail = describe_os_error(failure)
         if folder.remote:
             detail += ", in its local scratch copy for the upload"
         return f"--output_dir {folder}: cannot write {name}: {detail}; {kept}"

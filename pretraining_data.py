@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from errors import BertError
+from errors import BertError, refuse_if_nothing_usable
 from fileio import check_regular_file, sha256_file
 from shard_format import SHARD_NDIMS, VOCAB_SHA256
 from tokenization import load_vocab, warn_if_mostly_unknown
@@ -326,10 +326,37 @@ class PretrainingShard(Dataset):
     def __getitem__(self, index: int) -> PretrainingBatch:
         return self.batch([index]).map(lambda tensor: tensor[0])
 
+    def check_has_masked_positions(self, remedy: str) -> None:
+        """Refuse a shard none of whose instances has a masked position (every entry is the
+        0 padding): its masked-LM loss and accuracy would come from nothing."""
+        masked = int(np.count_nonzero(self.arrays["masked_lm_positions"][:, :1]))  # [N, 1]
+        refuse_unmasked(self.path, masked, len(self), remedy)
+
+
+def refuse_unmasked(path: Path, masked: int, rows: int, remedy: str) -> None:
+    """The error for a shard of `rows` instances of which `masked` have a masked position."""
+    why = f"every masked_lm_positions row of its {rows} instances is padding; {remedy}"
+    refuse_if_nothing_usable(masked, path, "masked positions", why, ShardError)
+
 
 # --------------------------------------------------------------------------------------------
 # The pre-training loader: epochs of shards, rank sharding, prefetch, exact resume.
 # --------------------------------------------------------------------------------------------
+
+
+#: What to do about a training shard without masked positions.
+UNMASKED_REMEDY = "--dynamic_masking masks it as it loads"
+
+
+def masked_instances(path: Path, rows: int) -> int:
+    """How many of a shard's first `rows` instances have a masked position (the first entry
+    of each row only: positions are packed to the front, 0 is padding)."""
+    try:
+        with h5py.File(path, "r") as shard:
+            first = shard["masked_lm_positions"][:rows, :1]
+    except (OSError, KeyError) as err:
+        raise ShardError(f"{path}: masked_lm_positions unreadable ({err})") from None
+    return int(np.count_nonzero(first))
 
 
 def training_files(input_dir: str | os.PathLike) -> list[Path]:
@@ -635,6 +662,8 @@ class PretrainingDataLoader:
                     self.piece_index = index
                     upcoming = pieces[index + 1] if index + 1 < len(pieces) else None
                     shard = loader.get(pieces[index].file, upcoming.file if upcoming else None)
+                    if self.dynamic_masking is None and isinstance(shard, PretrainingShard):
+                        shard.check_has_masked_positions(UNMASKED_REMEDY)
                     batches = self._batches(self.epoch, pieces[index], shard)
                     while self.offset < len(batches):
                         indices = batches[self.offset]
@@ -664,6 +693,14 @@ class PretrainingDataLoader:
         if self.pin_memory:
             batch = batch.map(torch.Tensor.pin_memory)
         return batch
+
+
+def check_first_shard_masked(loader: PretrainingDataLoader) -> None:
+    """Refuse, from one column of the first shard, a folder whose first shard has no masked
+    position, before the run creates anything (the others are checked as they load)."""
+    piece = loader.pieces[0]
+    masked = masked_instances(piece.file, piece.stop)
+    refuse_unmasked(piece.file, masked, piece.stop, UNMASKED_REMEDY)
 
 
 class ShardPrefetcher:

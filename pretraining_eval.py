@@ -25,13 +25,14 @@ import torch
 import cli
 import distributed
 import lddl_data
-from errors import UsageError
+from errors import UsageError, refuse_if_nothing_usable
 from pretraining_data import (
     DynamicMasking,
     PretrainingBatch,
     PretrainingShard,
     ShardChecks,
     ShardError,
+    masked_instances,
     remask,
     shard_shape,
 )
@@ -149,7 +150,9 @@ def _open_shards(
     else:
 
         def opener(path: Path) -> PretrainingShard:
-            return PretrainingShard(path, checks)
+            shard = PretrainingShard(path, checks)
+            shard.check_has_masked_positions("held-out shards are scored on their own masks")
+            return shard
 
     shards, count = [], 0
     for path in files:
@@ -265,17 +268,24 @@ def check_eval_dir(options: PretrainOptions, config: BertConfig) -> None:
             f"evaluation would score training samples ({training_shards[0]}, ...); pass the "
             "folder of the held-out shards"
         )
-    if lddl_data.is_parquet_folder(options.eval_dir):
-        if not options.vocab_file:
-            raise UsageError(
-                f"--eval_dir {options.eval_dir} holds LDDL parquet shards, whose samples are "
-                "WordPiece strings: pass --vocab_file"
-            )
+    if lddl_data.check_parquet_input(options.eval_dir, "--eval_dir", options.vocab_file):
         return
+    masked, evaluated = 0, 0
     for path in files:
         cli.check_input_file(path, "--eval_dir shard")
-        seq_length = shard_shape(path)[1]
+        rows, seq_length, _ = shard_shape(path)
         check_positions(seq_length, "--eval_dir", options.eval_dir, options, config)
+        rows = min(rows, options.eval_max_samples - evaluated)
+        if rows > 0 and not masked:  # the samples evaluated, up to the first with a mask
+            masked = masked_instances(path, rows)
+            evaluated += rows
+    why = (
+        f"none of the {evaluated} held-out samples evaluated has one: all padding, so the "
+        "masked-LM loss and accuracy would come from nothing"
+    )
+    refuse_if_nothing_usable(
+        masked, f"--eval_dir {options.eval_dir}", "masked positions", why, ShardError
+    )
 
 
 def check_positions(

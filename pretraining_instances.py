@@ -6,7 +6,8 @@ same-document rule, truncation from either end, 80/10/10 masking at sorted posit
 `max_predictions_per_seq` (whole words with `do_whole_word_mask`, Google's rules), instances
 shuffled. Also owns reading the text (one sentence per line, a blank line between documents;
 a folder file by file, so memory is bounded by one file) and writing shards in the layout of
-`shard_format.py`, one job per output file, jobs in parallel processes. The command line is
+`shard_format.py`, one job per output file, jobs in parallel processes (a write that fails, on a
+full disk or past a file-size limit, is one error naming the shard). The command line is
 `create_pretraining_data.py`'s, which the README's differences table covers.
 """
 
@@ -354,16 +355,94 @@ def check_writable(output: Path) -> None:
         raise DataError(f"cannot write {err}") from None
 
 
+class _GuardedFile:
+    """The file object HDF5 writes a shard through (h5py's file-object driver).
+
+    HDF5 cannot recover from a failed write: the file can no longer be closed, and the process
+    crashes when it exits. So the first OSError (no space, file-size limit, I/O error) is kept
+    in `failure` and not passed on; from then on what HDF5 writes stays in memory, where it
+    reads it back, so that the file closes cleanly. `ShardFile` then raises the error."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.raw = open(path, "w+b", buffering=0)  # noqa: SIM115 (closed by ShardFile)
+        self.failure: OSError | None = None
+        self.kept: dict[int, bytes] = {}  # offset -> bytes HDF5 wrote after the failure
+        self.position = 0
+        self.size = 0
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        base = {os.SEEK_SET: 0, os.SEEK_CUR: self.position, os.SEEK_END: self.size}[whence]
+        self.position = base + offset
+        return self.position
+
+    def tell(self) -> int:
+        return self.position
+
+    def write(self, data: bytes | memoryview) -> int:
+        view = memoryview(data).cast("B")
+        if self.failure is None:
+            try:
+                self.raw.seek(self.position)
+                done = 0
+                while done < len(view):
+                    done += self.raw.write(view[done:]) or 0
+            except OSError as err:
+                self._failed(err)
+        if self.failure is not None:
+            self.kept[self.position] = bytes(view)
+        self.position += len(view)
+        self.size = max(self.size, self.position)
+        return len(view)
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:
+        view = memoryview(buffer).cast("B")
+        self.raw.seek(self.position)
+        got = self.raw.readinto(view) or 0
+        view[got:] = bytes(len(view) - got)
+        for start, data in self.kept.items():  # only after a failure
+            low, high = max(start, self.position), min(start + len(data), self.position + len(view))
+            if low < high:
+                view[low - self.position : high - self.position] = data[low - start : high - start]
+        count = max(0, min(len(view), self.size - self.position))
+        self.position += count
+        return count
+
+    def read(self, size: int = -1) -> bytes:
+        buffer = bytearray(max(0, self.size - self.position) if size < 0 else size)
+        return bytes(buffer[: self.readinto(buffer)])
+
+    def truncate(self, size: int) -> int:
+        if self.failure is None:
+            try:
+                self.raw.truncate(size)
+            except OSError as err:
+                self._failed(err)
+        self.size = size
+        return size
+
+    def flush(self) -> None:
+        """Nothing to do: the file is unbuffered."""
+
+    def _failed(self, err: OSError) -> None:
+        self.failure = OSError(err.errno, err.strerror, str(self.path))
+
+    def close(self) -> None:
+        self.raw.close()
+
+
 class ShardFile:
     """An HDF5 shard being written at `path`: the six datasets grow as instances are appended.
 
     Compressed with gzip, as NVIDIA's are. A context manager that closes the file; `create_shard`
     opens it on a temporary path from `fileio.atomic_path`, so a failure never leaves a
-    half-written shard under the real name.
+    half-written shard under the real name. A failed write raises its OSError (naming `path`)
+    from `append` or on closing, after HDF5 has let go of the file.
     """
 
     def __init__(self, path: Path, seq_length: int, max_predictions: int) -> None:
-        self.file = h5py.File(path, "w")
+        self.sink = _GuardedFile(path)
+        self.file = h5py.File(self.sink, "w")
         for key, shape in shard_format.shapes(0, seq_length, max_predictions).items():
             width = shape[1:]
             self.file.create_dataset(
@@ -383,6 +462,11 @@ class ShardFile:
             dataset.resize(self.count + rows, axis=0)
             dataset[self.count :] = arrays[key]
         self.count += rows
+        self._raise_failure()
+
+    def _raise_failure(self) -> None:
+        if self.sink.failure is not None:
+            raise self.sink.failure
 
     def set_attributes(self, attributes: dict[str, object]) -> None:
         for name, value in attributes.items():
@@ -392,7 +476,12 @@ class ShardFile:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self.file.close()
+        try:
+            self.file.close()
+        finally:
+            self.sink.close()
+        if exc_info[0] is None:
+            self._raise_failure()
 
 
 @dataclasses.dataclass(frozen=True)

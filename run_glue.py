@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import logging
 import sys
 from collections.abc import Sequence
@@ -29,7 +30,7 @@ import torch
 import cli
 import glue
 from errors import UsageError
-from fileio import atomic_write_json
+from fileio import atomic_write_files, atomic_write_json
 from finetuning import (
     TrainOptions,
     add_common_arguments,
@@ -170,12 +171,18 @@ def do_predict(model, processor, examples, tokenizer, args, run: Run) -> None:
     if not run.dist.is_main_process:
         return
     labels = processor.get_labels()
-    glue.write_submission(args.output_dir, processor.task_name, examples, preds, labels)
+    name, text = glue.submission(processor.task_name, examples, preds, labels)
     named = {
         example.guid: float(p) if processor.is_regression else labels[int(p)]
         for example, p in zip(examples, preds, strict=True)
     }
-    atomic_write_json(Path(args.output_dir) / "predictions.json", named)
+    output = Path(args.output_dir)
+    atomic_write_files(  # together: a failed write leaves the earlier pair whole
+        {
+            output / name: text.encode("utf-8"),
+            output / "predictions.json": (json.dumps(named, indent=4) + "\n").encode("utf-8"),
+        }
+    )
 
 
 def log_results(results: dict, run: Run, output_dir: str) -> None:

@@ -59,6 +59,7 @@ from pretraining_data import (
     PretrainingBatch,
     PretrainingDataLoader,
     ShardChecks,
+    check_first_shard_masked,
     training_files,
 )
 from pretraining_eval import (
@@ -357,12 +358,7 @@ def check_shards(options: PretrainOptions, config: BertConfig) -> None:
     """The shards before anything is created, as the loader will see them: HDF5 shards named
     with 'training' exist, each holds instances of one shape that matches the flags, none longer
     than the model's positions (LDDL parquet: the vocabulary is given). Only metadata is read."""
-    if lddl_data.is_parquet_folder(options.input_dir):
-        if not options.vocab_file:
-            raise UsageError(
-                f"--input_dir {options.input_dir} holds LDDL parquet shards, whose samples are "
-                "WordPiece strings: pass --vocab_file"
-            )
+    if lddl_data.check_parquet_input(options.input_dir, "--input_dir", options.vocab_file):
         return
     shards = PretrainingDataLoader(  # a ShardError names the file at fault; nothing is read yet
         training_files(options.input_dir),
@@ -372,6 +368,8 @@ def check_shards(options: PretrainOptions, config: BertConfig) -> None:
         prefetch=False,
     )
     check_positions(shards.seq_length, "--input_dir", options.input_dir, options, config)
+    if not options.dynamic_masking:
+        check_first_shard_masked(shards)
 
 
 def build_model(options: PretrainOptions, device: torch.device) -> BertForPreTraining:

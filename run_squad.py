@@ -27,7 +27,7 @@ from pathlib import Path
 import cli
 import squad
 from errors import UsageError
-from fileio import parse_json, read_json
+from fileio import WriteError, parse_json, read_json
 from finetuning import (
     ArrayDataset,
     TrainOptions,
@@ -126,18 +126,26 @@ def check_arguments(args: argparse.Namespace) -> BertConfig:
     return check_common_arguments(args, inputs, outputs if args.do_predict else [])
 
 
-def read_examples(args: argparse.Namespace) -> dict[str, list[squad.SquadExample]]:
+def read_examples(
+    args: argparse.Namespace, tokenizer: BertTokenizer
+) -> dict[str, list[squad.SquadExample]]:
     """The examples of the files this run uses ("train", "predict"), read before anything is
-    created, so that a file without usable questions stops the run with nothing written."""
+    created, so that a file without usable questions (none, none answerable where training
+    needs answers, no context the tokenizer reads, no gold answers for v1.1 scoring) stops the
+    run with nothing written."""
     examples = {}
     if args.do_train:
         examples["train"] = squad.read_squad_examples(
             args.train_file, True, args.version_2_with_negative
         )
+        squad.check_model_input(args.train_file, examples["train"], tokenizer, True)
     if args.do_predict:
         examples["predict"] = squad.read_squad_examples(
             args.predict_file, False, args.version_2_with_negative
         )
+        squad.check_model_input(args.predict_file, examples["predict"], tokenizer, False)
+    if args.do_eval and not args.version_2_with_negative and not args.run_eval_script:
+        squad.check_v1_answers(squad.load_squad_json(args.predict_file), args.predict_file)
     return examples
 
 
@@ -173,7 +181,10 @@ def features_for(
             examples, tokenizer, is_training=is_training, **lengths
         )
         if not args.skip_cache and run.dist.is_main_process:
-            squad.save_feature_cache(cache, features)
+            try:
+                squad.save_feature_cache(cache, features)
+            except WriteError as err:  # only a shortcut for later runs: this one goes on
+                logger.warning("feature cache not saved: %s", err)
     squad.check_features(path, examples, features, is_training)
     if run.dist.is_main_process:
         unknown, total = squad.unknown_token_share(features)
@@ -238,7 +249,7 @@ def do_predict(model, tokenizer, examples, args: argparse.Namespace, run: Run) -
         for uid, (start, end) in zip(arrays["unique_ids"], result.outputs, strict=True)
     ]
     predictions, nbest, null_odds = squad.get_answers(
-        examples, features, raw, **squad.answer_options(args)
+        examples, features, raw, squad.SquadAnswerOptions.from_args(args)
     )
     if run.dist.is_main_process:
         squad.write_predictions(
@@ -278,9 +289,9 @@ def do_eval(args: argparse.Namespace, run: Run, predictions: dict[str, str]) -> 
             )
         if args.version_2_with_negative:
             odds = read_json(Path(args.output_dir) / "null_odds.json")
-            scores = squad.evaluate_v2(dataset, predictions, odds)
+            scores = squad.evaluate_v2(dataset, predictions, odds, source=args.predict_file)
         else:
-            scores = squad.evaluate_v1(dataset, predictions)
+            scores = squad.evaluate_v1(dataset, predictions, args.predict_file)
     exact = scores.get("exact_match", scores.get("exact"))
     run.metrics.log((), {"exact_match": exact, "F1": scores["f1"]})
     return scores
@@ -317,13 +328,13 @@ def execute(args: argparse.Namespace) -> None:
     """The steps of a run: check, read, set up, hold the output folder (see output_lock.py),
     build the model, load weights, train, predict, score."""
     config = check_arguments(args)
-    examples = read_examples(args)
+    tokenizer = BertTokenizer(args.vocab_file, do_lower_case=args.do_lower_case)
+    examples = read_examples(args, tokenizer)
     run = setup(args)
     with (
         run.metrics,
         claim_output(args.output_dir, "run_squad.py", is_main=run.dist.is_main_process),
     ):
-        tokenizer = BertTokenizer(args.vocab_file, do_lower_case=args.do_lower_case)
         model = BertForQuestionAnswering(config)
         load_init_checkpoint(model, args.init_checkpoint, run.metrics)
         model.to(run.device)

@@ -137,6 +137,20 @@ class Run:
     def device(self) -> torch.device:
         return self.dist.device
 
+    @classmethod
+    def offline(cls, device: torch.device, precision: str = "fp32") -> Run:
+        """One process, no log file: a tool's run that uses the training and prediction loops
+        (inference, benchmarks)."""
+        import distributed
+        from logger import MetricLogger
+        from training import make_precision
+
+        return cls(
+            distributed.DistState(device=device),
+            make_precision(precision, device),
+            MetricLogger(None, False),
+        )
+
 
 def choose_precision(args: argparse.Namespace, device: torch.device) -> tuple[str, bool]:
     """(autocast precision, TF32 allowed) from the precision flags; a UsageError on conflicts,

@@ -31,11 +31,11 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 import numpy as np
 
 import tokenization
-from errors import BertError, UsageError
+from errors import BertError, UsageError, refuse_if_nothing_usable
 from fileio import (
     JsonError,
     atomic_write,
-    atomic_write_json,
+    atomic_write_files,
     check_regular_file,
     parse_json,
     read_json,
@@ -274,8 +274,12 @@ def read_squad_examples(
             skipped,
             skipped + len(examples),
         )
-    if not examples:
-        raise SquadError(f"{path}: no usable questions (an empty dataset?)")
+    why = (
+        f"the answer text of all {skipped} training questions is not where answer_start points"
+        if skipped
+        else "the file holds no questions"
+    )
+    refuse_if_nothing_usable(len(examples), path, "questions", why, SquadError)
     return examples
 
 
@@ -566,6 +570,43 @@ def unknown_token_share(
     chosen = features[:: max(1, len(features) // sample)]
     unknown = sum(feature.tokens.count(unk_token) for feature in chosen)
     return unknown, sum(len(feature.tokens) - 3 for feature in chosen)  # less [CLS], 2 x [SEP]
+
+
+def gives_model_input(example: SquadExample, tokenizer: Tokenizer) -> bool:
+    """Whether some word of the example's context gives a WordPiece token (a context of white
+    space or characters the tokenizer drops, such as control characters, gives no window)."""
+    return any(tokenizer.tokenize(word) for word in example.doc_tokens)
+
+
+def check_model_input(
+    path: str | os.PathLike[str],
+    examples: Sequence[SquadExample],
+    tokenizer: Tokenizer,
+    is_training: bool,
+) -> None:
+    """Refuse, before any output exists, a file none of whose contexts gives the model an input,
+    or none of whose questions has a token (nothing to train on or predict; answers to no
+    question). Stops at the first usable one, so a normal file costs a word and a question;
+    questions of one paragraph share its words, checked once."""
+    what = "train on" if is_training else "predict"
+    seen: set[int] = set()
+    for example in examples:
+        if id(example.doc_tokens) not in seen:
+            if gives_model_input(example, tokenizer):
+                break
+            seen.add(id(example.doc_tokens))
+    else:
+        why = (
+            f"none of the contexts of its {len(examples)} questions gives a WordPiece token: "
+            f"each is empty, white space or characters the tokenizer drops; nothing to {what}"
+        )
+        refuse_if_nothing_usable(0, path, "questions", why, SquadError)
+    if not any(tokenizer.tokenize(example.question_text) for example in examples):
+        why = (
+            f"none of its {len(examples)} question texts gives a WordPiece token: each is empty, "
+            f"white space or characters the tokenizer drops; nothing to {what}"
+        )
+        refuse_if_nothing_usable(0, path, "questions", why, SquadError)
 
 
 def check_features(
@@ -948,28 +989,33 @@ def _softmax(scores: Sequence[float]) -> list[float]:
     return [x / total for x in exps]
 
 
-def answer_options(args: Any) -> dict[str, Any]:
-    """`get_answers`' settings from the flags of run_squad.py and inference.py (same names)."""
-    names = (
-        "n_best_size",
-        "max_answer_length",
-        "do_lower_case",
-        "version_2_with_negative",
-        "null_score_diff_threshold",
-    )
-    return {name: getattr(args, name) for name in names}
+@dataclass(frozen=True)
+class SquadAnswerOptions:
+    """How `get_answers` turns logits into answers; the flags of run_squad.py and inference.py
+    of the same names."""
+
+    n_best_size: int = 20
+    max_answer_length: int = 30
+    do_lower_case: bool = True
+    version_2_with_negative: bool = False
+    null_score_diff_threshold: float = 0.0
+
+    @classmethod
+    def from_args(cls, args: Any) -> SquadAnswerOptions:
+        return cls(
+            n_best_size=args.n_best_size,
+            max_answer_length=args.max_answer_length,
+            do_lower_case=args.do_lower_case,
+            version_2_with_negative=args.version_2_with_negative,
+            null_score_diff_threshold=args.null_score_diff_threshold,
+        )
 
 
 def get_answers(
     examples: Sequence[SquadExample],
     features: Sequence[SquadFeature],
     results: Iterable[RawResult],
-    *,
-    n_best_size: int = 20,
-    max_answer_length: int = 30,
-    do_lower_case: bool = True,
-    version_2_with_negative: bool = False,
-    null_score_diff_threshold: float = 0.0,
+    options: SquadAnswerOptions = SquadAnswerOptions(),
 ) -> tuple[dict[str, str], dict[str, list[dict[str, Any]]], dict[str, float]]:
     """Answers from the model's logits (NVIDIA's post-processing, its v2.0 bugs fixed).
 
@@ -989,6 +1035,8 @@ def get_answers(
     Returns (predictions: qas_id -> text, nbest: qas_id -> [{text, probability, start_logit,
     end_logit}], null_odds: qas_id -> float).
     """
+    n_best_size, max_answer_length = options.n_best_size, options.max_answer_length
+    version_2_with_negative = options.version_2_with_negative
     if n_best_size < 1:
         raise ValueError(f"n_best_size must be at least 1, got {n_best_size}")
     by_id = {int(result.unique_id): result for result in results}
@@ -1010,7 +1058,7 @@ def get_answers(
                 end_logits,
                 n_best_size,
                 max_answer_length,
-                do_lower_case,
+                options.do_lower_case,
             )
         )
         if version_2_with_negative:
@@ -1047,7 +1095,7 @@ def get_answers(
             continue
         diff = null_scores[qas_id] - best_non_null.start_logit - best_non_null.end_logit
         null_odds[qas_id] = diff
-        predictions[qas_id] = "" if diff > null_score_diff_threshold else best_non_null.text
+        predictions[qas_id] = "" if diff > options.null_score_diff_threshold else best_non_null.text
     return predictions, nbest, null_odds
 
 
@@ -1059,20 +1107,24 @@ def write_predictions(
 ) -> dict[str, Path]:
     """Write predictions.json, nbest_predictions.json and (when given, v2.0) null_odds.json.
 
-    JSON with indent 4, each file written to a temporary name and renamed. Returns the paths by
-    kind ("predictions", "nbest", "null_odds").
+    JSON with indent 4, written to temporary names and renamed together once all are complete,
+    so a failed write (a full disk) leaves the earlier set whole. Returns the paths by kind
+    ("predictions", "nbest", "null_odds").
     """
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    paths = {
-        "predictions": output_dir / "predictions.json",
-        "nbest": output_dir / "nbest_predictions.json",
-    }
-    atomic_write_json(paths["predictions"], dict(predictions))
-    atomic_write_json(paths["nbest"], dict(nbest))
+    documents: dict[str, Any] = {"predictions": dict(predictions), "nbest": dict(nbest)}
+    names = {"predictions": "predictions.json", "nbest": "nbest_predictions.json"}
     if null_odds is not None:
-        paths["null_odds"] = output_dir / "null_odds.json"
-        atomic_write_json(paths["null_odds"], dict(null_odds))
+        documents["null_odds"] = dict(null_odds)
+        names["null_odds"] = "null_odds.json"
+    paths = {kind: output_dir / name for kind, name in names.items()}
+    atomic_write_files(
+        {
+            paths[kind]: (json.dumps(value, indent=4) + "\n").encode()
+            for kind, value in documents.items()
+        }
+    )
     return paths
 
 
@@ -1118,8 +1170,11 @@ def f1_score_v2(prediction: str, ground_truth: str) -> float:
     return _token_f1(prediction_tokens, gold_tokens)
 
 
-def _gold_answers(dataset_json_data: Any) -> list[tuple[str, list[str]]]:
-    """(qas_id, gold answer texts) in file order; accepts the whole file or its "data" list."""
+def _gold_answers(
+    dataset_json_data: Any, source: str | os.PathLike[str] = "the SQuAD dataset"
+) -> list[tuple[str, list[str]]]:
+    """(qas_id, gold answer texts) in file order; accepts the whole file or its "data" list.
+    ``source`` names the dataset in errors."""
     data = dataset_json_data
     if isinstance(data, Mapping):
         data = data.get("data")
@@ -1144,8 +1199,9 @@ def _gold_answers(dataset_json_data: Any) -> list[tuple[str, list[str]]]:
                 where = f"data[{i}].paragraphs[{j}].qas[{k}]"
                 _check_unique_id(qa["id"], where, seen, "the SQuAD dataset")
                 gold.append((qa["id"], [a["text"] for a in answers]))
-    if not gold:
-        raise SquadError("the dataset holds no questions")
+    refuse_if_nothing_usable(
+        len(gold), os.fspath(source), "questions", "the dataset holds none to score", SquadError
+    )
     return gold
 
 
@@ -1159,13 +1215,47 @@ def _warn_missing(missing: list[str], total: int) -> None:
         )
 
 
-def evaluate_v1(dataset_json_data: Any, predictions: Mapping[str, str]) -> dict[str, float]:
+def check_v1_answers(dataset_json_data: Any, source: str | os.PathLike[str]) -> None:
+    """Refuse a dataset that SQuAD v1.1 scoring cannot score: a question without gold answers
+    (v2.0's unanswerable kind) has nothing to compare a prediction with."""
+    for qas_id, answers in _gold_answers(dataset_json_data, source):
+        if not answers:
+            raise SquadError(
+                f"{os.fspath(source)}: question {qas_id!r} has no gold answers, which SQuAD v1.1 "
+                "scoring needs (v2.0 data: --version_2_with_negative, or evaluate-v2.0)"
+            )
+
+
+def check_predictions_match(
+    dataset_json_data: Any,
+    predictions: Mapping[str, str],
+    data_source: str | os.PathLike[str],
+    predictions_source: str | os.PathLike[str],
+) -> None:
+    """Refuse predictions of which none is for a question of the dataset: every question would
+    score 0, a score from nothing (a file of another dataset or split)."""
+    gold = _gold_answers(dataset_json_data, data_source)
+    matched = sum(1 for qas_id, _ in gold if qas_id in predictions)
+    why = (
+        f"none of its {len(predictions)} question ids is one of the {len(gold)} questions of "
+        f"{os.fspath(data_source)}, so every question would score 0"
+    )
+    refuse_if_nothing_usable(matched, os.fspath(predictions_source), "predictions", why, SquadError)
+
+
+def evaluate_v1(
+    dataset_json_data: Any,
+    predictions: Mapping[str, str],
+    source: str | os.PathLike[str] = "the SQuAD dataset",
+) -> dict[str, float]:
     """Official SQuAD v1.1 scores: ``{"exact_match": %, "f1": %}``.
 
-    ``dataset_json_data`` is the parsed file or its "data" list. Each question scores the best
-    EM/F1 over its gold answers; a question without a prediction scores 0 (with a warning).
+    ``dataset_json_data`` is the parsed file or its "data" list, ``source`` its name in errors.
+    Each question scores the best EM/F1 over its gold answers; a question without a prediction
+    scores 0 (with a warning); one without gold answers raises ``SquadError``.
     """
-    gold = _gold_answers(dataset_json_data)
+    check_v1_answers(dataset_json_data, source)
+    gold = _gold_answers(dataset_json_data, source)
     exact_match = 0
     f1 = 0.0
     missing = []
@@ -1173,10 +1263,6 @@ def evaluate_v1(dataset_json_data: Any, predictions: Mapping[str, str]) -> dict[
         if qas_id not in predictions:
             missing.append(qas_id)
             continue
-        if not answers:
-            raise SquadError(
-                f"question {qas_id!r} has no gold answers; for SQuAD v2.0 data use evaluate_v2"
-            )
         prediction = predictions[qas_id]
         exact_match += max(exact_match_score(prediction, a) for a in answers)
         f1 += max(f1_score(prediction, a) for a in answers)
@@ -1189,18 +1275,21 @@ def evaluate_v2(
     predictions: Mapping[str, str],
     na_probs: Mapping[str, float] | None = None,
     na_prob_thresh: float = 1.0,
+    *,
+    source: str | os.PathLike[str] = "the SQuAD dataset",
 ) -> dict[str, float | int]:
     """Official SQuAD v2.0 scores (keys as evaluate-v2.0.py prints them).
 
     exact, f1, total; HasAns_exact/f1/total and NoAns_exact/f1/total when such questions exist;
     and with ``na_probs`` (qas_id -> no-answer probability or odds) best_exact,
     best_exact_thresh, best_f1, best_f1_thresh. A question whose ``na_probs`` exceeds
-    ``na_prob_thresh`` counts as answered with "". Gold answers that normalise to "" are
+    ``na_prob_thresh`` counts as answered with "". ``source`` names the dataset in errors.
+    Gold answers that normalise to "" are
     dropped, and a question left without any is scored against [""] (the official rule).
     Unlike the official script, which stops with a KeyError, a question without a prediction
     scores 0 (with a warning); ``na_probs`` missing an answered question raises ``SquadError``.
     """
-    gold = dict(_gold_answers(dataset_json_data))
+    gold = dict(_gold_answers(dataset_json_data, source))
     has_answer = {qas_id: bool(answers) for qas_id, answers in gold.items()}
     exact_raw: dict[str, float] = {}
     f1_raw: dict[str, float] = {}

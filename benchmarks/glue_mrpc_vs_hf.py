@@ -27,15 +27,12 @@ import torch
 import cli
 import glue
 from checkpoint import load_state_dict_into
-from distributed import DistState
 from errors import UsageError
 from fileio import atomic_write_text
 from finetuning import TrainOptions, predict, train, train_loader
-from logger import MetricLogger
 from modeling import BertConfig, BertForSequenceClassification
 from runtime import Run
 from tokenization import BertTokenizer
-from training import make_precision
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "glue" / "MRPC"
@@ -127,7 +124,7 @@ def execute(args: argparse.Namespace) -> None:
     ours = BertForSequenceClassification(BertConfig.from_json_file(folder / "config.json"), 2)
     load_state_dict_into(ours, initial, "hf")
 
-    run = Run(DistState(), make_precision("fp32", torch.device("cpu")), MetricLogger(None, False))
+    run = Run.offline(torch.device("cpu"))
     options = TrainOptions(
         learning_rate=args.lr,
         num_train_epochs=args.epochs,

@@ -30,14 +30,11 @@ import cli
 import runtime
 import squad
 from checkpoint import load_state_dict_into
-from distributed import DistState
 from fileio import atomic_write_text
 from finetuning import predict
-from logger import MetricLogger
 from modeling import BertConfig, BertForQuestionAnswering
 from runtime import Run
 from tokenization import BertTokenizer
-from training import make_precision
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_DEV = REPO.parent / "shared" / "data" / "squad" / "v1.1" / "dev-v1.1.json"
@@ -159,6 +156,7 @@ def run(args: argparse.Namespace) -> dict:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="squad_bench_") as tmp:
         examples = squad.read_squad_examples(limited_file(args, Path(tmp)), is_training=False)
+    squad.check_model_input(args.predict_file, examples, tokenizer, is_training=False)
     features = squad.convert_examples_to_features(
         examples, tokenizer, max_seq_length=SEQ, doc_stride=STRIDE, max_query_length=QUERY
     )
@@ -167,9 +165,7 @@ def run(args: argparse.Namespace) -> dict:
     inputs = {k: arrays[k] for k in ("input_ids", "segment_ids", "input_mask")}
     ours.to(device)
     hf.to(device)
-    setup = Run(
-        DistState(device=device), make_precision(args.dtype, device), MetricLogger(None, False)
-    )
+    setup = Run.offline(device, args.dtype)
     name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
     results = {
         "device": name,

@@ -31,12 +31,14 @@ from typing import Any
 import cli
 import glue
 import storage
-from errors import BertError, MissingDependency, UsageError
+from errors import BertError, MissingDependency, UsageError, refuse_if_nothing_usable
 from fileio import (
     JsonError,
+    WriteError,
     atomic_write,
     atomic_write_json,
     atomic_write_text,
+    describe_os_error,
     read_json,
     sha256_file,
 )
@@ -523,7 +525,7 @@ def launcher_env(dry_run: bool) -> dict[str, str]:
 
 def stream(command: list[str], log: Path, cwd: Path) -> int:
     """Run `command`, its output both to stdout and to `log`; its exit status."""
-    with open(log, "w", encoding="utf-8") as handle:
+    with open(log, "wb", buffering=0) as handle:  # unbuffered: nothing left to fail on close
         process = subprocess.Popen(
             command,
             cwd=cwd,
@@ -535,16 +537,28 @@ def stream(command: list[str], log: Path, cwd: Path) -> int:
         )
         try:
             for line in process.stdout:
-                handle.write(line)
                 print(line, end="", flush=True)
+                data = memoryview(line.encode("utf-8"))
+                while data:
+                    data = data[handle.write(data) or 0 :]
             return process.wait()
+        except OSError as err:  # the log cannot be written: no run goes on unrecorded
+            _stop(process)
+            raise WriteError(
+                f"cannot write {log}: {describe_os_error(err)}; the launcher was stopped"
+            ) from err
         except KeyboardInterrupt:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+            _stop(process)
             raise
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """Interrupt the launcher as Ctrl-C would, killing it if it has not ended in 30 s."""
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
 
 
 def _is_number(value: Any) -> bool:
@@ -897,6 +911,11 @@ def report_failures(plan: Plan, failures: list[SeedResult], total: int) -> None:
         print("\n".join(f"    {line}" for line in failure.log_tail))
     named = "; ".join(f"{f.task} seed {f.seed} (log {f.folder / LOG_FILE})" for f in failures[:3])
     more = f"; and {len(failures) - 3} more" if len(failures) > 3 else ""
+    why = (  # a table of means over no seed would be a result from nothing
+        f"all {total} seeds failed, so no table holds a number: {named}{more}; "
+        f"{plan.output_dir / 'results.md'} lists the failures"
+    )
+    refuse_if_nothing_usable(total - len(failures), f"--output_dir {plan.output_dir}", "seeds", why)
     raise BertError(
         f"{len(failures)} of {total} seeds failed: {named}{more}; the others are in "
         f"{plan.output_dir / 'results.md'}"

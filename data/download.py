@@ -38,9 +38,11 @@ from typing import IO, Any
 import cli
 from errors import BertError, UsageError
 from fileio import (
+    WRITE_ERRNOS,
     UnsafePathError,
     atomic_path,
     atomic_write_text,
+    describe_os_error,
     parse_json,
     replace_durably,
     safe_join,
@@ -432,6 +434,11 @@ def download(
                 logger.warning("%s; trying the next mirror, if any", last_error)
                 break
             except (urllib.error.URLError, HTTPException, OSError, _Interrupted) as error:
+                if isinstance(error, OSError) and error.errno in WRITE_ERRNOS:  # no retry helps
+                    raise DownloadError(
+                        f"cannot write {part}: {describe_os_error(error)}; the bytes received "
+                        "are kept there, and a rerun resumes from them"
+                    ) from None
                 last_error = f"{url}: {error} (after {attempt + 1} attempt(s))"
                 logger.warning("%s: attempt %d of %d failed: %s", url, attempt + 1, retries, error)
                 if attempt + 1 < retries:

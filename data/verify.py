@@ -269,6 +269,11 @@ def verify_parquet(paths: Sequence[str | Path], expect: Expectations) -> Report:
                     f"{path}: {int((bins != b).sum())} samples are not {bin_size * b + 1} to "
                     f"{bin_size * (b + 1)} tokens long (bin {b} of {len(groups)})"
                 )
+    if report.shards and not report.instances:  # "all checks passed" over nothing
+        where = ", ".join(map(str, paths))
+        report.problems.append(
+            f"{where}: no usable samples (its {report.shards} parquet files hold 0 rows)"
+        )
     if expect.expected_shards is not None and len(files) != expect.expected_shards:
         report.problems.append(f"{len(files)} shards found, expected {expect.expected_shards}")
     return report

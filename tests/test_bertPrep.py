@@ -12,8 +12,7 @@ import h5py
 import pytest
 
 from data import bertPrep, pipeline
-from tests.support import REPO_ROOT
-from tests.test_pipeline import TOPICS, needs_wikiextractor, tiny_dump
+from tests.support import REPO_ROOT, TOPICS, tiny_dump
 
 SMALL = [
     "--n_training_shards",
@@ -39,7 +38,6 @@ def run(*argv: str) -> int:
     return bertPrep.main(list(argv))
 
 
-@needs_wikiextractor
 def test_each_action_writes_nvidias_folders(tmp_path, work):
     dump = tmp_path / "enwiki-20240601-pages-articles.xml"
     tiny_dump(dump)

@@ -24,6 +24,7 @@ from checkpoint import (
     tf_state_dict,
     tf_variable_to_key,
 )
+from fileio import WriteError
 from modeling import BertConfig, BertForPreTraining, BertForQuestionAnswering, BertModel
 from tests.support import REPO_ROOT, TINY_CONFIG, UNCASED_VOCAB, random_batch, tiny_config
 
@@ -416,7 +417,7 @@ def test_save_is_atomic(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(torch, "save", failing_save)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(WriteError, match=f"cannot write {target}: disk full; what was there"):
         atomic_torch_save({"a": torch.zeros(2)}, target)
     assert torch.equal(torch.load(target, weights_only=True)["a"], torch.ones(2))
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt_1.pt"]  # no temporary file left

@@ -9,6 +9,7 @@ import pytest
 
 import cli
 from errors import BertError, UsageError
+from tests.support import NOT_AS_ROOT, assert_flag_refused
 
 
 def parser() -> cli.ArgumentParser:
@@ -47,12 +48,7 @@ def parser() -> cli.ArgumentParser:
     ],
 )
 def test_bad_values_are_one_line_naming_the_flag(flag, value, message, capsys):
-    with pytest.raises(SystemExit) as exit_:
-        parser().parse_args([flag, value])
-    assert exit_.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("prog.py: error: argument ")
-    assert flag in err[0] and message in err[0]
+    assert_flag_refused(parser(), [flag, value], message, capsys)
 
 
 def test_good_values_parse():
@@ -194,7 +190,7 @@ def test_a_read_only_folder_cannot_be_written(tmp_path):
     import os
 
     if os.geteuid() == 0:
-        pytest.skip("root writes into read-only folders; the probe is tested with a stand-in")
+        pytest.skip(NOT_AS_ROOT)  # the probe is tested with a stand-in
     folder = tmp_path / "ro"
     folder.mkdir(mode=0o500)
     with pytest.raises(UsageError, match="cannot write in"):

@@ -39,7 +39,7 @@ from data.download import (
     extract_archive,
     fetch_and_extract,
 )
-from tests.support import REPO_ROOT
+from tests.support import REPO_ROOT, fill_disk
 
 FAST = {"retries": 3, "backoff": 0.0, "timeout": 5, "progress": False}
 DATE = "20240601"
@@ -149,6 +149,20 @@ def test_interrupted_download_resumes_with_a_range_request(server, tmp_path):
     assert server.ranges("/data.bin") == [None, "bytes=100000-"]
     assert dest.read_bytes() == body
     assert not part_of(dest).exists()
+
+
+def test_a_full_disk_is_one_line_at_once_and_keeps_the_bytes_to_resume(
+    server, tmp_path, monkeypatch
+):
+    body = blob(300_000)
+    url = server.add("/data.bin", body)
+    dest = tmp_path / "out" / "data.bin"
+    dest.parent.mkdir()
+    fill_disk(monkeypatch, dest.parent, free=100_000)
+    with pytest.raises(DownloadError, match=rf"cannot write {part_of(dest)}: No space left"):
+        download(url, dest, sha256=sha256(body), **FAST)
+    assert server.ranges("/data.bin") == [None]  # not retried: a full disk stays full
+    assert part_of(dest).read_bytes() == body[:100_000] and not dest.exists()
 
 
 def test_partial_file_from_an_earlier_run_is_resumed(server, tmp_path):

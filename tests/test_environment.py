@@ -22,7 +22,7 @@ import runtime
 from environment import KEYS, RunChoices
 from logger import read_dllogger_file
 from modeling import BertSelfAttention
-from tests.support import REPO_ROOT, TINY_CONFIG, tiny_config
+from tests.support import NEEDS_CUDA, REPO_ROOT, TINY_CONFIG, tiny_config
 
 CPU = torch.device("cpu")
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -274,7 +274,7 @@ def test_setup_run_logs_the_report_once_in_the_json_log(tmp_path, caplog, capsys
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.skipif(not torch.cuda.is_available(), reason=NEEDS_CUDA)
 @pytest.mark.parametrize("training", [True, False])
 def test_the_report_on_this_gpu(training):
     gpu = torch.device("cuda", torch.cuda.current_device())

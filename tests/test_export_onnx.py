@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import onnx
+import onnxruntime
 import pytest
 import torch
 
@@ -14,10 +16,6 @@ import export_onnx
 from checkpoint import load_model_weights, save_nvidia_checkpoint
 from modeling import BertForPreTraining, BertForQuestionAnswering, BertForSequenceClassification
 from tests.support import TINY_CONFIG, random_batch, tiny_config
-
-onnx = pytest.importorskip("onnx")
-pytest.importorskip("onnxscript")
-onnxruntime = pytest.importorskip("onnxruntime")
 
 SHAPES = ((1, 8), (3, 37), (8, 128), (2, 200))  # random_batch pads rows 1.. by 5 per row
 NUM_LABELS = 3

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import fileio
+from tests.support import fill_disk
 
 
 def entries(folder) -> list[str]:
@@ -34,7 +35,9 @@ def test_a_failing_file_writer_leaves_the_target_untouched(tmp_path, error):
         handle.write(b"half of the new")
         raise error
 
-    with pytest.raises(type(error)):
+    # atomic_write's function only writes, so its OS errors are the write's
+    expected = fileio.WriteError if isinstance(error, OSError) else type(error)
+    with pytest.raises(expected):
         fileio.atomic_write(target, write)
     assert target.read_bytes() == b"old" and entries(tmp_path) == ["out.bin"]
     with pytest.raises(type(error)), fileio.atomic_path(tmp_path / "new.h5") as tmp:
@@ -49,7 +52,7 @@ def test_a_failed_write_removes_the_folders_it_made(tmp_path):
     def write(handle):
         raise OSError("disk full")
 
-    with pytest.raises(OSError):
+    with pytest.raises(fileio.WriteError):
         fileio.atomic_write(tmp_path / "kept" / "new" / "deeper" / "out.bin", write)
     with pytest.raises(KeyboardInterrupt), fileio.atomic_folder(tmp_path / "a" / "b" / "c"):
         raise KeyboardInterrupt
@@ -199,6 +202,50 @@ def test_only_regular_files_and_folders_are_read(tmp_path):
     (tmp_path / "file").write_text("x")
     for fine in (tmp_path / "file", tmp_path, tmp_path / "missing"):
         check_regular_file(fine)
+
+
+def test_related_files_are_replaced_together_or_not_at_all(tmp_path, monkeypatch):
+    a, b = tmp_path / "predictions.json", tmp_path / "nbest.json"
+    a.write_bytes(b"old a")
+    fill_disk(monkeypatch, tmp_path, free=len(b"new a") + 2)  # room for the first file only
+    with pytest.raises(fileio.WriteError) as refused:
+        fileio.atomic_write_files({a: b"new a", b: b"new b"})
+    assert str(refused.value) == (
+        f"cannot write {a}, {b}: No space left on device (ENOSPC); none of them was changed and "
+        "no partial file was left"
+    )
+    assert entries(tmp_path) == ["predictions.json"] and a.read_bytes() == b"old a"
+    monkeypatch.undo()
+    fileio.atomic_write_files({a: b"new a", b: b"new b"})
+    assert a.read_bytes() == b"new a" and b.read_bytes() == b"new b"
+
+
+def test_a_write_error_is_one_line_whatever_the_os_error_says():
+    hdf5 = OSError(errno.EFBIG, "file write failed: time = Sun\n, errno = 27")
+    assert fileio.describe_os_error(hdf5) == "file write failed: time = Sun , errno = 27 (EFBIG)"
+    assert fileio.describe_os_error(OSError("disk full")) == "disk full"
+
+
+def test_a_folder_that_cannot_be_completed_is_a_write_error(tmp_path, monkeypatch):
+    fill_disk(monkeypatch, tmp_path, free=10)
+    refused = pytest.raises(fileio.WriteError, match=f"cannot write {tmp_path / 'hf'}: No space")
+    with refused, fileio.atomic_folder(tmp_path / "hf") as folder:
+        (folder / "config.json").write_text("more than ten bytes")
+    assert entries(tmp_path) == []
+    with pytest.raises(ValueError, match="not a write"), fileio.atomic_folder(tmp_path / "hf"):
+        raise ValueError("not a write")  # other errors pass unchanged
+
+
+def test_check_room_compares_the_free_bytes_of_the_nearest_folder(tmp_path, monkeypatch):
+    fill_disk(monkeypatch, tmp_path, free=5_000_000)
+    target = tmp_path / "not" / "yet" / "model.bin"
+    fileio.check_room(target, 5_000_000, "--output x", "the model", "advice")
+    with pytest.raises(fileio.WriteError) as refused:
+        fileio.check_room(target, 5_000_001, "--output x", "the model", "free some space")
+    assert str(refused.value) == (
+        "--output x: 5.0 MB free, 5.0 MB needed for the model; free some space"
+    )
+    assert fileio.free_bytes(tmp_path / "not") == 5_000_000
 
 
 # JSON whose syntax is fine but which Python's json cannot read: a number beyond the

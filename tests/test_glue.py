@@ -467,10 +467,10 @@ def test_another_tasks_file_fails_on_its_header(tmp_path):
     with pytest.raises(GlueError, match="empty file"):
         glue.Sst2Processor().get_dev_examples(sst2)
     (sst2 / "dev.tsv").write_text("sentence\tlabel\n")  # the header only
-    with pytest.raises(GlueError, match=r"dev\.tsv: no sst-2 examples \(only a header line\?\)"):
+    with pytest.raises(GlueError, match=r"dev\.tsv: no usable sst-2 examples \(no rows after"):
         glue.Sst2Processor().get_dev_examples(sst2)
     (sst2 / "test.tsv").write_text("index\tsentence\n")  # nothing to predict either
-    with pytest.raises(GlueError, match=r"test\.tsv: no sst-2 examples"):
+    with pytest.raises(GlueError, match=r"test\.tsv: no usable sst-2 examples"):
         glue.Sst2Processor().get_test_examples(sst2)
 
 
@@ -512,6 +512,24 @@ def test_qqp_refuses_a_file_of_mostly_broken_rows(tmp_path):
     (folder / "dev.tsv").write_text(tsv(QQP_HEAD, *rows))
     with pytest.raises(GlueError, match="11 of 11 rows do not have 6 columns"):
         glue.QqpProcessor().get_dev_examples(folder)
+
+
+def test_qqp_rows_all_skipped_leave_nothing_and_are_refused(tmp_path, caplog):
+    """A few rows, all with the wrong column count: each is within the skip allowance, but
+    nothing is left to train on; the error says why, not "only a header line"."""
+    folder = write_task(tmp_path, "qqp")
+    (folder / "train.tsv").write_text(tsv(QQP_HEAD, ["0", "1", "2", "Q?"], ["1", "R?", "0"]))
+    with pytest.raises(GlueError, match=r"train\.tsv: no usable qqp examples \(all 2 rows skip"):
+        glue.QqpProcessor().get_train_examples(folder)
+
+
+def test_a_file_whose_texts_are_all_empty_is_refused(tmp_path):
+    folder = write_task(tmp_path, "sst-2")
+    (folder / "dev.tsv").write_text(tsv(["sentence", "label"], ["", "0"], [" ", "1"]))
+    with pytest.raises(GlueError, match=r"dev\.tsv: no usable sst-2 examples \(the text colum"):
+        glue.Sst2Processor().get_dev_examples(folder)
+    (folder / "dev.tsv").write_text(tsv(["sentence", "label"], ["", "0"], ["fine", "1"]))
+    assert len(glue.Sst2Processor().get_dev_examples(folder)) == 2
 
 
 def test_qqp_test_rows_are_never_skipped(tmp_path):
@@ -742,7 +760,8 @@ def test_constant_predictions_have_zero_correlation_with_a_warning(caplog):
 
 
 def test_correlations_match_scipy():
-    stats = pytest.importorskip("scipy.stats")
+    from scipy import stats
+
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 11, size=500) / 2  # STS-B-like scores with many ties
     preds = labels + rng.normal(0, 1.0, size=500)
@@ -754,7 +773,8 @@ def test_correlations_match_scipy():
 
 
 def test_mcc_and_f1_match_scikit_learn():
-    metrics = pytest.importorskip("sklearn.metrics")
+    from sklearn import metrics
+
     rng = np.random.default_rng(1)
     labels, preds = rng.integers(0, 2, 300), rng.integers(0, 2, 300)
     assert glue.matthews_corrcoef(preds, labels) == pytest.approx(

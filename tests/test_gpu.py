@@ -15,12 +15,12 @@ from checkpoint import load_state_dict_into
 from logger import read_dllogger_file
 from modeling import BertConfig, BertForPreTraining, BertForQuestionAnswering, BertModel
 from optimization import CompiledLamb, Lamb, parameter_groups
-from tests.support import REPO_ROOT, launcher_env, random_batch
+from tests.support import NEEDS_CUDA, REPO_ROOT, random_batch
 from training import fp8_unavailable
 
 pytestmark = [
     pytest.mark.gpu,
-    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
+    pytest.mark.skipif(not torch.cuda.is_available(), reason=NEEDS_CUDA),
 ]
 
 
@@ -85,7 +85,8 @@ def test_masked_only_head_matches_dense_head_on_gpu():
 
 
 def test_question_answering_matches_hugging_face_on_gpu():
-    transformers = pytest.importorskip("transformers")
+    import transformers
+
     torch.manual_seed(0)
     config = base_config(vocab_pad_multiple=1)
     hf_config = transformers.BertConfig(
@@ -134,19 +135,10 @@ def test_compiled_lamb_equals_lamb_on_the_gpu():
     torch.cuda.is_available() and fp8_unavailable(torch.device("cuda")) is not None,
     reason="fp8 needs compute capability 9.0 and torchao",
 )
-def test_fp8_training_tracks_bf16(tmp_path):
+def test_fp8_training_tracks_bf16(tmp_path, sample_shards):
     """BERT-base, 300 LAMB steps of batch 32 on the sample's phase-1 shards, in bf16 and in fp8
     with the same seed and data: the mean loss of the last 50 steps differs by at most 3% and
     both fall by more than 1.0 from the start."""
-    shards = tmp_path / "shards"
-    env = launcher_env(DUPE_FACTOR="1")
-    subprocess.run(
-        ["bash", "scripts/make_sample_shards.sh", str(shards)],
-        cwd=REPO_ROOT,
-        check=True,
-        capture_output=True,
-        env=env,
-    )
     curves = {}
     for precision in ("bf16", "fp8"):
         out = tmp_path / precision
@@ -156,7 +148,7 @@ def test_fp8_training_tracks_bf16(tmp_path):
                 "run_pretraining.py",
                 "--do_train",
                 "--disable_progress_bar",
-                f"--input_dir={shards / 'phase1'}",
+                f"--input_dir={sample_shards / 'phase1'}",
                 f"--output_dir={out}",
                 f"--config_file={REPO_ROOT / 'bert_configs' / 'base.json'}",
                 f"--json-summary={out}/log.json",

@@ -16,7 +16,8 @@ pytestmark = pytest.mark.slow
 
 def test_dry_run_produces_the_table_with_every_row(tmp_path):
     out, work = tmp_path / "out", tmp_path / "work"
-    env = launcher_env(DRY_RUN="1", WORK=str(work), OMP_NUM_THREADS="1")
+    # DUPE_FACTOR: results/sample_shards, when this run builds them, at half the work
+    env = launcher_env(DRY_RUN="1", WORK=str(work), OMP_NUM_THREADS="1", DUPE_FACTOR="1")
     result = subprocess.run(
         ["bash", "scripts/gpu_check.sh", str(out)],
         cwd=REPO_ROOT,

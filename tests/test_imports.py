@@ -5,7 +5,8 @@ or inside a function. The modules of the repository (top-level, `data/`, `benchm
 `scripts/`) import each other without a cycle, imports inside functions counted. The data
 preparation side (`data/`, `create_pretraining_data.py`, `scripts/`) reaches the command-line
 layer (`cli.py`) but never the run layer (`runtime.py`), directly or through another module.
-Tests are not checked: they run the entry scripts they test.
+Test modules may import entry scripts (they test them), but never another test module: what
+tests share lives in tests/support.py (helpers) and tests/conftest.py (fixtures).
 """
 
 from __future__ import annotations
@@ -116,6 +117,50 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         if node not in state and (cycle := visit(node)):
             return cycle
     return None
+
+
+def imported_test_modules(source: str, module: str, test_modules: set[str]) -> set[str]:
+    """The test modules (`test_x`) that `source`, the file of `module`, imports in any form:
+    `tests.test_x`, `from tests import test_x`, `from .test_x import`, or bare `test_x` (pytest
+    puts tests/ on the path)."""
+    found = set()
+    for name in imported_names(source, module):
+        parts = name.split(".")
+        target = parts[1] if parts[0] == "tests" and len(parts) > 1 else parts[0]
+        if target in test_modules:
+            found.add(target)
+    return found
+
+
+def test_no_test_module_imports_another():
+    folder = REPO_ROOT / "tests"
+    test_modules = {path.stem for path in folder.glob("test_*.py")}
+    assert {"test_imports", "test_pipeline", "test_output_lock"} <= test_modules
+    offenders = []
+    for path in sorted(folder.glob("*.py")):
+        source = path.read_text(encoding="utf-8")
+        for target in sorted(imported_test_modules(source, f"tests.{path.stem}", test_modules)):
+            offenders.append(f"tests/{path.name} imports {target}: move it to support/conftest")
+    assert not offenders, "\n".join(offenders)
+
+
+def test_the_test_walk_sees_every_form():
+    modules = {"test_a", "test_b", "test_c", "test_d", "test_e"}
+    source = (
+        "from tests.test_a import helper\n"
+        "from tests import test_b\n"
+        "def f():\n"
+        "    from .test_c import thing\n"
+        "    import test_d\n"
+        "from tests.support import test_e_like\n"
+        "import tests.support, test_shared_name_not_a_module\n"
+    )
+    assert imported_test_modules(source, "tests.test_x", modules) == {
+        "test_a",
+        "test_b",
+        "test_c",
+        "test_d",
+    }
 
 
 def test_no_module_imports_an_entry_script():

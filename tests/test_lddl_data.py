@@ -15,9 +15,12 @@ import logging
 import random
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import torch
 
+import lddl_data
 from data import verify
 from logger import read_dllogger_file
 from pretraining_data import (
@@ -38,10 +41,6 @@ from tests.support import (
 )
 from tokenization import load_vocab
 from training import trim_padding
-
-pa = pytest.importorskip("pyarrow")
-pq = pytest.importorskip("pyarrow.parquet")
-lddl_data = pytest.importorskip("lddl_data")
 
 SEQ, PRED = 64, 10
 SAMPLE = REPO_ROOT / "data" / "sample" / "wikitext2_valid_sentences.txt"
@@ -476,6 +475,21 @@ def test_run_pretraining_trains_on_parquet_like_on_hdf5(hdf5_dir, tmp_path):
             if event.get("type") == "LOG" and "average_loss" in event["data"]
         ]
     assert len(losses["hdf5"]) == 2 and losses["parquet"] == losses["hdf5"]
+
+
+def test_a_folder_of_parquet_files_without_rows_is_refused(hdf5_dir, tmp_path, capsys):
+    """Files with the columns and no rows: nothing to train on, evaluate or verify. One empty
+    file among others is normal (a bin of one shard can be empty) and passes."""
+    parquet = write_lddl(training_files(hdf5_dir), tmp_path / "parquet", bin_size=16)
+    lddl_data.check_has_samples(parquet, "--input_dir")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for path in sorted(parquet.glob("shard-*"))[:2]:
+        pq.write_table(pq.read_table(path).slice(0, 0), empty / path.name)
+    with pytest.raises(ShardError, match=rf"--eval_dir {empty}: no usable samples \(its 2 parq"):
+        lddl_data.check_has_samples(empty, "--eval_dir")
+    assert verify.main([str(empty), "--vocab_file", str(UNCASED_VOCAB)]) == 1
+    assert f"{empty}: no usable samples" in capsys.readouterr().err
 
 
 def test_wrong_content_in_valid_parquet_files_is_refused_naming_file_column_and_row(

@@ -9,8 +9,6 @@ import math
 import re
 import sys
 
-import pytest
-
 from logger import MetricLogger, format_step, read_dllogger_file, stdout_line
 from tests.support import REPO_ROOT
 
@@ -74,7 +72,6 @@ def test_step_format_is_nvidias():
 
 
 def test_tensorboard_event_files_hold_the_logged_scalars(tmp_path):
-    pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     log = MetricLogger(tmp_path / "log.json", use_dllogger=False, tensorboard_dir=tmp_path / "tb")

@@ -33,7 +33,6 @@ from tests.support import (
     SAMPLE_MRPC,
     TINY_CONFIG,
     UNCASED_VOCAB,
-    launcher_env,
     mrpc_dev_scores,
     pretrain_in_process,
     write_random_shards,
@@ -886,15 +885,7 @@ def run_script(*command: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
-def test_nvidia_log_parser_reads_our_pretraining_logs_and_glue_results(tmp_path):
-    env = launcher_env(DUPE_FACTOR="1")
-    subprocess.run(
-        ["bash", "scripts/make_sample_shards.sh", str(tmp_path / "shards")],
-        cwd=REPO_ROOT,
-        check=True,
-        capture_output=True,
-        env=env,
-    )
+def test_nvidia_log_parser_reads_our_pretraining_logs_and_glue_results(tmp_path, sample_shards):
     out = tmp_path / "pretraining"
     common = [
         "run_pretraining.py",
@@ -912,7 +903,7 @@ def test_nvidia_log_parser_reads_our_pretraining_logs_and_glue_results(tmp_path)
     ]
     phase1 = run_script(
         *common,
-        f"--input_dir={tmp_path / 'shards' / 'phase1'}",
+        f"--input_dir={sample_shards / 'phase1'}",
         f"--json-summary={tmp_path / 'phase1.json'}",
     )
     parameters, steps, summary = parse_dllogger(tmp_path / "phase1.json")
@@ -943,7 +934,7 @@ def test_nvidia_log_parser_reads_our_pretraining_logs_and_glue_results(tmp_path)
         "--phase2",
         "--resume_from_checkpoint",
         "--phase1_end_step=4",
-        f"--input_dir={tmp_path / 'shards' / 'phase2'}",
+        f"--input_dir={sample_shards / 'phase2'}",
         f"--json-summary={tmp_path / 'phase2.json'}",
     )
     parameters, steps, summary = parse_dllogger(tmp_path / "phase2.json")

@@ -5,7 +5,6 @@ ends; what killed writers left is cleared and a read-only folder is found before
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import logging
 import os
@@ -19,7 +18,7 @@ import fileio
 import output_lock
 from logger import MetricLogger, read_dllogger_file
 from output_lock import LOCK_NAME, Holder, OutputError, OutputLock, claim_output, stale_reason
-from tests.support import plant_file_lock
+from tests.support import plant, plant_file_lock
 
 
 def dead_pid() -> int:
@@ -31,16 +30,6 @@ def dead_pid() -> int:
         check=True,
     )
     return int(process.stdout)
-
-
-def plant(folder, age: float = 0.0, **changes) -> Holder:
-    """A lock file of another run in `folder`, last refreshed `age` seconds ago."""
-    holder = dataclasses.replace(Holder.this_process("other_run.py"), **changes)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / LOCK_NAME).write_bytes(holder.to_bytes())
-    then = time.time() - age
-    os.utime(folder / LOCK_NAME, (then, then))
-    return holder
 
 
 def test_a_live_holder_refuses_a_second_run_in_one_line(tmp_path):

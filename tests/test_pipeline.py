@@ -3,7 +3,6 @@ the completion markers, and a failed or empty stage stopping the pipeline."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -13,52 +12,7 @@ import pytest
 
 from data import pipeline
 from data.pipeline import PipelineError, Settings, run_pipeline
-from tests.support import REPO_ROOT, UNCASED_VOCAB, launcher_env
-
-needs_wikiextractor = pytest.mark.skipif(
-    importlib.util.find_spec("wikiextractor") is None, reason="pip install wikiextractor==3.1.0"
-)
-
-TOPICS = ["lobster", "river", "castle", "comet", "violin", "glacier", "harbour", "orchard", "canal"]
-
-
-def tiny_dump(path) -> None:
-    """A pages-articles XML dump of nine short articles with some wiki markup (one tag a line,
-    as real dumps are and as WikiExtractor reads them)."""
-    lines = [
-        '<mediawiki xmlns="http://www.mediawiki.org/xml/export-0.10/" version="0.10">',
-        "  <siteinfo>",
-        "    <sitename>Wikipedia</sitename>",
-        "    <dbname>enwiki</dbname>",
-        "    <base>https://en.wikipedia.org/wiki/Main_Page</base>",
-        "    <case>first-letter</case>",
-        "    <namespaces>",
-        '      <namespace key="0" case="first-letter" />',
-        # WikiExtractor extracts nothing from a dump whose siteinfo lacks the Template namespace.
-        '      <namespace key="10" case="first-letter">Template</namespace>',
-        "    </namespaces>",
-        "  </siteinfo>",
-    ]
-    for number, topic in enumerate(TOPICS, start=1):
-        lines += [
-            "  <page>",
-            f"    <title>{topic.title()}</title>",
-            "    <ns>0</ns>",
-            f"    <id>{number}</id>",
-            "    <revision>",
-            f"      <id>{100 + number}</id>",
-            f"      <text xml:space=\"preserve\">'''{topic.title()}''' is the subject of "
-            f"this [[article|page]]. The {topic} was first described in {1800 + number}. "
-            f"Many people visit the {topic} every year. It is well known in the region.",
-            "",
-            "== History ==",
-            f"In {1900 + number} the {topic} changed. Dr. Smith wrote about it. The records "
-            f"show {number} events. They are kept in the city archive.</text>",
-            "    </revision>",
-            "  </page>",
-        ]
-    lines.append("</mediawiki>")
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+from tests.support import REPO_ROOT, TOPICS, UNCASED_VOCAB, launcher_env, tiny_dump
 
 
 def small_settings(tmp_path, **changes) -> Settings:
@@ -80,7 +34,6 @@ def small_settings(tmp_path, **changes) -> Settings:
     return Settings(**(values | changes))
 
 
-@needs_wikiextractor
 def test_all_stages_offline_end_to_end(tmp_path):
     settings = small_settings(tmp_path)
     run_pipeline(settings, list(pipeline.STAGES))
@@ -113,7 +66,6 @@ def test_all_stages_offline_end_to_end(tmp_path):
     assert verify["summary"]["shards"] == 3 and verify["summary"]["instances"] > 0
 
 
-@needs_wikiextractor
 def test_stages_are_idempotent_and_settings_aware(tmp_path, monkeypatch):
     settings = small_settings(tmp_path)
     run_pipeline(settings, ["download", "extract", "format", "shard", "hdf5"])
@@ -168,7 +120,6 @@ def test_whole_word_masking_has_its_own_folder_and_marker(tmp_path):
     assert flags == ["True", "absent"]
 
 
-@needs_wikiextractor
 def test_a_dump_without_articles_fails_at_extract(tmp_path):
     bad = tmp_path / "enwiki-bad.xml"
     bad.write_text("<mediawiki></mediawiki>\n")
@@ -217,7 +168,6 @@ def test_command_line_errors(tmp_path):
     assert result.returncode == 2 and "expected wiki_only or wiki_books" in result.stderr
 
 
-@needs_wikiextractor
 def test_wiki_books_needs_a_local_bookcorpus(tmp_path):
     settings = small_settings(tmp_path, dataset="books_wiki_en_corpus")
     with pytest.raises(PipelineError, match="needs a local BookCorpus copy"):

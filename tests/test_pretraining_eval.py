@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 
+import h5py
 import numpy as np
 import pytest
 import torch
@@ -214,3 +215,13 @@ def test_a_resumed_run_evaluates_the_same_samples(data, runs, tmp_path):
 def test_flag_combinations_are_one_line(flags, message, capsys):
     assert run_pretraining.main([*flags, f"--config_file={TINY_CONFIG}"]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_held_out_shards_without_masked_positions_are_refused(tmp_path):
+    """A held-out shard whose masked positions are all padding would report a masked-LM loss
+    and accuracy of 0 from nothing: refused when it is read, before training, naming it."""
+    (path,) = write_random_shards(tmp_path, files=1, rows=8, name="held_test")
+    with h5py.File(path, "r+") as shard:
+        shard["masked_lm_positions"][...] = 0
+    with pytest.raises(ShardError, match=rf"{path}: no usable masked positions"):
+        HeldOutSet.load(tmp_path, 8, 4)

@@ -26,7 +26,15 @@ from pretraining_data import (
     training_files,
 )
 from shard_format import VOCAB_SHA256
-from tests.support import CASED_VOCAB, REPO_ROOT, TINY_CONFIG, UNCASED_VOCAB, whole_words
+from tests.support import (
+    CASED_VOCAB,
+    REPO_ROOT,
+    TINY_CONFIG,
+    UNCASED_VOCAB,
+    whole_words,
+    write_random_shards,
+    write_shard_file,
+)
 from tokenization import BertTokenizer, load_vocab
 
 
@@ -41,13 +49,15 @@ def write_shard(path, rows: int, seq: int = 16, pred: int = 3, first_id: int = 0
     positions[:, 0] = 2
     ids = np.zeros((rows, pred), "i4")
     ids[:, 0] = 2000
-    with h5py.File(path, "w") as f:
-        f["input_ids"] = input_ids
-        f["input_mask"] = (input_ids != 0).astype("i1")
-        f["segment_ids"] = np.zeros((rows, seq), "i1")
-        f["masked_lm_positions"] = positions
-        f["masked_lm_ids"] = ids
-        f["next_sentence_labels"] = np.zeros(rows, "i1")
+    arrays = {
+        "input_ids": input_ids,
+        "input_mask": input_ids != 0,
+        "segment_ids": np.zeros((rows, seq)),
+        "masked_lm_positions": positions,
+        "masked_lm_ids": ids,
+        "next_sentence_labels": np.zeros(rows),
+    }
+    write_shard_file(path, arrays)
 
 
 @pytest.fixture
@@ -638,3 +648,20 @@ def test_run_pretraining_checks_shards_against_its_vocabulary_and_model(tmp_path
     edit_shard(tmp_path / "x_training_0.hdf5", "input_ids", 1, 2, 31000)
     with pytest.raises(ShardError, match=r"row 1: 31000 is outside the vocabulary of 30522 ids"):
         loader()  # no --vocab_file: the model's vocab_size
+
+
+def test_a_shard_without_masked_positions_is_refused_unless_masked_dynamically(tmp_path):
+    """Masked-LM training over shards whose masked positions are all padding would learn from
+    nothing: refused when the shard is read, naming it; --dynamic_masking masks it instead."""
+    (path,) = write_random_shards(tmp_path, files=1, rows=8)
+    with h5py.File(path, "r+") as shard:
+        shard["masked_lm_positions"][...] = 0
+    loader = PretrainingDataLoader([path], 4, prefetch=False)
+    with pytest.raises(ShardError, match=rf"{path}: no usable masked positions \(every"):
+        next(iter(loader))
+    masking = DynamicMasking.from_vocab_file(UNCASED_VOCAB)
+    batch = next(iter(PretrainingDataLoader([path], 4, prefetch=False, dynamic_masking=masking)))
+    assert (batch.masked_lm_labels != -1).any()
+    with h5py.File(path, "r+") as shard:  # one masked position anywhere is enough
+        shard["masked_lm_positions"][5, 0] = 3
+    assert len(list(itertools.islice(iter(PretrainingDataLoader([path], 4, prefetch=False)), 2)))

@@ -20,8 +20,8 @@ from tests.support import (
     launcher_env,
     mrpc_dev_scores,
     one_error_line,
+    plant,
 )
-from tests.test_output_lock import plant
 
 pytestmark = pytest.mark.slow
 

@@ -25,21 +25,6 @@ from tests.support import (
 )
 
 
-@pytest.fixture(scope="module")
-def sample_shards(tmp_path_factory):
-    out = tmp_path_factory.mktemp("sample_shards")
-    result = subprocess.run(
-        ["bash", "scripts/make_sample_shards.sh", str(out)],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=launcher_env(DUPE_FACTOR="1"),
-    )
-    assert result.returncode == 0, result.stderr
-    return out
-
-
 def pretrain(*args: str, timeout: float = 300, **popen) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "run_pretraining.py", "--do_train", "--disable_progress_bar", *args],

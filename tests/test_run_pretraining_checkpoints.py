@@ -24,8 +24,7 @@ import torch
 import fileio
 import run_pretraining
 from checkpoint import torch_load
-from tests.support import REPO_ROOT, TINY_CONFIG, pretrain_in_process, write_random_shards
-from tests.test_output_lock import plant
+from tests.support import REPO_ROOT, TINY_CONFIG, plant, pretrain_in_process, write_random_shards
 
 ARGS = [
     "--train_batch_size=8",

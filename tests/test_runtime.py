@@ -9,6 +9,7 @@ import torch
 import cli
 import runtime
 from errors import UsageError
+from tests.support import assert_flag_refused
 
 
 def parser() -> cli.ArgumentParser:
@@ -30,12 +31,7 @@ def parser() -> cli.ArgumentParser:
     ],
 )
 def test_bad_runtime_values_are_one_line_naming_the_flag(flag, value, message, capsys):
-    with pytest.raises(SystemExit) as exit_:
-        parser().parse_args([flag, value])
-    assert exit_.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("prog.py: error: argument ")
-    assert flag in err[0] and message in err[0]
+    assert_flag_refused(parser(), [flag, value], message, capsys)
 
 
 def test_nvidia_defaults():

@@ -340,7 +340,10 @@ END = {9: 8, 4: 5, 6: 3, 3: 1}
 def test_nbest_order_probabilities_and_skipped_spans():
     examples, (f,) = answer_case()
     predictions, nbest, null_odds = squad.get_answers(
-        examples, [f], [result(f, START, END)], n_best_size=6, max_answer_length=30
+        examples,
+        [f],
+        [result(f, START, END)],
+        squad.SquadAnswerOptions(n_best_size=6, max_answer_length=30),
     )
     texts = [(n["text"], n["start_logit"] + n["end_logit"]) for n in nbest["q0"]]
     # (gamma, beta) ends before it starts; [CLS]/question/padding/[SEP] are never used.
@@ -355,7 +358,10 @@ def test_nbest_order_probabilities_and_skipped_spans():
     expected = np.exp([10, 8, 7, 6] - np.max([10, 8, 7, 6]))
     np.testing.assert_allclose(probabilities, expected / expected.sum(), rtol=1e-12)
     _, nbest, _ = squad.get_answers(
-        examples, [f], [result(f, START, END)], n_best_size=6, max_answer_length=3
+        examples,
+        [f],
+        [result(f, START, END)],
+        squad.SquadAnswerOptions(n_best_size=6, max_answer_length=3),
     )
     assert [n["text"] for n in nbest["q0"]] == ["Alpha beta", "gamma delta", "Alpha"]
 
@@ -364,7 +370,10 @@ def test_start_must_have_max_context():
     examples, (f,) = answer_case()
     f.token_is_max_context[3] = False  # alpha's best context is in another window
     predictions, nbest, _ = squad.get_answers(
-        examples, [f], [result(f, START, END)], n_best_size=6, max_answer_length=30
+        examples,
+        [f],
+        [result(f, START, END)],
+        squad.SquadAnswerOptions(n_best_size=6, max_answer_length=30),
     )
     assert [n["text"] for n in nbest["q0"]] == ["gamma delta"]
     assert predictions["q0"] == "gamma delta"
@@ -376,7 +385,10 @@ def test_an_answer_of_exactly_max_answer_length_tokens_is_found(limit):
     max_answer_length is 3, left out when it is 2; every span within the limit is listed."""
     examples, (f,) = answer_case()
     predictions, nbest, _ = squad.get_answers(
-        examples, [f], [result(f, {3: 5.0}, {5: 5.0})], n_best_size=20, max_answer_length=limit
+        examples,
+        [f],
+        [result(f, {3: 5.0}, {5: 5.0})],
+        squad.SquadAnswerOptions(n_best_size=20, max_answer_length=limit),
     )
     texts = [n["text"] for n in nbest["q0"]]
     words = CONTEXT.split()
@@ -431,9 +443,7 @@ def test_v2_null_score_is_per_question():
         examples,
         [fa, fb],
         results,
-        n_best_size=6,
-        max_answer_length=30,
-        version_2_with_negative=True,
+        squad.SquadAnswerOptions(n_best_size=6, max_answer_length=30, version_2_with_negative=True),
     )
     assert predictions == {"q0": "", "q1": "Alpha beta"}
     assert null_odds == {"q0": 2.0, "q1": -20.0}
@@ -442,10 +452,12 @@ def test_v2_null_score_is_per_question():
         examples,
         [fa, fb],
         results,
-        n_best_size=6,
-        max_answer_length=30,
-        version_2_with_negative=True,
-        null_score_diff_threshold=3.0,
+        squad.SquadAnswerOptions(
+            n_best_size=6,
+            max_answer_length=30,
+            version_2_with_negative=True,
+            null_score_diff_threshold=3.0,
+        ),
     )
     assert predictions == {"q0": "Alpha beta", "q1": "Alpha beta"}
 
@@ -466,10 +478,9 @@ def test_v2_null_score_is_the_minimum_over_the_question_windows(tmp_path):
         [example],
         features,
         results,
-        n_best_size=200,
-        max_answer_length=30,
-        do_lower_case=True,
-        version_2_with_negative=True,
+        squad.SquadAnswerOptions(
+            n_best_size=200, max_answer_length=30, do_lower_case=True, version_2_with_negative=True
+        ),
     )
     (null_entry,) = [n for n in nbest["a"] if n["text"] == ""]
     assert null_entry["start_logit"] + null_entry["end_logit"] == -1.0
@@ -481,13 +492,15 @@ def test_no_valid_span_does_not_crash():
     examples, (f,) = answer_case()
     # With n_best_size 2 the best starts are [CLS] and the question token: no valid span.
     res = [result(f, START, END)]
-    predictions, nbest, _ = squad.get_answers(examples, [f], res, n_best_size=2)
+    predictions, nbest, _ = squad.get_answers(
+        examples, [f], res, squad.SquadAnswerOptions(n_best_size=2)
+    )
     assert predictions == {"q0": "empty"}
     assert nbest["q0"] == [
         {"text": "empty", "probability": 1.0, "start_logit": 0.0, "end_logit": 0.0}
     ]
     predictions, nbest, null_odds = squad.get_answers(
-        examples, [f], res, n_best_size=2, version_2_with_negative=True
+        examples, [f], res, squad.SquadAnswerOptions(n_best_size=2, version_2_with_negative=True)
     )
     assert predictions == {"q0": ""} and null_odds == {"q0": math.inf}
     assert [n["text"] for n in nbest["q0"]] == [""]
@@ -510,16 +523,24 @@ def test_answers_come_from_all_windows_of_a_question(tmp_path):
             start, end = {position[16]: 1.0}, {position[17]: 1.0}
         results.append(squad.RawResult(f.unique_id, logits(start, 13), logits(end, 13)))
     predictions, nbest, _ = squad.get_answers(
-        [example], features, reversed(results), n_best_size=3, max_answer_length=30
+        [example],
+        features,
+        reversed(results),
+        squad.SquadAnswerOptions(n_best_size=3, max_answer_length=30),
     )
     assert predictions == {"a": "w10 w11"}
     assert [n["text"] for n in nbest["a"]][:2] == ["w10 w11", "w16 w17"]
     # Features without a result are skipped; a question with none is left out.
     predictions, _, _ = squad.get_answers(
-        [example], features, results[4:], n_best_size=3, max_answer_length=30
+        [example],
+        features,
+        results[4:],
+        squad.SquadAnswerOptions(n_best_size=3, max_answer_length=30),
     )
     assert predictions == {"a": "w16 w17"}
-    assert squad.get_answers([example], features, [], n_best_size=3, max_answer_length=30) == (
+    assert squad.get_answers(
+        [example], features, [], squad.SquadAnswerOptions(n_best_size=3, max_answer_length=30)
+    ) == (
         {},
         {},
         {},
@@ -819,7 +840,7 @@ def test_answers_equal_a_plain_rederivation(dev_json, tmp_path, uncased, version
         "version_2_with_negative": version_2,
         "null_score_diff_threshold": 0.5,
     }
-    got = squad.get_answers(examples, features, results, **kwargs)
+    got = squad.get_answers(examples, features, results, squad.SquadAnswerOptions(**kwargs))
     expected = plain_get_answers(examples, features, results, **kwargs)
     assert got[0] == expected[0] and got[1] == expected[1]
     assert len(got[0]) == len(examples)
@@ -1462,3 +1483,42 @@ def test_questions_without_a_model_input_are_refused_or_warned(tmp_path, caplog)
     with caplog.at_level(logging.WARNING):
         check(file_of(["a real context", " ", "another one"]))
     assert any("1 of 3 questions have an empty context (e.g. id q1)" in m for m in caplog.messages)
+
+
+def test_nothing_to_train_on_predict_or_score_is_refused_naming_the_file(tmp_path):
+    """Results from nothing: contexts of control characters (which the real tokenizer drops:
+    no window), training answers that are all lost, predictions for another dataset's ids, and
+    v1.1 scoring of a question without gold answers each stop with the file named."""
+    tokenizer = BertTokenizer(UNCASED_VOCAB, do_lower_case=True)
+
+    def read(paragraphs, is_training=False):
+        path = write_json(tmp_path / f"d{len(list(tmp_path.iterdir()))}.json", dataset(paragraphs))
+        return path, squad.read_squad_examples(path, is_training)
+
+    path, examples = read([("\x01 \x02", [("a", "q?", None, False), ("b", "q?", None, False)])])
+    with pytest.raises(squad.SquadError, match=rf"{path}: no usable questions \(none of the co"):
+        squad.check_model_input(path, examples, tokenizer, is_training=False)
+    path, examples = read([("Real words.", [("a", "\x01", None, 0), ("b", " \x7f", None, 0)])])
+    with pytest.raises(squad.SquadError, match=r"none of its 2 question texts gives a WordPiece"):
+        squad.check_model_input(path, examples, tokenizer, is_training=False)
+    # A readable context without questions does not count; one with a question is enough.
+    path, examples = read([("\x7f", [("a", "q?", None, False)]), ("real words", [])])
+    with pytest.raises(squad.SquadError, match="nothing to train on"):
+        squad.check_model_input(path, examples, tokenizer, is_training=True)
+    path, examples = read([("\x7f", [("a", "q?", None, False)]), ("ok", [("b", "q", None, 0)])])
+    squad.check_model_input(path, examples, tokenizer, is_training=False)
+
+    lost = dataset([("Harry likes pizza.", [("a", "q?", "pasta", False)])])
+    path = write_json(tmp_path / "lost.json", lost)
+    with pytest.raises(squad.SquadError, match=r"lost\.json: no usable questions \(the answer"):
+        squad.read_squad_examples(path, is_training=True)
+
+    scored = dataset([("Harry likes pizza.", [("a", "q?", "pizza", False)])])
+    with pytest.raises(squad.SquadError, match=r"p\.json: no usable predictions \(none of its 2"):
+        squad.check_predictions_match(scored, {"x": "pizza", "y": ""}, "d.json", "p.json")
+    squad.check_predictions_match(scored, {"x": "pizza", "a": ""}, "d.json", "p.json")
+    unanswered = dataset([("Harry likes pizza.", [("a", "q?", None, False)])])
+    with pytest.raises(squad.SquadError, match=r"d\.json: question 'a' has no gold answers"):
+        squad.evaluate_v1(unanswered, {"a": "pizza"}, "d.json")
+    with pytest.raises(squad.SquadError, match=r"d\.json: no usable questions"):
+        squad.evaluate_v2({"data": []}, {"a": "pizza"}, source="d.json")

@@ -258,6 +258,29 @@ def test_a_finished_seed_of_other_settings_is_refused(tasks, data, pretrained, c
     assert expected in lines[0] and "squad/seed_1/result.json" in lines[0]
 
 
+def test_no_finished_seed_is_said_so_not_a_table_of_nan(data, pretrained, capsys, monkeypatch):
+    """Every seed failing leaves nothing to summarise: the tables hold "-" and "failed", not NaN
+    or 0, and the one error line says that no seed finished."""
+
+    def fail(run, seed, plan, settings):
+        folder = stability.seed_folder(plan.output_dir, run.task.name, seed)
+        return stability._failure(run.task.name, seed, folder, "exit status 1", 1)
+
+    monkeypatch.setattr(stability, "run_seed", fail)
+    assert stability.main(command(data, pretrained)) == 1
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    out = data["out"]
+    assert error.startswith(f"benchmarks.stability: error: --output_dir {out}: no usable seeds")
+    assert "all 4 seeds failed, so no table holds a number: mrpc seed 0" in error
+    table = (out / "results.md").read_text()
+    assert (
+        "nan" not in table.lower() and "0 of 2" in table and "| failed | failed | - | - |" in table
+    )
+    report = json.loads((out / "results.json").read_text())
+    assert report["tasks"]["squad"]["metrics"]["F1"]["mean"] is None
+    assert not (out / "spread.png").exists()
+
+
 @pytest.mark.slow
 def test_checkpoint_to_tables_resume_and_failures(data, pretrained, capsys):
     good_dev = (data["glue"] / "MRPC" / "dev.tsv").read_text()

@@ -17,8 +17,8 @@ import types
 import uuid
 from pathlib import Path
 
-import h5py
-import numpy as np
+import boto3
+import moto.server as moto_server
 import pytest
 import torch
 
@@ -37,10 +37,7 @@ from checkpoint import (
 )
 from logger import read_dllogger_file
 from modeling import BertForPreTraining
-from tests.support import TINY_CONFIG, pretrain_in_process, tiny_config
-
-boto3 = pytest.importorskip("boto3")
-moto_server = pytest.importorskip("moto.server", reason="pip install 'moto[server]'")
+from tests.support import TINY_CONFIG, pretrain_in_process, tiny_config, write_random_shards
 
 
 @pytest.fixture(scope="module")
@@ -473,24 +470,8 @@ def test_missing_objects_prefixes_and_buckets_name_the_url(s3, monkeypatch):
 @pytest.fixture
 def shards(tmp_path):
     """Two shards of random token ids in the NVIDIA layout (32 tokens, 5 predictions)."""
-    rng = np.random.default_rng(0)
-    folder = tmp_path / "shards"
-    folder.mkdir()
-    for i in range(2):
-        rows, seq, pred = 48, 32, 5
-        ids = rng.integers(1000, 3000, (rows, seq)).astype("i4")
-        ids[:, 0], ids[:, seq // 2], ids[:, -1] = 101, 102, 102
-        segments = np.zeros((rows, seq), "i1")
-        segments[:, seq // 2 + 1 :] = 1
-        positions = np.sort(rng.choice(np.arange(1, seq // 2), (rows, pred)), axis=1)
-        with h5py.File(folder / f"random_training_{i}.hdf5", "w") as f:
-            f["input_ids"] = ids
-            f["input_mask"] = np.ones((rows, seq), "i1")
-            f["segment_ids"] = segments
-            f["masked_lm_positions"] = positions.astype("i4")
-            f["masked_lm_ids"] = np.take_along_axis(ids, positions, axis=1)
-            f["next_sentence_labels"] = rng.integers(0, 2, rows).astype("i1")
-    return folder
+    write_random_shards(tmp_path / "shards")
+    return tmp_path / "shards"
 
 
 def pretrain(shards, output: str, log, *extra: str) -> int:

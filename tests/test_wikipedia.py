@@ -79,16 +79,6 @@ def dump(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def wikiextractor() -> None:
-    try:
-        version = importlib.metadata.version("wikiextractor")
-    except importlib.metadata.PackageNotFoundError:
-        version = None
-    if version != WIKIEXTRACTOR_VERSION:
-        pytest.skip(f"pip install wikiextractor=={WIKIEXTRACTOR_VERSION}")
-
-
 def _write_docs(path: Path, docs: list[tuple[str, str]]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(
@@ -102,7 +92,7 @@ def _write_docs(path: Path, docs: list[tuple[str, str]]) -> Path:
 
 
 @pytest.mark.parametrize("compress", [False, True], ids=["xml", "xml.bz2"])
-def test_extract_then_format(wikiextractor, dump: Path, tmp_path: Path, compress: bool) -> None:
+def test_extract_then_format(dump: Path, tmp_path: Path, compress: bool) -> None:
     if compress:
         compressed = tmp_path / (dump.name + ".bz2")
         compressed.write_bytes(bz2.compress(dump.read_bytes()))
@@ -121,7 +111,7 @@ def test_extract_then_format(wikiextractor, dump: Path, tmp_path: Path, compress
     assert [p.name for p in out_file.parent.iterdir()] == [out_file.name]  # no temporary left
 
 
-def test_extract_refuses_a_non_empty_output_folder(wikiextractor, dump, tmp_path) -> None:
+def test_extract_refuses_a_non_empty_output_folder(dump, tmp_path) -> None:
     out_dir = tmp_path / "extracted"
     (out_dir / "AA").mkdir(parents=True)
     (out_dir / "AA" / "wiki_00").write_text("old")
@@ -132,7 +122,7 @@ def test_extract_refuses_a_non_empty_output_folder(wikiextractor, dump, tmp_path
 
 
 @pytest.mark.parametrize("content", [b"", b"hello, not a dump\n"], ids=["empty", "garbage"])
-def test_extract_garbage_dump_is_a_clear_error(wikiextractor, tmp_path, content) -> None:
+def test_extract_garbage_dump_is_a_clear_error(tmp_path, content) -> None:
     bad = tmp_path / "bad.xml"
     bad.write_bytes(content)
     with pytest.raises(PipelineError, match=r"extraction produced no articles: is .*bad\.xml a"):
