@@ -3,11 +3,12 @@
 One loader, one key map. Whatever the source (an NGC or NVIDIA `ckpt_*.pt`, one of ours, a bare
 state_dict, a Hugging Face folder, a Google TensorFlow checkpoint, local or `s3://`), weights are
 renamed to the canonical names of `modeling.py`, then fitted to the model: vocabulary rows padded
-or trimmed, shapes and finiteness checked, missing and unexpected keys reported (encoder
-mismatches are errors). Files are read with `weights_only=True` (`torch_load`). Exporting to
-Hugging Face applies the same map backwards. Training-state checkpoints are assembled by the
-training code (`pretraining_checkpoints.py`); this module writes them atomically and reads them
-back safely. The README lists how loading differs from NVIDIA's.
+or trimmed, shapes, kinds (floating, integer...) and finiteness checked, missing and unexpected
+keys reported (encoder mismatches are errors). Files are read with `weights_only=True`
+(`torch_load`). Exporting to Hugging Face applies the same map backwards. Training-state
+checkpoints are assembled by the training code (`pretraining_checkpoints.py`); this module
+writes them atomically and reads them back safely. The README lists how loading differs from
+NVIDIA's.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ import torch
 from torch import nn
 
 import storage
-from errors import BertError, json_problem
-from fileio import atomic_folder, atomic_write, check_regular_file
+from errors import BertError
+from fileio import JsonError, atomic_folder, atomic_write, check_regular_file, read_json
 from modeling import PADDED_VOCAB_BIAS, BertConfig, ConfigError, round_up
 
 logger = logging.getLogger(__name__)
@@ -267,11 +268,9 @@ def _read_hf_folder(folder: Path) -> Weights:
     config_file = folder / "config.json"
     check_regular_file(config_file)
     try:
-        values = json.loads(config_file.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as err:
-        raise CheckpointError(f"{config_file}: not valid JSON ({err})") from None
-    except (ValueError, RecursionError) as err:
-        raise CheckpointError(f"{config_file}: {json_problem(err)}") from None
+        values = read_json(config_file)
+    except JsonError as err:
+        raise CheckpointError(str(err)) from None
     model_type = values.get("model_type") if isinstance(values, dict) else None
     if model_type not in (None, "bert"):
         raise CheckpointError(f"{folder}: model_type is {model_type!r}, not a BERT checkpoint")
@@ -470,6 +469,7 @@ def fit_state_dict(
                 f"but {list(expected[key].shape)} in the model (another model size, or another "
                 "vocabulary / config?)"
             )
+    check_weight_types(state_dict, expected, source)
     missing_encoder = [key for key in missing if is_encoder(key)]
     unexpected_encoder = [key for key in unexpected if is_encoder(key) or key.startswith("bert.")]
     if missing_encoder and len(missing_encoder) == sum(map(is_encoder, expected)):
@@ -496,6 +496,29 @@ def fit_state_dict(
     fitted = {key: value for key, value in state_dict.items() if key in expected}
     check_weights_finite(fitted, source)
     return fitted, LoadReport(source, missing, unexpected, resized)
+
+
+def _kind(tensor: torch.Tensor) -> str:
+    if tensor.dtype == torch.bool:
+        return "bool"
+    if tensor.is_complex():
+        return "complex"
+    return "floating" if tensor.is_floating_point() else "integer"
+
+
+def check_weight_types(
+    state_dict: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Tensor], source: str
+) -> None:
+    """Refuse a tensor whose kind (floating, integer, bool, complex) differs from the model's:
+    `load_state_dict` would cast integers or booleans into weights without a word (an integer
+    copy of float weights is all zeros and ones)."""
+    for key in sorted(set(expected) & set(state_dict)):
+        found, wanted = _kind(state_dict[key]), _kind(expected[key])
+        if found != wanted:
+            raise CheckpointError(
+                f"{source}: {key} holds {found} values ({state_dict[key].dtype}), but the model's "
+                f"are {wanted}; the file does not hold BERT weights as they are saved"
+            )
 
 
 def check_weights_finite(state_dict: Mapping[str, torch.Tensor], source: str) -> None:

@@ -449,6 +449,24 @@ def check_not_overwriting(
                 )
 
 
+def check_distinct_outputs(
+    files: Mapping[str, PathArg], folders: Mapping[str, PathArg] | None = None
+) -> None:
+    """A UsageError when two outputs of one run are one path (links and other spellings are
+    caught): two files, which the run would write over each other (or interleave, for a log),
+    or a file that is a folder the run writes in. Keys are how the user named each path (a
+    flag, or "--output_dir's predictions.json"); None values and s3:// URLs are skipped."""
+    named = [(label, path) for label, path in files.items() if _local(path)]
+    named += [(label, path) for label, path in (folders or {}).items() if _local(path)]
+    for index, (label, path) in enumerate(named):
+        for other_label, other in named[index + 1 :]:
+            if same_path(path, other):
+                raise UsageError(
+                    f"{_label(other_label, other)} is {_label(label, path)}, another output of "
+                    "this run: one would destroy the other; give them different paths"
+                )
+
+
 def check_model_files(
     config_file: str | os.PathLike,
     vocab_file: PathArg = None,

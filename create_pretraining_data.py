@@ -7,8 +7,9 @@ The entry script: NVIDIA's flags (and ours), every flag and path checked before 
 read, and the jobs to run. Input: one sentence per line, a blank line between documents; a
 `.txt` file or a folder of them. Output: one HDF5 file with the six datasets of NVIDIA's shards
 (`shard_format.py`), interchangeable with theirs, or with `--output_dir` one shard per input
-file, `--processes` at a time, the folder held with `output_lock.py`. The algorithm, reading and
-writing are `pretraining_instances.py`'s; the README lists how this script differs from NVIDIA's.
+file, `--processes` at a time; the folder (or the one `--output_file`) is held with
+`output_lock.py`. The algorithm, reading and writing are `pretraining_instances.py`'s; the
+README lists how this script differs from NVIDIA's.
 """
 
 from __future__ import annotations
@@ -16,12 +17,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import cli
 from errors import UsageError
-from output_lock import claim_output
+from output_lock import OutputLock, claim_output
 from pretraining_instances import (
     DataError,
     InstanceOptions,
@@ -30,6 +31,8 @@ from pretraining_instances import (
     input_files,
 )
 from tokenization import BertTokenizer
+
+PROG = "create_pretraining_data.py"
 
 
 def str_to_bool(value: str) -> bool:
@@ -138,11 +141,29 @@ def check_job(job: ShardJob, args: argparse.Namespace) -> None:
         raise DataError(f"{names}: empty, no text to make instances from")
 
 
+@contextlib.contextmanager
+def hold_output_file(path: str) -> Iterator[None]:
+    """`--output_file` locked for this run (a `.bert-run.lock.*` file beside it); its folder,
+    when the run makes it, is removed again if the run leaves it empty."""
+    folder = Path(path).parent
+    made = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        with OutputLock(path, PROG, "--output_file", single_file=True):
+            yield
+    finally:
+        if made and not any(folder.iterdir()):
+            folder.rmdir()
+
+
 def execute(args: argparse.Namespace) -> None:
     jobs = jobs_from_args(args)
-    held = contextlib.nullcontext()  # one --output_file is written atomically: no lock
-    if args.output_dir:  # a folder of shards is held for this run (see output_lock.py)
-        held = claim_output(args.output_dir, "create_pretraining_data.py")
+    # One --output_file is held by a lock beside it: written atomically, a second run's would
+    # silently replace the first's. A folder of shards is held for this run (output_lock.py).
+    if args.output_dir:
+        held = claim_output(args.output_dir, PROG)
+    else:
+        held = hold_output_file(args.output_file)
     with held:
         results = create_shards(jobs, args.processes, progress=not args.disable_progress_bar)
     for result in results:
@@ -155,7 +176,7 @@ def execute(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return cli.run_main("create_pretraining_data.py", parse_args, execute, argv)
+    return cli.run_main(PROG, parse_args, execute, argv)
 
 
 if __name__ == "__main__":

@@ -1,31 +1,19 @@
 """The one base class of the errors a user is shown as a single line.
 
 Every module raises its own subclass (`ConfigError`, `CheckpointError`, `ShardError`, ...),
-whose message names the file, flag or key at fault; `json_problem` words why a JSON file could
-not be read, for those messages. The entry scripts' shared `main()` wrapper
-(`cli.run_main`) prints such an error as one line and exits with status 1, or 2 for a
-`UsageError` (a flag value or combination that cannot work, as argparse exits for a bad flag).
-Anything else that escapes is a bug: it is printed as one line too, with a pointer to `--debug`
-for the traceback. `refuse_if_nothing_usable` is the one rule for input that leaves nothing to
-train on, predict or score: an error naming the source and why, never an empty result.
+whose message names the file, flag or key at fault (JSON files are read through
+`fileio.read_json`, whose errors say why a file could not be parsed). The entry scripts'
+shared `main()` wrapper (`cli.run_main`) prints such an error as one line and exits with
+status 1, or 2 for a `UsageError` (a flag value or combination that cannot work, as argparse
+exits for a bad flag). Anything else that escapes is a bug: it is printed as one line too,
+with a pointer to `--debug` for the traceback. `refuse_if_nothing_usable` is the one rule for
+input that leaves nothing to train on, predict or score: an error naming the source and why,
+never an empty result.
 
 This module imports nothing, so every module can use it.
 """
 
 from __future__ import annotations
-
-
-def json_problem(err: Exception) -> str:
-    """Why JSON text could not be parsed, in words: where the syntax broke, or the reader's limit
-    that a hostile file hits (a number of thousands of digits, nesting deeper than Python's
-    recursion limit), which Python reports with its own internals' names."""
-    if isinstance(err, RecursionError):
-        return "not usable JSON (nested too deeply)"
-    if all(hasattr(err, name) for name in ("lineno", "colno", "msg")):  # json.JSONDecodeError
-        return f"not valid JSON (line {err.lineno}, column {err.colno}: {err.msg})"
-    if "digits" in str(err):  # int() refuses thousands of digits
-        return "not usable JSON (a number with thousands of digits)"
-    return f"not valid JSON ({err})"
 
 
 class BertError(Exception):

@@ -22,8 +22,7 @@ from typing import Any
 
 import cli
 import squad
-from errors import json_problem
-from fileio import atomic_write_text
+from fileio import JsonError, atomic_write_text, read_json
 
 PROG = "evaluate_squad.py"
 
@@ -68,14 +67,13 @@ def check_arguments(args: argparse.Namespace) -> None:
 
 def _load_mapping(path: str, what: str, value_type: type | tuple[type, ...]) -> dict[str, Any]:
     try:
-        with open(path, encoding="utf-8") as reader:
-            value = json.load(reader)
+        value = read_json(path, what)
+    except JsonError as err:
+        raise squad.SquadError(str(err)) from None
     except FileNotFoundError:
         raise squad.SquadError(f"{what} not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as err:
+    except OSError as err:
         raise squad.SquadError(f"cannot read {what} {path}: {err}") from None
-    except (ValueError, RecursionError) as err:
-        raise squad.SquadError(f"cannot read {what} {path}: {json_problem(err)}") from None
     if not isinstance(value, dict) or not all(isinstance(v, value_type) for v in value.values()):
         raise squad.SquadError(f"{what} {path} is not a JSON object of question id -> value")
     return value

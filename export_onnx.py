@@ -301,7 +301,7 @@ def check_arguments(args: argparse.Namespace) -> tuple[BertConfig, list[tuple[in
         cli.check_output_file(args.json, "--json")
     inputs = {"--init_checkpoint": args.init_checkpoint, "--config_file": args.config_file}
     cli.check_not_overwriting(inputs, {"--output": args.output, "--json": args.json})
-    cli.check_not_overwriting({"--output": args.output}, {"--json": args.json})
+    cli.check_distinct_outputs({"--output": args.output, "--json": args.json})
     return config, shapes
 
 

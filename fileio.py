@@ -24,6 +24,7 @@ import re
 import secrets
 import shutil
 import stat
+import sys
 import unicodedata
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -109,6 +110,45 @@ def check_regular_file(path: str | os.PathLike) -> None:
         else "a special file"
     )
     raise NotRegularFile(f"{path}: is {kind}, not a regular file; refusing to read it")
+
+
+class JsonError(BertError, ValueError):
+    """A file or text that cannot be read as JSON; the message names it."""
+
+
+def parse_json(text: str | bytes, where: str) -> Any:
+    """`json.loads(text)`, every failure one JsonError naming `where`: syntax, bytes that are
+    not UTF-8, an integer beyond Python's integer-string limit (a ValueError of its own) and
+    nesting beyond the recursion limit (a RecursionError, which is no ValueError at all)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise JsonError(
+            f"{where}: not valid JSON (line {err.lineno}, column {err.colno}: {err.msg})"
+        ) from None
+    except UnicodeDecodeError as err:
+        raise JsonError(f"{where}: not valid JSON (not UTF-8 text: {err.reason})") from None
+    except ValueError as err:  # json gives no position: the int-string limit is all it raises
+        raise JsonError(f"{where}: cannot be read as JSON ({str(err).split(';')[0]})") from None
+    except RecursionError:
+        raise JsonError(
+            f"{where}: cannot be read as JSON (nested deeper than {sys.getrecursionlimit()} levels)"
+        ) from None
+
+
+def read_json(path: str | os.PathLike, what: str = "") -> Any:
+    """The JSON value of the file at `path`, failures one JsonError naming `what` and the file
+    (`parse_json`); a named pipe or device is refused unopened; OSErrors (a missing file) are
+    the caller's to word."""
+    check_regular_file(path)
+    where = f"{what} {os.fspath(path)}" if what else os.fspath(path)
+    with open(path, "rb") as reader:
+        data = reader.read()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise JsonError(f"{where}: not valid JSON (not UTF-8 text: {err.reason})") from None
+    return parse_json(text, where)
 
 
 def sha256_file(path: str | os.PathLike) -> str:

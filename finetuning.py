@@ -36,6 +36,7 @@ from fileio import WriteError, atomic_paths, check_room
 from logger import MetricLogger
 from modeling import BertConfig
 from optimization import make_adamw, parameter_groups
+from output_lock import LOCK_NAME
 from runtime import Run
 from schedulers import WarmupScheduler
 from training import (
@@ -128,8 +129,10 @@ def check_common_arguments(
         "--vocab_file": args.vocab_file,
         **inputs,
     }
-    runtime.check_run_outputs(args, inputs)
-    for name in [*(MODEL_FILES if saves_model else ()), *outputs]:
+    names = [*(MODEL_FILES if saves_model else ()), *outputs, LOCK_NAME]
+    written = {f"--output_dir's {name}": output / name for name in names}
+    runtime.check_run_outputs(args, inputs, written)
+    for name in names[:-1]:
         cli.check_not_overwriting(inputs, {"--output_dir": output / name})
     if saves_model:
         check_room_for_model(config, output)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import collections
 import io
-import json
 import logging
 import os
 import random
@@ -24,7 +23,7 @@ import numpy as np
 import torch
 
 from errors import MissingDependency, UsageError, refuse_if_nothing_usable
-from fileio import check_regular_file
+from fileio import check_regular_file, read_json
 from pretraining_data import (
     DynamicMasking,
     Piece,
@@ -182,6 +181,11 @@ def _check_schema(path: Path, schema, static: bool | None) -> bool:
             raise ShardError(
                 f"{path}: column {name} has type {schema.field(name).type}, expected {kind}"
             )
+    for name in ("num_tokens", "bin_id"):  # optional, but compared as numbers when present
+        if name in schema.names and not pa.types.is_integer(schema.field(name).type):
+            raise ShardError(
+                f"{path}: column {name} has type {schema.field(name).type}, expected integers"
+            )
     if static is not None and has_masks != static:
         state = "has" if has_masks else "lacks"
         raise ShardError(
@@ -336,6 +340,14 @@ class ParquetShard:
                 f"{self.path}: column masked_lm_positions, row {row}: position "
                 f"{positions[outside[0]]} is outside the {self.lengths[row]} tokens"
             )
+        order = np.lexsort((positions, rows))  # by row, then position
+        twice = np.flatnonzero((np.diff(rows[order]) == 0) & (np.diff(positions[order]) == 0))
+        if len(twice):
+            row = rows[order][twice[0]]
+            raise ShardError(
+                f"{self.path}: column masked_lm_positions, row {row}: position "
+                f"{positions[order][twice[0]]} is masked twice (two labels for one token)"
+            )
         self.mask_offsets = np.zeros(len(counts) + 1, dtype=np.int64)
         np.cumsum(counts, out=self.mask_offsets[1:])
         self.mask_positions, self.mask_labels = positions, labels.astype(np.int64)
@@ -399,8 +411,8 @@ class ParquetShards:
     def _listed_counts(self, folder: Path) -> dict:
         if folder not in self._counts:
             try:
-                self._counts[folder] = json.loads((folder / NUM_SAMPLES_FILE).read_text())
-            except (OSError, ValueError, RecursionError):  # unreadable: each file's footer counts
+                self._counts[folder] = read_json(folder / NUM_SAMPLES_FILE)
+            except (OSError, ValueError):
                 self._counts[folder] = {}
         return self._counts[folder]
 

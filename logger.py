@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from errors import BertError, MissingDependency
-from fileio import WriteError, describe_os_error, os_error_in
+from fileio import JsonError, WriteError, describe_os_error, os_error_in, parse_json
 
 logger = logging.getLogger("bert")
 
@@ -90,7 +90,10 @@ class MetricLogger:
         use_dllogger: bool | None = None,
         tensorboard_dir: str | os.PathLike | None = None,
         tensorboard_step_offset: int = 0,
+        hold_as: str | None = None,
     ) -> None:
+        """`hold_as`: lock `json_path` for this program until `close` (`output_lock.py`), so a
+        second live run given the same log is refused rather than mixing its lines in."""
         self.enabled = is_main_process
         self.start = datetime.datetime.now()
         self.file = None
@@ -99,8 +102,30 @@ class MetricLogger:
         self.tensorboard = None
         self.tensorboard_step_offset = tensorboard_step_offset
         self.metadata_of: dict[str, dict[str, Any]] = {}
+        self.lock = None
         if not self.enabled:
             return
+        if json_path and hold_as:
+            from output_lock import OutputLock
+
+            Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+            self.lock = OutputLock(json_path, hold_as, "--json-summary", single_file=True)
+            self.lock.acquire()
+        try:
+            self._open_outputs(json_path, use_dllogger, tensorboard_dir)
+        except BaseException:
+            self.close()  # the log's lock too: a refused start must not keep it
+            raise
+        for metric, unit in UNITS.items():
+            self.metadata(metric, {"unit": unit})
+
+    def _open_outputs(
+        self,
+        json_path: str | os.PathLike | None,
+        use_dllogger: bool | None,
+        tensorboard_dir: str | os.PathLike | None,
+    ) -> None:
+        """The dllogger backends or our own log file, and the TensorBoard writer."""
         if use_dllogger is None:  # the real dllogger when it is installed, as NVIDIA's scripts
             use_dllogger = importlib.util.find_spec("dllogger") is not None
         if use_dllogger:
@@ -133,8 +158,6 @@ class MetricLogger:
             self.tensorboard_dir = tensorboard_dir
             with self._tensorboard_errors():
                 self.tensorboard = SummaryWriter(str(tensorboard_dir))
-        for metric, unit in UNITS.items():
-            self.metadata(metric, {"unit": unit})
 
     def _write(self, now: datetime.datetime, record: dict[str, Any]) -> None:
         elapsed = str((now - self.start).total_seconds())
@@ -225,6 +248,7 @@ class MetricLogger:
                         self.tensorboard.add_scalar(key, value, global_step=point)
 
     def close(self) -> None:
+        """Flush and close every output and release the log's lock; a second call does nothing."""
         if self.dllogger is not None:
             with self._dllogger_errors():
                 self.dllogger.flush()
@@ -235,6 +259,15 @@ class MetricLogger:
             with self._tensorboard_errors():
                 self.tensorboard.close()
             self.tensorboard = None
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+
+    def __enter__(self) -> MetricLogger:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 def _quiet_tensorboard_writer_thread() -> None:
@@ -276,8 +309,8 @@ def read_dllogger_file(path: str | os.PathLike) -> list[dict[str, Any]]:
         if not line.startswith("{"):
             continue
         try:
-            record = json.loads(line)
-        except (ValueError, RecursionError):
+            record = parse_json(line, str(path))
+        except JsonError:
             continue  # a line cut short by a killed run, or foreign output
         if isinstance(record, dict):
             records.append(record)

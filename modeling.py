@@ -25,8 +25,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from errors import BertError, json_problem
-from fileio import atomic_write_text, check_regular_file
+from errors import BertError
+from fileio import JsonError, atomic_write_text, check_regular_file, parse_json
 
 logger = logging.getLogger(__name__)
 
@@ -228,9 +228,9 @@ class BertConfig:
         except UnicodeDecodeError as err:
             raise ConfigError(f"{path}: not a UTF-8 text file ({err.reason})") from None
         try:
-            values = json.loads(text)
-        except (ValueError, RecursionError) as err:
-            raise ConfigError(f"{path}: {json_problem(err)}") from None
+            values = parse_json(text, str(path))
+        except JsonError as err:
+            raise ConfigError(str(err)) from None
         return cls.from_dict(values, source=str(path))
 
     def to_dict(self) -> dict[str, Any]:

@@ -7,7 +7,10 @@ writes (Lustre without `flock`, NFS without lockd), so the lock is a plain file,
 (`OutputLock`), or for `s3://` outputs an object created with a conditional PUT (`_LockObject`).
 A second run is refused with one line naming the holder, unless the holder is known to be gone
 (`stale_reason`). `claim_output` is what the entry scripts use; what they write in the folder
-is theirs and `fileio.py`'s.
+is theirs and `fileio.py`'s. A log file that runs append to (`--json-summary`) is held the same
+way for as long as a run writes it (`OutputLock(..., single_file=True)`), so two live runs never
+interleave their lines in one file, and so is a single output file that two runs would replace
+in turn (`create_pretraining_data.py --output_file`).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
+import hashlib
 import json
 import logging
 import os
@@ -129,7 +133,7 @@ class Holder:
     def parse(cls, data: bytes) -> Holder | None:
         """The holder a lock file names; None for an empty, partial or foreign file."""
         try:
-            values = json.loads(data.decode("utf-8"))
+            values = fileio.parse_json(data, "lock file")
             fields = {f.name: values[f.name] for f in dataclasses.fields(cls) if f.name in values}
             holder = cls(**fields)
         except (ValueError, TypeError, AttributeError, UnicodeDecodeError):
@@ -210,8 +214,8 @@ class _Store(Protocol):
 class _LockFile:
     """The lock as a file in a local (or NFS, Lustre) folder."""
 
-    def __init__(self, folder: Path) -> None:
-        self.path = folder / LOCK_NAME
+    def __init__(self, folder: Path, name: str = LOCK_NAME) -> None:
+        self.path = folder / name
         self.where = str(self.path)
 
     def create(self, data: bytes) -> bool:
@@ -308,10 +312,26 @@ class OutputLock:
     `HEARTBEAT_SECONDS` from a background thread and releases it when the run ends, also on an
     error or Ctrl-C; `kill -9` leaves it, and `stale_reason` then lets the next run take it."""
 
-    def __init__(self, location: str | os.PathLike, program: str, flag: str = "--output_dir"):
+    def __init__(
+        self,
+        location: str | os.PathLike,
+        program: str,
+        flag: str = "--output_dir",
+        *,
+        single_file: bool = False,
+    ):
+        """`single_file`: `location` is one local file (a log that runs append to, a file
+        replaced whole), locked by `.bert-run.lock.<hash of its name>` beside it: the hash keeps
+        the output's name, which may hold "training", out of the folder's listing rules."""
         self.location, self.flag = str(location), flag
         remote = storage.is_remote(location)
-        self.store: _Store = _LockObject(self.location) if remote else _LockFile(Path(location))
+        self.store: _Store
+        if single_file:
+            path = Path(location)
+            digest = hashlib.sha256(path.name.encode("utf-8", "surrogateescape")).hexdigest()
+            self.store = _LockFile(path.parent, f"{LOCK_NAME}.{digest[:16]}")
+        else:
+            self.store = _LockObject(self.location) if remote else _LockFile(Path(location))
         self.me = Holder.this_process(program)
         self.data = self.me.to_bytes()
         self._stop = threading.Event()
@@ -450,7 +470,7 @@ def _lock_file_in_use(entry: Path, target: str) -> bool:
     """A temporary file of the lock itself, made in the last minute: another run may be about
     to link it into place (and be refused) or setting a dead lock aside."""
     try:
-        return target == LOCK_NAME and time.time() - entry.lstat().st_mtime < 60
+        return target.startswith(LOCK_NAME) and time.time() - entry.lstat().st_mtime < 60
     except OSError:
         return False
 

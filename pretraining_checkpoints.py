@@ -16,6 +16,7 @@ import argparse
 import contextlib
 import dataclasses
 import logging
+import math
 import os
 import shutil
 import signal
@@ -501,8 +502,57 @@ def read_checkpoint(training: Training, path: Path) -> dict:
     checkpoint = torch_load(path)
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("model"), dict):
         raise CheckpointError(f"{path}: not a training checkpoint (no 'model' entry)")
+    check_optimizer_types(checkpoint.get("optimizer"), str(path))
     load_state_dict_into(training.model, checkpoint["model"], str(path))
     return checkpoint
+
+
+def _real_number(value: object) -> bool:
+    if isinstance(value, torch.Tensor):
+        return value.numel() == 1 and not value.is_complex() and value.dtype != torch.bool
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def check_optimizer_types(state: object, source: str) -> None:
+    """Refuse optimizer state of the wrong kind, naming the file and the entry: moments that are
+    not floating tensors or hold NaN/infinity (`load_state_dict` would cast them into the
+    moments without a word), and a group's `lr` or `step` that is not one real number. A state
+    of another layout is left to `load_optimizer_state` (fresh moments, with a warning)."""
+    if not isinstance(state, dict):
+        return
+    moments = state.get("state")
+    for number, entries in moments.items() if isinstance(moments, dict) else ():
+        for key, value in entries.items() if isinstance(entries, dict) else ():
+            where = f"{source}: optimizer state {_one_line(number)} {_one_line(key)}"
+            if key == "step":
+                if not _real_number(value):
+                    raise CheckpointError(f"{where} is not a number ({_describe(value)})")
+            elif not isinstance(value, torch.Tensor) or not value.is_floating_point():
+                raise CheckpointError(f"{where} is not a floating tensor ({_describe(value)})")
+            elif not bool(torch.isfinite(value).all()):
+                raise CheckpointError(f"{where} holds NaN or infinity")
+    groups = state.get("param_groups")
+    for index, group in enumerate(groups if isinstance(groups, list) else ()):
+        for key in ("lr", "step"):
+            value = group.get(key, 0) if isinstance(group, dict) else 0
+            if not _real_number(value) or not math.isfinite(float(value)):
+                raise CheckpointError(
+                    f"{source}: optimizer param_groups[{index}] {key} is not a finite number "
+                    f"({_describe(value)})"
+                )
+
+
+def _one_line(name: object) -> str:
+    """A name from the file, escaped: a newline in it must not forge a second error line."""
+    return str(name).encode("unicode_escape").decode("ascii")
+
+
+def _describe(value: object) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"a {value.dtype} tensor of shape {list(value.shape)}"
+    if isinstance(value, int | float):
+        return repr(value)[:40]
+    return f"a {type(value).__name__}"
 
 
 def newest_loadable(

@@ -18,7 +18,7 @@ import itertools
 import logging
 import os
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -39,6 +39,21 @@ class ShardError(BertError, ValueError):
     """A shard whose layout is not NVIDIA's; the message names the file and the dataset."""
 
 
+def data_elsewhere(shard: h5py.File) -> str | None:
+    """Why a shard's datasets would be read from other files, or None: an external link, a
+    virtual dataset or external raw storage names a file outside the shard (an absolute path,
+    or one relative to wherever the run starts), which a shard from elsewhere must not make the
+    run read. Checked on the links before any is followed."""
+    for key in SHARD_NDIMS:
+        if isinstance(shard.get(key, getlink=True), h5py.ExternalLink):
+            return f"{key} is an external link to another file"
+    for key in SHARD_NDIMS:
+        dataset = shard.get(key)
+        if isinstance(dataset, h5py.Dataset) and (dataset.is_virtual or dataset.external):
+            return f"{key} is a virtual or externally stored dataset (its data is in other files)"
+    return None
+
+
 def read_shard(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """The six arrays of a shard, loaded into memory, with their layout checked."""
     path = Path(path)
@@ -47,6 +62,8 @@ def read_shard(path: str | os.PathLike) -> dict[str, np.ndarray]:
         raise FileNotFoundError(f"shard not found: {path}")
     try:
         with h5py.File(path, "r") as shard:
+            if elsewhere := data_elsewhere(shard):
+                raise ShardError(f"{path}: {elsewhere}; refusing to follow it")
             missing = [key for key in SHARD_NDIMS if key not in shard]
             if missing:
                 raise ShardError(f"{path}: missing dataset(s) {', '.join(missing)}")
@@ -178,11 +195,31 @@ def _refuse_outside(
         raise ShardError(f"{path}: dataset {key}, row {row}: {value} {what}")
 
 
+def layout_problems(
+    input_ids: np.ndarray, input_mask: np.ndarray, positions: np.ndarray
+) -> Iterator[tuple[str, np.ndarray]]:
+    """(problem, [N] bad rows) for each way a row's arrays can contradict one another, computed
+    one at a time so a caller that stops at the first pays for no more: rows of padding only,
+    an input_mask that is not ones then zeros, non-zero ids on the padding, and a masked
+    position given twice (two labels for one token). NVIDIA's entries end at the first 0
+    position; what follows is ignored, as NVIDIA's loader ignores it. Values are not bounded
+    here (`check_shard` does that first). The one definition of these rules that the training
+    readers (`check_shard`) and `data/verify.py` share."""
+    yield "holds no real token (input_mask all 0)", ~input_mask.any(axis=1)
+    yield "input_mask is not ones then zeros", (np.diff(input_mask, axis=1) > 0).any(axis=1)
+    yield "token ids on the padding are not 0", ((input_ids != 0) & (input_mask == 0)).any(axis=1)
+    real = np.cumprod(positions != 0, axis=1).astype(bool)  # [N, P]: before the first 0
+    filler = -1 - np.arange(positions.shape[1])  # distinct negative stand-ins for the rest
+    ordered = np.sort(np.where(real, positions, filler), axis=1)
+    yield "a masked position is repeated", (np.diff(ordered, axis=1) == 0).any(axis=1)
+
+
 def check_shard(path: Path, arrays: dict[str, np.ndarray], checks: ShardChecks) -> None:
     """Refuse a shard whose content would train silently on wrong data, naming the file, the
     dataset and the first bad row: token ids outside the vocabulary (or negative), input_mask,
     segment ids or next-sentence labels other than 0/1, masked positions negative, past the
-    sequence or on padding, masked ids outside the vocabulary. Warns once when a sample of
+    sequence or on padding, masked ids outside the vocabulary, and rows whose arrays contradict
+    one another (`layout_problems`). Warns once when a sample of
     rows is mostly [UNK]. Vectorised (min/max passes first): about 0.2 s per 10^5 rows of 128
     tokens on two CPU cores, against seconds to read them.
     """
@@ -215,6 +252,9 @@ def check_shard(path: Path, arrays: dict[str, np.ndarray], checks: ShardChecks) 
             f"{positions[row][on_padding[row]][0]} is past the row's real tokens (input_mask)"
         )
     _refuse_outside(path, "masked_lm_ids", np.where(real, ids, 0), 0, vocab, beyond)
+    for problem, bad in layout_problems(input_ids, input_mask, positions):
+        if bad.any():
+            raise ShardError(f"{path}: row {_first_row(bad)}: {problem}")
     if checks.unk_id is not None and not checks.warned_unknown and len(input_ids):
         sample = np.unique(np.linspace(0, len(input_ids) - 1, UNKNOWN_SAMPLE_ROWS).astype(int))
         real_tokens = input_mask[sample] == 1
@@ -336,6 +376,8 @@ def shard_shape(path: Path, checks: ShardChecks | None = None) -> tuple[int, int
     check_regular_file(path)
     try:
         with h5py.File(path, "r") as shard:
+            if elsewhere := data_elsewhere(shard):
+                raise ShardError(f"{path}: {elsewhere}; refusing to follow it")
             missing = [key for key in SHARD_NDIMS if key not in shard]
             if missing:
                 raise ShardError(f"{path}: missing dataset(s) {', '.join(missing)}")

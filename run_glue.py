@@ -209,7 +209,10 @@ def execute(args: argparse.Namespace) -> None:
     processor, config = check_arguments(args)
     examples = read_examples(processor, args)
     run = setup(args)
-    with claim_output(args.output_dir, "run_glue.py", is_main=run.dist.is_main_process):
+    with (
+        run.metrics,
+        claim_output(args.output_dir, "run_glue.py", is_main=run.dist.is_main_process),
+    ):
         tokenizer = BertTokenizer(args.vocab_file, do_lower_case=args.do_lower_case)
         model = BertForSequenceClassification(config, processor.num_labels)
         run.metrics.log("PARAMETER", {"num_parameters": sum(p.numel() for p in model.parameters())})

@@ -20,9 +20,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 
 import torch
 from tqdm import tqdm
@@ -39,7 +41,7 @@ from optimization import (
     make_lamb,
     parameter_groups,
 )
-from output_lock import claim_output
+from output_lock import LOCK_NAME, claim_output
 from pretraining_checkpoints import (
     PretrainOptions,
     Restart,
@@ -283,7 +285,9 @@ def check_arguments(
     output = CheckpointFolder(options.output_dir)
     if not output.remote:
         cli.check_output_dir(options.output_dir, "--output_dir")
-    runtime.check_run_outputs(args, inputs)
+        check_log_among_checkpoints(args.json_summary, options.output_dir)
+    lock = None if output.remote else Path(options.output_dir) / LOCK_NAME
+    runtime.check_run_outputs(args, inputs, {f"--output_dir's {LOCK_NAME}": lock})
     resuming = options.resume_from_checkpoint or restart.resume_implied
     existing = [name for name in output.names() if name.startswith("ckpt")]  # s3: the bucket's
     if existing and not resuming and not options.skip_checkpoint:
@@ -296,6 +300,19 @@ def check_arguments(
     if chosen >= 0 and not restart.restarted and chosen not in output.numbers():
         raise UsageError(f"--resume_step {chosen}: no ckpt_{chosen}.pt in --output_dir {output}")
     return output
+
+
+def check_log_among_checkpoints(json_summary: str | None, output_dir: str) -> None:
+    """A log named like a checkpoint in the checkpoint folder would be read on resume and
+    deleted when the newest three are kept: refused."""
+    if not json_summary:
+        return
+    log = Path(json_summary)
+    if cli.same_path(log.parent, output_dir) and re.fullmatch(r"ckpt_\d+\.pt", log.name):
+        raise UsageError(
+            f"--json-summary {json_summary} is named like a checkpoint of --output_dir "
+            f"{output_dir}, which the run reads, writes and deletes; choose another name"
+        )
 
 
 def check_flag_combinations(options: PretrainOptions) -> None:
@@ -555,6 +572,7 @@ def setup(
     run = runtime.setup_run(
         args, init_loss_scale=args.init_loss_scale, tensorboard_step_offset=options.step_offset
     )
+    resources.enter_context(run.metrics)  # the log's lock, however the run ends
     if options.skip_checkpoint:  # nothing is written there: no lock, so benchmarks may share it
         if run.dist.is_main_process:
             output.create()
@@ -667,20 +685,20 @@ def evaluate_checkpoint(args: argparse.Namespace, options: PretrainOptions) -> N
     project loads), logged at the summary step () and printed."""
     check_arguments(args, options, Restart())
     run = runtime.setup_run(args, init_loss_scale=args.init_loss_scale)
-    model = build_model(options, run.device)
-    load_model_weights(model, options.init_checkpoint)
-    held_out = load_held_out(options, run.dist, shard_checks(options))
-    multiple = trim_multiple(run.device, compiled=False)
-    metrics = evaluate(
-        model,
-        held_out,
-        run.device,
-        run.precision,
-        trim_multiple=multiple,
-        reduce=distributed.all_reduce_sum,
-    )
-    run.metrics.log((), metrics)
-    run.metrics.close()
+    with run.metrics:  # closed, and the log's lock released, however the evaluation ends
+        model = build_model(options, run.device)
+        load_model_weights(model, options.init_checkpoint)
+        held_out = load_held_out(options, run.dist, shard_checks(options))
+        multiple = trim_multiple(run.device, compiled=False)
+        metrics = evaluate(
+            model,
+            held_out,
+            run.device,
+            run.precision,
+            trim_multiple=multiple,
+            reduce=distributed.all_reduce_sum,
+        )
+        run.metrics.log((), metrics)
 
 
 def execute(args: argparse.Namespace) -> None:

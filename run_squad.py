@@ -27,7 +27,7 @@ from pathlib import Path
 import cli
 import squad
 from errors import UsageError
-from fileio import WriteError
+from fileio import WriteError, parse_json, read_json
 from finetuning import (
     ArrayDataset,
     TrainOptions,
@@ -288,7 +288,7 @@ def do_eval(args: argparse.Namespace, run: Run, predictions: dict[str, str]) -> 
                 args.eval_script,
             )
         if args.version_2_with_negative:
-            odds = json.loads((Path(args.output_dir) / "null_odds.json").read_text())
+            odds = read_json(Path(args.output_dir) / "null_odds.json")
             scores = squad.evaluate_v2(dataset, predictions, odds, source=args.predict_file)
         else:
             scores = squad.evaluate_v1(dataset, predictions, args.predict_file)
@@ -313,7 +313,7 @@ def run_eval_script(args: argparse.Namespace) -> dict:
     try:
         if result.returncode != 0:
             raise ValueError(f"exit status {result.returncode}")
-        scores = json.loads(output[output.index("{") :])
+        scores = parse_json(output[output.index("{") :], "its output")
         if not isinstance(scores, dict) or "f1" not in scores:
             raise ValueError("no 'f1' in its output")
     except ValueError as err:
@@ -331,7 +331,10 @@ def execute(args: argparse.Namespace) -> None:
     tokenizer = BertTokenizer(args.vocab_file, do_lower_case=args.do_lower_case)
     examples = read_examples(args, tokenizer)
     run = setup(args)
-    with claim_output(args.output_dir, "run_squad.py", is_main=run.dist.is_main_process):
+    with (
+        run.metrics,
+        claim_output(args.output_dir, "run_squad.py", is_main=run.dist.is_main_process),
+    ):
         model = BertForQuestionAnswering(config)
         load_init_checkpoint(model, args.init_checkpoint, run.metrics)
         model.to(run.device)

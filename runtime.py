@@ -14,7 +14,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import sys
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import cli
@@ -106,14 +108,21 @@ def add_batch_arguments(parser: argparse.ArgumentParser) -> None:
     add("--learning_rate", type=cli.learning_rate, default=5e-5, help="peak learning rate")
 
 
-def check_run_outputs(args: argparse.Namespace, inputs: Mapping[str, cli.PathArg]) -> None:
+def check_run_outputs(
+    args: argparse.Namespace,
+    inputs: Mapping[str, cli.PathArg],
+    outputs: Mapping[str, cli.PathArg] | None = None,
+) -> None:
     """The outputs `add_runtime_arguments` declares: `--json-summary` (a log, appended to) and
-    `--tensorboard` (a folder) can be written, and the log is none of the run's `inputs`."""
+    `--tensorboard` (a folder) can be written, the log is none of the run's `inputs`, and the
+    two are none of the script's other `outputs` (label -> file) nor each other."""
     if args.json_summary:
         cli.check_output_file(args.json_summary, "--json-summary", append=True)
     if args.tensorboard:
         cli.check_output_dir(args.tensorboard, "--tensorboard")
     cli.check_not_overwriting(inputs, {"--json-summary": args.json_summary})
+    files = {**(outputs or {}), "--json-summary": args.json_summary}
+    cli.check_distinct_outputs(files, {"--tensorboard": args.tensorboard})
 
 
 @dataclasses.dataclass
@@ -188,6 +197,7 @@ def setup_run(
         dist.is_main_process,
         tensorboard_dir=args.tensorboard,
         tensorboard_step_offset=tensorboard_step_offset,
+        hold_as=Path(sys.argv[0]).name or "a run",  # the log is held until metrics.close()
     )
     if dist.is_main_process:
         backend = distributed.backend_name()

@@ -31,11 +31,14 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 import numpy as np
 
 import tokenization
-from errors import BertError, UsageError, json_problem, refuse_if_nothing_usable
+from errors import BertError, UsageError, refuse_if_nothing_usable
 from fileio import (
+    JsonError,
     atomic_write,
     atomic_write_files,
     check_regular_file,
+    parse_json,
+    read_json,
     sha256_file,
 )
 from tokenization import BasicTokenizer, require_tokens
@@ -128,16 +131,13 @@ def load_squad_json(input_file: str | os.PathLike[str]) -> dict[str, Any]:
     path = os.fspath(input_file)
     check_regular_file(path)
     try:
-        with open(path, encoding="utf-8") as reader:
-            dataset = json.load(reader)
+        dataset = read_json(path, "SQuAD file")
+    except JsonError as err:
+        raise SquadError(str(err)) from None
     except FileNotFoundError:
         raise SquadError(f"SQuAD file not found: {path}") from None
     except IsADirectoryError:
         raise SquadError(f"SQuAD file {path} is a directory") from None
-    except UnicodeDecodeError as err:
-        raise SquadError(f"SQuAD file {path} is not valid JSON: {err}") from None
-    except (ValueError, RecursionError) as err:
-        raise SquadError(f"SQuAD file {path}: {json_problem(err)}") from None
     except OSError as err:
         raise SquadError(f"cannot read SQuAD file {path}: {err.strerror}") from None
     _check_layout(dataset, path)
@@ -823,7 +823,7 @@ def load_feature_cache(path: str | os.PathLike[str]) -> list[SquadFeature] | Non
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {name: data[name] for name in data.files}
-        meta = json.loads(str(arrays["meta"]))
+        meta = parse_json(str(arrays["meta"]), f"{path} [meta]")
         if meta.get("format") != CACHE_FORMAT_VERSION:
             raise ValueError(f"format {meta.get('format')}, expected {CACHE_FORMAT_VERSION}")
         features = _features_from_arrays(arrays)

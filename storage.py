@@ -28,6 +28,7 @@ from fileio import (
     UnsafePathError,
     atomic_write_text,
     check_relative_name,
+    parse_json,
     replace_durably,
     safe_join,
     sha256_file,
@@ -346,7 +347,7 @@ def _is_cached(local: Path, stamp_file: Path, bucket: str, key: str, remote: dic
     ETag, and the copy is a regular file, reached through no link, whose size and sha256 are
     those the stamp recorded."""
     try:
-        stamp, info = json.loads(stamp_file.read_text()), local.lstat()
+        stamp, info = parse_json(stamp_file.read_text(), str(stamp_file)), local.lstat()
     except (OSError, ValueError):
         return False
     if not isinstance(stamp, dict) or any(path.is_symlink() for path in _folders_above(local)):

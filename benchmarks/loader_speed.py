@@ -29,7 +29,9 @@ def write_random_shard(path: Path, rows: int, seq: int, pred: int) -> None:
     positions = np.arange(seq)[None, :]
     mask = (positions < lengths[:, None]).astype("i1")
     ids = rng.integers(1000, 30000, (rows, seq)).astype("i4") * mask
-    masked = np.sort(rng.integers(1, seq // 4, (rows, pred)), axis=1).astype("i4")
+    # distinct sorted positions among the first quarter (every row is at least that long)
+    candidates = rng.random((rows, max(seq // 4 - 1, pred))).argsort(axis=1)[:, :pred] + 1
+    masked = np.sort(candidates, axis=1).astype("i4")
     with h5py.File(path, "w") as f:
         f.create_dataset("input_ids", data=ids, compression="gzip")
         f.create_dataset("input_mask", data=mask, compression="gzip")

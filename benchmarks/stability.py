@@ -33,11 +33,13 @@ import glue
 import storage
 from errors import BertError, MissingDependency, UsageError, refuse_if_nothing_usable
 from fileio import (
+    JsonError,
     WriteError,
     atomic_write,
     atomic_write_json,
     atomic_write_text,
     describe_os_error,
+    read_json,
     sha256_file,
 )
 from logger import read_dllogger_file
@@ -395,8 +397,8 @@ def _difference(old: Any, new: Any, where: str = "") -> str | None:
 
 def _read_json(path: Path) -> Any:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return read_json(path)
+    except (OSError, JsonError):
         return None
 
 

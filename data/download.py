@@ -43,6 +43,7 @@ from fileio import (
     atomic_path,
     atomic_write_text,
     describe_os_error,
+    parse_json,
     replace_durably,
     safe_join,
 )
@@ -910,7 +911,7 @@ def _wiki_sha1(date: str, dest: Path, checksum_source: str, **options: Any) -> s
     sums_url = wiki_file_url(checksum_source, date, sums_name)
     record = dest.with_name(dest.name + ".sha1.json")
     try:
-        known = json.loads(record.read_text(encoding="utf-8"))
+        known = parse_json(record.read_text(encoding="utf-8"), str(record))
         if known.get("from") == sums_url and re.fullmatch(r"[0-9a-f]{40}", known.get("sha1", "")):
             return known["sha1"]
     except (OSError, ValueError, AttributeError):

@@ -30,7 +30,7 @@ from data.sharding import shard_articles
 from data.stages import PipelineError
 from data.wikipedia import extract, format_articles
 from errors import UsageError
-from fileio import atomic_path, atomic_write_text
+from fileio import atomic_path, atomic_write_text, read_json
 
 logger = logging.getLogger(__name__)
 
@@ -330,8 +330,8 @@ def run_stage(s: Settings, stage: str, force: bool = False) -> dict[str, Any]:
     stage's outputs are complete, so a failed stage leaves none; `force` redoes a stage."""
     marker, params = _marker(s, stage)
     if not force and marker.is_file() and stage != "verify":
-        recorded = json.loads(marker.read_text())
-        if recorded.get("params") == params:
+        recorded = read_json(marker, "stage marker")
+        if isinstance(recorded, dict) and recorded.get("params") == params:
             logger.info("%s: already done (%s); --force redoes it", stage, marker)
             return recorded["summary"]
     function = STAGE_TABLE[stage][0]

@@ -6,7 +6,9 @@
 Checks every `*.hdf5` file (or those named): NVIDIA's six datasets with their dtypes and shapes,
 and the content in bounded-memory blocks: `[CLS]` first, mask of ones then zeros, zero padding,
 segment ids 0 then 1, token ids inside the vocabulary, masked positions sorted, unique and
-inside the sequence, next-sentence labels 0/1, our shards' vocabulary sha256 against
+inside the sequence, rows of padding only (the rules training applies too, shared with
+`pretraining_data.layout_problems`), datasets stored in other files (external links, virtual
+datasets: not followed), next-sentence labels 0/1, our shards' vocabulary sha256 against
 `--vocab_file`, and that vocabulary against `--config_file`. An LDDL parquet folder is checked as
 `run_pretraining.py` reads it (`verify_parquet`; needs `--vocab_file`). Prints a summary
 (shards, instances, tokens) and exits 1 with every problem found, one per line.
@@ -27,7 +29,7 @@ import cli
 import lddl_data
 from fileio import sha256_file
 from modeling import BertConfig
-from pretraining_data import ShardError
+from pretraining_data import ShardError, data_elsewhere, layout_problems
 from shard_format import SHARD_DTYPES, SHARD_NDIMS, VOCAB_SHA256
 from tokenization import load_vocab
 
@@ -72,6 +74,9 @@ def shard_files(paths: Sequence[str | Path]) -> list[Path]:
 
 def _check_layout(path: Path, shard: h5py.File, expect: Expectations, problems: list[str]) -> int:
     """Keys, dtypes and shapes; returns the number of rows (0 when unusable)."""
+    if elsewhere := data_elsewhere(shard):
+        problems.append(f"{path}: {elsewhere}; not followed")
+        return 0
     keys = set(shard.keys())
     missing, extra = sorted(set(SHARD_DTYPES) - keys), sorted(keys - set(SHARD_DTYPES))
     if missing:
@@ -133,7 +138,8 @@ def _check_block(
             entry[1] += int(bad.sum())
 
     fail("input_mask is not 0/1", ((mask != 0) & (mask != 1)).any(1))
-    fail("input_mask is not ones then zeros", (np.diff(mask, axis=1) > 0).any(1))
+    for problem, bad in layout_problems(input_ids, mask, positions):
+        fail(problem, bad)
     fail("instance shorter than 5 tokens", lengths < 5)
     if ids:
         fail("first token is not [CLS]", input_ids[:, 0] != ids["[CLS]"])
@@ -141,7 +147,6 @@ def _check_block(
         fail("last real token is not [SEP]", last != ids["[SEP]"])
         special = np.isin(lm_ids, [ids["[CLS]"], ids["[SEP]"]]) & real
         fail("[CLS] or [SEP] was masked", special.any(1))
-    fail("padding is not zero", ((input_ids != 0) & (mask == 0)).any(1))
     fail("token id outside the vocabulary", ((input_ids < 0) | (input_ids >= vocab_size)).any(1))
     decreasing = (np.diff(segments, axis=1) < 0) & (mask[:, 1:] == 1)
     fail(

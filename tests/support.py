@@ -387,3 +387,17 @@ def fill_disk(monkeypatch, folder: Path, free: int = 0, reported: int | None = N
     monkeypatch.setattr(io, "open", fake_open)  # TensorBoard's file layer calls io.open
     monkeypatch.setattr(shutil, "disk_usage", fake_usage)
     return disk
+
+
+def plant_file_lock(path: Path, **changes) -> Path:
+    """The lock of another live run (this process's PID, another token) on the single-file
+    output `path`, as `OutputLock(path, ..., single_file=True)` takes it; returns the lock."""
+    import dataclasses
+
+    from output_lock import Holder, OutputLock
+
+    where = Path(OutputLock(path, "other_run.py", single_file=True).store.where)
+    holder = dataclasses.replace(Holder.this_process("other_run.py"), **changes)
+    where.parent.mkdir(parents=True, exist_ok=True)
+    where.write_bytes(holder.to_bytes())
+    return where

@@ -9,7 +9,10 @@ folder created, changed or removed under the test's folder (a failed run leaves 
 Every case has a class (`kind`): number, missing, kind (a file where a folder is needed or the
 reverse), unwritable, overwrite (an output that is an input), empty (data with nothing to train
 or score), malformed (JSON, TSV, config, checkpoint), conflict (flags that contradict each
-other or the model) and special (a named pipe where a file is read: refused, never a hang).
+other or the model), special (a named pipe where a file is read: refused, never a hang),
+content (a valid container with impossible content: integer weights, JSON beyond Python's
+integer-string or nesting limits, shards linking other files) and collision (two outputs of
+one run on one path, or a single-file output another live run holds).
 Tests run as root here, and root writes into read-only folders: the
 `unwritable` cases then refuse the folder through a stand-in for the write probe, and use the
 real permission bits otherwise.
@@ -46,6 +49,7 @@ from tests.support import (
     TINY_CONFIG,
     UNCASED_VOCAB,
     fill_disk,
+    plant_file_lock,
     write_shard_file,
 )
 
@@ -61,6 +65,8 @@ KINDS = (
     "special",
     "size",
     "message",
+    "content",
+    "collision",
 )
 
 
@@ -836,6 +842,101 @@ CASES = [
     ),
 ]
 
+# Wrong content in a valid container, and colliding outputs. Weights that a training run loads
+# after its log is open are tested in test_checkpoint.py; here the scripts that load them first.
+CASES += [
+    *cases(
+        "run_pretraining",
+        PRETRAIN,
+        [
+            ("content", "--config_file={huge_config}", 1, "{huge_config}: cannot be read as JSON"),
+            ("content", "--input_dir={linked_shards}", 1, "l_training_0.hdf5: input_ids is an ext"),
+            ("collision", "--json-summary={out}/ckpt_5.pt", 2, "--json-summary {out}/ckpt_5.pt"),
+            ("collision", "--json-summary={out}/.bert-run.lock", 2, "--json-summary {out}/.bert"),
+            ("collision", "--tensorboard={out}/log.json", 2, "--tensorboard {out}/log.json is"),
+            ("collision", "--json-summary={held_log}", 1, "--json-summary {held_log} is in use"),
+        ],
+    ),
+    *cases(
+        "run_squad",
+        SQUAD + " --do_predict --predict_file={squad}",
+        [
+            ("content", "--config_file={deep_config}", 1, "{deep_config}: cannot be read as JSON"),
+            ("content", "--predict_file={huge_squad}", 1, "{huge_squad}: cannot be read as JSON"),
+            ("content", "--predict_file={deep_squad}", 1, "{deep_squad}: cannot be read as JSON"),
+            (
+                "collision",
+                "--json-summary={out}/predictions.json",
+                2,
+                "--json-summary {out}/predictions.json is --output_dir's predictions.json",
+            ),
+            ("collision", "--json-summary={out}/null_odds.json", 2, "--json-summary {out}/null"),
+            (
+                "collision",
+                "--do_train --train_file={squad} --json-summary={out}/pytorch_model.bin",
+                2,
+                "--json-summary {out}/pytorch_model.bin",
+            ),
+            ("collision", "--tensorboard={out}/nbest_predictions.json", 2, "--tensorboard {out}"),
+            ("collision", "--json-summary={held_log}", 1, "--json-summary {held_log} is in use"),
+        ],
+    ),
+    *cases(
+        "run_glue",
+        GLUE + " --do_eval --data_dir={glue}",
+        [
+            ("content", "--config_file={huge_config}", 1, "{huge_config}: cannot be read as JSON"),
+            ("collision", "--json-summary={out}/results.txt", 2, "--json-summary {out}/results"),
+            (
+                "collision",
+                "--do_train --json-summary={out}/bert_config.json",
+                2,
+                "--json-summary {out}/bert_config.json",
+            ),
+            ("collision", "--tensorboard={out}/log.json", 2, "--tensorboard {out}/log.json is"),
+        ],
+    ),
+    *cases(
+        "create_pretraining_data",
+        CPD + " --output_file={out}/x.hdf5",
+        [
+            (
+                "content",
+                "--config_file={deep_config} --max_seq_length=32",
+                1,
+                "{deep_config}: cannot be read as JSON",
+            ),
+            ("collision", "--output_file={held_shard}", 1, "--output_file {held_shard} is in use"),
+        ],
+    ),
+    *cases(
+        "inference",
+        INFER,
+        [
+            ("content", "--init_checkpoint={int_pt}", 1, "{int_pt}: bert.embeddings"),
+            ("content", "--config_file={huge_config}", 1, "{huge_config}: cannot be read"),
+        ],
+    ),
+    *cases(
+        "export_onnx",
+        ONNX + " --output={out}/m.onnx",
+        [
+            ("content", "--init_checkpoint={bool_pt}", 1, "{bool_pt}: bert.embeddings"),
+            ("collision", "--json={out}/m.onnx", 2, "--json {out}/m.onnx is --output"),
+        ],
+    ),
+    *cases(
+        "convert_checkpoint",
+        "--output={out}/x.pt",
+        [("content", "--input={complex_pt}", 1, "{complex_pt}: bert.embeddings")],
+    ),
+    *cases(
+        "evaluate_squad",
+        "",
+        [("content", "{squad} {huge_preds}", 1, "predictions file {huge_preds}: cannot be read")],
+    ),
+]
+
 PROGS = {  # the name each script puts before "error:"
     "run_pretraining": "run_pretraining.py",
     "run_squad": "run_squad.py",
@@ -1031,7 +1132,40 @@ def world(tmp_path_factory) -> dict[str, str]:
     save_nvidia_checkpoint(w / "pretrained.pt", model.state_dict(), model.config)
     paths["pretrained_pt"] = str(w / "pretrained.pt")
     write_size_files(w, paths)
+    add_wrong_content_and_held_outputs(w, paths, model)
     return paths
+
+
+def add_wrong_content_and_held_outputs(w: Path, paths: dict[str, str], model) -> None:
+    """Files of the content and collision cases: weights of the wrong dtype, JSON beyond the
+    integer-string or recursion limits, shards linking other files, outputs live runs hold."""
+    state = model.state_dict()
+    for name, dtype in (("int_pt", torch.int64), ("bool_pt", torch.bool), ("complex_pt", None)):
+        changed = {k: v.to(dtype) if dtype else v.to(torch.complex64) for k, v in state.items()}
+        paths[name] = str(w / f"{name}.pt")
+        save_nvidia_checkpoint(paths[name], changed, model.config)
+    huge, deep = '{"vocab_size": ' + "9" * 5000 + "}", "[" * 100_000 + "]" * 100_000
+    for name, text in (
+        ("huge_config", huge),
+        ("deep_config", deep),
+        ("huge_squad", huge),
+        ("deep_squad", deep),
+        ("huge_preds", '{"q1": ' + "1" * 5000 + "}"),
+    ):
+        paths[name] = str(w / f"{name}.json")
+        Path(paths[name]).write_text(text)
+    (w / "linked_shards").mkdir()
+    write_shard(w / "linked_shards" / "l_training_0.hdf5", 8)
+    with h5py.File(w / "linked_shards" / "l_training_0.hdf5", "r+") as shard:
+        with h5py.File(w / "elsewhere.h5", "w") as other:
+            other["ids"] = shard["input_ids"][()]
+        del shard["input_ids"]
+        shard["input_ids"] = h5py.ExternalLink(str(w / "elsewhere.h5"), "ids")
+    paths["linked_shards"] = str(w / "linked_shards")
+    paths["held_log"] = str(w / "held" / "log.json")  # another live run writes this log
+    plant_file_lock(Path(paths["held_log"]))
+    paths["held_shard"] = str(w / "held" / "x.hdf5")  # and makes this shard
+    plant_file_lock(Path(paths["held_shard"]))
 
 
 @pytest.fixture

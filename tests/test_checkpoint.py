@@ -504,3 +504,97 @@ def test_hf_folder_of_another_model_type_is_refused(tmp_path, minilm_dir):
     (folder / "config.json").write_text("{")
     with pytest.raises(CheckpointError, match=r"config\.json: not valid JSON"):
         read_weights(folder)
+
+
+# Wrong content in a valid container: 4 dtypes x 3 containers, and the resume path's
+# optimizer state (test_run_pretraining_checkpoints.py).
+@pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.bool, torch.complex64])
+def test_non_floating_weights_are_refused_naming_file_and_key(tmp_path, pretraining_model, dtype):
+    from safetensors.torch import save_file
+
+    state = {k: v.clone() for k, v in pretraining_model.state_dict().items()}
+    key = "bert.encoder.layer.0.attention.self.query.weight"
+    state[key] = state[key].to(dtype)
+    files = {"state.pt": {"model": state}, "bare.pt": state}
+    for name, payload in files.items():
+        atomic_torch_save(payload, tmp_path / name)
+    if dtype != torch.complex64:  # safetensors has no complex type everywhere
+        save_file({k: v.contiguous() for k, v in state.items()}, str(tmp_path / "w.safetensors"))
+        files["w.safetensors"] = None
+    for name in files:
+        model = BertForPreTraining(tiny_config())
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        with pytest.raises(CheckpointError) as raised:
+            load_model_weights(model, tmp_path / name)
+        message = str(raised.value)
+        assert name in message and key in message and str(dtype).split(".")[1] in message
+        after = model.state_dict()
+        assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_all_integer_state_dict_is_refused_not_loaded_as_zeros(tmp_path, pretraining_model):
+    state = {k: v.long() for k, v in pretraining_model.state_dict().items()}
+    atomic_torch_save(state, tmp_path / "ints.pt")
+    with pytest.raises(
+        CheckpointError, match=r"ints\.pt: bert\.\S+ holds integer values \(torch\.int64\)"
+    ):
+        load_model_weights(BertForPreTraining(tiny_config()), tmp_path / "ints.pt")
+
+
+def test_every_entry_script_refuses_integer_init_weights_in_one_line(
+    tmp_path, pretraining_model, capsys
+):
+    """The example of the issue: an int64 state dict through --init_checkpoint used to give a
+    model of zeros and ones and exit 0; each script now exits 1 naming the file and key."""
+    import inference
+    import run_glue
+    import run_pretraining
+    import run_squad
+    from tests.support import write_random_shards
+
+    state = {k: v.long() for k, v in pretraining_model.state_dict().items()}
+    bad = tmp_path / "int64.pt"
+    save_nvidia_checkpoint(bad, state, pretraining_model.config)
+    question = {"id": "q1", "question": "Who?", "answers": [{"text": "Ann", "answer_start": 0}]}
+    paragraph = {"context": "Ann sings.", "qas": [question]}
+    squad_file = tmp_path / "squad.json"
+    squad_file.write_text(json.dumps({"version": "1.1", "data": [{"paragraphs": [paragraph]}]}))
+    write_random_shards(tmp_path / "held_out", files=1, rows=8, name="x_test")
+    common = [f"--vocab_file={UNCASED_VOCAB}", f"--config_file={TINY_CONFIG}", "--no_cuda"]
+    runs = {
+        run_squad: [
+            *common,
+            f"--init_checkpoint={bad}",
+            "--do_predict",
+            f"--predict_file={squad_file}",
+            f"--output_dir={tmp_path / 'squad'}",
+            f"--json-summary={tmp_path / 'squad.log'}",
+            "--skip_cache",
+        ],
+        run_glue: [
+            *common,
+            f"--init_checkpoint={bad}",
+            "--task_name=mrpc",
+            "--do_eval",
+            f"--data_dir={REPO_ROOT / 'data' / 'sample' / 'glue' / 'MRPC'}",
+            f"--output_dir={tmp_path / 'glue'}",
+            f"--json-summary={tmp_path / 'glue.log'}",
+        ],
+        run_pretraining: [
+            *common,
+            "--do_eval",
+            f"--init_checkpoint={bad}",
+            f"--eval_dir={tmp_path / 'held_out'}",
+            f"--json-summary={tmp_path / 'pretraining.log'}",
+        ],
+        inference: [*common, f"--init_checkpoint={bad}"],
+    }
+    for script, argv in runs.items():
+        capsys.readouterr()
+        assert script.main(argv) == 1, script.__name__
+        err = capsys.readouterr().err
+        (line,) = [line for line in err.splitlines() if "error:" in line]
+        assert f"{bad}: bert.embeddings." in line and "holds integer values (torch.int64)" in line
+        assert "Traceback" not in err
+    assert not (tmp_path / "squad" / "predictions.json").exists()
+    assert not (tmp_path / "glue" / "results.txt").exists()

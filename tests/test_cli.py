@@ -325,3 +325,27 @@ def test_an_error_under_a_progress_bar_starts_a_line_of_its_own(capsys, monkeypa
     assert run(body) == 1
     err = capsys.readouterr().err
     assert "work" in err and err.endswith("\nprog.py: error: x.json: broken\n")
+
+
+def test_two_outputs_of_one_run_on_one_path_are_refused(tmp_path):
+    out = tmp_path / "out"
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    (tmp_path / "real" / "log.json").write_text("")
+    files = {"--output_dir's predictions.json": out / "predictions.json"}
+    same = [
+        (out / "predictions.json", None),  # the same name
+        (f"{out}/./x/../predictions.json", None),  # another spelling of a missing file
+        (tmp_path / "link" / "log.json", tmp_path / "real" / "log.json"),  # through a link
+    ]
+    for log, other in same:
+        outputs = {**files, "--json-summary": log} if other is None else {"--a": other, "--b": log}
+        with pytest.raises(UsageError, match=r"another output of this run") as refused:
+            cli.check_distinct_outputs(outputs)
+        assert "\n" not in str(refused.value) and str(log) in str(refused.value)
+    with pytest.raises(UsageError, match=r"^--tensorboard .* is --json-summary "):
+        cli.check_distinct_outputs({"--json-summary": out / "tb"}, {"--tensorboard": out / "tb"})
+    cli.check_distinct_outputs(
+        {**files, "--json-summary": out / "log.json", "--none": None, "--s3": "s3://b/k"},
+        {"--tensorboard": out, "--s3_dir": "s3://b/k"},
+    )  # different paths, nothing missing, remote ones skipped: no error

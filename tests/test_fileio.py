@@ -246,3 +246,72 @@ def test_check_room_compares_the_free_bytes_of_the_nearest_folder(tmp_path, monk
         "--output x: 5.0 MB free, 5.0 MB needed for the model; free some space"
     )
     assert fileio.free_bytes(tmp_path / "not") == 5_000_000
+
+
+# JSON whose syntax is fine but which Python's json cannot read: a number beyond the
+# integer-string limit (a bare ValueError) and nesting beyond the recursion limit (a
+# RecursionError, no ValueError at all); plus the syntax and encoding errors they join.
+HOSTILE_JSON = {
+    "huge_int": b'{"vocab_size": ' + b"9" * 5000 + b"}",
+    "huge_negative": b"[-" + b"1" * 4400 + b"]",
+    "deep_array": b"[" * 100_000 + b"]" * 100_000,
+    "deep_object": b'{"a":' * 50_000 + b"1" + b"}" * 50_000,
+    "syntax": b'{"a": 1,',
+    "latin1": '{"a": "caf\xe9"}'.encode("latin-1"),
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE_JSON))
+def test_read_json_turns_every_failure_into_one_line_naming_the_file(tmp_path, name):
+    path = tmp_path / f"{name}.json"
+    path.write_bytes(HOSTILE_JSON[name])
+    with pytest.raises(fileio.JsonError) as raised:
+        fileio.read_json(path, "test file")
+    message = str(raised.value)
+    assert message.startswith(f"test file {path}: ") and "\n" not in message
+    assert len(message) < 300  # the digits are not repeated back
+    with pytest.raises(fileio.JsonError, match=r"^where: "):
+        fileio.parse_json(HOSTILE_JSON[name], "where")
+    assert isinstance(raised.value, ValueError)  # callers that caught ValueError still do
+
+
+def test_read_json_reads_what_json_reads(tmp_path):
+    value = {"a": [1, 2.5, None, True, "x"], "b": {"c": 10**4000 // 10**3999}}
+    (tmp_path / "ok.json").write_text(json.dumps(value))
+    assert fileio.read_json(tmp_path / "ok.json") == value
+    assert fileio.parse_json(b'{"n": NaN}', "log")["n"] != 0  # dllogger's bare NaN
+
+
+@pytest.mark.parametrize("name", ["huge_int", "deep_array"])
+def test_every_json_reader_gives_one_line_naming_the_file(tmp_path, name, capsys):
+    import checkpoint
+    import evaluate_squad
+    import logger
+    import output_lock
+    import squad
+    from modeling import BertConfig, ConfigError
+
+    bad = tmp_path / "bad.json"
+    bad.write_bytes(HOSTILE_JSON[name])
+    with pytest.raises(ConfigError, match=f"^{bad}: cannot be read as JSON"):
+        BertConfig.from_json_file(bad)
+    with pytest.raises(squad.SquadError, match=f"^SQuAD file {bad}: cannot be read as JSON"):
+        squad.load_squad_json(bad)
+    hf = tmp_path / "hf"
+    hf.mkdir()
+    (hf / "config.json").write_bytes(HOSTILE_JSON[name])
+    (hf / "model.safetensors").write_bytes(b"")
+    with pytest.raises(checkpoint.CheckpointError, match=r"config\.json: cannot be read as JSON"):
+        checkpoint.read_weights(hf)
+    good = tmp_path / "squad.json"
+    question = {"id": "q", "question": "?", "answers": [{"text": "a", "answer_start": 0}]}
+    data = [{"title": "t", "paragraphs": [{"context": "a b", "qas": [question]}]}]
+    good.write_text(json.dumps({"version": "1.1", "data": data}))
+    assert evaluate_squad.main([str(good), str(bad)]) == 1
+    (line,) = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert f"predictions file {bad}: cannot be read as JSON" in line
+    # Readers that skip what they cannot use skip these too, without a traceback.
+    log = tmp_path / "log.json"
+    log.write_bytes(b'DLLL {"a": 1}\nDLLL ' + HOSTILE_JSON[name] + b"\n")
+    assert logger.read_dllogger_file(log) == [{"a": 1}]
+    assert output_lock.Holder.parse(HOSTILE_JSON[name]) is None

@@ -490,3 +490,37 @@ def test_a_folder_of_parquet_files_without_rows_is_refused(hdf5_dir, tmp_path, c
         lddl_data.check_has_samples(empty, "--eval_dir")
     assert verify.main([str(empty), "--vocab_file", str(UNCASED_VOCAB)]) == 1
     assert f"{empty}: no usable samples" in capsys.readouterr().err
+
+
+def test_wrong_content_in_valid_parquet_files_is_refused_naming_file_column_and_row(
+    hdf5_dir, tmp_path
+):
+    files = training_files(hdf5_dir)
+    table = pq.read_table(
+        write_lddl(files[:2], tmp_path / "good", counts=False) / "shard-1.parquet"
+    )
+
+    def folder_with(name: str, changed) -> object:
+        folder = tmp_path / name
+        write_lddl(files[:2], folder, counts=False)
+        pq.write_table(changed, folder / "shard-1.parquet")
+        return folder
+
+    cells = table.column("masked_lm_positions").to_pylist()
+    first = np.lib.format.read_array(io.BytesIO(cells[2]))
+    twice = np.sort(np.append(first[:-1], first[0])).astype(np.uint16)  # one position twice
+    index = table.schema.get_field_index("masked_lm_positions")
+    repeated = table.set_column(
+        index, "masked_lm_positions", pa.array([*cells[:2], _save_array(twice), *cells[3:]])
+    )
+    with pytest.raises(
+        ShardError,
+        match=rf"shard-1\.parquet: column masked_lm_positions, row 2: position {first[0]} is "
+        "masked twice",
+    ):
+        epoch(loader_for(folder_with("repeated", repeated), prefetch=False))
+    tokens = table.column("num_tokens").to_numpy().astype(np.float64)
+    index = table.schema.get_field_index("num_tokens")
+    floats = table.set_column(index, "num_tokens", pa.array(tokens))
+    with pytest.raises(ShardError, match="column num_tokens has type double, expected integers"):
+        loader_for(folder_with("floats", floats))

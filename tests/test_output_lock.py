@@ -16,8 +16,9 @@ import pytest
 
 import fileio
 import output_lock
+from logger import MetricLogger, read_dllogger_file
 from output_lock import LOCK_NAME, Holder, OutputError, OutputLock, claim_output, stale_reason
-from tests.support import plant
+from tests.support import plant, plant_file_lock
 
 
 def dead_pid() -> int:
@@ -198,3 +199,49 @@ def test_claim_spares_a_lock_file_another_run_is_creating_right_now(tmp_path):
     with claim_output(tmp_path, "run_pretraining.py"):
         pass
     assert [p.name for p in tmp_path.iterdir()] == [fresh.name]
+
+
+# ------------------------------------------------------------------------------- single files
+
+
+def test_a_single_file_output_is_held_by_its_own_lock_beside_it(tmp_path):
+    log = tmp_path / "x_training_0.hdf5"
+    with OutputLock(log, "run_squad.py", "--json-summary", single_file=True) as lock:
+        (held,) = [p.name for p in tmp_path.iterdir()]
+        assert held.startswith(LOCK_NAME + ".") and "training" not in held  # not a shard name
+        assert Holder.parse((tmp_path / held).read_bytes()).token == lock.me.token
+        with pytest.raises(OutputError) as refused:
+            OutputLock(log, "run_glue.py", "--json-summary", single_file=True).acquire()
+        message = str(refused.value)
+        assert message.startswith(f"--json-summary {log} is in use by run_squad.py (pid ")
+        assert "choose another --json-summary" in message
+        with OutputLock(tmp_path / "other.json", "run_glue.py", single_file=True):
+            pass  # another file of the folder is free
+        with OutputLock(tmp_path, "run_glue.py"):
+            pass  # and so is the folder itself, for a run whose log lies in its output folder
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_dead_runs_file_lock_is_taken_over(tmp_path):
+    log = tmp_path / "log.json"
+    lock_file = plant_file_lock(log, pid=dead_pid())
+    with OutputLock(log, "run_squad.py", "--json-summary", single_file=True) as lock:
+        assert Holder.parse(lock_file.read_bytes()).token == lock.me.token
+    assert not lock_file.exists()
+
+
+def test_two_live_runs_never_share_one_json_summary(tmp_path):
+    log = tmp_path / "logs" / "dllogger.json"
+    first = MetricLogger(log, hold_as="run_squad.py", use_dllogger=False)
+    first.log("PARAMETER", {"seed": 1})
+    with pytest.raises(OutputError, match=r"--json-summary .*dllogger\.json is in use by run_sq"):
+        MetricLogger(log, hold_as="run_glue.py", use_dllogger=False)
+    MetricLogger(log, is_main_process=False, hold_as="run_glue.py").close()  # other ranks: no lock
+    with first:
+        first.log((), {"final_loss": 1.0})
+    first.close()  # twice: nothing more happens
+    with MetricLogger(log, hold_as="run_glue.py", use_dllogger=False) as second:  # free again
+        second.log("PARAMETER", {"seed": 2})
+    assert [p.name for p in log.parent.iterdir()] == ["dllogger.json"]
+    seeds = [r["data"].get("seed") for r in read_dllogger_file(log) if r["type"] == "LOG"]
+    assert seeds == [1, None, 2]

@@ -373,6 +373,121 @@ def test_bad_content_is_refused_at_load_naming_file_dataset_and_row(
         next(iter(loader))
 
 
+def padding_row(f):
+    for key in ("input_ids", "input_mask", "segment_ids"):
+        data = f[key][()]
+        data[4] = 0
+        f[key][...] = data
+    positions = f["masked_lm_positions"][()]
+    positions[4] = 0
+    f["masked_lm_positions"][...] = positions
+
+
+def hole_in_mask(f):
+    mask = f["input_mask"][()]
+    mask[6, 3] = 0  # ids stay: a token the model would not see, then more real tokens
+    f["input_mask"][...] = mask
+
+
+def token_on_padding(f):
+    ids = f["input_ids"][()]
+    ids[2, 12] = 2000  # past [SEP], where input_mask is 0
+    f["input_ids"][...] = ids
+
+
+def repeated_position(f):
+    positions, ids = f["masked_lm_positions"][()], f["masked_lm_ids"][()]
+    positions[8, :2], ids[8, :2] = 2, (2000, 2001)  # two labels for one token
+    f["masked_lm_positions"][...], f["masked_lm_ids"][...] = positions, ids
+
+
+def repeated_unsorted_position(f):
+    positions = f["masked_lm_positions"][()]
+    positions[1] = (3, 2, 3)
+    f["masked_lm_positions"][...] = positions
+
+
+# Impossible contents beyond the value bounds above: (damage, first bad row, message).
+IMPOSSIBLE_CONTENT = [
+    (padding_row, 4, "holds no real token (input_mask all 0)"),
+    (hole_in_mask, 6, "input_mask is not ones then zeros"),
+    (token_on_padding, 2, "token ids on the padding are not 0"),
+    (repeated_position, 8, "a masked position is repeated"),
+    (repeated_unsorted_position, 1, "a masked position is repeated"),
+]
+
+
+@pytest.mark.parametrize(("damage", "row", "message"), IMPOSSIBLE_CONTENT)
+def test_impossible_rows_are_refused_by_every_reader_naming_file_and_row(
+    tmp_path, damage, row, message
+):
+    from data.verify import Expectations, verify_shards
+    from pretraining_eval import HeldOutSet
+
+    path = tmp_path / "x_training_0.hdf5"
+    write_shard(path, 10)
+    with h5py.File(path, "r+") as f:
+        damage(f)
+    expected = rf"^{re.escape(str(path))}: row {row}: {re.escape(message)}$"
+    for load in (
+        lambda: PretrainingShard(path, ShardChecks(vocab_size=30522)),
+        lambda: next(iter(PretrainingDataLoader([path], 4, prefetch=False))),
+        lambda: HeldOutSet.load(tmp_path, 10, 4),
+    ):
+        with pytest.raises(ShardError, match=expected):
+            load()
+    problems = verify_shards([path], Expectations()).problems
+    assert any(p.startswith(f"{path}: {message} (") for p in problems), problems
+
+
+def test_unsorted_unique_positions_load_as_nvidias_loader_reads_them(tmp_path):
+    path = tmp_path / "x_training_0.hdf5"
+    write_shard(path, 10)
+    edit_shard(path, "masked_lm_positions", 3, 1, 1)  # 2 then 1: out of order, not repeated
+    assert len(PretrainingShard(path)) == 10
+
+
+def external_link(folder, f):
+    with h5py.File(folder / "other.h5", "w") as other:
+        other["ids"] = f["input_ids"][()]
+    del f["input_ids"]
+    f["input_ids"] = h5py.ExternalLink(str(folder / "other.h5"), "ids")
+
+
+def virtual_dataset(folder, f):
+    external_link(folder, f)
+    del f["input_ids"]
+    layout = h5py.VirtualLayout(shape=(10, 16), dtype="i4")
+    layout[:] = h5py.VirtualSource(str(folder / "other.h5"), "ids", shape=(10, 16))
+    f.create_virtual_dataset("input_ids", layout)
+
+
+def external_storage(folder, f):
+    labels = f["next_sentence_labels"][()]
+    (folder / "raw.bin").write_bytes(labels.tobytes())
+    del f["next_sentence_labels"]
+    f.create_dataset(
+        "next_sentence_labels", (10,), "i1", external=[(str(folder / "raw.bin"), 0, 10)]
+    )
+
+
+@pytest.mark.parametrize("elsewhere", [external_link, virtual_dataset, external_storage])
+def test_datasets_stored_in_other_files_are_refused_unread(tmp_path, elsewhere):
+    from data.verify import Expectations, verify_shards
+
+    path = tmp_path / "x_training_0.hdf5"
+    write_shard(path, 10)
+    with h5py.File(path, "r+") as f:
+        elsewhere(tmp_path, f)
+    with h5py.File(path, "r") as f:  # the file is a valid container that h5py reads
+        assert f["input_ids"].shape == (10, 16)
+    for load in (lambda: PretrainingShard(path), lambda: PretrainingDataLoader([path], 4)):
+        with pytest.raises(ShardError, match=rf"^{re.escape(str(path))}: \S+ is an? .*other"):
+            load()
+    (problem,) = verify_shards([path], Expectations()).problems
+    assert problem.startswith(f"{path}: ") and "not followed" in problem
+
+
 def test_without_a_vocabulary_only_negative_ids_are_refused(tmp_path):
     path = tmp_path / "x_training_0.hdf5"
     write_shard(path, 10)

@@ -156,6 +156,38 @@ def non_finite(path):
     torch.save(checkpoint, path)
 
 
+def integer_weights(path):
+    checkpoint = torch_load(path)
+    key = "bert.encoder.layer.0.output.dense.weight"
+    checkpoint["model"][key] = checkpoint["model"][key].long()
+    torch.save(checkpoint, path)
+
+
+def integer_moments(path):
+    checkpoint = torch_load(path)
+    moments = checkpoint["optimizer"]["state"][0]
+    moments["exp_avg"] = moments["exp_avg"].to(torch.int32)
+    torch.save(checkpoint, path)
+
+
+def non_finite_moments(path):
+    checkpoint = torch_load(path)
+    checkpoint["optimizer"]["state"][1]["exp_avg_sq"][0] = float("inf")
+    torch.save(checkpoint, path)
+
+
+def complex_learning_rate(path):
+    checkpoint = torch_load(path)
+    checkpoint["optimizer"]["param_groups"][1]["lr"] = torch.tensor(1e-3j)
+    torch.save(checkpoint, path)
+
+
+def text_step(path):
+    checkpoint = torch_load(path)
+    checkpoint["optimizer"]["param_groups"][0]["step"] = "3"
+    torch.save(checkpoint, path)
+
+
 def named_pipe(path):
     path.unlink()
     os.mkfifo(path)  # reading it would wait for a writer forever
@@ -168,6 +200,11 @@ CORRUPTIONS = {
     unpicklable: "not a readable PyTorch checkpoint",
     no_model: "not a training checkpoint (no 'model' entry)",
     non_finite: "bert.encoder.layer.0.output.dense.weight holds 1 non-finite values",
+    integer_weights: "bert.encoder.layer.0.output.dense.weight holds integer values",
+    integer_moments: "optimizer state 0 exp_avg is not a floating tensor (a torch.int32",
+    non_finite_moments: "optimizer state 1 exp_avg_sq holds NaN or infinity",
+    complex_learning_rate: "optimizer param_groups[1] lr is not a finite number",
+    text_step: "optimizer param_groups[0] step is not a finite number (a str)",
 }
 
 
@@ -495,3 +532,35 @@ def test_two_nodes_meeting_at_a_c10d_rendezvous_equal_one_node(shards, one_node,
     finish(*nodes)
     assert names(output) == ["ckpt_2.pt", "ckpt_4.pt", "ckpt_6.pt"]
     assert same_weights(output / "ckpt_6.pt", one_node / "ckpt_6.pt")
+
+
+def test_optimizer_state_kinds_are_checked_before_loading():
+    from checkpoint import CheckpointError
+    from pretraining_checkpoints import check_optimizer_types
+
+    moments = {"exp_avg": torch.zeros(3), "exp_avg_sq": torch.zeros(3)}
+    head = {"lr": torch.tensor(1e-3), "step": torch.tensor([7], dtype=torch.int32)}
+    for good in (  # ours and 21.11's (numbers), HEAD's (tensors), other layouts (left alone)
+        {"state": {0: moments}, "param_groups": [{"lr": 1e-3, "step": 7, "params": [0]}]},
+        {"state": {0: {**moments, "step": torch.tensor(7.0)}}, "param_groups": [head]},
+        None,
+        [],
+    ):
+        check_optimizer_types(good, "ok.pt")
+    bad = [
+        ({"state": {0: {"exp_avg": torch.zeros(3, dtype=torch.int64)}}}, "state 0 exp_avg"),
+        ({"state": {0: {"exp_avg_sq": torch.zeros(3, dtype=torch.bool)}}}, "0 exp_avg_sq"),
+        ({"state": {0: {"exp_avg": torch.zeros(2, dtype=torch.complex64)}}}, "0 exp_avg is"),
+        ({"state": {0: {"exp_avg": [0.0, 1.0]}}}, "0 exp_avg is not a floating tensor (a list)"),
+        ({"state": {0: {"exp_avg": torch.tensor([float("nan")])}}}, "holds NaN or infinity"),
+        ({"state": {"0\nfake": {"exp_avg": torch.zeros(1, dtype=torch.int8)}}}, "0\\nfake"),
+        ({"state": {0: {"step": "7"}}}, "state 0 step is not a number (a str)"),
+        ({"param_groups": [{"lr": float("nan")}]}, "param_groups[0] lr is not a finite number"),
+        ({"param_groups": [{"lr": True}]}, "lr is not a finite number (True)"),
+        ({"param_groups": [{}, {"step": torch.tensor([1, 2])}]}, "param_groups[1] step"),
+    ]
+    for state, message in bad:
+        with pytest.raises(CheckpointError) as refused:
+            check_optimizer_types(state, "bad.pt")
+        text = str(refused.value)
+        assert text.startswith("bad.pt: optimizer ") and message in text and "\n" not in text

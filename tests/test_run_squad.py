@@ -374,7 +374,7 @@ def test_bad_input(pretrained, tmp_path, squad_sample):
             f"--init_checkpoint={pretrained}",
         )
     )
-    assert "is not valid JSON" in line
+    assert "not valid JSON" in line
     batch = ["--train_batch_size=10", "--gradient_accumulation_steps=3"]
     train_file = squad_sample / "v1.1/train-v1.1.json"
     line = one_error_line(run_squad(*out, "--do_train", f"--train_file={train_file}", *batch), 2)
