@@ -128,8 +128,11 @@ def parse_json(text: str | bytes, where: str) -> Any:
         ) from None
     except UnicodeDecodeError as err:
         raise JsonError(f"{where}: not valid JSON (not UTF-8 text: {err.reason})") from None
-    except ValueError as err:  # json gives no position: the int-string limit is all it raises
-        raise JsonError(f"{where}: cannot be read as JSON ({str(err).split(';')[0]})") from None
+    except ValueError:  # json gives no position: the int-string limit is all it raises
+        raise JsonError(
+            f"{where}: cannot be read as JSON (a number of more than "
+            f"{sys.get_int_max_str_digits()} digits, Python's limit)"
+        ) from None
     except RecursionError:
         raise JsonError(
             f"{where}: cannot be read as JSON (nested deeper than {sys.getrecursionlimit()} levels)"

@@ -115,9 +115,9 @@ def test_lengths_come_from_shards_of_that_width_else_from_the_short_sequence_rul
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["--batch", "0"], "--batch must be at least 1"),
-        (["--warmup", "-1"], "--warmup must be at least 0"),
-        (["--widths", "64", "0"], "--widths must all be at least 1"),
+        (["--batch", "0"], "argument --batch: must be a positive integer"),
+        (["--warmup", "-1"], "argument --warmup: must be 0 or more"),
+        (["--widths", "64", "0"], "argument --widths: must be a positive integer"),
         (["--lengths_from", "/nonexistent/shards"], "/nonexistent/shards: not a folder"),
     ],
 )

@@ -677,7 +677,7 @@ CASES = [
                 "--num_train_e",
             ),
             ("size", "--do_train --train_file={squad} --max_steps=1e300", 2, "--max_steps"),
-            ("size", "--config_file={digits_config}", 1, "{digits_config}: not usable JSON"),
+            ("size", "--config_file={digits_config}", 1, "{digits_config}: cannot be read as JSON"),
         ],
     ),
     *cases(
@@ -777,15 +777,30 @@ CASES = [
         PRETRAIN,
         [
             ("message", "--learning_rate=1e300", 2, "--learning_rate: must be at most 1000"),
-            ("message", "--config_file={deep_json}", 1, "{deep_json}: not usable JSON (nested"),
-            ("message", "--config_file={digits_config}", 1, "{digits_config}: not usable JSON"),
+            (
+                "message",
+                "--config_file={deep_json}",
+                1,
+                "{deep_json}: cannot be read as JSON (nested",
+            ),
+            (
+                "message",
+                "--config_file={digits_config}",
+                1,
+                "{digits_config}: cannot be read as JSON",
+            ),
         ],
     ),
     *cases(
         "run_squad",
         SQUAD + " --do_predict --predict_file={squad}",
         [
-            ("message", "--predict_file={deep_json}", 1, "{deep_json}: not usable JSON (nested"),
+            (
+                "message",
+                "--predict_file={deep_json}",
+                1,
+                "{deep_json}: cannot be read as JSON (nested",
+            ),
             ("message", "--do_train --train_file={squad} --learning_rate=1e300", 2, "--learning_r"),
             ("message", "--config_file={deep_json}", 1, "{deep_json}"),
         ],
@@ -794,7 +809,12 @@ CASES = [
         "run_glue",
         GLUE + " --do_eval --data_dir={glue}",
         [
-            ("message", "--config_file={digits_config}", 1, "{digits_config}: not usable JSON"),
+            (
+                "message",
+                "--config_file={digits_config}",
+                1,
+                "{digits_config}: cannot be read as JSON",
+            ),
             ("message", "--do_train --learning_rate=1e300", 2, "--learning_rate"),
         ],
     ),
@@ -810,14 +830,21 @@ CASES = [
     *cases(
         "convert_checkpoint",
         "--input={ckpt} --output={out}/x.pt",
-        [("message", "--config_file={digits_config}", 1, "{digits_config}: not usable JSON")],
+        [
+            (
+                "message",
+                "--config_file={digits_config}",
+                1,
+                "{digits_config}: cannot be read as JSON",
+            )
+        ],
     ),
     *cases(
         "evaluate_squad",
         "",
         [
-            ("message", "{deep_json} {preds}", 1, "{deep_json}: not usable JSON (nested"),
-            ("message", "{squad} {deep_json}", 1, "{deep_json}: not usable JSON (nested"),
+            ("message", "{deep_json} {preds}", 1, "{deep_json}: cannot be read as JSON (nested"),
+            ("message", "{squad} {deep_json}", 1, "{deep_json}: cannot be read as JSON (nested"),
         ],
     ),
     *cases(
@@ -849,7 +876,12 @@ CASES += [
         "run_pretraining",
         PRETRAIN,
         [
-            ("content", "--config_file={huge_config}", 1, "{huge_config}: cannot be read as JSON"),
+            (
+                "content",
+                "--config_file={long_number_config}",
+                1,
+                "{long_number_config}: cannot be read as JSON",
+            ),
             ("content", "--input_dir={linked_shards}", 1, "l_training_0.hdf5: input_ids is an ext"),
             ("collision", "--json-summary={out}/ckpt_5.pt", 2, "--json-summary {out}/ckpt_5.pt"),
             ("collision", "--json-summary={out}/.bert-run.lock", 2, "--json-summary {out}/.bert"),
@@ -885,7 +917,12 @@ CASES += [
         "run_glue",
         GLUE + " --do_eval --data_dir={glue}",
         [
-            ("content", "--config_file={huge_config}", 1, "{huge_config}: cannot be read as JSON"),
+            (
+                "content",
+                "--config_file={long_number_config}",
+                1,
+                "{long_number_config}: cannot be read as JSON",
+            ),
             ("collision", "--json-summary={out}/results.txt", 2, "--json-summary {out}/results"),
             (
                 "collision",
@@ -914,7 +951,12 @@ CASES += [
         INFER,
         [
             ("content", "--init_checkpoint={int_pt}", 1, "{int_pt}: bert.embeddings"),
-            ("content", "--config_file={huge_config}", 1, "{huge_config}: cannot be read"),
+            (
+                "content",
+                "--config_file={long_number_config}",
+                1,
+                "{long_number_config}: cannot be read",
+            ),
         ],
     ),
     *cases(
@@ -1146,7 +1188,7 @@ def add_wrong_content_and_held_outputs(w: Path, paths: dict[str, str], model) ->
         save_nvidia_checkpoint(paths[name], changed, model.config)
     huge, deep = '{"vocab_size": ' + "9" * 5000 + "}", "[" * 100_000 + "]" * 100_000
     for name, text in (
-        ("huge_config", huge),
+        ("long_number_config", huge),
         ("deep_config", deep),
         ("huge_squad", huge),
         ("deep_squad", deep),
@@ -1316,7 +1358,7 @@ FULL_DISK_CASES = [
     full_disk_case(
         "create_pretraining_data",
         CPD + " --output_file={full}/x.hdf5",
-        "cannot write {full}/x.hdf5: No space left on device",
+        "{full}/x.hdf5: cannot write its lock file there (No space left on device)",
     ),
     full_disk_case(
         "convert_checkpoint",

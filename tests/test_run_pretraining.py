@@ -292,7 +292,7 @@ def test_bad_input_is_one_clear_line(sample_shards, tmp_path):
         pretrain(
             *common(shards, tmp_path / "c"),
             "--max_steps=20",
-            "--learning_rate=1e6",
+            "--learning_rate=1000",  # the flag's limit
             "--num_steps_per_checkpoint=1",
         )
     )
