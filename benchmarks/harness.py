@@ -56,7 +56,7 @@ SECTIONS = ("pretrain", "squad_train", "squad_infer", "loader", "tokenizer")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = cli.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default=str(REPO / "bert_configs" / "base.json"))
     parser.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), default="fp32")
     parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS))

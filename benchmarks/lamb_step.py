@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = cli.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default=str(REPO / "bert_configs" / "base.json"))
     parser.add_argument("--impls", nargs="+", choices=LAMB_IMPLS[1:], default=["torch", "compiled"])
     parser.add_argument("--steps", type=cli.positive_int, default=10)
