@@ -29,7 +29,8 @@
 #                                                # dev set into results/gpu_inputs, builds shards
 #   bash scripts/gpu_check.sh [OUT_DIR]          # on the GPU machine; default $OUT, else
 #                                                # results/gpu_check; carry results/gpu_inputs
-#                                                # and results/sample_shards
+#                                                # and results/sample_shards (SAMPLE_SHARDS
+#                                                # names another folder of those shards)
 #   DRY_RUN=1 bash scripts/gpu_check.sh OUT_DIR  # the same stages on the CPU with the tiny
 #                                                # config and a few steps (under 2 minutes)
 # fp8 rows need torchao on the GPU machine: put its wheel (and nothing else) in .whl/ here and
@@ -46,17 +47,20 @@ PYTHON=${PYTHON:-python3}
 export PYTHONUNBUFFERED=1
 dry=${DRY_RUN:-0}
 dev_copy=results/gpu_inputs/dev-v1.1.json
+shards=${SAMPLE_SHARDS:-results/sample_shards}  # the bundled sample's (make_sample_shards.sh)
 
-prepare() {
+prepare() {  # the dry run reads the bundled SQuAD sample, so it needs no copy of the dev set
   local shared=../shared/data/squad/v1.1/dev-v1.1.json
-  mkdir -p results/gpu_inputs
-  if [ -f "$shared" ] && [ ! -f "$dev_copy" ]; then cp "$shared" "$dev_copy"; fi
-  [ -d results/sample_shards/phase2 ] || bash scripts/make_sample_shards.sh results/sample_shards >/dev/null
+  if [ "$dry" != 1 ] && [ -f "$shared" ] && [ ! -f "$dev_copy" ]; then
+    mkdir -p results/gpu_inputs
+    cp "$shared" "$dev_copy"
+  fi
+  [ -d "$shards/phase2" ] || bash scripts/make_sample_shards.sh "$shards" >/dev/null
 }
 
 if [ "${1:-}" = "--prepare" ]; then
   prepare
-  ls -la "$dev_copy" results/sample_shards
+  ls -la "$dev_copy" "$shards"
   exit 0
 fi
 if [ "${1:-}" = "--dry-run" ]; then
@@ -96,9 +100,12 @@ if [ "$dry" = 1 ]; then  # CPU, tiny model, a few steps; compiled paths captured
   squad_train=(--train_batch_size 2 --max_steps 6 --log_freq 2)
   predict_batch=32
   dev=data/sample/squad/v1.1/dev-v1.1.json
-  harness_args=(--batch_p1 2 --batch_p2 1 --steps 2 --warmup 1)  # the profile takes 3 batches
+  # The profile takes 3 batches. The harness in fp32: its 10 rows (the transformers ones padded
+  # to full length) take 4x longer in bf16 on a CPU, and the entry-script rows above already run
+  # the one bf16 precision path that the harness shares with them.
+  harness_args=(--batch_p1 2 --batch_p2 1 --steps 2 --warmup 1 --dtype fp32)
   attention_args=(--batch 2 --seq 128 --heads 2 --head_size 16 --widths 64 128 --steps 2
-                  --warmup 1 --lengths_from results/sample_shards/phase1)
+                  --warmup 1 --lengths_from "$shards/phase1")
   tests_timeout=60
 else
   budget=${BUDGET_S:-470}
@@ -111,11 +118,10 @@ else
   predict_batch=${PREDICT_BATCH:-256}
   dev=$dev_copy
   [ -f "$dev" ] || dev=data/sample/squad/v1.1/dev-v1.1.json
-  harness_args=(--batch_p1 64 --batch_p2 16 --steps 5 --warmup 2)
-  attention_args=(--batch 32 --seq 512 --lengths_from results/sample_shards/phase2)
+  harness_args=(--batch_p1 64 --batch_p2 16 --steps 5 --warmup 2 --dtype bf16)
+  attention_args=(--batch 32 --seq 512 --lengths_from "$shards/phase2")
   tests_timeout=150
 fi
-shards=results/sample_shards
 
 left() { echo $((budget - (SECONDS - started))); }
 
@@ -261,7 +267,7 @@ PY
 # 3-4. The workloads in priority order, the harness after the bf16 runs.
 workloads bf16 fast
 workloads bf16 eager
-run_stage "harness" 150 "$PYTHON" -m benchmarks.harness --config "$config" --dtype bf16 \
+run_stage "harness" 150 "$PYTHON" -m benchmarks.harness --config "$config" \
   --sections pretrain --shards "$shards" --compile "${harness_args[@]}" \
   --json "$out/harness.json" --profile "$out/profile_p1.txt" \
   --profile_row "ours compiled + compiled LAMB"

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from filelock import FileLock
 from packaging.requirements import Requirement
 
 from tests.support import (
@@ -117,11 +118,13 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The modules that cost the most first, each module's tests in their own order: parallel
     workers take whole modules in this order (scripts/test.sh), so the long ones start early and
-    the short ones fill the end. The cost is estimated from the `slow` marks (a slow test takes
-    about 20 s on a 2-core CPU, another about 0.3 s)."""
+    the short ones fill the end. The cost is estimated in seconds on a 2-core CPU from the `slow`
+    marks: about 12 s for a slow test unless its mark says more (`slow(seconds=N)`, for the few
+    that take minutes), about 0.2 s for another."""
     cost: dict[Path, float] = {}
     for item in items:
-        weight = 20 if item.get_closest_marker("slow") else 0.3
+        slow = item.get_closest_marker("slow")
+        weight = slow.kwargs.get("seconds", 12) if slow else 0.2
         cost[item.path] = cost.get(item.path, 0.0) + weight
     order = {path: rank for rank, path in enumerate(cost)}
     items.sort(key=lambda item: (-cost[item.path], order[item.path]))
@@ -180,10 +183,20 @@ def transformers():
 
 
 @pytest.fixture(scope="session")
-def sample_shards(tmp_path_factory) -> Path:
+def sample_shards(tmp_path_factory, worker_id) -> Path:
     """The bundled sample's shards as the quick start builds them (`phase1`, `phase2` and their
-    `_test` folders; one duplication), built once per test process and only read."""
-    return make_sample_shards(tmp_path_factory.mktemp("sample_shards"))
+    `_test` folders; one duplication), built once per session and only read: the parallel
+    workers share one copy, built by whichever asks first while the others wait on a lock."""
+    root = tmp_path_factory.getbasetemp()
+    if worker_id != "master":  # a pytest-xdist worker: its base folder is inside the session's
+        root = root.parent
+    out, done = root / "sample_shards", root / "sample_shards.done"
+    with FileLock(root / "sample_shards.lock"):
+        if not done.is_file():
+            shutil.rmtree(out, ignore_errors=True)  # left by a build that failed
+            make_sample_shards(out)
+            done.touch()
+    return out
 
 
 @pytest.fixture(scope="session")

@@ -436,6 +436,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_cli_errors_are_one_clear_line(tmp_path, pretraining_model):
     result = run_cli("--input", str(tmp_path / "missing.pt"), "--output", str(tmp_path / "o"))
     assert result.returncode == 2
@@ -458,6 +459,7 @@ def test_cli_errors_are_one_clear_line(tmp_path, pretraining_model):
     assert not (tmp_path / "hf").exists()  # nothing half-written
 
 
+@pytest.mark.slow
 def test_cli_nvidia_to_hf_with_config_and_vocab(tmp_path, pretraining_model):
     torch.save({"model": pretraining_model.state_dict()}, tmp_path / "ckpt_8601.pt")
     result = run_cli(

@@ -436,6 +436,7 @@ def test_instance_statistics_on_the_sample(sample_shard):
     assert set(np.unique(nsp)) == {0, 1} and 0.45 < nsp.mean() < 0.6
 
 
+@pytest.mark.slow
 def test_deterministic_by_seed(tmp_path, sample_shard):
     output = tmp_path / "again.hdf5"
     args = [
@@ -507,6 +508,7 @@ def test_masked_lm_labels_stop_at_the_first_zero():
     assert labels.tolist() == [[-1, -1, 7, -1, -1, -1]]  # NVIDIA ignores what follows a 0
 
 
+@pytest.mark.slow
 def test_lower_casing_can_be_turned_off(tmp_path):
     (tmp_path / "in.txt").write_text("Paris Is Big .\nLondon Is Bigger .\n\nRome .\nOslo .\n")
     outputs = {}
@@ -553,6 +555,7 @@ def test_fast_tokenizer_backend_gives_identical_shards(tmp_path, sample_shard):
         np.testing.assert_array_equal(array, sample_shard[key], err_msg=key)
 
 
+@pytest.mark.slow
 def test_folder_input_in_parallel_processes(tmp_path, sample_lines):
     folder = tmp_path / "shards"
     folder.mkdir()
@@ -593,6 +596,7 @@ def one_line_error(result: subprocess.CompletedProcess, status: int = 1) -> str:
     return lines[0]
 
 
+@pytest.mark.slow
 def test_bad_input_is_one_clear_line(tmp_path):
     good = tmp_path / "good.txt"
     good.write_text("One sentence .\nTwo sentences .\n")

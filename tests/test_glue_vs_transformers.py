@@ -64,6 +64,7 @@ def test_a_seed_repeats_its_run_and_another_seed_does_not(tmp_path, tiny_hf):
     assert other["final_loss"] != first["final_loss"]
 
 
+@pytest.mark.slow
 def test_our_run_glue_output_is_read_into_a_column_beside_it(tmp_path, tiny_hf):
     import run_glue
 

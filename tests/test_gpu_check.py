@@ -11,13 +11,14 @@ import pytest
 from benchmarks.gpu_table import WORKLOADS
 from tests.support import REPO_ROOT, launcher_env
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow(seconds=120)
 
 
-def test_dry_run_produces_the_table_with_every_row(tmp_path):
+def test_dry_run_produces_the_table_with_every_row(sample_shards, tmp_path):
     out, work = tmp_path / "out", tmp_path / "work"
-    # DUPE_FACTOR: results/sample_shards, when this run builds them, at half the work
-    env = launcher_env(DRY_RUN="1", WORK=str(work), OMP_NUM_THREADS="1", DUPE_FACTOR="1")
+    env = launcher_env(
+        DRY_RUN="1", WORK=str(work), OMP_NUM_THREADS="1", SAMPLE_SHARDS=str(sample_shards)
+    )
     result = subprocess.run(
         ["bash", "scripts/gpu_check.sh", str(out)],
         cwd=REPO_ROOT,

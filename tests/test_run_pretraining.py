@@ -85,7 +85,7 @@ def losses_per_run(log) -> list[dict[int, float]]:
     return runs
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=75)
 def test_launcher_runs_phase1_then_phase2_on_the_sample(sample_shards, tmp_path):
     env = launcher_env(RESULTS_DIR=str(tmp_path), SAMPLE_SHARDS=str(sample_shards))
     preset = subprocess.run(
@@ -263,7 +263,7 @@ def test_two_processes_equal_one_with_twice_the_accumulation(sample_shards, tmp_
     assert [n2[s] for s in range(1, 5)] == pytest.approx([n1[s] for s in range(1, 5)], rel=1e-5)
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=35)
 def test_bad_input_is_one_clear_line(sample_shards, tmp_path):
     shards = sample_shards / "phase1"
     line = one_error_line(

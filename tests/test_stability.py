@@ -281,7 +281,7 @@ def test_no_finished_seed_is_said_so_not_a_table_of_nan(data, pretrained, capsys
     assert not (out / "spread.png").exists()
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=30)
 def test_checkpoint_to_tables_resume_and_failures(data, pretrained, capsys):
     good_dev = (data["glue"] / "MRPC" / "dev.tsv").read_text()
     lines = good_dev.splitlines()

@@ -100,6 +100,7 @@ def test_rows_without_labels_leave_the_loss_unchanged():
     assert trim_multiple(torch.device("cpu"), True) == 64
 
 
+@pytest.mark.slow
 def test_compiled_layers_do_not_recompile_after_warm_up():
     """Phase 1 (128) and phase 2 (512) batches of varying real lengths, trimmed to multiples of
     64, and short last batches: every width compiles once during warm-up, then no step

@@ -149,6 +149,7 @@ def test_settings_vocab_and_count_mismatches(good_shard, tmp_path):
     assert "no .hdf5 shards" in verify_shards([tmp_path / "nothing"], expect()).problems[0]
 
 
+@pytest.mark.slow
 def test_command_line(good_shard):
     args = [
         sys.executable,

@@ -284,6 +284,7 @@ def test_squad_scores_on_a_full_disk(tmp_path, monkeypatch, capsys):
     assert listing(disk) == []
 
 
+@pytest.mark.slow
 def test_a_benchmark_log_that_cannot_be_written_stops_the_launcher(tmp_path, monkeypatch):
     from benchmarks import stability
 
