@@ -212,7 +212,6 @@ def test_a_failed_save_after_fine_tuning_says_the_weights_are_lost(
     assert listing(disk) == []
 
 
-@pytest.mark.slow  # an in-process run of the entry script
 def test_glue_predictions_are_written_together_or_not_at_all(
     tmp_path, monkeypatch, capsys, pretrained
 ):
@@ -319,7 +318,6 @@ def test_an_onnx_model_without_room_is_refused_before_the_comparison(tmp_path, m
 # ------------------------------------------------------------------------------ pre-training
 
 
-@pytest.mark.slow  # an in-process run of the entry script
 def test_a_pretraining_log_on_a_full_disk_ends_the_run_in_one_line(tmp_path, monkeypatch, capsys):
     shards = tmp_path / "shards"
     write_random_shards(shards)
