@@ -288,7 +288,13 @@ def test_a_benchmark_log_that_cannot_be_written_stops_the_launcher(tmp_path, mon
     from benchmarks import stability
 
     fill_disk(monkeypatch, tmp_path, free=1000)
-    endless = "import itertools\nfor i in itertools.count(): print('line', i, flush=True)"
+    # A launcher that Ctrl-C stops at once, also when this session runs with SIGINT ignored (a
+    # background job), which its children would inherit: stopping would then wait 30 s to kill.
+    endless = (
+        "import itertools, signal\n"
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+        "for i in itertools.count(): print('line', i, flush=True)"
+    )
     log = tmp_path / "launcher.log"
     with pytest.raises(WriteError, match=rf"cannot write {log}: No space .* launcher was stopped"):
         stability.stream([sys.executable, "-c", endless], log, tmp_path)
