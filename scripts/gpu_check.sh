@@ -32,7 +32,7 @@
 #                                                # and results/sample_shards (SAMPLE_SHARDS
 #                                                # names another folder of those shards)
 #   DRY_RUN=1 bash scripts/gpu_check.sh OUT_DIR  # the same stages on the CPU with the tiny
-#                                                # config and a few steps (under 2 minutes)
+#                                                # config and a few steps (~2 min, 2 CPU cores)
 # fp8 rows need torchao on the GPU machine: put its wheel (and nothing else) in .whl/ here and
 # carry .whl; without it those rows say "skipped: fp8 needs the torchao package".
 #
