@@ -8,6 +8,7 @@ import collections
 import csv
 import dataclasses
 import errno
+import importlib
 import io
 import json
 import os
@@ -17,7 +18,7 @@ import string
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import h5py
@@ -83,6 +84,18 @@ def whole_words(tokens: list[str]) -> list[list[int]]:
         else:
             words.append([position])
     return words
+
+
+def run_main(script: str, argv: Sequence[str], capsys) -> subprocess.CompletedProcess:
+    """An entry script's `main(argv)` in this process, returned as a subprocess run would be
+    (exit status, stdout, stderr) for `one_error_line`. For runs that stop on bad input: a new
+    interpreter would spend about 1.5 s importing torch before it reads the first flag. `main`
+    turns every ending into an exit status and its one line, as for a user (an exception that
+    escapes it fails the test). The caller's working folder is the script's."""
+    capsys.readouterr()  # what the test printed before is not the script's
+    status = importlib.import_module(script).main(list(argv))
+    captured = capsys.readouterr()
+    return subprocess.CompletedProcess([script, *argv], status, captured.out, captured.err)
 
 
 def one_error_line(result: subprocess.CompletedProcess, status: int = 1) -> str:

@@ -26,7 +26,14 @@ from checkpoint import (
 )
 from fileio import WriteError
 from modeling import BertConfig, BertForPreTraining, BertForQuestionAnswering, BertModel
-from tests.support import REPO_ROOT, TINY_CONFIG, UNCASED_VOCAB, random_batch, tiny_config
+from tests.support import (
+    REPO_ROOT,
+    TINY_CONFIG,
+    UNCASED_VOCAB,
+    random_batch,
+    run_main,
+    tiny_config,
+)
 
 
 def outputs_equal(a: torch.nn.Module, b: torch.nn.Module, columns: int | None = None) -> None:
@@ -426,28 +433,24 @@ def test_save_is_atomic(tmp_path, monkeypatch):
 # ----------------------------------------------------------------------------- the CLI
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "convert_checkpoint.py", *args],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
+def run_cli(capsys, *args: str) -> subprocess.CompletedProcess:
+    return run_main("convert_checkpoint", args, capsys)  # in-process: no interpreter start-up
+
+
+def test_cli_errors_are_one_clear_line(tmp_path, pretraining_model, capsys):
+    result = run_cli(
+        capsys, "--input", str(tmp_path / "missing.pt"), "--output", str(tmp_path / "o")
     )
-
-
-@pytest.mark.slow
-def test_cli_errors_are_one_clear_line(tmp_path, pretraining_model):
-    result = run_cli("--input", str(tmp_path / "missing.pt"), "--output", str(tmp_path / "o"))
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         f"convert_checkpoint.py: error: --input {tmp_path / 'missing.pt'}: no such file or folder"
     ]
     torch.save({"model": pretraining_model.state_dict()}, tmp_path / "ngc.pt")
-    result = run_cli("--input", str(tmp_path / "ngc.pt"), "--output", str(tmp_path / "hf"))
+    result = run_cli(capsys, "--input", str(tmp_path / "ngc.pt"), "--output", str(tmp_path / "hf"))
     assert result.returncode == 1 and "pass --config_file" in result.stderr
     (tmp_path / "bad.json").write_text("{")
     result = run_cli(
+        capsys,
         "--input",
         str(tmp_path / "ngc.pt"),
         "--output",
@@ -459,10 +462,10 @@ def test_cli_errors_are_one_clear_line(tmp_path, pretraining_model):
     assert not (tmp_path / "hf").exists()  # nothing half-written
 
 
-@pytest.mark.slow
-def test_cli_nvidia_to_hf_with_config_and_vocab(tmp_path, pretraining_model):
+def test_cli_nvidia_to_hf_with_config_and_vocab(tmp_path, pretraining_model, capsys):
     torch.save({"model": pretraining_model.state_dict()}, tmp_path / "ckpt_8601.pt")
     result = run_cli(
+        capsys,
         "--input",
         str(tmp_path / "ckpt_8601.pt"),
         "--output",
@@ -484,6 +487,7 @@ def test_cli_nvidia_to_hf_with_config_and_vocab(tmp_path, pretraining_model):
     assert report.vocab_resized == (30522, 30528)  # trimmed on export, padded again on load
     outputs_equal(back, pretraining_model, columns=30522)
     result = run_cli(
+        capsys,
         "--input",
         str(tmp_path / "ckpt_8601.pt"),
         "--output",

@@ -18,7 +18,14 @@ import pretraining_instances as cpd  # the library create_pretraining_data.py ru
 from fileio import sha256_file
 from output_lock import LOCK_NAME
 from pretraining_data import PretrainingShard, masked_lm_labels
-from tests.support import CASED_VOCAB, REPO_ROOT, UNCASED_VOCAB, plant, write_shard_file
+from tests.support import (
+    CASED_VOCAB,
+    REPO_ROOT,
+    UNCASED_VOCAB,
+    plant,
+    run_main,
+    write_shard_file,
+)
 from tokenization import BertTokenizer
 
 SAMPLE_CORPUS = REPO_ROOT / "data" / "sample" / "wikitext2_valid_sentences.txt"
@@ -596,8 +603,10 @@ def one_line_error(result: subprocess.CompletedProcess, status: int = 1) -> str:
     return lines[0]
 
 
-@pytest.mark.slow
-def test_bad_input_is_one_clear_line(tmp_path):
+def test_bad_input_is_one_clear_line(tmp_path, capsys):
+    def run_cli(*args: str) -> subprocess.CompletedProcess:  # in-process: stops before the work
+        return run_main("create_pretraining_data", ["--disable_progress_bar", *args], capsys)
+
     good = tmp_path / "good.txt"
     good.write_text("One sentence .\nTwo sentences .\n")
     out = tmp_path / "out.hdf5"

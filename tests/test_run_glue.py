@@ -21,21 +21,18 @@ from tests.support import (
     mrpc_dev_scores,
     one_error_line,
     plant,
+    run_main,
 )
 
 pytestmark = pytest.mark.slow
 
 
+TINY = [f"--vocab_file={UNCASED_VOCAB}", f"--config_file={TINY_CONFIG}", "--do_lower_case"]
+
+
 def run_glue(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [
-            sys.executable,
-            "run_glue.py",
-            f"--vocab_file={UNCASED_VOCAB}",
-            f"--config_file={TINY_CONFIG}",
-            "--do_lower_case",
-            *args,
-        ],
+        [sys.executable, "run_glue.py", *TINY, *args],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
@@ -129,7 +126,10 @@ def test_regression_task_sts_b(pretrained, tmp_path):
     assert {"pearson", "spearmanr", "corr"} <= set(results) and results["global_step"] == 5
 
 
-def test_bad_input(pretrained, tmp_path):
+def test_bad_input(pretrained, tmp_path, capsys):
+    def run_glue(*args: str) -> subprocess.CompletedProcess:  # in-process: stops before the work
+        return run_main("run_glue", [*TINY, *args], capsys)
+
     out = [f"--output_dir={tmp_path / 'o'}", f"--json-summary={tmp_path / 'o' / 'l.json'}"]
     sample = REPO_ROOT / "data" / "sample" / "glue" / "MRPC"
     assert (

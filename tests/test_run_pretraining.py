@@ -21,6 +21,7 @@ from tests.support import (
     launcher_env,
     one_error_line,
     pretrain_in_process,
+    run_main,
     write_random_shards,
 )
 
@@ -263,8 +264,10 @@ def test_two_processes_equal_one_with_twice_the_accumulation(sample_shards, tmp_
     assert [n2[s] for s in range(1, 5)] == pytest.approx([n1[s] for s in range(1, 5)], rel=1e-5)
 
 
-@pytest.mark.slow(seconds=35)
-def test_bad_input_is_one_clear_line(sample_shards, tmp_path):
+def test_bad_input_is_one_clear_line(sample_shards, tmp_path, capsys):
+    def pretrain(*args: str) -> subprocess.CompletedProcess:  # in-process: no start-up
+        return run_main("run_pretraining", ["--do_train", "--disable_progress_bar", *args], capsys)
+
     shards = sample_shards / "phase1"
     line = one_error_line(
         pretrain(*common(shards, tmp_path / "a"), "--gradient_accumulation_steps=3"), 2

@@ -28,6 +28,7 @@ from tests.support import (
     launcher_env,
     official_squad_v1_scores,
     one_error_line,
+    run_main,
 )
 from tokenization import BertTokenizer
 
@@ -61,16 +62,12 @@ def fine_tuned(pretrained, tmp_path_factory, squad_sample):
     return out
 
 
+TINY = [f"--vocab_file={UNCASED_VOCAB}", f"--config_file={TINY_CONFIG}", "--do_lower_case"]
+
+
 def run_squad(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [
-            sys.executable,
-            "run_squad.py",
-            f"--vocab_file={UNCASED_VOCAB}",
-            f"--config_file={TINY_CONFIG}",
-            "--do_lower_case",
-            *args,
-        ],
+        [sys.executable, "run_squad.py", *TINY, *args],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
@@ -347,7 +344,10 @@ def test_compiled_training_and_prediction_match_eager(pretrained, tmp_path, squa
             assert x["text"] == y["text"] and abs(x["start_logit"] - y["start_logit"]) < 1e-3
 
 
-def test_bad_input(pretrained, tmp_path, squad_sample):
+def test_bad_input(pretrained, tmp_path, squad_sample, capsys):
+    def run_squad(*args: str) -> subprocess.CompletedProcess:  # in-process: stops before the work
+        return run_main("run_squad", [*TINY, *args], capsys)
+
     out = [f"--output_dir={tmp_path}", f"--json-summary={tmp_path}/log.json"]
     assert "--do_train needs --train_file" in one_error_line(run_squad(*out, "--do_train"), 2)
     assert "at least one of --do_train or --do_predict" in one_error_line(run_squad(*out), 2)
