@@ -152,9 +152,13 @@ run_stage() {
   say "   $name: $stage_status in $((SECONDS - t0)) s"
 }
 
-# What this machine cannot run, by precision (empty: it can), asked once.
-fp16_refused="skipped: the precision probe failed" fp8_refused=$fp16_refused
+# What this machine cannot run, by precision (empty: it can), the device's name and the library
+# versions, asked of one interpreter (each start-up imports torch: seconds on a CPU).
+fp16_refused="skipped: the precision probe failed" fp8_refused=$fp16_refused device_name=unknown
+versions="versions: the probe failed"
 eval "$("$PYTHON" - "$dry" <<'PY'
+import importlib.metadata
+import shlex
 import sys
 
 import torch
@@ -163,9 +167,24 @@ from training import fp8_unavailable
 
 cuda = torch.cuda.is_available() and sys.argv[1] != "1"
 device = torch.device("cuda" if cuda else "cpu")
-print(f"fp16_refused='{'' if cuda else 'skipped: fp16 needs a CUDA GPU'}'")
 reason = fp8_unavailable(device)
-print(f"fp8_refused='{'skipped: fp8 ' + reason if reason else ''}'")
+try:
+    torchao = importlib.metadata.version("torchao")
+except importlib.metadata.PackageNotFoundError:
+    torchao = "not installed"
+try:
+    transformers = importlib.metadata.version("transformers")
+except importlib.metadata.PackageNotFoundError:
+    transformers = "not installed"
+answers = {
+    "fp16_refused": "" if cuda else "skipped: fp16 needs a CUDA GPU",
+    "fp8_refused": f"skipped: fp8 {reason}" if reason else "",
+    "device_name": torch.cuda.get_device_name() if cuda else "cpu",
+    "versions": f"torch {torch.__version__} cuda {torch.version.cuda} transformers "
+    f"{transformers} torchao {torchao}",
+}
+for name, value in answers.items():
+    print(f"{name}={shlex.quote(value)}")
 PY
 )"
 
@@ -233,13 +252,10 @@ workloads() {  # precision path
 say "== environment (dry run: $dry)"
 {
   command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv
-  "$PYTHON" -c "import torch, transformers; print('torch', torch.__version__, 'cuda', torch.version.cuda, \
-'transformers', transformers.__version__, 'device', torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu')"
-  "$PYTHON" -c "import torchao; print('torchao', torchao.__version__)" 2>/dev/null || echo "torchao: not installed"
+  echo "$versions; device $device_name"
   "$PYTHON" run_pretraining.py --print_env --precision auto --config_file bert_configs/large.json
   echo "fp16: ${fp16_refused:-available}; fp8: ${fp8_refused:-available}; budget ${budget} s"
 } 2>&1 | tee -a "$log"
-device_name=$("$PYTHON" -c "import torch; print(torch.cuda.get_device_name() if torch.cuda.is_available() and '$dry' != '1' else 'cpu')")
 
 # 2. GPU tests, first, so that their verdict comes back even if a later stage runs out of time.
 # Only the files that hold GPU tests: the GPU image lacks the CPU-only test peers (onnx, moto...).
