@@ -50,6 +50,7 @@ from tests.support import (
     UNCASED_VOCAB,
     fill_disk,
     plant_file_lock,
+    run_main,
     write_shard_file,
 )
 
@@ -1245,9 +1246,8 @@ def snapshot(root: Path) -> dict[str, tuple]:
 
 
 def run_in_process(case: Case, argv: list[str], capsys) -> tuple[int, str]:
-    module = importlib.import_module(case.script)
-    status = module.main(argv)
-    return status, capsys.readouterr().err
+    result = run_main(case.script, argv, capsys)
+    return result.returncode, result.stderr
 
 
 def run_subprocess(case: Case, argv: list[str]) -> tuple[int, str]:
