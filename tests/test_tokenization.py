@@ -378,16 +378,35 @@ def _first_difference(tokenizer, ours, theirs, label):
     )
 
 
-def _assert_same_ids(tokenizer, corpora, reference, label):
-    """Tokenize each corpus once; on mismatch, show the first three lines of each corpus."""
+@pytest.fixture(scope="module")
+def our_ids(corpora):
+    """``our_ids(tokenizer)``: its ids per corpus, computed once per module for each vocabulary,
+    casing and backend (the comparison with the legacy tokenizer reuses the Python backend's)."""
+    cache: dict[tuple[str, bool, str], dict[str, list[list[int]]]] = {}
+
+    def get(tokenizer: BertTokenizer) -> dict[str, list[list[int]]]:
+        key = (tokenizer.vocab_file, tokenizer.do_lower_case, tokenizer.backend)
+        if key not in cache:
+            cache[key] = {
+                name: [tokenizer.convert_tokens_to_ids(t) for t in tokenizer.tokenize_batch(lines)]
+                for name, lines in corpora.items()
+            }
+        return cache[key]
+
+    return get
+
+
+def _assert_same_ids(tokenizer, corpora, ours, reference, label):
+    """Compare each corpus line by line; on mismatch, show the first three lines of each."""
     counts, examples = [], []
     for name, lines in corpora.items():
-        ours = [tokenizer.convert_tokens_to_ids(t) for t in tokenizer.tokenize_batch(lines)]
-        bad = [i for i, (a, b) in enumerate(zip(ours, reference[name], strict=True)) if a != b]
+        bad = [
+            i for i, (a, b) in enumerate(zip(ours[name], reference[name], strict=True)) if a != b
+        ]
         counts.append(f"{name}: {len(bad)} of {len(lines)} lines differ")
         examples += [
             f"{name}[{i}] {lines[i][:150]!r}\n"
-            + _first_difference(tokenizer, ours[i], reference[name][i], label)
+            + _first_difference(tokenizer, ours[name][i], reference[name][i], label)
             for i in bad[:3]
         ]
     assert not examples, "\n".join(counts + examples)
@@ -396,18 +415,19 @@ def _assert_same_ids(tokenizer, corpora, reference, label):
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("vocab_name", list(VOCABS))
-def test_ids_match_hugging_face_bert_tokenizer(corpora, hf_ids, vocab_name, backend):
+def test_ids_match_hugging_face_bert_tokenizer(corpora, hf_ids, our_ids, vocab_name, backend):
     vocab, lower = VOCABS[vocab_name]
     tokenizer = BertTokenizer(vocab, do_lower_case=lower, backend=backend)
-    _assert_same_ids(tokenizer, corpora, hf_ids("fast", vocab_name), "HF")
+    _assert_same_ids(tokenizer, corpora, our_ids(tokenizer), hf_ids("fast", vocab_name), "HF")
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("vocab_name", list(VOCABS))
-def test_ids_match_hugging_face_legacy_python_tokenizer(corpora, hf_ids, vocab_name):
+def test_ids_match_hugging_face_legacy_python_tokenizer(corpora, hf_ids, our_ids, vocab_name):
     vocab, lower = VOCABS[vocab_name]
     tokenizer = BertTokenizer(vocab, do_lower_case=lower)
-    _assert_same_ids(tokenizer, corpora, hf_ids("legacy", vocab_name), "HF legacy")
+    reference = hf_ids("legacy", vocab_name)
+    _assert_same_ids(tokenizer, corpora, our_ids(tokenizer), reference, "HF legacy")
 
 
 # --- Bad input ----------------------------------------------------------------------------------
