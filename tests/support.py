@@ -11,6 +11,7 @@ import errno
 import importlib
 import io
 import json
+import logging
 import os
 import re
 import shutil
@@ -88,12 +89,21 @@ def whole_words(tokens: list[str]) -> list[list[int]]:
 
 def run_main(script: str, argv: Sequence[str], capsys) -> subprocess.CompletedProcess:
     """An entry script's `main(argv)` in this process, returned as a subprocess run would be
-    (exit status, stdout, stderr) for `one_error_line`. For runs that stop on bad input: a new
-    interpreter would spend about 1.5 s importing torch before it reads the first flag. `main`
-    turns every ending into an exit status and its one line, as for a user (an exception that
-    escapes it fails the test). The caller's working folder is the script's."""
+    (exit status, stdout, stderr) for `one_error_line`: a new interpreter would spend about
+    1.5 s importing torch before it reads the first flag. `main` turns every ending into an exit
+    status and its one line, as for a user (an exception that escapes it fails the test).
+    Warnings and errors logged during the run land in its stderr as they would in a process of
+    its own (pytest's log capture keeps them from there otherwise); INFO lines do not. The
+    caller's working folder is the script's."""
     capsys.readouterr()  # what the test printed before is not the script's
-    status = importlib.import_module(script).main(list(argv))
+    handler = logging.StreamHandler(sys.stderr)  # capsys's stream, now
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(handler)
+    try:
+        status = importlib.import_module(script).main(list(argv))
+    finally:
+        logging.getLogger().removeHandler(handler)
     captured = capsys.readouterr()
     return subprocess.CompletedProcess([script, *argv], status, captured.out, captured.err)
 

@@ -75,6 +75,11 @@ def run_squad(*args: str) -> subprocess.CompletedProcess:
     )
 
 
+def squad_main(capsys, *args: str) -> subprocess.CompletedProcess:
+    """run_squad.py's main in this process, with the tiny model's flags: no interpreter start-up."""
+    return run_main("run_squad", [*TINY, *args], capsys)
+
+
 def test_launcher_trains_predicts_and_scores(fine_tuned, squad_sample):
     names = {p.name for p in fine_tuned.iterdir()}
     assert {
@@ -121,7 +126,7 @@ def test_launcher_trains_predicts_and_scores(fine_tuned, squad_sample):
     assert load_model_weights(model, fine_tuned / "pytorch_model.bin", strict=True).missing == []
 
 
-def test_trimmed_batches_predict_like_padded_ones(fine_tuned, tmp_path, squad_sample):
+def test_trimmed_batches_predict_like_padded_ones(fine_tuned, tmp_path, squad_sample, capsys):
     dev = squad_sample / "v1.1" / "dev-v1.1.json"
     common = [
         f"--init_checkpoint={fine_tuned / 'pytorch_model.bin'}",
@@ -130,7 +135,8 @@ def test_trimmed_batches_predict_like_padded_ones(fine_tuned, tmp_path, squad_sa
         "--predict_batch_size=16",
     ]
     for name, extra in (("trim", []), ("pad", ["--no_trim"])):
-        result = run_squad(
+        result = squad_main(
+            capsys,
             *common,
             f"--output_dir={tmp_path / name}",
             f"--json-summary={tmp_path / name}/log.json",
@@ -180,8 +186,9 @@ def test_prediction_across_two_processes(fine_tuned, tmp_path, squad_sample):
     )
 
 
-def test_max_steps_is_exact_and_v2_runs(pretrained, tmp_path, squad_sample):
-    result = run_squad(
+def test_max_steps_is_exact_and_v2_runs(pretrained, tmp_path, squad_sample, capsys):
+    result = squad_main(
+        capsys,
         f"--init_checkpoint={pretrained}",
         "--do_train",
         "--max_steps=3",
@@ -201,7 +208,8 @@ def test_max_steps_is_exact_and_v2_runs(pretrained, tmp_path, squad_sample):
     assert [step for _, step in logged] == [1, 2, 3]
     assert not (tmp_path / "a" / "pytorch_model.bin").exists()
     v2 = squad_sample / "v2.0" / "dev-v2.0.json"
-    result = run_squad(
+    result = squad_main(
+        capsys,
         f"--init_checkpoint={pretrained}",
         "--do_predict",
         "--do_eval",
@@ -214,7 +222,8 @@ def test_max_steps_is_exact_and_v2_runs(pretrained, tmp_path, squad_sample):
     assert (tmp_path / "b" / "null_odds.json").exists()
     odds = json.loads((tmp_path / "b" / "null_odds.json").read_text())
     assert len(set(odds.values())) > 1  # each question its own null score (reference bug 25)
-    result = run_squad(
+    result = squad_main(
+        capsys,
         f"--init_checkpoint={pretrained}",
         "--do_predict",
         f"--predict_file={v2}",
@@ -345,8 +354,8 @@ def test_compiled_training_and_prediction_match_eager(pretrained, tmp_path, squa
 
 
 def test_bad_input(pretrained, tmp_path, squad_sample, capsys):
-    def run_squad(*args: str) -> subprocess.CompletedProcess:  # in-process: stops before the work
-        return run_main("run_squad", [*TINY, *args], capsys)
+    def run_squad(*args: str) -> subprocess.CompletedProcess:
+        return squad_main(capsys, *args)
 
     out = [f"--output_dir={tmp_path}", f"--json-summary={tmp_path}/log.json"]
     assert "--do_train needs --train_file" in one_error_line(run_squad(*out, "--do_train"), 2)
@@ -391,7 +400,7 @@ def test_bad_input(pretrained, tmp_path, squad_sample, capsys):
     assert "missing.pt" in line
 
 
-def test_trimmed_training_batches_give_the_padded_loss(pretrained, tmp_path, squad_sample):
+def test_trimmed_training_batches_give_the_padded_loss(pretrained, tmp_path, squad_sample, capsys):
     config = json.loads(TINY_CONFIG.read_text()) | {
         "hidden_dropout_prob": 0.0,
         "attention_probs_dropout_prob": 0.0,
@@ -399,10 +408,9 @@ def test_trimmed_training_batches_give_the_padded_loss(pretrained, tmp_path, squ
     (tmp_path / "config.json").write_text(json.dumps(config))
     logged = {}
     for name, extra in (("trim", []), ("pad", ["--no_trim"])):
-        result = subprocess.run(
+        result = run_main(
+            "run_squad",
             [
-                sys.executable,
-                "run_squad.py",
                 f"--vocab_file={UNCASED_VOCAB}",
                 f"--config_file={tmp_path / 'config.json'}",
                 "--do_lower_case",
@@ -418,10 +426,7 @@ def test_trimmed_training_batches_give_the_padded_loss(pretrained, tmp_path, squ
                 "--skip_cache",
                 *extra,
             ],
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            timeout=300,
+            capsys,
         )
         assert result.returncode == 0, result.stderr
         events = read_dllogger_file(tmp_path / name / "l.json")
