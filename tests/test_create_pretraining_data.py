@@ -221,6 +221,8 @@ def reference_instances(
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
+    """A new interpreter, as users run it: for the tests of determinism across processes and of
+    parallel worker processes."""
     return subprocess.run(
         [sys.executable, "create_pretraining_data.py", "--disable_progress_bar", *args],
         cwd=REPO_ROOT,
@@ -228,6 +230,11 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
         text=True,
         timeout=300,
     )
+
+
+def run_in_process(capsys, *args: str) -> subprocess.CompletedProcess:
+    """main(argv) in this process: no interpreter start-up (about 1.5 s of importing torch)."""
+    return run_main("create_pretraining_data", ["--disable_progress_bar", *args], capsys)
 
 
 def read(path: Path) -> dict[str, np.ndarray]:
@@ -515,13 +522,13 @@ def test_masked_lm_labels_stop_at_the_first_zero():
     assert labels.tolist() == [[-1, -1, 7, -1, -1, -1]]  # NVIDIA ignores what follows a 0
 
 
-@pytest.mark.slow
-def test_lower_casing_can_be_turned_off(tmp_path):
+def test_lower_casing_can_be_turned_off(tmp_path, capsys):
     (tmp_path / "in.txt").write_text("Paris Is Big .\nLondon Is Bigger .\n\nRome .\nOslo .\n")
     outputs = {}
     for flag in (["--do_lower_case", "0"], ["--no_lower_case"], ["--do_lower_case"]):
         output = tmp_path / f"{'_'.join(flag)}.hdf5"
-        result = run_cli(
+        result = run_in_process(
+            capsys,
             "--vocab_file",
             str(CASED_VOCAB),
             "--input_file",
@@ -543,9 +550,10 @@ def test_lower_casing_can_be_turned_off(tmp_path):
     assert not cased_ids & lowered
 
 
-def test_fast_tokenizer_backend_gives_identical_shards(tmp_path, sample_shard):
+def test_fast_tokenizer_backend_gives_identical_shards(tmp_path, sample_shard, capsys):
     output = tmp_path / "fast.hdf5"
-    result = run_cli(
+    result = run_in_process(
+        capsys,
         "--vocab_file",
         str(UNCASED_VOCAB),
         "--input_file",
@@ -604,8 +612,8 @@ def one_line_error(result: subprocess.CompletedProcess, status: int = 1) -> str:
 
 
 def test_bad_input_is_one_clear_line(tmp_path, capsys):
-    def run_cli(*args: str) -> subprocess.CompletedProcess:  # in-process: stops before the work
-        return run_main("create_pretraining_data", ["--disable_progress_bar", *args], capsys)
+    def run_cli(*args: str) -> subprocess.CompletedProcess:
+        return run_in_process(capsys, *args)
 
     good = tmp_path / "good.txt"
     good.write_text("One sentence .\nTwo sentences .\n")
