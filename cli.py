@@ -513,8 +513,11 @@ def require(module: str, install: str) -> ModuleType:
         raise MissingDependency(f"needs the {module} package ({install})") from None
 
 
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
 def configure_logging(level: int = logging.INFO) -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=level, format=LOG_FORMAT)
 
 
 def describe(err: BaseException) -> str:

@@ -109,7 +109,8 @@ import json
 import sys
 
 source, target, wanted = sys.argv[1], sys.argv[2], int(sys.argv[3])
-dataset = json.loads(open(source, encoding="utf-8").read())
+with open(source, encoding="utf-8") as f:
+    dataset = json.load(f)
 articles = []
 for article in dataset["data"]:
     paragraphs = []
@@ -190,20 +191,21 @@ from training import fp8_unavailable
 cuda = torch.cuda.is_available() and sys.argv[1] != "1"
 device = torch.device("cuda" if cuda else "cpu")
 reason = fp8_unavailable(device)
-try:
-    torchao = importlib.metadata.version("torchao")
-except importlib.metadata.PackageNotFoundError:
-    torchao = "not installed"
-try:
-    transformers = importlib.metadata.version("transformers")
-except importlib.metadata.PackageNotFoundError:
-    transformers = "not installed"
+
+
+def installed(name: str) -> str:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
 answers = {
     "fp16_refused": "" if cuda else "skipped: fp16 needs a CUDA GPU",
     "fp8_refused": f"skipped: fp8 {reason}" if reason else "",
     "device_name": torch.cuda.get_device_name() if cuda else "cpu",
     "versions": f"torch {torch.__version__} cuda {torch.version.cuda} transformers "
-    f"{transformers} torchao {torchao}",
+    f"{installed('transformers')} torchao {installed('torchao')}",
 }
 for name, value in answers.items():
     print(f"{name}={shlex.quote(value)}")

@@ -27,6 +27,7 @@ import numpy as np
 import pytest
 import torch
 
+from cli import LOG_FORMAT
 from logger import MetricLogger
 from modeling import BertConfig
 from output_lock import LOCK_NAME, Holder
@@ -98,7 +99,7 @@ def run_main(script: str, argv: Sequence[str], capsys) -> subprocess.CompletedPr
     capsys.readouterr()  # what the test printed before is not the script's
     handler = logging.StreamHandler(sys.stderr)  # capsys's stream, now
     handler.setLevel(logging.WARNING)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
     logging.getLogger().addHandler(handler)
     try:
         status = importlib.import_module(script).main(list(argv))

@@ -55,11 +55,6 @@ def test_the_command_line(tmp_path, capsys):
     assert "requirements_check.py: error: " in capsys.readouterr().err
 
 
-def test_this_environment_has_every_test_requirement():
-    files = [REPO_ROOT / "requirements.txt", REPO_ROOT / "requirements-test.txt"]
-    assert missing_requirements(files) == []
-
-
 def copy_for_install(tmp_path):
     """The files install.sh reads, and a stand-in interpreter that logs `-m pip` calls (and does
     nothing for them) and runs everything else with the real one."""
